@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The two Quick start commands:
+#   ./dev.sh run    install dependencies, build, start corrald on 127.0.0.1:8080 with an example
+#   ./dev.sh test   install dependencies, build (normal and ASan+UBSan), run the whole test suite twice
+set -euo pipefail
+cd "$(dirname "$0")"
+
+jobs=$(nproc)
+
+build() {  # build DIR BUILD_TYPE [extra cmake args]
+  local dir=$1 type=$2
+  shift 2
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+case "${1:-}" in
+  run)
+    scripts/install-deps.sh
+    build build/release RelWithDebInfo
+    echo
+    echo "corrald is starting on http://127.0.0.1:8080 — try the example in another terminal:"
+    echo "  curl -s localhost:8080/v1/run -H 'content-type: application/json' -d @examples/quickstart.json"
+    echo
+    exec build/release/src/cmd/corrald --listen 127.0.0.1:8080 --data-dir ./data
+    ;;
+  test)
+    scripts/install-deps.sh
+    build build/release RelWithDebInfo
+    (cd build/release && ctest --output-on-failure -j "$jobs")
+    build build/asan Debug -DCORRAL_SANITIZE=ON
+    (cd build/asan && ctest --output-on-failure -j "$jobs")
+    ;;
+  *)
+    echo "usage: ./dev.sh run | test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,140 @@
+#include "api/responses.h"
+
+#include <stdexcept>
+
+namespace corral::api {
+
+namespace {
+
+std::string_view title_of(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::ok: return "The script ran";
+    case Outcome::script_error: return "The script raised an error";
+    case Outcome::limit_exceeded: return "A limit stopped the script";
+    case Outcome::denied: return "The policy denied the request";
+    case Outcome::rejected: return "The request was rejected";
+    case Outcome::invalid: return "The request or the script is invalid";
+    case Outcome::crashed: return "The worker running the script crashed";
+  }
+  return "Unknown outcome";
+}
+
+// The request field that raises each limit.
+std::string_view limit_field(LimitKind limit) {
+  switch (limit) {
+    case LimitKind::fuel: return "fuel";
+    case LimitKind::memory: return "memory_bytes";
+    case LimitKind::wall_time: return "timeout_ms";
+    case LimitKind::output_size: return "output_bytes";
+    case LimitKind::log_size: return "log_bytes";
+    case LimitKind::subrequests: return "subrequests";
+  }
+  return "?";
+}
+
+int64_t maximum_of(LimitKind limit, const Limits& maxima) {
+  switch (limit) {
+    case LimitKind::fuel: return maxima.fuel;
+    case LimitKind::memory: return maxima.memory_bytes;
+    case LimitKind::wall_time: return maxima.timeout_ms;
+    case LimitKind::output_size: return maxima.output_bytes;
+    case LimitKind::log_size: return maxima.log_bytes;
+    case LimitKind::subrequests: return 0;
+  }
+  return 0;
+}
+
+std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy) {
+  switch (result.outcome) {
+    case Outcome::script_error:
+      return "fix the script where the error and its traceback point; wrap calls that may fail "
+             "in pcall to handle them yourself";
+    case Outcome::limit_exceeded: {
+      if (!result.limit) return "make the script do less work";
+      std::string field(limit_field(*result.limit));
+      int64_t maximum = maximum_of(*result.limit, policy.maxima);
+      if (result.allowed < maximum) {
+        return "make the script do less work, or raise limits." + field + " in the request (this " +
+               "server allows up to " + std::to_string(maximum) + ")";
+      }
+      return "make the script do less work: limits." + field + " is already at this server's " +
+             "maximum (" + std::to_string(maximum) + ")";
+    }
+    case Outcome::invalid:
+      return "correct the script or the request as the detail says; docs/scripting.md has the contract";
+    case Outcome::crashed:
+      return "the worker has been replaced; retry, and report the invocation_id if it happens again";
+    case Outcome::denied: return "ask an operator for the permission the detail names";
+    case Outcome::rejected: return "retry later";
+    case Outcome::ok: return "";
+  }
+  return "";
+}
+
+void require(bool condition, const std::string& where, const std::string& why) {
+  if (!condition) throw InvalidRequest(where, why);
+}
+
+}  // namespace
+
+Response problem(int status, std::string_view slug, std::string_view title, std::string detail,
+                 std::string hint, const std::string& invocation_id, const nlohmann::json& extra) {
+  nlohmann::json body = extra.is_object() ? extra : nlohmann::json::object();
+  body["type"] = "urn:corral:problem:" + std::string(slug);
+  body["title"] = title;
+  body["status"] = status;
+  body["detail"] = std::move(detail);
+  body["hint"] = std::move(hint);
+  if (!invocation_id.empty()) body["invocation_id"] = invocation_id;
+  return {.status = status,
+          .content_type = "application/problem+json",
+          .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+          .headers = {}};
+}
+
+InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& policy,
+                                    std::string invocation_id) {
+  nlohmann::json body;
+  try {
+    body = parse_untrusted_json(text);
+  } catch (const nlohmann::json::parse_error& error) {
+    throw std::invalid_argument(std::string("the body is not valid JSON: ") + error.what());
+  }
+  require(body.is_object(), "body", "the body must be a JSON object with \"source\" and \"input\"");
+  for (const auto& [key, value] : body.items()) {
+    require(key == "source" || key == "input" || key == "limits", key,
+            "unknown field \"" + key + "\"; the fields are source, input and limits");
+  }
+  require(body.contains("source"), "source", "\"source\" is missing: send the script's text");
+  require(body["source"].is_string(), "source", "\"source\" must be a string holding the script");
+
+  InvocationRequest request;
+  request.invocation_id = std::move(invocation_id);
+  request.source = body["source"].get<std::string>();
+  request.input = body.contains("input") ? body["input"] : nlohmann::json();
+  request.limits = policy.resolve(body.contains("limits") ? body["limits"] : nlohmann::json::object());
+  return request;
+}
+
+Response run_response(const InvocationResult& result, const LimitsPolicy& policy) {
+  nlohmann::json members = to_json(result);
+  if (result.outcome == Outcome::ok) {
+    return {.status = 200,
+            .content_type = "application/json",
+            .body = members.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+            .headers = {}};
+  }
+  int status = http_status(result.outcome);
+  return problem(status, to_string(result.outcome), title_of(result.outcome),
+                 describe_failure(result), hint_for(result, policy), result.invocation_id, members);
+}
+
+Response invalid_request(const InvalidRequest& error, const std::string& invocation_id) {
+  return problem(400, "invalid", "The request or the script is invalid",
+                 std::string(error.what()) + " (at " + error.where + ")",
+                 "correct the request body; POST /v1/run takes {\"source\": string, \"input\": any, "
+                 "\"limits\": {fuel, memory_bytes, timeout_ms, output_bytes, log_bytes}}",
+                 invocation_id, {{"outcome", "invalid"}, {"field", error.where}});
+}
+
+}  // namespace corral::api

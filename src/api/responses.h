@@ -1,0 +1,39 @@
+// What the API answers, independent of the transport: the body of POST /v1/run parsed
+// strictly, results turned into responses, and errors as RFC 9457 problem details.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "invocation/invocation.h"
+
+namespace corral::api {
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// An application/problem+json response. `slug` completes the type, urn:corral:problem:<slug>.
+// `extra` members (an object) are merged in: they never replace the standard ones.
+Response problem(int status, std::string_view slug, std::string_view title, std::string detail,
+                 std::string hint, const std::string& invocation_id = {},
+                 const nlohmann::json& extra = nlohmann::json::object());
+
+// Parses a POST /v1/run body: {"source": string, "input": any JSON, "limits": {...}}.
+// Throws InvalidRequest naming the field for unknown members, wrong types, bad limits or
+// JSON nested too deeply, and std::invalid_argument for text that is not JSON at all.
+InvocationRequest parse_run_request(std::string_view body, const LimitsPolicy& policy,
+                                    std::string invocation_id);
+
+// ok → 200 with the result; every other outcome → its status as a problem carrying the result.
+Response run_response(const InvocationResult& result, const LimitsPolicy& policy);
+
+// The problem for a request that could not become an invocation (status 400, invalid).
+Response invalid_request(const InvalidRequest& error, const std::string& invocation_id);
+
+}  // namespace corral::api

@@ -1,0 +1,378 @@
+#include "api/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "api/responses.h"
+
+namespace corral::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+class Session;
+
+struct Server::State : std::enable_shared_from_this<Server::State> {
+  State(ServerOptions options, Executor& executor, metrics::Registry& metrics)
+      : options(std::move(options)),
+        executor(executor),
+        metrics(metrics),
+        acceptor(asio::make_strand(io)),
+        invocations(std::max(1u, this->options.invocation_threads)) {}
+
+  ServerOptions options;
+  Executor& executor;
+  metrics::Registry& metrics;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  asio::thread_pool invocations;
+  std::atomic<bool> stopping{false};
+
+  std::mutex sessions_mutex;
+  std::list<std::weak_ptr<Session>> sessions;
+
+  void accept();
+  void track(const std::shared_ptr<Session>& session);
+};
+
+namespace {
+
+std::string_view view(boost::beast::string_view text) { return {text.data(), text.size()}; }
+
+double elapsed_ms(Clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+}
+
+// A bounded set of route names for metrics and logs: never the raw target, which a client
+// controls.
+std::string_view route_of(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/v1/run" || path == "/healthz" || path == "/metrics") return path;
+  return "other";
+}
+
+std::string iso8601_now() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[96];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(millis.count()));
+  return text;
+}
+
+}  // namespace
+
+// One TCP connection: reads requests one after another (keep-alive), answers each, and runs
+// invocations on the State's pool, coming back to its strand to write the answer.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<Server::State> state)
+      : stream_(std::move(socket)), state_(std::move(state)) {
+    beast::error_code ignored;
+    auto endpoint = stream_.socket().remote_endpoint(ignored);
+    remote_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+  }
+
+  // Called on shutdown: a connection waiting for its next request is closed now; one in the
+  // middle of a request finishes it and closes after answering.
+  void close_if_idle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->awaiting_request_) {
+        beast::error_code ignored;
+        self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        self->stream_.close();
+      }
+    });
+  }
+
+ private:
+  void read_request() {
+    if (state_->stopping) return close();
+    parser_.emplace();
+    parser_->body_limit(state_->options.max_body_bytes);
+    awaiting_request_ = true;
+    stream_.expires_after(std::chrono::milliseconds(state_->options.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       self->on_read(error);
+                     });
+  }
+
+  void on_read(beast::error_code error) {
+    awaiting_request_ = false;
+    started_ = Clock::now();
+    if (error == http::error::end_of_stream || error == asio::error::operation_aborted ||
+        error == beast::error::timeout || error == asio::error::bad_descriptor) {
+      return close();
+    }
+    if (error == http::error::body_limit) {
+      keep_alive_ = false;
+      request_ = parser_->release();
+      return send(problem(413, "body-too-large", "The request body is too large",
+                          "the body exceeds this server's limit of " +
+                              std::to_string(state_->options.max_body_bytes) + " bytes",
+                          "send a smaller script or input, or ask the operator to raise "
+                          "--max-body-bytes"));
+    }
+    if (error) {
+      keep_alive_ = false;
+      request_ = {};
+      return send(problem(400, "bad-http", "The request is not valid HTTP/1.1",
+                          "the HTTP parser stopped: " + error.message(),
+                          "send a well-formed HTTP/1.1 request"));
+    }
+    request_ = parser_->release();
+    keep_alive_ = request_.keep_alive();
+    stream_.expires_never();
+    route();
+  }
+
+  void route() {
+    std::string_view route = route_of(view(request_.target()));
+    http::verb method = request_.method();
+    if (route == "/v1/run") {
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return run();
+    }
+    if (route == "/healthz") {
+      if (method != http::verb::get) return method_not_allowed("GET");
+      nlohmann::json health = {{"status", state_->stopping ? "stopping" : "ok"},
+                               {"layers", state_->options.layers}};
+      return send({.status = 200, .content_type = "application/json", .body = health.dump(), .headers = {}});
+    }
+    if (route == "/metrics") {
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return send({.status = 200,
+                   .content_type = "text/plain; version=0.0.4; charset=utf-8",
+                   .body = state_->metrics.render(),
+                   .headers = {}});
+    }
+    send(problem(404, "not-found", "No such route",
+                 "nothing is served at " + std::string(request_.target().substr(0, 200)),
+                 "the routes are POST /v1/run, GET /healthz and GET /metrics"));
+  }
+
+  void method_not_allowed(const std::string& allowed) {
+    Response response = problem(405, "method-not-allowed", "Method not allowed",
+                                std::string(request_.method_string()) + " is not served at " +
+                                    std::string(route_of(view(request_.target()))),
+                                "use " + allowed);
+    response.headers.emplace_back("Allow", allowed);
+    send(std::move(response));
+  }
+
+  static bool is_json(std::string_view content_type) {
+    std::string media(content_type.substr(0, content_type.find(';')));
+    while (!media.empty() && media.back() == ' ') media.pop_back();
+    for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return media == "application/json";
+  }
+
+  void run() {
+    invocation_id_ = new_invocation_id();
+    if (!is_json(view(request_[http::field::content_type]))) {
+      return send(problem(415, "unsupported-media-type", "The body must be JSON",
+                          "Content-Type is \"" + std::string(request_[http::field::content_type]) +
+                              "\", not application/json",
+                          "send the body with Content-Type: application/json", invocation_id_));
+    }
+    InvocationRequest invocation;
+    try {
+      invocation = parse_run_request(request_.body(), state_->options.limits, invocation_id_);
+    } catch (const InvalidRequest& error) {
+      outcome_ = "invalid";
+      return send(invalid_request(error, invocation_id_));
+    } catch (const std::invalid_argument& error) {
+      outcome_ = "invalid";
+      return send(invalid_request(InvalidRequest("body", error.what()), invocation_id_));
+    }
+
+    state_->metrics.invocation_started();
+    asio::post(state_->invocations,
+               [self = shared_from_this(), invocation = std::move(invocation),
+                // Keeps the I/O side running until the answer has been handed back.
+                guard = asio::make_work_guard(stream_.get_executor())]() mutable {
+                 InvocationResult result = self->state_->executor.run(invocation);
+                 asio::post(guard.get_executor(), [self, result = std::move(result)] {
+                   self->finish_run(result);
+                 });
+               });
+  }
+
+  void finish_run(const InvocationResult& result) {
+    state_->metrics.invocation_finished();
+    state_->metrics.record_invocation(result.outcome, elapsed_ms(started_) / 1000);
+    outcome_ = std::string(to_string(result.outcome));
+    send(run_response(result, state_->options.limits));
+  }
+
+  void send(Response response) {
+    if (state_->stopping) keep_alive_ = false;
+    auto message = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(response.status), request_.version() ? request_.version() : 11);
+    message->set(http::field::server, "corrald");
+    message->set(http::field::content_type, response.content_type);
+    message->set(http::field::cache_control, "no-store");
+    if (!invocation_id_.empty()) message->set("Corral-Invocation-Id", invocation_id_);
+    for (const auto& [name, value] : response.headers) message->set(name, value);
+    message->keep_alive(keep_alive_);
+    message->body() = std::move(response.body);
+    message->prepare_payload();
+    log_request(response.status);
+    http::async_write(stream_, *message,
+                      [self = shared_from_this(), message](beast::error_code error, size_t) {
+                        self->on_write(error);
+                      });
+  }
+
+  void on_write(beast::error_code error) {
+    invocation_id_.clear();
+    outcome_.clear();
+    if (error || !keep_alive_) return close();
+    read_request();
+  }
+
+  void log_request(int status) {
+    std::string_view route = route_of(view(request_.target()));
+    state_->metrics.record_http_request(route, status);
+    nlohmann::json line = {{"time", iso8601_now()},
+                           {"level", status >= 500 ? "error" : "info"},
+                           {"msg", "request"},
+                           {"method", std::string(request_.method_string())},
+                           {"route", route},
+                           {"status", status},
+                           {"duration_ms", std::round(elapsed_ms(started_) * 1000) / 1000},
+                           {"remote", remote_}};
+    if (!invocation_id_.empty()) line["invocation_id"] = invocation_id_;
+    if (!outcome_.empty()) line["outcome"] = outcome_;
+    spdlog::info(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<Server::State> state_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  std::string remote_;
+  std::string invocation_id_;
+  std::string outcome_;
+  Clock::time_point started_ = Clock::now();
+  bool keep_alive_ = true;
+  bool awaiting_request_ = false;
+};
+
+void Server::State::track(const std::shared_ptr<Session>& session) {
+  std::lock_guard lock(sessions_mutex);
+  sessions.remove_if([](const std::weak_ptr<Session>& entry) { return entry.expired(); });
+  sessions.push_back(session);
+}
+
+void Server::State::accept() {
+  acceptor.async_accept(asio::make_strand(io), [this](beast::error_code error, tcp::socket socket) {
+    if (error) {
+      if (!acceptor.is_open()) return;  // stop() closed it
+      spdlog::warn(nlohmann::json({{"time", iso8601_now()},
+                                   {"level", "warn"},
+                                   {"msg", "cannot accept a connection: " + error.message()}})
+                       .dump());
+    } else {
+      auto session = std::make_shared<Session>(std::move(socket), shared_from_this());
+      track(session);
+      session->start();
+    }
+    if (!stopping) accept();
+  });
+}
+
+Server::Server(ServerOptions options, Executor& executor, metrics::Registry& metrics)
+    : state_(std::make_shared<State>(std::move(options), executor, metrics)) {
+  const auto& where = state_->options;
+  std::string address = where.host + ":" + std::to_string(where.port);
+  beast::error_code error;
+  auto ip = asio::ip::make_address(where.host, error);
+  if (error) {
+    throw std::runtime_error("cannot listen on " + address + ": \"" + where.host +
+                             "\" is not an IP address; use a numeric address such as 127.0.0.1");
+  }
+  tcp::endpoint endpoint(ip, where.port);
+  auto& acceptor = state_->acceptor;
+  auto check = [&](const char* step) {
+    if (error) {
+      throw std::runtime_error("cannot listen on " + address + " (" + step + "): " + error.message() +
+                               "; pick another --listen address or stop what holds it");
+    }
+  };
+  acceptor.open(endpoint.protocol(), error);
+  check("open");
+  acceptor.set_option(asio::socket_base::reuse_address(true), error);
+  check("SO_REUSEADDR");
+  acceptor.bind(endpoint, error);
+  check("bind");
+  acceptor.listen(asio::socket_base::max_listen_connections, error);
+  check("listen");
+}
+
+Server::~Server() {
+  stop();
+  state_->invocations.join();
+}
+
+std::string Server::local_address() const {
+  auto endpoint = state_->acceptor.local_endpoint();
+  std::string host = endpoint.address().to_string();
+  if (endpoint.address().is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+void Server::run() {
+  asio::post(state_->acceptor.get_executor(), [state = state_] { state->accept(); });
+  std::vector<std::thread> extra;
+  for (unsigned i = 1; i < std::max(1u, state_->options.io_threads); ++i) {
+    extra.emplace_back([state = state_] { state->io.run(); });
+  }
+  state_->io.run();
+  for (auto& thread : extra) thread.join();
+  state_->invocations.join();
+}
+
+void Server::stop() {
+  if (state_->stopping.exchange(true)) return;
+  asio::post(state_->acceptor.get_executor(), [state = state_] {
+    beast::error_code ignored;
+    state->acceptor.close(ignored);
+  });
+  std::lock_guard lock(state_->sessions_mutex);
+  for (auto& entry : state_->sessions) {
+    if (auto session = entry.lock()) session->close_if_idle();
+  }
+}
+
+}  // namespace corral::api

@@ -1,0 +1,215 @@
+// corrald: the corral service. Serves the HTTP API (api/server.h) and runs invocations in
+// corral-worker processes (pool/process_executor.h).
+#include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "api/server.h"
+#include "metrics/metrics.h"
+#include "pool/process_executor.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Settings {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./data";
+  std::string worker = corral::default_worker_path();
+  std::string ready_file;
+  unsigned io_threads = 1;
+  unsigned invocation_threads = 4;
+  size_t max_idle_workers = 4;
+  size_t max_body_bytes = 1 << 20;
+  corral::LimitsPolicy limits;
+};
+
+void log_event(spdlog::level::level_enum level, const std::string& message,
+               nlohmann::json fields = nlohmann::json::object()) {
+  fields["level"] = spdlog::level::to_string_view(level).data();
+  fields["msg"] = message;
+  spdlog::log(level, fields.dump());
+}
+
+// "HOST:PORT", "[V6]:PORT" → host and port.
+std::pair<std::string, uint16_t> split_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  auto fail = [&](const std::string& why) {
+    throw CLI::ValidationError("--listen", "'" + listen + "' " + why + "; expected HOST:PORT such as 127.0.0.1:8080");
+  };
+  if (colon == std::string::npos) fail("has no port");
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) fail("has no host");
+  int port = -1;
+  try {
+    size_t used = 0;
+    port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) port = -1;
+  } catch (const std::exception&) {
+  }
+  if (port < 0 || port > 65535) fail("has no valid port");
+  return {host, static_cast<uint16_t>(port)};
+}
+
+void add_limit_flags(CLI::App& app, Settings& settings) {
+  struct Flag {
+    const char* name;
+    int64_t corral::Limits::*member;
+    const char* unit;
+  };
+  static constexpr Flag kFlags[] = {{"fuel", &corral::Limits::fuel, "Lua VM instructions"},
+                                    {"memory-bytes", &corral::Limits::memory_bytes, "bytes of Lua heap"},
+                                    {"timeout-ms", &corral::Limits::timeout_ms, "milliseconds of wall time"},
+                                    {"output-bytes", &corral::Limits::output_bytes, "bytes of output JSON"},
+                                    {"log-bytes", &corral::Limits::log_bytes, "bytes of captured logs"}};
+  for (const Flag& flag : kFlags) {
+    app.add_option(std::string("--default-") + flag.name, settings.limits.defaults.*(flag.member),
+                   std::string("limit applied when a request names none, in ") + flag.unit)
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber)
+        ->group("Limits");
+    app.add_option(std::string("--max-") + flag.name, settings.limits.maxima.*(flag.member),
+                   std::string("largest value a request may ask for, in ") + flag.unit)
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber)
+        ->group("Limits");
+  }
+}
+
+void check_limits(const corral::LimitsPolicy& policy) {
+  const auto& d = policy.defaults;
+  const auto& m = policy.maxima;
+  std::pair<const char*, bool> checks[] = {{"fuel", d.fuel <= m.fuel},
+                                           {"memory-bytes", d.memory_bytes <= m.memory_bytes},
+                                           {"timeout-ms", d.timeout_ms <= m.timeout_ms},
+                                           {"output-bytes", d.output_bytes <= m.output_bytes},
+                                           {"log-bytes", d.log_bytes <= m.log_bytes}};
+  for (auto [name, ok] : checks) {
+    if (!ok) {
+      throw CLI::ValidationError(std::string("--default-") + name,
+                                 std::string("is above --max-") + name + "; lower the default or raise the maximum");
+    }
+  }
+}
+
+int serve(const Settings& settings) {
+  auto [host, port] = split_listen(settings.listen);
+  std::error_code error;
+  fs::create_directories(settings.data_dir, error);
+  if (error) {
+    log_event(spdlog::level::err, "cannot create the data directory",
+              {{"data_dir", settings.data_dir}, {"error", error.message()}, {"hint", "pass a writable --data-dir"}});
+    return 1;
+  }
+  if (access(settings.worker.c_str(), X_OK) != 0) {
+    log_event(spdlog::level::err, "the worker binary is not executable",
+              {{"worker", settings.worker}, {"hint", "build corral-worker beside corrald or pass --worker PATH"}});
+    return 1;
+  }
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  corral::ProcessExecutor executor({.worker_path = settings.worker,
+                                    .max_idle_workers = settings.max_idle_workers,
+                                    .kill_grace_ms = 50,
+                                    .max_frame_bytes = 16u << 20});
+  corral::metrics::Registry metrics;
+  corral::api::ServerOptions options{
+      .host = host,
+      .port = port,
+      .io_threads = settings.io_threads,
+      .invocation_threads = settings.invocation_threads,
+      .max_body_bytes = settings.max_body_bytes,
+      .idle_timeout_ms = 30'000,
+      .limits = settings.limits,
+      .layers = {{{"name", "lua-environment"}, {"active", true}},
+                 {{"name", "fuel-memory-output-log-limits"}, {"active", true}},
+                 {{"name", "worker-process"}, {"active", true}},
+                 {{"name", "supervisor-deadline-kill"}, {"active", true}}}};
+  std::unique_ptr<corral::api::Server> server;
+  try {
+    server = std::make_unique<corral::api::Server>(options, executor, metrics);
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::err, failure.what());
+    return 1;
+  }
+
+  std::thread([&server, stop_signals] {
+    int received = 0;
+    sigwait(&stop_signals, &received);
+    log_event(spdlog::level::info, "stopping: finishing requests in progress",
+              {{"signal", sigabbrev_np(received) ? sigabbrev_np(received) : "?"}});
+    server->stop();
+  }).detach();
+
+  std::string address = server->local_address();
+  log_event(spdlog::level::info, "listening",
+            {{"address", address}, {"data_dir", settings.data_dir}, {"worker", settings.worker}});
+  if (!settings.ready_file.empty()) {
+    // Written whole under another name, then renamed, so a reader never sees half an address.
+    std::string partial = settings.ready_file + ".partial";
+    std::ofstream(partial) << address << "\n";
+    fs::rename(partial, settings.ready_file, error);
+  }
+  server->run();
+  log_event(spdlog::level::info, "stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stdout_logger_mt("corrald");
+  logger->set_pattern("%v");
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+
+  Settings settings;
+  CLI::App app{"corrald: runs tenants' Lua scripts in sandboxed worker processes behind an HTTP API.\n"
+               "Routes: POST /v1/run, GET /healthz, GET /metrics. Logs are JSON lines on stdout.\n"
+               "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0."};
+  app.set_config("--config", "", "read options from this TOML file (keys are the long option names)");
+  app.add_option("--listen", settings.listen, "HOST:PORT to serve HTTP on; port 0 picks a free one")
+      ->capture_default_str();
+  app.add_option("--data-dir", settings.data_dir, "directory for corral's state (created if missing)")
+      ->capture_default_str();
+  app.add_option("--worker", settings.worker, "the corral-worker binary")->capture_default_str();
+  app.add_option("--ready-file", settings.ready_file,
+                 "once listening, write the bound HOST:PORT to this file (for scripts and tests)");
+  app.add_option("--io-threads", settings.io_threads, "threads serving HTTP")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--invocation-threads", settings.invocation_threads,
+                 "invocations run at once (each waits on a worker process)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs")
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", settings.max_body_bytes,
+                 "largest request body accepted; larger bodies get 413")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  add_limit_flags(app, settings);
+
+  try {
+    app.parse(argc, argv);
+    check_limits(settings.limits);
+    split_listen(settings.listen);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
+  return serve(settings);
+}

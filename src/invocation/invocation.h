@@ -1,0 +1,132 @@
+// The contract every part of corral shares about one run of a script: what is asked
+// (InvocationRequest), under which limits (Limits), and how it ended (InvocationResult).
+// The same result shape is sent by the worker, answered by the API and printed by the CLI.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace corral {
+
+// Every invocation ends in exactly one of these (see docs/scripting.md, "Outcomes").
+enum class Outcome { ok, script_error, limit_exceeded, denied, rejected, invalid, crashed };
+
+std::string_view to_string(Outcome outcome);
+std::optional<Outcome> outcome_from_string(std::string_view name);
+int http_status(Outcome outcome);
+
+// The limit that stopped a run, by its public name.
+enum class LimitKind { fuel, memory, wall_time, output_size, log_size, subrequests };
+
+std::string_view to_string(LimitKind limit);
+std::optional<LimitKind> limit_from_string(std::string_view name);
+
+struct Limits {
+  int64_t fuel = 0;          // Lua VM instructions
+  int64_t memory_bytes = 0;  // bytes the Lua allocator may hold at once
+  int64_t timeout_ms = 0;    // wall time of the whole invocation
+  int64_t output_bytes = 0;  // size of the encoded output JSON
+  int64_t log_bytes = 0;     // total size of captured log messages
+
+  friend bool operator==(const Limits&, const Limits&) = default;
+};
+
+// Defaults apply when a request names no value; maxima bound what a request may ask for.
+struct LimitsPolicy {
+  Limits defaults{.fuel = 50'000'000,
+                  .memory_bytes = 64ll << 20,
+                  .timeout_ms = 1000,
+                  .output_bytes = 1 << 20,
+                  .log_bytes = 64 << 10};
+  Limits maxima{.fuel = 1'000'000'000,
+                .memory_bytes = 256ll << 20,
+                .timeout_ms = 30'000,
+                .output_bytes = 8 << 20,
+                .log_bytes = 1 << 20};
+
+  // Applies a request's "limits" object over the defaults. Throws InvalidRequest naming the
+  // field when a key is unknown, a value is not a positive integer, or exceeds its maximum.
+  Limits resolve(const nlohmann::json& requested) const;
+};
+
+// A malformed request: `where` names the field (for example "limits.fuel").
+struct InvalidRequest : std::runtime_error {
+  InvalidRequest(std::string where, const std::string& why)
+      : std::runtime_error(why), where(std::move(where)) {}
+  std::string where;
+};
+
+struct InvocationRequest {
+  std::string invocation_id;
+  std::string source;
+  nlohmann::json input;
+  Limits limits;
+};
+
+struct LogEntry {
+  std::string level;  // debug, info, warn, error
+  std::string message;
+  friend bool operator==(const LogEntry&, const LogEntry&) = default;
+};
+
+struct Stats {
+  int64_t fuel_used = 0;
+  int64_t memory_peak_bytes = 0;
+  double wall_ms = 0;
+  double cpu_ms = 0;
+};
+
+struct InvocationResult {
+  Outcome outcome = Outcome::crashed;
+  std::string invocation_id;
+  nlohmann::json output;  // ok only
+
+  // script_error, invalid, crashed, denied: what happened, in one line.
+  std::string message;
+  // script_error and invalid: where in the script (0 when unknown).
+  int line = 0;
+  int column = 0;
+  std::string traceback;  // script_error only
+
+  // limit_exceeded only.
+  std::optional<LimitKind> limit;
+  int64_t used = 0;
+  int64_t allowed = 0;
+
+  std::vector<LogEntry> logs;
+  Stats stats;
+};
+
+// The wire and API shape of a result: {"outcome", "output"|"error", "logs", "stats",
+// "invocation_id"}.
+nlohmann::json to_json(const InvocationResult& result);
+
+// Parses a result from an untrusted source (a worker's frame). Every field is checked;
+// throws std::invalid_argument naming the first field that is missing or of the wrong type.
+InvocationResult result_from_json(const nlohmann::json& json);
+
+nlohmann::json to_json(const Limits& limits);
+Limits limits_from_json(const nlohmann::json& json);  // all five fields, as written by to_json
+
+// How deep any JSON document that crosses a process boundary may nest. Scripts see at most 100
+// levels (docs/scripting.md); the envelope of a request or result adds a few.
+inline constexpr int kMaxDocumentDepth = 128;
+
+// Parses JSON from outside the process (a request body, a worker's frame, a CLI input) and
+// refuses nesting deeper than max_depth while parsing, so that no later recursive walk over
+// the value (dump, comparison) can exhaust the host's stack. Throws InvalidRequest (where =
+// "body") for depth and nlohmann::json::parse_error for malformed text.
+nlohmann::json parse_untrusted_json(std::string_view text, int max_depth = kMaxDocumentDepth);
+
+// A fresh random identifier for an invocation (128 bits, hex).
+std::string new_invocation_id();
+
+// One-line summary of a non-ok result, for humans (CLI stderr, problem "detail").
+std::string describe_failure(const InvocationResult& result);
+
+}  // namespace corral

@@ -1,0 +1,83 @@
+#include "metrics/metrics.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace corral::metrics {
+
+namespace {
+
+constexpr std::array kAllOutcomes = {Outcome::ok,     Outcome::script_error, Outcome::limit_exceeded,
+                                     Outcome::denied, Outcome::rejected,     Outcome::invalid,
+                                     Outcome::crashed};
+static_assert(kAllOutcomes.size() == static_cast<size_t>(Outcome::crashed) + 1);
+
+std::string format_bound(double seconds) {
+  std::ostringstream text;
+  text << seconds;
+  return text.str();
+}
+
+}  // namespace
+
+void Registry::record_invocation(Outcome outcome, double seconds) {
+  invocations_[static_cast<size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+    if (seconds <= kLatencyBuckets[i]) {
+      latency_buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  latency_count_.fetch_add(1, std::memory_order_relaxed);
+  latency_sum_micros_.fetch_add(static_cast<uint64_t>(std::llround(std::max(seconds, 0.0) * 1e6)),
+                                std::memory_order_relaxed);
+}
+
+void Registry::record_http_request(std::string_view route, int status) {
+  std::lock_guard lock(http_mutex_);
+  ++http_requests_[{std::string(route), status}];
+}
+
+uint64_t Registry::invocations(Outcome outcome) const {
+  return invocations_[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
+}
+
+std::string Registry::render() const {
+  std::ostringstream out;
+  out << "# HELP corral_invocations_total Invocations finished, by outcome.\n"
+      << "# TYPE corral_invocations_total counter\n";
+  for (Outcome outcome : kAllOutcomes) {
+    out << "corral_invocations_total{outcome=\"" << to_string(outcome) << "\"} "
+        << invocations(outcome) << "\n";
+  }
+
+  out << "# HELP corral_invocation_duration_seconds Wall time of invocations, as the API saw it.\n"
+      << "# TYPE corral_invocation_duration_seconds histogram\n";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+    cumulative += latency_buckets_[i].load(std::memory_order_relaxed);
+    out << "corral_invocation_duration_seconds_bucket{le=\"" << format_bound(kLatencyBuckets[i])
+        << "\"} " << cumulative << "\n";
+  }
+  // Read the count last so that +Inf is never below a finite bucket in one snapshot.
+  uint64_t count = std::max(latency_count_.load(std::memory_order_relaxed), cumulative);
+  out << "corral_invocation_duration_seconds_bucket{le=\"+Inf\"} " << count << "\n"
+      << "corral_invocation_duration_seconds_sum "
+      << static_cast<double>(latency_sum_micros_.load(std::memory_order_relaxed)) / 1e6 << "\n"
+      << "corral_invocation_duration_seconds_count " << count << "\n";
+
+  out << "# HELP corral_invocations_in_flight Invocations running or waiting for a worker.\n"
+      << "# TYPE corral_invocations_in_flight gauge\n"
+      << "corral_invocations_in_flight " << in_flight_.load(std::memory_order_relaxed) << "\n";
+
+  out << "# HELP corral_http_requests_total HTTP requests answered, by route and status code.\n"
+      << "# TYPE corral_http_requests_total counter\n";
+  std::lock_guard lock(http_mutex_);
+  for (const auto& [key, value] : http_requests_) {
+    out << "corral_http_requests_total{route=\"" << key.first << "\",code=\"" << key.second
+        << "\"} " << value << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace corral::metrics

@@ -1,0 +1,44 @@
+// corral's service metrics, rendered in the Prometheus text exposition format (0.0.4) for
+// GET /metrics. Recording is lock-free on the invocation path; render() takes a snapshot.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "invocation/invocation.h"
+
+namespace corral::metrics {
+
+class Registry {
+ public:
+  // Upper bounds, in seconds, of the invocation latency histogram's buckets.
+  static constexpr std::array<double, 14> kLatencyBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+  void record_invocation(Outcome outcome, double seconds);
+  void record_http_request(std::string_view route, int status);
+  void invocation_started() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
+  void invocation_finished() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+
+  uint64_t invocations(Outcome outcome) const;
+  std::string render() const;
+
+ private:
+  static constexpr size_t kOutcomes = static_cast<size_t>(Outcome::crashed) + 1;
+
+  std::array<std::atomic<uint64_t>, kOutcomes> invocations_{};
+  std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> latency_buckets_{};  // not cumulative
+  std::atomic<uint64_t> latency_count_{0};
+  std::atomic<uint64_t> latency_sum_micros_{0};
+  std::atomic<int64_t> in_flight_{0};
+
+  mutable std::mutex http_mutex_;
+  std::map<std::pair<std::string, int>, uint64_t> http_requests_;
+};
+
+}  // namespace corral::metrics

@@ -1,0 +1,506 @@
+#include "runtime/environment.h"
+
+#include <sys/random.h>
+#include <time.h>
+
+#include <cstring>
+#include <string_view>
+
+#include "runtime/json_codec.h"
+#include "runtime/run_state.h"
+
+namespace corral::runtime {
+namespace {
+
+char kObjectIdsKey;
+
+// Each of these C functions may raise a Lua error (a longjmp): they keep no C++ object with a
+// destructor alive across Lua calls.
+
+// Calls the original function held in upvalue 1 with this call's arguments.
+int call_original(lua_State* L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+lua_Integer object_id(lua_State* L, int index) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
+  lua_pushvalue(L, index);
+  lua_rawget(L, -2);
+  if (lua_isinteger(L, -1)) {
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return id;
+  }
+  lua_pop(L, 1);
+  lua_Integer id = run_state(L).next_object_id++;
+  lua_pushvalue(L, index);
+  lua_pushinteger(L, id);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return id;
+}
+
+int sandbox_tostring(lua_State* L) {
+  luaL_checkany(L, 1);
+  push_safe_tostring(L, 1);
+  return 1;
+}
+
+// print and ctx.log.*: arguments become one log line, joined by the separator.
+int log_line(lua_State* L, const char* level, const char* separator) {
+  int count = lua_gettop(L);
+  luaL_Buffer buffer;
+  luaL_buffinit(L, &buffer);
+  for (int i = 1; i <= count; ++i) {
+    if (i > 1) luaL_addstring(&buffer, separator);
+    push_safe_tostring(L, i);
+    luaL_addvalue(&buffer);
+  }
+  luaL_pushresult(&buffer);
+  size_t length = 0;
+  const char* text = lua_tolstring(L, -1, &length);
+  bool kept = false;
+  try {
+    kept = append_log(run_state(L), level, std::string_view(text, length));
+  } catch (const std::exception&) {
+    run_state(L).trip(LimitKind::memory, run_state(L).limits.memory_bytes,
+                      run_state(L).limits.memory_bytes);
+  }
+  if (!kept) raise_tripped(L);
+  return 0;
+}
+
+int sandbox_print(lua_State* L) { return log_line(L, "info", "\t"); }
+
+int ctx_log(lua_State* L) {
+  return log_line(L, lua_tostring(L, lua_upvalueindex(1)), " ");
+}
+
+int sandbox_load(lua_State* L) {
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    return luaL_error(L, "load: only source strings can be loaded (readers are not supported)");
+  }
+  size_t length = 0;
+  const char* source = lua_tolstring(L, 1, &length);
+  if (length > kMaxSourceBytes) {
+    return luaL_error(L, "load: source of %d bytes is over the %d byte maximum",
+                      static_cast<int>(length), static_cast<int>(kMaxSourceBytes));
+  }
+  const char* mode = luaL_optstring(L, 3, "t");
+  if (std::strchr(mode, 't') == nullptr) return luaL_error(L, "load: binary chunks are not allowed");
+  if (!lua_isnoneornil(L, 4)) {
+    return luaL_error(L, "load: the env argument is not supported; chunks share the script's globals");
+  }
+  charge_fuel(L, static_cast<int64_t>(length));
+  if (luaL_loadbufferx(L, source, length, "=(load)", "t") == LUA_OK) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;  // nil and the message, as load does
+}
+
+int sandbox_collectgarbage(lua_State* L) {
+  static constexpr const char* kAllowed[] = {"collect", "count", "step", "isrunning"};
+  const char* option = luaL_optstring(L, 1, "collect");
+  for (const char* allowed : kAllowed) {
+    if (std::strcmp(option, allowed) == 0) return call_original(L);
+  }
+  return luaL_error(L, "collectgarbage('%s') is not allowed: scripts may not change the collector",
+                    option);
+}
+
+int sandbox_setmetatable(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+      return luaL_error(L, "setmetatable: __gc is not allowed (finalizers run outside the budget)");
+    }
+    lua_pushliteral(L, "__mode");
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+      return luaL_error(L, "setmetatable: weak tables (__mode) are not allowed");
+    }
+    lua_pop(L, 2);
+  }
+  return call_original(L);
+}
+
+int sandbox_string_format(lua_State* L) {
+  size_t length = 0;
+  const char* format = luaL_checklstring(L, 1, &length);
+  int argument = 1;
+  for (size_t i = 0; i < length; ++i) {
+    if (format[i] != '%') continue;
+    if (++i < length && format[i] == '%') continue;
+    while (i < length && std::strchr("-+ #0", format[i]) != nullptr) ++i;
+    while (i < length && format[i] >= '0' && format[i] <= '9') ++i;
+    if (i < length && format[i] == '.') ++i;
+    while (i < length && format[i] >= '0' && format[i] <= '9') ++i;
+    if (i >= length) break;  // the original reports the malformed format
+    ++argument;
+    if (format[i] == 'p') {
+      return luaL_error(L, "string.format: '%%p' is not allowed (it would reveal an address)");
+    }
+    if (format[i] == 's' && argument <= lua_gettop(L)) {
+      push_safe_tostring(L, argument);
+      lua_replace(L, argument);
+    }
+  }
+  return call_original(L);
+}
+
+int sandbox_string_rep(lua_State* L) {
+  size_t length = 0, separator_length = 0;
+  luaL_checklstring(L, 1, &length);
+  lua_Integer count = luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &separator_length);
+  if (count <= 0 || length + separator_length == 0) {
+    lua_pushliteral(L, "");  // nothing to build: do not loop count times over nothing
+    return 1;
+  }
+  charge_fuel(L, count);
+  return call_original(L);
+}
+
+// table.move, table.concat, table.unpack: one unit of fuel per element they will touch.
+int charge_for_range(lua_State* L, int first_arg, int last_arg, bool last_defaults_to_length) {
+  lua_Integer first = luaL_optinteger(L, first_arg, 1);
+  lua_Integer last = last_defaults_to_length && lua_isnoneornil(L, last_arg)
+                         ? static_cast<lua_Integer>(lua_rawlen(L, 1))
+                         : luaL_checkinteger(L, last_arg);
+  if (last >= first) {
+    // Computed in unsigned arithmetic: the span of hostile bounds can overflow a signed type.
+    auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
+    charge_fuel(L, span >= static_cast<lua_Unsigned>(INT64_MAX) ? INT64_MAX
+                                                                : static_cast<int64_t>(span) + 1);
+  }
+  return call_original(L);
+}
+
+int sandbox_table_move(lua_State* L) {
+  lua_Integer first = luaL_checkinteger(L, 2);
+  lua_Integer last = luaL_checkinteger(L, 3);
+  if (last >= first) {
+    auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
+    charge_fuel(L, span >= static_cast<lua_Unsigned>(INT64_MAX) ? INT64_MAX
+                                                                : static_cast<int64_t>(span) + 1);
+  }
+  return call_original(L);
+}
+int sandbox_table_concat(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return charge_for_range(L, 3, 4, true);
+}
+int sandbox_table_unpack(lua_State* L) { return charge_for_range(L, 2, 3, true); }
+
+int sandbox_new_coroutine(lua_State* L) {
+  // A new coroutine starts with a fresh hook count: charge one metering step up front so that
+  // many short coroutines cannot run unmetered.
+  charge_fuel(L, kFuelStep);
+  return call_original(L);
+}
+
+// Lua calls an xpcall message handler at the point of the error, which for a limit is inside
+// the metering hook, where hooks are off: a handler that then loops would run unmetered. Once a
+// limit has tripped, the script's handler is skipped and the error passes through unchanged.
+int guarded_message_handler(lua_State* L) {
+  if (run_state(L).tripped) return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+int finish_xpcall(lua_State* L, int status, lua_KContext results_from) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_rotate(L, -2, 1);  // false, error object
+    return 2;
+  }
+  return lua_gettop(L) - static_cast<int>(results_from);
+}
+
+// xpcall(f, handler, ...) with the handler guarded as above; yields inside f still work.
+int sandbox_xpcall(lua_State* L) {
+  int count = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, guarded_message_handler, 1);
+  lua_replace(L, 2);
+  lua_pushboolean(L, 1);  // the leading true of a successful call
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);  // handler at 2, then true and f below f's arguments
+  int status = lua_pcallk(L, count - 2, LUA_MULTRET, 2, 2, finish_xpcall);
+  return finish_xpcall(L, status, 2);
+}
+
+constexpr int kMaxCloseDepth = 200;
+
+// Closing a coroutine runs its pending __close handlers. A coroutine killed by a limit died
+// inside the hook with hooks off, so its handlers would run unmetered: once a limit has
+// tripped, nothing is closed and the limit is raised again instead.
+int close_coroutine(lua_State* L, lua_State* co) {
+  RunState& state = run_state(L);
+  if (state.tripped) raise_tripped(L);
+  if (state.close_depth >= kMaxCloseDepth) {
+    luaL_error(L, "coroutines closed inside __close handlers nest deeper than %d", kMaxCloseDepth);
+  }
+  ++state.close_depth;
+  int status = lua_resetthread(co);
+  --state.close_depth;
+  if (state.tripped) raise_tripped(L);
+  return status;
+}
+
+int sandbox_coroutine_close(lua_State* L) {
+  lua_State* co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != nullptr, 1, "coroutine");
+  lua_Debug frame;
+  bool running = co == L;
+  bool normal = !running && lua_status(co) == LUA_OK && lua_getstack(co, 0, &frame) > 0;
+  if (running || normal) {
+    return luaL_error(L, "cannot close a %s coroutine", running ? "running" : "normal");
+  }
+  int status = close_coroutine(L, co);
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);
+  return 2;
+}
+
+// The function coroutine.wrap returns: resumes its coroutine; on error, closes it (through
+// close_coroutine, so limits and nesting stay enforced) and raises the error in the caller.
+int resume_wrapped(lua_State* L) {
+  lua_State* co = lua_tothread(L, lua_upvalueindex(1));
+  int count = lua_gettop(L);
+  if (!lua_checkstack(co, count)) return luaL_error(L, "too many arguments to resume");
+  lua_xmove(L, co, count);
+  int results = 0;
+  int status = lua_resume(co, L, count, &results);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, results + 1)) return luaL_error(L, "too many results to resume");
+    lua_xmove(co, L, results);
+    return results;
+  }
+  lua_xmove(co, L, 1);  // the error object
+  if (run_state(L).tripped) raise_tripped(L);
+  bool memory_error = status == LUA_ERRMEM;
+  if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD) {
+    int closed = close_coroutine(L, co);
+    if (closed != LUA_OK) {
+      lua_pop(L, 1);
+      lua_xmove(co, L, 1);  // an error in a __close handler replaces the original one
+    }
+  }
+  if (!memory_error && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+int sandbox_coroutine_wrap(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  charge_fuel(L, kFuelStep);
+  lua_State* co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, resume_wrapped, 1);
+  return 1;
+}
+
+void push_random_seed(lua_State* L) {
+  lua_Integer seed[2] = {0, 0};
+  size_t filled = 0;
+  auto* bytes = reinterpret_cast<unsigned char*>(seed);
+  while (filled < sizeof seed) {
+    ssize_t n = getrandom(bytes + filled, sizeof seed - filled, 0);
+    if (n > 0) filled += static_cast<size_t>(n);
+  }
+  lua_pushinteger(L, seed[0]);
+  lua_pushinteger(L, seed[1]);
+}
+
+// math.randomseed(x [, y]) seeds deterministically; with no argument it reseeds from the
+// kernel. Either way it returns nothing (the original returns the seed it chose).
+int sandbox_randomseed(lua_State* L) {
+  if (lua_isnone(L, 1)) push_random_seed(L);
+  call_original(L);
+  return 0;
+}
+
+double thread_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+// os.clock counts this invocation's CPU time only, not the worker process's history.
+int sandbox_clock(lua_State* L) {
+  lua_pushnumber(L, thread_cpu_seconds() - lua_tonumber(L, lua_upvalueindex(1)));
+  return 1;
+}
+
+int json_array(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_newtable(L);
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getmetatable(L, 1)) return luaL_error(L, "json.array: the table already has a metatable");
+    lua_settop(L, 1);
+  }
+  mark_as_array(L, -1);
+  return 1;
+}
+
+// Replaces table[name] (table at -1) by a C closure wrapping its current value.
+void wrap_field(lua_State* L, const char* name, lua_CFunction wrapper) {
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, wrapper, 1);
+  lua_setfield(L, -2, name);
+}
+
+void remove_field(lua_State* L, const char* name) {
+  lua_pushnil(L);
+  lua_setfield(L, -2, name);
+}
+
+// Opens one standard library without making it global; leaves its table on the stack.
+void open_library(lua_State* L, const char* name, lua_CFunction opener) {
+  luaL_requiref(L, name, opener, 0);
+}
+
+void install_base(lua_State* L) {
+  open_library(L, LUA_GNAME, luaopen_base);  // the globals table itself
+  for (const char* name : {"dofile", "loadfile", "warn"}) remove_field(L, name);
+  lua_pushcfunction(L, sandbox_load);
+  lua_setfield(L, -2, "load");
+  lua_pushcfunction(L, sandbox_print);
+  lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, sandbox_tostring);
+  lua_setfield(L, -2, "tostring");
+  wrap_field(L, "collectgarbage", sandbox_collectgarbage);
+  wrap_field(L, "setmetatable", sandbox_setmetatable);
+  lua_pushcfunction(L, sandbox_xpcall);
+  lua_setfield(L, -2, "xpcall");
+  lua_pop(L, 1);
+}
+
+void install_string(lua_State* L) {
+  open_library(L, LUA_STRLIBNAME, luaopen_string);
+  // Removed from the real table, not just hidden: ("").dump reaches it through the metatable.
+  remove_field(L, "dump");
+  wrap_field(L, "format", sandbox_string_format);
+  wrap_field(L, "rep", sandbox_string_rep);
+  lua_setglobal(L, LUA_STRLIBNAME);
+
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");  // getmetatable("") answers false; nothing can replace it
+  lua_pop(L, 2);
+}
+
+void install_table(lua_State* L) {
+  open_library(L, LUA_TABLIBNAME, luaopen_table);
+  wrap_field(L, "move", sandbox_table_move);
+  wrap_field(L, "concat", sandbox_table_concat);
+  wrap_field(L, "unpack", sandbox_table_unpack);
+  lua_setglobal(L, LUA_TABLIBNAME);
+}
+
+void install_math(lua_State* L) {
+  open_library(L, LUA_MATHLIBNAME, luaopen_math);
+  lua_getfield(L, -1, "randomseed");
+  push_random_seed(L);
+  lua_call(L, 2, 0);
+  wrap_field(L, "randomseed", sandbox_randomseed);
+  lua_setglobal(L, LUA_MATHLIBNAME);
+}
+
+void install_coroutine(lua_State* L) {
+  open_library(L, LUA_COLIBNAME, luaopen_coroutine);
+  wrap_field(L, "create", sandbox_new_coroutine);
+  lua_pushcfunction(L, sandbox_coroutine_wrap);
+  lua_setfield(L, -2, "wrap");
+  lua_pushcfunction(L, sandbox_coroutine_close);
+  lua_setfield(L, -2, "close");
+  lua_setglobal(L, LUA_COLIBNAME);
+}
+
+void install_os(lua_State* L) {
+  open_library(L, LUA_OSLIBNAME, luaopen_os);
+  lua_createtable(L, 0, 3);
+  for (const char* name : {"time", "date"}) {
+    lua_getfield(L, -2, name);
+    lua_setfield(L, -2, name);
+  }
+  lua_pushnumber(L, thread_cpu_seconds());
+  lua_pushcclosure(L, sandbox_clock, 1);
+  lua_setfield(L, -2, "clock");
+  lua_setglobal(L, LUA_OSLIBNAME);
+  lua_pop(L, 1);  // the full os library stays unreachable
+}
+
+void install_json(lua_State* L) {
+  install_json_markers(L);
+  lua_createtable(L, 0, 2);
+  push_json_null(L);
+  lua_setfield(L, -2, "null");
+  lua_pushcfunction(L, json_array);
+  lua_setfield(L, -2, "array");
+  lua_setglobal(L, "json");
+}
+
+}  // namespace
+
+void install_environment(lua_State* L) {
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
+  install_base(L);
+  install_string(L);
+  install_table(L);
+  install_math(L);
+  open_library(L, LUA_UTF8LIBNAME, luaopen_utf8);
+  lua_setglobal(L, LUA_UTF8LIBNAME);
+  install_coroutine(L);
+  install_os(L);
+  install_json(L);
+}
+
+void push_safe_tostring(lua_State* L, int index) {
+  index = lua_absindex(L, index);
+  if (luaL_callmeta(L, index, "__tostring")) {
+    if (!lua_isstring(L, -1)) luaL_error(L, "'__tostring' must return a string");
+    return;
+  }
+  switch (lua_type(L, index)) {
+    case LUA_TNIL:
+    case LUA_TBOOLEAN:
+    case LUA_TNUMBER:
+    case LUA_TSTRING: luaL_tolstring(L, index, nullptr); return;
+    default:
+      if (is_json_null(L, index)) {
+        lua_pushliteral(L, "json.null");
+        return;
+      }
+      lua_pushfstring(L, "%s: #%I", luaL_typename(L, index),
+                      static_cast<LUAI_UACINT>(object_id(L, index)));
+  }
+}
+
+void push_log_table(lua_State* L) {
+  lua_createtable(L, 0, 4);
+  for (const char* level : {"debug", "info", "warn", "error"}) {
+    lua_pushstring(L, level);
+    lua_pushcclosure(L, ctx_log, 1);
+    lua_setfield(L, -2, level);
+  }
+}
+
+}  // namespace corral::runtime

@@ -1,0 +1,274 @@
+#include "runtime/runtime.h"
+
+#include <time.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "runtime/environment.h"
+#include "runtime/json_codec.h"
+#include "runtime/run_state.h"
+
+namespace corral::runtime {
+namespace {
+
+constexpr const char* kChunkName = "=script";
+constexpr int kTracebackFrames = 8;
+
+double thread_cpu_ms() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+}
+
+struct LuaStateCloser {
+  void operator()(lua_State* L) const { lua_close(L); }
+};
+using LuaState = std::unique_ptr<lua_State, LuaStateCloser>;
+
+// Keeps the frames that help a script writer: drops the header and the host's own C frames.
+std::string shorten_traceback(std::string_view traceback) {
+  std::string kept;
+  int frames = 0;
+  size_t start = 0;
+  while (start < traceback.size() && frames < kTracebackFrames) {
+    size_t end = traceback.find('\n', start);
+    if (end == std::string_view::npos) end = traceback.size();
+    std::string_view line = traceback.substr(start, end - start);
+    start = end + 1;
+    while (!line.empty() && line.front() == '\t') line.remove_prefix(1);
+    if (line.empty() || line == "stack traceback:" || line == "[C]: in ?") continue;
+    if (!kept.empty()) kept += '\n';
+    kept.append(line);
+    ++frames;
+  }
+  return kept;
+}
+
+// The message handler of every protected call into script code: records where the error
+// happened and a traceback while the stack is still there. The error object itself is
+// returned unchanged.
+int message_handler(lua_State* L) {
+  RunState& state = run_state(L);
+  lua_Debug frame;
+  for (int level = 0; lua_getstack(L, level, &frame); ++level) {
+    lua_getinfo(L, "Sl", &frame);
+    if (frame.currentline > 0 && std::strcmp(frame.source, kChunkName) == 0) {
+      state.error_line = frame.currentline;
+      break;
+    }
+  }
+  switch (lua_type(L, 1)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER: state.error_message = lua_tostring(L, 1); break;
+    case LUA_TTABLE:
+      try {
+        state.error_message = "error object: " + encode_json(L, 1, "error", 4096).text;
+      } catch (const std::exception&) {
+        state.error_message = "error object is a table value";
+      }
+      break;
+    default: state.error_message = std::string("error object is a ") + luaL_typename(L, 1) + " value";
+  }
+  luaL_traceback(L, L, nullptr, 1);
+  state.traceback = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+int open_environment(lua_State* L) {
+  install_environment(L);
+  return 0;
+}
+
+// Pushes handle's two arguments: the decoded input and ctx.
+int push_arguments(lua_State* L) {
+  const auto& request = *static_cast<const InvocationRequest*>(lua_touserdata(L, 1));
+  lua_settop(L, 0);
+  push_json(L, request.input);
+  lua_createtable(L, 0, 2);
+  push_log_table(L);
+  lua_setfield(L, -2, "log");
+  lua_pushlstring(L, request.invocation_id.data(), request.invocation_id.size());
+  lua_setfield(L, -2, "invocation_id");
+  return 2;
+}
+
+// Finds where a syntax error is: "script:LINE: ... near 'TOKEN'" gives the line, and the token's
+// place in that line gives the column (Lua itself reports no column).
+void locate_syntax_error(const std::string& source, const std::string& message, int& line,
+                         int& column) {
+  std::string prefix = std::string(kChunkName + 1) + ":";
+  if (message.rfind(prefix, 0) != 0) return;
+  line = std::atoi(message.c_str() + prefix.size());
+  if (line <= 0) return;
+  size_t begin = 0;
+  for (int i = 1; i < line && begin != std::string::npos; ++i) {
+    begin = source.find('\n', begin);
+    if (begin != std::string::npos) ++begin;
+  }
+  if (begin == std::string::npos) return;
+  size_t end = source.find('\n', begin);
+  std::string text = source.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  size_t near = message.rfind("near '");
+  if (near != std::string::npos) {
+    size_t token_begin = near + 6;
+    size_t token_end = message.find('\'', token_begin);
+    std::string token = message.substr(token_begin, token_end - token_begin);
+    // The failing token is usually the last of its kind on the line: earlier ones parsed.
+    size_t at = token.empty() ? std::string::npos : text.rfind(token);
+    if (at != std::string::npos) column = static_cast<int>(at) + 1;
+  } else if (message.find("near <eof>") != std::string::npos) {
+    column = static_cast<int>(text.size()) + 1;
+  }
+}
+
+class Invocation {
+ public:
+  explicit Invocation(const InvocationRequest& request)
+      : request_(request), state_(request.limits), cpu_start_ms_(thread_cpu_ms()) {
+    result_.invocation_id = request.invocation_id;
+  }
+
+  InvocationResult run() {
+    execute();
+    finish();
+    return std::move(result_);
+  }
+
+ private:
+  void execute() {
+    if (request_.source.size() > kMaxSourceBytes) {
+      return invalid("the source is " + std::to_string(request_.source.size()) +
+                     " bytes, over the maximum of " + std::to_string(kMaxSourceBytes));
+    }
+    L_.reset(lua_newstate(metered_alloc, &state_));
+    if (!L_) {
+      state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_in_use) + 1,
+                  state_.limits.memory_bytes);
+      return;
+    }
+    lua_State* L = L_.get();
+    *static_cast<RunState**>(lua_getextraspace(L)) = &state_;
+
+    lua_pushcfunction(L, open_environment);
+    if (protect(lua_pcall(L, 0, 0, 0)) != LUA_OK) return;
+
+    lua_pushcfunction(L, message_handler);
+    int handler = lua_gettop(L);
+
+    int status = luaL_loadbufferx(L, request_.source.data(), request_.source.size(), kChunkName, "t");
+    if (protect(status) != LUA_OK) {
+      if (status != LUA_ERRSYNTAX) return;
+      std::string message = lua_tostring(L, -1);
+      locate_syntax_error(request_.source, message, result_.line, result_.column);
+      return invalid("syntax error: " + message);
+    }
+    install_meter(L);
+    if (protect(lua_pcall(L, 0, 0, handler)) != LUA_OK) return script_error();
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_pushliteral(L, "handle");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_type(L, -1) != LUA_TFUNCTION) {
+      return invalid(
+          "the script defines no global function 'handle'; define it as "
+          "'function handle(input, ctx) ... end'");
+    }
+    lua_pushcfunction(L, push_arguments);
+    lua_pushlightuserdata(L, const_cast<InvocationRequest*>(&request_));
+    if (protect(lua_pcall(L, 1, 2, 0)) != LUA_OK) {
+      return invalid(std::string("the input cannot be given to the script: ") + lua_tostring(L, -1));
+    }
+    if (protect(lua_pcall(L, 2, 1, handler)) != LUA_OK) return script_error();
+    encode_output();
+  }
+
+  // Memory errors become the memory limit even when Lua reported them without our allocator
+  // refusing twice (for example while the collector was running).
+  int protect(int status) {
+    if (status == LUA_ERRMEM) {
+      state_.trip_pending_memory_refusal();
+      state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_in_use) + 1,
+                  state_.limits.memory_bytes);
+    }
+    return status;
+  }
+
+  void encode_output() {
+    try {
+      auto encoded = encode_json(L_.get(), -1, "output", static_cast<size_t>(request_.limits.output_bytes));
+      if (encoded.size > static_cast<size_t>(request_.limits.output_bytes)) {
+        state_.trip(LimitKind::output_size, static_cast<int64_t>(encoded.size),
+                    request_.limits.output_bytes);
+        return;
+      }
+      result_.output = nlohmann::json::parse(encoded.text);
+      result_.outcome = Outcome::ok;
+    } catch (const EncodeError& error) {
+      result_.outcome = Outcome::script_error;
+      result_.message = std::string("the result cannot be encoded as JSON: ") + error.what();
+    }
+  }
+
+  void invalid(std::string message) {
+    result_.outcome = Outcome::invalid;
+    result_.message = std::move(message);
+  }
+
+  void script_error() {
+    result_.outcome = Outcome::script_error;
+    result_.message = state_.error_message.empty() ? "the script raised an error" : state_.error_message;
+    result_.line = state_.error_line;
+    result_.traceback = shorten_traceback(state_.traceback);
+  }
+
+  void finish() {
+    // The host's own flags decide, never the script's messages: a limit that tripped wins
+    // whatever the script did afterwards.
+    state_.trip_pending_memory_refusal();
+    if (state_.tripped) {
+      result_.outcome = Outcome::limit_exceeded;
+      result_.limit = state_.tripped;
+      result_.used = state_.tripped_used;
+      result_.allowed = state_.tripped_allowed;
+      result_.message = std::string(to_string(*state_.tripped)) + " limit exceeded";
+      result_.line = 0;
+      result_.column = 0;
+      result_.traceback.clear();
+      result_.output = nullptr;
+    }
+    L_.reset();
+    result_.logs = std::move(state_.logs);
+    result_.stats.fuel_used = state_.fuel_used;
+    result_.stats.memory_peak_bytes = static_cast<int64_t>(state_.memory_peak);
+    auto started = state_.deadline - std::chrono::milliseconds(request_.limits.timeout_ms);
+    result_.stats.wall_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    result_.stats.cpu_ms = thread_cpu_ms() - cpu_start_ms_;
+  }
+
+  const InvocationRequest& request_;
+  RunState state_;
+  double cpu_start_ms_;
+  LuaState L_;
+  InvocationResult result_;
+};
+
+}  // namespace
+
+InvocationResult run_invocation(const InvocationRequest& request) {
+  try {
+    return Invocation(request).run();
+  } catch (const std::exception& error) {
+    InvocationResult result;
+    result.invocation_id = request.invocation_id;
+    result.outcome = Outcome::crashed;
+    result.message = std::string("the runtime failed: ") + error.what();
+    return result;
+  }
+}
+
+}  // namespace corral::runtime

@@ -1,0 +1,119 @@
+// The API's request parsing and response shapes, without a network.
+#include "api/responses.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using corral::api::parse_run_request;
+
+corral::LimitsPolicy policy;
+
+std::string where_it_fails(const std::string& body) {
+  try {
+    parse_run_request(body, policy, "id");
+  } catch (const corral::InvalidRequest& error) {
+    return error.where;
+  } catch (const std::invalid_argument&) {
+    return "not json";
+  }
+  return "accepted";
+}
+
+TEST(RunRequest, TakesSourceInputAndLimits) {
+  auto request = parse_run_request(R"({"source":"x","input":{"a":[1,2]},"limits":{"fuel":5000}})", policy, "abc");
+  EXPECT_EQ(request.invocation_id, "abc");
+  EXPECT_EQ(request.source, "x");
+  EXPECT_EQ(request.input, nlohmann::json::parse(R"({"a":[1,2]})"));
+  EXPECT_EQ(request.limits.fuel, 5000);
+  EXPECT_EQ(request.limits.memory_bytes, policy.defaults.memory_bytes);
+}
+
+TEST(RunRequest, InputDefaultsToNull) {
+  EXPECT_TRUE(parse_run_request(R"({"source":"x"})", policy, "i").input.is_null());
+}
+
+TEST(RunRequest, RefusesWhatIsNotAStrictRunBody) {
+  EXPECT_EQ(where_it_fails(R"({"source":"x","inptu":1})"), "inptu");
+  EXPECT_EQ(where_it_fails(R"({"input":1})"), "source");
+  EXPECT_EQ(where_it_fails(R"({"source":7})"), "source");
+  EXPECT_EQ(where_it_fails(R"(["source"])"), "body");
+  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"fuel":0}})"), "limits.fuel");
+  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"fuel":1e20}})"), "limits.fuel");
+  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"memory_bytes":999999999999}})"), "limits.memory_bytes");
+  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"cpu":1}})"), "limits.cpu");
+  EXPECT_EQ(where_it_fails(R"({"source":"x",)"), "not json");
+  EXPECT_EQ(where_it_fails(""), "not json");
+}
+
+TEST(RunRequest, RefusesNestingThatCouldExhaustTheHostStack) {
+  std::string deep = R"({"source":"x","input":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_EQ(where_it_fails(deep), "body");
+  std::string shallow = R"({"source":"x","input":)" + std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_EQ(where_it_fails(shallow), "accepted");
+}
+
+TEST(Problem, HasEveryRfc9457MemberAndTheExtras) {
+  auto response = corral::api::problem(413, "body-too-large", "Too large", "what", "do this", "inv-1",
+                                       {{"type", "must not win"}, {"limit", 10}});
+  EXPECT_EQ(response.status, 413);
+  EXPECT_EQ(response.content_type, "application/problem+json");
+  auto body = nlohmann::json::parse(response.body);
+  EXPECT_EQ(body["type"], "urn:corral:problem:body-too-large");
+  EXPECT_EQ(body["title"], "Too large");
+  EXPECT_EQ(body["status"], 413);
+  EXPECT_EQ(body["detail"], "what");
+  EXPECT_EQ(body["hint"], "do this");
+  EXPECT_EQ(body["invocation_id"], "inv-1");
+  EXPECT_EQ(body["limit"], 10);
+}
+
+TEST(RunResponse, OkIsThePlainResult) {
+  corral::InvocationResult result;
+  result.outcome = corral::Outcome::ok;
+  result.invocation_id = "i";
+  result.output = {{"sum", 3}};
+  auto response = corral::api::run_response(result, policy);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.content_type, "application/json");
+  EXPECT_EQ(nlohmann::json::parse(response.body), corral::to_json(result));
+}
+
+TEST(RunResponse, LimitExceededSaysWhichFieldToRaiseAndHowFar) {
+  corral::InvocationResult result;
+  result.outcome = corral::Outcome::limit_exceeded;
+  result.invocation_id = "i";
+  result.limit = corral::LimitKind::fuel;
+  result.used = 1001;
+  result.allowed = 1000;
+  auto body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
+  EXPECT_EQ(body["status"], 422);
+  EXPECT_EQ(body["type"], "urn:corral:problem:limit_exceeded");
+  EXPECT_EQ(body["outcome"], "limit_exceeded");
+  EXPECT_EQ(body["error"]["limit"], "fuel");
+  EXPECT_NE(body["hint"].get<std::string>().find("limits.fuel"), std::string::npos) << body["hint"];
+  EXPECT_NE(body["hint"].get<std::string>().find(std::to_string(policy.maxima.fuel)), std::string::npos);
+
+  result.allowed = policy.maxima.fuel;
+  body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
+  EXPECT_NE(body["hint"].get<std::string>().find("already at this server's maximum"), std::string::npos);
+}
+
+TEST(RunResponse, EachFailureHasItsStatus) {
+  corral::InvocationResult result;
+  result.invocation_id = "i";
+  result.message = "boom";
+  for (auto [outcome, status] : {std::pair{corral::Outcome::script_error, 422},
+                                 {corral::Outcome::invalid, 400},
+                                 {corral::Outcome::crashed, 500}}) {
+    result.outcome = outcome;
+    auto response = corral::api::run_response(result, policy);
+    EXPECT_EQ(response.status, status);
+    auto body = nlohmann::json::parse(response.body);
+    EXPECT_EQ(body["type"], "urn:corral:problem:" + std::string(corral::to_string(outcome)));
+    EXPECT_FALSE(body["hint"].get<std::string>().empty());
+    EXPECT_EQ(body["invocation_id"], "i");
+  }
+}
+
+}  // namespace

@@ -1,0 +1,284 @@
+// A real corrald on a free loopback port, spoken to over HTTP/1.1.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "api/corrald_process.h"
+
+namespace {
+
+using corral::testing::CorraldProcess;
+using corral::testing::HttpClient;
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+const char* kSum = "function handle(input, ctx) return {sum = input.a + input.b} end";
+
+json body_of(const http::response<http::string_body>& response) { return json::parse(response.body()); }
+
+class ServerTest : public ::testing::Test {
+ protected:
+  CorraldProcess corrald_;
+  HttpClient client() { return HttpClient(corrald_.host(), corrald_.port()); }
+};
+
+TEST_F(ServerTest, RunsTheReadmeExample) {
+  auto response = client().post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 2}}}});
+  ASSERT_EQ(response.result_int(), 200) << response.body();
+  EXPECT_EQ(response[http::field::content_type], "application/json");
+  auto body = body_of(response);
+  EXPECT_EQ(body["outcome"], "ok");
+  EXPECT_EQ(body["output"], json({{"sum", 3}}));
+  EXPECT_EQ(body["logs"], json::array());
+  for (const char* figure : {"fuel_used", "memory_peak_bytes", "wall_ms", "cpu_ms"}) {
+    EXPECT_TRUE(body["stats"].contains(figure)) << figure;
+  }
+  EXPECT_EQ(body["invocation_id"], std::string(response["Corral-Invocation-Id"]));
+  EXPECT_EQ(body["invocation_id"].get<std::string>().size(), 32u);
+}
+
+TEST_F(ServerTest, KeepsTheConnectionAliveAcrossRequests) {
+  auto connection = client();
+  for (int i = 0; i < 5; ++i) {
+    auto response = connection.post_json({{"source", kSum}, {"input", {{"a", i}, {"b", 1}}}});
+    ASSERT_EQ(response.result_int(), 200);
+    EXPECT_TRUE(response.keep_alive());
+    EXPECT_EQ(body_of(response)["output"]["sum"], i + 1);
+  }
+}
+
+TEST_F(ServerTest, ScriptErrorIsAProblemWithTheResult) {
+  auto response = client().post_json({{"source", "function handle()\n  error('bad order')\nend"}});
+  ASSERT_EQ(response.result_int(), 422);
+  EXPECT_EQ(response[http::field::content_type], "application/problem+json");
+  auto body = body_of(response);
+  EXPECT_EQ(body["type"], "urn:corral:problem:script_error");
+  EXPECT_EQ(body["status"], 422);
+  EXPECT_FALSE(body["title"].get<std::string>().empty());
+  EXPECT_NE(body["detail"].get<std::string>().find("bad order"), std::string::npos) << body;
+  EXPECT_FALSE(body["hint"].get<std::string>().empty());
+  EXPECT_EQ(body["invocation_id"], std::string(response["Corral-Invocation-Id"]));
+  EXPECT_EQ(body["error"]["line"], 2);
+}
+
+TEST_F(ServerTest, LimitExceededNamesTheLimitAndTheFigures) {
+  auto response = client().post_json(
+      {{"source", "function handle() while true do end end"}, {"limits", {{"fuel", 100000}}}});
+  ASSERT_EQ(response.result_int(), 422);
+  auto body = body_of(response);
+  EXPECT_EQ(body["type"], "urn:corral:problem:limit_exceeded");
+  EXPECT_EQ(body["error"]["limit"], "fuel");
+  EXPECT_EQ(body["error"]["allowed"], 100000);
+  EXPECT_GE(body["error"]["used"].get<int64_t>(), 100000);
+  EXPECT_NE(body["hint"].get<std::string>().find("limits.fuel"), std::string::npos);
+}
+
+TEST_F(ServerTest, WallTimeStopsWorkInsideOneCFunction) {
+  auto response = client().post_json(
+      {{"source", "function handle() return string.find(string.rep('a', 300000), '.-.-.-.-.-.-b') end"},
+       {"limits", {{"timeout_ms", 200}}}});
+  ASSERT_EQ(response.result_int(), 422) << response.body();
+  EXPECT_EQ(body_of(response)["error"]["limit"], "wall_time");
+}
+
+TEST_F(ServerTest, SyntaxErrorIsInvalidWithLineAndColumn) {
+  auto response = client().post_json({{"source", "function handle(\n  return 1 end"}});
+  ASSERT_EQ(response.result_int(), 400);
+  auto body = body_of(response);
+  EXPECT_EQ(body["type"], "urn:corral:problem:invalid");
+  EXPECT_EQ(body["error"]["line"], 2);
+  EXPECT_GT(body["error"]["column"], 0);
+}
+
+TEST_F(ServerTest, UnknownFieldIsRefusedByName) {
+  auto response = client().post_json({{"source", kSum}, {"inputs", 1}});
+  ASSERT_EQ(response.result_int(), 400);
+  auto body = body_of(response);
+  EXPECT_EQ(body["type"], "urn:corral:problem:invalid");
+  EXPECT_EQ(body["field"], "inputs");
+  EXPECT_NE(body["detail"].get<std::string>().find("\"inputs\""), std::string::npos) << body;
+  EXPECT_TRUE(body.contains("invocation_id"));
+}
+
+TEST_F(ServerTest, LimitAboveTheMaximumIsRefused) {
+  auto response = client().post_json({{"source", kSum}, {"limits", {{"timeout_ms", 10'000'000}}}});
+  ASSERT_EQ(response.result_int(), 400);
+  EXPECT_EQ(body_of(response)["field"], "limits.timeout_ms");
+}
+
+TEST_F(ServerTest, BodyThatIsNotJsonIsRefused) {
+  auto response = client().request(http::verb::post, "/v1/run", "{\"source\": ");
+  ASSERT_EQ(response.result_int(), 400);
+  EXPECT_EQ(body_of(response)["type"], "urn:corral:problem:invalid");
+}
+
+TEST_F(ServerTest, DeeplyNestedBodyIsRefusedAndTheServerLives) {
+  std::string deep = "{\"source\":\"x\",\"input\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  auto connection = client();
+  EXPECT_EQ(connection.request(http::verb::post, "/v1/run", deep).result_int(), 400);
+  EXPECT_EQ(connection.post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).result_int(), 200);
+}
+
+TEST_F(ServerTest, WrongContentTypeIs415) {
+  auto response = client().request(http::verb::post, "/v1/run", json({{"source", kSum}}).dump(), "text/plain");
+  ASSERT_EQ(response.result_int(), 415);
+  EXPECT_EQ(body_of(response)["type"], "urn:corral:problem:unsupported-media-type");
+  auto with_charset = client().request(http::verb::post, "/v1/run",
+                                       json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).dump(),
+                                       "Application/JSON; charset=utf-8");
+  EXPECT_EQ(with_charset.result_int(), 200);
+}
+
+TEST_F(ServerTest, UnknownRouteIs404AndWrongMethodIs405) {
+  auto missing = client().request(http::verb::get, "/v1/nothing");
+  EXPECT_EQ(missing.result_int(), 404);
+  EXPECT_EQ(body_of(missing)["type"], "urn:corral:problem:not-found");
+  auto wrong = client().request(http::verb::get, "/v1/run");
+  EXPECT_EQ(wrong.result_int(), 405);
+  EXPECT_EQ(wrong[http::field::allow], "POST");
+  EXPECT_EQ(body_of(wrong)["status"], 405);
+}
+
+TEST_F(ServerTest, HealthzListsTheActiveLayers) {
+  auto response = client().request(http::verb::get, "/healthz");
+  ASSERT_EQ(response.result_int(), 200);
+  auto body = body_of(response);
+  EXPECT_EQ(body["status"], "ok");
+  ASSERT_TRUE(body["layers"].is_array());
+  bool has_worker_layer = false;
+  for (const auto& layer : body["layers"]) has_worker_layer |= layer["name"] == "worker-process";
+  EXPECT_TRUE(has_worker_layer) << body;
+}
+
+TEST_F(ServerTest, LogsOneJsonLinePerRequestWithTheInvocationId) {
+  auto response = client().post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 2}}}});
+  client().request(http::verb::get, "/healthz");
+  std::string id(response["Corral-Invocation-Id"]);
+  std::vector<json> requests;
+  for (const auto& line : corrald_.log_lines()) {
+    if (line.value("msg", "") == "request") requests.push_back(line);
+  }
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0]["invocation_id"], id);
+  EXPECT_EQ(requests[0]["route"], "/v1/run");
+  EXPECT_EQ(requests[0]["status"], 200);
+  EXPECT_EQ(requests[0]["outcome"], "ok");
+  EXPECT_TRUE(requests[0].contains("duration_ms"));
+  EXPECT_TRUE(requests[0].contains("time"));
+  EXPECT_EQ(requests[1]["route"], "/healthz");
+  EXPECT_FALSE(requests[1].contains("invocation_id"));
+}
+
+TEST_F(ServerTest, ServesConcurrentClients) {
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      auto connection = client();
+      for (int i = 0; i < 10; ++i) {
+        auto response = connection.post_json({{"source", kSum}, {"input", {{"a", c}, {"b", i}}}});
+        if (response.result_int() == 200 && body_of(response)["output"]["sum"] == c + i) ++ok;
+      }
+    });
+  }
+  for (auto& thread : clients) thread.join();
+  EXPECT_EQ(ok, 80);
+}
+
+TEST_F(ServerTest, SigtermLetsTheRunInProgressFinishThenExitsZero) {
+  auto idle = client();
+  ASSERT_EQ(idle.request(http::verb::get, "/healthz").result_int(), 200);
+
+  http::response<http::string_body> slow;
+  std::thread runner([&] {
+    slow = client().post_json(
+        {{"source", "function handle() local t = os.clock() while os.clock() - t < 0.6 do end return 'done' end"},
+         {"limits", {{"fuel", 1'000'000'000}, {"timeout_ms", 5000}}}});
+  });
+  // Wait until the run is in flight before asking corrald to stop.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (client().request(http::verb::get, "/metrics").body().find("corral_invocations_in_flight 1") ==
+         std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(corrald_.terminate_and_wait(), 0);
+  runner.join();
+  EXPECT_EQ(slow.result_int(), 200) << slow.body();
+  EXPECT_EQ(body_of(slow)["output"], "done");
+  EXPECT_FALSE(slow.keep_alive());
+
+  // The idle keep-alive connection was closed rather than left hanging.
+  boost::beast::error_code error;
+  char byte;
+  idle.socket().read_some(boost::asio::buffer(&byte, 1), error);
+  EXPECT_EQ(error, boost::asio::error::eof);
+  bool logged_stop = false;
+  for (const auto& line : corrald_.log_lines()) logged_stop |= line.value("msg", "") == "stopped";
+  EXPECT_TRUE(logged_stop);
+}
+
+TEST(ServerLimits, BodyOverTheLimitIs413) {
+  CorraldProcess corrald({"--max-body-bytes", "2000"});
+  HttpClient client(corrald.host(), corrald.port());
+  auto response = client.post_json({{"source", std::string(5000, ' ') + kSum}});
+  ASSERT_EQ(response.result_int(), 413);
+  EXPECT_EQ(body_of(response)["type"], "urn:corral:problem:body-too-large");
+  EXPECT_FALSE(response.keep_alive());
+}
+
+TEST(ServerLimits, ConfigFileSetsDefaults) {
+  auto config = std::filesystem::temp_directory_path() / ("corrald-" + std::to_string(getpid()) + ".toml");
+  std::ofstream(config) << "default-fuel = 20000\nmax-fuel = 40000\n";
+  CorraldProcess corrald({"--config", config.string()});
+  std::filesystem::remove(config);
+  HttpClient client(corrald.host(), corrald.port());
+  auto response = client.post_json({{"source", "function handle() while true do end end"}});
+  ASSERT_EQ(response.result_int(), 422);
+  EXPECT_EQ(body_of(response)["error"]["allowed"], 20000);
+  auto above = client.post_json({{"source", kSum}, {"limits", {{"fuel", 50000}}}});
+  EXPECT_EQ(above.result_int(), 400);
+}
+
+TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
+  auto fake = std::filesystem::temp_directory_path() / ("corral-fake-worker-" + std::to_string(getpid()));
+  std::ofstream(fake) << "#!/bin/sh\nexit 3\n";
+  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  CorraldProcess corrald({"--worker", fake.string()});
+  HttpClient client(corrald.host(), corrald.port());
+  for (int i = 0; i < 2; ++i) {
+    auto response = client.post_json({{"source", kSum}});
+    ASSERT_EQ(response.result_int(), 500);
+    auto body = body_of(response);
+    EXPECT_EQ(body["type"], "urn:corral:problem:crashed");
+    EXPECT_NE(body["detail"].get<std::string>().find("status 3"), std::string::npos) << body;
+  }
+  std::filesystem::remove(fake);
+}
+
+TEST(CorraldCommand, HelpExplainsEachOption) {
+  std::string command = std::string(CORRALD_PATH) + " --help";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string help;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) help.append(chunk, n);
+  EXPECT_EQ(pclose(pipe), 0);
+  for (const char* option : {"--listen", "--data-dir", "--config", "--max-body-bytes", "--default-fuel",
+                             "--max-memory-bytes", "--default-timeout-ms", "SIGTERM"}) {
+    EXPECT_NE(help.find(option), std::string::npos) << option;
+  }
+}
+
+TEST(CorraldCommand, BadListenAddressIsAUsageError) {
+  std::string command = std::string(CORRALD_PATH) + " --listen nowhere 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
+  int status = pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(output.find("HOST:PORT"), std::string::npos) << output;
+}
+
+}  // namespace

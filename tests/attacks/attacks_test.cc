@@ -1,0 +1,112 @@
+// Runs every hostile script in tests/attacks/ through a real corral-worker and checks the
+// outcome its header promises:
+//   -- expect: OUTCOME [LIMIT]
+//   -- limits: {"fuel": 1000}        (optional)
+// After each attack a harmless script must still run: no attack may break the executor.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "pool/process_executor.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Attack {
+  std::string name;
+  std::string source;
+  corral::Outcome outcome;
+  std::optional<corral::LimitKind> limit;
+  nlohmann::json limits = nlohmann::json::object();
+};
+
+std::string read_text(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+Attack parse_attack(const fs::path& path) {
+  Attack attack{.name = path.stem().string(), .source = read_text(path), .outcome = corral::Outcome::ok,
+                .limit = std::nullopt};
+  std::istringstream lines(attack.source);
+  std::string line;
+  std::getline(lines, line);
+  const std::string expect = "-- expect: ";
+  if (!line.starts_with(expect)) {
+    throw std::runtime_error(path.string() + ": the first line must be '-- expect: OUTCOME [LIMIT]'");
+  }
+  std::istringstream words(line.substr(expect.size()));
+  std::string outcome, limit;
+  words >> outcome >> limit;
+  auto parsed = corral::outcome_from_string(outcome);
+  if (!parsed) throw std::runtime_error(path.string() + ": unknown outcome '" + outcome + "'");
+  attack.outcome = *parsed;
+  if (!limit.empty()) {
+    attack.limit = corral::limit_from_string(limit);
+    if (!attack.limit) throw std::runtime_error(path.string() + ": unknown limit '" + limit + "'");
+  }
+  const std::string limits = "-- limits: ";
+  if (std::getline(lines, line) && line.starts_with(limits)) {
+    attack.limits = nlohmann::json::parse(line.substr(limits.size()));
+  }
+  return attack;
+}
+
+std::vector<fs::path> attack_files() {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(fs::path(CORRAL_SOURCE_DIR) / "tests" / "attacks")) {
+    if (entry.path().extension() == ".lua") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+corral::ProcessExecutor& executor() {
+  static corral::ProcessExecutor instance({.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
+  return instance;
+}
+
+corral::InvocationResult run(const std::string& source, const nlohmann::json& limits) {
+  corral::InvocationRequest request{.invocation_id = corral::new_invocation_id(),
+                                    .source = source,
+                                    .input = nlohmann::json::object(),
+                                    .limits = corral::LimitsPolicy{}.resolve(limits)};
+  return executor().run(request);
+}
+
+class AttackTest : public ::testing::TestWithParam<fs::path> {};
+
+TEST_P(AttackTest, EndsWithItsExpectedOutcome) {
+  Attack attack = parse_attack(GetParam());
+  corral::InvocationResult result = run(attack.source, attack.limits);
+  std::string shown = corral::to_json(result).dump();
+  EXPECT_EQ(corral::to_string(result.outcome), corral::to_string(attack.outcome)) << shown;
+  if (attack.limit) {
+    ASSERT_TRUE(result.limit.has_value()) << shown;
+    EXPECT_EQ(corral::to_string(*result.limit), corral::to_string(*attack.limit)) << shown;
+    EXPECT_GT(result.used, 0) << shown;
+    EXPECT_GT(result.allowed, 0) << shown;
+  }
+
+  corral::InvocationResult after = run("function handle(input) return 'still serving' end", {});
+  EXPECT_EQ(after.outcome, corral::Outcome::ok) << corral::to_json(after).dump();
+  EXPECT_EQ(after.output, "still serving");
+}
+
+TEST(AttackSuite, HoldsAtLeastThirtyScripts) { EXPECT_GE(attack_files().size(), 30u); }
+
+INSTANTIATE_TEST_SUITE_P(Scripts, AttackTest, ::testing::ValuesIn(attack_files()),
+                         [](const ::testing::TestParamInfo<fs::path>& info) {
+                           std::string name = info.param.stem().string();
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+}  // namespace

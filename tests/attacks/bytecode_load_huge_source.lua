@@ -1,0 +1,8 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 16777216, "fuel": 10000000}
+-- why: load of a source over 1 MiB must be refused before parsing (size cap) so a parser bomb cannot be fed in; the script raises with the refusal.
+function handle(input, ctx)
+  local src = "return " .. string.rep(" ", 1100000) .. "1"
+  local f, err = load(src)
+  error("load over 1 MiB was " .. (f and "accepted" or "refused") .. ": " .. tostring(err))
+end

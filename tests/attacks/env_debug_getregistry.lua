@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: debug.getregistry would expose the registry (the full os/io libraries live in _LOADED), so debug must be absent and the call raises.
+function handle(input, ctx)
+  local reg = debug.getregistry()
+  error("escaped: debug.getregistry returned " .. tostring(reg))
+end

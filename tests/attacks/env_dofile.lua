@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: dofile reads and runs host files, so it must be removed and calling it raises.
+function handle(input, ctx)
+  local r = dofile("/etc/passwd")
+  error("escaped: dofile returned " .. tostring(r))
+end

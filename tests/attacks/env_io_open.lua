@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: opening a host file through io.open must be impossible because io is absent, so the call raises.
+function handle(input, ctx)
+  local f = io.open("/etc/passwd", "r")
+  error("escaped: io.open returned " .. tostring(f))
+end

@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: require would load arbitrary modules (including C libraries), so it must be absent and calling it raises.
+function handle(input, ctx)
+  local m = require("io")
+  error("escaped: require returned " .. tostring(m))
+end

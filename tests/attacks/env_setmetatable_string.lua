@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: setmetatable only accepts tables, so a script cannot replace the strings metatable; the call raises.
+function handle(input, ctx)
+  setmetatable("", { __index = function() return "pwned" end })
+  error("escaped: setmetatable on a string succeeded")
+end

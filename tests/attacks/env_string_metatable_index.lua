@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: getmetatable("") must answer false so the script cannot reach or edit the shared strings metatable; indexing false raises.
+function handle(input, ctx)
+  local idx = getmetatable("").__index
+  error("escaped: getmetatable(\"\").__index = " .. tostring(idx))
+end

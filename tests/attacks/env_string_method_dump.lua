@@ -1,0 +1,7 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: ("").dump reaches the string table through the strings metatable; dump must be removed from the real table, so the method call raises.
+function handle(input, ctx)
+  local b = ("").dump(function() return 1 end)
+  error("escaped: (\"\").dump returned " .. #b .. " bytes")
+end

@@ -1,0 +1,12 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: yielding from a __tostring called by the sandbox C code (ctx.log) crosses a C boundary; it must raise "attempt to yield across a C-call boundary", never longjmp through host frames.
+function handle(input, ctx)
+  local co = coroutine.wrap(function()
+    local t = setmetatable({}, { __tostring = function() coroutine.yield("y") return "x" end })
+    ctx.log.info(t)
+    return "done"
+  end)
+  local r = co()
+  error("resume returned " .. tostring(r))
+end

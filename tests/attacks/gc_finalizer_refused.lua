@@ -1,0 +1,8 @@
+-- expect: script_error
+-- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
+-- why: a __gc finalizer would run during collection, outside the fuel budget and possibly after the run; setmetatable must refuse it, so the script raises.
+function handle(input, ctx)
+  setmetatable({}, { __gc = function() while true do end end })
+  collectgarbage()
+  error("escaped: __gc metatable accepted")
+end

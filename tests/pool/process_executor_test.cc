@@ -1,0 +1,154 @@
+// The supervisor side of a worker: deadlines enforced by killing, deaths and protocol errors
+// reported as `crashed`, damaged workers retired, healthy ones reused without leaking state.
+#include "pool/process_executor.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace corral {
+namespace {
+
+InvocationRequest request_for(const std::string& source, nlohmann::json limits = nullptr) {
+  InvocationRequest request;
+  request.invocation_id = new_invocation_id();
+  request.source = source;
+  request.input = nlohmann::json::object();
+  request.limits = LimitsPolicy{}.resolve(limits);
+  return request;
+}
+
+ProcessExecutor real_executor() { return ProcessExecutor({.worker_path = CORRAL_WORKER_PATH}); }
+
+// A stand-in worker that misbehaves in one scripted way.
+std::string fake_worker(const std::string& name, const std::string& shell) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("corral-fake-worker-" + name + "-" + std::to_string(getpid()));
+  std::ofstream(path) << "#!/bin/sh\n" << shell << "\n";
+  chmod(path.c_str(), 0700);
+  return path.string();
+}
+
+TEST(ProcessExecutor, RunsAScriptInAWorker) {
+  auto executor = real_executor();
+  auto result = executor.run(request_for("function handle() return {pid_free = true} end"));
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  EXPECT_EQ(result.output["pid_free"], true);
+}
+
+TEST(ProcessExecutor, ReusesHealthyWorkersWithoutLeakingState) {
+  auto executor = real_executor();
+  auto first = executor.run(request_for("leaked = 'secret' function handle() string.x = 1 return 1 end"));
+  ASSERT_EQ(first.outcome, Outcome::ok);
+  auto failing = executor.run(request_for("function handle() error('fine') end"));
+  EXPECT_EQ(failing.outcome, Outcome::script_error);
+  auto second = executor.run(
+      request_for("function handle() return {leaked == nil, string.x == nil} end"));
+  ASSERT_EQ(second.outcome, Outcome::ok);
+  EXPECT_EQ(second.output, nlohmann::json({true, true}));
+  EXPECT_EQ(executor.workers_started(), 1u);  // same process all along: isolation is per state
+}
+
+TEST(ProcessExecutor, RetiresAWorkerAfterALimit) {
+  auto executor = real_executor();
+  auto limited = executor.run(request_for("function handle() while true do end end", {{"fuel", 10000}}));
+  EXPECT_EQ(limited.outcome, Outcome::limit_exceeded);
+  auto next = executor.run(request_for("function handle() return 1 end"));
+  EXPECT_EQ(next.outcome, Outcome::ok);
+  EXPECT_EQ(executor.workers_started(), 2u);
+}
+
+TEST(ProcessExecutor, KillsALongCCallAtTheDeadline) {
+  auto executor = real_executor();
+  auto started = std::chrono::steady_clock::now();
+  auto result = executor.run(request_for(
+      "function handle() return string.find(string.rep('a', 40000), '.-.-.-.-.-.-.-.-b') end",
+      {{"timeout_ms", 200}}));
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(result.outcome, Outcome::limit_exceeded) << to_json(result).dump();
+  EXPECT_EQ(result.limit, LimitKind::wall_time);
+  EXPECT_EQ(result.allowed, 200);
+  EXPECT_GE(result.used, 200);
+  EXPECT_LT(elapsed, std::chrono::milliseconds(1500));
+  EXPECT_EQ(executor.run(request_for("function handle() return 2 end")).outcome, Outcome::ok);
+}
+
+TEST(ProcessExecutor, ReportsAWorkerThatExits) {
+  ProcessExecutor executor({.worker_path = fake_worker("exit", "exit 7")});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("exited with status 7"), std::string::npos) << result.message;
+}
+
+TEST(ProcessExecutor, ReportsAWorkerKilledByASignal) {
+  ProcessExecutor executor({.worker_path = fake_worker("segv", "head -c 8 <&3 >/dev/null; kill -11 $$")});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("signal 11 (SIGSEGV)"), std::string::npos) << result.message;
+}
+
+TEST(ProcessExecutor, RetiresAWorkerThatSendsGarbage) {
+  ProcessExecutor executor(
+      {.worker_path = fake_worker("garbage", "printf 'GARBAGE!' >&3; sleep 5")});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("malformed frame (bad frame magic)"), std::string::npos)
+      << result.message;
+}
+
+TEST(ProcessExecutor, RetiresAWorkerThatAnnouncesAHugeFrame) {
+  ProcessExecutor executor({.worker_path = fake_worker(
+                                "huge", "printf 'CR\\001\\002\\377\\377\\377\\377' >&3; sleep 5")});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("exceeds the maximum"), std::string::npos) << result.message;
+}
+
+TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
+  ProcessExecutor executor({.worker_path = fake_worker(
+                                "forged", "printf 'CR\\001\\002\\000\\000\\000\\002{}' >&3; sleep 5")});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("invalid result (missing field 'outcome')"), std::string::npos)
+      << result.message;
+}
+
+TEST(ProcessExecutor, KillsAWorkerThatNeverAnswers) {
+  ProcessExecutor executor({.worker_path = fake_worker("silent", "sleep 30")});
+  auto started = std::chrono::steady_clock::now();
+  auto result = executor.run(request_for("function handle() end", {{"timeout_ms", 100}}));
+  EXPECT_EQ(result.outcome, Outcome::limit_exceeded);
+  EXPECT_EQ(result.limit, LimitKind::wall_time);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+}
+
+TEST(ProcessExecutor, ReportsAMissingWorkerBinary) {
+  ProcessExecutor executor({.worker_path = "/nonexistent/corral-worker"});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("/nonexistent/corral-worker"), std::string::npos);
+}
+
+TEST(ProcessExecutor, ServesConcurrentCallers) {
+  auto executor = real_executor();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        auto result = executor.run(request_for("function handle(input) return " + std::to_string(t * 100 + i) + " end"));
+        if (result.outcome == Outcome::ok && result.output == t * 100 + i) ++ok;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), 40);
+}
+
+}  // namespace
+}  // namespace corral

@@ -1,0 +1,27 @@
+// Runs a script in-process through the runtime, the way corral-worker does.
+#pragma once
+
+#include <string>
+
+#include "runtime/runtime.h"
+
+namespace corral::testing {
+
+inline InvocationResult run_script(const std::string& source, nlohmann::json input = nlohmann::json::object(),
+                                   nlohmann::json limits = nullptr) {
+  InvocationRequest request;
+  request.invocation_id = new_invocation_id();
+  request.source = source;
+  request.input = std::move(input);
+  request.limits = LimitsPolicy{}.resolve(limits);
+  return runtime::run_invocation(request);
+}
+
+// The output of `function handle(input, ctx) return EXPRESSION end`.
+inline nlohmann::json evaluate(const std::string& expression, nlohmann::json input = nlohmann::json::object()) {
+  auto result = run_script("function handle(input, ctx) return " + expression + " end", std::move(input));
+  if (result.outcome != Outcome::ok) return {{"unexpected", to_json(result)}};
+  return result.output;
+}
+
+}  // namespace corral::testing
