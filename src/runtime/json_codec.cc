@@ -1,5 +1,7 @@
 #include "runtime/json_codec.h"
 
+#include <algorithm>
+
 #include <charconv>
 #include <cmath>
 #include <variant>
@@ -227,22 +229,41 @@ class Encoder {
     put("]");
   }
 
+  // Members come out sorted by key, so the same table always encodes to the same text (Lua's
+  // own iteration order changes from run to run with its hash seed).
   void object(int index, int depth) {
     put("{");
-    bool first = true;
+    struct Member {
+      std::string_view key;
+      size_t begin, end;  // of `"key":value` in result_.text
+    };
+    std::vector<Member> members;
+    size_t members_start = result_.size;
     lua_pushnil(L_);
     while (lua_next(L_, index) != 0) {
-      if (!first) put(",");
-      first = false;
+      if (!members.empty()) put(",");
       size_t length = 0;
       const char* key = lua_tolstring(L_, -2, &length);  // a string: checked by table()
       std::string_view key_text(key, length);
+      size_t begin = result_.size;
       path_.emplace_back(key_text);
       string_literal(key_text);
       put(":");
       value(lua_gettop(L_), depth + 1);
       path_.pop_back();
+      members.push_back({key_text, begin, result_.size});
       lua_pop(L_, 1);
+    }
+    // Past max_bytes the text is dropped anyway; only the size still matters.
+    if (result_.size <= max_bytes_ && members.size() > 1) {
+      std::sort(members.begin(), members.end(), [](const Member& a, const Member& b) { return a.key < b.key; });
+      std::string sorted;
+      sorted.reserve(result_.size - members_start);
+      for (const auto& member : members) {
+        if (!sorted.empty()) sorted += ',';
+        sorted.append(result_.text, member.begin, member.end - member.begin);
+      }
+      result_.text.replace(members_start, std::string::npos, sorted);
     }
     put("}");
   }

@@ -2,6 +2,7 @@
 // (Boost.Beast, synchronous) to speak to it.
 #pragma once
 
+#include <algorithm>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -45,9 +46,9 @@ class CorraldProcess {
                                           "--ready-file",
                                           (dir_ / "ready").string(),
                                           "--data-dir",
-                                          (dir_ / "data").string(),
-                                          "--worker",
-                                          CORRAL_WORKER_PATH};
+                                          (dir_ / "data").string()};
+    bool names_a_worker = std::find(extra_arguments.begin(), extra_arguments.end(), "--worker") != extra_arguments.end();
+    if (!names_a_worker) arguments.insert(arguments.end(), {"--worker", CORRAL_WORKER_PATH});
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
     std::vector<char*> argv;
     for (auto& argument : arguments) argv.push_back(argument.data());

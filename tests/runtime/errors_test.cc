@@ -2,6 +2,8 @@
 // errors inside metamethods, error objects that are not strings) ending as clean outcomes.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "run_helper.h"
 
 namespace corral::testing {
@@ -48,6 +50,19 @@ TEST(ScriptError, ErrorObjectsThatAreNotStrings) {
   auto with_tostring = run_script(
       "function handle() error(setmetatable({}, {__tostring = function() while true do end end})) end");
   EXPECT_EQ(with_tostring.outcome, Outcome::script_error);
+}
+
+TEST(ScriptError, TableErrorObjectsEncodeWithSortedKeys) {
+  // The same table must give the same message whatever Lua's hash seed was for this run.
+  auto result = run_script(
+      "function handle() local t = {nested = {zeta = 1, alpha = 2, mid = {3}}} "
+      "for i = 1, 40 do t['k' .. (i * 7919 % 40)] = i end error(t) end");
+  std::string expected = "error object: {";
+  std::map<std::string, int> members;
+  for (int i = 1; i <= 40; ++i) members["k" + std::to_string(i * 7919 % 40)] = i;
+  for (const auto& [key, value] : members) expected += "\"" + key + "\":" + std::to_string(value) + ",";
+  expected += "\"nested\":{\"alpha\":2,\"mid\":[3],\"zeta\":1}}";
+  EXPECT_EQ(result.message, expected);
 }
 
 TEST(ScriptError, ErrorsInsideMetamethodsAreClean) {

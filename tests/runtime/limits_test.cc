@@ -38,6 +38,99 @@ TEST(FuelLimit, ChargesNewCoroutines) {
   expect_limit(result, LimitKind::fuel, 1000000);
 }
 
+TEST(FuelLimit, XpcallHandlerDoesNotRunAfterATrip) {
+  // The handler would run inside the metering hook, where hooks are off: it must be skipped.
+  auto result = run_script(
+      "function handle() xpcall(function() while true do end end, function() while true do end end) end", {},
+      {{"fuel", 100000}, {"timeout_ms", 2000}});
+  expect_limit(result, LimitKind::fuel, 100000);
+}
+
+TEST(FuelLimit, XpcallHandlerStillRunsForOrdinaryErrors) {
+  auto result = run_script(
+      "function handle() return select(2, xpcall(function(a) error('x' .. a, 0) end, "
+      "function(m) return 'handled ' .. m end, 1)) end");
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  EXPECT_EQ(result.output, "handled x1");
+  auto yields = run_script(
+      "function handle() local co = coroutine.wrap(function() return xpcall(function() "
+      "coroutine.yield(1) return 2 end, print) end) return {co(), co()} end");
+  ASSERT_EQ(yields.outcome, Outcome::ok) << to_json(yields).dump();
+  EXPECT_EQ(yields.output, nlohmann::json::array({1, true, 2}));  // the first call is cut to one value
+}
+
+TEST(FuelLimit, CloseHandlersDoNotRunAfterATrip) {
+  // A coroutine that died of the fuel limit still holds a pending __close; closing it later from
+  // the script must not run that handler unmetered.
+  auto closed = run_script(
+      "function handle() local co = coroutine.create(function() "
+      "local x <close> = setmetatable({}, {__close = function() while true do end end}) "
+      "while true do end end) "
+      "coroutine.resume(co) coroutine.close(co) return 'escaped' end",
+      {}, {{"fuel", 100000}, {"timeout_ms", 2000}});
+  expect_limit(closed, LimitKind::fuel, 100000);
+  auto wrapped = run_script(
+      "function handle() pcall(coroutine.wrap(function() "
+      "local x <close> = setmetatable({}, {__close = function() while true do end end}) "
+      "while true do end end)) return 'escaped' end",
+      {}, {{"fuel", 100000}, {"timeout_ms", 2000}});
+  expect_limit(wrapped, LimitKind::fuel, 100000);
+}
+
+TEST(CoroutineClose, NestingIsCappedWithAnOrdinaryError) {
+  auto result = run_script(R"(
+    function handle()
+      local co = false
+      for i = 1, 1000 do
+        local previous = co
+        co = coroutine.create(function()
+          local c <close> = setmetatable({}, {__close = function()
+            if previous then assert(coroutine.close(previous)) end end})
+          coroutine.yield()
+        end)
+        coroutine.resume(co)
+      end
+      local ok, message = coroutine.close(co)
+      return {ok = ok, message = message}
+    end)",
+                           {}, {{"fuel", 100000000}});
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  EXPECT_EQ(result.output["ok"], false);
+  EXPECT_NE(result.output["message"].get<std::string>().find("nest deeper than 200"), std::string::npos);
+}
+
+TEST(CoroutineClose, KeepsLuaSemantics) {
+  auto result = run_script(R"(
+    function handle()
+      local log = {}
+      local co = coroutine.create(function()
+        local c <close> = setmetatable({}, {__close = function() log[#log + 1] = 'closed' end})
+        coroutine.yield()
+      end)
+      coroutine.resume(co)
+      -- (each result goes to a local first: log[#log + 1] is indexed before the call runs)
+      local closed = tostring(coroutine.close(co))
+      log[#log + 1] = closed
+      log[#log + 1] = coroutine.status(co)
+      local failing = coroutine.create(function() error('boom', 0) end)
+      coroutine.resume(failing)
+      local ok, message = coroutine.close(failing)
+      log[#log + 1] = tostring(ok) .. ' ' .. message
+      log[#log + 1] = select(2, pcall(coroutine.close, coroutine.running()))
+      local wrapped = coroutine.wrap(function()
+        local c <close> = setmetatable({}, {__close = function() log[#log + 1] = 'wrap closed' end})
+        error('inner', 0)
+      end)
+      local wrapped_error = select(2, pcall(wrapped))
+      log[#log + 1] = wrapped_error
+      return log
+    end)");
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  EXPECT_EQ(result.output, nlohmann::json::array({"closed", "true", "dead", "false boom",
+                                                   "cannot close a running coroutine", "wrap closed",
+                                                   "inner"}));
+}
+
 TEST(FuelLimit, ChargesBulkCFunctions) {
   expect_limit(run_script("function handle() return #string.rep('ab', 5000000) end", {},
                           {{"fuel", 1000000}}),
