@@ -119,7 +119,7 @@ TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
 }
 
 TEST(ProcessExecutor, KillsAWorkerThatNeverAnswers) {
-  ProcessExecutor executor({.worker_path = fake_worker("silent", "sleep 30")});
+  ProcessExecutor executor({.worker_path = fake_worker("silent", "exec sleep 30")});
   auto started = std::chrono::steady_clock::now();
   auto result = executor.run(request_for("function handle() end", {{"timeout_ms", 100}}));
   EXPECT_EQ(result.outcome, Outcome::limit_exceeded);
