@@ -1,15 +1,17 @@
-// corral-worker: runs invocations sent by its supervisor over descriptor 3, one at a time,
-// until the channel closes. It opens nothing itself.
+// corral-worker: started by its supervisor in fresh namespaces (see src/jail/spawn.cc), it jails
+// itself (src/jail/contain.cc), readies the runtime, locks its syscalls down, then runs
+// invocations sent over descriptor 3, one at a time, until the channel closes.
 #include <unistd.h>
 
 #include <cstdio>
 
+#include "jail/jail.h"
 #include "pool/frame.h"
 #include "runtime/runtime.h"
 
 namespace {
 
-constexpr int kChannelFd = 3;
+using corral::jail::kChannelFd;
 
 corral::InvocationRequest parse_request(const std::string& payload) {
   auto message = nlohmann::json::parse(payload);
@@ -21,11 +23,35 @@ corral::InvocationRequest parse_request(const std::string& payload) {
   return request;
 }
 
+void report_violation(long syscall_number) { corral::write_violation_frame(kChannelFd, syscall_number); }
+
+// Everything the runtime would otherwise fetch lazily is fetched now, before the filesystem is
+// gone and the syscall allowlist is in force: one throwaway invocation exercises the allocator,
+// the clocks, the random seed and the date functions.
+void ready_the_runtime() {
+  corral::InvocationRequest warm_up;
+  warm_up.invocation_id = "warm-up";
+  warm_up.source = "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random()} end";
+  warm_up.limits = corral::LimitsPolicy{}.defaults;
+  corral::runtime::run_invocation(warm_up);
+}
+
 }  // namespace
 
-int main() {
-  // The supervisor gives us only the channel; close anything else that leaked in.
+int main(int argc, char** argv) {
+  corral::jail::ContainOptions jail;
+  try {
+    jail = corral::jail::options_from_arguments(argc, argv);
+    corral::jail::contain(jail);
+    ready_the_runtime();
+    corral::jail::lock_down(jail, report_violation);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "corral-worker: %s\n", error.what());
+    return 4;
+  }
+  // Without the process layer, descriptors other than the channel may have leaked in.
   close_range(kChannelFd + 1, ~0U, 0);
+
   corral::FrameDecoder decoder;
   for (;;) {
     std::optional<corral::Frame> frame;

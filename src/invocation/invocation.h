@@ -61,8 +61,12 @@ struct InvalidRequest : std::runtime_error {
   std::string where;
 };
 
+// Until tenants exist, every invocation runs as this one.
+inline constexpr const char* kPlaygroundTenant = "playground";
+
 struct InvocationRequest {
   std::string invocation_id;
+  std::string tenant = kPlaygroundTenant;  // workers serve one tenant for life
   std::string source;
   nlohmann::json input;
   Limits limits;

@@ -33,8 +33,8 @@ std::optional<Frame> FrameDecoder::next() {
   if (byte(0) != 'C' || byte(1) != 'R') fail("bad frame magic");
   if (byte(2) != kFrameVersion) fail("unsupported frame version " + std::to_string(byte(2)));
   uint8_t type = byte(3);
-  if (type != static_cast<uint8_t>(FrameType::invoke) &&
-      type != static_cast<uint8_t>(FrameType::result)) {
+  if (type != static_cast<uint8_t>(FrameType::invoke) && type != static_cast<uint8_t>(FrameType::result) &&
+      type != static_cast<uint8_t>(FrameType::violation)) {
     fail("unknown frame type " + std::to_string(type));
   }
   uint32_t length = (uint32_t{byte(4)} << 24) | (uint32_t{byte(5)} << 16) |
@@ -59,6 +59,21 @@ bool write_frame(int fd, FrameType type, std::string_view payload) {
     sent += static_cast<size_t>(n);
   }
   return true;
+}
+
+void write_violation_frame(int fd, long syscall_number) {
+  char frame[kFrameHeaderBytes + 20] = {'C', 'R', static_cast<char>(kFrameVersion),
+                                        static_cast<char>(FrameType::violation)};
+  char digits[20];
+  size_t length = 0;
+  unsigned long value = syscall_number < 0 ? 0 : static_cast<unsigned long>(syscall_number);
+  do {
+    digits[length++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0 && length < sizeof digits);
+  frame[7] = static_cast<char>(length);
+  for (size_t i = 0; i < length; ++i) frame[kFrameHeaderBytes + i] = digits[length - 1 - i];
+  (void)!::write(fd, frame, kFrameHeaderBytes + length);
 }
 
 std::optional<Frame> read_frame(int fd, FrameDecoder& decoder) {

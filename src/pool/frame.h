@@ -25,6 +25,7 @@ inline constexpr uint32_t kDefaultMaxFrameBytes = 16u << 20;
 enum class FrameType : uint8_t {
   invoke = 1,  // supervisor → worker: an InvocationRequest
   result = 2,  // worker → supervisor: an InvocationResult
+  violation = 3,  // worker → supervisor: the seccomp filter refused this syscall (decimal number), then it died
 };
 
 struct Frame {
@@ -62,6 +63,10 @@ class FrameDecoder {
 // gone. read_frame returns nullopt on a clean EOF before any byte of a frame, throws FrameError
 // on malformed input or EOF in the middle of a frame.
 bool write_frame(int fd, FrameType type, std::string_view payload);
+
+// Writes a violation frame naming syscall_number. Async-signal-safe (no allocation): the
+// worker calls it from its SIGSYS handler.
+void write_violation_frame(int fd, long syscall_number);
 std::optional<Frame> read_frame(int fd, FrameDecoder& decoder);
 
 }  // namespace corral

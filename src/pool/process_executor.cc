@@ -17,7 +17,7 @@ InvocationResult ProcessExecutor::run(const InvocationRequest& request) {
   std::unique_ptr<WorkerProcess> worker = take_idle_worker();
   if (!worker) {
     try {
-      worker = std::make_unique<WorkerProcess>(options_.worker_path, options_.max_frame_bytes);
+      worker = std::make_unique<WorkerProcess>(spec());
       std::lock_guard lock(mutex_);
       ++workers_started_;
     } catch (const std::exception& error) {
@@ -37,6 +37,13 @@ InvocationResult ProcessExecutor::run(const InvocationRequest& request) {
     return_worker(std::move(worker));
   }
   return result;
+}
+
+WorkerSpec ProcessExecutor::spec() const {
+  WorkerSpec spec;
+  spec.worker_path = options_.worker_path;
+  spec.max_frame_bytes = options_.max_frame_bytes;
+  return spec;
 }
 
 uint64_t ProcessExecutor::workers_started() const {

@@ -16,6 +16,7 @@
 namespace corral {
 
 class WorkerProcess;
+struct WorkerSpec;
 
 class ProcessExecutor : public Executor {
  public:
@@ -35,6 +36,7 @@ class ProcessExecutor : public Executor {
   uint64_t workers_started() const;
 
  private:
+  WorkerSpec spec() const;
   std::unique_ptr<WorkerProcess> take_idle_worker();
   void return_worker(std::unique_ptr<WorkerProcess> worker);
 

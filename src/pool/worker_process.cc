@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -16,12 +15,8 @@
 namespace corral {
 namespace {
 
-constexpr int kChannelFd = 3;
 
-// glibc 2.36 declares these without C linkage for C++, so call the kernel directly.
-int pidfd_open(pid_t pid, unsigned int flags) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, flags));
-}
+// glibc 2.36 declares this without C linkage for C++, so call the kernel directly.
 int pidfd_send_signal(int pidfd, int signal, siginfo_t* info, unsigned int flags) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, info, flags));
 }
@@ -36,49 +31,44 @@ std::string describe_exit(const siginfo_t& info) {
 
 }  // namespace
 
-WorkerProcess::WorkerProcess(const std::string& worker_path, uint32_t max_frame_bytes)
-    : decoder_(max_frame_bytes) {
-  int ends[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    throw std::runtime_error(system_error("cannot create a worker channel (socketpair)"));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, ends[1], kChannelFd);
-  posix_spawn_file_actions_addclosefrom_np(&actions, kChannelFd + 1);
-  // The caller may block signals (corrald waits for SIGTERM with sigwait); the worker starts
-  // with none blocked and every signal at its default action.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t no_signals, all_signals;
-  sigemptyset(&no_signals);
-  sigfillset(&all_signals);
-  posix_spawnattr_setsigmask(&attributes, &no_signals);
-  posix_spawnattr_setsigdefault(&attributes, &all_signals);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char* argv[] = {const_cast<char*>(worker_path.c_str()), nullptr};
-  char* envp[] = {nullptr};
-  int spawned = posix_spawn(&pid_, worker_path.c_str(), &actions, &attributes, argv, envp);
-  posix_spawnattr_destroy(&attributes);
-  posix_spawn_file_actions_destroy(&actions);
-  close(ends[1]);
-  if (spawned != 0) {
-    close(ends[0]);
-    throw std::runtime_error("cannot start the worker '" + worker_path + "': " + std::strerror(spawned) +
+WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_bytes) {
+  int executable = open(spec.worker_path.c_str(), O_PATH | O_CLOEXEC);
+  if (executable < 0) {
+    throw std::runtime_error(system_error("cannot start the worker '" + spec.worker_path + "'") +
                              "; check that corral-worker is installed beside corrald or pass --worker");
   }
-  channel_ = ends[0];
-  // The child is ours and unreaped, so its pid cannot be reused before this call.
-  pidfd_ = pidfd_open(pid_, 0);
-  if (pidfd_ < 0) {
-    std::string why = system_error("cannot open a pidfd for the worker");
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    close(channel_);
-    throw std::runtime_error(why);
+  int ends[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    close(executable);
+    throw std::runtime_error(system_error("cannot create a worker channel (socketpair)"));
   }
+  jail::SpawnRequest request;
+  request.executable_fd = executable;
+  request.argv = {spec.worker_path};
+  for (auto& argument : jail::to_arguments({spec.layers, spec.ceilings})) request.argv.push_back(argument);
+  request.argv.insert(request.argv.end(), spec.arguments.begin(), spec.arguments.end());
+  request.channel_fd = ends[1];
+  request.layers = spec.layers;
+  try {
+    if (spec.layers.has(jail::Layer::cgroup)) {
+      if (spec.cgroups == nullptr) throw std::logic_error("the cgroup layer needs a CgroupManager");
+      cgroup_manager_ = spec.cgroups;
+      cgroups_ = spec.cgroups->create(spec.cgroup_name);
+      request.cgroups = cgroups_;
+    }
+    jail::Spawned spawned = jail::spawn_jailed(request);
+    pid_ = spawned.pid;
+    pidfd_ = spawned.pidfd;
+  } catch (...) {
+    close(executable);
+    close(ends[0]);
+    close(ends[1]);
+    if (cgroup_manager_) cgroup_manager_->destroy(cgroups_);
+    throw;
+  }
+  close(executable);
+  close(ends[1]);
+  channel_ = ends[0];
   alive_ = true;
 }
 
@@ -88,6 +78,7 @@ WorkerProcess::~WorkerProcess() {
     close(pidfd_);
   }
   if (channel_ >= 0) close(channel_);
+  if (cgroup_manager_) cgroup_manager_->destroy(cgroups_);
 }
 
 std::string WorkerProcess::kill_and_reap() {
@@ -98,7 +89,25 @@ std::string WorkerProcess::kill_and_reap() {
   }
   pid_ = -1;
   alive_ = false;
-  return describe_exit(info);
+  std::string how = describe_exit(info);
+  if (info.si_code != CLD_EXITED && info.si_status == SIGKILL && cgroup_manager_ &&
+      cgroup_manager_->oom_killed(cgroups_)) {
+    how += " by the kernel's OOM killer at its cgroup memory ceiling";
+  }
+  return how;
+}
+
+std::string WorkerProcess::wait_for_violation_exit() {
+  // The worker exits right after reporting; give it a moment, then make sure.
+  pollfd ended{pidfd_, POLLIN, 0};
+  poll(&ended, 1, 1000);
+  return kill_and_reap();
+}
+
+bool WorkerProcess::exited() const {
+  if (!alive_) return true;
+  pollfd ended{pidfd_, POLLIN, 0};
+  return poll(&ended, 1, 0) > 0;
 }
 
 InvocationResult WorkerProcess::fail(const InvocationRequest& request, const std::string& why) {
@@ -114,6 +123,7 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
   using Clock = std::chrono::steady_clock;
   auto started = Clock::now();
   auto deadline = started + std::chrono::milliseconds(request.limits.timeout_ms) + grace;
+  ++invocations_;
 
   nlohmann::json message = {{"invocation_id", request.invocation_id},
                             {"source", request.source},
@@ -133,6 +143,17 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
                                ") and was retired");
     }
     if (frame) {
+      if (frame->type == FrameType::violation) {
+        long number = -1;
+        if (frame->payload.size() <= 6 && !frame->payload.empty() &&
+            frame->payload.find_first_not_of("0123456789") == std::string::npos) {
+          number = std::stol(frame->payload);
+        }
+        std::string name = number >= 0 ? jail::syscall_name(number) : "an unreadable syscall number";
+        std::string how = wait_for_violation_exit();
+        return fail(request, "the worker called " + name + ", which its seccomp allowlist refuses; it " + how +
+                                 " and was replaced");
+      }
       if (frame->type != FrameType::result) {
         kill_and_reap();
         return fail(request, "the worker sent an unexpected frame type and was retired");

@@ -5,17 +5,30 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "invocation/invocation.h"
+#include "jail/jail.h"
 #include "pool/frame.h"
 
 namespace corral {
 
+// How to start one worker.
+struct WorkerSpec {
+  std::string worker_path;                // the corral-worker binary
+  std::vector<std::string> arguments;     // after argv[0] and the jail's own arguments
+  uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
+  jail::LayerSet layers = jail::LayerSet::none();
+  jail::Ceilings ceilings;
+  jail::CgroupManager* cgroups = nullptr;  // required when layers has cgroup
+  std::string cgroup_name = "worker";      // e.g. the tenant, to find a worker's cgroup by eye
+};
+
 class WorkerProcess {
  public:
-  // Starts worker_path with the channel on descriptor 3, nothing else open, empty environment.
+  // Starts the worker with the channel on descriptor 3, nothing else open, empty environment.
   // Throws std::runtime_error saying which step failed.
-  WorkerProcess(const std::string& worker_path, uint32_t max_frame_bytes);
+  explicit WorkerProcess(const WorkerSpec& spec);
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
@@ -27,16 +40,24 @@ class WorkerProcess {
   InvocationResult invoke(const InvocationRequest& request, std::chrono::milliseconds grace);
 
   bool alive() const { return alive_; }
+  // True if the process has ended on its own (checked without blocking, through the pidfd).
+  bool exited() const;
+  // Invocations this worker has served.
+  uint64_t invocations() const { return invocations_; }
   pid_t pid() const { return pid_; }
 
  private:
   InvocationResult fail(const InvocationRequest& request, const std::string& why);
   std::string kill_and_reap();  // returns how the process ended
+  std::string wait_for_violation_exit();  // after a violation frame: the cause, with the syscall
 
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int channel_ = -1;
   bool alive_ = false;
+  uint64_t invocations_ = 0;
+  jail::CgroupManager* cgroup_manager_ = nullptr;
+  jail::WorkerCgroups* cgroups_ = nullptr;
   FrameDecoder decoder_;
 };
 

@@ -3,7 +3,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstring>
+#include <utility>
 #include <string_view>
 
 #include "runtime/json_codec.h"
@@ -433,11 +436,67 @@ void install_coroutine(lua_State* L) {
   lua_setglobal(L, LUA_COLIBNAME);
 }
 
+// Scripts live in UTC: the host's time zone is none of their business, and reading it would
+// mean opening /etc/localtime, which the jailed worker cannot (and must not) do. os.date
+// formats as if every format began with "!".
+int sandbox_os_date(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 2);
+    lua_pushliteral(L, "!%c");
+    lua_replace(L, 1);
+  } else if (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] != '!') {
+    lua_pushliteral(L, "!");
+    lua_pushvalue(L, 1);
+    lua_concat(L, 2);
+    lua_replace(L, 1);
+  }
+  return call_original(L);
+}
+
+lua_Integer time_field(lua_State* L, const char* name, lua_Integer fallback) {
+  int type = lua_getfield(L, 1, name);
+  lua_Integer value = fallback;
+  if (type == LUA_TNIL) {
+    if (fallback < 0) luaL_error(L, "field '%s' missing in date table", name);
+  } else {
+    int is_integer = 0;
+    value = lua_tointegerx(L, -1, &is_integer);
+    if (!is_integer) luaL_error(L, "field '%s' is not an integer", name);
+    if (value < INT_MIN / 2 || value > INT_MAX / 2) luaL_error(L, "field '%s' is out-of-bound", name);
+  }
+  lua_pop(L, 1);
+  return value;
+}
+
+// os.time(table) reads the table as a UTC date (timegm, not the host's mktime); the table is
+// not normalised in place.
+int sandbox_os_time(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) return call_original(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  tm date{};
+  date.tm_year = static_cast<int>(time_field(L, "year", -1) - 1900);
+  date.tm_mon = static_cast<int>(time_field(L, "month", -1) - 1);
+  date.tm_mday = static_cast<int>(time_field(L, "day", -1));
+  date.tm_hour = static_cast<int>(time_field(L, "hour", 12));
+  date.tm_min = static_cast<int>(time_field(L, "min", 0));
+  date.tm_sec = static_cast<int>(time_field(L, "sec", 0));
+  errno = 0;
+  time_t seconds = timegm(&date);
+  if (seconds == static_cast<time_t>(-1) && errno != 0) {
+    return luaL_error(L, "time result cannot be represented in this installation");
+  }
+  lua_pushinteger(L, static_cast<lua_Integer>(seconds));
+  return 1;
+}
+
 void install_os(lua_State* L) {
   open_library(L, LUA_OSLIBNAME, luaopen_os);
   lua_createtable(L, 0, 3);
-  for (const char* name : {"time", "date"}) {
+  const std::pair<const char*, lua_CFunction> sandboxed_functions[] = {{"time", sandbox_os_time},
+                                                                      {"date", sandbox_os_date}};
+  for (auto [name, sandboxed] : sandboxed_functions) {
     lua_getfield(L, -2, name);
+    lua_pushcclosure(L, sandboxed, 1);
     lua_setfield(L, -2, name);
   }
   lua_pushnumber(L, thread_cpu_seconds());

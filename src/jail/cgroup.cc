@@ -1,0 +1,214 @@
+// cgroup v1 and the manager that picks a version. A parent directory of this supervisor's own
+// ("corral-<pid>") is made under its cgroup in each controller; each worker gets "w<n>" in it.
+#include "jail/cgroup.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace corral::jail {
+namespace fs = std::filesystem;
+
+void write_cgroup_file(const std::string& path, const std::string& value) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw std::runtime_error("cgroup: cannot open " + path + ": " + strerror(errno) +
+                             "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)");
+  }
+  ssize_t written = write(fd, value.data(), value.size());
+  int saved = errno;
+  close(fd);
+  if (written != static_cast<ssize_t>(value.size())) {
+    throw std::runtime_error("cgroup: cannot write '" + value + "' to " + path + ": " + strerror(saved));
+  }
+}
+
+std::string read_cgroup_file(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+std::string own_cgroup_path(const std::string& controller) {
+  std::ifstream file("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(file, line)) {
+    size_t first = line.find(':');
+    size_t second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    std::string controllers = line.substr(first + 1, second - first - 1);
+    std::string path = line.substr(second + 1);
+    if (controller.empty()) {
+      if (line.substr(0, first) == "0" && controllers.empty()) return path;
+      continue;
+    }
+    std::stringstream list(controllers);
+    std::string each;
+    while (std::getline(list, each, ',')) {
+      if (each == controller) return path;
+    }
+  }
+  return "";
+}
+
+int clone_into_fd(const WorkerCgroups& cgroups) { return cgroups.v2 ? cgroups.directory_fd : -1; }
+
+void join_cgroups(const WorkerCgroups& cgroups, pid_t pid) {
+  for (const auto& directory : cgroups.directories) write_cgroup_file(directory + "/cgroup.procs", std::to_string(pid));
+}
+
+namespace {
+
+const std::vector<std::string> kV1Controllers = {"memory", "pids", "cpu"};
+
+bool writable_directory(const fs::path& path) { return access(path.c_str(), W_OK) == 0; }
+
+// The directory of this process's cgroup in a v1 controller, or "" if not mounted there.
+fs::path v1_own_directory(const ProbeOptions& options, const std::string& controller) {
+  fs::path mount = fs::path(options.cgroup_root) / controller;
+  if (!fs::exists(mount / "cgroup.procs")) return {};
+  return mount / fs::path(own_cgroup_path(controller)).relative_path();
+}
+
+}  // namespace
+
+namespace cgroup1 {
+
+LayerStatus probe(const ProbeOptions& options) {
+  LayerStatus status{Layer::cgroup, false, ""};
+  for (const auto& controller : kV1Controllers) {
+    fs::path own = v1_own_directory(options, controller);
+    if (own.empty()) {
+      status.detail = "cgroup v1: the " + controller + " controller is not mounted under " + options.cgroup_root;
+      return status;
+    }
+    if (!writable_directory(own)) {
+      status.detail = "cgroup v1: " + own.string() + " is not writable by corrald";
+      return status;
+    }
+  }
+  status.available = true;
+  status.detail = "cgroup v1 (memory, pids, cpu)";
+  return status;
+}
+
+}  // namespace cgroup1
+
+struct CgroupManager::Impl {
+  bool v2 = false;
+  struct Parent {
+    std::string controller;  // v1 controller name; empty for v2
+    fs::path directory;
+  };
+  std::vector<Parent> parents;  // v1: one per controller; v2: one
+  Ceilings ceilings;
+  std::atomic<uint64_t> counter{0};
+  std::mutex mutex;
+};
+
+namespace cgroup2 {
+fs::path prepare_parent(const ProbeOptions& options);
+void apply_limits(const fs::path& directory, const Ceilings& ceilings);
+}  // namespace cgroup2
+
+CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings) : impl_(new Impl) {
+  impl_->ceilings = ceilings;
+  std::string name = "corral-" + std::to_string(getpid());
+  try {
+    if (cgroup2::probe(options).available) {
+      impl_->v2 = true;
+      impl_->parents.push_back({"", cgroup2::prepare_parent(options)});
+    } else if (auto v1 = cgroup1::probe(options); v1.available) {
+      for (const auto& controller : kV1Controllers) {
+        fs::path parent = v1_own_directory(options, controller) / name;
+        std::error_code ignored;
+        fs::create_directory(parent, ignored);
+        if (!fs::is_directory(parent)) throw std::runtime_error("cgroup: cannot create " + parent.string());
+        impl_->parents.push_back({controller, parent});
+      }
+    } else {
+      throw std::runtime_error(v1.detail + " (and no delegated cgroup v2 hierarchy)");
+    }
+  } catch (...) {
+    delete impl_;
+    throw;
+  }
+}
+
+CgroupManager::~CgroupManager() {
+  for (const auto& parent : impl_->parents) rmdir(parent.directory.c_str());
+  delete impl_;
+}
+
+std::string CgroupManager::describe() const {
+  std::string where;
+  for (const auto& parent : impl_->parents) where += (where.empty() ? "" : ", ") + parent.directory.string();
+  return std::string(impl_->v2 ? "cgroup v2 (memory, pids, cpu)" : "cgroup v1 (memory, pids, cpu)") + " under " + where;
+}
+
+WorkerCgroups* CgroupManager::create(const std::string& name) {
+  auto cgroups = std::make_unique<WorkerCgroups>();
+  cgroups->v2 = impl_->v2;
+  std::string leaf = name + "-" + std::to_string(impl_->counter++);
+  const Ceilings& ceilings = impl_->ceilings;
+  for (const auto& parent : impl_->parents) {
+    fs::path directory = parent.directory / leaf;
+    if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw std::runtime_error("cgroup: cannot create " + directory.string() + ": " + strerror(errno));
+    }
+    cgroups->directories.push_back(directory.string());
+    if (impl_->v2) {
+      cgroup2::apply_limits(directory, ceilings);
+      cgroups->directory_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cgroups->directory_fd < 0) throw std::runtime_error("cgroup: cannot open " + directory.string());
+    } else if (parent.controller == "memory") {
+      write_cgroup_file(directory / "memory.limit_in_bytes", std::to_string(ceilings.cgroup_memory_bytes));
+      // Without swap accounting the memsw file is absent; the plain limit still holds RAM.
+      if (fs::exists(directory / "memory.memsw.limit_in_bytes")) {
+        write_cgroup_file(directory / "memory.memsw.limit_in_bytes", std::to_string(ceilings.cgroup_memory_bytes));
+      }
+    } else if (parent.controller == "pids") {
+      write_cgroup_file(directory / "pids.max", std::to_string(ceilings.cgroup_pids));
+    } else if (parent.controller == "cpu") {
+      write_cgroup_file(directory / "cpu.cfs_period_us", "100000");
+      write_cgroup_file(directory / "cpu.cfs_quota_us", std::to_string(ceilings.cgroup_cpu_percent * 1000));
+    }
+  }
+  return cgroups.release();
+}
+
+void CgroupManager::destroy(WorkerCgroups* cgroups) {
+  if (cgroups == nullptr) return;
+  if (cgroups->directory_fd >= 0) close(cgroups->directory_fd);
+  for (const auto& directory : cgroups->directories) {
+    // The reaped worker may take a moment to leave the cgroup's accounting.
+    for (int attempt = 0; attempt < 50 && rmdir(directory.c_str()) != 0 && errno == EBUSY; ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  delete cgroups;
+}
+
+bool CgroupManager::oom_killed(const WorkerCgroups* cgroups) const {
+  if (cgroups == nullptr) return false;
+  for (const auto& directory : cgroups->directories) {
+    std::string events = read_cgroup_file(directory + (cgroups->v2 ? "/memory.events" : "/memory.oom_control"));
+    auto at = events.find("oom_kill ");
+    if (at != std::string::npos && std::atoll(events.c_str() + at + 9) > 0) return true;
+  }
+  return false;
+}
+
+}  // namespace corral::jail

@@ -1,0 +1,157 @@
+// The jail around every corral-worker: the layer that must hold even if the Lua sandbox is
+// broken. Two halves meet here:
+//
+//   supervisor side  spawn_jailed(): clone3 straight into fresh user, pid, mount, network, ipc,
+//                    uts and cgroup namespaces (and, on cgroup v2, straight into the worker's
+//                    cgroup), an unprivileged uid/gid mapping, cgroup v1 placement, then exec of
+//                    the worker binary. Nothing of the supervisor survives the exec.
+//   worker side      contain() then, once the runtime is ready, lock_down(): the remaining
+//                    hardening steps in the order contain.cc lists them.
+//
+// Every layer can be switched off one by one (tests run each attack against one layer alone);
+// a layer the machine cannot provide is reported by probe_machine() with the reason.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace corral::jail {
+
+enum class Layer : uint8_t {
+  namespaces,    // 1. user (unprivileged mapping, setgroups denied), pid, mount, net, ipc, uts, cgroup
+  filesystem,    // 2. private propagation, pivot_root into an empty read-only tmpfs, old root gone
+  network,       // 3. the new network namespace keeps every interface down
+  rlimits,       // 4. address space, CPU seconds, no processes, no file writes, few descriptors, no cores
+  cgroup,        // 5. memory, pids and cpu limits in a cgroup of the worker's own
+  process,       // 6. only the channel open, empty environment, setsid, parent-death signal, not dumpable
+  capabilities,  // 7. every capability set emptied, no_new_privs
+  seccomp,       // 8. a syscall allowlist; anything else kills the worker and is reported
+};
+inline constexpr size_t kLayerCount = 8;
+inline constexpr std::array<Layer, kLayerCount> kAllLayers = {
+    Layer::namespaces, Layer::filesystem, Layer::network,      Layer::rlimits,
+    Layer::cgroup,     Layer::process,    Layer::capabilities, Layer::seccomp};
+
+std::string_view to_string(Layer layer);
+std::optional<Layer> layer_from_string(std::string_view name);
+
+class LayerSet {
+ public:
+  static LayerSet all();
+  static LayerSet none() { return {}; }
+  // "namespaces,seccomp" (or "all", or "none"); throws std::invalid_argument naming a bad entry.
+  static LayerSet parse(std::string_view list);
+
+  bool has(Layer layer) const { return bits_ & bit(layer); }
+  LayerSet& add(Layer layer) { bits_ |= bit(layer); return *this; }
+  LayerSet& remove(Layer layer) { bits_ &= ~bit(layer); return *this; }
+  std::string to_string() const;  // the form parse() reads
+  friend bool operator==(const LayerSet&, const LayerSet&) = default;
+
+ private:
+  static uint16_t bit(Layer layer) { return static_cast<uint16_t>(1u << static_cast<unsigned>(layer)); }
+  uint16_t bits_ = 0;
+};
+
+// Resource ceilings for one worker process, over its whole life (it serves many invocations).
+struct Ceilings {
+  int64_t address_space_bytes = 1ll << 30;  // RLIMIT_AS (not applied in sanitizer builds)
+  int64_t cpu_seconds = 60;                 // RLIMIT_CPU: the pool recycles workers long before
+  int64_t cgroup_memory_bytes = 512ll << 20;
+  int64_t cgroup_pids = 1;
+  int64_t cgroup_cpu_percent = 100;  // of one CPU
+};
+
+// ---- supervisor side ----------------------------------------------------------------------
+
+struct LayerStatus {
+  Layer layer;
+  bool available = false;
+  std::string detail;  // how it is provided ("cgroup v1: memory, pids, cpu"), or why not
+};
+
+struct ProbeOptions {
+  std::string cgroup_root = "/sys/fs/cgroup";
+};
+
+// What this machine can provide, layer by layer (tries a user-namespace clone, looks for a
+// delegated cgroup hierarchy, asks the kernel for seccomp).
+std::vector<LayerStatus> probe_machine(const ProbeOptions& options = {});
+
+class WorkerCgroups;  // one worker's cgroup(s), v1 or v2; see cgroup.h
+
+// Creates and removes per-worker cgroups under a directory of this supervisor's own. Throws
+// std::runtime_error naming the file and the fix when the hierarchy is not writable.
+class CgroupManager {
+ public:
+  explicit CgroupManager(const ProbeOptions& options, const Ceilings& ceilings);
+  ~CgroupManager();
+  CgroupManager(const CgroupManager&) = delete;
+  CgroupManager& operator=(const CgroupManager&) = delete;
+
+  std::string describe() const;  // "cgroup v1 (memory, pids, cpu) under /sys/fs/cgroup/memory/…"
+  WorkerCgroups* create(const std::string& name);
+  void destroy(WorkerCgroups* cgroups);  // after the worker has been reaped
+  // Whether the kernel's OOM killer acted inside this worker's cgroup.
+  bool oom_killed(const WorkerCgroups* cgroups) const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+struct SpawnRequest {
+  int executable_fd = -1;  // the worker binary, opened by the supervisor (O_PATH is enough)
+  std::vector<std::string> argv;
+  int channel_fd = -1;  // becomes descriptor 3 in the worker
+  LayerSet layers;
+  uid_t outside_uid = 65534;  // the unprivileged ids the worker's root maps to
+  gid_t outside_gid = 65534;
+  WorkerCgroups* cgroups = nullptr;  // when the cgroup layer is on
+};
+
+struct Spawned {
+  pid_t pid = -1;
+  int pidfd = -1;
+};
+
+// Starts the worker; throws std::runtime_error naming the step that failed and why.
+Spawned spawn_jailed(const SpawnRequest& request);
+
+// ---- worker side --------------------------------------------------------------------------
+
+inline constexpr int kChannelFd = 3;
+
+struct ContainOptions {
+  LayerSet layers;
+  Ceilings ceilings;
+};
+
+// Steps 2, 3, 4, 6 and 7 in that order (1 and 5 were done by the supervisor before exec).
+// Throws std::runtime_error naming the step that failed.
+void contain(const ContainOptions& options);
+
+// Called from the SIGSYS handler, so it must be async-signal-safe: it tells the supervisor
+// which syscall was refused (the worker writes a frame on the channel).
+using ViolationReporter = void (*)(long syscall_number);
+
+// Step 8, last: once the runtime has everything it needs, only the syscalls it uses remain. A
+// forbidden syscall runs the reporter, then the worker exits with kViolationExitStatus; any
+// attempt to get around that (blocking or catching SIGSYS) is itself refused.
+void lock_down(const ContainOptions& options, ViolationReporter reporter);
+inline constexpr int kViolationExitStatus = 159;  // 128 + SIGSYS
+
+// For the worker's command line: "--jail-layers=…", "--jail-as=…", "--jail-cpu=…".
+std::vector<std::string> to_arguments(const ContainOptions& options);
+ContainOptions options_from_arguments(int argc, char** argv);  // throws std::invalid_argument
+
+// "openat" for the syscall number on this architecture, or "syscall 1234".
+std::string syscall_name(long number);
+
+}  // namespace corral::jail

@@ -1,0 +1,189 @@
+// The supervisor's side of the jail (step 1, and step 5's placement). clone3 creates the child
+// in a new pid namespace and, with cgroup v2, straight in the worker's cgroup (atomically,
+// CLONE_INTO_CGROUP). The child, still root of the initial user namespace, drops its
+// supplementary groups (they would otherwise follow it, unmapped but still honoured), then
+// unshares the user namespace together with mount, network, ipc, uts and cgroup, so that these
+// belong to the new user namespace. It waits while the supervisor maps its ids and, with
+// cgroup v1, moves it into its cgroups; then it becomes root of the new namespace (nobody
+// outside) and execs the worker binary. Between clone and exec the child runs only raw,
+// async-signal-safe calls on memory prepared beforehand.
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "jail/cgroup.h"
+#include "jail/steps.h"
+
+namespace corral::jail {
+namespace {
+
+constexpr int kUnshareFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+// What the child tells the parent if it fails before exec: the step and errno.
+struct ChildFailure {
+  int step;
+  int error;
+};
+enum ChildStep : int { kUnshared = 0, kWaitForParent, kUnshare, kBecomeRoot, kSetUpDescriptors, kExec };
+constexpr const char* kChildStepNames[] = {"",
+                                           "waiting for the supervisor",
+                                           "creating its namespaces (unshare)",
+                                           "becoming root of its user namespace",
+                                           "setting up descriptors",
+                                           "executing the worker binary"};
+
+[[noreturn]] void child_fail(int report_fd, int step) {
+  ChildFailure failure{step, errno};
+  (void)!write(report_fd, &failure, sizeof failure);
+  _exit(127);
+}
+
+[[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd, char** argv) {
+  bool namespaces = request.layers.has(Layer::namespaces);
+  if (namespaces) {
+    if (syscall(SYS_setgroups, 0, nullptr) != 0 || unshare(kUnshareFlags) != 0) child_fail(report_fd, kUnshare);
+    ChildFailure unshared{kUnshared, 0};
+    if (write(report_fd, &unshared, sizeof unshared) != sizeof unshared) _exit(127);
+  }
+  char go = 0;
+  if (read(go_fd, &go, 1) != 1 || go != 'g') child_fail(report_fd, kWaitForParent);
+  // Raw syscalls: glibc's wrappers would try to change the ids of threads this copy lacks.
+  if (namespaces && (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)) {
+    child_fail(report_fd, kBecomeRoot);
+  }
+
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int signal = 1; signal < NSIG; ++signal) ::signal(signal, SIG_DFL);
+
+  // Park the three descriptors we keep above the ones they must end up on, then place them.
+  int channel = fcntl(request.channel_fd, F_DUPFD_CLOEXEC, 10);
+  int executable = fcntl(request.executable_fd, F_DUPFD_CLOEXEC, 10);
+  int report = fcntl(report_fd, F_DUPFD_CLOEXEC, 10);
+  if (channel < 0 || executable < 0 || report < 0) child_fail(report_fd, kSetUpDescriptors);
+  // The executable stays open across exec (descriptor 4) so that a `#!` worker can be run
+  // through /dev/fd; the worker closes it in the process step.
+  if (dup2(channel, kChannelFd) < 0 || dup2(executable, kChannelFd + 1) < 0) child_fail(report, kSetUpDescriptors);
+  if (syscall(SYS_close_range, kChannelFd + 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report, kSetUpDescriptors);
+
+  char* empty_environment[] = {nullptr};
+  syscall(SYS_execveat, kChannelFd + 1, "", argv, empty_environment, AT_EMPTY_PATH);
+  child_fail(report, kExec);
+}
+
+pid_t clone_child(uint64_t flags, int cgroup_fd, int* pidfd) {
+  clone_args args{};
+  args.flags = flags | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  if (cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+  }
+  return static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
+}
+
+struct Pipe {
+  int read = -1, write = -1;
+  Pipe() {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) throw std::runtime_error(std::string("cannot create a pipe: ") + strerror(errno));
+    read = ends[0];
+    write = ends[1];
+  }
+  ~Pipe() {
+    close_read();
+    close_write();
+  }
+  void close_read() {
+    if (read >= 0) close(read);
+    read = -1;
+  }
+  void close_write() {
+    if (write >= 0) close(write);
+    write = -1;
+  }
+};
+
+void kill_and_reap(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED) != 0 && errno == EINTR) {
+  }
+  close(pidfd);
+}
+
+}  // namespace
+
+Spawned spawn_jailed(const SpawnRequest& request) {
+  std::vector<char*> argv;
+  for (const auto& argument : request.argv) argv.push_back(const_cast<char*>(argument.c_str()));
+  argv.push_back(nullptr);
+  bool namespaces = request.layers.has(Layer::namespaces);
+  bool cgroups = request.layers.has(Layer::cgroup) && request.cgroups != nullptr;
+  int cgroup_fd = cgroups ? clone_into_fd(*request.cgroups) : -1;
+
+  Pipe go, report;
+  int pidfd = -1;
+  pid_t pid = clone_child(namespaces ? CLONE_NEWPID : 0, cgroup_fd, &pidfd);
+  if (pid == 0) {
+    go.close_write();
+    report.close_read();
+    run_child(request, go.read, report.write, argv.data());
+  }
+  if (pid < 0) {
+    std::string why = strerror(errno);
+    throw std::runtime_error("cannot create the worker process (clone3" +
+                             std::string(namespaces ? " with new namespaces" : "") + "): " + why +
+                             (namespaces ? "; if this machine has no user namespaces, corrald --check says so" : ""));
+  }
+  go.close_read();
+  report.close_write();
+  auto read_report = [&](ChildFailure& message) {
+    ssize_t n;
+    while ((n = read(report.read, &message, sizeof message)) < 0 && errno == EINTR) {
+    }
+    return n;
+  };
+  auto child_failed = [&](const ChildFailure& failure) {
+    int step = failure.step > kUnshared && failure.step <= kExec ? failure.step : kExec;
+    return std::runtime_error(std::string("the new worker failed ") + kChildStepNames[step] + ": " +
+                              strerror(failure.error));
+  };
+  try {
+    if (cgroups && cgroup_fd < 0) join_cgroups(*request.cgroups, pid);
+    if (namespaces) {
+      ChildFailure message{};
+      ssize_t n = read_report(message);
+      if (n != sizeof message) throw child_failed({kUnshare, n < 0 ? errno : EPIPE});
+      if (message.step != kUnshared) throw child_failed(message);
+      user::write_id_maps(pid, request.outside_uid, request.outside_gid);
+    }
+  } catch (...) {
+    kill_and_reap(pidfd);
+    throw;
+  }
+  if (write(go.write, "g", 1) != 1) {
+    kill_and_reap(pidfd);
+    throw std::runtime_error("cannot release the new worker: " + std::string(strerror(errno)));
+  }
+  go.close_write();
+  ChildFailure failure{};
+  if (read_report(failure) > 0) {
+    kill_and_reap(pidfd);
+    throw child_failed(failure);
+  }
+  return {pid, pidfd};
+}
+
+}  // namespace corral::jail

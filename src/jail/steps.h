@@ -1,0 +1,46 @@
+// The hardening steps, one namespace per concern (as nsjail has user.cc, mnt.cc, net.cc, …).
+// contain.cc calls them in order; tests call them through contain() with one layer at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "jail/jail.h"
+
+namespace corral::jail {
+
+// Throws std::runtime_error("<step>: <what failed>: <errno text>").
+[[noreturn]] void fail_step(const std::string& step, const std::string& what);
+
+namespace user {
+// Supervisor side, while the new child waits: deny setgroups, then map root inside to the
+// unprivileged ids outside.
+void write_id_maps(pid_t child, uid_t outside_uid, gid_t outside_gid);
+}  // namespace user
+
+namespace mnt {
+void enter_empty_root();
+}
+
+namespace net {
+void keep_interfaces_down();
+}
+
+namespace rlimits {
+void apply(const Ceilings& ceilings);
+}
+
+namespace process {
+void detach(int channel_fd);
+}
+
+namespace caps {
+void drop_all();
+}
+
+namespace seccomp {
+void install_allowlist(int channel_fd, ViolationReporter reporter);
+}
+
+}  // namespace corral::jail

@@ -1,0 +1,412 @@
+// One test per jail step, showing it in force from inside a jailed process (jail_probe, which
+// jails itself exactly as corral-worker does), and the forbidden actions of a compromised
+// worker stopped by each layer on its own where the layer can stand alone.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "jail/cgroup.h"
+#include "jail/jail.h"
+#include "pool/frame.h"
+
+namespace corral::jail {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+bool machine_has(Layer layer) {
+  static const auto statuses = probe_machine();
+  for (const auto& status : statuses) {
+    if (status.layer == layer) return status.available;
+  }
+  return false;
+}
+
+#define REQUIRE_MACHINE_LAYER(layer)                                                              \
+  do {                                                                                            \
+    if (!machine_has(layer)) GTEST_SKIP() << "this machine cannot provide the " << to_string(layer) << " layer"; \
+  } while (0)
+
+// A jailed probe process; the test plays the supervisor.
+class Probe {
+ public:
+  Probe(LayerSet layers, const std::string& probe, long target = 0, CgroupManager* cgroups = nullptr,
+        Ceilings ceilings = {}) {
+    int executable = open(JAIL_PROBE_PATH, O_PATH | O_CLOEXEC);
+    int ends[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
+    SpawnRequest request;
+    request.executable_fd = executable;
+    request.argv = {JAIL_PROBE_PATH, "--probe=" + probe, "--target=" + std::to_string(target)};
+    for (auto& argument : to_arguments({layers, ceilings})) request.argv.push_back(argument);
+    request.channel_fd = ends[1];
+    request.layers = layers;
+    if (cgroups) {
+      cgroups_ = cgroups;
+      worker_cgroups_ = cgroups->create("probe");
+      request.cgroups = worker_cgroups_;
+    }
+    Spawned spawned = spawn_jailed(request);
+    pid_ = spawned.pid;
+    pidfd_ = spawned.pidfd;
+    close(ends[1]);
+    close(executable);
+    channel_ = ends[0];
+  }
+  ~Probe() {
+    finish();
+    if (cgroups_) cgroups_->destroy(worker_cgroups_);
+  }
+
+  pid_t pid() const { return pid_; }
+  WorkerCgroups* cgroups() const { return worker_cgroups_; }
+
+  // Reads the probe's frames until it exits; returns its report or its violation.
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (hold_) shutdown(channel_, SHUT_WR);
+    FrameDecoder decoder;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      pollfd ready{channel_, POLLIN, 0};
+      if (poll(&ready, 1, 100) > 0) {
+        char chunk[65536];
+        ssize_t n = read(channel_, chunk, sizeof chunk);
+        if (n <= 0) break;
+        decoder.append(std::string_view(chunk, static_cast<size_t>(n)));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+        ADD_FAILURE() << "the probe did not finish";
+        break;
+      }
+    }
+    while (auto frame = decoder.next()) {
+      if (frame->type == FrameType::violation) violation_ = syscall_name(std::stol(frame->payload));
+      if (frame->type == FrameType::result) report_ = json::parse(frame->payload);
+    }
+    siginfo_t info{};
+    waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED);
+    exited_ = info.si_code == CLD_EXITED;
+    status_ = info.si_status;
+    close(pidfd_);
+    close(channel_);
+  }
+  void hold() { hold_ = true; }
+
+  const json& report() { finish(); return report_; }
+  const std::string& violation() { finish(); return violation_; }
+  bool killed_by(int signal) { finish(); return !exited_ && status_ == signal; }
+  int exit_status() { finish(); return exited_ ? status_ : -1; }
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int channel_ = -1;
+  bool finished_ = false, hold_ = false, exited_ = false;
+  int status_ = 0;
+  json report_ = json::object();
+  std::string violation_;
+  CgroupManager* cgroups_ = nullptr;
+  WorkerCgroups* worker_cgroups_ = nullptr;
+};
+
+LayerSet only(std::initializer_list<Layer> layers) {
+  LayerSet set;
+  for (Layer layer : layers) set.add(layer);
+  return set;
+}
+
+// An attempt stopped with this errno, in the probe's report.
+void expect_refused(Probe& probe, const std::string& error) {
+  EXPECT_EQ(probe.report().value("succeeded", true), false) << probe.report() << probe.violation();
+  EXPECT_EQ(probe.report().value("errno", ""), error) << probe.report();
+}
+
+void expect_violation(Probe& probe, const std::string& syscall) {
+  EXPECT_EQ(probe.violation(), syscall) << probe.report();
+  EXPECT_EQ(probe.exit_status(), kViolationExitStatus);
+  EXPECT_FALSE(probe.report().contains("succeeded")) << "the action ran: " << probe.report();
+}
+
+std::string namespace_of(pid_t pid, const char* kind) {
+  return fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/" + kind).string();
+}
+
+// ---- each step in force, seen from inside ----------------------------------------------
+
+TEST(JailStep1Namespaces, RootInsideIsNobodyOutsideInNewNamespaces) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  Probe probe(only({Layer::namespaces}), "hold");
+  probe.hold();
+  std::string status = read_text("/proc/" + std::to_string(probe.pid()) + "/status");
+  EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
+  EXPECT_EQ(read_text("/proc/" + std::to_string(probe.pid()) + "/setgroups"), "deny\n");
+  EXPECT_NE(read_text("/proc/" + std::to_string(probe.pid()) + "/uid_map").find("65534"), std::string::npos);
+  for (const char* kind : {"user", "pid", "mnt", "net", "ipc", "uts", "cgroup"}) {
+    EXPECT_NE(namespace_of(probe.pid(), kind), namespace_of(getpid(), kind)) << kind;
+  }
+  probe.finish();
+  Probe inside(only({Layer::namespaces}), "facts");
+  EXPECT_EQ(inside.report()["uid"], 0);
+  EXPECT_EQ(inside.report()["pid"], 1);
+}
+
+TEST(JailStep2Filesystem, RootIsEmptyReadOnlyWithoutProcOrDev) {
+  REQUIRE_MACHINE_LAYER(Layer::filesystem);
+  Probe probe(only({Layer::namespaces, Layer::filesystem}), "facts");
+  EXPECT_EQ(probe.report()["root"], json::array()) << probe.report();
+  EXPECT_EQ(probe.report()["proc_exists"], false);
+  EXPECT_EQ(probe.report()["dev_exists"], false);
+  EXPECT_EQ(probe.report()["mkdir_in_root"]["errno"], "EROFS");
+}
+
+TEST(JailStep3Network, NoInterfaceIsUp) {
+  REQUIRE_MACHINE_LAYER(Layer::network);
+  Probe probe(only({Layer::namespaces, Layer::network}), "facts");
+  EXPECT_EQ(probe.report()["interfaces_up"], json::array()) << probe.report();
+}
+
+TEST(JailStep4Rlimits, CeilingsAreSet) {
+  Ceilings ceilings;
+  ceilings.cpu_seconds = 7;
+  ceilings.address_space_bytes = 3ll << 30;
+  Probe probe(only({Layer::rlimits}), "facts", 0, nullptr, ceilings);
+  const json& limits = probe.report()["rlimits"];
+  EXPECT_EQ(limits["cpu"], 7) << limits;
+  EXPECT_EQ(limits["nproc"], 0);
+  EXPECT_EQ(limits["fsize"], 0);
+  EXPECT_EQ(limits["nofile"], kChannelFd + 1);
+  EXPECT_EQ(limits["core"], 0);
+#if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_EQ(limits["as"], 3ll << 30);
+#endif
+}
+
+class CgroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!machine_has(Layer::cgroup)) GTEST_SKIP() << "this machine delegates no cgroups to corral";
+    Ceilings ceilings;
+    ceilings.cgroup_memory_bytes = 96ll << 20;
+    manager_ = std::make_unique<CgroupManager>(ProbeOptions{}, ceilings);
+  }
+  std::unique_ptr<CgroupManager> manager_;
+};
+
+TEST_F(CgroupTest, JailStep5WorkerRunsInItsOwnLimitedCgroup) {
+  Probe probe(only({Layer::cgroup}), "hold", 0, manager_.get());
+  probe.hold();
+  std::string membership = read_text("/proc/" + std::to_string(probe.pid()) + "/cgroup");
+  ASSERT_FALSE(probe.cgroups()->directories.empty());
+  for (const auto& directory : probe.cgroups()->directories) {
+    std::string leaf = fs::path(directory).filename().string();
+    EXPECT_NE(membership.find(leaf), std::string::npos) << membership << " lacks " << leaf;
+    if (fs::exists(fs::path(directory) / "memory.limit_in_bytes")) {
+      EXPECT_EQ(std::stoll(read_text(fs::path(directory) / "memory.limit_in_bytes")), 96ll << 20);
+    }
+    if (fs::exists(fs::path(directory) / "memory.max")) {
+      EXPECT_EQ(std::stoll(read_text(fs::path(directory) / "memory.max")), 96ll << 20);
+    }
+    if (fs::exists(fs::path(directory) / "pids.max")) {
+      EXPECT_EQ(read_text(fs::path(directory) / "pids.max"), "1\n");
+    }
+  }
+}
+
+TEST(JailStep6Process, OnlyTheChannelNoEnvironmentOwnSessionDiesWithParent) {
+  Probe probe(only({Layer::process}), "facts");
+  EXPECT_EQ(probe.report()["open_descriptors"], json::array({kChannelFd})) << probe.report();
+  EXPECT_EQ(probe.report()["environment_variables"], 0);
+  EXPECT_EQ(probe.report()["session_leader"], true);
+  EXPECT_EQ(probe.report()["pdeathsig"], SIGKILL);
+  EXPECT_EQ(probe.report()["dumpable"], 0);
+}
+
+TEST(JailStep7Capabilities, EverySetIsEmptyAndNoNewPrivs) {
+  Probe probe(only({Layer::capabilities}), "facts");
+  const json& caps = probe.report()["capabilities"];
+  EXPECT_EQ(caps["effective"], 0) << caps;
+  EXPECT_EQ(caps["permitted"], 0);
+  EXPECT_EQ(caps["inheritable"], 0);
+  EXPECT_EQ(caps["bounding_any"], false);
+  EXPECT_EQ(caps["ambient_any"], false);
+  EXPECT_EQ(caps["no_new_privs"], 1);
+}
+
+TEST(JailStep8Seccomp, AnySyscallOffTheListKillsAndIsNamed) {
+  REQUIRE_MACHINE_LAYER(Layer::seccomp);
+  Probe probe(only({Layer::seccomp}), "harmless_syscall");
+  expect_violation(probe, "getppid");
+}
+
+TEST(JailStep8Seccomp, OtherArchitecturesAreRefused) {
+  REQUIRE_MACHINE_LAYER(Layer::seccomp);
+  for (const char* attempt : {"x32_syscall", "i386_syscall"}) {
+    Probe probe(only({Layer::seccomp}), attempt);
+    EXPECT_TRUE(probe.killed_by(SIGSYS) || !probe.violation().empty()) << attempt << ": " << probe.report();
+    EXPECT_FALSE(probe.report().contains("succeeded")) << attempt << " ran: " << probe.report();
+  }
+}
+
+TEST(JailAllLayers, EveryStepHoldsAtOnce) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  LayerSet layers = LayerSet::all().remove(Layer::cgroup).remove(Layer::seccomp);
+  Probe probe(layers, "facts");
+  const json& report = probe.report();
+  EXPECT_EQ(report["root"], json::array()) << report;
+  EXPECT_EQ(report["interfaces_up"], json::array());
+  EXPECT_EQ(report["open_descriptors"], json::array({kChannelFd}));
+  EXPECT_EQ(report["capabilities"]["effective"], 0);
+  EXPECT_EQ(report["rlimits"]["nproc"], 0);
+}
+
+// ---- a compromised worker's attempts, each stopped by one layer alone ------------------
+
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    listen(fd_, 4);
+    socklen_t length = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST(JailAttack, OpenAFile) {
+  {
+    Probe unjailed(LayerSet::none(), "open_file");
+    ASSERT_EQ(unjailed.report()["succeeded"], true) << "the probe itself must be able to succeed";
+  }
+  if (machine_has(Layer::filesystem)) {
+    Probe probe(only({Layer::namespaces, Layer::filesystem}), "open_file");
+    expect_refused(probe, "ENOENT");
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "open_file");
+    expect_violation(probe, "openat");
+  }
+}
+
+TEST(JailAttack, ConnectASocket) {
+  Listener listener;
+  {
+    Probe unjailed(LayerSet::none(), "connect_socket", listener.port());
+    ASSERT_EQ(unjailed.report()["succeeded"], true) << unjailed.report();
+  }
+  if (machine_has(Layer::network)) {
+    Probe probe(only({Layer::namespaces, Layer::network}), "connect_socket", listener.port());
+    expect_refused(probe, "ENETUNREACH");
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "connect_socket", listener.port());
+    expect_violation(probe, "socket");
+  }
+}
+
+TEST(JailAttack, Fork) {
+  {
+    Probe unjailed(LayerSet::none(), "fork");
+    ASSERT_EQ(unjailed.report()["succeeded"], true);
+  }
+  if (machine_has(Layer::namespaces)) {
+    // RLIMIT_NPROC binds only without CAP_SYS_RESOURCE in the initial namespace: with the
+    // worker's root mapped to nobody it does.
+    Probe probe(only({Layer::namespaces, Layer::rlimits}), "fork");
+    expect_refused(probe, "EAGAIN");
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "fork");
+    expect_violation(probe, "clone");
+  }
+}
+
+TEST_F(CgroupTest, ForkIsStoppedByPidsLimitAlone) {
+  Probe probe(only({Layer::cgroup}), "fork", 0, manager_.get());
+  expect_refused(probe, "EAGAIN");
+}
+
+TEST(JailAttack, PtraceAnotherProcess) {
+  pid_t victim = fork();
+  if (victim == 0) {
+    pause();
+    _exit(0);
+  }
+  if (machine_has(Layer::namespaces)) {
+    Probe probe(only({Layer::namespaces}), "ptrace", victim);
+    expect_refused(probe, "ESRCH");  // the victim is not even visible
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "ptrace", victim);
+    expect_violation(probe, "ptrace");
+  }
+  kill(victim, SIGKILL);
+  waitpid(victim, nullptr, 0);
+}
+
+TEST(JailAttack, RaiseACapability) {
+  {
+    Probe probe(only({Layer::capabilities}), "raise_capability");
+    expect_refused(probe, "EPERM");
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "raise_capability");
+    expect_violation(probe, "capset");
+  }
+}
+
+TEST(JailAttack, WriteProc) {
+  if (machine_has(Layer::filesystem)) {
+    Probe probe(only({Layer::namespaces, Layer::filesystem}), "write_proc");
+    expect_refused(probe, "ENOENT");
+  }
+  if (machine_has(Layer::seccomp)) {
+    Probe probe(only({Layer::seccomp}), "write_proc");
+    expect_violation(probe, "openat");
+  }
+}
+
+TEST(JailLayers, ParseAndPrint) {
+  EXPECT_EQ(LayerSet::parse("seccomp,namespaces").to_string(), "namespaces,seccomp");
+  EXPECT_EQ(LayerSet::parse("all"), LayerSet::all());
+  EXPECT_EQ(LayerSet::parse("none").to_string(), "none");
+  EXPECT_THROW(LayerSet::parse("namespaces,selinux"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace corral::jail
