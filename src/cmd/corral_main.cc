@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 
 namespace {
@@ -45,6 +46,32 @@ struct RunOptions {
   nlohmann::json limits = nlohmann::json::object();
 };
 
+// One worker, jailed with every layer this machine provides (a missing one is mentioned, not
+// fatal: the CLI is for trying scripts out, corrald is where refusing matters).
+corral::InvocationResult run_jailed(const std::string& worker_path, const corral::InvocationRequest& request) {
+  corral::JailSetup::Options jail_options;
+  for (corral::jail::Layer layer : corral::jail::kAllLayers) {
+    jail_options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
+  }
+  corral::JailSetup jail(jail_options);
+  for (const auto& status : jail.statuses()) {
+    if (!jail.active().has(status.layer)) {
+      std::cerr << "corral run: warning: running without the " << corral::jail::to_string(status.layer)
+                << " jail layer: " << status.detail << "\n";
+    }
+  }
+  try {
+    corral::WorkerProcess worker(jail.spec_for(worker_path, "cli"));
+    return worker.invoke(request, std::chrono::milliseconds(50));
+  } catch (const std::exception& error) {
+    corral::InvocationResult result;
+    result.invocation_id = request.invocation_id;
+    result.outcome = corral::Outcome::crashed;
+    result.message = error.what();
+    return result;
+  }
+}
+
 int run(const RunOptions& options) {
   corral::InvocationRequest request;
   request.invocation_id = corral::new_invocation_id();
@@ -64,8 +91,7 @@ int run(const RunOptions& options) {
     return invalid(error.what());
   }
 
-  corral::ProcessExecutor executor({.worker_path = options.worker, .max_idle_workers = 0});
-  corral::InvocationResult result = executor.run(request);
+  corral::InvocationResult result = run_jailed(options.worker, request);
 
   if (!options.full_result)
     for (const auto& entry : result.logs) std::cerr << "[" << entry.level << "] " << entry.message << "\n";

@@ -1,5 +1,5 @@
 // corrald: the corral service. Serves the HTTP API (api/server.h) and runs invocations in
-// corral-worker processes (pool/process_executor.h).
+// jailed corral-worker processes (jail/jail.h), pooled per tenant (pool/tenant_pool.h).
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -12,7 +12,9 @@
 
 #include "api/server.h"
 #include "metrics/metrics.h"
+#include "pool/jail_setup.h"
 #include "pool/process_executor.h"
+#include "pool/tenant_pool.h"
 
 namespace {
 
@@ -25,10 +27,56 @@ struct Settings {
   std::string ready_file;
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
-  size_t max_idle_workers = 4;
+  size_t max_idle_workers = 32;
+  size_t max_workers = 64;
+  size_t warm_per_tenant = 1;
+  uint64_t recycle_after = 1000;
   size_t max_body_bytes = 1 << 20;
   corral::LimitsPolicy limits;
+  std::vector<std::string> allowed_missing_layers;
+  std::string cgroup_root = "/sys/fs/cgroup";
+  bool check = false;
 };
+
+// Worker ceilings follow the largest Lua heap a request may ask for, with room for the
+// interpreter and the runtime around it.
+corral::jail::Ceilings ceilings_for(const corral::LimitsPolicy& limits) {
+  corral::jail::Ceilings ceilings;
+  int64_t heap = limits.maxima.memory_bytes;
+  ceilings.address_space_bytes = std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
+  ceilings.cgroup_memory_bytes = std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
+  ceilings.cpu_seconds = std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
+  return ceilings;
+}
+
+std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
+  corral::JailSetup::Options options;
+  options.allowed_missing = {settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()};
+  options.probe.cgroup_root = settings.cgroup_root;
+  options.ceilings = ceilings_for(settings.limits);
+  return std::make_unique<corral::JailSetup>(options);
+}
+
+// --check: every layer, whether this machine provides it, and whether corrald would start.
+int check_layers(const Settings& settings) {
+  std::unique_ptr<corral::JailSetup> jail;
+  std::string refusal;
+  try {
+    jail = prepare_jail(settings);
+  } catch (const std::exception& error) {
+    refusal = error.what();
+  }
+  for (const auto& status : corral::jail::probe_machine({.cgroup_root = settings.cgroup_root})) {
+    std::printf("%-13s %-8s %s\n", std::string(corral::jail::to_string(status.layer)).c_str(),
+                status.available ? "active" : "MISSING", status.detail.c_str());
+  }
+  if (!refusal.empty()) {
+    std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
+    return 1;
+  }
+  std::printf("\ncorrald would start with layers: %s\n", jail->active().to_string().c_str());
+  return 0;
+}
 
 void log_event(spdlog::level::level_enum level, const std::string& message,
                nlohmann::json fields = nlohmann::json::object()) {
@@ -122,10 +170,27 @@ int serve(const Settings& settings) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  corral::ProcessExecutor executor({.worker_path = settings.worker,
-                                    .max_idle_workers = settings.max_idle_workers,
-                                    .kill_grace_ms = 50,
-                                    .max_frame_bytes = 16u << 20});
+  std::unique_ptr<corral::JailSetup> jail;
+  try {
+    jail = prepare_jail(settings);
+  } catch (const std::exception& refusal) {
+    log_event(spdlog::level::err, "refusing to start", {{"error", refusal.what()}});
+    std::fprintf(stderr, "corrald: %s\n", refusal.what());
+    return 2;
+  }
+  log_event(spdlog::level::info, "jail ready", {{"layers", jail->describe()}});
+  corral::TenantPool executor({.max_workers = settings.max_workers,
+                               .warm_per_tenant = settings.warm_per_tenant,
+                               .max_idle = settings.max_idle_workers,
+                               .recycle_after = settings.recycle_after,
+                               .kill_grace_ms = 50},
+                              [&](const std::string& tenant) {
+                                return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
+                              });
+  nlohmann::json layers = {{{"name", "lua-environment"}, {"active", true}},
+                           {{"name", "fuel-memory-output-log-limits"}, {"active", true}},
+                           {{"name", "supervisor-deadline-kill"}, {"active", true}}};
+  for (auto& layer : jail->describe()) layers.push_back(layer);
   corral::metrics::Registry metrics;
   corral::api::ServerOptions options{
       .host = host,
@@ -135,10 +200,7 @@ int serve(const Settings& settings) {
       .max_body_bytes = settings.max_body_bytes,
       .idle_timeout_ms = 30'000,
       .limits = settings.limits,
-      .layers = {{{"name", "lua-environment"}, {"active", true}},
-                 {{"name", "fuel-memory-output-log-limits"}, {"active", true}},
-                 {{"name", "worker-process"}, {"active", true}},
-                 {{"name", "supervisor-deadline-kill"}, {"active", true}}}};
+      .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
     server = std::make_unique<corral::api::Server>(options, executor, metrics);
@@ -196,8 +258,27 @@ int main(int argc, char** argv) {
                  "invocations run at once (each waits on a worker process)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs")
+  app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs, in all")
       ->capture_default_str();
+  app.add_option("--max-workers", settings.max_workers, "worker processes alive at once, idle and busy")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warm-per-tenant", settings.warm_per_tenant, "idle workers kept ready for each recent tenant")
+      ->capture_default_str();
+  app.add_option("--recycle-after", settings.recycle_after, "invocations a worker serves before it is replaced")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--allow-missing-layer", settings.allowed_missing_layers,
+                 "run even though this machine cannot provide this jail layer (repeatable): namespaces, "
+                 "filesystem, network, rlimits, cgroup, process, capabilities, seccomp")
+      ->group("Jail");
+  app.add_option("--cgroup-root", settings.cgroup_root, "where the cgroup hierarchies are mounted")
+      ->capture_default_str()
+      ->group("Jail");
+  app.add_flag("--check", settings.check,
+               "list every jail layer and whether this machine provides it, then exit (1 if corrald would "
+               "refuse to start)")
+      ->group("Jail");
   app.add_option("--max-body-bytes", settings.max_body_bytes,
                  "largest request body accepted; larger bodies get 413")
       ->capture_default_str()
@@ -211,5 +292,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
   }
+  if (settings.check) return check_layers(settings);
   return serve(settings);
 }

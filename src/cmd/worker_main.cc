@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
   corral::jail::ContainOptions jail;
   try {
     jail = corral::jail::options_from_arguments(argc, argv);
+    // Even without the process layer, nothing but the channel is kept (descriptor 4 is the
+    // binary itself, left open for the exec).
+    close_range(kChannelFd + 1, ~0U, 0);
     corral::jail::contain(jail);
     ready_the_runtime();
     corral::jail::lock_down(jail, report_violation);
@@ -49,9 +52,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "corral-worker: %s\n", error.what());
     return 4;
   }
-  // Without the process layer, descriptors other than the channel may have leaked in.
-  close_range(kChannelFd + 1, ~0U, 0);
-
   corral::FrameDecoder decoder;
   for (;;) {
     std::optional<corral::Frame> frame;

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -70,6 +71,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   close(ends[1]);
   channel_ = ends[0];
   alive_ = true;
+  if (spec.layers.has(jail::Layer::rlimits)) cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
 }
 
 WorkerProcess::~WorkerProcess() {
@@ -163,6 +165,7 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
         if (result.invocation_id != request.invocation_id) {
           throw std::invalid_argument("it answers another invocation");
         }
+        cpu_used_ms_ += std::max(0.0, result.stats.cpu_ms);
         return result;
       } catch (const std::exception& error) {
         kill_and_reap();

@@ -44,6 +44,9 @@ class WorkerProcess {
   bool exited() const;
   // Invocations this worker has served.
   uint64_t invocations() const { return invocations_; }
+  // Past half of its lifetime CPU ceiling (RLIMIT_CPU): retire it before the kernel kills it
+  // mid-run.
+  bool worn_out() const { return cpu_budget_ms_ > 0 && cpu_used_ms_ > cpu_budget_ms_ / 2; }
   pid_t pid() const { return pid_; }
 
  private:
@@ -56,6 +59,8 @@ class WorkerProcess {
   int channel_ = -1;
   bool alive_ = false;
   uint64_t invocations_ = 0;
+  double cpu_used_ms_ = 0;
+  double cpu_budget_ms_ = 0;
   jail::CgroupManager* cgroup_manager_ = nullptr;
   jail::WorkerCgroups* cgroups_ = nullptr;
   FrameDecoder decoder_;

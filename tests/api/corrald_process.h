@@ -2,13 +2,13 @@
 // (Boost.Beast, synchronous) to speak to it.
 #pragma once
 
-#include <algorithm>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <boost/beast.hpp>
 #include <chrono>
 #include <filesystem>
@@ -19,6 +19,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "jail/jail.h"
 
 namespace corral::testing {
 
@@ -47,6 +49,11 @@ class CorraldProcess {
                                           (dir_ / "ready").string(),
                                           "--data-dir",
                                           (dir_ / "data").string()};
+    // A layer this machine cannot provide is accepted here so that the API tests run anywhere;
+    // tests/jail and the refusal test below cover the layers themselves.
+    for (const auto& status : corral::jail::probe_machine()) {
+      if (!status.available) arguments.push_back("--allow-missing-layer=" + std::string(corral::jail::to_string(status.layer)));
+    }
     bool names_a_worker = std::find(extra_arguments.begin(), extra_arguments.end(), "--worker") != extra_arguments.end();
     if (!names_a_worker) arguments.insert(arguments.end(), {"--worker", CORRAL_WORKER_PATH});
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());

@@ -146,9 +146,52 @@ TEST_F(ServerTest, HealthzListsTheActiveLayers) {
   auto body = body_of(response);
   EXPECT_EQ(body["status"], "ok");
   ASSERT_TRUE(body["layers"].is_array());
-  bool has_worker_layer = false;
-  for (const auto& layer : body["layers"]) has_worker_layer |= layer["name"] == "worker-process";
-  EXPECT_TRUE(has_worker_layer) << body;
+  // Every jail layer is listed, active exactly when this machine provides it.
+  for (const auto& status : corral::jail::probe_machine()) {
+    bool listed = false;
+    for (const auto& layer : body["layers"]) {
+      if (layer["name"] != corral::jail::to_string(status.layer)) continue;
+      listed = true;
+      EXPECT_EQ(layer["active"], status.available) << layer;
+    }
+    EXPECT_TRUE(listed) << corral::jail::to_string(status.layer) << " missing from " << body;
+  }
+}
+
+TEST(CorraldJail, RefusesToStartWithoutALayerUnlessAllowed) {
+  std::string command = std::string(CORRALD_PATH) + " --listen 127.0.0.1:0 --cgroup-root /nonexistent 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
+  int status = pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_NE(output.find("'cgroup'"), std::string::npos) << output;
+  EXPECT_NE(output.find("--allow-missing-layer=cgroup"), std::string::npos) << output;
+
+  CorraldProcess corrald({"--cgroup-root", "/nonexistent", "--allow-missing-layer=cgroup"});
+  HttpClient client(corrald.host(), corrald.port());
+  auto health = body_of(client.request(http::verb::get, "/healthz"));
+  for (const auto& layer : health["layers"]) {
+    if (layer["name"] == "cgroup") {
+      EXPECT_EQ(layer["active"], false) << layer;
+    }
+  }
+  auto response = client.post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 2}}}});
+  EXPECT_EQ(response.result_int(), 200);
+}
+
+TEST(CorraldJail, CheckListsEveryLayer) {
+  std::string command = std::string(CORRALD_PATH) + " --check --cgroup-root /nonexistent";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 1);
+  for (corral::jail::Layer layer : corral::jail::kAllLayers) {
+    EXPECT_NE(output.find(std::string(corral::jail::to_string(layer))), std::string::npos) << output;
+  }
+  EXPECT_NE(output.find("MISSING"), std::string::npos) << output;
 }
 
 TEST_F(ServerTest, LogsOneJsonLinePerRequestWithTheInvocationId) {
@@ -244,7 +287,10 @@ TEST(ServerLimits, ConfigFileSetsDefaults) {
 TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
   auto fake = std::filesystem::temp_directory_path() / ("corral-fake-worker-" + std::to_string(getpid()));
   std::ofstream(fake) << "#!/bin/sh\nexit 3\n";
-  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  // Readable and executable by all: jailed workers run as nobody.
+  std::filesystem::permissions(fake, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                         std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                         std::filesystem::perms::others_exec);
   CorraldProcess corrald({"--worker", fake.string()});
   HttpClient client(corrald.host(), corrald.port());
   for (int i = 0; i < 2; ++i) {

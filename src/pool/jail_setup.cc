@@ -1,0 +1,59 @@
+#include "pool/jail_setup.h"
+
+namespace corral {
+
+JailSetup::JailSetup(Options options) : options_(std::move(options)) {
+  for (const auto& name : options_.allowed_missing) {
+    if (!jail::layer_from_string(name)) {
+      throw std::invalid_argument("--allow-missing-layer: unknown layer '" + name + "'; the layers are " +
+                                  jail::LayerSet::all().to_string());
+    }
+  }
+  statuses_ = jail::probe_machine(options_.probe);
+  for (auto& status : statuses_) {
+    if (status.available && status.layer == jail::Layer::cgroup) {
+      try {
+        cgroups_ = std::make_unique<jail::CgroupManager>(options_.probe, options_.ceilings);
+        status.detail = cgroups_->describe();
+      } catch (const std::exception& error) {
+        status.available = false;
+        status.detail = error.what();
+      }
+    }
+    if (status.available) {
+      active_.add(status.layer);
+      continue;
+    }
+    std::string name(jail::to_string(status.layer));
+    if (!options_.allowed_missing.contains(name)) {
+      throw MissingLayer("the jail layer '" + name + "' is not available on this machine: " + status.detail +
+                         ". Workers would run without it; to accept that, start corrald with "
+                         "--allow-missing-layer=" + name);
+    }
+  }
+}
+
+nlohmann::json JailSetup::describe() const {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& status : statuses_) {
+    layers.push_back({{"name", jail::to_string(status.layer)},
+                      {"active", active_.has(status.layer)},
+                      {"detail", status.detail}});
+  }
+  return layers;
+}
+
+WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string& tenant) const {
+  WorkerSpec spec;
+  spec.worker_path = worker_path;
+  spec.layers = active_;
+  spec.ceilings = options_.ceilings;
+  spec.cgroups = cgroups_.get();
+  // Tenant names become cgroup directory names: keep them to a safe alphabet.
+  std::string name;
+  for (char c : tenant.substr(0, 48)) name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  spec.cgroup_name = name.empty() ? "worker" : name;
+  return spec;
+}
+
+}  // namespace corral

@@ -1,0 +1,50 @@
+// Deciding which jail layers workers get, and making jailed workers for a tenant. Shared by
+// corrald and the corral CLI so both run scripts under the same jail.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "jail/jail.h"
+#include "pool/worker_process.h"
+
+namespace corral {
+
+// A layer the machine lacks and nobody allowed to go without; what() names the layer, why it
+// is missing and the flag that accepts running without it.
+struct MissingLayer : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class JailSetup {
+ public:
+  struct Options {
+    std::set<std::string> allowed_missing;  // layer names, as in --allow-missing-layer
+    jail::ProbeOptions probe;
+    jail::Ceilings ceilings;
+  };
+
+  // Probes the machine; every layer it provides is used. Throws MissingLayer for the first
+  // missing layer not in allowed_missing, std::invalid_argument for an unknown layer name.
+  explicit JailSetup(Options options);
+
+  const jail::LayerSet& active() const { return active_; }
+  const std::vector<jail::LayerStatus>& statuses() const { return statuses_; }
+  // [{"name", "active", "detail"}] for /healthz and --check.
+  nlohmann::json describe() const;
+
+  // The spec of a jailed worker for one tenant.
+  WorkerSpec spec_for(const std::string& worker_path, const std::string& tenant) const;
+
+ private:
+  Options options_;
+  jail::LayerSet active_;
+  std::vector<jail::LayerStatus> statuses_;
+  std::unique_ptr<jail::CgroupManager> cgroups_;
+};
+
+}  // namespace corral

@@ -1,0 +1,89 @@
+#include "store/migrations.h"
+
+namespace corral::store {
+
+const std::vector<std::string_view>& migrations() {
+  static const std::vector<std::string_view> all = {
+      // 1: tenants, tokens, script versions, aliases and the audit trail.
+      //
+      // STRICT tables so that a value of the wrong type is an error rather than silently stored.
+      // Empty strings mean "none" for audit fields (they are hashed, and NULL would need a second
+      // encoding); elsewhere absent values are NULL so that foreign keys and uniqueness apply.
+      R"sql(
+CREATE TABLE tenants (
+  id         TEXT    NOT NULL PRIMARY KEY,
+  name       TEXT    NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE tokens (
+  id          TEXT    NOT NULL PRIMARY KEY,
+  tenant_id   TEXT    REFERENCES tenants (id),
+  role        TEXT    NOT NULL,
+  secret_hash TEXT    NOT NULL UNIQUE,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER,
+  revoked_at  INTEGER,
+  created_by  TEXT    NOT NULL
+) STRICT;
+CREATE INDEX tokens_by_tenant ON tokens (tenant_id);
+
+CREATE TABLE script_versions (
+  tenant_id    TEXT    NOT NULL REFERENCES tenants (id),
+  script       TEXT    NOT NULL,
+  version      INTEGER NOT NULL CHECK (version >= 1),
+  sha256       TEXT    NOT NULL,
+  source       TEXT    NOT NULL,
+  manifest     TEXT    NOT NULL,
+  state        TEXT    NOT NULL CHECK (state IN ('pending', 'approved', 'deprecated', 'disabled')),
+  published_by TEXT    NOT NULL,
+  published_at INTEGER NOT NULL,
+  approved_by  TEXT,
+  approved_at  INTEGER,
+  PRIMARY KEY (tenant_id, script, version),
+  UNIQUE (tenant_id, script, sha256)
+) STRICT;
+
+CREATE TABLE aliases (
+  tenant_id  TEXT    NOT NULL,
+  script     TEXT    NOT NULL,
+  name       TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  updated_by TEXT    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, script, name),
+  FOREIGN KEY (tenant_id, script, version) REFERENCES script_versions (tenant_id, script, version)
+) STRICT;
+
+CREATE TABLE audit_entries (
+  seq       INTEGER NOT NULL PRIMARY KEY CHECK (seq >= 1),
+  time_ms   INTEGER NOT NULL,
+  principal TEXT    NOT NULL,
+  tenant    TEXT    NOT NULL,
+  action    TEXT    NOT NULL,
+  target    TEXT    NOT NULL,
+  decision  TEXT    NOT NULL CHECK (decision IN ('allow', 'deny')),
+  reason    TEXT    NOT NULL,
+  prev_hash TEXT    NOT NULL,
+  hash      TEXT    NOT NULL
+) STRICT;
+CREATE INDEX audit_by_tenant ON audit_entries (tenant, seq);
+CREATE INDEX audit_by_action ON audit_entries (action, seq);
+CREATE INDEX audit_by_time ON audit_entries (time_ms);
+
+-- The hash chain is what detects tampering; these only stop corral's own code from rewriting
+-- history by mistake. Anyone with the file can drop them, which is why the chain exists.
+CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+BEGIN
+  SELECT RAISE(ABORT, 'audit entries are append-only');
+END;
+CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+BEGIN
+  SELECT RAISE(ABORT, 'audit entries are append-only');
+END;
+)sql",
+  };
+  return all;
+}
+
+}  // namespace corral::store

@@ -1,0 +1,719 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "store/migrations.h"
+
+namespace corral::store {
+
+namespace {
+
+// A failed statement, with SQLite's extended result code so that callers can turn constraint
+// violations into Conflict or NotFound with a message about their own entity.
+class SqliteError : public StoreError {
+ public:
+  SqliteError(const std::string& message, int code) : StoreError(message), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+std::string hint_for(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "; another connection kept the database locked (waited up to " +
+             std::to_string(SqliteStore::kBusyTimeoutMs / 1000) +
+             " s): retry, and check for a stuck process using the same data directory";
+    case SQLITE_FULL:
+      return "; the disk is full: free some space and retry";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_AUTH:
+      return "; check that the file and its directory exist and are writable by this user";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return "; the file is damaged or is not a corral database: restore it from a backup or "
+             "point --data-dir elsewhere";
+    case SQLITE_IOERR:
+      return "; the disk reported an I/O error: check the disk and the system log";
+    default:
+      return "";
+  }
+}
+
+constexpr const char* kTenantColumns = "id, name, created_at";
+constexpr const char* kTokenColumns =
+    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by";
+constexpr const char* kVersionColumns =
+    "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
+    "approved_by, approved_at";
+constexpr const char* kAliasColumns = "tenant_id, script, name, version, updated_by, updated_at";
+constexpr const char* kAuditColumns =
+    "seq, time_ms, principal, tenant, action, target, decision, reason, prev_hash, hash";
+
+std::string in_quotes(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+}  // namespace
+
+// A cached prepared statement in use. Parameters are bound by number (?1, ?2…) or by name
+// (:name); values never become part of the SQL text. Destruction resets it for the next user.
+class SqliteStore::Statement {
+ public:
+  Statement(SqliteStore& store, sqlite3_stmt* stmt, bool* busy)
+      : store_(store), stmt_(stmt), busy_(busy) {}
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    *busy_ = false;
+  }
+
+  Statement& bind(int index, std::string_view text) {
+    check_bind(
+        sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    return *this;
+  }
+  Statement& bind(int index, int64_t value) {
+    check_bind(sqlite3_bind_int64(stmt_, index, value));
+    return *this;
+  }
+  Statement& bind(int index, std::optional<int64_t> value) {
+    check_bind(value ? sqlite3_bind_int64(stmt_, index, *value) : sqlite3_bind_null(stmt_, index));
+    return *this;
+  }
+  // Empty text is stored as NULL: for columns where "none" must not take part in foreign keys.
+  Statement& bind_or_null(int index, std::string_view text) {
+    if (text.empty()) {
+      check_bind(sqlite3_bind_null(stmt_, index));
+      return *this;
+    }
+    return bind(index, text);
+  }
+  template <typename T>
+  Statement& bind(const char* name, T value) {
+    int index = sqlite3_bind_parameter_index(stmt_, name);
+    if (index == 0) {
+      throw std::logic_error(std::string("store: the statement has no parameter ") + name);
+    }
+    return bind(index, value);
+  }
+
+  // True while there is a row to read; false when the statement is done.
+  bool step(std::string_view what) {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    store_.fail(rc, what);
+  }
+  void run(std::string_view what) {
+    while (step(what)) {
+    }
+  }
+
+  int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::optional<int64_t> optional_integer(int column) const {
+    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    return integer(column);
+  }
+  // NULL reads as empty.
+  std::string text(int column) const {
+    auto data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  std::optional<std::string> optional_text(int column) const {
+    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    return text(column);
+  }
+
+ private:
+  void check_bind(int rc) {
+    if (rc != SQLITE_OK) store_.fail(rc, "binding a statement parameter");
+  }
+
+  SqliteStore& store_;
+  sqlite3_stmt* stmt_;
+  bool* busy_;
+};
+
+// BEGIN IMMEDIATE takes the write lock up front: a read-then-write transaction that started
+// deferred could find, at its first write, that another connection wrote in between, and fail with
+// SQLITE_BUSY instead of waiting.
+class SqliteStore::Transaction {
+ public:
+  explicit Transaction(SqliteStore& store) : store_(store) {
+    store_.exec("BEGIN IMMEDIATE", "starting a transaction");
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    if (!done_) sqlite3_exec(store_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    store_.exec("COMMIT", "committing a transaction");
+    done_ = true;
+  }
+
+ private:
+  SqliteStore& store_;
+  bool done_ = false;
+};
+
+namespace {
+
+Tenant read_tenant(const auto& row) { return Tenant{row.text(0), row.text(1), row.integer(2)}; }
+
+Token read_token(const auto& row) {
+  return Token{row.text(0),
+               row.text(1),
+               row.text(2),
+               row.text(3),
+               row.integer(4),
+               row.optional_integer(5),
+               row.optional_integer(6),
+               row.text(7)};
+}
+
+ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
+  ScriptVersion version{row.text(0),    row.text(1),          row.integer(2),          row.text(3),
+                        row.text(4),    row.text(5),          VersionState::pending,   row.text(7),
+                        row.integer(8), row.optional_text(9), row.optional_integer(10)};
+  auto state = parse_version_state(row.text(6));
+  if (!state) {
+    // The schema's CHECK constraint rules this out, so the file was edited by hand.
+    throw StoreError("store " + file.string() + ": version " + std::to_string(version.version) +
+                     " of script " + in_quotes(version.script) + " has the unknown state " +
+                     in_quotes(row.text(6)) + "; repair the row or restore a backup");
+  }
+  version.state = *state;
+  return version;
+}
+
+Alias read_alias(const auto& row) {
+  return Alias{row.text(0), row.text(1), row.text(2), row.integer(3), row.text(4), row.integer(5)};
+}
+
+AuditEntry read_audit_entry(const auto& row) {
+  return AuditEntry{row.integer(0), row.integer(1), row.text(2), row.text(3), row.text(4),
+                    row.text(5),    row.text(6),    row.text(7), row.text(8), row.text(9)};
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(const std::filesystem::path& file) : file_(file) {
+  // The mutex below serialises every use of the connection, so SQLite's own is not needed.
+  int rc =
+      sqlite3_open_v2(file.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    throw StoreError("cannot open the store " + file.string() + ": " + message + hint_for(rc));
+  }
+  try {
+    configure_and_migrate();
+  } catch (...) {
+    for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
+    sqlite3_close_v2(db_);
+    throw;
+  }
+}
+
+SqliteStore::~SqliteStore() {
+  for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
+  sqlite3_close_v2(db_);
+}
+
+void SqliteStore::configure_and_migrate() {
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+
+  // Checked before anything is written, so that a newer corrald's database is left untouched.
+  auto refuse_if_newer = [this](int64_t found) {
+    if (found > latest_schema_version()) {
+      throw StoreError("refusing to open the store " + file_.string() + ": its schema is version " +
+                       std::to_string(found) + ", but this corrald knows only versions up to " +
+                       std::to_string(latest_schema_version()) +
+                       ". A newer corrald wrote it; run that corrald (or a newer one) on this data "
+                       "directory, or restore a backup taken before the upgrade. The file has not "
+                       "been changed.");
+    }
+  };
+  refuse_if_newer(read_user_version());
+
+  switch_to_wal();
+  // FULL rather than NORMAL: in WAL mode NORMAL syncs the log only at checkpoints, so a power cut
+  // can lose transactions that were already committed and acknowledged to a client. FULL syncs the
+  // log on every commit; that costs one fsync per change, which a control plane can afford.
+  exec("PRAGMA synchronous = FULL", "setting synchronous = FULL");
+  // Off by default in SQLite for backward compatibility; the schema relies on them. (A future
+  // migration that rebuilds a table must turn them off around itself, outside the transaction.)
+  exec("PRAGMA foreign_keys = ON", "enabling foreign keys");
+
+  Transaction migration(*this);
+  // Read again under the write lock: another process may have migrated since the first look.
+  int64_t version = read_user_version();
+  refuse_if_newer(version);
+  for (int64_t next = version + 1; next <= latest_schema_version(); ++next) {
+    exec(std::string(migrations()[next - 1]).c_str(),
+         "applying schema migration " + std::to_string(next));
+  }
+  if (version < latest_schema_version()) {
+    // PRAGMA takes no bound parameters; the number is ours, not input.
+    exec(("PRAGMA user_version = " + std::to_string(latest_schema_version())).c_str(),
+         "recording the schema version");
+  }
+  migration.commit();
+}
+
+void SqliteStore::switch_to_wal() {
+  // Leaving rollback-journal mode needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
+  // rather than calling the busy handler when another connection is reading, as happens when
+  // several processes open a new database together. The mode is persistent, so once any of them
+  // has switched, the others find "wal" without needing the lock.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  std::string result;
+  for (;;) {
+    auto mode = statement("PRAGMA journal_mode = WAL");
+    try {
+      result = mode.step("switching to WAL mode") ? mode.text(0) : "";
+      break;
+    } catch (const SqliteError& error) {
+      if ((error.code() & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
+        throw;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (result != "wal") {
+    throw StoreError("cannot put the store " + file_.string() + " in WAL mode (SQLite answered " +
+                     in_quotes(result) +
+                     "); put the data directory on a local file system that supports shared "
+                     "memory (not NFS)");
+  }
+}
+
+int64_t SqliteStore::read_user_version() {
+  auto pragma = statement("PRAGMA user_version");
+  pragma.step("reading the schema version");
+  return pragma.integer(0);
+}
+
+void SqliteStore::exec(const char* sql, std::string_view what) {
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) fail(rc, what);
+}
+
+SqliteStore::Statement SqliteStore::statement(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()) + 1,
+                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) fail(rc, "preparing a statement");
+    it = statements_.emplace(sql, Cached{stmt, false}).first;
+  }
+  if (it->second.busy) {
+    throw std::logic_error("store: statement used twice at once: " + sql);
+  }
+  it->second.busy = true;
+  return Statement(*this, it->second.stmt, &it->second.busy);
+}
+
+void SqliteStore::fail(int rc, std::string_view what) {
+  const char* message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  throw SqliteError(
+      "store " + file_.string() + ": " + std::string(what) + " failed: " + message + hint_for(rc),
+      rc);
+}
+
+// ---- tenants
+
+Tenant SqliteStore::create_tenant(std::string_view name, int64_t at) {
+  std::lock_guard lock(mutex_);
+  // 128 random bits from SQLite's CSPRNG: ids need to be unique and unguessable, not secret.
+  auto insert = statement(
+      "INSERT INTO tenants (id, name, created_at) VALUES (lower(hex(randomblob(16))), ?1, ?2) "
+      "RETURNING id");
+  insert.bind(1, name).bind(2, at);
+  try {
+    insert.step("creating tenant " + in_quotes(name));
+    Tenant tenant{insert.text(0), std::string(name), at};
+    insert.run("creating tenant " + in_quotes(name));
+    return tenant;
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_UNIQUE) {
+      throw Conflict("a tenant named " + in_quotes(name) + " exists already; choose another name");
+    }
+    throw;
+  }
+}
+
+std::optional<Tenant> SqliteStore::find_tenant_locked(std::string_view column_sql,
+                                                      std::string_view value) {
+  auto select = statement(std::string("SELECT ") + kTenantColumns + " FROM tenants WHERE " +
+                          std::string(column_sql) + " = ?1");
+  select.bind(1, value);
+  if (!select.step("looking up a tenant")) return std::nullopt;
+  return read_tenant(select);
+}
+
+std::optional<Tenant> SqliteStore::find_tenant(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  return find_tenant_locked("id", id);
+}
+
+std::optional<Tenant> SqliteStore::find_tenant_by_name(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  return find_tenant_locked("name", name);
+}
+
+std::vector<Tenant> SqliteStore::list_tenants() {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kTenantColumns + " FROM tenants ORDER BY name");
+  std::vector<Tenant> tenants;
+  while (select.step("listing tenants")) tenants.push_back(read_tenant(select));
+  return tenants;
+}
+
+// ---- tokens
+
+Token SqliteStore::insert_token(const TokenDraft& draft) {
+  std::lock_guard lock(mutex_);
+  auto insert = statement(
+      "INSERT INTO tokens (id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, "
+      "created_by) VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, NULL, ?6) RETURNING id");
+  insert.bind_or_null(1, draft.tenant_id)
+      .bind(2, draft.role)
+      .bind(3, draft.secret_hash)
+      .bind(4, draft.created_at)
+      .bind(5, draft.expires_at)
+      .bind(6, draft.created_by);
+  try {
+    insert.step("storing a token");
+    Token token{insert.text(0),   draft.tenant_id,  draft.role,   draft.secret_hash,
+                draft.created_at, draft.expires_at, std::nullopt, draft.created_by};
+    insert.run("storing a token");
+    return token;
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot create a token for tenant " + in_quotes(draft.tenant_id) +
+                     ": no such tenant; create the tenant first");
+    }
+    if (error.code() == SQLITE_CONSTRAINT_UNIQUE) {
+      throw Conflict("a token with this secret hash exists already; generate a new secret");
+    }
+    throw;
+  }
+}
+
+std::optional<Token> SqliteStore::find_token_locked(const std::string& sql,
+                                                    std::string_view value) {
+  auto select = statement(sql);
+  select.bind(1, value);
+  if (!select.step("looking up a token")) return std::nullopt;
+  return read_token(select);
+}
+
+std::optional<Token> SqliteStore::find_token(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  return find_token_locked(std::string("SELECT ") + kTokenColumns + " FROM tokens WHERE id = ?1",
+                           id);
+}
+
+std::optional<Token> SqliteStore::find_token_by_hash(std::string_view secret_hash) {
+  std::lock_guard lock(mutex_);
+  return find_token_locked(
+      std::string("SELECT ") + kTokenColumns + " FROM tokens WHERE secret_hash = ?1", secret_hash);
+}
+
+Token SqliteStore::revoke_token(std::string_view id, int64_t at) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto update =
+      statement("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 RETURNING " +
+                std::string(kTokenColumns));
+  update.bind(1, id).bind(2, at);
+  if (!update.step("revoking token " + in_quotes(id))) {
+    throw NotFound("cannot revoke token " + in_quotes(id) + ": no such token");
+  }
+  Token token = read_token(update);
+  update.run("revoking token " + in_quotes(id));
+  transaction.commit();
+  return token;
+}
+
+int64_t SqliteStore::count_tokens() {
+  std::lock_guard lock(mutex_);
+  auto count = statement("SELECT count(*) FROM tokens");
+  count.step("counting tokens");
+  return count.integer(0);
+}
+
+// ---- script versions
+
+std::optional<ScriptVersion> SqliteStore::find_version_locked(std::string_view tenant_id,
+                                                              std::string_view script,
+                                                              int64_t version) {
+  auto select = statement(std::string("SELECT ") + kVersionColumns +
+                          " FROM script_versions WHERE tenant_id = ?1 AND script = ?2 AND "
+                          "version = ?3");
+  select.bind(1, tenant_id).bind(2, script).bind(3, version);
+  if (!select.step("looking up a script version")) return std::nullopt;
+  return read_version(select, file_);
+}
+
+Published SqliteStore::insert_version(std::string_view tenant_id, std::string_view script,
+                                      std::string_view sha256, std::string_view source,
+                                      std::string_view manifest, std::string_view published_by,
+                                      int64_t at) {
+  std::lock_guard lock(mutex_);
+  // The write lock is held from the first read, so no other connection can take the same number
+  // or publish the same source in between.
+  Transaction transaction(*this);
+  {
+    auto existing = statement(std::string("SELECT ") + kVersionColumns +
+                              " FROM script_versions WHERE tenant_id = ?1 AND script = ?2 AND "
+                              "sha256 = ?3");
+    existing.bind(1, tenant_id).bind(2, script).bind(3, sha256);
+    if (existing.step("looking for an identical version")) {
+      return Published{read_version(existing, file_), false};
+    }
+  }
+  int64_t number = 0;
+  {
+    auto next = statement(
+        "SELECT coalesce(max(version), 0) + 1 FROM script_versions WHERE tenant_id = ?1 AND "
+        "script = ?2");
+    next.bind(1, tenant_id).bind(2, script);
+    next.step("numbering a new version");
+    number = next.integer(0);
+  }
+  auto insert = statement(
+      "INSERT INTO script_versions (tenant_id, script, version, sha256, source, manifest, state, "
+      "published_by, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)");
+  insert.bind(1, tenant_id)
+      .bind(2, script)
+      .bind(3, number)
+      .bind(4, sha256)
+      .bind(5, source)
+      .bind(6, manifest)
+      .bind(7, published_by)
+      .bind(8, at);
+  try {
+    insert.run("publishing version " + std::to_string(number) + " of script " + in_quotes(script));
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot publish script " + in_quotes(script) + " for tenant " +
+                     in_quotes(tenant_id) + ": no such tenant");
+    }
+    throw;
+  }
+  transaction.commit();
+  return Published{
+      ScriptVersion{std::string(tenant_id), std::string(script), number, std::string(sha256),
+                    std::string(source), std::string(manifest), VersionState::pending,
+                    std::string(published_by), at, std::nullopt, std::nullopt},
+      true};
+}
+
+std::optional<ScriptVersion> SqliteStore::find_version(std::string_view tenant_id,
+                                                       std::string_view script, int64_t version) {
+  std::lock_guard lock(mutex_);
+  return find_version_locked(tenant_id, script, version);
+}
+
+std::vector<ScriptSummary> SqliteStore::list_scripts(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT script, max(version) FROM script_versions WHERE tenant_id = ?1 GROUP BY script "
+      "ORDER BY script");
+  select.bind(1, tenant_id);
+  std::vector<ScriptSummary> scripts;
+  while (select.step("listing scripts")) {
+    scripts.push_back(ScriptSummary{select.text(0), select.integer(1)});
+  }
+  return scripts;
+}
+
+std::vector<ScriptVersion> SqliteStore::list_versions(std::string_view tenant_id,
+                                                      std::string_view script) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kVersionColumns +
+                          " FROM script_versions WHERE tenant_id = ?1 AND script = ?2 ORDER BY "
+                          "version");
+  select.bind(1, tenant_id).bind(2, script);
+  std::vector<ScriptVersion> versions;
+  while (select.step("listing versions")) versions.push_back(read_version(select, file_));
+  return versions;
+}
+
+ScriptVersion SqliteStore::set_version_state(std::string_view tenant_id, std::string_view script,
+                                             int64_t version, VersionState state,
+                                             std::string_view by, int64_t at) {
+  std::lock_guard lock(mutex_);
+  // The first approval is the one on record: approving again after a deprecation does not
+  // rewrite who let the version out.
+  auto update = statement(
+      "UPDATE script_versions SET state = ?4, "
+      "approved_by = CASE WHEN ?4 = 'approved' AND approved_by IS NULL THEN ?5 ELSE approved_by "
+      "END, "
+      "approved_at = CASE WHEN ?4 = 'approved' AND approved_at IS NULL THEN ?6 ELSE approved_at "
+      "END "
+      "WHERE tenant_id = ?1 AND script = ?2 AND version = ?3 RETURNING " +
+      std::string(kVersionColumns));
+  update.bind(1, tenant_id)
+      .bind(2, script)
+      .bind(3, version)
+      .bind(4, to_string(state))
+      .bind(5, by)
+      .bind(6, at);
+  std::string what = "setting version " + std::to_string(version) + " of script " +
+                     in_quotes(script) + " to " + std::string(to_string(state));
+  if (!update.step(what)) {
+    throw NotFound("cannot set the state of version " + std::to_string(version) + " of script " +
+                   in_quotes(script) + " for tenant " + in_quotes(tenant_id) + ": no such version");
+  }
+  ScriptVersion updated = read_version(update, file_);
+  update.run(what);
+  return updated;
+}
+
+// ---- aliases
+
+Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script,
+                             std::string_view name, int64_t version, std::string_view by,
+                             int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto upsert = statement(
+      "INSERT INTO aliases (tenant_id, script, name, version, updated_by, updated_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, script, name) DO UPDATE SET "
+      "version = excluded.version, updated_by = excluded.updated_by, "
+      "updated_at = excluded.updated_at");
+  upsert.bind(1, tenant_id).bind(2, script).bind(3, name).bind(4, version).bind(5, by).bind(6, at);
+  try {
+    upsert.run("pointing alias " + in_quotes(name) + " of script " + in_quotes(script) +
+               " at version " + std::to_string(version));
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot point alias " + in_quotes(name) + " at version " +
+                     std::to_string(version) + " of script " + in_quotes(script) + " for tenant " +
+                     in_quotes(tenant_id) + ": no such version");
+    }
+    throw;
+  }
+  return Alias{
+      std::string(tenant_id), std::string(script), std::string(name), version, std::string(by), at};
+}
+
+std::optional<Alias> SqliteStore::find_alias(std::string_view tenant_id, std::string_view script,
+                                             std::string_view name) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kAliasColumns +
+                          " FROM aliases WHERE tenant_id = ?1 AND script = ?2 AND name = ?3");
+  select.bind(1, tenant_id).bind(2, script).bind(3, name);
+  if (!select.step("looking up an alias")) return std::nullopt;
+  return read_alias(select);
+}
+
+std::vector<Alias> SqliteStore::list_aliases(std::string_view tenant_id, std::string_view script) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kAliasColumns +
+                          " FROM aliases WHERE tenant_id = ?1 AND script = ?2 ORDER BY name");
+  select.bind(1, tenant_id).bind(2, script);
+  std::vector<Alias> aliases;
+  while (select.step("listing aliases")) aliases.push_back(read_alias(select));
+  return aliases;
+}
+
+// ---- audit
+
+std::optional<AuditEntry> SqliteStore::last_audit_entry_locked() {
+  auto select = statement(std::string("SELECT ") + kAuditColumns +
+                          " FROM audit_entries ORDER BY seq DESC LIMIT 1");
+  if (!select.step("reading the last audit entry")) return std::nullopt;
+  return read_audit_entry(select);
+}
+
+std::optional<AuditEntry> SqliteStore::last_audit_entry() {
+  std::lock_guard lock(mutex_);
+  return last_audit_entry_locked();
+}
+
+AuditEntry SqliteStore::append_audit(const AuditDraft& draft, std::string_view genesis_hash,
+                                     const AuditHasher& hasher) {
+  if (draft.decision != "allow" && draft.decision != "deny") {
+    throw std::invalid_argument(
+        "store: an audit entry's decision must be \"allow\" or \"deny\", not " +
+        in_quotes(draft.decision));
+  }
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto last = last_audit_entry_locked();
+  AuditEntry entry{last ? last->seq + 1 : 1,
+                   draft.time_ms,
+                   draft.principal,
+                   draft.tenant,
+                   draft.action,
+                   draft.target,
+                   draft.decision,
+                   draft.reason,
+                   last ? last->hash : std::string(genesis_hash),
+                   {}};
+  entry.hash = hasher(entry);
+  auto insert = statement(
+      "INSERT INTO audit_entries (seq, time_ms, principal, tenant, action, target, decision, "
+      "reason, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  insert.bind(1, entry.seq)
+      .bind(2, entry.time_ms)
+      .bind(3, entry.principal)
+      .bind(4, entry.tenant)
+      .bind(5, entry.action)
+      .bind(6, entry.target)
+      .bind(7, entry.decision)
+      .bind(8, entry.reason)
+      .bind(9, entry.prev_hash)
+      .bind(10, entry.hash);
+  insert.run("appending audit entry " + std::to_string(entry.seq) + " (" + entry.action + ")");
+  transaction.commit();
+  return entry;
+}
+
+std::vector<AuditEntry> SqliteStore::read_audit(const AuditFilter& filter) {
+  if (filter.limit <= 0) {
+    throw std::invalid_argument("store: an audit query needs a positive limit, not " +
+                                std::to_string(filter.limit));
+  }
+  // Only the shape of the query varies with the filter (32 shapes at most, each prepared once); the
+  // values are bound.
+  std::string sql = std::string("SELECT ") + kAuditColumns + " FROM audit_entries WHERE 1";
+  if (filter.tenant) sql += " AND tenant = :tenant";
+  if (filter.action) sql += " AND action = :action";
+  if (filter.since_ms) sql += " AND time_ms >= :since";
+  if (filter.until_ms) sql += " AND time_ms < :until";
+  if (filter.after_seq) sql += " AND seq > :after";
+  sql += " ORDER BY seq LIMIT :limit";
+
+  std::lock_guard lock(mutex_);
+  auto select = statement(sql);
+  if (filter.tenant) select.bind(":tenant", std::string_view(*filter.tenant));
+  if (filter.action) select.bind(":action", std::string_view(*filter.action));
+  if (filter.since_ms) select.bind(":since", *filter.since_ms);
+  if (filter.until_ms) select.bind(":until", *filter.until_ms);
+  if (filter.after_seq) select.bind(":after", *filter.after_seq);
+  select.bind(":limit", filter.limit);
+  std::vector<AuditEntry> entries;
+  while (select.step("reading the audit trail")) entries.push_back(read_audit_entry(select));
+  return entries;
+}
+
+}  // namespace corral::store

@@ -1,0 +1,94 @@
+// The embedded store: one SQLite file in WAL mode, reached through one connection that a mutex
+// serialises. Several SqliteStores (in one process or several) may share a file: writes take the
+// database lock with BEGIN IMMEDIATE and wait up to kBusyTimeoutMs for each other.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "store/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace corral::store {
+
+class SqliteStore : public Store {
+ public:
+  static constexpr int kBusyTimeoutMs = 5000;
+
+  // Opens or creates the database file and migrates it; throws StoreError if the file cannot be
+  // opened, is not a database, or was written by a newer corrald.
+  explicit SqliteStore(const std::filesystem::path& file);
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  const std::filesystem::path& file() const { return file_; }
+
+  Tenant create_tenant(std::string_view name, int64_t at) override;
+  std::optional<Tenant> find_tenant(std::string_view id) override;
+  std::optional<Tenant> find_tenant_by_name(std::string_view name) override;
+  std::vector<Tenant> list_tenants() override;
+
+  Token insert_token(const TokenDraft& draft) override;
+  std::optional<Token> find_token(std::string_view id) override;
+  std::optional<Token> find_token_by_hash(std::string_view secret_hash) override;
+  Token revoke_token(std::string_view id, int64_t at) override;
+  int64_t count_tokens() override;
+
+  Published insert_version(std::string_view tenant_id, std::string_view script,
+                           std::string_view sha256, std::string_view source,
+                           std::string_view manifest, std::string_view published_by,
+                           int64_t at) override;
+  std::optional<ScriptVersion> find_version(std::string_view tenant_id, std::string_view script,
+                                            int64_t version) override;
+  std::vector<ScriptSummary> list_scripts(std::string_view tenant_id) override;
+  std::vector<ScriptVersion> list_versions(std::string_view tenant_id,
+                                           std::string_view script) override;
+  ScriptVersion set_version_state(std::string_view tenant_id, std::string_view script,
+                                  int64_t version, VersionState state, std::string_view by,
+                                  int64_t at) override;
+
+  Alias put_alias(std::string_view tenant_id, std::string_view script, std::string_view name,
+                  int64_t version, std::string_view by, int64_t at) override;
+  std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
+                                  std::string_view name) override;
+  std::vector<Alias> list_aliases(std::string_view tenant_id, std::string_view script) override;
+
+  AuditEntry append_audit(const AuditDraft& draft, std::string_view genesis_hash,
+                          const AuditHasher& hasher) override;
+  std::vector<AuditEntry> read_audit(const AuditFilter& filter) override;
+  std::optional<AuditEntry> last_audit_entry() override;
+
+ private:
+  class Statement;
+  class Transaction;
+
+  void configure_and_migrate();
+  void switch_to_wal();
+  int64_t read_user_version();
+  void exec(const char* sql, std::string_view what);
+  // A prepared statement for this SQL text, compiled once and kept for the connection's life.
+  Statement statement(const std::string& sql);
+  [[noreturn]] void fail(int rc, std::string_view what);
+
+  std::optional<Tenant> find_tenant_locked(std::string_view column_sql, std::string_view value);
+  std::optional<Token> find_token_locked(const std::string& sql, std::string_view value);
+  std::optional<ScriptVersion> find_version_locked(std::string_view tenant_id,
+                                                   std::string_view script, int64_t version);
+  std::optional<AuditEntry> last_audit_entry_locked();
+
+  std::filesystem::path file_;
+  std::mutex mutex_;
+  sqlite3* db_ = nullptr;
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool busy;  // a Statement holds it; catches a method using one statement twice at once
+  };
+  std::map<std::string, Cached, std::less<>> statements_;
+};
+
+}  // namespace corral::store

@@ -1,0 +1,57 @@
+#include "store/store.h"
+
+#include <chrono>
+
+#include "store/sqlite_store.h"
+
+namespace corral::store {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view to_string(VersionState state) {
+  switch (state) {
+    case VersionState::pending:
+      return "pending";
+    case VersionState::approved:
+      return "approved";
+    case VersionState::deprecated:
+      return "deprecated";
+    case VersionState::disabled:
+      return "disabled";
+  }
+  return "unknown";
+}
+
+std::optional<VersionState> parse_version_state(std::string_view text) {
+  for (auto state : {VersionState::pending, VersionState::approved, VersionState::deprecated,
+                     VersionState::disabled}) {
+    if (text == to_string(state)) return state;
+  }
+  return std::nullopt;
+}
+
+std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir) {
+  std::error_code error;
+  if (!std::filesystem::exists(data_dir, error)) {
+    if (!std::filesystem::create_directories(data_dir, error) && error) {
+      throw StoreError("cannot create the data directory " + data_dir.string() + ": " +
+                       error.message() + "; create it yourself or choose another --data-dir");
+    }
+    // The database holds tenants' sources and token hashes: other local users have no business
+    // reading it.
+    std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, error);
+    if (error) {
+      throw StoreError("cannot restrict the new data directory " + data_dir.string() +
+                       " to its owner: " + error.message() +
+                       "; create it yourself with mode 0700 and start again");
+    }
+  }
+  return std::make_unique<SqliteStore>(data_dir / "corral.db");
+}
+
+}  // namespace corral::store

@@ -1,0 +1,207 @@
+// corral's durable state behind one interface. SQLite is the embedded implementation
+// (sqlite_store.h); a PostgreSQL one is meant to follow without its callers changing, so nothing
+// here mentions SQL, files or connections.
+//
+// Every method is atomic and thread-safe, and once it returns its change is durable. Times are
+// unix milliseconds; ids are lowercase hex strings the store generates.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace corral::store {
+
+// Anything the store cannot do; the message says what failed, on which database, and what to do.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The change would break a uniqueness rule (a tenant name that is taken, a token hash that exists).
+class Conflict : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+
+// The change refers to something that does not exist (a tenant, a token, a script version).
+class NotFound : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+
+// The current time as unix milliseconds, for callers that stamp what they store.
+int64_t now_ms();
+
+struct Tenant {
+  std::string id;
+  std::string name;
+  int64_t created_at = 0;
+};
+
+struct TokenDraft {
+  std::string tenant_id;  // empty: the token is not bound to one tenant (an admin of all)
+  std::string role;
+  std::string secret_hash;  // stored as given; the store never sees the secret itself
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at;
+  std::string created_by;  // a token id, or "bootstrap"
+};
+
+struct Token {
+  std::string id;  // public: safe to show, log and audit
+  std::string tenant_id;
+  std::string role;
+  std::string secret_hash;
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at;
+  std::optional<int64_t> revoked_at;
+  std::string created_by;
+};
+
+enum class VersionState { pending, approved, deprecated, disabled };
+
+std::string_view to_string(VersionState state);
+std::optional<VersionState> parse_version_state(std::string_view text);
+
+struct ScriptVersion {
+  std::string tenant_id;
+  std::string script;
+  int64_t version = 0;  // 1, 2, 3… per tenant and script
+  std::string sha256;   // of the source, hex
+  std::string source;
+  std::string manifest;  // JSON text, stored as given
+  VersionState state = VersionState::pending;
+  std::string published_by;
+  int64_t published_at = 0;
+  std::optional<std::string> approved_by;
+  std::optional<int64_t> approved_at;
+};
+
+struct Published {
+  ScriptVersion version;
+  bool created = false;  // false: the same source was already published, and this is that version
+};
+
+struct ScriptSummary {
+  std::string name;
+  int64_t latest_version = 0;
+};
+
+struct Alias {
+  std::string tenant_id;
+  std::string script;
+  std::string name;
+  int64_t version = 0;
+  std::string updated_by;
+  int64_t updated_at = 0;
+};
+
+// What a caller says happened; the store adds seq and the chain hashes.
+struct AuditDraft {
+  int64_t time_ms = 0;
+  std::string principal;  // a token id (never the token), or "bootstrap" / "system"
+  std::string tenant;     // empty when the action concerns no one tenant
+  std::string action;
+  std::string target;
+  std::string decision;  // "allow" or "deny"
+  std::string reason;
+};
+
+struct AuditEntry {
+  int64_t seq = 0;  // 1, 2, 3… with no gaps
+  int64_t time_ms = 0;
+  std::string principal;
+  std::string tenant;
+  std::string action;
+  std::string target;
+  std::string decision;
+  std::string reason;
+  std::string prev_hash;  // hash of entry seq - 1, or the genesis hash for entry 1
+  std::string hash;
+};
+
+// Unset fields do not filter. Entries come back in seq order.
+struct AuditFilter {
+  // (Each member has an initializer so that designated initializers may leave any of them out.)
+  std::optional<std::string> tenant = std::nullopt;
+  std::optional<std::string> action = std::nullopt;
+  std::optional<int64_t> since_ms = std::nullopt;   // inclusive
+  std::optional<int64_t> until_ms = std::nullopt;   // exclusive
+  std::optional<int64_t> after_seq = std::nullopt;  // for paging: the last seq of the previous page
+  int64_t limit = 100;                              // must be positive
+};
+
+// Computes an entry's hash from every other field; see Store::append_audit.
+using AuditHasher = std::function<std::string(const AuditEntry& unsealed)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Tenants. Names are unique: a taken one throws Conflict.
+  virtual Tenant create_tenant(std::string_view name, int64_t at) = 0;
+  virtual std::optional<Tenant> find_tenant(std::string_view id) = 0;
+  virtual std::optional<Tenant> find_tenant_by_name(std::string_view name) = 0;
+  virtual std::vector<Tenant> list_tenants() = 0;  // by name
+
+  // Tokens. An unknown tenant throws NotFound; a secret hash already stored throws Conflict.
+  virtual Token insert_token(const TokenDraft& draft) = 0;
+  virtual std::optional<Token> find_token(std::string_view id) = 0;
+  virtual std::optional<Token> find_token_by_hash(std::string_view secret_hash) = 0;
+  // Revoking twice keeps the first revocation time. An unknown id throws NotFound.
+  virtual Token revoke_token(std::string_view id, int64_t at) = 0;
+  virtual int64_t count_tokens() = 0;
+
+  // Script versions, immutable once published except for their state. Publishing gives the next
+  // number for that tenant and script, unless a version with the same sha256 exists already: then
+  // that version comes back with created = false. An unknown tenant throws NotFound.
+  virtual Published insert_version(std::string_view tenant_id, std::string_view script,
+                                   std::string_view sha256, std::string_view source,
+                                   std::string_view manifest, std::string_view published_by,
+                                   int64_t at) = 0;
+  virtual std::optional<ScriptVersion> find_version(std::string_view tenant_id,
+                                                    std::string_view script, int64_t version) = 0;
+  virtual std::vector<ScriptSummary> list_scripts(std::string_view tenant_id) = 0;  // by name
+  virtual std::vector<ScriptVersion> list_versions(std::string_view tenant_id,
+                                                   std::string_view script) = 0;  // by number
+  // Moving to approved records who approved and when; other states leave those as they were. The
+  // store does not judge transitions (that is the registry's policy). Unknown versions throw
+  // NotFound.
+  virtual ScriptVersion set_version_state(std::string_view tenant_id, std::string_view script,
+                                          int64_t version, VersionState state, std::string_view by,
+                                          int64_t at) = 0;
+
+  // Aliases: put creates or moves one. A version that does not exist throws NotFound.
+  virtual Alias put_alias(std::string_view tenant_id, std::string_view script,
+                          std::string_view name, int64_t version, std::string_view by,
+                          int64_t at) = 0;
+  virtual std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
+                                          std::string_view name) = 0;
+  virtual std::vector<Alias> list_aliases(std::string_view tenant_id,
+                                          std::string_view script) = 0;  // by name
+
+  // The audit trail. Appending reads the last entry and writes the next in one transaction, so
+  // concurrent appends (from threads or from other nodes) still form one chain: the new entry gets
+  // seq = last seq + 1 and prev_hash = the last entry's hash (`genesis_hash` for the first), and
+  // `hasher` is called with every field but hash filled in. What the hash is, is the caller's
+  // business (the audit library's); the store keeps it. A decision other than "allow" or "deny",
+  // or a read with a limit below 1, is a caller's bug and throws std::invalid_argument.
+  virtual AuditEntry append_audit(const AuditDraft& draft, std::string_view genesis_hash,
+                                  const AuditHasher& hasher) = 0;
+  virtual std::vector<AuditEntry> read_audit(const AuditFilter& filter) = 0;
+  virtual std::optional<AuditEntry> last_audit_entry() = 0;
+};
+
+// Opens (creating if need be) the SQLite store at <data_dir>/corral.db, creating data_dir with
+// mode 0700 if it is missing, and brings its schema up to date. Throws StoreError if that cannot be
+// done, including when the database was written by a newer corrald.
+std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir);
+
+}  // namespace corral::store
