@@ -127,6 +127,13 @@ Spawned spawn_jailed(const SpawnRequest& request);
 // ---- worker side --------------------------------------------------------------------------
 
 inline constexpr int kChannelFd = 3;
+// RLIMIT_NOFILE: nothing beyond the channel. Sanitizer builds leave a few more, because the
+// sanitizer runtime checks memory through a pipe.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr int kDescriptorLimit = kChannelFd + 1 + 8;
+#else
+inline constexpr int kDescriptorLimit = kChannelFd + 1;
+#endif
 
 struct ContainOptions {
   LayerSet layers;

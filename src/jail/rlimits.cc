@@ -21,7 +21,7 @@ void apply(const Ceilings& ceilings) {
   set_limit(RLIMIT_CPU, "RLIMIT_CPU", static_cast<rlim_t>(ceilings.cpu_seconds));
   set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", 0);
   set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", 0);
-  set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", kChannelFd + 1);
+  set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", kDescriptorLimit);
   set_limit(RLIMIT_CORE, "RLIMIT_CORE", 0);
   set_limit(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 0);
   set_limit(RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE", 0);

@@ -117,7 +117,7 @@ class Probe {
   }
   void hold() { hold_ = true; }
 
-  const json& report() { finish(); return report_; }
+  json& report() { finish(); return report_; }  // missing keys read as null, not an assertion
   const std::string& violation() { finish(); return violation_; }
   bool killed_by(int signal) { finish(); return !exited_ && status_ == signal; }
   int exit_status() { finish(); return exited_ ? status_ : -1; }
@@ -196,11 +196,11 @@ TEST(JailStep4Rlimits, CeilingsAreSet) {
   ceilings.cpu_seconds = 7;
   ceilings.address_space_bytes = 3ll << 30;
   Probe probe(only({Layer::rlimits}), "facts", 0, nullptr, ceilings);
-  const json& limits = probe.report()["rlimits"];
+  json limits = probe.report().value("rlimits", json::object());
   EXPECT_EQ(limits["cpu"], 7) << limits;
   EXPECT_EQ(limits["nproc"], 0);
   EXPECT_EQ(limits["fsize"], 0);
-  EXPECT_EQ(limits["nofile"], kChannelFd + 1);
+  EXPECT_EQ(limits["nofile"], kDescriptorLimit);
   EXPECT_EQ(limits["core"], 0);
 #if !defined(__SANITIZE_ADDRESS__)
   EXPECT_EQ(limits["as"], 3ll << 30);
@@ -249,7 +249,7 @@ TEST(JailStep6Process, OnlyTheChannelNoEnvironmentOwnSessionDiesWithParent) {
 
 TEST(JailStep7Capabilities, EverySetIsEmptyAndNoNewPrivs) {
   Probe probe(only({Layer::capabilities}), "facts");
-  const json& caps = probe.report()["capabilities"];
+  json caps = probe.report()["capabilities"];
   EXPECT_EQ(caps["effective"], 0) << caps;
   EXPECT_EQ(caps["permitted"], 0);
   EXPECT_EQ(caps["inheritable"], 0);
@@ -277,7 +277,7 @@ TEST(JailAllLayers, EveryStepHoldsAtOnce) {
   REQUIRE_MACHINE_LAYER(Layer::namespaces);
   LayerSet layers = LayerSet::all().remove(Layer::cgroup).remove(Layer::seccomp);
   Probe probe(layers, "facts");
-  const json& report = probe.report();
+  json report = probe.report();
   EXPECT_EQ(report["root"], json::array()) << report;
   EXPECT_EQ(report["interfaces_up"], json::array());
   EXPECT_EQ(report["open_descriptors"], json::array({kChannelFd}));

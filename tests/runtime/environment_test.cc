@@ -142,6 +142,25 @@ TEST(Environment, OsClockCountsThisInvocationOnly) {
   EXPECT_EQ(evaluate("os.date('!%Y', 0)"), "1970");
 }
 
+TEST(Environment, DatesAreUtcWhateverTheHostZone) {
+  // The host's zone must not matter: pretend it is far from UTC.
+  setenv("TZ", "Asia/Kathmandu", 1);
+  tzset();
+  EXPECT_EQ(evaluate("os.date('%Y-%m-%d %H:%M', 0)"), "1970-01-01 00:00");
+  EXPECT_EQ(evaluate("os.date('*t', 86400).hour"), 0);
+  EXPECT_EQ(evaluate("os.date(nil, 0)"), "Thu Jan  1 00:00:00 1970");
+  EXPECT_EQ(evaluate("os.time{year = 2020, month = 1, day = 1, hour = 0}"), 1577836800);
+  EXPECT_EQ(evaluate("os.time{year = 2020, month = 1, day = 1}"), 1577836800 + 12 * 3600);  // noon by default
+  EXPECT_EQ(evaluate("os.time(os.date('*t', 1234567890))"), 1234567890);
+  auto missing = run_script("function handle() return os.time{year = 2020} end");
+  EXPECT_EQ(missing.outcome, Outcome::script_error);
+  EXPECT_NE(missing.message.find("field 'month' missing"), std::string::npos) << missing.message;
+  auto not_integer = run_script("function handle() return os.time{year = 2020, month = 1.5, day = 1} end");
+  EXPECT_NE(not_integer.message.find("field 'month' is not an integer"), std::string::npos) << not_integer.message;
+  unsetenv("TZ");
+  tzset();
+}
+
 TEST(Environment, GcAndWeakMetatablesAreRefused) {
   auto gc = run_script("function handle() setmetatable({}, {__gc = function() end}) end");
   EXPECT_EQ(gc.outcome, Outcome::script_error);
