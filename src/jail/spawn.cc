@@ -47,7 +47,7 @@ constexpr const char* kChildStepNames[] = {"",
   _exit(127);
 }
 
-[[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd, char** argv) {
+[[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd, int null_fd, char** argv) {
   bool namespaces = request.layers.has(Layer::namespaces);
   if (namespaces) {
     if (syscall(SYS_setgroups, 0, nullptr) != 0 || unshare(kUnshareFlags) != 0) child_fail(report_fd, kUnshare);
@@ -74,6 +74,9 @@ constexpr const char* kChildStepNames[] = {"",
   // The executable stays open across exec (descriptor 4) so that a `#!` worker can be run
   // through /dev/fd; the worker closes it in the process step.
   if (dup2(channel, kChannelFd) < 0 || dup2(executable, kChannelFd + 1) < 0) child_fail(report, kSetUpDescriptors);
+  // Standard input and output lead nowhere (corrald's stdout carries its JSON log); standard
+  // error stays, for a worker that fails before its process step closes it.
+  if (null_fd >= 0 && (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0)) child_fail(report, kSetUpDescriptors);
   if (syscall(SYS_close_range, kChannelFd + 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report, kSetUpDescriptors);
 
   char* empty_environment[] = {nullptr};
@@ -134,13 +137,15 @@ Spawned spawn_jailed(const SpawnRequest& request) {
   int cgroup_fd = cgroups ? clone_into_fd(*request.cgroups) : -1;
 
   Pipe go, report;
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   int pidfd = -1;
   pid_t pid = clone_child(namespaces ? CLONE_NEWPID : 0, cgroup_fd, &pidfd);
   if (pid == 0) {
     go.close_write();
     report.close_read();
-    run_child(request, go.read, report.write, argv.data());
+    run_child(request, go.read, report.write, null_fd, argv.data());
   }
+  if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
     std::string why = strerror(errno);
     throw std::runtime_error("cannot create the worker process (clone3" +

@@ -94,7 +94,7 @@ TEST(ProcessExecutor, ReportsAWorkerKilledByASignal) {
 
 TEST(ProcessExecutor, RetiresAWorkerThatSendsGarbage) {
   ProcessExecutor executor(
-      {.worker_path = fake_worker("garbage", "printf 'GARBAGE!' >&3; sleep 5")});
+      {.worker_path = fake_worker("garbage", "printf 'GARBAGE!' >&3; exec sleep 5")});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("malformed frame (bad frame magic)"), std::string::npos)
@@ -103,7 +103,7 @@ TEST(ProcessExecutor, RetiresAWorkerThatSendsGarbage) {
 
 TEST(ProcessExecutor, RetiresAWorkerThatAnnouncesAHugeFrame) {
   ProcessExecutor executor({.worker_path = fake_worker(
-                                "huge", "printf 'CR\\001\\002\\377\\377\\377\\377' >&3; sleep 5")});
+                                "huge", "printf 'CR\\001\\002\\377\\377\\377\\377' >&3; exec sleep 5")});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("exceeds the maximum"), std::string::npos) << result.message;
@@ -111,7 +111,7 @@ TEST(ProcessExecutor, RetiresAWorkerThatAnnouncesAHugeFrame) {
 
 TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
   ProcessExecutor executor({.worker_path = fake_worker(
-                                "forged", "printf 'CR\\001\\002\\000\\000\\000\\002{}' >&3; sleep 5")});
+                                "forged", "printf 'CR\\001\\002\\000\\000\\000\\002{}' >&3; exec sleep 5")});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("invalid result (missing field 'outcome')"), std::string::npos)

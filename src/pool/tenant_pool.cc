@@ -1,0 +1,326 @@
+#include "pool/tenant_pool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <stdexcept>
+
+#include "pool/worker_process.h"
+
+namespace corral {
+
+struct TenantPool::IdleWorker {
+  std::string tenant;
+  std::unique_ptr<WorkerProcess> worker;
+};
+
+// One worker to start on the spawner thread. A claimed job has a run() waiting on its promise;
+// an unclaimed one is a pre-warm whose worker goes to the idle list, and which a run() of the
+// same tenant may still claim, rather than starting a second worker for it.
+struct TenantPool::SpawnJob {
+  struct Delivery {
+    std::unique_ptr<WorkerProcess> worker;
+    std::string error;  // why there is no worker
+  };
+  std::string tenant;
+  bool claimed = false;
+  std::promise<Delivery> promise;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+InvocationResult failed(const InvocationRequest& request, Outcome outcome, std::string message) {
+  InvocationResult result;
+  result.invocation_id = request.invocation_id;
+  result.outcome = outcome;
+  result.message = std::move(message);
+  return result;
+}
+
+}  // namespace
+
+TenantPool::TenantPool(Options options, WorkerFactory factory)
+    : options_(options), factory_(std::move(factory)) {
+  if (options_.max_workers == 0) throw std::invalid_argument("max_workers must be at least 1");
+  if (!factory_) throw std::invalid_argument("a TenantPool needs a worker factory");
+  spawner_ = std::thread([this] { spawner_loop(); });
+}
+
+TenantPool::~TenantPool() {
+  {
+    Lock lock(mutex_);
+    shutting_down_ = true;
+  }
+  jobs_changed_.notify_all();
+  capacity_changed_.notify_all();
+  spawner_.join();
+  idle_.clear();
+}
+
+size_t TenantPool::live_locked() const { return idle_.size() + busy_ + spawning_ + stopping_; }
+
+// Killing and reaping wait on the kernel, so they happen with the lock released; the workers
+// keep their slots under the cap until they are gone, so the cap counts real processes.
+void TenantPool::stop_workers(std::vector<std::unique_ptr<WorkerProcess>> workers, Lock& lock) {
+  if (workers.empty()) return;
+  size_t count = workers.size();
+  stopping_ += count;
+  lock.unlock();
+  workers.clear();
+  lock.lock();
+  stopping_ -= count;
+  capacity_changed_.notify_all();
+}
+
+std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& tenant, Lock& lock) {
+  for (;;) {
+    auto found = std::find_if(idle_.rbegin(), idle_.rend(),
+                              [&](const IdleWorker& idle) { return idle.tenant == tenant; });
+    if (found == idle_.rend()) return nullptr;
+    std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
+    idle_.erase(std::next(found).base());
+    if (--idle_by_tenant_[tenant] == 0) idle_by_tenant_.erase(tenant);
+    if (!worker->exited()) return worker;
+    ++retired_;
+    std::vector<std::unique_ptr<WorkerProcess>> dead;
+    dead.push_back(std::move(worker));
+    stop_workers(std::move(dead), lock);  // drops the lock: search again
+  }
+}
+
+std::shared_ptr<TenantPool::SpawnJob> TenantPool::claim_pending_locked(const std::string& tenant) {
+  auto claimable = [&](const std::shared_ptr<SpawnJob>& job) {
+    return job && !job->claimed && job->tenant == tenant;
+  };
+  std::shared_ptr<SpawnJob> job;
+  if (claimable(spawning_now_)) {
+    job = spawning_now_;
+  } else if (auto found = std::find_if(jobs_.begin(), jobs_.end(), claimable);
+             found != jobs_.end()) {
+    job = *found;
+  }
+  if (job) job->claimed = true;
+  return job;
+}
+
+std::shared_ptr<TenantPool::SpawnJob> TenantPool::enqueue_locked(const std::string& tenant,
+                                                                 bool claimed) {
+  auto job = std::make_shared<SpawnJob>();
+  job->tenant = tenant;
+  job->claimed = claimed;
+  jobs_.push_back(job);
+  ++spawning_;
+  jobs_changed_.notify_one();
+  return job;
+}
+
+// A run that needs room beats a pre-warm that has not started yet.
+bool TenantPool::cancel_unclaimed_locked() {
+  auto found = std::find_if(jobs_.rbegin(), jobs_.rend(),
+                            [](const std::shared_ptr<SpawnJob>& job) { return !job->claimed; });
+  if (found == jobs_.rend()) return false;
+  jobs_.erase(std::next(found).base());
+  --spawning_;
+  return true;
+}
+
+void TenantPool::make_idle_locked(const std::string& tenant, std::unique_ptr<WorkerProcess> worker,
+                                  Lock& lock) {
+  idle_.push_back({tenant, std::move(worker)});
+  ++idle_by_tenant_[tenant];
+  std::vector<std::unique_ptr<WorkerProcess>> evicted;
+  while (idle_.size() > options_.max_idle) {
+    IdleWorker& oldest = idle_.front();
+    if (--idle_by_tenant_[oldest.tenant] == 0) idle_by_tenant_.erase(oldest.tenant);
+    evicted.push_back(std::move(oldest.worker));
+    idle_.pop_front();
+    ++evicted_;
+  }
+  capacity_changed_.notify_all();
+  stop_workers(std::move(evicted), lock);
+}
+
+// Pre-warming only uses free capacity: it never evicts another tenant's worker and yields to
+// runs already waiting for room, so it cannot make the pool slower for anyone.
+void TenantPool::warm_locked(const std::string& tenant, size_t want) {
+  want = std::min(want, options_.max_idle);
+  if (shutting_down_ || want == 0) return;
+  size_t have = 0;
+  if (auto found = idle_by_tenant_.find(tenant); found != idle_by_tenant_.end()) {
+    have = found->second;
+  }
+  auto pending_for_tenant = [&](const std::shared_ptr<SpawnJob>& job) {
+    return job && !job->claimed && job->tenant == tenant;
+  };
+  have += static_cast<size_t>(std::count_if(jobs_.begin(), jobs_.end(), pending_for_tenant));
+  if (pending_for_tenant(spawning_now_)) ++have;
+  while (have < want && waiters_ == 0 && live_locked() < options_.max_workers) {
+    enqueue_locked(tenant, false);
+    ++have;
+  }
+}
+
+void TenantPool::prewarm(const std::string& tenant, size_t count) {
+  Lock lock(mutex_);
+  warm_locked(tenant, count);
+}
+
+InvocationResult TenantPool::run(const InvocationRequest& request) {
+  try {
+    auto deadline = Clock::now() + std::chrono::milliseconds(request.limits.timeout_ms);
+    std::unique_ptr<WorkerProcess> worker;
+    std::future<SpawnJob::Delivery> spawned;
+    {
+      Lock lock(mutex_);
+      for (;;) {
+        if (shutting_down_) {
+          return failed(request, Outcome::crashed, "the worker pool is shutting down");
+        }
+        if ((worker = take_idle_locked(request.tenant, lock))) {
+          ++busy_;
+          break;
+        }
+        if (auto job = claim_pending_locked(request.tenant)) {
+          spawned = job->promise.get_future();
+          break;
+        }
+        if (live_locked() < options_.max_workers) {
+          spawned = enqueue_locked(request.tenant, true)->promise.get_future();
+          break;
+        }
+        if (!idle_.empty()) {
+          // No idle worker of this tenant is left, so the oldest idle one is another's.
+          IdleWorker& oldest = idle_.front();
+          if (--idle_by_tenant_[oldest.tenant] == 0) idle_by_tenant_.erase(oldest.tenant);
+          std::vector<std::unique_ptr<WorkerProcess>> evicted;
+          evicted.push_back(std::move(oldest.worker));
+          idle_.pop_front();
+          ++evicted_;
+          stop_workers(std::move(evicted), lock);
+          continue;
+        }
+        if (cancel_unclaimed_locked()) continue;
+        if (Clock::now() >= deadline) {
+          size_t cap = options_.max_workers;
+          return failed(request, Outcome::rejected,
+                        "the worker pool is at its cap of " + std::to_string(cap) +
+                            (cap == 1 ? " worker" : " workers") + ", all busy, and none freed up " +
+                            "within the request's " + std::to_string(request.limits.timeout_ms) +
+                            " ms deadline; retry later");
+        }
+        ++waiters_;
+        capacity_changed_.wait_until(lock, deadline);
+        --waiters_;
+      }
+    }
+    if (spawned.valid()) {
+      SpawnJob::Delivery delivery = spawned.get();
+      if (!delivery.worker) {
+        return failed(request, Outcome::crashed, "cannot start a worker: " + delivery.error);
+      }
+      worker = std::move(delivery.worker);
+    }
+
+    InvocationResult result;
+    bool trusted = true;
+    try {
+      result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
+    } catch (const std::exception& error) {
+      result = failed(request, Outcome::crashed,
+                      std::string("cannot pass the invocation to the worker: ") + error.what());
+      trusted = false;
+    }
+    // Only a run that ended normally leaves the worker in a state worth reusing: after a limit,
+    // a crash or a protocol error it may be damaged or compromised.
+    bool keep = trusted && worker->alive() && !worker->worn_out() &&
+                (result.outcome == Outcome::ok || result.outcome == Outcome::script_error) &&
+                worker->invocations() < options_.recycle_after;
+    Lock lock(mutex_);
+    --busy_;
+    if (keep) {
+      make_idle_locked(request.tenant, std::move(worker), lock);
+    } else {
+      ++retired_;
+      std::vector<std::unique_ptr<WorkerProcess>> retired;
+      retired.push_back(std::move(worker));
+      stop_workers(std::move(retired), lock);
+    }
+    warm_locked(request.tenant, options_.warm_per_tenant);
+    return result;
+  } catch (const std::exception& error) {
+    return failed(request, Outcome::crashed,
+                  std::string("the worker pool failed: ") + error.what());
+  }
+}
+
+void TenantPool::spawner_loop() {
+  Lock lock(mutex_);
+  for (;;) {
+    jobs_changed_.wait(lock, [&] { return shutting_down_ || !jobs_.empty(); });
+    if (shutting_down_) break;
+    auto next = std::find_if(jobs_.begin(), jobs_.end(),
+                             [](const std::shared_ptr<SpawnJob>& job) { return job->claimed; });
+    if (next == jobs_.end()) next = jobs_.begin();
+    std::shared_ptr<SpawnJob> job = *next;
+    jobs_.erase(next);
+    spawning_now_ = job;
+    lock.unlock();
+
+    // The error travels as text: an exception_ptr shared across threads would also work, but
+    // its reference count is invisible to ThreadSanitizer and buries real reports in false ones.
+    SpawnJob::Delivery spawned;
+    try {
+      spawned.worker = factory_(job->tenant);
+      if (!spawned.worker) spawned.error = "the worker factory returned no worker";
+    } catch (const std::exception& error) {
+      spawned.error = error.what();
+    } catch (...) {
+      spawned.error = "the worker factory failed with an unknown error";
+    }
+
+    lock.lock();
+    spawning_now_.reset();
+    --spawning_;
+    bool made = spawned.worker != nullptr;
+    if (made) ++spawned_;
+    if (job->claimed) {
+      if (made) {
+        ++busy_;
+      } else {
+        capacity_changed_.notify_all();
+      }
+      job->promise.set_value(std::move(spawned));
+    } else if (made) {
+      make_idle_locked(job->tenant, std::move(spawned.worker), lock);
+    } else {
+      // A failed pre-warm is dropped: the next run of the tenant meets the same failure and
+      // reports it.
+      capacity_changed_.notify_all();
+    }
+  }
+  for (auto& job : jobs_) {
+    if (job->claimed) job->promise.set_value({nullptr, "the worker pool is shutting down"});
+  }
+  spawning_ -= jobs_.size();
+  jobs_.clear();
+}
+
+TenantPool::Stats TenantPool::stats() const {
+  Lock lock(mutex_);
+  return Stats{.live = live_locked(),
+               .idle = idle_.size(),
+               .busy = busy_,
+               .spawned = spawned_,
+               .retired = retired_,
+               .evicted = evicted_};
+}
+
+size_t TenantPool::idle_for(const std::string& tenant) const {
+  Lock lock(mutex_);
+  auto found = idle_by_tenant_.find(tenant);
+  return found == idle_by_tenant_.end() ? 0 : found->second;
+}
+
+}  // namespace corral

@@ -1,0 +1,123 @@
+// The pool of corral-worker processes that runs every invocation (DESIGN.md, "Shape"; issue 3,
+// "The pool").
+//
+// Contract:
+// - A worker is made for one tenant by the factory and serves only that tenant until it dies:
+//   an idle worker of tenant A is never handed to tenant B, not even when B is starved.
+// - A worker has at most one invocation in flight.
+// - At most max_workers worker processes exist at any moment, counting those being started and
+//   those being stopped. When the cap is reached, an idle worker of another tenant is evicted
+//   (least recently used first); when every worker is busy, run() waits until one frees up, but
+//   not past the request's deadline (limits.timeout_ms): then the result is `rejected`. The
+//   wait does not shorten the script's own wall-time budget, so a run may take up to twice
+//   timeout_ms end to end.
+// - After a run, a worker is retired unless the outcome was ok or script_error, it is still
+//   alive, and it has served fewer than recycle_after invocations. A worker found dead while
+//   idle is discarded before it is handed out.
+// - After serving a tenant, the pool starts replacements in the background until the tenant
+//   has warm_per_tenant idle workers, as long as that needs no eviction and nobody is waiting
+//   for capacity; at most max_idle workers are kept idle in all, the least recently used beyond
+//   that are evicted.
+// - Every worker is started on one long-lived thread owned by the pool, because a worker's
+//   PR_SET_PDEATHSIG fires when the *thread* that started it exits: a worker started on a
+//   caller's thread would be killed when that thread ends.
+// - run() is safe to call from many threads and never throws. The pool must outlive every
+//   run() call; its destructor kills all workers.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "invocation/executor.h"
+
+namespace corral {
+
+class WorkerProcess;
+
+class TenantPool : public Executor {
+ public:
+  struct Options {
+    size_t max_workers = 64;        // global cap on live worker processes, idle + busy
+    size_t warm_per_tenant = 1;     // idle workers kept ready per recently used tenant
+    size_t max_idle = 32;           // total idle workers kept
+    uint64_t recycle_after = 1000;  // invocations per worker before retiring it
+    int64_t kill_grace_ms = 50;     // past a run's deadline before its worker is killed
+  };
+
+  // Starts a worker for a tenant; how it is confined for that tenant is the factory's
+  // business. Called only on the pool's spawner thread. Throws to say it cannot: the message
+  // becomes the `crashed` result of the run that needed the worker.
+  using WorkerFactory = std::function<std::unique_ptr<WorkerProcess>(const std::string& tenant)>;
+
+  struct Stats {
+    size_t live = 0;  // workers that exist or are being started or stopped: at most max_workers
+    size_t idle = 0;
+    size_t busy = 0;       // serving a run
+    uint64_t spawned = 0;  // workers the factory made
+    uint64_t retired = 0;  // stopped after a run, or found dead while idle
+    uint64_t evicted = 0;  // idle workers stopped to make room
+  };
+
+  TenantPool(Options options, WorkerFactory factory);
+  ~TenantPool() override;
+  TenantPool(const TenantPool&) = delete;
+  TenantPool& operator=(const TenantPool&) = delete;
+
+  InvocationResult run(const InvocationRequest& request) override;
+
+  // Asks for `count` idle workers of `tenant` (at most max_idle) to be started in the
+  // background, within free capacity; returns at once.
+  void prewarm(const std::string& tenant, size_t count);
+
+  Stats stats() const;
+  size_t idle_for(const std::string& tenant) const;
+
+ private:
+  struct IdleWorker;
+  struct SpawnJob;
+  using Lock = std::unique_lock<std::mutex>;
+
+  size_t live_locked() const;
+  std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant, Lock& lock);
+  std::shared_ptr<SpawnJob> claim_pending_locked(const std::string& tenant);
+  std::shared_ptr<SpawnJob> enqueue_locked(const std::string& tenant, bool claimed);
+  bool cancel_unclaimed_locked();
+  void make_idle_locked(const std::string& tenant, std::unique_ptr<WorkerProcess> worker,
+                        Lock& lock);
+  void warm_locked(const std::string& tenant, size_t want);
+  void stop_workers(std::vector<std::unique_ptr<WorkerProcess>> workers, Lock& lock);
+  void spawner_loop();
+
+  const Options options_;
+  const WorkerFactory factory_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable capacity_changed_;  // a worker was freed, stopped, or made idle
+  std::condition_variable jobs_changed_;      // for the spawner: new job, or stopping
+  // Least recently used first; a tenant takes its most recently used worker.
+  std::list<IdleWorker> idle_;
+  std::unordered_map<std::string, size_t> idle_by_tenant_;
+  std::deque<std::shared_ptr<SpawnJob>> jobs_;
+  std::shared_ptr<SpawnJob> spawning_now_;
+  size_t busy_ = 0;
+  size_t spawning_ = 0;  // jobs queued or in progress; each holds a slot under the cap
+  size_t stopping_ = 0;  // workers being killed and reaped; each still holds its slot
+  size_t waiters_ = 0;   // run() calls waiting for capacity
+  uint64_t spawned_ = 0;
+  uint64_t retired_ = 0;
+  uint64_t evicted_ = 0;
+  bool shutting_down_ = false;
+
+  std::thread spawner_;  // last: started once everything above exists
+};
+
+}  // namespace corral

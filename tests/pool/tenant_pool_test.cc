@@ -1,0 +1,413 @@
+// The pool's promises: a worker serves only the tenant it was made for, is reused while healthy,
+// is retired when it may be damaged, and the number of worker processes never passes the cap,
+// however many tenants take turns.
+#include "pool/tenant_pool.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "pool/worker_process.h"
+
+namespace corral {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kEcho = "function handle(input, ctx) return input end";
+
+InvocationRequest request_for(const std::string& tenant, const std::string& source = kEcho,
+                              nlohmann::json limits = nullptr) {
+  InvocationRequest request;
+  request.invocation_id = new_invocation_id();
+  request.tenant = tenant;
+  request.source = source;
+  request.input = {{"tenant", tenant}};
+  request.limits = LimitsPolicy{}.resolve(limits);
+  return request;
+}
+
+// What the factory saw: which tenant each worker was made for, and on which threads.
+struct FactoryLog {
+  std::mutex mutex;
+  std::map<pid_t, std::string> made_for;
+  std::set<std::thread::id> threads;
+
+  void record(pid_t pid, const std::string& tenant) {
+    std::lock_guard lock(mutex);
+    made_for[pid] = tenant;
+    threads.insert(std::this_thread::get_id());
+  }
+  std::string tenant_of(pid_t pid) {
+    std::lock_guard lock(mutex);
+    auto found = made_for.find(pid);
+    return found == made_for.end() ? "" : found->second;
+  }
+};
+
+TenantPool::WorkerFactory real_workers(std::shared_ptr<FactoryLog> log = nullptr) {
+  return [log](const std::string& tenant) {
+    WorkerSpec spec;
+    spec.worker_path = CORRAL_WORKER_PATH;
+    auto worker = std::make_unique<WorkerProcess>(spec);
+    if (log) log->record(worker->pid(), tenant);
+    return worker;
+  };
+}
+
+// Workers that answer with the tenant they were started for and their pid (tagging_worker.lua),
+// so a result shows which worker served it. The tenant is passed as the last argument, after
+// whatever the jail adds.
+TenantPool::WorkerFactory tagging_workers(std::shared_ptr<FactoryLog> log,
+                                          const std::filesystem::path& wrapper) {
+  std::ofstream(wrapper) << "#!/bin/sh\n"
+                         << "for tenant; do :; done\n"
+                         << "exec " << CORRAL_LUA_PATH << " " << CORRAL_SOURCE_DIR
+                         << "/tests/pool/tagging_worker.lua \"$tenant\" \"$$\" <&3 >&3 3>&- 4>&-\n";
+  chmod(wrapper.c_str(), 0700);
+  return [log, path = wrapper.string()](const std::string& tenant) {
+    WorkerSpec spec;
+    spec.worker_path = path;
+    spec.arguments = {tenant};
+    auto worker = std::make_unique<WorkerProcess>(spec);
+    log->record(worker->pid(), tenant);
+    return worker;
+  };
+}
+
+// Counts this process's children from /proc, independently of the pool's own bookkeeping.
+size_t child_processes() {
+  size_t count = 0;
+  std::string self = std::to_string(getpid());
+  DIR* proc = opendir("/proc");
+  while (dirent* entry = readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces, so read from its closing parenthesis.
+    auto after_comm = line.rfind(')');
+    if (after_comm == std::string::npos) continue;
+    std::istringstream fields(line.substr(after_comm + 1));
+    std::string state, ppid;
+    fields >> state >> ppid;
+    if (ppid == self) ++count;
+  }
+  closedir(proc);
+  return count;
+}
+
+template <typename Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = 3s) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+bool is_zombie(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto after_comm = line.rfind(')');
+  return after_comm != std::string::npos && line.substr(after_comm + 2, 1) == "Z";
+}
+
+TEST(TenantPool, RunsAScriptInAWorkerOfTheTenant) {
+  TenantPool pool({}, real_workers());
+  auto result = pool.run(request_for("acme"));
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  EXPECT_EQ(result.output, nlohmann::json({{"tenant", "acme"}}));
+}
+
+TEST(TenantPool, NeverLendsAWorkerToAnotherTenant) {
+  ASSERT_STRNE(CORRAL_LUA_PATH, "") << "lua5.4 was not found when configuring; "
+                                       "scripts/install-deps.sh installs it";
+  auto log = std::make_shared<FactoryLog>();
+  // A small cap makes tenants fight over slots, so eviction and reuse both happen often.
+  auto wrapper = std::filesystem::temp_directory_path() /
+                 ("corral-tagging-worker-" + std::to_string(getpid()));
+  TenantPool pool({.max_workers = 3, .warm_per_tenant = 1, .max_idle = 3},
+                  tagging_workers(log, wrapper));
+  auto run_checked = [&](const std::string& tenant) -> pid_t {
+    // More callers than workers: some wait for room, so a slow machine needs a long deadline.
+    auto result = pool.run(request_for(tenant, kEcho, {{"timeout_ms", 10'000}}));
+    EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+    if (result.outcome != Outcome::ok) return -1;
+    auto pid = result.output["pid"].get<pid_t>();
+    EXPECT_EQ(result.output["tenant"], tenant);
+    EXPECT_EQ(log->tenant_of(pid), tenant);
+    return pid;
+  };
+  const std::vector<std::string> tenants = {"a", "b", "c"};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) run_checked(tenants[(t + i) % tenants.size()]);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  // Then, deterministically: a new tenant at the cap takes an evicted slot, and its worker is
+  // the one that serves it next.
+  auto evicted_before = pool.stats().evicted;
+  pid_t first = run_checked("d");
+  EXPECT_GT(pool.stats().evicted, evicted_before);
+  EXPECT_EQ(run_checked("d"), first);
+  for (const auto& tenant : tenants) run_checked(tenant);
+  EXPECT_LE(pool.stats().live, 3u);
+  std::filesystem::remove(wrapper);  // no worker is started after this point
+}
+
+TEST(TenantPool, ReusesAnIdleWorkerOfTheSameTenant) {
+  TenantPool pool({}, real_workers());
+  ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 1u);
+  EXPECT_EQ(stats.idle, 1u);
+  EXPECT_EQ(stats.live, 1u);
+  EXPECT_EQ(pool.idle_for("acme"), 1u);
+}
+
+TEST(TenantPool, EvictsTheLeastRecentlyUsedIdleWorkerAtTheCap) {
+  TenantPool pool({.max_workers = 2}, real_workers());
+  ASSERT_EQ(pool.run(request_for("a")).outcome, Outcome::ok);
+  ASSERT_EQ(pool.run(request_for("b")).outcome, Outcome::ok);
+  ASSERT_EQ(pool.run(request_for("c")).outcome, Outcome::ok);  // a is the oldest
+  EXPECT_EQ(pool.idle_for("a"), 0u);
+  EXPECT_EQ(pool.idle_for("b"), 1u);
+  EXPECT_EQ(pool.idle_for("c"), 1u);
+  ASSERT_EQ(pool.run(request_for("b")).outcome, Outcome::ok);  // now c is the oldest
+  ASSERT_EQ(pool.run(request_for("a")).outcome, Outcome::ok);
+  EXPECT_EQ(pool.idle_for("c"), 0u);
+  EXPECT_EQ(pool.idle_for("b"), 1u);
+  EXPECT_EQ(pool.idle_for("a"), 1u);
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 4u);
+  EXPECT_EQ(stats.evicted, 2u);
+  EXPECT_EQ(stats.live, 2u);
+}
+
+TEST(TenantPool, KeepsAtMostMaxIdleWorkers) {
+  TenantPool pool({.max_workers = 8, .max_idle = 2}, real_workers());
+  for (const char* tenant : {"a", "b", "c", "d"}) {
+    ASSERT_EQ(pool.run(request_for(tenant)).outcome, Outcome::ok);
+  }
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.idle, 2u);
+  EXPECT_EQ(stats.evicted, 2u);
+  EXPECT_EQ(pool.idle_for("c") + pool.idle_for("d"), 2u);
+}
+
+TEST(TenantPool, AThousandTenantsTakingTurnsStayUnderTheCap) {
+  constexpr size_t kCap = 8;
+  constexpr int kTenants = 1000;
+  constexpr int kThreads = 4;
+  TenantPool pool({.max_workers = kCap}, real_workers());
+  std::atomic<bool> done{false};
+  std::atomic<size_t> most_live{0}, most_children{0};
+  std::thread monitor([&] {
+    while (!done) {
+      most_live = std::max(most_live.load(), pool.stats().live);
+      most_children = std::max(most_children.load(), child_processes());
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int tenant = t; tenant < kTenants; tenant += kThreads) {
+        auto request = request_for("tenant-" + std::to_string(tenant));
+        auto result = pool.run(request);
+        if (result.outcome == Outcome::ok && result.output == request.input) {
+          ++ok;
+        } else {
+          ADD_FAILURE() << to_json(result).dump();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  done = true;
+  monitor.join();
+  EXPECT_EQ(ok.load(), kTenants);
+  EXPECT_LE(most_live.load(), kCap);
+  EXPECT_LE(most_children.load(), kCap);
+  EXPECT_GT(most_children.load(), 0u);  // the monitor did see the workers
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, static_cast<uint64_t>(kTenants));
+  EXPECT_GE(stats.evicted, static_cast<uint64_t>(kTenants - kCap));
+  EXPECT_EQ(stats.busy, 0u);
+}
+
+TEST(TenantPool, RecyclesAWorkerAfterRecycleAfterInvocations) {
+  TenantPool pool({.recycle_after = 3}, real_workers());
+  for (int i = 0; i < 7; ++i) ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 3u);  // 3 + 3 + 1 invocations
+  EXPECT_EQ(stats.retired, 2u);
+  EXPECT_EQ(stats.live, 1u);
+}
+
+TEST(TenantPool, RetiresAWorkerAfterALimitAndWarmsAReplacement) {
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({}, real_workers(log));
+  auto limited =
+      pool.run(request_for("acme", "function handle() while true do end end", {{"fuel", 100000}}));
+  ASSERT_EQ(limited.outcome, Outcome::limit_exceeded) << to_json(limited).dump();
+  EXPECT_EQ(limited.limit, LimitKind::fuel);
+  EXPECT_EQ(pool.stats().retired, 1u);
+  EXPECT_TRUE(eventually([&] { return pool.idle_for("acme") == 1; }));
+  ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 2u);
+  EXPECT_EQ(stats.live, 1u);
+  EXPECT_EQ(child_processes(), 1u);  // the limited worker is gone, not just forgotten
+  EXPECT_EQ(log->threads.size(), 1u);
+}
+
+TEST(TenantPool, KeepsAWorkerAfterAScriptError) {
+  TenantPool pool({}, real_workers());
+  EXPECT_EQ(pool.run(request_for("acme", "function handle() error('no') end")).outcome,
+            Outcome::script_error);
+  EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  EXPECT_EQ(pool.stats().spawned, 1u);
+}
+
+TEST(TenantPool, DiscardsAnIdleWorkerKilledFromOutside) {
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({}, real_workers(log));
+  ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  ASSERT_EQ(log->made_for.size(), 1u);
+  pid_t pid = log->made_for.begin()->first;
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return is_zombie(pid); }));
+  auto result = pool.run(request_for("acme"));
+  EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 2u);
+  EXPECT_EQ(stats.retired, 1u);
+  EXPECT_FALSE(is_zombie(pid));  // reaped
+}
+
+TEST(TenantPool, RejectsWhenAtTheCapWithEveryWorkerBusy) {
+  TenantPool pool({.max_workers = 1}, real_workers());
+  InvocationResult long_result;
+  std::thread busy([&] {
+    long_result = pool.run(request_for("slow", "function handle() while true do end end",
+                                       {{"fuel", 1'000'000'000}, {"timeout_ms", 400}}));
+  });
+  ASSERT_TRUE(eventually([&] { return pool.stats().busy == 1; }));
+  auto started = std::chrono::steady_clock::now();
+  auto rejected = pool.run(request_for("other", kEcho, {{"timeout_ms", 100}}));
+  auto waited = std::chrono::steady_clock::now() - started;
+  busy.join();
+  EXPECT_EQ(rejected.outcome, Outcome::rejected);
+  EXPECT_NE(rejected.message.find("cap of 1 worker,"), std::string::npos) << rejected.message;
+  EXPECT_NE(rejected.message.find("retry later"), std::string::npos) << rejected.message;
+  EXPECT_GE(waited, 100ms);
+  EXPECT_LT(waited, 300ms);
+  EXPECT_EQ(long_result.outcome, Outcome::limit_exceeded);
+  EXPECT_EQ(pool.run(request_for("other")).outcome, Outcome::ok);
+}
+
+TEST(TenantPool, WaitsForAWorkerToFreeUpWithinTheDeadline) {
+  TenantPool pool({.max_workers = 1}, real_workers());
+  std::thread busy([&] {
+    pool.run(request_for("slow", "function handle() while true do end end",
+                         {{"fuel", 1'000'000'000}, {"timeout_ms", 150}}));
+  });
+  ASSERT_TRUE(eventually([&] { return pool.stats().busy == 1; }));
+  auto result = pool.run(request_for("other", kEcho, {{"timeout_ms", 3000}}));
+  busy.join();
+  EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+}
+
+TEST(TenantPool, ReportsAFactoryFailureAsCrashed) {
+  TenantPool pool({}, [](const std::string& tenant) -> std::unique_ptr<WorkerProcess> {
+    throw std::runtime_error("no jail for " + tenant);
+  });
+  auto result = pool.run(request_for("acme"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("no jail for acme"), std::string::npos) << result.message;
+  EXPECT_EQ(pool.stats().live, 0u);
+}
+
+TEST(TenantPool, PrewarmsInTheBackground) {
+  TenantPool pool({}, real_workers());
+  pool.prewarm("acme", 3);
+  ASSERT_TRUE(eventually([&] { return pool.idle_for("acme") == 3; }));
+  ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.spawned, 3u);
+  EXPECT_EQ(stats.idle, 3u);
+}
+
+TEST(TenantPool, StartsEveryWorkerOnItsOwnLongLivedThread) {
+  // A worker's PR_SET_PDEATHSIG fires when the thread that started it ends, so no worker may be
+  // started on a caller's thread, which may end at any time.
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({.recycle_after = 1}, real_workers(log));
+  std::set<std::thread::id> callers;
+  for (int i = 0; i < 3; ++i) {
+    std::thread caller(
+        [&, i] { EXPECT_EQ(pool.run(request_for("t" + std::to_string(i))).outcome, Outcome::ok); });
+    callers.insert(caller.get_id());
+    caller.join();
+  }
+  ASSERT_EQ(log->threads.size(), 1u);
+  EXPECT_EQ(callers.count(*log->threads.begin()), 0u);
+  EXPECT_NE(*log->threads.begin(), std::this_thread::get_id());
+}
+
+TEST(TenantPool, ServesConcurrentCallers) {
+  TenantPool pool({.max_workers = 4}, real_workers());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        auto request =
+            request_for("tenant-" + std::to_string((t + i) % 3), kEcho, {{"timeout_ms", 10'000}});
+        request.input["n"] = t * 100 + i;
+        auto result = pool.run(request);
+        if (result.outcome == Outcome::ok && result.output == request.input) {
+          ++ok;
+        } else {
+          ADD_FAILURE() << to_json(result).dump();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), 80);
+  auto stats = pool.stats();
+  EXPECT_LE(stats.live, 4u);
+  EXPECT_EQ(stats.busy, 0u);
+}
+
+TEST(TenantPool, KillsItsWorkersWhenDestroyed) {
+  {
+    TenantPool pool({}, real_workers());
+    pool.prewarm("acme", 2);
+    ASSERT_TRUE(eventually([&] { return pool.idle_for("acme") == 2; }));
+    EXPECT_EQ(child_processes(), 2u);
+  }
+  EXPECT_EQ(child_processes(), 0u);
+}
+
+}  // namespace
+}  // namespace corral
