@@ -25,15 +25,30 @@ corral::InvocationRequest parse_request(const std::string& payload) {
 
 void report_violation(long syscall_number) { corral::write_violation_frame(kChannelFd, syscall_number); }
 
-// Everything the runtime would otherwise fetch lazily is fetched now, before the filesystem is
-// gone and the syscall allowlist is in force: one throwaway invocation exercises the allocator,
-// the clocks, the random seed and the date functions.
+// Everything the runtime would otherwise set up lazily is set up now, before the filesystem is
+// gone and the syscall allowlist is in force: throwaway invocations exercise the allocator, the
+// clocks, the random seed, the date functions, and every way of failing (the first C++
+// exception, for one, initialises the unwinder).
 void ready_the_runtime() {
-  corral::InvocationRequest warm_up;
-  warm_up.invocation_id = "warm-up";
-  warm_up.source = "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random()} end";
-  warm_up.limits = corral::LimitsPolicy{}.defaults;
-  corral::runtime::run_invocation(warm_up);
+  const char* warm_ups[] = {
+      "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), ('x'):rep(100000)} end",
+      "function handle() error('warm-up') end",
+      "function handle() error({table = true}) end",
+      "function handle() return function() end end",
+      "function handle( syntax error",
+      "function handle() while true do end end",
+      "function handle() local t = {} while true do t[#t + 1] = {} end end",
+      "function handle() print(('x'):rep(70000)) end",
+  };
+  for (const char* source : warm_ups) {
+    corral::InvocationRequest warm_up;
+    warm_up.invocation_id = "warm-up";
+    warm_up.source = source;
+    warm_up.limits = corral::LimitsPolicy{}.defaults;
+    warm_up.limits.fuel = 100000;
+    warm_up.limits.memory_bytes = 1 << 20;
+    corral::runtime::run_invocation(warm_up);
+  }
 }
 
 }  // namespace

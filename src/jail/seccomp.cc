@@ -5,6 +5,7 @@
 // Anything else traps: the handler reports the syscall on the channel and exits; catching or
 // blocking SIGSYS cannot help because rt_sigaction is not allowed and a blocked SIGSYS from
 // seccomp is delivered with the default action (death) anyway.
+#include <linux/futex.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -96,6 +97,9 @@ void install_allowlist(int channel_fd, ViolationReporter reporter) {
   ALLOW(filter, tgkill, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(getpid())),
         SCMP_A2(SCMP_CMP_EQ, SIGABRT));
   ALLOW(filter, rt_sigreturn);
+  // Waking futex waiters is how glibc finishes a once-only initialisation; a single-threaded
+  // worker never has waiters, and waiting, requeueing and the rest stay refused.
+  ALLOW(filter, futex, SCMP_A1(SCMP_CMP_EQ, FUTEX_WAKE | FUTEX_PRIVATE_FLAG));
 #if defined(__SANITIZE_ADDRESS__)
   // Sanitizer builds only: the sanitizer runtime probes memory through a pipe, checks its
   // signal stack and writes its reports itself. Release builds never get these.

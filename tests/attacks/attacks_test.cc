@@ -2,14 +2,17 @@
 // outcome its header promises:
 //   -- expect: OUTCOME [LIMIT]
 //   -- limits: {"fuel": 1000}        (optional)
-// After each attack a harmless script must still run: no attack may break the executor.
+// Each runs twice: with the Lua layer alone (an unjailed worker) and fully jailed, as corrald
+// runs it. After each attack a harmless script must still run: no attack may break the executor.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "pool/jail_setup.h"
 #include "pool/process_executor.h"
+#include "pool/tenant_pool.h"
 
 namespace {
 
@@ -66,24 +69,44 @@ std::vector<fs::path> attack_files() {
   return files;
 }
 
-corral::ProcessExecutor& executor() {
+// The Lua layer alone: an unjailed worker process, so the sandbox itself must stop each attack.
+corral::Executor& lua_layer_alone() {
   static corral::ProcessExecutor instance({.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
   return instance;
 }
 
-corral::InvocationResult run(const std::string& source, const nlohmann::json& limits) {
+// As corrald runs them: every jail layer this machine provides, in a tenant-bound pool.
+corral::Executor& fully_jailed() {
+  static corral::JailSetup jail([] {
+    corral::JailSetup::Options options;
+    for (auto layer : corral::jail::kAllLayers) options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
+    return options;
+  }());
+  static corral::TenantPool pool({.max_workers = 4, .warm_per_tenant = 1, .max_idle = 2, .recycle_after = 1000,
+                                  .kill_grace_ms = 50},
+                                 [](const std::string& tenant) {
+                                   return std::make_unique<corral::WorkerProcess>(
+                                       jail.spec_for(CORRAL_WORKER_PATH, tenant));
+                                 });
+  return pool;
+}
+
+corral::InvocationResult run(corral::Executor& executor, const std::string& source, const nlohmann::json& limits) {
   corral::InvocationRequest request{.invocation_id = corral::new_invocation_id(),
+                                    .tenant = "attacker",
                                     .source = source,
                                     .input = nlohmann::json::object(),
                                     .limits = corral::LimitsPolicy{}.resolve(limits)};
-  return executor().run(request);
+  return executor.run(request);
 }
 
-class AttackTest : public ::testing::TestWithParam<fs::path> {};
+class AttackTest : public ::testing::TestWithParam<std::tuple<fs::path, bool>> {};
 
 TEST_P(AttackTest, EndsWithItsExpectedOutcome) {
-  Attack attack = parse_attack(GetParam());
-  corral::InvocationResult result = run(attack.source, attack.limits);
+  auto [path, jailed] = GetParam();
+  Attack attack = parse_attack(path);
+  corral::Executor& executor = jailed ? fully_jailed() : lua_layer_alone();
+  corral::InvocationResult result = run(executor, attack.source, attack.limits);
   std::string shown = corral::to_json(result).dump();
   EXPECT_EQ(corral::to_string(result.outcome), corral::to_string(attack.outcome)) << shown;
   if (attack.limit) {
@@ -93,16 +116,17 @@ TEST_P(AttackTest, EndsWithItsExpectedOutcome) {
     EXPECT_GT(result.allowed, 0) << shown;
   }
 
-  corral::InvocationResult after = run("function handle(input) return 'still serving' end", {});
+  corral::InvocationResult after = run(executor, "function handle(input) return 'still serving' end", {});
   EXPECT_EQ(after.outcome, corral::Outcome::ok) << corral::to_json(after).dump();
   EXPECT_EQ(after.output, "still serving");
 }
 
 TEST(AttackSuite, HoldsAtLeastThirtyScripts) { EXPECT_GE(attack_files().size(), 30u); }
 
-INSTANTIATE_TEST_SUITE_P(Scripts, AttackTest, ::testing::ValuesIn(attack_files()),
-                         [](const ::testing::TestParamInfo<fs::path>& info) {
-                           std::string name = info.param.stem().string();
+INSTANTIATE_TEST_SUITE_P(Scripts, AttackTest, ::testing::Combine(::testing::ValuesIn(attack_files()), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<fs::path, bool>>& info) {
+                           std::string name = std::get<0>(info.param).stem().string() +
+                                              (std::get<1>(info.param) ? "_jailed" : "_lua_layer_alone");
                            for (char& c : name) {
                              if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            }
