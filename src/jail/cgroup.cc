@@ -125,7 +125,9 @@ void apply_limits(const fs::path& directory, const Ceilings& ceilings);
 
 CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings) : impl_(new Impl) {
   impl_->ceilings = ceilings;
-  std::string name = "corral-" + std::to_string(getpid());
+  // Several managers may live in one process (tests, the CLI): each gets its own directory.
+  static std::atomic<uint64_t> instances{0};
+  std::string name = "corral-" + std::to_string(getpid()) + "-" + std::to_string(instances++);
   try {
     if (cgroup2::probe(options).available) {
       impl_->v2 = true;

@@ -18,7 +18,10 @@ namespace {
 fs::path own_directory(const ProbeOptions& options) {
   fs::path root(options.cgroup_root);
   if (!fs::exists(root / "cgroup.controllers")) return {};  // not a v2 mount
-  return root / fs::path(own_cgroup_path("")).relative_path();
+  fs::path own = root / fs::path(own_cgroup_path("")).relative_path();
+  // Already moved into our leaf by an earlier manager: the workers' parent is the one above.
+  if (own.filename() == "corrald") own = own.parent_path();
+  return own;
 }
 
 bool offers(const std::string& controllers, const std::string& name) {

@@ -99,6 +99,20 @@ TEST_F(JailedWorker, RefusedSyscallIsReportedByName) {
   EXPECT_FALSE(worker->alive());
 }
 
+TEST_F(JailedWorker, CgroupOomKillIsReportedAsTheCause) {
+  if (!layers_.has(jail::Layer::cgroup)) GTEST_SKIP() << "no cgroups delegated on this machine";
+  // A cgroup ceiling far below what the Lua allocator would allow: the kernel acts first.
+  jail::Ceilings tight;
+  tight.cgroup_memory_bytes = 32ll << 20;
+  cgroups_ = std::make_unique<jail::CgroupManager>(jail::ProbeOptions{}, tight);
+  auto worker = start();
+  auto result = worker->invoke(request("function handle() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end end",
+                                       {}, {{"memory_bytes", 256 << 20}, {"timeout_ms", 10000}, {"fuel", 1000000000}}),
+                               std::chrono::milliseconds(50));
+  EXPECT_EQ(result.outcome, Outcome::crashed) << to_json(result).dump();
+  EXPECT_NE(result.message.find("OOM killer"), std::string::npos) << result.message;
+}
+
 // Every readable mapping of process pid, read through /proc/pid/mem as root.
 std::string memory_of(pid_t pid) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
