@@ -8,13 +8,20 @@ namespace {
 
 std::string_view title_of(Outcome outcome) {
   switch (outcome) {
-    case Outcome::ok: return "The script ran";
-    case Outcome::script_error: return "The script raised an error";
-    case Outcome::limit_exceeded: return "A limit stopped the script";
-    case Outcome::denied: return "The policy denied the request";
-    case Outcome::rejected: return "The request was rejected";
-    case Outcome::invalid: return "The request or the script is invalid";
-    case Outcome::crashed: return "The worker running the script crashed";
+    case Outcome::ok:
+      return "The script ran";
+    case Outcome::script_error:
+      return "The script raised an error";
+    case Outcome::limit_exceeded:
+      return "A limit stopped the script";
+    case Outcome::denied:
+      return "The policy denied the request";
+    case Outcome::rejected:
+      return "The request was rejected";
+    case Outcome::invalid:
+      return "The request or the script is invalid";
+    case Outcome::crashed:
+      return "The worker running the script crashed";
   }
   return "Unknown outcome";
 }
@@ -22,24 +29,36 @@ std::string_view title_of(Outcome outcome) {
 // The request field that raises each limit.
 std::string_view limit_field(LimitKind limit) {
   switch (limit) {
-    case LimitKind::fuel: return "fuel";
-    case LimitKind::memory: return "memory_bytes";
-    case LimitKind::wall_time: return "timeout_ms";
-    case LimitKind::output_size: return "output_bytes";
-    case LimitKind::log_size: return "log_bytes";
-    case LimitKind::subrequests: return "subrequests";
+    case LimitKind::fuel:
+      return "fuel";
+    case LimitKind::memory:
+      return "memory_bytes";
+    case LimitKind::wall_time:
+      return "timeout_ms";
+    case LimitKind::output_size:
+      return "output_bytes";
+    case LimitKind::log_size:
+      return "log_bytes";
+    case LimitKind::subrequests:
+      return "subrequests";
   }
   return "?";
 }
 
 int64_t maximum_of(LimitKind limit, const Limits& maxima) {
   switch (limit) {
-    case LimitKind::fuel: return maxima.fuel;
-    case LimitKind::memory: return maxima.memory_bytes;
-    case LimitKind::wall_time: return maxima.timeout_ms;
-    case LimitKind::output_size: return maxima.output_bytes;
-    case LimitKind::log_size: return maxima.log_bytes;
-    case LimitKind::subrequests: return 0;
+    case LimitKind::fuel:
+      return maxima.fuel;
+    case LimitKind::memory:
+      return maxima.memory_bytes;
+    case LimitKind::wall_time:
+      return maxima.timeout_ms;
+    case LimitKind::output_size:
+      return maxima.output_bytes;
+    case LimitKind::log_size:
+      return maxima.log_bytes;
+    case LimitKind::subrequests:
+      return 0;
   }
   return 0;
 }
@@ -61,12 +80,17 @@ std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy)
              "maximum (" + std::to_string(maximum) + ")";
     }
     case Outcome::invalid:
-      return "correct the script or the request as the detail says; docs/scripting.md has the contract";
+      return "correct the script or the request as the detail says; docs/scripting.md has the "
+             "contract";
     case Outcome::crashed:
-      return "the worker has been replaced; retry, and report the invocation_id if it happens again";
-    case Outcome::denied: return "ask an operator for the permission the detail names";
-    case Outcome::rejected: return "retry later";
-    case Outcome::ok: return "";
+      return "the worker has been replaced; retry, and report the invocation_id if it happens "
+             "again";
+    case Outcome::denied:
+      return "ask an operator for the permission the detail names";
+    case Outcome::rejected:
+      return "retry later";
+    case Outcome::ok:
+      return "";
   }
   return "";
 }
@@ -112,29 +136,39 @@ InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& p
   request.invocation_id = std::move(invocation_id);
   request.source = body["source"].get<std::string>();
   request.input = body.contains("input") ? body["input"] : nlohmann::json();
-  request.limits = policy.resolve(body.contains("limits") ? body["limits"] : nlohmann::json::object());
+  request.limits =
+      policy.resolve(body.contains("limits") ? body["limits"] : nlohmann::json::object());
   return request;
 }
 
-Response run_response(const InvocationResult& result, const LimitsPolicy& policy) {
+Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
+                      const nlohmann::json& extra) {
   nlohmann::json members = to_json(result);
+  if (extra.is_object()) members.update(extra);
   if (result.outcome == Outcome::ok) {
     return {.status = 200,
             .content_type = "application/json",
             .body = members.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-            .headers = {}};
+            .headers = {},
+            .invocation_id = result.invocation_id,
+            .outcome = std::string(to_string(result.outcome))};
   }
   int status = http_status(result.outcome);
-  return problem(status, to_string(result.outcome), title_of(result.outcome),
-                 describe_failure(result), hint_for(result, policy), result.invocation_id, members);
+  Response response =
+      problem(status, to_string(result.outcome), title_of(result.outcome), describe_failure(result),
+              hint_for(result, policy), result.invocation_id, members);
+  response.outcome = std::string(to_string(result.outcome));
+  response.invocation_id = result.invocation_id;
+  return response;
 }
 
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id) {
-  return problem(400, "invalid", "The request or the script is invalid",
-                 std::string(error.what()) + " (at " + error.where + ")",
-                 "correct the request body; POST /v1/run takes {\"source\": string, \"input\": any, "
-                 "\"limits\": {fuel, memory_bytes, timeout_ms, output_bytes, log_bytes}}",
-                 invocation_id, {{"outcome", "invalid"}, {"field", error.where}});
+  return problem(
+      400, "invalid", "The request or the script is invalid",
+      std::string(error.what()) + " (at " + error.where + ")",
+      "correct the request body; POST /v1/run takes {\"source\": string, \"input\": any, "
+      "\"limits\": {fuel, memory_bytes, timeout_ms, output_bytes, log_bytes}}",
+      invocation_id, {{"outcome", "invalid"}, {"field", error.where}});
 }
 
 }  // namespace corral::api

@@ -16,6 +16,9 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // For the request's log line and metrics, not sent as such.
+  std::string invocation_id = {};
+  std::string outcome = {};
 };
 
 // An application/problem+json response. `slug` completes the type, urn:corral:problem:<slug>.
@@ -31,7 +34,9 @@ InvocationRequest parse_run_request(std::string_view body, const LimitsPolicy& p
                                     std::string invocation_id);
 
 // ok → 200 with the result; every other outcome → its status as a problem carrying the result.
-Response run_response(const InvocationResult& result, const LimitsPolicy& policy);
+// `extra` members (an object, such as the registry's "version") are added to either.
+Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
+                      const nlohmann::json& extra = nlohmann::json::object());
 
 // The problem for a request that could not become an invocation (status 400, invalid).
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -27,15 +28,15 @@ using Clock = std::chrono::steady_clock;
 class Session;
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
-  State(ServerOptions options, Executor& executor, metrics::Registry& metrics)
+  State(ServerOptions options, Api& api, metrics::Registry& metrics)
       : options(std::move(options)),
-        executor(executor),
+        api(api),
         metrics(metrics),
         acceptor(asio::make_strand(io)),
         invocations(std::max(1u, this->options.invocation_threads)) {}
 
   ServerOptions options;
-  Executor& executor;
+  Api& api;
   metrics::Registry& metrics;
   asio::io_context io;
   tcp::acceptor acceptor;
@@ -57,18 +58,11 @@ double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
 }
 
-// A bounded set of route names for metrics and logs: never the raw target, which a client
-// controls.
-std::string_view route_of(std::string_view target) {
-  std::string_view path = target.substr(0, target.find('?'));
-  if (path == "/v1/run" || path == "/healthz" || path == "/metrics") return path;
-  return "other";
-}
-
 std::string iso8601_now() {
   auto now = std::chrono::system_clock::now();
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
   std::tm utc{};
   gmtime_r(&seconds, &utc);
   char text[96];
@@ -114,10 +108,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(state_->options.max_body_bytes);
     awaiting_request_ = true;
     stream_.expires_after(std::chrono::milliseconds(state_->options.idle_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, size_t) {
-                       self->on_read(error);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) { self->on_read(error); });
   }
 
   void on_read(beast::error_code error) {
@@ -127,8 +120,19 @@ class Session : public std::enable_shared_from_this<Session> {
         error == beast::error::timeout || error == asio::error::bad_descriptor) {
       return close();
     }
+    if (error == http::error::header_limit) {
+      keep_alive_ = false;
+      unread_request_ = true;
+      request_ = {};
+      return send(
+          problem(431, "headers-too-large", "The request line and headers are too large",
+                  "the request line and headers exceed 8 KiB (names in paths are at most 64 "
+                  "characters)",
+                  "shorten the path and the headers"));
+    }
     if (error == http::error::body_limit) {
       keep_alive_ = false;
+      unread_request_ = true;
       request_ = parser_->release();
       return send(problem(413, "body-too-large", "The request body is too large",
                           "the body exceeds this server's limit of " +
@@ -150,82 +154,38 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void route() {
-    std::string_view route = route_of(view(request_.target()));
+    route_ = route_name(view(request_.target()));
     http::verb method = request_.method();
-    if (route == "/v1/run") {
-      if (method != http::verb::post) return method_not_allowed("POST");
-      return run();
-    }
-    if (route == "/healthz") {
-      if (method != http::verb::get) return method_not_allowed("GET");
+    if (route_ == "/healthz" && method == http::verb::get) {
       nlohmann::json health = {{"status", state_->stopping ? "stopping" : "ok"},
                                {"layers", state_->options.layers}};
-      return send({.status = 200, .content_type = "application/json", .body = health.dump(), .headers = {}});
+      return send({.status = 200,
+                   .content_type = "application/json",
+                   .body = health.dump(),
+                   .headers = {}});
     }
-    if (route == "/metrics") {
-      if (method != http::verb::get) return method_not_allowed("GET");
+    if (route_ == "/metrics" && method == http::verb::get) {
       return send({.status = 200,
                    .content_type = "text/plain; version=0.0.4; charset=utf-8",
                    .body = state_->metrics.render(),
                    .headers = {}});
     }
-    send(problem(404, "not-found", "No such route",
-                 "nothing is served at " + std::string(request_.target().substr(0, 200)),
-                 "the routes are POST /v1/run, GET /healthz and GET /metrics"));
-  }
-
-  void method_not_allowed(const std::string& allowed) {
-    Response response = problem(405, "method-not-allowed", "Method not allowed",
-                                std::string(request_.method_string()) + " is not served at " +
-                                    std::string(route_of(view(request_.target()))),
-                                "use " + allowed);
-    response.headers.emplace_back("Allow", allowed);
-    send(std::move(response));
-  }
-
-  static bool is_json(std::string_view content_type) {
-    std::string media(content_type.substr(0, content_type.find(';')));
-    while (!media.empty() && media.back() == ' ') media.pop_back();
-    for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return media == "application/json";
-  }
-
-  void run() {
-    invocation_id_ = new_invocation_id();
-    if (!is_json(view(request_[http::field::content_type]))) {
-      return send(problem(415, "unsupported-media-type", "The body must be JSON",
-                          "Content-Type is \"" + std::string(request_[http::field::content_type]) +
-                              "\", not application/json",
-                          "send the body with Content-Type: application/json", invocation_id_));
-    }
-    InvocationRequest invocation;
-    try {
-      invocation = parse_run_request(request_.body(), state_->options.limits, invocation_id_);
-    } catch (const InvalidRequest& error) {
-      outcome_ = "invalid";
-      return send(invalid_request(error, invocation_id_));
-    } catch (const std::invalid_argument& error) {
-      outcome_ = "invalid";
-      return send(invalid_request(InvalidRequest("body", error.what()), invocation_id_));
-    }
-
-    state_->metrics.invocation_started();
+    HttpRequest request{.method = std::string(request_.method_string()),
+                        .target = std::string(request_.target()),
+                        .authorization = std::string(request_[http::field::authorization]),
+                        .content_type = std::string(request_[http::field::content_type]),
+                        .body = std::move(request_.body())};
     asio::post(state_->invocations,
-               [self = shared_from_this(), invocation = std::move(invocation),
+               [self = shared_from_this(), request = std::move(request),
                 // Keeps the I/O side running until the answer has been handed back.
                 guard = asio::make_work_guard(stream_.get_executor())]() mutable {
-                 InvocationResult result = self->state_->executor.run(invocation);
-                 asio::post(guard.get_executor(), [self, result = std::move(result)] {
-                   self->finish_run(result);
+                 Response response = self->state_->api.handle(request);
+                 asio::post(guard.get_executor(), [self, response = std::move(response)]() mutable {
+                   self->invocation_id_ = response.invocation_id;
+                   self->outcome_ = response.outcome;
+                   self->send(std::move(response));
                  });
                });
-  }
-
-  void finish_run(const InvocationResult& result) {
-    state_->metrics.invocation_finished();
-    state_->metrics.record_invocation(result.outcome, elapsed_ms(started_) / 1000);
-    outcome_ = std::string(to_string(result.outcome));
-    send(run_response(result, state_->options.limits));
   }
 
   void send(Response response) {
@@ -249,13 +209,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_write(beast::error_code error) {
     invocation_id_.clear();
+    route_.clear();
     outcome_.clear();
     if (error || !keep_alive_) return close();
     read_request();
   }
 
   void log_request(int status) {
-    std::string_view route = route_of(view(request_.target()));
+    std::string route = route_.empty() ? std::string("other") : route_;
     state_->metrics.record_http_request(route, status);
     nlohmann::json line = {{"time", iso8601_now()},
                            {"level", status >= 500 ? "error" : "info"},
@@ -273,7 +234,26 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (unread_request_) return drain();
     stream_.close();
+  }
+
+  // After refusing a request whose body or headers were not read, closing at once would make the
+  // kernel answer the client's remaining bytes with a reset, which can destroy the response before
+  // the client reads it. So read and discard what the client still sends, for a bounded time.
+  void drain() {
+    if (!drain_buffer_) {
+      drain_buffer_ = std::make_shared<std::array<char, 64 * 1024>>();
+      stream_.expires_after(std::chrono::seconds(2));
+    }
+    stream_.async_read_some(asio::buffer(*drain_buffer_),
+                            [self = shared_from_this()](beast::error_code error, size_t) {
+                              if (error) {
+                                self->stream_.close();
+                                return;
+                              }
+                              self->drain();
+                            });
   }
 
   beast::tcp_stream stream_;
@@ -284,8 +264,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string remote_;
   std::string invocation_id_;
   std::string outcome_;
+  std::string route_;  // the route pattern, for metrics and the log: never the raw target
   Clock::time_point started_ = Clock::now();
   bool keep_alive_ = true;
+  bool unread_request_ = false;  // refused before the whole request was read: drain on close
+  std::shared_ptr<std::array<char, 64 * 1024>> drain_buffer_;
   bool awaiting_request_ = false;
 };
 
@@ -312,8 +295,8 @@ void Server::State::accept() {
   });
 }
 
-Server::Server(ServerOptions options, Executor& executor, metrics::Registry& metrics)
-    : state_(std::make_shared<State>(std::move(options), executor, metrics)) {
+Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
+    : state_(std::make_shared<State>(std::move(options), api, metrics)) {
   const auto& where = state_->options;
   std::string address = where.host + ":" + std::to_string(where.port);
   beast::error_code error;
@@ -326,7 +309,8 @@ Server::Server(ServerOptions options, Executor& executor, metrics::Registry& met
   auto& acceptor = state_->acceptor;
   auto check = [&](const char* step) {
     if (error) {
-      throw std::runtime_error("cannot listen on " + address + " (" + step + "): " + error.message() +
+      throw std::runtime_error("cannot listen on " + address + " (" + step +
+                               "): " + error.message() +
                                "; pick another --listen address or stop what holds it");
     }
   };

@@ -1,6 +1,7 @@
-// corrald's HTTP/1.1 API (Boost.Beast on Asio): POST /v1/run, GET /healthz, GET /metrics.
-// Requests are read and answered on a small pool of I/O threads; invocations, which block on a
-// worker, run on a separate bounded pool so that a slow script never stalls the network side.
+// corrald's HTTP/1.1 transport (Boost.Beast on Asio). Requests are read and answered on a small
+// pool of I/O threads; GET /healthz and GET /metrics are answered there, and every other request
+// goes to Api::handle (api.h) on a separate bounded pool, since it may wait on the store or on a
+// worker, so that a slow script never stalls the network side.
 #pragma once
 
 #include <cstdint>
@@ -8,8 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "invocation/executor.h"
-#include "invocation/invocation.h"
+#include "api/api.h"
 #include "metrics/metrics.h"
 
 namespace corral::api {
@@ -21,7 +21,6 @@ struct ServerOptions {
   unsigned invocation_threads = 4;
   size_t max_body_bytes = 1 << 20;
   int64_t idle_timeout_ms = 30'000;  // a keep-alive connection with no request is closed
-  LimitsPolicy limits;
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();
 };
@@ -30,7 +29,7 @@ class Server {
  public:
   // Binds and listens at once (so the port is known and connections queue); serves from run().
   // Throws std::runtime_error saying which address could not be bound and why.
-  Server(ServerOptions options, Executor& executor, metrics::Registry& metrics);
+  Server(ServerOptions options, Api& api, metrics::Registry& metrics);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -10,11 +10,17 @@
 #include <iostream>
 #include <thread>
 
+#include "api/api.h"
+#include "api/openapi_document.h"
 #include "api/server.h"
+#include "audit/audit.h"
+#include "auth/auth.h"
 #include "metrics/metrics.h"
 #include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 #include "pool/tenant_pool.h"
+#include "registry/registry.h"
+#include "store/store.h"
 
 namespace {
 
@@ -36,6 +42,7 @@ struct Settings {
   std::vector<std::string> allowed_missing_layers;
   std::string cgroup_root = "/sys/fs/cgroup";
   bool check = false;
+  bool allow_self_approval = false;
 };
 
 // Worker ceilings follow the largest Lua heap a request may ask for, with room for the
@@ -150,7 +157,9 @@ void check_limits(const corral::LimitsPolicy& policy) {
 int serve(const Settings& settings) {
   auto [host, port] = split_listen(settings.listen);
   std::error_code error;
-  fs::create_directories(settings.data_dir, error);
+  // Private when corrald makes it: it holds the database and the first admin token.
+  if (fs::create_directories(settings.data_dir, error))
+    fs::permissions(settings.data_dir, fs::perms::owner_all, error);
   if (error) {
     log_event(spdlog::level::err, "cannot create the data directory",
               {{"data_dir", settings.data_dir}, {"error", error.message()}, {"hint", "pass a writable --data-dir"}});
@@ -169,6 +178,34 @@ int serve(const Settings& settings) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<corral::store::Store> store;
+  try {
+    store = corral::store::open_sqlite_store(settings.data_dir);
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::err, "cannot open the store",
+              {{"data_dir", settings.data_dir}, {"error", failure.what()}});
+    std::fprintf(stderr, "corrald: %s\n", failure.what());
+    return 1;
+  }
+  corral::audit::AuditTrail audit(*store);
+  try {
+    if (auto made = corral::auth::bootstrap_admin(*store, audit, settings.data_dir,
+                                                  std::getenv("CORRAL_ADMIN_TOKEN"))) {
+      nlohmann::json fields = {{"token_id", made->token_id}, {"from", made->from}};
+      if (!made->file.empty()) {
+        fields["file"] = made->file.string();
+        fields["hint"] =
+            "read the token from this file (mode 0600) and keep it safe; it is not shown again";
+      }
+      log_event(spdlog::level::warn, "created an admin token", fields);
+    }
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::err, "cannot create the first admin token",
+              {{"error", failure.what()}});
+    std::fprintf(stderr, "corrald: %s\n", failure.what());
+    return 1;
+  }
 
   std::unique_ptr<corral::JailSetup> jail;
   try {
@@ -192,6 +229,16 @@ int serve(const Settings& settings) {
                            {{"name", "supervisor-deadline-kill"}, {"active", true}}};
   for (auto& layer : jail->describe()) layers.push_back(layer);
   corral::metrics::Registry metrics;
+  corral::registry::Registry registry(*store, executor,
+                                      {.forbid_self_approval = !settings.allow_self_approval,
+                                       .probe_limits = settings.limits.defaults});
+  corral::api::Api api({.store = *store,
+                        .audit = audit,
+                        .registry = registry,
+                        .executor = executor,
+                        .metrics = metrics,
+                        .limits = settings.limits,
+                        .openapi_yaml = std::string(corral::api::openapi_document())});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,
@@ -199,11 +246,10 @@ int serve(const Settings& settings) {
       .invocation_threads = settings.invocation_threads,
       .max_body_bytes = settings.max_body_bytes,
       .idle_timeout_ms = 30'000,
-      .limits = settings.limits,
       .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
-    server = std::make_unique<corral::api::Server>(options, executor, metrics);
+    server = std::make_unique<corral::api::Server>(options, api, metrics);
   } catch (const std::exception& failure) {
     log_event(spdlog::level::err, failure.what());
     return 1;
@@ -240,9 +286,13 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
 
   Settings settings;
-  CLI::App app{"corrald: runs tenants' Lua scripts in sandboxed worker processes behind an HTTP API.\n"
-               "Routes: POST /v1/run, GET /healthz, GET /metrics. Logs are JSON lines on stdout.\n"
-               "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0."};
+  CLI::App app{
+      "corrald: runs tenants' Lua scripts in sandboxed worker processes behind an HTTP API.\n"
+      "Routes: see GET /v1/openapi.yaml (tenants, tokens, scripts, versions, aliases, invoke,\n"
+      "audit, POST /v1/run, GET /healthz, GET /metrics). Logs are JSON lines on stdout.\n"
+      "On first start with an empty store it writes an admin token to <data-dir>/admin.token\n"
+      "(mode 0600), unless CORRAL_ADMIN_TOKEN supplies one.\n"
+      "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0."};
   app.set_config("--config", "", "read options from this TOML file (keys are the long option names)");
   app.add_option("--listen", settings.listen, "HOST:PORT to serve HTTP on; port 0 picks a free one")
       ->capture_default_str();
@@ -283,6 +333,9 @@ int main(int argc, char** argv) {
                  "largest request body accepted; larger bodies get 413")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_flag(
+      "--allow-self-approval", settings.allow_self_approval,
+      "let a reviewer approve a version published by the same token or subject (off by default)");
   add_limit_flags(app, settings);
 
   try {

@@ -131,9 +131,9 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
                             {"source", request.source},
                             {"input", request.input},
                             {"limits", to_json(request.limits)}};
-  if (!write_frame(channel_, FrameType::invoke, message.dump())) {
-    return fail(request, "the worker " + kill_and_reap() + " before taking the invocation");
-  }
+  // A worker that died before taking the invocation may still have said why (a violation
+  // report): read what it left on the channel before giving up.
+  bool sent = write_frame(channel_, FrameType::invoke, message.dump());
 
   for (;;) {
     std::optional<Frame> frame;
@@ -199,7 +199,8 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
     ssize_t n = read(channel_, chunk, sizeof chunk);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) {
-      return fail(request, "the worker " + kill_and_reap() + " during the invocation");
+      return fail(request, "the worker " + kill_and_reap() +
+                               (sent ? " during the invocation" : " before taking the invocation"));
     }
     decoder_.append(std::string_view(chunk, static_cast<size_t>(n)));
   }

@@ -82,6 +82,11 @@ BEGIN
   SELECT RAISE(ABORT, 'audit entries are append-only');
 END;
 )sql",
+      // 2: who a token was issued to, so that approving one's own version can be refused even when
+      // one person holds a publisher and a reviewer token.
+      R"sql(
+ALTER TABLE tokens ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return all;
 }

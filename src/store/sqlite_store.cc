@@ -50,7 +50,7 @@ std::string hint_for(int rc) {
 
 constexpr const char* kTenantColumns = "id, name, created_at";
 constexpr const char* kTokenColumns =
-    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by";
+    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by, subject";
 constexpr const char* kVersionColumns =
     "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
     "approved_by, approved_at";
@@ -149,21 +149,27 @@ class SqliteStore::Statement {
 // SQLITE_BUSY instead of waiting.
 class SqliteStore::Transaction {
  public:
-  explicit Transaction(SqliteStore& store) : store_(store) {
-    store_.exec("BEGIN IMMEDIATE", "starting a transaction");
+  // Inside atomically() a method's transaction joins the one already open: only the outermost
+  // begins, commits or rolls back.
+  explicit Transaction(SqliteStore& store)
+      : store_(store), outermost_(store.transaction_depth_ == 0) {
+    if (outermost_) store_.exec("BEGIN IMMEDIATE", "starting a transaction");
+    ++store_.transaction_depth_;
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   ~Transaction() {
-    if (!done_) sqlite3_exec(store_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    --store_.transaction_depth_;
+    if (outermost_ && !done_) sqlite3_exec(store_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
   void commit() {
-    store_.exec("COMMIT", "committing a transaction");
+    if (outermost_) store_.exec("COMMIT", "committing a transaction");
     done_ = true;
   }
 
  private:
   SqliteStore& store_;
+  bool outermost_;
   bool done_ = false;
 };
 
@@ -179,7 +185,8 @@ Token read_token(const auto& row) {
                row.integer(4),
                row.optional_integer(5),
                row.optional_integer(6),
-               row.text(7)};
+               row.text(7),
+               row.text(8)};
 }
 
 ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
@@ -391,17 +398,20 @@ Token SqliteStore::insert_token(const TokenDraft& draft) {
   std::lock_guard lock(mutex_);
   auto insert = statement(
       "INSERT INTO tokens (id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, "
-      "created_by) VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, NULL, ?6) RETURNING id");
+      "created_by, subject) VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7) "
+      "RETURNING id");
   insert.bind_or_null(1, draft.tenant_id)
       .bind(2, draft.role)
       .bind(3, draft.secret_hash)
       .bind(4, draft.created_at)
       .bind(5, draft.expires_at)
-      .bind(6, draft.created_by);
+      .bind(6, draft.created_by)
+      .bind(7, draft.subject);
   try {
     insert.step("storing a token");
-    Token token{insert.text(0),   draft.tenant_id,  draft.role,   draft.secret_hash,
-                draft.created_at, draft.expires_at, std::nullopt, draft.created_by};
+    Token token{insert.text(0),    draft.tenant_id,  draft.role,
+                draft.secret_hash, draft.created_at, draft.expires_at,
+                std::nullopt,      draft.created_by, draft.subject};
     insert.run("storing a token");
     return token;
   } catch (const SqliteError& error) {
@@ -714,6 +724,13 @@ std::vector<AuditEntry> SqliteStore::read_audit(const AuditFilter& filter) {
   std::vector<AuditEntry> entries;
   while (select.step("reading the audit trail")) entries.push_back(read_audit_entry(select));
   return entries;
+}
+
+void SqliteStore::atomically(const std::function<void()>& work) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  work();
+  transaction.commit();
 }
 
 }  // namespace corral::store

@@ -63,6 +63,8 @@ class SqliteStore : public Store {
   std::vector<AuditEntry> read_audit(const AuditFilter& filter) override;
   std::optional<AuditEntry> last_audit_entry() override;
 
+  void atomically(const std::function<void()>& work) override;
+
  private:
   class Statement;
   class Transaction;
@@ -82,7 +84,9 @@ class SqliteStore : public Store {
   std::optional<AuditEntry> last_audit_entry_locked();
 
   std::filesystem::path file_;
-  std::mutex mutex_;
+  // Recursive so that the methods called inside atomically() may take it again.
+  std::recursive_mutex mutex_;
+  int transaction_depth_ = 0;
   sqlite3* db_ = nullptr;
   struct Cached {
     sqlite3_stmt* stmt;

@@ -52,6 +52,9 @@ struct TokenDraft {
   int64_t created_at = 0;
   std::optional<int64_t> expires_at;
   std::string created_by;  // a token id, or "bootstrap"
+  // Who the token was issued to ("alice@example.com", "billing-service"); empty if not said. Two
+  // tokens with the same subject are the same person, which is what self-approval rules compare.
+  std::string subject = {};
 };
 
 struct Token {
@@ -63,6 +66,7 @@ struct Token {
   std::optional<int64_t> expires_at;
   std::optional<int64_t> revoked_at;
   std::string created_by;
+  std::string subject = {};
 };
 
 enum class VersionState { pending, approved, deprecated, disabled };
@@ -197,6 +201,12 @@ class Store {
                                   const AuditHasher& hasher) = 0;
   virtual std::vector<AuditEntry> read_audit(const AuditFilter& filter) = 0;
   virtual std::optional<AuditEntry> last_audit_entry() = 0;
+
+  // Runs `work` so that every change it makes through this store commits together or not at all,
+  // and no other change interleaves: a change and its audit entry, for instance. If work throws,
+  // nothing it did is kept and the exception comes out; work must not swallow a store exception and
+  // go on, since what that call half-did would then be committed. Other threads' calls wait.
+  virtual void atomically(const std::function<void()>& work) = 0;
 };
 
 // Opens (creating if need be) the SQLite store at <data_dir>/corral.db, creating data_dir with

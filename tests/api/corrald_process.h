@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/asio.hpp>
 #include <algorithm>
+#include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <chrono>
 #include <filesystem>
@@ -35,13 +35,20 @@ inline std::string read_text(const fs::path& path) {
   return text.str();
 }
 
+class HttpClient;
+
 class CorraldProcess {
  public:
-  explicit CorraldProcess(std::vector<std::string> extra_arguments = {}) {
-    dir_ = fs::temp_directory_path() / ("corrald-test-" + std::to_string(getpid()) + "-" +
-                                        std::to_string(counter()++));
-    fs::remove_all(dir_);
+  // With no directory, a fresh one is made and removed afterwards; with one (to restart a corrald
+  // on the same data), it is kept.
+  explicit CorraldProcess(std::vector<std::string> extra_arguments = {}, fs::path directory = {}) {
+    owns_dir_ = directory.empty();
+    dir_ = owns_dir_ ? fs::temp_directory_path() / ("corrald-test-" + std::to_string(getpid()) +
+                                                    "-" + std::to_string(counter()++))
+                     : directory;
+    if (owns_dir_) fs::remove_all(dir_);
     fs::create_directories(dir_);
+    fs::remove(dir_ / "ready");
     std::vector<std::string> arguments = {CORRALD_PATH,
                                           "--listen",
                                           "127.0.0.1:0",
@@ -52,9 +59,12 @@ class CorraldProcess {
     // A layer this machine cannot provide is accepted here so that the API tests run anywhere;
     // tests/jail and the refusal test below cover the layers themselves.
     for (const auto& status : corral::jail::probe_machine()) {
-      if (!status.available) arguments.push_back("--allow-missing-layer=" + std::string(corral::jail::to_string(status.layer)));
+      if (!status.available)
+        arguments.push_back("--allow-missing-layer=" +
+                            std::string(corral::jail::to_string(status.layer)));
     }
-    bool names_a_worker = std::find(extra_arguments.begin(), extra_arguments.end(), "--worker") != extra_arguments.end();
+    bool names_a_worker = std::find(extra_arguments.begin(), extra_arguments.end(), "--worker") !=
+                          extra_arguments.end();
     if (!names_a_worker) arguments.insert(arguments.end(), {"--worker", CORRAL_WORKER_PATH});
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
     std::vector<char*> argv;
@@ -63,9 +73,10 @@ class CorraldProcess {
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, (dir_ / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+    posix_spawn_file_actions_addopen(&actions, 1, log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                      0644);
+    posix_spawn_file_actions_addopen(&actions, 2, (dir_ / "stderr").c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int failed = posix_spawn(&pid_, CORRALD_PATH, &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     if (failed) throw std::runtime_error("cannot start corrald: " + std::string(strerror(failed)));
@@ -78,7 +89,8 @@ class CorraldProcess {
         throw std::runtime_error("corrald exited before listening: " + read_text(log_path()) +
                                  read_text(dir_ / "stderr"));
       }
-      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("corrald did not become ready");
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("corrald did not become ready");
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     std::string address = read_text(dir_ / "ready");
@@ -92,7 +104,7 @@ class CorraldProcess {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
-    fs::remove_all(dir_);
+    if (owns_dir_) fs::remove_all(dir_);
   }
 
   // SIGTERM, then the exit status (or -signal) once it has exited.
@@ -112,6 +124,18 @@ class CorraldProcess {
   const std::string& host() const { return host_; }
   uint16_t port() const { return port_; }
   fs::path log_path() const { return dir_ / "log"; }
+  fs::path data_dir() const { return dir_ / "data"; }
+  const fs::path& directory() const { return dir_; }
+
+  // The admin token corrald wrote on its first start.
+  std::string admin_token() const {
+    std::string token = read_text(data_dir() / "admin.token");
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    return token;
+  }
+
+  // A connection that sends the admin token.
+  HttpClient client() const;
 
   // Every JSON line corrald has logged so far.
   std::vector<nlohmann::json> log_lines() const {
@@ -128,6 +152,7 @@ class CorraldProcess {
   }
 
   fs::path dir_;
+  bool owns_dir_ = true;
   pid_t pid_ = -1;
   std::string host_;
   uint16_t port_ = 0;
@@ -136,15 +161,20 @@ class CorraldProcess {
 // One keep-alive connection.
 class HttpClient {
  public:
-  HttpClient(const std::string& host, uint16_t port) : socket_(io_) {
+  // `token`, if given, is sent as "Authorization: Bearer <token>" with every request.
+  HttpClient(const std::string& host, uint16_t port, std::string token = {})
+      : token(std::move(token)), socket_(io_) {
     socket_.connect(tcp::endpoint(boost::asio::ip::make_address(host), port));
   }
+
+  std::string token;
 
   http::response<http::string_body> request(http::verb method, const std::string& target,
                                             const std::string& body = "",
                                             const std::string& content_type = "application/json") {
     http::request<http::string_body> message(method, target, 11);
     message.set(http::field::host, "127.0.0.1");
+    if (!token.empty()) message.set(http::field::authorization, "Bearer " + token);
     if (!body.empty() || method == http::verb::post) {
       message.set(http::field::content_type, content_type);
       message.body() = body;
@@ -172,5 +202,7 @@ class HttpClient {
   tcp::socket socket_;
   boost::beast::flat_buffer buffer_;
 };
+
+inline HttpClient CorraldProcess::client() const { return HttpClient(host_, port_, admin_token()); }
 
 }  // namespace corral::testing

@@ -21,7 +21,8 @@ std::string where_it_fails(const std::string& body) {
 }
 
 TEST(RunRequest, TakesSourceInputAndLimits) {
-  auto request = parse_run_request(R"({"source":"x","input":{"a":[1,2]},"limits":{"fuel":5000}})", policy, "abc");
+  auto request = parse_run_request(R"({"source":"x","input":{"a":[1,2]},"limits":{"fuel":5000}})",
+                                   policy, "abc");
   EXPECT_EQ(request.invocation_id, "abc");
   EXPECT_EQ(request.source, "x");
   EXPECT_EQ(request.input, nlohmann::json::parse(R"({"a":[1,2]})"));
@@ -40,22 +41,25 @@ TEST(RunRequest, RefusesWhatIsNotAStrictRunBody) {
   EXPECT_EQ(where_it_fails(R"(["source"])"), "body");
   EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"fuel":0}})"), "limits.fuel");
   EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"fuel":1e20}})"), "limits.fuel");
-  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"memory_bytes":999999999999}})"), "limits.memory_bytes");
+  EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"memory_bytes":999999999999}})"),
+            "limits.memory_bytes");
   EXPECT_EQ(where_it_fails(R"({"source":"x","limits":{"cpu":1}})"), "limits.cpu");
   EXPECT_EQ(where_it_fails(R"({"source":"x",)"), "not json");
   EXPECT_EQ(where_it_fails(""), "not json");
 }
 
 TEST(RunRequest, RefusesNestingThatCouldExhaustTheHostStack) {
-  std::string deep = R"({"source":"x","input":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  std::string deep =
+      R"({"source":"x","input":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
   EXPECT_EQ(where_it_fails(deep), "body");
-  std::string shallow = R"({"source":"x","input":)" + std::string(100, '[') + std::string(100, ']') + "}";
+  std::string shallow =
+      R"({"source":"x","input":)" + std::string(100, '[') + std::string(100, ']') + "}";
   EXPECT_EQ(where_it_fails(shallow), "accepted");
 }
 
 TEST(Problem, HasEveryRfc9457MemberAndTheExtras) {
-  auto response = corral::api::problem(413, "body-too-large", "Too large", "what", "do this", "inv-1",
-                                       {{"type", "must not win"}, {"limit", 10}});
+  auto response = corral::api::problem(413, "body-too-large", "Too large", "what", "do this",
+                                       "inv-1", {{"type", "must not win"}, {"limit", 10}});
   EXPECT_EQ(response.status, 413);
   EXPECT_EQ(response.content_type, "application/problem+json");
   auto body = nlohmann::json::parse(response.body);
@@ -92,11 +96,13 @@ TEST(RunResponse, LimitExceededSaysWhichFieldToRaiseAndHowFar) {
   EXPECT_EQ(body["outcome"], "limit_exceeded");
   EXPECT_EQ(body["error"]["limit"], "fuel");
   EXPECT_NE(body["hint"].get<std::string>().find("limits.fuel"), std::string::npos) << body["hint"];
-  EXPECT_NE(body["hint"].get<std::string>().find(std::to_string(policy.maxima.fuel)), std::string::npos);
+  EXPECT_NE(body["hint"].get<std::string>().find(std::to_string(policy.maxima.fuel)),
+            std::string::npos);
 
   result.allowed = policy.maxima.fuel;
   body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
-  EXPECT_NE(body["hint"].get<std::string>().find("already at this server's maximum"), std::string::npos);
+  EXPECT_NE(body["hint"].get<std::string>().find("already at this server's maximum"),
+            std::string::npos);
 }
 
 TEST(RunResponse, EachFailureHasItsStatus) {

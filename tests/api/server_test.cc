@@ -15,12 +15,14 @@ using nlohmann::json;
 
 const char* kSum = "function handle(input, ctx) return {sum = input.a + input.b} end";
 
-json body_of(const http::response<http::string_body>& response) { return json::parse(response.body()); }
+json body_of(const http::response<http::string_body>& response) {
+  return json::parse(response.body());
+}
 
 class ServerTest : public ::testing::Test {
  protected:
   CorraldProcess corrald_;
-  HttpClient client() { return HttpClient(corrald_.host(), corrald_.port()); }
+  HttpClient client() { return corrald_.client(); }
 };
 
 TEST_F(ServerTest, RunsTheReadmeExample) {
@@ -76,7 +78,8 @@ TEST_F(ServerTest, LimitExceededNamesTheLimitAndTheFigures) {
 
 TEST_F(ServerTest, WallTimeStopsWorkInsideOneCFunction) {
   auto response = client().post_json(
-      {{"source", "function handle() return string.find(string.rep('a', 300000), '.-.-.-.-.-.-b') end"},
+      {{"source",
+        "function handle() return string.find(string.rep('a', 300000), '.-.-.-.-.-.-b') end"},
        {"limits", {{"timeout_ms", 200}}}});
   ASSERT_EQ(response.result_int(), 422) << response.body();
   EXPECT_EQ(body_of(response)["error"]["limit"], "wall_time");
@@ -114,19 +117,22 @@ TEST_F(ServerTest, BodyThatIsNotJsonIsRefused) {
 }
 
 TEST_F(ServerTest, DeeplyNestedBodyIsRefusedAndTheServerLives) {
-  std::string deep = "{\"source\":\"x\",\"input\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  std::string deep =
+      "{\"source\":\"x\",\"input\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
   auto connection = client();
   EXPECT_EQ(connection.request(http::verb::post, "/v1/run", deep).result_int(), 400);
-  EXPECT_EQ(connection.post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).result_int(), 200);
+  EXPECT_EQ(connection.post_json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).result_int(),
+            200);
 }
 
 TEST_F(ServerTest, WrongContentTypeIs415) {
-  auto response = client().request(http::verb::post, "/v1/run", json({{"source", kSum}}).dump(), "text/plain");
+  auto response =
+      client().request(http::verb::post, "/v1/run", json({{"source", kSum}}).dump(), "text/plain");
   ASSERT_EQ(response.result_int(), 415);
   EXPECT_EQ(body_of(response)["type"], "urn:corral:problem:unsupported-media-type");
-  auto with_charset = client().request(http::verb::post, "/v1/run",
-                                       json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).dump(),
-                                       "Application/JSON; charset=utf-8");
+  auto with_charset = client().request(
+      http::verb::post, "/v1/run", json({{"source", kSum}, {"input", {{"a", 1}, {"b", 1}}}}).dump(),
+      "Application/JSON; charset=utf-8");
   EXPECT_EQ(with_charset.result_int(), 200);
 }
 
@@ -159,7 +165,8 @@ TEST_F(ServerTest, HealthzListsTheActiveLayers) {
 }
 
 TEST(CorraldJail, RefusesToStartWithoutALayerUnlessAllowed) {
-  std::string command = std::string(CORRALD_PATH) + " --listen 127.0.0.1:0 --cgroup-root /nonexistent 2>&1";
+  std::string command =
+      std::string(CORRALD_PATH) + " --listen 127.0.0.1:0 --cgroup-root /nonexistent 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   std::string output;
   char chunk[512];
@@ -170,7 +177,7 @@ TEST(CorraldJail, RefusesToStartWithoutALayerUnlessAllowed) {
   EXPECT_NE(output.find("--allow-missing-layer=cgroup"), std::string::npos) << output;
 
   CorraldProcess corrald({"--cgroup-root", "/nonexistent", "--allow-missing-layer=cgroup"});
-  HttpClient client(corrald.host(), corrald.port());
+  HttpClient client = corrald.client();
   auto health = body_of(client.request(http::verb::get, "/healthz"));
   for (const auto& layer : health["layers"]) {
     if (layer["name"] == "cgroup") {
@@ -189,7 +196,8 @@ TEST(CorraldJail, CheckListsEveryLayer) {
   while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
   EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 1);
   for (corral::jail::Layer layer : corral::jail::kAllLayers) {
-    EXPECT_NE(output.find(std::string(corral::jail::to_string(layer))), std::string::npos) << output;
+    EXPECT_NE(output.find(std::string(corral::jail::to_string(layer))), std::string::npos)
+        << output;
   }
   EXPECT_NE(output.find("MISSING"), std::string::npos) << output;
 }
@@ -235,14 +243,16 @@ TEST_F(ServerTest, SigtermLetsTheRunInProgressFinishThenExitsZero) {
 
   http::response<http::string_body> slow;
   std::thread runner([&] {
-    slow = client().post_json(
-        {{"source", "function handle() local t = os.clock() while os.clock() - t < 0.6 do end return 'done' end"},
-         {"limits", {{"fuel", 1'000'000'000}, {"timeout_ms", 5000}}}});
+    slow = client().post_json({{"source",
+                                "function handle() local t = os.clock() while os.clock() - t < 0.6 "
+                                "do end return 'done' end"},
+                               {"limits", {{"fuel", 1'000'000'000}, {"timeout_ms", 5000}}}});
   });
   // Wait until the run is in flight before asking corrald to stop.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (client().request(http::verb::get, "/metrics").body().find("corral_invocations_in_flight 1") ==
-         std::string::npos) {
+  while (
+      client().request(http::verb::get, "/metrics").body().find("corral_invocations_in_flight 1") ==
+      std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -264,7 +274,7 @@ TEST_F(ServerTest, SigtermLetsTheRunInProgressFinishThenExitsZero) {
 
 TEST(ServerLimits, BodyOverTheLimitIs413) {
   CorraldProcess corrald({"--max-body-bytes", "2000"});
-  HttpClient client(corrald.host(), corrald.port());
+  HttpClient client = corrald.client();
   auto response = client.post_json({{"source", std::string(5000, ' ') + kSum}});
   ASSERT_EQ(response.result_int(), 413);
   EXPECT_EQ(body_of(response)["type"], "urn:corral:problem:body-too-large");
@@ -272,11 +282,12 @@ TEST(ServerLimits, BodyOverTheLimitIs413) {
 }
 
 TEST(ServerLimits, ConfigFileSetsDefaults) {
-  auto config = std::filesystem::temp_directory_path() / ("corrald-" + std::to_string(getpid()) + ".toml");
+  auto config =
+      std::filesystem::temp_directory_path() / ("corrald-" + std::to_string(getpid()) + ".toml");
   std::ofstream(config) << "default-fuel = 20000\nmax-fuel = 40000\n";
   CorraldProcess corrald({"--config", config.string()});
   std::filesystem::remove(config);
-  HttpClient client(corrald.host(), corrald.port());
+  HttpClient client = corrald.client();
   auto response = client.post_json({{"source", "function handle() while true do end end"}});
   ASSERT_EQ(response.result_int(), 422);
   EXPECT_EQ(body_of(response)["error"]["allowed"], 20000);
@@ -285,14 +296,16 @@ TEST(ServerLimits, ConfigFileSetsDefaults) {
 }
 
 TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
-  auto fake = std::filesystem::temp_directory_path() / ("corral-fake-worker-" + std::to_string(getpid()));
+  auto fake =
+      std::filesystem::temp_directory_path() / ("corral-fake-worker-" + std::to_string(getpid()));
   std::ofstream(fake) << "#!/bin/sh\nexit 3\n";
   // Readable and executable by all: jailed workers run as nobody.
-  std::filesystem::permissions(fake, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
-                                         std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
-                                         std::filesystem::perms::others_exec);
+  std::filesystem::permissions(
+      fake, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                std::filesystem::perms::others_exec);
   CorraldProcess corrald({"--worker", fake.string()});
-  HttpClient client(corrald.host(), corrald.port());
+  HttpClient client = corrald.client();
   for (int i = 0; i < 2; ++i) {
     auto response = client.post_json({{"source", kSum}});
     ASSERT_EQ(response.result_int(), 500);
@@ -310,8 +323,9 @@ TEST(CorraldCommand, HelpExplainsEachOption) {
   char chunk[512];
   while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) help.append(chunk, n);
   EXPECT_EQ(pclose(pipe), 0);
-  for (const char* option : {"--listen", "--data-dir", "--config", "--max-body-bytes", "--default-fuel",
-                             "--max-memory-bytes", "--default-timeout-ms", "SIGTERM"}) {
+  for (const char* option :
+       {"--listen", "--data-dir", "--config", "--max-body-bytes", "--default-fuel",
+        "--max-memory-bytes", "--default-timeout-ms", "SIGTERM"}) {
     EXPECT_NE(help.find(option), std::string::npos) << option;
   }
 }

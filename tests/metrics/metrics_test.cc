@@ -96,7 +96,7 @@ TEST(Metrics, PromtoolRejectsABrokenExposition) {
 
 TEST(Metrics, LiveCorraldServesValidMetrics) {
   corral::testing::CorraldProcess corrald;
-  corral::testing::HttpClient client(corrald.host(), corrald.port());
+  corral::testing::HttpClient client = corrald.client();
   client.post_json({{"source", "function handle(i) return i end"}, {"input", 1}});
   client.post_json({{"source", "function handle(i) error('no') end"}});
   auto response = client.request(boost::beast::http::verb::get, "/metrics");

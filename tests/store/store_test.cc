@@ -432,4 +432,33 @@ TEST_F(StoreTest, ConcurrentPublishersThroughSeparateConnectionsGetContiguousNum
   expect_contiguous(store().list_versions(acme.id, "hot"), kThreads * kEach);
 }
 
+// A change and its audit entry commit together: when the work throws after the change, neither
+// is kept, and the store goes on working.
+TEST_F(StoreTest, AtomicallyKeepsAllOrNothing) {
+  auto hasher = [](const AuditEntry& entry) { return "h" + std::to_string(entry.seq); };
+  AuditDraft draft{.time_ms = 1,
+                   .principal = "p",
+                   .tenant = "acme",
+                   .action = "tenant.create",
+                   .target = "t",
+                   .decision = "allow",
+                   .reason = "r"};
+  EXPECT_THROW(store().atomically([&] {
+    store().create_tenant("lost", 1);
+    store().append_audit(draft, "g", hasher);
+    throw std::runtime_error("crash between steps");
+  }),
+               std::runtime_error);
+  EXPECT_FALSE(store().find_tenant_by_name("lost"));
+  EXPECT_FALSE(store().last_audit_entry());
+
+  store().atomically([&] {
+    store().create_tenant("kept", 1);
+    store().append_audit(draft, "g", hasher);
+  });
+  EXPECT_TRUE(store().find_tenant_by_name("kept"));
+  ASSERT_TRUE(store().last_audit_entry());
+  EXPECT_EQ(store().last_audit_entry()->seq, 1);
+}
+
 }  // namespace

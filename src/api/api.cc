@@ -1,0 +1,867 @@
+#include "api/api.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <ctime>
+#include <map>
+#include <optional>
+
+namespace corral::api {
+
+namespace {
+
+using auth::Role;
+using nlohmann::json;
+
+constexpr Role kAdmin = Role::admin, kPublisher = Role::publisher, kReviewer = Role::reviewer,
+               kInvoker = Role::invoker, kAuditor = Role::auditor;
+const std::vector<Role> kEveryRole = {kAdmin, kPublisher, kReviewer, kInvoker, kAuditor};
+
+const std::string kScriptPath = "/v1/tenants/{tenant}/scripts/{script}";
+const std::string kVersionPath = kScriptPath + "/versions/{version}";
+
+const std::vector<RouteInfo> kRoutes = {
+    {"GET", "/healthz", "health", {}},
+    {"GET", "/metrics", "metrics", {}},
+    {"GET", "/v1/openapi.yaml", "openapi", {}},
+    {"POST", "/v1/run", "run", {kAdmin, kPublisher, kReviewer}},
+    {"POST", "/v1/tenants", "tenant.create", {kAdmin}},
+    {"GET", "/v1/tenants", "tenant.list", kEveryRole},
+    {"GET", "/v1/tenants/{tenant}", "tenant.read", kEveryRole},
+    {"POST", "/v1/tokens", "token.create", {kAdmin}},
+    {"DELETE", "/v1/tokens/{token}", "token.revoke", {kAdmin}},
+    {"POST", "/v1/tenants/{tenant}/tokens", "token.create", {kAdmin}},
+    {"DELETE", "/v1/tenants/{tenant}/tokens/{token}", "token.revoke", {kAdmin}},
+    {"GET", "/v1/tenants/{tenant}/scripts", "script.list", kEveryRole},
+    {"GET", kScriptPath + "/versions", "version.list", kEveryRole},
+    {"POST", kScriptPath + "/versions", "version.publish", {kPublisher}},
+    {"GET", kVersionPath, "version.read", kEveryRole},
+    {"POST", kVersionPath + "/approve", "version.approve", {kReviewer}},
+    {"POST", kVersionPath + "/deprecate", "version.deprecate", {kReviewer}},
+    {"POST", kVersionPath + "/disable", "version.disable", {kReviewer, kAdmin}},
+    {"GET", kScriptPath + "/aliases", "alias.list", kEveryRole},
+    {"PUT", kScriptPath + "/aliases/{alias}", "alias.set", {kReviewer}},
+    {"POST", kScriptPath + "/invoke", "script.invoke", {kInvoker, kPublisher, kReviewer}},
+    {"GET", "/v1/audit", "audit.read", {kAdmin, kAuditor}},
+    {"GET", "/v1/audit/verify", "audit.verify", {kAdmin, kAuditor}},
+};
+
+// An answer decided part-way through a handler; becomes the response.
+struct Answer {
+  Response response;
+};
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> segments;
+  size_t begin = 1;
+  while (begin <= path.size()) {
+    size_t end = path.find('/', begin);
+    if (end == std::string_view::npos) end = path.size();
+    segments.push_back(path.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return segments;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string decoded;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      int high = hex_value(text[i + 1]);
+      int low = hex_value(text[i + 2]);
+      if (high < 0 || low < 0) return std::nullopt;
+      decoded.push_back(static_cast<char>(high * 16 + low));
+      i += 2;
+    } else if (plus_is_space && text[i] == '+') {
+      decoded.push_back(' ');
+    } else {
+      decoded.push_back(text[i]);
+    }
+  }
+  return decoded;
+}
+
+struct Match {
+  const RouteInfo* route = nullptr;
+  std::map<std::string, std::string> params;  // still percent-encoded
+  std::vector<std::string> allowed_methods;   // when the path matches but not the method
+};
+
+bool path_matches(const RouteInfo& route, const std::vector<std::string_view>& segments,
+                  std::map<std::string, std::string>& params) {
+  auto pattern = split_path(route.pattern);
+  if (pattern.size() != segments.size()) return false;
+  std::map<std::string, std::string> found;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i].starts_with('{')) {
+      if (segments[i].empty()) return false;
+      found[std::string(pattern[i].substr(1, pattern[i].size() - 2))] = segments[i];
+    } else if (pattern[i] != segments[i]) {
+      return false;
+    }
+  }
+  params = std::move(found);
+  return true;
+}
+
+Match match(std::string_view method, std::string_view path) {
+  Match result;
+  auto segments = split_path(path);
+  for (const auto& route : kRoutes) {
+    std::map<std::string, std::string> params;
+    if (!path_matches(route, segments, params)) continue;
+    if (route.method == method) {
+      result.route = &route;
+      result.params = std::move(params);
+      result.allowed_methods.clear();
+      return result;
+    }
+    result.allowed_methods.push_back(route.method);
+  }
+  return result;
+}
+
+std::string iso8601(int64_t ms) {
+  std::time_t seconds = ms / 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
+}
+
+// Unix milliseconds, or RFC 3339 UTC ("2026-11-23T12:00:00Z", fraction optional).
+std::optional<int64_t> parse_time(std::string_view text) {
+  int64_t number = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (error == std::errc() && end == text.data() + text.size()) return number;
+  std::tm utc{};
+  int millis = 0;
+  std::string copy(text);
+  char* rest = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
+  if (!rest) return std::nullopt;
+  if (*rest == '.') {
+    ++rest;
+    int digits = 0;
+    while (*rest >= '0' && *rest <= '9') {
+      if (digits++ < 3) millis = millis * 10 + (*rest - '0');
+      ++rest;
+    }
+    while (digits > 0 && digits < 3) millis *= 10, ++digits;
+  }
+  if (std::string_view(rest) != "Z") return std::nullopt;
+  return static_cast<int64_t>(timegm(&utc)) * 1000 + millis;
+}
+
+json tenant_json(const store::Tenant& tenant) {
+  return {{"id", tenant.id}, {"name", tenant.name}, {"created_at", iso8601(tenant.created_at)}};
+}
+
+json version_json(const store::ScriptVersion& version, const std::string& tenant_name,
+                  bool with_source) {
+  json manifest = json::parse(version.manifest, nullptr, false);
+  json body = {{"tenant", tenant_name},
+               {"script", version.script},
+               {"version", version.version},
+               {"sha256", version.sha256},
+               {"state", store::to_string(version.state)},
+               {"manifest", manifest.is_discarded() ? json(version.manifest) : manifest},
+               {"published_by", version.published_by},
+               {"published_at", iso8601(version.published_at)},
+               {"approved_by", version.approved_by ? json(*version.approved_by) : json()},
+               {"approved_at", version.approved_at ? json(iso8601(*version.approved_at)) : json()}};
+  if (with_source) body["source"] = version.source;
+  return body;
+}
+
+json alias_json(const store::Alias& alias) {
+  return {{"script", alias.script},
+          {"alias", alias.name},
+          {"version", alias.version},
+          {"updated_by", alias.updated_by},
+          {"updated_at", iso8601(alias.updated_at)}};
+}
+
+json audit_json(const audit::Entry& entry) {
+  return {{"seq", entry.seq},         {"time", iso8601(entry.time_ms)},
+          {"time_ms", entry.time_ms}, {"principal", entry.principal},
+          {"tenant", entry.tenant},   {"action", entry.action},
+          {"target", entry.target},   {"decision", entry.decision},
+          {"reason", entry.reason},   {"prev_hash", entry.prev_hash},
+          {"hash", entry.hash}};
+}
+
+Response json_response(int status, const json& body) {
+  return {.status = status,
+          .content_type = "application/json",
+          .body = body.dump(-1, ' ', false, json::error_handler_t::replace),
+          .headers = {}};
+}
+
+bool is_json_media(std::string_view content_type) {
+  std::string media(content_type.substr(0, content_type.find(';')));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return media == "application/json";
+}
+
+std::string roles_text(const std::vector<Role>& roles) {
+  std::string text;
+  for (size_t i = 0; i < roles.size(); ++i) {
+    if (i) text += i + 1 == roles.size() ? " or " : ", ";
+    text += auth::to_string(roles[i]);
+  }
+  return text;
+}
+
+}  // namespace
+
+const std::vector<RouteInfo>& route_table() { return kRoutes; }
+
+std::string route_name(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  auto segments = split_path(path);
+  for (const auto& route : kRoutes) {
+    std::map<std::string, std::string> params;
+    if (path_matches(route, segments, params)) return route.pattern;
+  }
+  return "other";
+}
+
+// One request being answered: its principal, parameters and the helpers its handler uses.
+class Api::Call {
+ public:
+  Call(ApiContext& context, const HttpRequest& request) : context_(context), request_(request) {}
+
+  Response run() {
+    try {
+      return dispatch();
+    } catch (Answer& answer) {
+      return std::move(answer.response);
+    } catch (const registry::InvalidInput& error) {
+      json extra = {{"field", error.field}};
+      if (error.line > 0) extra["line"] = error.line;
+      if (error.column > 0) extra["column"] = error.column;
+      return problem(400, "invalid", "The request is invalid",
+                     std::string(error.what()) + " (at " + error.field + ")", error.hint, "",
+                     extra);
+    } catch (const registry::Refusal& refusal) {
+      if (refusal.status == 403) deny(refusal.what());
+      return problem(refusal.status, refusal.slug, refusal.title, refusal.what(), refusal.hint);
+    } catch (const InvalidRequest& error) {
+      return problem(400, "invalid", "The request is invalid",
+                     std::string(error.what()) + " (at " + error.where + ")",
+                     "correct the field named and send the request again", "",
+                     {{"field", error.where}});
+    } catch (const store::NotFound& error) {
+      return problem(404, "not-found", "Not found", error.what(), "check the names in the path");
+    } catch (const store::Conflict& error) {
+      return problem(409, "conflict", "Conflict", error.what(), "choose another name");
+    } catch (const std::exception& error) {
+      spdlog::error(json({{"level", "error"}, {"msg", "request failed"}, {"error", error.what()}})
+                        .dump(-1, ' ', false, json::error_handler_t::replace));
+      return problem(
+          500, "internal", "The server could not complete the request", error.what(),
+          "retry; if it persists, tell the operator (the server log has the same message)");
+    }
+  }
+
+ private:
+  Response dispatch() {
+    std::string_view target = request_.target;
+    std::string_view path = target.substr(0, target.find('?'));
+    if (target.find('?') != std::string_view::npos)
+      query_text_ = target.substr(target.find('?') + 1);
+    Match found = match(request_.method, path);
+    if (!found.route) {
+      if (!found.allowed_methods.empty()) {
+        std::string allowed;
+        for (const auto& method : found.allowed_methods)
+          allowed += (allowed.empty() ? "" : ", ") + method;
+        Response response =
+            problem(405, "method-not-allowed", "Method not allowed",
+                    request_.method + " is not served at " + route_name(path), "use " + allowed);
+        response.headers.emplace_back("Allow", allowed);
+        return response;
+      }
+      return problem(404, "not-found", "No such route",
+                     "nothing is served at " + std::string(path.substr(0, 200)),
+                     "GET /v1/openapi.yaml lists every route");
+    }
+    route_ = found.route;
+    for (const auto& [name, raw] : found.params) {
+      auto decoded = percent_decode(raw, false);
+      if (!decoded) {
+        throw registry::InvalidInput(name, "the " + name + " in the path has a malformed %-escape",
+                                     "escape bytes as %XX with two hex digits");
+      }
+      params_[name] = *decoded;
+    }
+    if (route_->pattern == "/v1/openapi.yaml") {
+      return {.status = 200,
+              .content_type = "application/yaml",
+              .body = context_.openapi_yaml,
+              .headers = {}};
+    }
+    authenticate();
+    if (params_.contains("tenant")) resolve_tenant();
+    if (std::find(route_->roles.begin(), route_->roles.end(), principal_.role) ==
+        route_->roles.end()) {
+      std::string detail = "a token with role " + std::string(auth::to_string(principal_.role)) +
+                           " may not " + route_->method + " " + route_->pattern;
+      deny(detail);
+      throw Answer{problem(403, "forbidden", "Your token does not allow this", detail,
+                           "this route needs a token with role " + roles_text(route_->roles) +
+                               "; ask an admin for one")};
+    }
+    const std::string& action = route_->action;
+    const std::string& pattern = route_->pattern;
+    if (pattern == "/v1/run") return run_playground();
+    if (action == "tenant.create") return create_tenant();
+    if (action == "tenant.list") return list_tenants();
+    if (action == "tenant.read") return json_response(200, tenant_json(*tenant_));
+    if (action == "token.create") return create_token();
+    if (action == "token.revoke") return revoke_token();
+    if (action == "script.list") return list_scripts();
+    if (action == "version.list") return list_versions();
+    if (action == "version.publish") return publish();
+    if (action == "version.read") return read_version();
+    if (action == "version.approve" || action == "version.deprecate" ||
+        action == "version.disable") {
+      return change_state();
+    }
+    if (action == "alias.list") return list_aliases();
+    if (action == "alias.set") return set_alias();
+    if (action == "script.invoke") return invoke();
+    if (action == "audit.read") return read_audit();
+    if (action == "audit.verify") return verify_audit();
+    return problem(500, "internal", "Route without a handler", "no handler for " + pattern,
+                   "report this to the corral developers");
+  }
+
+  // ---- access
+
+  void authenticate() {
+    auto outcome = auth::authenticate(context_.store, request_.authorization, store::now_ms());
+    if (auto* failure = std::get_if<auth::Unauthenticated>(&outcome)) {
+      record(failure->token_id.empty() ? "anonymous" : failure->token_id, "", "auth",
+             audit::Decision::deny, failure->detail);
+      Response response = problem(401, "unauthenticated", "A valid token is needed",
+                                  failure->detail, failure->hint);
+      response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"corral\"");
+      throw Answer{std::move(response)};
+    }
+    principal_ = std::get<auth::Principal>(outcome);
+  }
+
+  // Another tenant's name answers exactly as a tenant that does not exist, so that a token
+  // learns nothing about tenants other than its own.
+  void resolve_tenant() {
+    const std::string& name = params_["tenant"];
+    registry::check_name("tenant name", "tenant", name);
+    std::string detail = "no tenant named \"" + name + "\" is visible to this token";
+    std::string hint = principal_.role == Role::admin
+                           ? "GET /v1/tenants lists the tenants"
+                           : "your token belongs to tenant \"" + principal_.tenant_name + "\"";
+    if (!principal_.tenant_id.empty() && name != principal_.tenant_name) {
+      deny("tenant \"" + name + "\" is not the token's tenant");
+      throw Answer{problem(404, "not-found", "No such tenant", detail, hint)};
+    }
+    tenant_ = context_.store.find_tenant_by_name(name);
+    if (!tenant_) throw Answer{problem(404, "not-found", "No such tenant", detail, hint)};
+  }
+
+  void deny(const std::string& reason) {
+    record(principal_.token_id.empty() ? "anonymous" : principal_.token_id, audit_tenant(),
+           route_ ? route_->action : "auth", audit::Decision::deny, reason);
+  }
+
+  std::string audit_tenant() const {
+    if (tenant_) return tenant_->name;
+    if (params_.contains("tenant")) return params_.at("tenant").substr(0, 64);
+    return principal_.tenant_name;
+  }
+
+  std::string audit_target() const {
+    std::string target(request_.target.substr(0, request_.target.find('?')));
+    return target.substr(0, 300);
+  }
+
+  void record(const std::string& principal, const std::string& tenant, const std::string& action,
+              audit::Decision decision, const std::string& reason) {
+    context_.audit.record(principal, tenant, action, audit_target(), decision, reason);
+  }
+
+  void allow(const std::string& reason, const std::string& target = {}) {
+    context_.audit.record(principal_.token_id, audit_tenant(), route_->action,
+                          target.empty() ? audit_target() : target, audit::Decision::allow, reason);
+  }
+
+  // ---- bodies and queries
+
+  json body(bool required = true) {
+    if (request_.body.empty() && !required) return json::object();
+    if (!is_json_media(request_.content_type)) {
+      throw Answer{
+          problem(415, "unsupported-media-type", "The body must be JSON",
+                  "Content-Type is \"" + request_.content_type + "\", not application/json",
+                  "send the body with Content-Type: application/json")};
+    }
+    json parsed;
+    try {
+      parsed = parse_untrusted_json(request_.body);
+    } catch (const json::parse_error& error) {
+      throw InvalidRequest(
+          "body", std::string("the body is not valid JSON (it must be UTF-8): ") + error.what());
+    }
+    if (!parsed.is_object()) throw InvalidRequest("body", "the body must be a JSON object");
+    return parsed;
+  }
+
+  static void only_members(const json& body, std::initializer_list<std::string_view> allowed) {
+    for (const auto& [key, value] : body.items()) {
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::string list;
+        for (auto name : allowed) list += (list.empty() ? "" : ", ") + std::string(name);
+        throw InvalidRequest(key, "unknown field \"" + key + "\"; the fields are " + list);
+      }
+    }
+  }
+
+  std::map<std::string, std::string> query(std::initializer_list<std::string_view> allowed) {
+    std::map<std::string, std::string> values;
+    std::string_view rest = query_text_;
+    while (!rest.empty()) {
+      size_t amp = rest.find('&');
+      std::string_view pair = rest.substr(0, amp);
+      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+      if (pair.empty()) continue;
+      size_t eq = pair.find('=');
+      auto key = percent_decode(pair.substr(0, eq), true);
+      auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+      if (!key || !value)
+        throw InvalidRequest("query", "the query string has a malformed %-escape");
+      if (std::find(allowed.begin(), allowed.end(), *key) == allowed.end()) {
+        std::string list;
+        for (auto name : allowed) list += (list.empty() ? "" : ", ") + std::string(name);
+        throw InvalidRequest(
+            "query." + key->substr(0, 64),
+            "unknown query parameter \"" + key->substr(0, 64) + "\"; the parameters are " + list);
+      }
+      values[*key] = *value;
+    }
+    return values;
+  }
+
+  int64_t version_param() { return registry::parse_version_number(params_.at("version")); }
+
+  registry::Actor actor() const { return {principal_.token_id, principal_.subject}; }
+
+  // ---- tenants and tokens
+
+  Response create_tenant() {
+    json request = body();
+    only_members(request, {"name"});
+    if (!request.contains("name") || !request["name"].is_string()) {
+      throw InvalidRequest("name", "\"name\" must be a string: the new tenant's name");
+    }
+    std::string name = request["name"];
+    registry::check_name("tenant name", "name", name);
+    store::Tenant tenant;
+    try {
+      context_.store.atomically([&] {
+        tenant = context_.store.create_tenant(name, store::now_ms());
+        tenant_ = tenant;
+        allow("created tenant " + tenant.id, "/v1/tenants/" + name);
+      });
+    } catch (const store::Conflict&) {
+      throw Answer{problem(409, "conflict", "The tenant exists",
+                           "a tenant named \"" + name + "\" exists already",
+                           "choose another name, or use the existing tenant")};
+    }
+    return json_response(201, tenant_json(tenant));
+  }
+
+  Response list_tenants() {
+    json tenants = json::array();
+    if (principal_.tenant_id.empty()) {
+      for (const auto& tenant : context_.store.list_tenants())
+        tenants.push_back(tenant_json(tenant));
+    } else if (auto own = context_.store.find_tenant(principal_.tenant_id)) {
+      tenants.push_back(tenant_json(*own));
+    }
+    return json_response(200, {{"tenants", tenants}});
+  }
+
+  Response create_token() {
+    json request = body();
+    only_members(request, {"role", "expires_in_s", "subject"});
+    if (!request.contains("role") || !request["role"].is_string()) {
+      throw InvalidRequest("role", std::string("\"role\" must be a string: ") + auth::kRoleNames);
+    }
+    auto role = auth::parse_role(request["role"].get<std::string>());
+    if (!role) {
+      throw InvalidRequest(
+          "role", "unknown role " + request["role"].dump() + "; the roles are " + auth::kRoleNames);
+    }
+    if (tenant_ && *role == Role::admin) {
+      throw InvalidRequest("role",
+                           "admin tokens belong to no tenant; create them with POST /v1/tokens");
+    }
+    if (!tenant_ && *role != Role::admin) {
+      throw InvalidRequest(
+          "role",
+          "a " + std::string(auth::to_string(*role)) +
+              " token belongs to a tenant; create it with POST /v1/tenants/{tenant}/tokens");
+    }
+    std::optional<int64_t> expires_at;
+    int64_t now = store::now_ms();
+    if (request.contains("expires_in_s") && !request["expires_in_s"].is_null()) {
+      const auto& seconds = request["expires_in_s"];
+      constexpr int64_t kTenYears = 10ll * 366 * 24 * 3600;
+      if (!seconds.is_number_integer() || seconds.get<int64_t>() < 1 ||
+          seconds.get<int64_t>() > kTenYears) {
+        throw InvalidRequest("expires_in_s",
+                             "\"expires_in_s\" must be a whole number of seconds from 1 to " +
+                                 std::to_string(kTenYears) +
+                                 ", or absent for a token that does not expire");
+      }
+      expires_at = now + seconds.get<int64_t>() * 1000;
+    }
+    std::string subject;
+    if (request.contains("subject")) {
+      if (!request["subject"].is_string() || request["subject"].get<std::string>().size() > 200) {
+        throw InvalidRequest(
+            "subject",
+            "\"subject\" must be a string of at most 200 bytes naming who holds the token");
+      }
+      subject = request["subject"];
+    }
+    std::string secret = auth::new_secret();
+    store::Token token;
+    context_.store.atomically([&] {
+      token = context_.store.insert_token({.tenant_id = tenant_ ? tenant_->id : "",
+                                           .role = std::string(auth::to_string(*role)),
+                                           .secret_hash = auth::hash_secret(secret),
+                                           .created_at = now,
+                                           .expires_at = expires_at,
+                                           .created_by = principal_.token_id,
+                                           .subject = subject});
+      allow("created token " + token.id + " with role " + token.role +
+                (subject.empty() ? "" : " for \"" + subject + "\"") +
+                (expires_at ? ", expiring " + iso8601(*expires_at) : ", not expiring"),
+            audit_target() + "/" + token.id);
+    });
+    return json_response(201, {{"id", token.id},
+                               {"token", secret},
+                               {"role", token.role},
+                               {"tenant", tenant_ ? json(tenant_->name) : json()},
+                               {"subject", subject},
+                               {"expires_at", expires_at ? json(iso8601(*expires_at)) : json()}});
+  }
+
+  Response revoke_token() {
+    const std::string& id = params_.at("token");
+    auto token = context_.store.find_token(id);
+    std::string owner = tenant_ ? tenant_->id : "";
+    if (!token || token->tenant_id != owner) {
+      throw Answer{problem(404, "not-found", "No such token",
+                           "no token " + id.substr(0, 64) + " belongs to " +
+                               (tenant_ ? "tenant \"" + tenant_->name + "\"" : "the admins"),
+                           "token ids are those returned when the token was created")};
+    }
+    store::Token revoked;
+    context_.store.atomically([&] {
+      revoked = context_.store.revoke_token(id, store::now_ms());
+      if (!token->revoked_at) allow("revoked token " + id + " (role " + token->role + ")");
+    });
+    return json_response(200, {{"id", revoked.id}, {"revoked_at", iso8601(*revoked.revoked_at)}});
+  }
+
+  // ---- scripts
+
+  Response list_scripts() {
+    json scripts = json::array();
+    for (const auto& script : context_.store.list_scripts(tenant_->id)) {
+      scripts.push_back({{"name", script.name}, {"latest_version", script.latest_version}});
+    }
+    return json_response(200, {{"tenant", tenant_->name}, {"scripts", scripts}});
+  }
+
+  Response list_versions() {
+    const std::string& script = params_.at("script");
+    context_.registry.require_script(*tenant_, script);
+    json versions = json::array();
+    for (const auto& version : context_.store.list_versions(tenant_->id, script)) {
+      versions.push_back(version_json(version, tenant_->name, true));
+    }
+    return json_response(200,
+                         {{"tenant", tenant_->name}, {"script", script}, {"versions", versions}});
+  }
+
+  Response read_version() {
+    auto version = context_.registry.version(*tenant_, params_.at("script"), version_param());
+    return json_response(200, version_json(version, tenant_->name, true));
+  }
+
+  Response publish() {
+    json request = body();
+    only_members(request, {"source", "manifest"});
+    if (!request.contains("source") || !request["source"].is_string()) {
+      throw InvalidRequest("source", "\"source\" must be a string holding the script");
+    }
+    if (!request.contains("manifest")) {
+      throw registry::InvalidInput(
+          "manifest", "the manifest is missing",
+          "send \"manifest\": {\"runtime\": \"lua5.4\", \"capabilities\": [], "
+          "\"deterministic\": false, \"description\": \"...\"}");
+    }
+    const std::string& script = params_.at("script");
+    store::Published published = context_.registry.publish(
+        *tenant_, script, request["source"].get<std::string>(), request["manifest"], actor(),
+        [&](const store::Published& made) {
+          allow("published version " + std::to_string(made.version.version) + " (sha256 " +
+                    made.version.sha256 + ")",
+                audit_target() + "/" + std::to_string(made.version.version));
+        });
+    json answer = version_json(published.version, tenant_->name, false);
+    answer["created"] = published.created;
+    Response response = json_response(published.created ? 201 : 200, answer);
+    response.headers.emplace_back("Location",
+                                  audit_target() + "/" + std::to_string(published.version.version));
+    return response;
+  }
+
+  Response change_state() {
+    const std::string& script = params_.at("script");
+    int64_t number = version_param();
+    const std::string& action = route_->action;
+    store::ScriptVersion version;
+    auto record = [&](const store::ScriptVersion& changed) {
+      allow("version " + std::to_string(number) + " is now " +
+            std::string(store::to_string(changed.state)));
+    };
+    if (action == "version.approve") {
+      version = context_.registry.approve(*tenant_, script, number, actor(), record);
+    } else if (action == "version.deprecate") {
+      version = context_.registry.deprecate(*tenant_, script, number, actor(), record);
+    } else {
+      version = context_.registry.disable(*tenant_, script, number, actor(), record);
+    }
+    return json_response(200, version_json(version, tenant_->name, false));
+  }
+
+  Response list_aliases() {
+    const std::string& script = params_.at("script");
+    context_.registry.require_script(*tenant_, script);
+    json aliases = json::array();
+    for (const auto& alias : context_.store.list_aliases(tenant_->id, script))
+      aliases.push_back(alias_json(alias));
+    return json_response(200,
+                         {{"tenant", tenant_->name}, {"script", script}, {"aliases", aliases}});
+  }
+
+  Response set_alias() {
+    json request = body();
+    only_members(request, {"version"});
+    if (!request.contains("version") || !request["version"].is_number_integer() ||
+        request["version"].get<int64_t>() < 1) {
+      throw InvalidRequest("version",
+                           "\"version\" must be the number of an approved version (1, 2, 3…)");
+    }
+    const std::string& script = params_.at("script");
+    const std::string& name = params_.at("alias");
+    store::Alias alias = context_.registry.set_alias(
+        *tenant_, script, name, request["version"].get<int64_t>(), actor(),
+        [&](const store::Alias& changed, std::optional<int64_t> previous) {
+          allow("alias \"" + name + "\" " +
+                (previous ? "moved from version " + std::to_string(*previous) + " to "
+                          : "created at version ") +
+                std::to_string(changed.version));
+        });
+    return json_response(200, alias_json(alias));
+  }
+
+  // ---- running
+
+  Response execute(InvocationRequest invocation, const json& extra) {
+    context_.metrics.invocation_started();
+    auto started = std::chrono::steady_clock::now();
+    InvocationResult result = context_.executor.run(invocation);
+    context_.metrics.invocation_finished();
+    context_.metrics.record_invocation(
+        result.outcome,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    return run_response(result, context_.limits, extra);
+  }
+
+  Response run_playground() {
+    std::string invocation_id = new_invocation_id();
+    if (!is_json_media(request_.content_type)) {
+      Response response =
+          problem(415, "unsupported-media-type", "The body must be JSON",
+                  "Content-Type is \"" + request_.content_type + "\", not application/json",
+                  "send the body with Content-Type: application/json", invocation_id);
+      response.invocation_id = invocation_id;
+      return response;
+    }
+    InvocationRequest invocation;
+    try {
+      invocation = parse_run_request(request_.body, context_.limits, invocation_id);
+    } catch (const InvalidRequest& error) {
+      return invalid_run(invalid_request(error, invocation_id), invocation_id);
+    } catch (const std::invalid_argument& error) {
+      return invalid_run(invalid_request(InvalidRequest("body", error.what()), invocation_id),
+                         invocation_id);
+    }
+    // The playground: the caller's own tenant's workers, or a shared one for admins.
+    invocation.tenant = principal_.tenant_id.empty() ? kPlaygroundTenant : principal_.tenant_id;
+    return execute(std::move(invocation), json::object());
+  }
+
+  static Response invalid_run(Response response, const std::string& invocation_id) {
+    response.invocation_id = invocation_id;
+    response.outcome = "invalid";
+    return response;
+  }
+
+  Response invoke() {
+    auto options = query({"alias", "version"});
+    if (options.contains("alias") && options.contains("version")) {
+      throw InvalidRequest("query", "give either alias= or version=, not both");
+    }
+    const std::string& script = params_.at("script");
+    store::ScriptVersion version;
+    json extra = {{"script", script}};
+    if (options.contains("version")) {
+      version = context_.registry.version(*tenant_, script,
+                                          registry::parse_version_number(options["version"]));
+    } else {
+      std::string alias = options.contains("alias") ? options["alias"] : "live";
+      version = context_.registry.resolve_alias(*tenant_, script, alias);
+      extra["alias"] = alias;
+    }
+    extra["version"] = version.version;
+    std::string which =
+        "version " + std::to_string(version.version) + " of script \"" + script + "\"";
+    if (version.state == store::VersionState::disabled) {
+      throw Answer{
+          problem(410, "version-disabled", "The version is disabled", which + " has been disabled",
+                  "invoke another version, or have a reviewer point the alias at an approved one",
+                  "", extra)};
+    }
+    if (version.state == store::VersionState::pending && principal_.role == Role::invoker) {
+      std::string detail = which +
+                           " is pending review; before approval only the tenant's publishers and "
+                           "reviewers may invoke it";
+      deny(detail);
+      throw Answer{problem(403, "forbidden", "The version is not approved", detail,
+                           "invoke an approved version (the alias \"live\" by default), or ask a "
+                           "reviewer to approve it",
+                           "", extra)};
+    }
+    if (version.state == store::VersionState::deprecated) extra["deprecated"] = true;
+    json request = body(false);
+    only_members(request, {"input", "limits"});
+    InvocationRequest invocation;
+    invocation.invocation_id = new_invocation_id();
+    invocation.tenant = tenant_->id;
+    invocation.source = version.source;
+    invocation.input = request.contains("input") ? request["input"] : json();
+    invocation.limits =
+        context_.limits.resolve(request.contains("limits") ? request["limits"] : json::object());
+    Response response = execute(std::move(invocation), extra);
+    if (version.state == store::VersionState::deprecated)
+      response.headers.emplace_back("Deprecation", "true");
+    return response;
+  }
+
+  // ---- audit
+
+  Response read_audit() {
+    auto options = query({"tenant", "action", "since", "until", "after", "limit"});
+    audit::Filter filter;
+    if (options.contains("tenant")) filter.tenant = options["tenant"];
+    if (!principal_.tenant_id.empty()) {
+      if (filter.tenant && *filter.tenant != principal_.tenant_name) {
+        deny("audit of tenant \"" + filter.tenant->substr(0, 64) + "\" is not the token's tenant");
+        throw Answer{problem(
+            404, "not-found", "No such tenant",
+            "no tenant named \"" + filter.tenant->substr(0, 64) + "\" is visible to this token",
+            "an auditor reads its own tenant's entries; leave out tenant=")};
+      }
+      filter.tenant = principal_.tenant_name;
+    }
+    if (options.contains("action")) filter.action = options["action"];
+    for (auto [key, member] : {std::pair{"since", &audit::Filter::since_ms},
+                               std::pair{"until", &audit::Filter::until_ms}}) {
+      if (!options.contains(key)) continue;
+      auto time = parse_time(options[key]);
+      if (!time) {
+        throw InvalidRequest(
+            std::string("query.") + key,
+            std::string(key) +
+                " must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-23T12:00:00Z");
+      }
+      filter.*member = *time;
+    }
+    auto integer = [&](const char* key, int64_t low, int64_t high) -> std::optional<int64_t> {
+      if (!options.contains(key)) return std::nullopt;
+      int64_t value = 0;
+      const std::string& text = options[key];
+      auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (error != std::errc() || end != text.data() + text.size() || value < low || value > high) {
+        throw InvalidRequest(std::string("query.") + key,
+                             std::string(key) + " must be a whole number from " +
+                                 std::to_string(low) + " to " + std::to_string(high));
+      }
+      return value;
+    };
+    filter.after_seq = integer("after", 0, INT64_MAX);
+    filter.limit = integer("limit", 1, 1000).value_or(100);
+    auto entries = context_.audit.query(filter);
+    json list = json::array();
+    for (const auto& entry : entries) list.push_back(audit_json(entry));
+    json answer = {{"entries", list}};
+    answer["next_after"] =
+        static_cast<int64_t>(entries.size()) == filter.limit ? json(entries.back().seq) : json();
+    return json_response(200, answer);
+  }
+
+  Response verify_audit() {
+    audit::VerifyReport report = context_.audit.verify();
+    json answer = {{"ok", report.ok}, {"entries_checked", report.entries_checked}};
+    answer["first_bad_seq"] = report.first_bad_seq ? json(*report.first_bad_seq) : json();
+    answer["problem"] = report.problem;
+    if (!report.ok) {
+      answer["hint"] =
+          "the audit trail was changed outside corral from this entry on; restore the database "
+          "from a "
+          "backup and investigate who had access to the file";
+    }
+    return json_response(200, answer);
+  }
+
+  ApiContext& context_;
+  const HttpRequest& request_;
+  const RouteInfo* route_ = nullptr;
+  std::string_view query_text_;
+  std::map<std::string, std::string> params_;
+  auth::Principal principal_;
+  std::optional<store::Tenant> tenant_;
+};
+
+Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
+
+}  // namespace corral::api

@@ -1,0 +1,246 @@
+#include "registry/registry.h"
+
+#include <sodium.h>
+
+#include <charconv>
+
+namespace corral::registry {
+
+namespace {
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  char hex[2 * crypto_hash_sha256_BYTES + 1];
+  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+  return hex;
+}
+
+std::string where(const store::Tenant& tenant, std::string_view script, int64_t version) {
+  return "version " + std::to_string(version) + " of script \"" + std::string(script) +
+         "\" of tenant \"" + tenant.name + "\"";
+}
+
+Refusal conflict(const std::string& detail, const std::string& hint) {
+  return Refusal(409, "state-conflict", "The version is not in a state that allows this", detail,
+                 hint);
+}
+
+}  // namespace
+
+int64_t parse_version_number(std::string_view text) {
+  int64_t number = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || number < 1) {
+    throw Refusal(400, "invalid", "The version number is not valid",
+                  "\"" + std::string(text.substr(0, 80)) + "\" is not a version number",
+                  "versions are numbered 1, 2, 3…; GET .../versions lists them");
+  }
+  return number;
+}
+
+Registry::Registry(store::Store& store, Executor& executor, RegistryOptions options)
+    : store_(store), executor_(executor), options_(std::move(options)) {}
+
+store::Published Registry::publish(const store::Tenant& tenant, std::string_view script,
+                                   std::string_view source, const nlohmann::json& manifest_json,
+                                   const Actor& publisher, const RecordPublished& record) {
+  check_name("script name", "script", script);
+  Manifest manifest = parse_manifest(manifest_json);
+  check_compiles(source);
+  std::string sha256 = sha256_hex(source);
+  // Publishing the same source again answers with the version that exists, without running it.
+  for (const auto& existing : store_.list_versions(tenant.id, script)) {
+    if (existing.sha256 == sha256) return {existing, false};
+  }
+  // Outside the transaction: it waits on a worker.
+  check_defines_handle(tenant, source);
+  store::Published published;
+  store_.atomically([&] {
+    // A concurrent publish of the same source may have won the race; the store answers with its.
+    published = store_.insert_version(tenant.id, script, sha256, source, manifest.to_json().dump(),
+                                      publisher.token_id, store::now_ms());
+    if (published.created) record(published);
+  });
+  return published;
+}
+
+void Registry::check_defines_handle(const store::Tenant& tenant, std::string_view source) {
+  InvocationRequest probe;
+  probe.invocation_id = new_invocation_id();
+  probe.tenant =
+      tenant.id;  // the tenant's own workers: its code never shares a process with another's
+  probe.source = handle_probe(source);
+  probe.limits = options_.probe_limits;
+  InvocationResult result = executor_.run(probe);
+  const std::string hint_top =
+      "the top level of a script should only define functions and constants";
+  switch (result.outcome) {
+    case Outcome::ok:
+      if (result.output == "function") return;
+      throw InvalidInput(
+          "source",
+          "the script defines no global function 'handle' (after its top level ran, "
+          "handle is " +
+              (result.output.is_string() ? result.output.get<std::string>() : "missing") + ")",
+          "define it as 'function handle(input, ctx) ... end', not as a local");
+    case Outcome::script_error: {
+      InvalidInput error("source", "the script's top level raised an error: " + result.message,
+                         hint_top);
+      error.line = result.line;
+      throw error;
+    }
+    case Outcome::limit_exceeded:
+      throw InvalidInput("source",
+                         "the script's top level exceeded a limit: " + describe_failure(result),
+                         hint_top);
+    case Outcome::invalid: {
+      InvalidInput error("source", result.message, "correct the script as the message says");
+      error.line = result.line;
+      error.column = result.column;
+      throw error;
+    }
+    case Outcome::crashed:
+    case Outcome::rejected:
+    case Outcome::denied:
+      throw Refusal(
+          503, "unavailable", "The script could not be checked",
+          "running the script's top level to find handle failed: " + describe_failure(result),
+          "retry in a moment; report invocation " + result.invocation_id + " if it persists");
+  }
+}
+
+bool Registry::same_person(const std::string& publisher_token_id, const Actor& approver) {
+  if (publisher_token_id == approver.token_id) return true;
+  if (approver.subject.empty()) return false;
+  auto publisher = store_.find_token(publisher_token_id);
+  return publisher && publisher->subject == approver.subject;
+}
+
+store::ScriptVersion Registry::approve(const store::Tenant& tenant, std::string_view script,
+                                       int64_t number, const Actor& reviewer,
+                                       const RecordVersion& record) {
+  store::ScriptVersion changed;
+  // Checked and changed in one transaction, so two reviewers racing cannot both approve.
+  store_.atomically([&] {
+    store::ScriptVersion current = version(tenant, script, number);
+    if (current.state != store::VersionState::pending) {
+      throw conflict(where(tenant, script, number) + " is " +
+                         std::string(store::to_string(current.state)) +
+                         ", not pending; only a pending version can be approved",
+                     "publish a new version to have it reviewed");
+    }
+    if (options_.forbid_self_approval && same_person(current.published_by, reviewer)) {
+      throw Refusal(403, "self-approval", "You cannot approve your own version",
+                    where(tenant, script, number) + " was published by " +
+                        (reviewer.subject.empty() ? "this token" : "\"" + reviewer.subject + "\"") +
+                        ", who is also the approver; the policy forbids approving one's own work",
+                    "ask another reviewer to approve it");
+    }
+    changed = store_.set_version_state(tenant.id, script, number, store::VersionState::approved,
+                                       reviewer.token_id, store::now_ms());
+    record(changed);
+  });
+  return changed;
+}
+
+store::ScriptVersion Registry::deprecate(const store::Tenant& tenant, std::string_view script,
+                                         int64_t number, const Actor& reviewer,
+                                         const RecordVersion& record) {
+  store::ScriptVersion changed;
+  store_.atomically([&] {
+    store::ScriptVersion current = version(tenant, script, number);
+    if (current.state != store::VersionState::approved) {
+      throw conflict(
+          where(tenant, script, number) + " is " + std::string(store::to_string(current.state)) +
+              "; only an approved version can be deprecated",
+          current.state == store::VersionState::pending ? "approve it first, or disable it"
+                                                        : "nothing to do");
+    }
+    changed = store_.set_version_state(tenant.id, script, number, store::VersionState::deprecated,
+                                       reviewer.token_id, store::now_ms());
+    record(changed);
+  });
+  return changed;
+}
+
+store::ScriptVersion Registry::disable(const store::Tenant& tenant, std::string_view script,
+                                       int64_t number, const Actor& actor,
+                                       const RecordVersion& record) {
+  store::ScriptVersion changed;
+  store_.atomically([&] {
+    store::ScriptVersion current = version(tenant, script, number);
+    if (current.state == store::VersionState::disabled) {
+      throw conflict(where(tenant, script, number) + " is disabled already", "nothing to do");
+    }
+    changed = store_.set_version_state(tenant.id, script, number, store::VersionState::disabled,
+                                       actor.token_id, store::now_ms());
+    record(changed);
+  });
+  return changed;
+}
+
+store::Alias Registry::set_alias(const store::Tenant& tenant, std::string_view script,
+                                 std::string_view alias, int64_t number, const Actor& actor,
+                                 const RecordAlias& record) {
+  check_name("alias name", "alias", alias);
+  store::Alias changed;
+  store_.atomically([&] {
+    store::ScriptVersion target = version(tenant, script, number);
+    if (target.state != store::VersionState::approved) {
+      throw conflict("alias \"" + std::string(alias) + "\" cannot point at " +
+                         where(tenant, script, number) + ": it is " +
+                         std::string(store::to_string(target.state)) +
+                         ", and aliases point only at approved versions",
+                     target.state == store::VersionState::pending
+                         ? "have a reviewer approve it first (POST .../versions/" +
+                               std::to_string(number) + "/approve)"
+                         : "point the alias at an approved version");
+    }
+    auto before = store_.find_alias(tenant.id, script, alias);
+    changed = store_.put_alias(tenant.id, script, alias, number, actor.token_id, store::now_ms());
+    record(changed, before ? std::optional<int64_t>(before->version) : std::nullopt);
+  });
+  return changed;
+}
+
+void Registry::require_script(const store::Tenant& tenant, std::string_view script) {
+  check_name("script name", "script", script);
+  if (store_.list_versions(tenant.id, script).empty()) {
+    throw Refusal(
+        404, "not-found", "No such script",
+        "tenant \"" + tenant.name + "\" has no script named \"" + std::string(script) + "\"",
+        "GET /v1/tenants/" + tenant.name + "/scripts lists them; publish creates one");
+  }
+}
+
+store::ScriptVersion Registry::version(const store::Tenant& tenant, std::string_view script,
+                                       int64_t number) {
+  check_name("script name", "script", script);
+  auto found = store_.find_version(tenant.id, script, number);
+  if (!found) {
+    throw Refusal(404, "not-found", "No such version",
+                  where(tenant, script, number) + " does not exist",
+                  "GET /v1/tenants/" + tenant.name + "/scripts/" + std::string(script) +
+                      "/versions lists them");
+  }
+  return *found;
+}
+
+store::ScriptVersion Registry::resolve_alias(const store::Tenant& tenant, std::string_view script,
+                                             std::string_view alias) {
+  check_name("alias name", "alias", alias);
+  auto found = store_.find_alias(tenant.id, script, alias);
+  if (!found) {
+    // Only on this path: listing the versions to tell "no script" from "no alias" costs a scan.
+    require_script(tenant, script);
+    throw Refusal(404, "not-found", "No such alias",
+                  "script \"" + std::string(script) + "\" of tenant \"" + tenant.name +
+                      "\" has no alias \"" + std::string(alias) + "\"",
+                  "a reviewer sets one with PUT .../scripts/" + std::string(script) + "/aliases/" +
+                      std::string(alias) + ", or invoke with ?version=N");
+  }
+  return version(tenant, script, found->version);
+}
+
+}  // namespace corral::registry
