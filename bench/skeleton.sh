@@ -24,10 +24,12 @@ cli_ms=$(awk -v ns=$((end - start)) -v n=$runs 'BEGIN { printf "%.2f", ns / n / 
 echo $! > "$work/pid"
 for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
 address=$(cat "$work/ready")
+token=$(cat "$work/data/admin.token")
 
-cat > "$work/post.lua" <<'LUA'
+cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer $token"
 wrk.body = '{"source":"function handle(input, ctx) input.total = input.amount * 1.2 input.seen = true return input end","input":{"id":7,"amount":10,"currency":"EUR"}}'
 LUA
 wrk -t2 -c16 -d"${duration}s" --latency -s "$work/post.lua" "http://$address/v1/run" >"$work/wrk16"
