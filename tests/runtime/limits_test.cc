@@ -177,7 +177,7 @@ TEST(MemoryLimit, GarbageHeavyScriptsStillRunNearTheCap) {
   auto result = run_script(
       "function handle() local n = 0 for i = 1, 20000 do local s = string.rep('x', 1000) .. i "
       "n = n + #s end return n end",
-      {}, {{"memory_bytes", 1 << 20}});
+      {}, {{"memory_bytes", 1 << 20}, {"timeout_ms", 10000}});
   ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
 }
 
