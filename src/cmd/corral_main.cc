@@ -1,10 +1,16 @@
 // corral: the command-line client. `corral run` executes a script locally, in a corral-worker
-// process, with no server.
+// process, with no server; the other commands speak corrald's HTTP API (src/client).
 #include <CLI/CLI.hpp>
+#include <cctype>
+#include <charconv>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
+#include "client/client.h"
 #include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 
@@ -13,20 +19,29 @@ namespace {
 // Exit statuses of `corral run`, one per outcome (documented in docs/scripting.md).
 int exit_status(corral::Outcome outcome) {
   switch (outcome) {
-    case corral::Outcome::ok: return 0;
-    case corral::Outcome::script_error: return 1;
-    case corral::Outcome::limit_exceeded: return 3;
-    case corral::Outcome::invalid: return 4;
-    case corral::Outcome::crashed: return 5;
-    case corral::Outcome::denied: return 6;
-    case corral::Outcome::rejected: return 7;
+    case corral::Outcome::ok:
+      return 0;
+    case corral::Outcome::script_error:
+      return 1;
+    case corral::Outcome::limit_exceeded:
+      return 3;
+    case corral::Outcome::invalid:
+      return 4;
+    case corral::Outcome::crashed:
+      return 5;
+    case corral::Outcome::denied:
+      return 6;
+    case corral::Outcome::rejected:
+      return 7;
   }
   return 5;
 }
 
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) throw std::runtime_error("cannot read " + std::string(what) + " '" + path + "': " + std::strerror(errno));
+  if (!file)
+    throw std::runtime_error("cannot read " + std::string(what) + " '" + path +
+                             "': " + std::strerror(errno));
   std::ostringstream text;
   text << file.rdbuf();
   return text.str();
@@ -48,7 +63,8 @@ struct RunOptions {
 
 // One worker, jailed with every layer this machine provides (a missing one is mentioned, not
 // fatal: the CLI is for trying scripts out, corrald is where refusing matters).
-corral::InvocationResult run_jailed(const std::string& worker_path, const corral::InvocationRequest& request) {
+corral::InvocationResult run_jailed(const std::string& worker_path,
+                                    const corral::InvocationRequest& request) {
   corral::JailSetup::Options jail_options;
   for (corral::jail::Layer layer : corral::jail::kAllLayers) {
     jail_options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
@@ -56,8 +72,9 @@ corral::InvocationResult run_jailed(const std::string& worker_path, const corral
   corral::JailSetup jail(jail_options);
   for (const auto& status : jail.statuses()) {
     if (!jail.active().has(status.layer)) {
-      std::cerr << "corral run: warning: running without the " << corral::jail::to_string(status.layer)
-                << " jail layer: " << status.detail << "\n";
+      std::cerr << "corral run: warning: running without the "
+                << corral::jail::to_string(status.layer) << " jail layer: " << status.detail
+                << "\n";
     }
   }
   try {
@@ -77,8 +94,9 @@ int run(const RunOptions& options) {
   request.invocation_id = corral::new_invocation_id();
   try {
     request.source = read_file(options.script, "the script");
-    std::string input_text =
-        options.input.starts_with('@') ? read_file(options.input.substr(1), "the input file") : options.input;
+    std::string input_text = options.input.starts_with('@')
+                                 ? read_file(options.input.substr(1), "the input file")
+                                 : options.input;
     request.input = corral::parse_untrusted_json(input_text, corral::kMaxDocumentDepth - 1);
   } catch (const nlohmann::json::parse_error& error) {
     return invalid(std::string("--input is not valid JSON: ") + error.what());
@@ -94,7 +112,8 @@ int run(const RunOptions& options) {
   corral::InvocationResult result = run_jailed(options.worker, request);
 
   if (!options.full_result)
-    for (const auto& entry : result.logs) std::cerr << "[" << entry.level << "] " << entry.message << "\n";
+    for (const auto& entry : result.logs)
+      std::cerr << "[" << entry.level << "] " << entry.message << "\n";
   if (options.full_result) {
     std::cout << corral::to_json(result).dump() << "\n";
   } else if (result.outcome == corral::Outcome::ok) {
@@ -110,8 +129,485 @@ int run(const RunOptions& options) {
 
 }  // namespace
 
+// ---- The commands that speak corrald's API (docs/api.md, "The corral CLI").
+
+namespace server_cli {
+
+namespace client = corral::client;
+using nlohmann::json;
+
+// Exit statuses of the server commands (`invoke` uses exit_status() when the script ran).
+constexpr int kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kServerError = 4,
+              kChainBroken = 5;
+
+// Ends the command with this status; whatever it has to say has been said.
+struct Exit {
+  int status;
+};
+
+struct Globals {
+  std::string server = "http://127.0.0.1:8080";
+  std::string token;
+  bool json = false;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "corral: " << message << "\n";
+  throw Exit{kUsage};
+}
+
+std::string read_local_file(const std::string& path, const char* what) {
+  try {
+    return read_file(path, what);
+  } catch (const std::exception& error) {
+    usage_error(error.what());
+  }
+}
+
+// --token TOKEN, or @FILE to read it from FILE (the first admin token is in
+// <data-dir>/admin.token); surrounding whitespace is dropped.
+std::string resolve_token(const std::string& given) {
+  std::string token =
+      given.starts_with('@') ? read_local_file(given.substr(1), "the token file") : given;
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front())))
+    token.erase(token.begin());
+  if (token.find_first_of("\r\n") != std::string::npos)
+    usage_error("the token holds a line break; give one token");
+  return token;
+}
+
+void print_raw(const std::string& body) {
+  std::cout << body;
+  if (!body.empty() && body.back() != '\n') std::cout << "\n";
+}
+
+class Session {
+ public:
+  explicit Session(Globals& globals) : globals_(globals) {}
+
+  client::Client& client() {
+    if (!client_) {
+      try {
+        client_ = std::make_unique<client::Client>(globals_.server, resolve_token(globals_.token));
+      } catch (const client::BadServerUrl& error) {
+        usage_error(std::string(error.what()) + "; check --server or CORRAL_SERVER");
+      }
+    }
+    return *client_;
+  }
+
+  bool json_mode() const { return globals_.json; }
+
+  client::HttpResponse send(std::string_view method, const std::string& path,
+                            const json* body = nullptr) {
+    try {
+      return client().request(method, path, body);
+    } catch (const client::Unreachable& error) {
+      std::cerr << "corral: cannot reach the server at " << client::printable(error.url) << ": "
+                << client::printable(error.what()) << "\n  hint: " << error.hint << "\n";
+      throw Exit{kUnreachable};
+    }
+  }
+
+  // The request's JSON answer, or (having said why) Exit with 1 for a 4xx, 4 for a 5xx.
+  // With --json and `show_raw`, the answer (or the problem) is also printed unchanged.
+  json call(std::string_view method, const std::string& path, const json* body = nullptr,
+            bool show_raw = true) {
+    client::HttpResponse response = send(method, path, body);
+    if (!response.ok()) refused(response);
+    json parsed = response.json();
+    if (parsed.is_discarded()) {
+      std::cerr << "corral: the server answered HTTP " << response.status
+                << " with a body that is not JSON: "
+                << client::printable(response.body.substr(0, 200))
+                << "\n  hint: check that --server names corrald and not another service\n";
+      throw Exit{kServerError};
+    }
+    if (show_raw && json_mode()) print_raw(response.body);
+    return parsed;
+  }
+
+  [[noreturn]] void refused(const client::HttpResponse& response) {
+    if (json_mode() && !response.json().is_discarded()) print_raw(response.body);
+    report(response);
+    throw Exit{response.status >= 500 ? kServerError : kRefused};
+  }
+
+  void report(const client::HttpResponse& response) {
+    client::Problem problem = client::problem_of(response);
+    std::cerr << "corral: " << problem.title << " (HTTP " << response.status << ")\n";
+    if (!problem.detail.empty()) std::cerr << "  " << problem.detail << "\n";
+    if (!problem.hint.empty()) std::cerr << "  hint: " << problem.hint << "\n";
+    if (response.status == 401 && globals_.token.empty())
+      std::cerr << "  no token was given: pass --token TOKEN (or @FILE) or set CORRAL_TOKEN\n";
+  }
+
+ private:
+  Globals& globals_;
+  std::unique_ptr<client::Client> client_;
+};
+
+std::string text(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return "";
+  const json& value = object[key];
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+// "2026-11-23T12:43:29.123Z" → "2026-11-23 12:43:29Z"
+std::string when(const json& object, const char* key) {
+  std::string time = text(object, key);
+  if (time.size() == 24 && time[10] == 'T' && time[19] == '.')
+    return time.substr(0, 10) + " " + time.substr(11, 8) + "Z";
+  return time;
+}
+
+std::string tenant_path(const std::string& tenant) {
+  return "/v1/tenants/" + client::escape(tenant);
+}
+
+std::string script_path(const std::string& tenant, const std::string& script) {
+  return tenant_path(tenant) + "/scripts/" + client::escape(script);
+}
+
+// ---- tenants and tokens
+
+int tenant_create(Session& session, const std::string& name) {
+  json body = {{"name", name}};
+  json tenant = session.call("POST", "/v1/tenants", &body);
+  if (session.json_mode()) return kOk;
+  std::cout << "created tenant " << client::printable(text(tenant, "name")) << " (id "
+            << client::printable(text(tenant, "id")) << ")\n";
+  return kOk;
+}
+
+int tenant_list(Session& session) {
+  json answer = session.call("GET", "/v1/tenants");
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& tenant : answer.value("tenants", json::array()))
+    rows.push_back({text(tenant, "name"), text(tenant, "id"), when(tenant, "created_at")});
+  std::cout << client::format_table({"NAME", "ID", "CREATED"}, rows);
+  return kOk;
+}
+
+struct TokenOptions {
+  std::string tenant;
+  std::string role;
+  std::optional<int64_t> expires_in_s;
+  std::optional<std::string> subject;
+  std::string id;
+};
+
+// The secret goes alone to stdout (TOKEN=$(corral token create …)); what it is, to stderr.
+int token_create(Session& session, const TokenOptions& options) {
+  json body = {{"role", options.role}};
+  if (options.expires_in_s) body["expires_in_s"] = *options.expires_in_s;
+  if (options.subject) body["subject"] = *options.subject;
+  std::string path =
+      options.tenant.empty() ? "/v1/tokens" : tenant_path(options.tenant) + "/tokens";
+  json made = session.call("POST", path, &body);
+  if (session.json_mode()) return kOk;
+  std::string expires = text(made, "expires_at");
+  std::cerr << "created token " << client::printable(text(made, "id")) << ": role "
+            << client::printable(text(made, "role"))
+            << (options.tenant.empty() ? "" : ", tenant " + client::printable(options.tenant))
+            << (text(made, "subject").empty()
+                    ? ""
+                    : ", subject " + client::printable(text(made, "subject")))
+            << ", " << (expires.empty() ? "does not expire" : "expires " + expires)
+            << ". It is shown only now; keep it secret:\n";
+  std::cout << text(made, "token") << std::endl;
+  return kOk;
+}
+
+int token_revoke(Session& session, const TokenOptions& options) {
+  std::string path = (options.tenant.empty() ? std::string("/v1") : tenant_path(options.tenant)) +
+                     "/tokens/" + client::escape(options.id);
+  json revoked = session.call("DELETE", path);
+  if (session.json_mode()) return kOk;
+  std::cout << "revoked token " << client::printable(text(revoked, "id")) << " (at "
+            << when(revoked, "revoked_at") << ")\n";
+  return kOk;
+}
+
+// ---- scripts
+
+struct ScriptOptions {
+  std::string tenant;
+  std::string script;
+  std::string file;
+  std::vector<std::string> capabilities;
+  bool deterministic = false;
+  std::optional<std::string> description;
+  int64_t version = 0;
+  std::string alias;
+};
+
+int publish(Session& session, const ScriptOptions& options) {
+  json manifest = {{"runtime", "lua5.4"},
+                   {"capabilities", options.capabilities},
+                   {"deterministic", options.deterministic}};
+  if (options.description) manifest["description"] = *options.description;
+  json body = {{"source", read_local_file(options.file, "the script")}, {"manifest", manifest}};
+  json version =
+      session.call("POST", script_path(options.tenant, options.script) + "/versions", &body);
+  if (session.json_mode()) return kOk;
+  std::string which = client::printable(options.tenant + "/" + options.script) + " version " +
+                      text(version, "version");
+  if (version.value("created", true)) {
+    std::cout << "published " << which << " (sha256 " << text(version, "sha256").substr(0, 12)
+              << "…), " << text(version, "state") << "\n";
+  } else {
+    std::cout << "unchanged: " << which << " already has this source (" << text(version, "state")
+              << ")\n";
+  }
+  return kOk;
+}
+
+int list_scripts(Session& session, const std::string& tenant) {
+  json answer = session.call("GET", tenant_path(tenant) + "/scripts");
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& script : answer.value("scripts", json::array()))
+    rows.push_back({text(script, "name"), text(script, "latest_version")});
+  std::cout << client::format_table({"SCRIPT", "LATEST"}, rows);
+  return kOk;
+}
+
+int versions(Session& session, const ScriptOptions& options) {
+  std::string path = script_path(options.tenant, options.script);
+  json answer = session.call("GET", path + "/versions");
+  if (session.json_mode()) return kOk;
+  // Which aliases point where, for the ALIASES column.
+  std::map<int64_t, std::string> aliases;
+  for (const auto& alias :
+       session.call("GET", path + "/aliases", nullptr, false).value("aliases", json::array())) {
+    auto& names = aliases[alias.value("version", int64_t{0})];
+    names += (names.empty() ? "" : ",") + text(alias, "alias");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& version : answer.value("versions", json::array())) {
+    json manifest = version.value("manifest", json::object());
+    std::string capabilities;
+    for (const auto& capability : manifest.value("capabilities", json::array()))
+      capabilities += (capabilities.empty() ? "" : ",") +
+                      (capability.is_string() ? capability.get<std::string>() : capability.dump());
+    rows.push_back({text(version, "version"), text(version, "state"),
+                    aliases[version.value("version", int64_t{0})],
+                    text(version, "sha256").substr(0, 12), when(version, "published_at"),
+                    text(version, "published_by"), text(version, "approved_by"), capabilities,
+                    text(manifest, "description")});
+  }
+  std::cout << client::format_table({"VERSION", "STATE", "ALIASES", "SHA256", "PUBLISHED",
+                                     "PUBLISHED BY", "APPROVED BY", "CAPABILITIES", "DESCRIPTION"},
+                                    rows, 32);
+  return kOk;
+}
+
+int approve(Session& session, const ScriptOptions& options) {
+  json version = session.call("POST", script_path(options.tenant, options.script) + "/versions/" +
+                                          std::to_string(options.version) + "/approve");
+  if (session.json_mode()) return kOk;
+  std::cout << "approved " << client::printable(options.tenant + "/" + options.script)
+            << " version " << text(version, "version") << " (now " << text(version, "state")
+            << ")\n";
+  return kOk;
+}
+
+int alias_set(Session& session, const ScriptOptions& options) {
+  json body = {{"version", options.version}};
+  json alias = session.call(
+      "PUT",
+      script_path(options.tenant, options.script) + "/aliases/" + client::escape(options.alias),
+      &body);
+  if (session.json_mode()) return kOk;
+  std::cout << "alias " << client::printable(text(alias, "alias")) << " of "
+            << client::printable(options.tenant + "/" + options.script) << " → version "
+            << text(alias, "version") << "\n";
+  return kOk;
+}
+
+int alias_list(Session& session, const ScriptOptions& options) {
+  json answer = session.call("GET", script_path(options.tenant, options.script) + "/aliases");
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& alias : answer.value("aliases", json::array()))
+    rows.push_back({text(alias, "alias"), text(alias, "version"), when(alias, "updated_at"),
+                    text(alias, "updated_by")});
+  std::cout << client::format_table({"ALIAS", "VERSION", "UPDATED", "UPDATED BY"}, rows);
+  return kOk;
+}
+
+struct InvokeOptions {
+  std::string tenant;
+  std::string script;
+  std::optional<std::string> alias;
+  std::optional<int64_t> version;
+  std::optional<std::string> input;
+  bool stats = false;
+};
+
+// Like `corral run`: the output JSON on stdout, logs on stderr, and the exit status of the
+// outcome whenever the script ran (the answer carries "outcome"); otherwise 1, 3 or 4 as for
+// every server command.
+int invoke(Session& session, const InvokeOptions& options) {
+  json body = json::object();
+  if (options.input) {
+    try {
+      std::string input_text = options.input->starts_with('@')
+                                   ? read_file(options.input->substr(1), "the input file")
+                                   : *options.input;
+      body["input"] = corral::parse_untrusted_json(input_text, corral::kMaxDocumentDepth - 1);
+    } catch (const nlohmann::json::parse_error& error) {
+      std::cerr << "corral invoke: invalid: --input is not valid JSON: " << error.what() << "\n";
+      return exit_status(corral::Outcome::invalid);
+    } catch (const std::exception& error) {
+      std::cerr << "corral invoke: invalid: " << error.what() << "\n";
+      return exit_status(corral::Outcome::invalid);
+    }
+  }
+  std::string path =
+      script_path(options.tenant, options.script) + "/invoke" +
+      client::query_string(
+          {{"alias", options.alias},
+           {"version",
+            options.version ? std::optional(std::to_string(*options.version)) : std::nullopt}});
+  client::HttpResponse response = session.send("POST", path, &body);
+  json result = response.json();
+  std::optional<corral::Outcome> outcome;
+  if (result.is_object() && result.contains("outcome") && result["outcome"].is_string())
+    outcome = corral::outcome_from_string(result["outcome"].get<std::string>());
+  if (!outcome) {
+    if (!response.ok()) session.refused(response);
+    std::cerr << "corral: the server's answer carries no outcome: "
+              << client::printable(response.body.substr(0, 200)) << "\n";
+    return kServerError;
+  }
+  if (session.json_mode()) {
+    print_raw(response.body);
+    if (*outcome != corral::Outcome::ok) session.report(response);
+  } else {
+    for (const auto& entry : result.value("logs", json::array())) {
+      std::cerr << "[" << client::printable(text(entry, "level")) << "] "
+                << client::printable(text(entry, "message")) << "\n";
+    }
+    if (*outcome == corral::Outcome::ok) {
+      std::cout
+          << result.value("output", json()).dump(-1, ' ', false, json::error_handler_t::replace)
+          << "\n";
+    } else {
+      session.report(response);
+      json error = result.value("error", json::object());
+      std::istringstream traceback(text(error, "traceback"));
+      for (std::string line; std::getline(traceback, line);)
+        std::cerr << client::printable(line) << "\n";
+    }
+  }
+  if (result.contains("deprecated") && result["deprecated"] == true) {
+    std::cerr << "corral: warning: version " << text(result, "version")
+              << " is deprecated; ask a reviewer to move the alias to a newer version\n";
+  }
+  if (options.stats) std::cerr << "stats: " << result.value("stats", json::object()).dump() << "\n";
+  return exit_status(*outcome);
+}
+
+// ---- audit
+
+struct AuditOptions {
+  std::optional<std::string> tenant, action, since, until;
+  std::optional<int64_t> after, limit;
+};
+
+int audit(Session& session, const AuditOptions& options) {
+  auto number = [](const std::optional<int64_t>& value) {
+    return value ? std::optional(std::to_string(*value)) : std::nullopt;
+  };
+  json page =
+      session.call("GET", "/v1/audit" + client::query_string({{"tenant", options.tenant},
+                                                              {"action", options.action},
+                                                              {"since", options.since},
+                                                              {"until", options.until},
+                                                              {"after", number(options.after)},
+                                                              {"limit", number(options.limit)}}));
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& entry : page.value("entries", json::array())) {
+    rows.push_back({text(entry, "seq"), when(entry, "time"), text(entry, "principal"),
+                    text(entry, "tenant"), text(entry, "action"), text(entry, "decision"),
+                    text(entry, "target"), text(entry, "reason")});
+  }
+  std::cout << client::format_table(
+      {"SEQ", "TIME", "PRINCIPAL", "TENANT", "ACTION", "DECISION", "TARGET", "REASON"}, rows, 56);
+  if (page.contains("next_after") && page["next_after"].is_number_integer()) {
+    std::cerr << "more entries follow: add --after " << page["next_after"].get<int64_t>() << "\n";
+  }
+  return kOk;
+}
+
+int audit_verify(Session& session) {
+  json report = session.call("GET", "/v1/audit/verify");
+  bool ok = report.value("ok", false);
+  if (!session.json_mode()) {
+    if (ok) {
+      std::cout << "ok: the audit chain verifies (" << text(report, "entries_checked")
+                << " entries checked)\n";
+    } else {
+      std::cout << "BROKEN: the audit chain does not verify from entry "
+                << text(report, "first_bad_seq") << " (" << text(report, "entries_checked")
+                << " entries checked)\n";
+    }
+  }
+  if (!ok) {
+    std::cerr << "corral: the audit chain does not verify: "
+              << client::printable(text(report, "problem")) << "\n";
+    if (!text(report, "hint").empty())
+      std::cerr << "  hint: " << client::printable(text(report, "hint")) << "\n";
+    return kChainBroken;
+  }
+  return kOk;
+}
+
+}  // namespace server_cli
+
+namespace {
+
+constexpr const char* kFooter =
+    "Server commands speak to corrald at --server (or CORRAL_SERVER; default\n"
+    "http://127.0.0.1:8080) with --token (or CORRAL_TOKEN; @FILE reads it from FILE, such as\n"
+    "@data/admin.token); the flags win over the environment. Tables by default; --json prints\n"
+    "the server's JSON unchanged. Errors print the server's title, detail and hint to stderr.\n"
+    "\n"
+    "Exit status of server commands: 0 success, 1 the server refused (4xx), 2 usage,\n"
+    "3 cannot reach the server, 4 server error (5xx), 5 audit verify found the chain broken.\n"
+    "invoke exits as corral run does once the script ran: 0 ok, 1 script_error,\n"
+    "3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected.";
+
+// A whole number of 1 or more (CLI::PositiveNumber's message prints a 300-digit bound).
+const CLI::Validator kCountingNumber(
+    [](std::string& value) -> std::string {
+      int64_t number = 0;
+      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+      if (error != std::errc() || end != value.data() + value.size() || number < 1)
+        return "must be a whole number of 1 or more, not \"" + value + "\"";
+      return "";
+    },
+    "N>=1", "counting number");
+
+// A subcommand that talks to the server: options it does not know (--server, --token, --json)
+// fall through to the top level, so they may come before or after it.
+CLI::App* server_command(CLI::App& parent, const std::string& name,
+                         const std::string& description) {
+  CLI::App* command = parent.add_subcommand(name, description);
+  command->fallthrough();
+  return command;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"corral: run Lua 5.4 scripts in corral's sandbox"};
+  CLI::App app{
+      "corral: run Lua 5.4 scripts in corral's sandbox, and manage them on a corrald server"};
   app.require_subcommand(1);
 
   RunOptions options;
@@ -119,14 +615,16 @@ int main(int argc, char** argv) {
       "run",
       "Run SCRIPT's handle(input, ctx) once in a sandboxed worker and print the output JSON.\n"
       "Exit status: 0 ok, 1 script_error, 2 usage, 3 limit_exceeded, 4 invalid, 5 crashed.");
-  run_command->add_option("script", options.script, "Lua file defining handle(input, ctx)")->required();
+  run_command->add_option("script", options.script, "Lua file defining handle(input, ctx)")
+      ->required();
   run_command->add_option("--input,-i", options.input,
                           "input JSON, or @FILE to read it from FILE (default: null)");
   run_command->add_flag("--stats", options.stats,
                         "also print fuel_used, memory_peak_bytes, wall_ms and cpu_ms (to stderr)");
   run_command->add_flag("--json", options.full_result,
                         "print the whole result object (outcome, output or error, logs, stats)");
-  run_command->add_option("--worker", options.worker, "the corral-worker binary to run the script in");
+  run_command->add_option("--worker", options.worker,
+                          "the corral-worker binary to run the script in");
   for (const char* limit : {"fuel", "memory_bytes", "timeout_ms", "output_bytes", "log_bytes"}) {
     std::string flag = "--" + std::string(limit);
     std::replace(flag.begin(), flag.end(), '_', '-');
@@ -135,11 +633,171 @@ int main(int argc, char** argv) {
         std::string("the ") + limit + " limit for this run");
   }
 
+  // ---- the server commands
+  using namespace server_cli;
+  Globals globals;
+  app.add_option("--server", globals.server, "corrald's URL")
+      ->envname("CORRAL_SERVER")
+      ->capture_default_str();
+  app.add_option("--token", globals.token, "bearer token, or @FILE to read it from FILE")
+      ->envname("CORRAL_TOKEN");
+  app.add_flag("--json", globals.json, "print the server's JSON answer unchanged");
+  std::function<int(Session&)> action;
+
+  auto* tenant = server_command(app, "tenant", "Create and list tenants (admin)");
+  tenant->require_subcommand(1);
+  std::string tenant_name;
+  auto* tenant_create_command = server_command(*tenant, "create", "Create tenant NAME");
+  tenant_create_command->add_option("name", tenant_name, "the new tenant's name")->required();
+  tenant_create_command->callback(
+      [&] { action = [&](Session& s) { return tenant_create(s, tenant_name); }; });
+  server_command(*tenant, "list", "List the tenants the token sees")->callback([&] {
+    action = [](Session& s) { return tenant_list(s); };
+  });
+
+  TokenOptions token_options;
+  auto* token = server_command(app, "token", "Create and revoke tokens (admin)");
+  token->require_subcommand(1);
+  auto* token_create_command =
+      server_command(*token, "create", "Create a token and print it (only this once) on stdout");
+  token_create_command->add_option("--tenant", token_options.tenant,
+                                   "the tenant it belongs to (leave out for an admin token)");
+  token_create_command
+      ->add_option("--role", token_options.role, "publisher, reviewer, invoker, auditor or admin")
+      ->required()
+      ->check(CLI::IsMember({"admin", "publisher", "reviewer", "invoker", "auditor"}));
+  token_create_command
+      ->add_option("--expires-in-s", token_options.expires_in_s, "expire after N seconds")
+      ->check(kCountingNumber);
+  token_create_command->add_option("--subject", token_options.subject,
+                                   "who holds it (self-approval compares subjects)");
+  token_create_command->callback(
+      [&] { action = [&](Session& s) { return token_create(s, token_options); }; });
+  auto* token_revoke_command = server_command(*token, "revoke", "Revoke the token with id ID");
+  token_revoke_command->add_option("--tenant", token_options.tenant,
+                                   "the tenant it belongs to (leave out for an admin token)");
+  token_revoke_command->add_option("id", token_options.id, "the token's id (not its secret)")
+      ->required();
+  token_revoke_command->callback(
+      [&] { action = [&](Session& s) { return token_revoke(s, token_options); }; });
+
+  ScriptOptions script_options;
+  auto add_script = [&](CLI::App* command) {
+    command->add_option("--tenant", script_options.tenant, "the tenant")->required();
+    command->add_option("--script", script_options.script, "the script's name")->required();
+  };
+  auto* publish_command =
+      server_command(app, "publish", "Publish FILE as a new version of a script (publisher)");
+  publish_command->add_option("file", script_options.file, "the Lua source")->required();
+  add_script(publish_command);
+  publish_command
+      ->add_option("--capability", script_options.capabilities,
+                   "a capability the script needs: log, kv, http, emit or secrets (repeatable)")
+      ->allow_extra_args(false)
+      ->delimiter(',');
+  publish_command->add_flag("--deterministic", script_options.deterministic,
+                            "declare that the script is deterministic");
+  publish_command->add_option("--description", script_options.description, "what the script does");
+  publish_command->callback(
+      [&] { action = [&](Session& s) { return publish(s, script_options); }; });
+
+  auto* scripts_command = server_command(app, "scripts", "List a tenant's scripts");
+  scripts_command->add_option("--tenant", script_options.tenant, "the tenant")->required();
+  scripts_command->callback(
+      [&] { action = [&](Session& s) { return list_scripts(s, script_options.tenant); }; });
+
+  auto* versions_command =
+      server_command(app, "versions", "List a script's versions and their aliases");
+  add_script(versions_command);
+  versions_command->callback(
+      [&] { action = [&](Session& s) { return versions(s, script_options); }; });
+
+  auto* approve_command = server_command(app, "approve", "Approve pending VERSION (reviewer)");
+  add_script(approve_command);
+  approve_command->add_option("version", script_options.version, "the version number")
+      ->required()
+      ->check(kCountingNumber);
+  approve_command->callback(
+      [&] { action = [&](Session& s) { return approve(s, script_options); }; });
+
+  auto* alias = server_command(app, "alias", "Point aliases at approved versions, list them");
+  alias->require_subcommand(1);
+  auto* alias_set_command = server_command(*alias, "set", "Point ALIAS at VERSION (reviewer)");
+  add_script(alias_set_command);
+  alias_set_command->add_option("alias", script_options.alias, "the alias, such as live")
+      ->required();
+  alias_set_command->add_option("version", script_options.version, "an approved version number")
+      ->required()
+      ->check(kCountingNumber);
+  alias_set_command->callback(
+      [&] { action = [&](Session& s) { return alias_set(s, script_options); }; });
+  auto* alias_list_command = server_command(*alias, "list", "List a script's aliases");
+  add_script(alias_list_command);
+  alias_list_command->callback(
+      [&] { action = [&](Session& s) { return alias_list(s, script_options); }; });
+
+  InvokeOptions invoke_options;
+  auto* invoke_command = server_command(
+      app, "invoke",
+      "Invoke a script (alias live by default) and print its output JSON; logs go to stderr");
+  invoke_command->add_option("--tenant", invoke_options.tenant, "the tenant")->required();
+  invoke_command->add_option("--script", invoke_options.script, "the script's name")->required();
+  auto* alias_option = invoke_command->add_option("--alias", invoke_options.alias,
+                                                  "invoke the version ALIAS points at");
+  invoke_command->add_option("--version", invoke_options.version, "invoke this version number")
+      ->check(kCountingNumber)
+      ->excludes(alias_option);
+  invoke_command->add_option("--input,-i", invoke_options.input,
+                             "input JSON, or @FILE to read it from FILE (default: null)");
+  invoke_command->add_flag("--stats", invoke_options.stats,
+                           "also print the run's stats (to stderr)");
+  invoke_command->callback([&] { action = [&](Session& s) { return invoke(s, invoke_options); }; });
+
+  AuditOptions audit_options;
+  auto* audit_command =
+      server_command(app, "audit", "Read the audit trail (admin, auditor); audit verify checks it");
+  audit_command->require_subcommand(0, 1);
+  audit_command->add_option("--tenant", audit_options.tenant, "only this tenant's entries");
+  audit_command->add_option("--action", audit_options.action,
+                            "only this action, such as version.approve, token.create or auth");
+  audit_command->add_option("--since", audit_options.since,
+                            "from this time: unix ms or RFC 3339 UTC");
+  audit_command->add_option("--until", audit_options.until,
+                            "before this time: unix ms or RFC 3339 UTC");
+  audit_command->add_option("--after", audit_options.after, "entries after this sequence number");
+  audit_command->add_option("--limit", audit_options.limit,
+                            "at most this many entries (server default 100)");
+  audit_command->callback([&] {
+    if (!action) action = [&](Session& s) { return audit(s, audit_options); };
+  });
+  server_command(*audit_command, "verify", "Re-walk the audit hash chain; exit 5 if it is broken")
+      ->callback([&] { action = [](Session& s) { return audit_verify(s); }; });
+
+  // Set last, so that only the top level's help carries it.
+  app.footer(kFooter);
+  invoke_command->footer(
+      "Exit status once the script ran, as corral run: 0 ok, 1 script_error, 3 limit_exceeded,\n"
+      "4 invalid, 5 crashed, 6 denied, 7 rejected; otherwise 1 refused (4xx), 2 usage,\n"
+      "3 cannot reach the server, 4 server error (5xx).");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     int status = app.exit(error);
     return status == 0 ? 0 : 2;
   }
-  return run(options);
+  if (run_command->parsed()) return run(options);
+  if (!action) {
+    std::cerr << "corral: no command given; see corral --help\n";
+    return kUsage;
+  }
+  try {
+    Session session(globals);
+    return action(session);
+  } catch (const Exit& exit) {
+    return exit.status;
+  } catch (const std::exception& error) {
+    std::cerr << "corral: " << error.what() << "\n";
+    return kServerError;
+  }
 }

@@ -1,0 +1,623 @@
+// The corral CLI against a real corrald: the whole publish → approve → alias → invoke → audit
+// flow as a person types it, --json for scripts, and one exit status per kind of failure.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/corrald_process.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using corral::testing::CorraldProcess;
+using corral::testing::HttpClient;
+using nlohmann::json;
+
+struct CliRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::ostream& operator<<(std::ostream& stream, const CliRun& run) {
+  return stream << "exit " << run.status << "\n--- stdout\n"
+                << run.out << "--- stderr\n"
+                << run.err;
+}
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+class ApiCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("corral-api-cli-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    auto path = dir_ / name;
+    std::ofstream(path) << text;
+    return path.string();
+  }
+
+  // Runs corral with exactly these arguments and environment: the test's own CORRAL_* and proxy
+  // variables are dropped so that only `env` speaks.
+  CliRun corral(const std::vector<std::string>& arguments,
+                const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> argv_text = {CORRAL_CLI_PATH};
+    argv_text.insert(argv_text.end(), arguments.begin(), arguments.end());
+    std::vector<std::string> env_text;
+    for (char** entry = environ; *entry; ++entry) {
+      std::string line(*entry);
+      std::string name = line.substr(0, line.find('='));
+      std::string lower = name;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (name.starts_with("CORRAL_") || lower.ends_with("_proxy")) continue;
+      env_text.push_back(line);
+    }
+    for (const auto& [name, value] : env) env_text.push_back(name + "=" + value);
+    std::vector<char*> argv, envp;
+    for (auto& text : argv_text) argv.push_back(text.data());
+    argv.push_back(nullptr);
+    for (auto& text : env_text) envp.push_back(text.data());
+    envp.push_back(nullptr);
+
+    fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    int failed = posix_spawn(&pid, CORRAL_CLI_PATH, &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (failed) throw std::runtime_error("cannot start corral: " + std::string(strerror(failed)));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+            corral::testing::read_text(out), corral::testing::read_text(err)};
+  }
+
+  fs::path dir_;
+};
+
+// A corrald and the CLI pointed at it: `as(token, …)` runs a command with that token.
+class ApiCliWithCorrald : public ApiCliTest {
+ protected:
+  void SetUp() override {
+    ApiCliTest::SetUp();
+    corrald_ = std::make_unique<CorraldProcess>();
+    server_ = "http://" + corrald_->host() + ":" + std::to_string(corrald_->port());
+    admin_ = corrald_->admin_token();
+  }
+  void TearDown() override {
+    corrald_.reset();
+    ApiCliTest::TearDown();
+  }
+
+  CliRun as(const std::string& token, std::vector<std::string> arguments) {
+    std::vector<std::string> all = {"--server", server_, "--token", token};
+    all.insert(all.end(), arguments.begin(), arguments.end());
+    return corral(all);
+  }
+
+  // A new token's secret, as `token create` prints it: alone on stdout.
+  std::string make_token(const std::string& tenant, const std::string& role,
+                         const std::string& subject) {
+    CliRun made =
+        as(admin_, {"token", "create", "--tenant", tenant, "--role", role, "--subject", subject});
+    EXPECT_EQ(made.status, 0) << made;
+    EXPECT_TRUE(std::regex_match(made.out, std::regex("corral_[0-9a-f]{64}\n"))) << made;
+    EXPECT_TRUE(has(made.err, "role " + role)) << made;
+    return made.out.substr(0, made.out.size() - 1);
+  }
+
+  // tenant → publisher, reviewer; `script` published from `source`, approved, and live.
+  std::pair<std::string, std::string> live_script(const std::string& tenant,
+                                                  const std::string& script,
+                                                  const std::string& source) {
+    CliRun created = as(admin_, {"tenant", "create", tenant});
+    EXPECT_EQ(created.status, 0) << created;
+    std::string publisher = make_token(tenant, "publisher", tenant + "-publisher");
+    std::string reviewer = make_token(tenant, "reviewer", tenant + "-reviewer");
+    auto file = write(script + ".lua", source);
+    CliRun published = as(publisher, {"publish", file, "--tenant", tenant, "--script", script});
+    EXPECT_EQ(published.status, 0) << published;
+    CliRun approved = as(reviewer, {"approve", "--tenant", tenant, "--script", script, "1"});
+    EXPECT_EQ(approved.status, 0) << approved;
+    CliRun aliased =
+        as(reviewer, {"alias", "set", "--tenant", tenant, "--script", script, "live", "1"});
+    EXPECT_EQ(aliased.status, 0) << aliased;
+    return {publisher, reviewer};
+  }
+
+  std::unique_ptr<CorraldProcess> corrald_;
+  std::string server_;
+  std::string admin_;
+};
+
+// The table's data row whose first cell is `key`, split on runs of spaces.
+std::vector<std::string> row(const std::string& table, const std::string& key) {
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream cells(line);
+    std::vector<std::string> split;
+    for (std::string cell; cells >> cell;) split.push_back(cell);
+    if (!split.empty() && split[0] == key) return split;
+  }
+  return {};
+}
+
+const char* kGreeter =
+    "function handle(input, ctx)\n"
+    "  print('greeting ' .. input.name)\n"
+    "  return {greeting = 'hello ' .. input.name}\n"
+    "end\n";
+
+TEST_F(ApiCliWithCorrald, FullFlowWithTheAdminToken) {
+  CliRun created = as(admin_, {"tenant", "create", "acme"});
+  ASSERT_EQ(created.status, 0) << created;
+  EXPECT_TRUE(has(created.out, "created tenant acme")) << created;
+
+  CliRun tenants = as(admin_, {"tenant", "list"});
+  ASSERT_EQ(tenants.status, 0) << tenants;
+  EXPECT_EQ(row(tenants.out, "NAME"), (std::vector<std::string>{"NAME", "ID", "CREATED"}))
+      << tenants;
+  EXPECT_EQ(row(tenants.out, "acme").size(), 4u) << tenants;  // date and time are two words
+
+  std::string publisher = make_token("acme", "publisher", "alice");
+  std::string reviewer = make_token("acme", "reviewer", "bob");
+  ASSERT_NE(publisher, reviewer);
+
+  auto file = write("greeter.lua", kGreeter);
+  CliRun published = as(publisher, {"publish", file, "--tenant", "acme", "--script", "greeter",
+                                    "--capability", "log", "--description", "says hello"});
+  ASSERT_EQ(published.status, 0) << published;
+  EXPECT_TRUE(has(published.out, "published acme/greeter version 1")) << published;
+  EXPECT_TRUE(has(published.out, "pending")) << published;
+
+  CliRun again = as(publisher, {"publish", file, "--tenant", "acme", "--script", "greeter",
+                                "--capability", "log", "--description", "says hello"});
+  ASSERT_EQ(again.status, 0) << again;
+  EXPECT_TRUE(has(again.out, "unchanged")) << again;
+
+  CliRun pending = as(publisher, {"versions", "--tenant", "acme", "--script", "greeter"});
+  ASSERT_EQ(pending.status, 0) << pending;
+  EXPECT_TRUE(has(pending.out, "VERSION")) << pending;
+  auto version_row = row(pending.out, "1");
+  ASSERT_GE(version_row.size(), 2u) << pending;
+  EXPECT_EQ(version_row[1], "pending");
+
+  // The publisher may not approve (403 → 1); the reviewer may.
+  CliRun self = as(publisher, {"approve", "--tenant", "acme", "--script", "greeter", "1"});
+  EXPECT_EQ(self.status, 1) << self;
+  CliRun approved = as(reviewer, {"approve", "--tenant", "acme", "--script", "greeter", "1"});
+  ASSERT_EQ(approved.status, 0) << approved;
+  EXPECT_TRUE(has(approved.out, "approved acme/greeter version 1")) << approved;
+
+  CliRun aliased =
+      as(reviewer, {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "1"});
+  ASSERT_EQ(aliased.status, 0) << aliased;
+  EXPECT_TRUE(has(aliased.out, "alias live")) << aliased;
+
+  CliRun listed = as(reviewer, {"versions", "--tenant", "acme", "--script", "greeter"});
+  ASSERT_EQ(listed.status, 0) << listed;
+  version_row = row(listed.out, "1");
+  ASSERT_GE(version_row.size(), 3u) << listed;
+  EXPECT_EQ(version_row[1], "approved");
+  EXPECT_EQ(version_row[2], "live");
+  EXPECT_TRUE(has(listed.out, "says hello")) << listed;
+
+  std::string invoker = make_token("acme", "invoker", "carol");
+  CliRun invoked = as(invoker, {"invoke", "--tenant", "acme", "--script", "greeter", "--input",
+                                R"({"name": "world"})"});
+  ASSERT_EQ(invoked.status, 0) << invoked;
+  EXPECT_EQ(json::parse(invoked.out), json({{"greeting", "hello world"}})) << invoked;
+  EXPECT_TRUE(has(invoked.err, "[info] greeting world")) << invoked;
+
+  auto input = write("input.json", R"({"name": "file"})");
+  CliRun from_file = as(invoker, {"invoke", "--tenant", "acme", "--script", "greeter", "--version",
+                                  "1", "--input", "@" + input});
+  ASSERT_EQ(from_file.status, 0) << from_file;
+  EXPECT_EQ(json::parse(from_file.out), json({{"greeting", "hello file"}})) << from_file;
+
+  CliRun audit = as(admin_, {"audit"});
+  ASSERT_EQ(audit.status, 0) << audit;
+  for (const char* action :
+       {"tenant.create", "token.create", "version.publish", "version.approve", "alias.set"}) {
+    EXPECT_TRUE(has(audit.out, action)) << action << "\n" << audit;
+  }
+  EXPECT_TRUE(has(audit.out, "SEQ")) << audit;
+  // The publisher's refused approval is there too, as a denial.
+  EXPECT_TRUE(has(audit.out, "deny")) << audit;
+
+  CliRun approvals = as(admin_, {"audit", "--tenant", "acme", "--action", "version.approve"});
+  ASSERT_EQ(approvals.status, 0) << approvals;
+  EXPECT_TRUE(has(approvals.out, "version.approve")) << approvals;
+  EXPECT_FALSE(has(approvals.out, "alias.set")) << approvals;
+
+  CliRun verified = as(admin_, {"audit", "verify"});
+  EXPECT_EQ(verified.status, 0) << verified;
+  EXPECT_TRUE(has(verified.out, "ok")) << verified;
+}
+
+TEST_F(ApiCliWithCorrald, JsonPrintsTheServersAnswer) {
+  auto json_of = [](const CliRun& run) {
+    EXPECT_EQ(run.status, 0) << run;
+    return json::parse(run.out, nullptr, false);
+  };
+  auto tenant = json_of(as(admin_, {"--json", "tenant", "create", "acme"}));
+  EXPECT_EQ(tenant["name"], "acme");
+  EXPECT_TRUE(tenant["id"].is_string());
+  auto tenants = json_of(as(admin_, {"tenant", "list", "--json"}));
+  ASSERT_TRUE(tenants["tenants"].is_array()) << tenants;
+  EXPECT_EQ(tenants["tenants"][0]["name"], "acme");
+
+  auto publisher = json_of(as(admin_, {"token", "create", "--tenant", "acme", "--role", "publisher",
+                                       "--subject", "p", "--json"}));
+  EXPECT_EQ(publisher["role"], "publisher");
+  auto reviewer = json_of(as(admin_, {"token", "create", "--tenant", "acme", "--role", "reviewer",
+                                      "--subject", "r", "--expires-in-s", "3600", "--json"}));
+  EXPECT_TRUE(reviewer["expires_at"].is_string()) << reviewer;
+
+  auto file = write("greeter.lua", kGreeter);
+  auto published = json_of(as(publisher["token"].get<std::string>(),
+                              {"publish", file, "--tenant", "acme", "--script", "greeter",
+                               "--capability", "log", "--deterministic", "--json"}));
+  EXPECT_EQ(published["version"], 1);
+  EXPECT_EQ(published["created"], true);
+  EXPECT_EQ(published["manifest"]["capabilities"], json::array({"log"}));
+  EXPECT_EQ(published["manifest"]["deterministic"], true);
+
+  auto versions = json_of(as(publisher["token"].get<std::string>(),
+                             {"versions", "--tenant", "acme", "--script", "greeter", "--json"}));
+  EXPECT_EQ(versions["versions"][0]["state"], "pending");
+  EXPECT_EQ(versions["versions"][0]["source"], kGreeter);
+
+  auto approved =
+      json_of(as(reviewer["token"].get<std::string>(),
+                 {"approve", "--tenant", "acme", "--script", "greeter", "1", "--json"}));
+  EXPECT_EQ(approved["state"], "approved");
+  auto alias = json_of(
+      as(reviewer["token"].get<std::string>(),
+         {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "1", "--json"}));
+  EXPECT_EQ(alias["version"], 1);
+
+  auto result = json_of(
+      as(reviewer["token"].get<std::string>(), {"invoke", "--tenant", "acme", "--script", "greeter",
+                                                "--input", R"({"name":"x"})", "--json"}));
+  EXPECT_EQ(result["outcome"], "ok");
+  EXPECT_EQ(result["output"]["greeting"], "hello x");
+  EXPECT_EQ(result["version"], 1);
+  EXPECT_EQ(result["alias"], "live");
+
+  auto audit = json_of(as(admin_, {"audit", "--json", "--limit", "3"}));
+  ASSERT_TRUE(audit["entries"].is_array()) << audit;
+  EXPECT_EQ(audit["entries"].size(), 3u);
+  EXPECT_EQ(audit["next_after"], 3);
+  auto verify = json_of(as(admin_, {"audit", "verify", "--json"}));
+  EXPECT_EQ(verify["ok"], true);
+
+  // A refusal with --json: the problem on stdout, unchanged, and its words on stderr.
+  CliRun conflict = as(admin_, {"--json", "tenant", "create", "acme"});
+  EXPECT_EQ(conflict.status, 1) << conflict;
+  auto problem = json::parse(conflict.out, nullptr, false);
+  EXPECT_EQ(problem["status"], 409) << conflict;
+  EXPECT_TRUE(has(conflict.err, problem["title"].get<std::string>())) << conflict;
+}
+
+TEST_F(ApiCliWithCorrald, EnvironmentAndFlags) {
+  std::string good = server_;
+  std::string bad = "http://127.0.0.1:1";
+  CliRun from_env = corral({"tenant", "list"}, {{"CORRAL_SERVER", good}, {"CORRAL_TOKEN", admin_}});
+  EXPECT_EQ(from_env.status, 0) << from_env;
+  CliRun server_flag_wins = corral({"--server", good, "tenant", "list"},
+                                   {{"CORRAL_SERVER", bad}, {"CORRAL_TOKEN", admin_}});
+  EXPECT_EQ(server_flag_wins.status, 0) << server_flag_wins;
+  CliRun token_flag_wins = corral({"tenant", "list", "--token", "corral_wrong"},
+                                  {{"CORRAL_SERVER", good}, {"CORRAL_TOKEN", admin_}});
+  EXPECT_EQ(token_flag_wins.status, 1) << token_flag_wins;
+  CliRun token_file = corral({"tenant", "list", "--server", good, "--token",
+                              "@" + (corrald_->data_dir() / "admin.token").string()});
+  EXPECT_EQ(token_file.status, 0) << token_file;
+}
+
+TEST_F(ApiCliWithCorrald, MissingTokenExits1WithTheServersDetail) {
+  HttpClient http(corrald_->host(), corrald_->port());
+  auto direct = http.request(boost::beast::http::verb::get, "/v1/tenants");
+  ASSERT_EQ(direct.result_int(), 401u);
+  auto problem = json::parse(direct.body());
+
+  CliRun run = corral({"--server", server_, "tenant", "list"});
+  EXPECT_EQ(run.status, 1) << run;
+  EXPECT_EQ(run.out, "");
+  EXPECT_TRUE(has(run.err, problem["title"].get<std::string>())) << run;
+  EXPECT_TRUE(has(run.err, problem["detail"].get<std::string>())) << run;
+  EXPECT_TRUE(has(run.err, problem["hint"].get<std::string>())) << run;
+  EXPECT_TRUE(has(run.err, "CORRAL_TOKEN")) << run;
+
+  CliRun wrong = as("corral_0000", {"tenant", "list"});
+  EXPECT_EQ(wrong.status, 1) << wrong;
+  EXPECT_TRUE(has(wrong.err, "401")) << wrong;
+}
+
+TEST_F(ApiCliWithCorrald, RefusalsExit1WithTitleDetailAndHint) {
+  auto [publisher, reviewer] = live_script("acme", "greeter", kGreeter);
+  CliRun duplicate = as(admin_, {"tenant", "create", "acme"});
+  EXPECT_EQ(duplicate.status, 1) << duplicate;
+  EXPECT_TRUE(has(duplicate.err, "exists")) << duplicate;
+  EXPECT_TRUE(has(duplicate.err, "hint: ")) << duplicate;
+
+  CliRun wrong_role =
+      as(publisher, {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "1"});
+  EXPECT_EQ(wrong_role.status, 1) << wrong_role;
+  EXPECT_TRUE(has(wrong_role.err, "403")) << wrong_role;
+  EXPECT_TRUE(has(wrong_role.err, "reviewer")) << wrong_role;
+
+  CliRun no_script = as(publisher, {"invoke", "--tenant", "acme", "--script", "nope"});
+  EXPECT_EQ(no_script.status, 1) << no_script;
+  EXPECT_TRUE(has(no_script.err, "404")) << no_script;
+
+  CliRun other_tenant = as(publisher, {"versions", "--tenant", "other", "--script", "greeter"});
+  EXPECT_EQ(other_tenant.status, 1) << other_tenant;
+
+  auto bad = write("bad.lua", "function handle(\n");
+  CliRun syntax = as(publisher, {"publish", bad, "--tenant", "acme", "--script", "bad"});
+  EXPECT_EQ(syntax.status, 1) << syntax;
+  EXPECT_TRUE(has(syntax.err, "syntax error")) << syntax;
+
+  CliRun capability = as(publisher, {"publish", bad, "--tenant", "acme", "--script", "bad",
+                                     "--capability", "teleport"});
+  EXPECT_EQ(capability.status, 1) << capability;
+
+  // A revoked token's next request is refused.
+  CliRun token = as(admin_, {"--json", "token", "create", "--tenant", "acme", "--role", "auditor"});
+  ASSERT_EQ(token.status, 0) << token;
+  auto made = json::parse(token.out);
+  CliRun revoked =
+      as(admin_, {"token", "revoke", "--tenant", "acme", made["id"].get<std::string>()});
+  EXPECT_EQ(revoked.status, 0) << revoked;
+  EXPECT_TRUE(has(revoked.out, "revoked token")) << revoked;
+  CliRun after = as(made["token"].get<std::string>(), {"audit"});
+  EXPECT_EQ(after.status, 1) << after;
+}
+
+TEST_F(ApiCliWithCorrald, InvokeExitsByOutcome) {
+  CliRun created = as(admin_, {"tenant", "create", "acme"});
+  ASSERT_EQ(created.status, 0) << created;
+  std::string publisher = make_token("acme", "publisher", "p");
+  struct Case {
+    const char* script;
+    const char* source;
+    int status;
+    const char* says;
+  };
+  for (const Case& c : {Case{"fails", "function handle() error('boom') end", 1, "boom"},
+                        Case{"spins", "function handle() while true do end end", 3, "limit"},
+                        Case{"works", "function handle(input) return input end", 0, ""}}) {
+    auto file = write(std::string(c.script) + ".lua", c.source);
+    CliRun published = as(publisher, {"publish", file, "--tenant", "acme", "--script", c.script});
+    ASSERT_EQ(published.status, 0) << published;
+    // A pending version, tried out by its publisher.
+    CliRun run = as(publisher, {"invoke", "--tenant", "acme", "--script", c.script, "--version",
+                                "1", "--input", "[1,2]"});
+    EXPECT_EQ(run.status, c.status) << c.script << "\n" << run;
+    EXPECT_TRUE(has(run.err, c.says)) << run;
+    EXPECT_EQ(run.out, c.status == 0 ? "[1,2]\n" : "") << run;
+  }
+  CliRun bad_input = as(publisher, {"invoke", "--tenant", "acme", "--script", "works", "--version",
+                                    "1", "--input", "{nope"});
+  EXPECT_EQ(bad_input.status, 4) << bad_input;
+  EXPECT_TRUE(has(bad_input.err, "--input is not valid JSON")) << bad_input;
+}
+
+TEST_F(ApiCliWithCorrald, AuditVerifyExits5WhenTheChainIsBroken) {
+  live_script("acme", "greeter", kGreeter);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((corrald_->data_dir() / "corral.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER audit_entries_no_update; "
+                         "UPDATE audit_entries SET reason = 'nothing happened' WHERE seq = 3",
+                         nullptr, nullptr, &error),
+            SQLITE_OK)
+      << (error ? error : "");
+  sqlite3_close(db);
+  CliRun verified = as(admin_, {"audit", "verify"});
+  EXPECT_EQ(verified.status, 5) << verified;
+  EXPECT_TRUE(has(verified.out, "BROKEN")) << verified;
+  EXPECT_TRUE(has(verified.out, "3")) << verified;
+  EXPECT_TRUE(has(verified.err, "hint: ")) << verified;
+}
+
+// A port nothing listens on: bound, never listened on, then closed.
+uint16_t closed_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+TEST_F(ApiCliTest, UnreachableServerExits3NamingTheUrl) {
+  std::string url = "http://127.0.0.1:" + std::to_string(closed_port());
+  CliRun run = corral({"--server", url, "--token", "x", "tenant", "list"});
+  EXPECT_EQ(run.status, 3) << run;
+  EXPECT_TRUE(has(run.err, "cannot reach the server at " + url)) << run;
+  EXPECT_TRUE(has(run.err, "corrald is running")) << run;
+  EXPECT_EQ(run.out, "");
+
+  CliRun from_env = corral({"audit", "verify"}, {{"CORRAL_SERVER", url}});
+  EXPECT_EQ(from_env.status, 3) << from_env;
+  EXPECT_TRUE(has(from_env.err, url)) << from_env;
+
+  CliRun unknown_host = corral({"--server", "http://no-such-host.invalid:8080", "tenant", "list"});
+  EXPECT_EQ(unknown_host.status, 3) << unknown_host;
+  EXPECT_TRUE(has(unknown_host.err, "no-such-host.invalid")) << unknown_host;
+}
+
+TEST_F(ApiCliTest, UsageErrorsExit2) {
+  auto file = write("s.lua", "function handle() return 1 end");
+  for (const std::vector<std::string>& arguments : std::vector<std::vector<std::string>>{
+           {},
+           {"tenant"},
+           {"tenant", "create"},
+           {"no-such-command"},
+           {"token", "create", "--tenant", "acme"},
+           {"token", "create", "--tenant", "acme", "--role", "emperor"},
+           {"token", "create", "--tenant", "acme", "--role", "invoker", "--expires-in-s", "0"},
+           {"publish", file, "--tenant", "acme"},
+           {"approve", "--tenant", "acme", "--script", "s"},
+           {"approve", "--tenant", "acme", "--script", "s", "two"},
+           {"alias", "set", "--tenant", "acme", "--script", "s", "live"},
+           {"invoke", "--tenant", "acme", "--script", "s", "--alias", "live", "--version", "1"},
+           {"tenant", "list", "--no-such-flag"},
+           {"--server", "ftp://example.com", "tenant", "list"},
+           {"--server", "127.0.0.1:8080", "tenant", "list"},
+           {"publish", (dir_ / "missing.lua").string(), "--tenant", "a", "--script", "s"},
+           {"--token", "@" + (dir_ / "missing.token").string(), "tenant", "list"},
+       }) {
+    CliRun run = corral(arguments);
+    std::string joined;
+    for (const auto& argument : arguments) joined += argument + " ";
+    EXPECT_EQ(run.status, 2) << joined << "\n" << run;
+    EXPECT_FALSE(run.err.empty()) << joined;
+  }
+  CliRun help = corral({"--help"});
+  EXPECT_EQ(help.status, 0) << help;
+  for (const char* word :
+       {"--server", "--token", "--json", "CORRAL_SERVER", "CORRAL_TOKEN", "tenant", "token",
+        "publish", "versions", "approve", "alias", "invoke", "audit", "run"}) {
+    EXPECT_TRUE(has(help.out, word)) << word;
+  }
+}
+
+// A one-shot HTTP server that answers every request with `response`, for what a real corrald
+// does not do on demand (a 5xx, a body that is not JSON).
+class CannedServer {
+ public:
+  explicit CannedServer(std::string response) : response_(std::move(response)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    listen(fd_, 4);
+    socklen_t length = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] {
+      while (true) {
+        int client = accept(fd_, nullptr, nullptr);
+        if (client < 0 || stop_) {
+          if (client >= 0) close(client);
+          return;
+        }
+        std::string request;
+        char buffer[4096];
+        while (request.find("\r\n\r\n") == std::string::npos) {
+          ssize_t got = read(client, buffer, sizeof buffer);
+          if (got <= 0) break;
+          request.append(buffer, static_cast<size_t>(got));
+        }
+        (void)!write(client, response_.data(), response_.size());
+        close(client);
+      }
+    });
+  }
+  ~CannedServer() {
+    stop_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    // Wake accept() with a connection of our own.
+    int wake = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(port_);
+    connect(wake, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    close(wake);
+    thread_.join();
+    close(fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string response_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_ = false;
+  std::thread thread_;
+};
+
+std::string http_response(int status, const std::string& type, const std::string& body) {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: " + type +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+         body;
+}
+
+TEST_F(ApiCliTest, ServerErrorExits4) {
+  json problem = {{"type", "urn:corral:problem:internal"},
+                  {"title", "The server could not complete the request"},
+                  {"status", 500},
+                  {"detail", "disk I/O error"},
+                  {"hint", "retry; if it persists, tell the operator"}};
+  CannedServer server(http_response(500, "application/problem+json", problem.dump()));
+  CliRun run = corral({"--server", server.url(), "--token", "t", "tenant", "list"});
+  EXPECT_EQ(run.status, 4) << run;
+  for (const char* part : {"The server could not complete the request", "disk I/O error",
+                           "hint: retry; if it persists"}) {
+    EXPECT_TRUE(has(run.err, part)) << part << "\n" << run;
+  }
+  // A crashed worker is an outcome: invoke exits 5 as corral run does.
+  json crashed = problem;
+  crashed["outcome"] = "crashed";
+  crashed["title"] = "The worker crashed";
+  CannedServer crashing(http_response(500, "application/problem+json", crashed.dump()));
+  CliRun invoked = corral(
+      {"--server", crashing.url(), "--token", "t", "invoke", "--tenant", "a", "--script", "s"});
+  EXPECT_EQ(invoked.status, 5) << invoked;
+  EXPECT_TRUE(has(invoked.err, "The worker crashed")) << invoked;
+}
+
+TEST_F(ApiCliTest, AnswerThatIsNotJson) {
+  CannedServer proxy(http_response(502, "text/html", "<html>Bad Gateway</html>"));
+  CliRun run = corral({"--server", proxy.url(), "--token", "t", "tenant", "list"});
+  EXPECT_EQ(run.status, 4) << run;
+  EXPECT_TRUE(has(run.err, "502")) << run;
+  EXPECT_TRUE(has(run.err, "Bad Gateway")) << run;
+
+  CannedServer wrong(http_response(200, "text/html", "<html>hello</html>"));
+  CliRun odd = corral({"--server", wrong.url(), "--token", "t", "tenant", "list"});
+  EXPECT_EQ(odd.status, 4) << odd;
+  EXPECT_TRUE(has(odd.err, "not JSON")) << odd;
+}
+
+}  // namespace
