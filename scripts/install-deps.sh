@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang clang-format
   prometheus wrk
+  redis-server redis-tools bubblewrap
 )
 
 missing=()
