@@ -6,6 +6,7 @@
 //   idle memory  --idle-workers idle workers of one tenant are pre-warmed; for each worker
 //                process (the children of this process) VmRSS from /proc/PID/status and Pss
 //                and private pages from /proc/PID/smaps_rollup are read; the mean is reported.
+//                Then the same for workers that have each run 100 invocations.
 //   teardown     how long killing, reaping and un-cgrouping one worker takes (paid by the
 //                run() that retires or evicts it).
 //   throughput   1, 10, 100 and 1,000 tenants take turns (invocation k runs as tenant k mod T)
@@ -94,9 +95,12 @@ corral::jail::Ceilings corrald_ceilings() {
   corral::LimitsPolicy limits;
   corral::jail::Ceilings ceilings;
   int64_t heap = limits.maxima.memory_bytes;
-  ceilings.address_space_bytes = std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
-  ceilings.cgroup_memory_bytes = std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
-  ceilings.cpu_seconds = std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
+  ceilings.address_space_bytes =
+      std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
+  ceilings.cgroup_memory_bytes =
+      std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
+  ceilings.cpu_seconds =
+      std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
   return ceilings;
 }
 
@@ -175,8 +179,8 @@ struct Factory {
 };
 
 struct Report {
-  std::vector<std::pair<std::string, std::string>> kv;              // for --format kv
-  std::vector<std::array<std::string, 3>> rows;                     // measure, value, notes
+  std::vector<std::pair<std::string, std::string>> kv;  // for --format kv
+  std::vector<std::array<std::string, 3>> rows;         // measure, value, notes
   void add(const std::string& key, double value, const char* format = "%.2f") {
     char text[64];
     std::snprintf(text, sizeof text, format, value);
@@ -197,7 +201,8 @@ int failures_to_stderr(const corral::InvocationResult& result, const std::string
   if (result.outcome == corral::Outcome::ok) return 0;
   static std::atomic<int> printed{0};
   if (printed++ < 5) {
-    std::fprintf(stderr, "corral-pool-bench: %s: %s\n", what.c_str(), corral::describe_failure(result).c_str());
+    std::fprintf(stderr, "corral-pool-bench: %s: %s\n", what.c_str(),
+                 corral::describe_failure(result).c_str());
   }
   return 1;
 }
@@ -236,9 +241,11 @@ void measure_cold(const Settings& settings, const corral::JailSetup& jail, Repor
   report.add("cold_spawn_p50_ms", percentile(spawn, 0.5), "%.3f");
   report.add("warm_single_p50_ms", percentile(second, 0.5), "%.3f");
   report.add("cold_errors", errors, "%.0f");
-  report.row(fmt("cold start: first invocation of a new tenant, %.0f tenants", static_cast<double>(n)),
-             fmt("p50 %.2f ms, p99 %.2f ms", percentile(first, 0.5), percentile(first, 0.99)),
-             fmt("of which spawn (clone3 .. exec) p50 %.2f ms; mean %.2f ms", percentile(spawn, 0.5), mean(first)));
+  report.row(
+      fmt("cold start: first invocation of a new tenant, %.0f tenants", static_cast<double>(n)),
+      fmt("p50 %.2f ms, p99 %.2f ms", percentile(first, 0.5), percentile(first, 0.99)),
+      fmt("of which spawn (clone3 .. exec) p50 %.2f ms; mean %.2f ms", percentile(spawn, 0.5),
+          mean(first)));
   report.row("same tenant's second invocation (warm worker, one caller)",
              fmt("p50 %.3f ms, p99 %.3f ms", percentile(second, 0.5), percentile(second, 0.99)),
              errors ? fmt("%.0f failed runs", errors) : "");
@@ -250,18 +257,21 @@ void measure_teardown(const Settings& settings, const corral::JailSetup& jail, R
   std::vector<double> teardown;
   size_t n = std::min<size_t>(settings.cold_tenants, 30);
   for (size_t i = 0; i < n; ++i) {
-    auto worker = std::make_unique<corral::WorkerProcess>(jail.spec_for(settings.worker, "teardown"));
-    failures_to_stderr(worker->invoke(request_for("teardown", kTrivial), std::chrono::milliseconds(50)),
-                       "teardown run");
+    auto worker =
+        std::make_unique<corral::WorkerProcess>(jail.spec_for(settings.worker, "teardown"));
+    failures_to_stderr(
+        worker->invoke(request_for("teardown", kTrivial), std::chrono::milliseconds(50)),
+        "teardown run");
     auto started = Clock::now();
     worker.reset();
     teardown.push_back(ms_since(started));
   }
   report.add("teardown_p50_ms", percentile(teardown, 0.5), "%.3f");
   report.add("teardown_p99_ms", percentile(teardown, 0.99), "%.3f");
-  report.row(fmt("worker teardown (kill, reap, remove cgroups), %.0f workers", static_cast<double>(n)),
-             fmt("p50 %.2f ms, p99 %.2f ms", percentile(teardown, 0.5), percentile(teardown, 0.99)),
-             "paid by the run() that retires or evicts a worker, before it returns");
+  report.row(
+      fmt("worker teardown (kill, reap, remove cgroups), %.0f workers", static_cast<double>(n)),
+      fmt("p50 %.2f ms, p99 %.2f ms", percentile(teardown, 0.5), percentile(teardown, 0.99)),
+      "paid by the run() that retires or evicts a worker, before it returns");
 }
 
 void measure_idle_memory(const Settings& settings, const corral::JailSetup& jail, Report& report) {
@@ -291,14 +301,17 @@ void measure_idle_memory(const Settings& settings, const corral::JailSetup& jail
     if (clean >= 0 && dirty >= 0) priv.push_back(static_cast<double>(clean + dirty));
   }
   if (rss.empty()) {
-    std::fprintf(stderr, "corral-pool-bench: found no worker processes among this process's children\n");
+    std::fprintf(stderr,
+                 "corral-pool-bench: found no worker processes among this process's children\n");
   }
   report.add("idle_workers", static_cast<double>(rss.size()), "%.0f");
   report.add("idle_rss_kib", mean(rss), "%.0f");
-  report.add("idle_rss_max_kib", rss.empty() ? NAN : *std::max_element(rss.begin(), rss.end()), "%.0f");
+  report.add("idle_rss_max_kib", rss.empty() ? NAN : *std::max_element(rss.begin(), rss.end()),
+             "%.0f");
   report.add("idle_pss_kib", mean(pss), "%.0f");
   report.add("idle_private_kib", mean(priv), "%.0f");
-  report.row(fmt("idle worker resident memory, mean of %.0f pre-warmed workers", static_cast<double>(rss.size())),
+  report.row(fmt("idle worker resident memory, mean of %.0f pre-warmed workers",
+                 static_cast<double>(rss.size())),
              fmt("VmRSS %.2f MiB", mean(rss) / 1024),
              fmt("Pss %.2f MiB, private (USS) %.2f MiB", mean(pss) / 1024, mean(priv) / 1024) +
                  (pss.empty() ? " (smaps_rollup unreadable)" : ""));
@@ -309,8 +322,9 @@ void measure_idle_memory(const Settings& settings, const corral::JailSetup& jail
   for (size_t i = 0; i < settings.idle_workers; ++i) {
     used.push_back(std::make_unique<corral::WorkerProcess>(jail.spec_for(settings.worker, "used")));
     for (int k = 0; k < 100; ++k) {
-      failures_to_stderr(used.back()->invoke(request_for("used", kTransform), std::chrono::milliseconds(50)),
-                         "memory run");
+      failures_to_stderr(
+          used.back()->invoke(request_for("used", kTransform), std::chrono::milliseconds(50)),
+          "memory run");
     }
   }
   for (auto& worker : used) {
@@ -324,14 +338,18 @@ void measure_idle_memory(const Settings& settings, const corral::JailSetup& jail
   report.add("used_pss_kib", mean(used_pss), "%.0f");
   report.row(fmt("idle worker resident memory after 100 invocations each, mean of %.0f",
                  static_cast<double>(used_rss.size())),
-             fmt("VmRSS %.2f MiB", mean(used_rss) / 1024), fmt("Pss %.2f MiB", mean(used_pss) / 1024));
+             fmt("VmRSS %.2f MiB", mean(used_rss) / 1024),
+             fmt("Pss %.2f MiB", mean(used_pss) / 1024));
 }
 
-void measure_throughput(const Settings& settings, const corral::JailSetup& jail, size_t tenants, Report& report) {
+void measure_throughput(const Settings& settings, const corral::JailSetup& jail, size_t tenants,
+                        Report& report) {
   Factory factory{jail, settings.worker, {}, {}};
-  corral::TenantPool pool({.max_workers = settings.max_workers}, factory.make());  // corrald's other defaults
+  corral::TenantPool pool({.max_workers = settings.max_workers},
+                          factory.make());  // corrald's other defaults
   std::vector<std::string> names;
-  for (size_t t = 0; t < tenants; ++t) names.push_back("tp" + std::to_string(tenants) + "-" + std::to_string(t));
+  for (size_t t = 0; t < tenants; ++t)
+    names.push_back("tp" + std::to_string(tenants) + "-" + std::to_string(t));
 
   std::atomic<uint64_t> next{0};
   std::atomic<bool> measuring{false}, stop{false};
@@ -363,7 +381,8 @@ void measure_throughput(const Settings& settings, const corral::JailSetup& jail,
   double elapsed_s = ms_since(started) / 1000;
   auto after = pool.stats();
   auto cpu_after = cpu_jiffies();
-  double busy = 100 * (cpu_after.first - cpu_before.first) / std::max(1.0, cpu_after.second - cpu_before.second);
+  double busy = 100 * (cpu_after.first - cpu_before.first) /
+                std::max(1.0, cpu_after.second - cpu_before.second);
   for (auto& thread : threads) thread.join();
 
   std::vector<double> all;
@@ -377,14 +396,16 @@ void measure_throughput(const Settings& settings, const corral::JailSetup& jail,
   report.add(key + "_spawned", spawned, "%.0f");
   report.add(key + "_errors", static_cast<double>(errors.load()), "%.0f");
   report.add(key + "_cpu_busy_pct", busy, "%.0f");
-  report.row(fmt("throughput, %.0f tenant(s) taking turns, %.0f threads", static_cast<double>(tenants),
-                 static_cast<double>(settings.threads)),
-             fmt("%.0f inv/s, p50 %.2f ms, p99 %.2f ms", rate, percentile(all, 0.5), percentile(all, 0.99)),
-             fmt("%.0f invocations in %.1f s; %.0f workers spawned", static_cast<double>(all.size()), elapsed_s,
-                 spawned) +
-                 fmt(", %.0f evicted, %.0f errors", static_cast<double>(after.evicted - before.evicted),
-                     static_cast<double>(errors.load())) +
-                 fmt("; all CPUs %.0f%% busy", busy));
+  report.row(
+      fmt("throughput, %.0f tenant(s) taking turns, %.0f threads", static_cast<double>(tenants),
+          static_cast<double>(settings.threads)),
+      fmt("%.0f inv/s, p50 %.2f ms, p99 %.2f ms", rate, percentile(all, 0.5),
+          percentile(all, 0.99)),
+      fmt("%.0f invocations in %.1f s; %.0f workers spawned", static_cast<double>(all.size()),
+          elapsed_s, spawned) +
+          fmt(", %.0f evicted, %.0f errors", static_cast<double>(after.evicted - before.evicted),
+              static_cast<double>(errors.load())) +
+          fmt("; all CPUs %.0f%% busy", busy));
 }
 
 std::vector<size_t> parse_counts(const std::string& list) {
@@ -409,30 +430,42 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--worker") settings.worker = value();
-    else if (arg == "--cold-tenants") settings.cold_tenants = std::stoul(value());
-    else if (arg == "--idle-workers") settings.idle_workers = std::stoul(value());
-    else if (arg == "--threads") settings.threads = std::stoul(value());
-    else if (arg == "--max-workers") settings.max_workers = std::stoul(value());
-    else if (arg == "--seconds") settings.seconds = std::stod(value());
-    else if (arg == "--tenants") settings.tenant_counts = parse_counts(value());
-    else if (arg == "--format") settings.kv = value() == "kv";
+    if (arg == "--worker")
+      settings.worker = value();
+    else if (arg == "--cold-tenants")
+      settings.cold_tenants = std::stoul(value());
+    else if (arg == "--idle-workers")
+      settings.idle_workers = std::stoul(value());
+    else if (arg == "--threads")
+      settings.threads = std::stoul(value());
+    else if (arg == "--max-workers")
+      settings.max_workers = std::stoul(value());
+    else if (arg == "--seconds")
+      settings.seconds = std::stod(value());
+    else if (arg == "--tenants")
+      settings.tenant_counts = parse_counts(value());
+    else if (arg == "--format")
+      settings.kv = value() == "kv";
     else {
-      std::fprintf(stderr,
-                   "usage: corral-pool-bench [--worker PATH] [--cold-tenants N] [--idle-workers N] [--threads N]\n"
-                   "                         [--max-workers N] [--seconds S] [--tenants 1,10,100,1000]\n"
-                   "                         [--format markdown|kv]\n");
+      std::fprintf(
+          stderr,
+          "usage: corral-pool-bench [--worker PATH] [--cold-tenants N] [--idle-workers N] "
+          "[--threads N]\n"
+          "                         [--max-workers N] [--seconds S] [--tenants 1,10,100,1000]\n"
+          "                         [--format markdown|kv]\n");
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
   }
   if (access(settings.worker.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "corral-pool-bench: the worker '%s' is not executable; pass --worker PATH\n",
+    std::fprintf(stderr,
+                 "corral-pool-bench: the worker '%s' is not executable; pass --worker PATH\n",
                  settings.worker.c_str());
     return 1;
   }
 
   corral::JailSetup::Options options;
-  for (auto layer : corral::jail::kAllLayers) options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
+  for (auto layer : corral::jail::kAllLayers)
+    options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
   options.ceilings = corrald_ceilings();
   corral::JailSetup jail(options);
 
@@ -449,6 +482,7 @@ int main(int argc, char** argv) {
   }
   std::printf("jail layers: %s\n\n", jail.active().to_string().c_str());
   std::printf("| measure | value | notes |\n| --- | --- | --- |\n");
-  for (auto& row : report.rows) std::printf("| %s | %s | %s |\n", row[0].c_str(), row[1].c_str(), row[2].c_str());
+  for (auto& row : report.rows)
+    std::printf("| %s | %s | %s |\n", row[0].c_str(), row[1].c_str(), row[2].c_str());
   return 0;
 }

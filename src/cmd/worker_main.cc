@@ -1,6 +1,7 @@
 // corral-worker: started by its supervisor in fresh namespaces (see src/jail/spawn.cc), it jails
 // itself (src/jail/contain.cc), readies the runtime, locks its syscalls down, then runs
 // invocations sent over descriptor 3, one at a time, until the channel closes.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -31,24 +32,27 @@ void report_violation(long syscall_number) { corral::write_violation_frame(kChan
 // exception, for one, initialises the unwinder).
 void ready_the_runtime() {
   const char* warm_ups[] = {
-      "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), ('x'):rep(100000)} end",
+      "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), ('x'):rep(1000)} end",
       "function handle() error('warm-up') end",
       "function handle() error({table = true}) end",
       "function handle() return function() end end",
       "function handle( syntax error",
       "function handle() while true do end end",
       "function handle() local t = {} while true do t[#t + 1] = {} end end",
-      "function handle() print(('x'):rep(70000)) end",
+      "function handle() print(('x'):rep(2000)) end",
   };
   for (const char* source : warm_ups) {
     corral::InvocationRequest warm_up;
     warm_up.invocation_id = "warm-up";
     warm_up.source = source;
     warm_up.limits = corral::LimitsPolicy{}.defaults;
-    warm_up.limits.fuel = 100000;
-    warm_up.limits.memory_bytes = 1 << 20;
+    warm_up.limits.fuel = 10000;
+    warm_up.limits.memory_bytes = 64 << 10;
+    warm_up.limits.log_bytes = 1024;
     corral::runtime::run_invocation(warm_up);
   }
+  // Give back what the warm-ups left in the heap: an idle worker should be small.
+  malloc_trim(0);
 }
 
 }  // namespace

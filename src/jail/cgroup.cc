@@ -3,6 +3,7 @@
 #include "jail/cgroup.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,22 @@ fs::path v1_own_directory(const ProbeOptions& options, const std::string& contro
   return mount / fs::path(own_cgroup_path(controller)).relative_path();
 }
 
+// A supervisor killed with SIGKILL cannot remove its cgroups: remove those of dead ones
+// ("corral-<pid>-<n>" whose pid is gone) so they do not pile up.
+void remove_stale_parents(const fs::path& directory) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(directory, error)) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with("corral-") || !entry.is_directory()) continue;
+    pid_t owner = static_cast<pid_t>(std::atoll(name.c_str() + 7));
+    if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) continue;
+    for (const auto& child : fs::directory_iterator(entry.path(), error)) {
+      if (child.is_directory()) rmdir(child.path().c_str());
+    }
+    rmdir(entry.path().c_str());
+  }
+}
+
 }  // namespace
 
 namespace cgroup1 {
@@ -134,6 +151,7 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
       impl_->parents.push_back({"", cgroup2::prepare_parent(options)});
     } else if (auto v1 = cgroup1::probe(options); v1.available) {
       for (const auto& controller : kV1Controllers) {
+        remove_stale_parents(v1_own_directory(options, controller));
         fs::path parent = v1_own_directory(options, controller) / name;
         std::error_code ignored;
         fs::create_directory(parent, ignored);
