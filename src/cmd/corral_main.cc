@@ -65,11 +65,7 @@ struct RunOptions {
 // fatal: the CLI is for trying scripts out, corrald is where refusing matters).
 corral::InvocationResult run_jailed(const std::string& worker_path,
                                     const corral::InvocationRequest& request) {
-  corral::JailSetup::Options jail_options;
-  for (corral::jail::Layer layer : corral::jail::kAllLayers) {
-    jail_options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
-  }
-  corral::JailSetup jail(jail_options);
+  corral::JailSetup jail(corral::JailSetup::accept_any_missing());
   for (const auto& status : jail.statuses()) {
     if (!jail.active().has(status.layer)) {
       std::cerr << "corral run: warning: running without the "

@@ -66,22 +66,18 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
 
 // --check: every layer, whether this machine provides it, and whether corrald would start.
 int check_layers(const Settings& settings) {
-  std::unique_ptr<corral::JailSetup> jail;
-  std::string refusal;
-  try {
-    jail = prepare_jail(settings);
-  } catch (const std::exception& error) {
-    refusal = error.what();
-  }
-  for (const auto& status : corral::jail::probe_machine({.cgroup_root = settings.cgroup_root})) {
+  corral::JailSetup::Options options;
+  options.probe.cgroup_root = settings.cgroup_root;
+  options.ceilings = ceilings_for(settings.limits);
+  corral::JailSetup jail(corral::JailSetup::accept_any_missing(options));
+  for (const auto& status : jail.statuses()) {
     std::printf("%-13s %-8s %s\n", std::string(corral::jail::to_string(status.layer)).c_str(),
-                status.available ? "active" : "MISSING", status.detail.c_str());
+                jail.active().has(status.layer) ? "active" : "MISSING", status.detail.c_str());
   }
-  if (!refusal.empty()) {
-    std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
-    return 1;
-  }
-  std::printf("\ncorrald would start with layers: %s\n", jail->active().to_string().c_str());
+  auto refused = jail.refusals({settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()});
+  for (const auto& refusal : refused) std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
+  if (!refused.empty()) return 1;
+  std::printf("\ncorrald would start with layers: %s\n", jail.active().to_string().c_str());
   return 0;
 }
 

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     corral::jail::lock_down(jail, report_violation);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "corral-worker: %s\n", error.what());
-    return 4;
+    return corral::jail::kContainFailedExitStatus;
   }
   corral::FrameDecoder decoder;
   for (;;) {

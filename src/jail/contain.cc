@@ -26,6 +26,13 @@ void fail_step(const std::string& step, const std::string& what) {
 
 void contain(const ContainOptions& options) {
   const LayerSet& layers = options.layers;
+  // Without its own namespaces, these steps would act on the host: pivot_root its root.
+  for (Layer layer : {Layer::filesystem, Layer::network}) {
+    if (layers.has(layer) && !layers.has(Layer::namespaces)) {
+      errno = 0;
+      fail_step(std::string(to_string(layer)), "refusing to run without the namespaces layer (it would change the host)");
+    }
+  }
   if (layers.has(Layer::filesystem)) mnt::enter_empty_root();
   if (layers.has(Layer::network)) net::keep_interfaces_down();
   if (layers.has(Layer::rlimits)) rlimits::apply(options.ceilings);

@@ -153,6 +153,8 @@ using ViolationReporter = void (*)(long syscall_number);
 // attempt to get around that (blocking or catching SIGSYS) is itself refused.
 void lock_down(const ContainOptions& options, ViolationReporter reporter);
 inline constexpr int kViolationExitStatus = 159;  // 128 + SIGSYS
+// The worker could not jail itself (contain() threw); it says why on its standard error.
+inline constexpr int kContainFailedExitStatus = 4;
 
 // For the worker's command line: "--jail-layers=…", "--jail-as=…", "--jail-cpu=…".
 std::vector<std::string> to_arguments(const ContainOptions& options);

@@ -162,8 +162,13 @@ Spawned spawn_jailed(const SpawnRequest& request) {
   };
   auto child_failed = [&](const ChildFailure& failure) {
     int step = failure.step > kUnshared && failure.step <= kExec ? failure.step : kExec;
+    std::string hint;
+    if (step == kExec && namespaces) {
+      hint = "; jailed workers run as uid " + std::to_string(request.outside_uid) +
+             ", so the worker binary must be readable and executable by that user";
+    }
     return std::runtime_error(std::string("the new worker failed ") + kChildStepNames[step] + ": " +
-                              strerror(failure.error));
+                              strerror(failure.error) + hint);
   };
   try {
     if (cgroups && cgroup_fd < 0) join_cgroups(*request.cgroups, pid);

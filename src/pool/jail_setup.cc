@@ -20,17 +20,27 @@ JailSetup::JailSetup(Options options) : options_(std::move(options)) {
         status.detail = error.what();
       }
     }
-    if (status.available) {
-      active_.add(status.layer);
-      continue;
-    }
-    std::string name(jail::to_string(status.layer));
-    if (!options_.allowed_missing.contains(name)) {
-      throw MissingLayer("the jail layer '" + name + "' is not available on this machine: " + status.detail +
-                         ". Workers would run without it; to accept that, start corrald with "
-                         "--allow-missing-layer=" + name);
-    }
+    if (status.available) active_.add(status.layer);
   }
+  auto refused = refusals(options_.allowed_missing);
+  if (!refused.empty()) throw MissingLayer(refused.front());
+}
+
+JailSetup::Options JailSetup::accept_any_missing(Options options) {
+  for (jail::Layer layer : jail::kAllLayers) options.allowed_missing.insert(std::string(jail::to_string(layer)));
+  return options;
+}
+
+std::vector<std::string> JailSetup::refusals(const std::set<std::string>& allowed_missing) const {
+  std::vector<std::string> refused;
+  for (const auto& status : statuses_) {
+    std::string name(jail::to_string(status.layer));
+    if (active_.has(status.layer) || allowed_missing.contains(name)) continue;
+    refused.push_back("the jail layer '" + name + "' is not available on this machine: " + status.detail +
+                      ". Workers would run without it; to accept that, start corrald with "
+                      "--allow-missing-layer=" + name);
+  }
+  return refused;
 }
 
 nlohmann::json JailSetup::describe() const {

@@ -32,6 +32,14 @@ class JailSetup {
   // missing layer not in allowed_missing, std::invalid_argument for an unknown layer name.
   explicit JailSetup(Options options);
 
+  // The options with every layer allowed to be missing: for the CLI, tests and benches, which
+  // use what the machine offers rather than refuse.
+  static Options accept_any_missing(Options options = {});
+
+  // Why corrald would refuse to start with only these layers allowed to be missing (one
+  // message per layer, naming the flag), or nothing.
+  std::vector<std::string> refusals(const std::set<std::string>& allowed_missing) const;
+
   const jail::LayerSet& active() const { return active_; }
   const std::vector<jail::LayerStatus>& statuses() const { return statuses_; }
   // [{"name", "active", "detail"}] for /healthz and --check.

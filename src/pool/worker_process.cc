@@ -25,6 +25,11 @@ int pidfd_send_signal(int pidfd, int signal, siginfo_t* info, unsigned int flags
 std::string system_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 std::string describe_exit(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED && info.si_status == jail::kContainFailedExitStatus) {
+    return "exited with status " + std::to_string(info.si_status) +
+           " because it could not jail itself (its reason is on corrald's standard error; corrald --check "
+           "lists the jail layers)";
+  }
   if (info.si_code == CLD_EXITED) return "exited with status " + std::to_string(info.si_status);
   std::string name = sigabbrev_np(info.si_status) ? sigabbrev_np(info.si_status) : "?";
   return "was killed by signal " + std::to_string(info.si_status) + " (SIG" + name + ")";

@@ -77,11 +77,7 @@ corral::Executor& lua_layer_alone() {
 
 // As corrald runs them: every jail layer this machine provides, in a tenant-bound pool.
 corral::Executor& fully_jailed() {
-  static corral::JailSetup jail([] {
-    corral::JailSetup::Options options;
-    for (auto layer : corral::jail::kAllLayers) options.allowed_missing.insert(std::string(corral::jail::to_string(layer)));
-    return options;
-  }());
+  static corral::JailSetup jail(corral::JailSetup::accept_any_missing());
   static corral::TenantPool pool({.max_workers = 4, .warm_per_tenant = 1, .max_idle = 2, .recycle_after = 1000,
                                   .kill_grace_ms = 50},
                                  [](const std::string& tenant) {

@@ -401,6 +401,15 @@ TEST(JailAttack, WriteProc) {
   }
 }
 
+TEST(JailLayers, FilesystemAndNetworkRefuseToActOnTheHost) {
+  for (Layer layer : {Layer::filesystem, Layer::network}) {
+    Probe probe(only({layer}), "facts");
+    EXPECT_NE(probe.report().value("contain_failed", "").find("without the namespaces layer"), std::string::npos)
+        << probe.report();
+    EXPECT_EQ(probe.exit_status(), 1);
+  }
+}
+
 TEST(JailLayers, ParseAndPrint) {
   EXPECT_EQ(LayerSet::parse("seccomp,namespaces").to_string(), "namespaces,seccomp");
   EXPECT_EQ(LayerSet::parse("all"), LayerSet::all());

@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -111,6 +112,21 @@ TEST_F(JailedWorker, CgroupOomKillIsReportedAsTheCause) {
                                std::chrono::milliseconds(50));
   EXPECT_EQ(result.outcome, Outcome::crashed) << to_json(result).dump();
   EXPECT_NE(result.message.find("OOM killer"), std::string::npos) << result.message;
+}
+
+TEST_F(JailedWorker, UnexecutableWorkerBinarySaysWhyAndWhatToDo) {
+  if (!layers_.has(jail::Layer::namespaces)) GTEST_SKIP() << "no user namespaces on this machine";
+  auto binary = std::filesystem::temp_directory_path() / ("corral-private-worker-" + std::to_string(getpid()));
+  std::filesystem::copy_file(CORRAL_WORKER_PATH, binary, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(binary, std::filesystem::perms::owner_all);  // not for nobody
+  try {
+    start(binary.string());
+    ADD_FAILURE() << "a worker binary only root may execute was started as nobody";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("readable and executable by that user"), std::string::npos)
+        << error.what();
+  }
+  std::filesystem::remove(binary);
 }
 
 // Every readable mapping of process pid, read through /proc/pid/mem as root.

@@ -55,9 +55,7 @@ Latencies run_quiet(TenantPool& pool, Clock::duration how_long, std::atomic<int>
 }
 
 TEST(NoisyNeighbour, QuietTenantKeepsBeingServed) {
-  JailSetup::Options options;
-  for (jail::Layer layer : jail::kAllLayers) options.allowed_missing.insert(std::string(jail::to_string(layer)));
-  JailSetup jail(options);
+  JailSetup jail(JailSetup::accept_any_missing());
   TenantPool pool({.max_workers = 10, .warm_per_tenant = 2, .max_idle = 10, .recycle_after = 1000, .kill_grace_ms = 50},
                   [&](const std::string& tenant) {
                     return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
