@@ -24,7 +24,9 @@ corral::InvocationRequest parse_request(const std::string& payload) {
   return request;
 }
 
-void report_violation(long syscall_number) { corral::write_violation_frame(kChannelFd, syscall_number); }
+void report_violation(long syscall_number) {
+  corral::write_violation_frame(kChannelFd, syscall_number);
+}
 
 // Everything the runtime would otherwise set up lazily is set up now, before the filesystem is
 // gone and the syscall allowlist is in force: throwaway invocations exercise the allocator, the
@@ -32,7 +34,8 @@ void report_violation(long syscall_number) { corral::write_violation_frame(kChan
 // exception, for one, initialises the unwinder).
 void ready_the_runtime() {
   const char* warm_ups[] = {
-      "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), ('x'):rep(1000)} end",
+      "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), "
+      "('x'):rep(1000)} end",
       "function handle() error('warm-up') end",
       "function handle() error({table = true}) end",
       "function handle() return function() end end",
@@ -93,7 +96,8 @@ int main(int argc, char** argv) {
       return 3;
     }
     // Script-made text (error messages) may hold invalid UTF-8: replace it rather than fail.
-    auto payload = corral::to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    auto payload =
+        corral::to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (!corral::write_frame(kChannelFd, corral::FrameType::result, payload)) return 0;
   }
 }

@@ -24,14 +24,16 @@ namespace fs = std::filesystem;
 void write_cgroup_file(const std::string& path, const std::string& value) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw std::runtime_error("cgroup: cannot open " + path + ": " + strerror(errno) +
-                             "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)");
+    throw std::runtime_error(
+        "cgroup: cannot open " + path + ": " + strerror(errno) +
+        "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)");
   }
   ssize_t written = write(fd, value.data(), value.size());
   int saved = errno;
   close(fd);
   if (written != static_cast<ssize_t>(value.size())) {
-    throw std::runtime_error("cgroup: cannot write '" + value + "' to " + path + ": " + strerror(saved));
+    throw std::runtime_error("cgroup: cannot write '" + value + "' to " + path + ": " +
+                             strerror(saved));
   }
 }
 
@@ -67,7 +69,8 @@ std::string own_cgroup_path(const std::string& controller) {
 int clone_into_fd(const WorkerCgroups& cgroups) { return cgroups.v2 ? cgroups.directory_fd : -1; }
 
 void join_cgroups(const WorkerCgroups& cgroups, pid_t pid) {
-  for (const auto& directory : cgroups.directories) write_cgroup_file(directory + "/cgroup.procs", std::to_string(pid));
+  for (const auto& directory : cgroups.directories)
+    write_cgroup_file(directory + "/cgroup.procs", std::to_string(pid));
 }
 
 namespace {
@@ -108,7 +111,8 @@ LayerStatus probe(const ProbeOptions& options) {
   for (const auto& controller : kV1Controllers) {
     fs::path own = v1_own_directory(options, controller);
     if (own.empty()) {
-      status.detail = "cgroup v1: the " + controller + " controller is not mounted under " + options.cgroup_root;
+      status.detail = "cgroup v1: the " + controller + " controller is not mounted under " +
+                      options.cgroup_root;
       return status;
     }
     if (!writable_directory(own)) {
@@ -140,7 +144,8 @@ fs::path prepare_parent(const ProbeOptions& options);
 void apply_limits(const fs::path& directory, const Ceilings& ceilings);
 }  // namespace cgroup2
 
-CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings) : impl_(new Impl) {
+CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings)
+    : impl_(new Impl) {
   impl_->ceilings = ceilings;
   // Several managers may live in one process (tests, the CLI): each gets its own directory.
   static std::atomic<uint64_t> instances{0};
@@ -155,7 +160,8 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
         fs::path parent = v1_own_directory(options, controller) / name;
         std::error_code ignored;
         fs::create_directory(parent, ignored);
-        if (!fs::is_directory(parent)) throw std::runtime_error("cgroup: cannot create " + parent.string());
+        if (!fs::is_directory(parent))
+          throw std::runtime_error("cgroup: cannot create " + parent.string());
         impl_->parents.push_back({controller, parent});
       }
     } else {
@@ -174,8 +180,11 @@ CgroupManager::~CgroupManager() {
 
 std::string CgroupManager::describe() const {
   std::string where;
-  for (const auto& parent : impl_->parents) where += (where.empty() ? "" : ", ") + parent.directory.string();
-  return std::string(impl_->v2 ? "cgroup v2 (memory, pids, cpu)" : "cgroup v1 (memory, pids, cpu)") + " under " + where;
+  for (const auto& parent : impl_->parents)
+    where += (where.empty() ? "" : ", ") + parent.directory.string();
+  return std::string(impl_->v2 ? "cgroup v2 (memory, pids, cpu)"
+                               : "cgroup v1 (memory, pids, cpu)") +
+         " under " + where;
 }
 
 WorkerCgroups* CgroupManager::create(const std::string& name) {
@@ -186,24 +195,29 @@ WorkerCgroups* CgroupManager::create(const std::string& name) {
   for (const auto& parent : impl_->parents) {
     fs::path directory = parent.directory / leaf;
     if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw std::runtime_error("cgroup: cannot create " + directory.string() + ": " + strerror(errno));
+      throw std::runtime_error("cgroup: cannot create " + directory.string() + ": " +
+                               strerror(errno));
     }
     cgroups->directories.push_back(directory.string());
     if (impl_->v2) {
       cgroup2::apply_limits(directory, ceilings);
       cgroups->directory_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cgroups->directory_fd < 0) throw std::runtime_error("cgroup: cannot open " + directory.string());
+      if (cgroups->directory_fd < 0)
+        throw std::runtime_error("cgroup: cannot open " + directory.string());
     } else if (parent.controller == "memory") {
-      write_cgroup_file(directory / "memory.limit_in_bytes", std::to_string(ceilings.cgroup_memory_bytes));
+      write_cgroup_file(directory / "memory.limit_in_bytes",
+                        std::to_string(ceilings.cgroup_memory_bytes));
       // Without swap accounting the memsw file is absent; the plain limit still holds RAM.
       if (fs::exists(directory / "memory.memsw.limit_in_bytes")) {
-        write_cgroup_file(directory / "memory.memsw.limit_in_bytes", std::to_string(ceilings.cgroup_memory_bytes));
+        write_cgroup_file(directory / "memory.memsw.limit_in_bytes",
+                          std::to_string(ceilings.cgroup_memory_bytes));
       }
     } else if (parent.controller == "pids") {
       write_cgroup_file(directory / "pids.max", std::to_string(ceilings.cgroup_pids));
     } else if (parent.controller == "cpu") {
       write_cgroup_file(directory / "cpu.cfs_period_us", "100000");
-      write_cgroup_file(directory / "cpu.cfs_quota_us", std::to_string(ceilings.cgroup_cpu_percent * 1000));
+      write_cgroup_file(directory / "cpu.cfs_quota_us",
+                        std::to_string(ceilings.cgroup_cpu_percent * 1000));
     }
   }
   return cgroups.release();
@@ -214,7 +228,8 @@ void CgroupManager::destroy(WorkerCgroups* cgroups) {
   if (cgroups->directory_fd >= 0) close(cgroups->directory_fd);
   for (const auto& directory : cgroups->directories) {
     // The reaped worker may take a moment to leave the cgroup's accounting.
-    for (int attempt = 0; attempt < 50 && rmdir(directory.c_str()) != 0 && errno == EBUSY; ++attempt) {
+    for (int attempt = 0; attempt < 50 && rmdir(directory.c_str()) != 0 && errno == EBUSY;
+         ++attempt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
@@ -224,7 +239,8 @@ void CgroupManager::destroy(WorkerCgroups* cgroups) {
 bool CgroupManager::oom_killed(const WorkerCgroups* cgroups) const {
   if (cgroups == nullptr) return false;
   for (const auto& directory : cgroups->directories) {
-    std::string events = read_cgroup_file(directory + (cgroups->v2 ? "/memory.events" : "/memory.oom_control"));
+    std::string events =
+        read_cgroup_file(directory + (cgroups->v2 ? "/memory.events" : "/memory.oom_control"));
     auto at = events.find("oom_kill ");
     if (at != std::string::npos && std::atoll(events.c_str() + at + 9) > 0) return true;
   }

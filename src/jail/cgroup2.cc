@@ -40,7 +40,8 @@ LayerStatus probe(const ProbeOptions& options) {
   }
   std::string controllers = read_cgroup_file(own / "cgroup.controllers");
   if (!offers(controllers, "memory") || !offers(controllers, "pids")) {
-    status.detail = "cgroup v2: " + own.string() + " does not offer the memory and pids controllers";
+    status.detail =
+        "cgroup v2: " + own.string() + " does not offer the memory and pids controllers";
     return status;
   }
   if (access(own.c_str(), W_OK) != 0) {
@@ -67,10 +68,12 @@ fs::path prepare_parent(const ProbeOptions& options) {
 
 void apply_limits(const fs::path& directory, const Ceilings& ceilings) {
   write_cgroup_file(directory / "memory.max", std::to_string(ceilings.cgroup_memory_bytes));
-  if (fs::exists(directory / "memory.swap.max")) write_cgroup_file(directory / "memory.swap.max", "0");
+  if (fs::exists(directory / "memory.swap.max"))
+    write_cgroup_file(directory / "memory.swap.max", "0");
   write_cgroup_file(directory / "pids.max", std::to_string(ceilings.cgroup_pids));
   if (fs::exists(directory / "cpu.max")) {
-    write_cgroup_file(directory / "cpu.max", std::to_string(ceilings.cgroup_cpu_percent * 1000) + " 100000");
+    write_cgroup_file(directory / "cpu.max",
+                      std::to_string(ceilings.cgroup_cpu_percent * 1000) + " 100000");
   }
 }
 

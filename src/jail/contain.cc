@@ -30,7 +30,8 @@ void contain(const ContainOptions& options) {
   for (Layer layer : {Layer::filesystem, Layer::network}) {
     if (layers.has(layer) && !layers.has(Layer::namespaces)) {
       errno = 0;
-      fail_step(std::string(to_string(layer)), "refusing to run without the namespaces layer (it would change the host)");
+      fail_step(std::string(to_string(layer)),
+                "refusing to run without the namespaces layer (it would change the host)");
     }
   }
   if (layers.has(Layer::filesystem)) mnt::enter_empty_root();
@@ -54,7 +55,8 @@ int64_t parse_number(std::string_view text, std::string_view flag) {
   int64_t value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (error != std::errc() || end != text.data() + text.size() || value <= 0) {
-    throw std::invalid_argument(std::string(flag) + " needs a positive number, not '" + std::string(text) + "'");
+    throw std::invalid_argument(std::string(flag) + " needs a positive number, not '" +
+                                std::string(text) + "'");
   }
   return value;
 }
@@ -75,7 +77,8 @@ ContainOptions options_from_arguments(int argc, char** argv) {
     if (argument.starts_with(kLayersFlag)) {
       options.layers = LayerSet::parse(argument.substr(kLayersFlag.size()));
     } else if (argument.starts_with(kAddressSpaceFlag)) {
-      options.ceilings.address_space_bytes = parse_number(argument.substr(kAddressSpaceFlag.size()), kAddressSpaceFlag);
+      options.ceilings.address_space_bytes =
+          parse_number(argument.substr(kAddressSpaceFlag.size()), kAddressSpaceFlag);
     } else if (argument.starts_with(kCpuFlag)) {
       options.ceilings.cpu_seconds = parse_number(argument.substr(kCpuFlag.size()), kCpuFlag);
     }

@@ -24,12 +24,15 @@
 namespace corral::jail {
 
 enum class Layer : uint8_t {
-  namespaces,    // 1. user (unprivileged mapping, setgroups denied), pid, mount, net, ipc, uts, cgroup
+  namespaces,    // 1. user (unprivileged mapping, setgroups denied), pid, mount, net, ipc, uts,
+                 // cgroup
   filesystem,    // 2. private propagation, pivot_root into an empty read-only tmpfs, old root gone
   network,       // 3. the new network namespace keeps every interface down
-  rlimits,       // 4. address space, CPU seconds, no processes, no file writes, few descriptors, no cores
+  rlimits,       // 4. address space, CPU seconds, no processes, no file writes, few descriptors, no
+                 // cores
   cgroup,        // 5. memory, pids and cpu limits in a cgroup of the worker's own
-  process,       // 6. only the channel open, empty environment, setsid, parent-death signal, not dumpable
+  process,       // 6. only the channel open, empty environment, setsid, parent-death signal, not
+                 // dumpable
   capabilities,  // 7. every capability set emptied, no_new_privs
   seccomp,       // 8. a syscall allowlist; anything else kills the worker and is reported
 };
@@ -49,13 +52,21 @@ class LayerSet {
   static LayerSet parse(std::string_view list);
 
   bool has(Layer layer) const { return bits_ & bit(layer); }
-  LayerSet& add(Layer layer) { bits_ |= bit(layer); return *this; }
-  LayerSet& remove(Layer layer) { bits_ &= ~bit(layer); return *this; }
+  LayerSet& add(Layer layer) {
+    bits_ |= bit(layer);
+    return *this;
+  }
+  LayerSet& remove(Layer layer) {
+    bits_ &= ~bit(layer);
+    return *this;
+  }
   std::string to_string() const;  // the form parse() reads
   friend bool operator==(const LayerSet&, const LayerSet&) = default;
 
  private:
-  static uint16_t bit(Layer layer) { return static_cast<uint16_t>(1u << static_cast<unsigned>(layer)); }
+  static uint16_t bit(Layer layer) {
+    return static_cast<uint16_t>(1u << static_cast<unsigned>(layer));
+  }
   uint16_t bits_ = 0;
 };
 

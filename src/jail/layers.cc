@@ -6,14 +6,22 @@ namespace corral::jail {
 
 std::string_view to_string(Layer layer) {
   switch (layer) {
-    case Layer::namespaces: return "namespaces";
-    case Layer::filesystem: return "filesystem";
-    case Layer::network: return "network";
-    case Layer::rlimits: return "rlimits";
-    case Layer::cgroup: return "cgroup";
-    case Layer::process: return "process";
-    case Layer::capabilities: return "capabilities";
-    case Layer::seccomp: return "seccomp";
+    case Layer::namespaces:
+      return "namespaces";
+    case Layer::filesystem:
+      return "filesystem";
+    case Layer::network:
+      return "network";
+    case Layer::rlimits:
+      return "rlimits";
+    case Layer::cgroup:
+      return "cgroup";
+    case Layer::process:
+      return "process";
+    case Layer::capabilities:
+      return "capabilities";
+    case Layer::seccomp:
+      return "seccomp";
   }
   return "?";
 }
@@ -41,8 +49,10 @@ LayerSet LayerSet::parse(std::string_view list) {
     auto layer = layer_from_string(name);
     if (!layer) {
       std::string known;
-      for (Layer each : kAllLayers) known += (known.empty() ? "" : ", ") + std::string(jail::to_string(each));
-      throw std::invalid_argument("unknown jail layer '" + std::string(name) + "'; the layers are " + known);
+      for (Layer each : kAllLayers)
+        known += (known.empty() ? "" : ", ") + std::string(jail::to_string(each));
+      throw std::invalid_argument("unknown jail layer '" + std::string(name) +
+                                  "'; the layers are " + known);
     }
     set.add(*layer);
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);

@@ -21,8 +21,8 @@ void make_propagation_private() {
 }
 
 void mount_new_root(const char* where) {
-  if (mount("corral-root", where, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=4,mode=0555") !=
-      0) {
+  if (mount("corral-root", where, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "size=4k,nr_inodes=4,mode=0555") != 0) {
     fail_step(kStep, std::string("mounting an empty tmpfs on ") + where);
   }
 }
@@ -37,7 +37,8 @@ void pivot_into(const char* where) {
 }
 
 void make_root_read_only() {
-  if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+  if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            nullptr) != 0) {
     fail_step(kStep, "remounting the new root read-only");
   }
 }

@@ -24,7 +24,8 @@ void keep_interfaces_down() {
   for (auto* each = interfaces; each->if_index != 0; ++each) {
     ifreq request{};
     std::strncpy(request.ifr_name, each->if_name, IFNAMSIZ - 1);
-    if (ioctl(probe, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP)) up += std::string(" ") + each->if_name;
+    if (ioctl(probe, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP))
+      up += std::string(" ") + each->if_name;
   }
   close(probe);
   if_freenameindex(interfaces);

@@ -25,7 +25,8 @@ LayerStatus probe_namespaces() {
   args.exit_signal = SIGCHLD;
   long pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) {
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) != 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                CLONE_NEWCGROUP) != 0) {
       _exit(errno & 0xff);
     }
     _exit(0);
@@ -38,18 +39,22 @@ LayerStatus probe_namespaces() {
     error = WIFEXITED(status) ? WEXITSTATUS(status) : EINVAL;
   }
   if (pid < 0 || error != 0) {
-    return {Layer::namespaces, false,
-            std::string("cannot create user, pid, mount, network, ipc, uts and cgroup namespaces: ") +
-                strerror(error) + " (are user namespaces disabled? see sysctl user.max_user_namespaces)"};
+    return {
+        Layer::namespaces, false,
+        std::string("cannot create user, pid, mount, network, ipc, uts and cgroup namespaces: ") +
+            strerror(error) +
+            " (are user namespaces disabled? see sysctl user.max_user_namespaces)"};
   }
-  return {Layer::namespaces, true, "user (root inside mapped to nobody outside), pid, mount, network, ipc, uts, cgroup"};
+  return {Layer::namespaces, true,
+          "user (root inside mapped to nobody outside), pid, mount, network, ipc, uts, cgroup"};
 }
 
 LayerStatus probe_seccomp() {
   if (seccomp_api_get() < 1) {
     return {Layer::seccomp, false, "the kernel offers no seccomp filters (libseccomp API level 0)"};
   }
-  return {Layer::seccomp, true, "allowlist of the syscalls a Lua worker needs; other architectures refused"};
+  return {Layer::seccomp, true,
+          "allowlist of the syscalls a Lua worker needs; other architectures refused"};
 }
 
 LayerStatus needs_namespaces(Layer layer, const LayerStatus& namespaces, const char* detail) {
@@ -70,14 +75,18 @@ std::vector<LayerStatus> probe_machine(const ProbeOptions& options) {
       cgroup.detail = v1.detail + "; " + cgroup.detail;
     }
   }
-  return {namespaces,
-          needs_namespaces(Layer::filesystem, namespaces, "empty read-only tmpfs root, no /proc, no /dev"),
-          needs_namespaces(Layer::network, namespaces, "network namespace with every interface down"),
-          {Layer::rlimits, true, "address space, CPU seconds, no processes, no file writes, 4 descriptors, no cores"},
-          cgroup,
-          {Layer::process, true, "only the channel open, empty environment, setsid, parent-death signal, not dumpable"},
-          {Layer::capabilities, true, "all capability sets empty, securebits locked, no_new_privs"},
-          probe_seccomp()};
+  return {
+      namespaces,
+      needs_namespaces(Layer::filesystem, namespaces,
+                       "empty read-only tmpfs root, no /proc, no /dev"),
+      needs_namespaces(Layer::network, namespaces, "network namespace with every interface down"),
+      {Layer::rlimits, true,
+       "address space, CPU seconds, no processes, no file writes, 4 descriptors, no cores"},
+      cgroup,
+      {Layer::process, true,
+       "only the channel open, empty environment, setsid, parent-death signal, not dumpable"},
+      {Layer::capabilities, true, "all capability sets empty, securebits locked, no_new_privs"},
+      probe_seccomp()};
 }
 
 }  // namespace corral::jail

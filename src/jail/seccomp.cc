@@ -30,7 +30,7 @@ void on_forbidden_syscall(int, siginfo_t* info, void*) {
 
 void install_violation_handler(ViolationReporter reporter) {
   g_reporter = reporter;
-  struct sigaction action{};
+  struct sigaction action {};
   action.sa_sigaction = on_forbidden_syscall;
   action.sa_flags = SA_SIGINFO;
   sigemptyset(&action.sa_mask);
@@ -48,7 +48,8 @@ class Filter {
 
   template <typename... Conditions>
   void allow(int syscall, const char* name, Conditions... conditions) {
-    int failed = seccomp_rule_add(context_, SCMP_ACT_ALLOW, syscall, sizeof...(conditions), conditions...);
+    int failed =
+        seccomp_rule_add(context_, SCMP_ACT_ALLOW, syscall, sizeof...(conditions), conditions...);
     if (failed != 0) fail(failed, std::string("allowing ") + name);
   }
 

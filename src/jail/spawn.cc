@@ -26,14 +26,22 @@
 namespace corral::jail {
 namespace {
 
-constexpr int kUnshareFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+constexpr int kUnshareFlags =
+    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
 
 // What the child tells the parent if it fails before exec: the step and errno.
 struct ChildFailure {
   int step;
   int error;
 };
-enum ChildStep : int { kUnshared = 0, kWaitForParent, kUnshare, kBecomeRoot, kSetUpDescriptors, kExec };
+enum ChildStep : int {
+  kUnshared = 0,
+  kWaitForParent,
+  kUnshare,
+  kBecomeRoot,
+  kSetUpDescriptors,
+  kExec
+};
 constexpr const char* kChildStepNames[] = {"",
                                            "waiting for the supervisor",
                                            "creating its namespaces (unshare)",
@@ -47,17 +55,20 @@ constexpr const char* kChildStepNames[] = {"",
   _exit(127);
 }
 
-[[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd, int null_fd, char** argv) {
+[[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd, int null_fd,
+                            char** argv) {
   bool namespaces = request.layers.has(Layer::namespaces);
   if (namespaces) {
-    if (syscall(SYS_setgroups, 0, nullptr) != 0 || unshare(kUnshareFlags) != 0) child_fail(report_fd, kUnshare);
+    if (syscall(SYS_setgroups, 0, nullptr) != 0 || unshare(kUnshareFlags) != 0)
+      child_fail(report_fd, kUnshare);
     ChildFailure unshared{kUnshared, 0};
     if (write(report_fd, &unshared, sizeof unshared) != sizeof unshared) _exit(127);
   }
   char go = 0;
   if (read(go_fd, &go, 1) != 1 || go != 'g') child_fail(report_fd, kWaitForParent);
   // Raw syscalls: glibc's wrappers would try to change the ids of threads this copy lacks.
-  if (namespaces && (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)) {
+  if (namespaces &&
+      (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)) {
     child_fail(report_fd, kBecomeRoot);
   }
 
@@ -73,11 +84,14 @@ constexpr const char* kChildStepNames[] = {"",
   if (channel < 0 || executable < 0 || report < 0) child_fail(report_fd, kSetUpDescriptors);
   // The executable stays open across exec (descriptor 4) so that a `#!` worker can be run
   // through /dev/fd; the worker closes it in the process step.
-  if (dup2(channel, kChannelFd) < 0 || dup2(executable, kChannelFd + 1) < 0) child_fail(report, kSetUpDescriptors);
+  if (dup2(channel, kChannelFd) < 0 || dup2(executable, kChannelFd + 1) < 0)
+    child_fail(report, kSetUpDescriptors);
   // Standard input and output lead nowhere (corrald's stdout carries its JSON log); standard
   // error stays, for a worker that fails before its process step closes it.
-  if (null_fd >= 0 && (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0)) child_fail(report, kSetUpDescriptors);
-  if (syscall(SYS_close_range, kChannelFd + 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report, kSetUpDescriptors);
+  if (null_fd >= 0 && (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0))
+    child_fail(report, kSetUpDescriptors);
+  if (syscall(SYS_close_range, kChannelFd + 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    child_fail(report, kSetUpDescriptors);
 
   char* empty_environment[] = {nullptr};
   syscall(SYS_execveat, kChannelFd + 1, "", argv, empty_environment, AT_EMPTY_PATH);
@@ -100,7 +114,8 @@ struct Pipe {
   int read = -1, write = -1;
   Pipe() {
     int ends[2];
-    if (pipe2(ends, O_CLOEXEC) != 0) throw std::runtime_error(std::string("cannot create a pipe: ") + strerror(errno));
+    if (pipe2(ends, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("cannot create a pipe: ") + strerror(errno));
     read = ends[0];
     write = ends[1];
   }
@@ -148,9 +163,10 @@ Spawned spawn_jailed(const SpawnRequest& request) {
   if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
     std::string why = strerror(errno);
-    throw std::runtime_error("cannot create the worker process (clone3" +
-                             std::string(namespaces ? " with new namespaces" : "") + "): " + why +
-                             (namespaces ? "; if this machine has no user namespaces, corrald --check says so" : ""));
+    throw std::runtime_error(
+        "cannot create the worker process (clone3" +
+        std::string(namespaces ? " with new namespaces" : "") + "): " + why +
+        (namespaces ? "; if this machine has no user namespaces, corrald --check says so" : ""));
   }
   go.close_read();
   report.close_write();

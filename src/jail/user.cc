@@ -22,7 +22,8 @@ void write_file(const std::string& path, const std::string& text) {
   int saved = errno;
   close(fd);
   errno = saved;
-  if (written != static_cast<ssize_t>(text.size())) fail_step("namespaces", "writing '" + text + "' to " + path);
+  if (written != static_cast<ssize_t>(text.size()))
+    fail_step("namespaces", "writing '" + text + "' to " + path);
 }
 
 }  // namespace

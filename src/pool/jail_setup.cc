@@ -5,8 +5,8 @@ namespace corral {
 JailSetup::JailSetup(Options options) : options_(std::move(options)) {
   for (const auto& name : options_.allowed_missing) {
     if (!jail::layer_from_string(name)) {
-      throw std::invalid_argument("--allow-missing-layer: unknown layer '" + name + "'; the layers are " +
-                                  jail::LayerSet::all().to_string());
+      throw std::invalid_argument("--allow-missing-layer: unknown layer '" + name +
+                                  "'; the layers are " + jail::LayerSet::all().to_string());
     }
   }
   statuses_ = jail::probe_machine(options_.probe);
@@ -27,7 +27,8 @@ JailSetup::JailSetup(Options options) : options_(std::move(options)) {
 }
 
 JailSetup::Options JailSetup::accept_any_missing(Options options) {
-  for (jail::Layer layer : jail::kAllLayers) options.allowed_missing.insert(std::string(jail::to_string(layer)));
+  for (jail::Layer layer : jail::kAllLayers)
+    options.allowed_missing.insert(std::string(jail::to_string(layer)));
   return options;
 }
 
@@ -36,9 +37,11 @@ std::vector<std::string> JailSetup::refusals(const std::set<std::string>& allowe
   for (const auto& status : statuses_) {
     std::string name(jail::to_string(status.layer));
     if (active_.has(status.layer) || allowed_missing.contains(name)) continue;
-    refused.push_back("the jail layer '" + name + "' is not available on this machine: " + status.detail +
+    refused.push_back("the jail layer '" + name +
+                      "' is not available on this machine: " + status.detail +
                       ". Workers would run without it; to accept that, start corrald with "
-                      "--allow-missing-layer=" + name);
+                      "--allow-missing-layer=" +
+                      name);
   }
   return refused;
 }
@@ -61,7 +64,8 @@ WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string
   spec.cgroups = cgroups_.get();
   // Tenant names become cgroup directory names: keep them to a safe alphabet.
   std::string name;
-  for (char c : tenant.substr(0, 48)) name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  for (char c : tenant.substr(0, 48))
+    name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
   spec.cgroup_name = name.empty() ? "worker" : name;
   return spec;
 }

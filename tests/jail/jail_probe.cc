@@ -34,7 +34,9 @@ namespace {
 using corral::jail::kChannelFd;
 using nlohmann::json;
 
-void send_text(const std::string& text) { corral::write_frame(kChannelFd, corral::FrameType::result, text); }
+void send_text(const std::string& text) {
+  corral::write_frame(kChannelFd, corral::FrameType::result, text);
+}
 
 void report_violation(long number) { corral::write_violation_frame(kChannelFd, number); }
 
@@ -50,7 +52,8 @@ json capabilities() {
   bool bounding = false;
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) bounding |= prctl(PR_CAPBSET_READ, cap) == 1;
   bool ambient = false;
-  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) ambient |= prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1;
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
+    ambient |= prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1;
   return {{"effective", data[0].effective | data[1].effective},
           {"permitted", data[0].permitted | data[1].permitted},
           {"inheritable", data[0].inheritable | data[1].inheritable},
@@ -78,7 +81,8 @@ json facts() {
     for (auto* each = interfaces; each->if_index != 0; ++each) {
       ifreq request{};
       std::strncpy(request.ifr_name, each->if_name, IFNAMSIZ - 1);
-      if (ioctl(probe, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP)) interfaces_up.push_back(each->if_name);
+      if (ioctl(probe, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP))
+        interfaces_up.push_back(each->if_name);
     }
     if (probe >= 0) close(probe);
     if_freenameindex(interfaces);
@@ -134,7 +138,9 @@ json act(const std::string& probe, long target) {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return attempt(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address));
   }
-  if (probe == "ptrace") return attempt(static_cast<int>(ptrace(PTRACE_ATTACH, static_cast<pid_t>(target), nullptr, nullptr)));
+  if (probe == "ptrace")
+    return attempt(
+        static_cast<int>(ptrace(PTRACE_ATTACH, static_cast<pid_t>(target), nullptr, nullptr)));
   if (probe == "raise_capability") {
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];

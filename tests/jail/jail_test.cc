@@ -1,6 +1,8 @@
 // One test per jail step, showing it in force from inside a jailed process (jail_probe, which
 // jails itself exactly as corral-worker does), and the forbidden actions of a compromised
 // worker stopped by each layer on its own where the layer can stand alone.
+#include "jail/jail.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -20,7 +22,6 @@
 #include <thread>
 
 #include "jail/cgroup.h"
-#include "jail/jail.h"
 #include "pool/frame.h"
 
 namespace corral::jail {
@@ -44,16 +45,17 @@ bool machine_has(Layer layer) {
   return false;
 }
 
-#define REQUIRE_MACHINE_LAYER(layer)                                                              \
-  do {                                                                                            \
-    if (!machine_has(layer)) GTEST_SKIP() << "this machine cannot provide the " << to_string(layer) << " layer"; \
+#define REQUIRE_MACHINE_LAYER(layer)                                                      \
+  do {                                                                                    \
+    if (!machine_has(layer))                                                              \
+      GTEST_SKIP() << "this machine cannot provide the " << to_string(layer) << " layer"; \
   } while (0)
 
 // A jailed probe process; the test plays the supervisor.
 class Probe {
  public:
-  Probe(LayerSet layers, const std::string& probe, long target = 0, CgroupManager* cgroups = nullptr,
-        Ceilings ceilings = {}) {
+  Probe(LayerSet layers, const std::string& probe, long target = 0,
+        CgroupManager* cgroups = nullptr, Ceilings ceilings = {}) {
     int executable = open(JAIL_PROBE_PATH, O_PATH | O_CLOEXEC);
     int ends[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
@@ -117,10 +119,22 @@ class Probe {
   }
   void hold() { hold_ = true; }
 
-  json& report() { finish(); return report_; }  // missing keys read as null, not an assertion
-  const std::string& violation() { finish(); return violation_; }
-  bool killed_by(int signal) { finish(); return !exited_ && status_ == signal; }
-  int exit_status() { finish(); return exited_ ? status_ : -1; }
+  json& report() {
+    finish();
+    return report_;
+  }  // missing keys read as null, not an assertion
+  const std::string& violation() {
+    finish();
+    return violation_;
+  }
+  bool killed_by(int signal) {
+    finish();
+    return !exited_ && status_ == signal;
+  }
+  int exit_status() {
+    finish();
+    return exited_ ? status_ : -1;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -166,7 +180,8 @@ TEST(JailStep1Namespaces, RootInsideIsNobodyOutsideInNewNamespaces) {
   EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
   EXPECT_NE(status.find("Gid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
   EXPECT_EQ(read_text("/proc/" + std::to_string(probe.pid()) + "/setgroups"), "deny\n");
-  EXPECT_NE(read_text("/proc/" + std::to_string(probe.pid()) + "/uid_map").find("65534"), std::string::npos);
+  EXPECT_NE(read_text("/proc/" + std::to_string(probe.pid()) + "/uid_map").find("65534"),
+            std::string::npos);
   for (const char* kind : {"user", "pid", "mnt", "net", "ipc", "uts", "cgroup"}) {
     EXPECT_NE(namespace_of(probe.pid(), kind), namespace_of(getpid(), kind)) << kind;
   }
@@ -268,7 +283,8 @@ TEST(JailStep8Seccomp, OtherArchitecturesAreRefused) {
   REQUIRE_MACHINE_LAYER(Layer::seccomp);
   for (const char* attempt : {"x32_syscall", "i386_syscall"}) {
     Probe probe(only({Layer::seccomp}), attempt);
-    EXPECT_TRUE(probe.killed_by(SIGSYS) || !probe.violation().empty()) << attempt << ": " << probe.report();
+    EXPECT_TRUE(probe.killed_by(SIGSYS) || !probe.violation().empty())
+        << attempt << ": " << probe.report();
     EXPECT_FALSE(probe.report().contains("succeeded")) << attempt << " ran: " << probe.report();
   }
 }
@@ -404,7 +420,8 @@ TEST(JailAttack, WriteProc) {
 TEST(JailLayers, FilesystemAndNetworkRefuseToActOnTheHost) {
   for (Layer layer : {Layer::filesystem, Layer::network}) {
     Probe probe(only({layer}), "facts");
-    EXPECT_NE(probe.report().value("contain_failed", "").find("without the namespaces layer"), std::string::npos)
+    EXPECT_NE(probe.report().value("contain_failed", "").find("without the namespaces layer"),
+              std::string::npos)
         << probe.report();
     EXPECT_EQ(probe.exit_status(), 1);
   }

@@ -46,7 +46,8 @@ class JailedWorker : public ::testing::Test {
     return std::make_unique<WorkerProcess>(spec);
   }
 
-  static InvocationRequest request(const std::string& source, json input = json::object(), json limits = json::object()) {
+  static InvocationRequest request(const std::string& source, json input = json::object(),
+                                   json limits = json::object()) {
     InvocationRequest request;
     request.invocation_id = new_invocation_id();
     request.source = source;
@@ -62,15 +63,20 @@ class JailedWorker : public ::testing::Test {
 TEST_F(JailedWorker, RunsScriptsWithEveryAvailableLayer) {
   auto worker = start();
   auto result = worker->invoke(
-      request("function handle(input) return {sum = input.a + input.b, day = os.date('%Y-%m-%d', 0), "
-              "t = os.time{year = 2020, month = 1, day = 1, hour = 0}, r = math.random(1, 1), c = os.clock() >= 0} end",
-              {{"a", 1}, {"b", 2}}),
+      request(
+          "function handle(input) return {sum = input.a + input.b, day = os.date('%Y-%m-%d', 0), "
+          "t = os.time{year = 2020, month = 1, day = 1, hour = 0}, r = math.random(1, 1), c = "
+          "os.clock() >= 0} end",
+          {{"a", 1}, {"b", 2}}),
       std::chrono::milliseconds(50));
-  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump() << " layers " << layers_.to_string();
-  EXPECT_EQ(result.output, json({{"sum", 3}, {"day", "1970-01-01"}, {"t", 1577836800}, {"r", 1}, {"c", true}}));
+  ASSERT_EQ(result.outcome, Outcome::ok)
+      << to_json(result).dump() << " layers " << layers_.to_string();
+  EXPECT_EQ(result.output,
+            json({{"sum", 3}, {"day", "1970-01-01"}, {"t", 1577836800}, {"r", 1}, {"c", true}}));
   // The same worker serves again (the allowlist covers a whole invocation, not just the first).
-  auto again = worker->invoke(request("function handle() return string.rep('x', 1000000):len() end"),
-                              std::chrono::milliseconds(50));
+  auto again =
+      worker->invoke(request("function handle() return string.rep('x', 1000000):len() end"),
+                     std::chrono::milliseconds(50));
   ASSERT_EQ(again.outcome, Outcome::ok) << to_json(again).dump();
   EXPECT_EQ(again.output, 1000000);
   EXPECT_TRUE(worker->alive());
@@ -78,14 +84,16 @@ TEST_F(JailedWorker, RunsScriptsWithEveryAvailableLayer) {
 
 TEST_F(JailedWorker, LimitsStillEndCleanly) {
   auto worker = start();
-  auto memory = worker->invoke(request("function handle() local t = {} while true do t[#t + 1] = {} end end", {},
-                                       {{"memory_bytes", 16 << 20}}),
-                               std::chrono::milliseconds(50));
+  auto memory =
+      worker->invoke(request("function handle() local t = {} while true do t[#t + 1] = {} end end",
+                             {}, {{"memory_bytes", 16 << 20}}),
+                     std::chrono::milliseconds(50));
   EXPECT_EQ(memory.outcome, Outcome::limit_exceeded) << to_json(memory).dump();
   auto fresh = start();
-  auto looping = fresh->invoke(request("function handle() return string.rep('a', 40000):find('.-.-.-.-.-b') end", {},
-                                       {{"timeout_ms", 100}}),
-                               std::chrono::milliseconds(50));
+  auto looping = fresh->invoke(
+      request("function handle() return string.rep('a', 40000):find('.-.-.-.-.-b') end", {},
+              {{"timeout_ms", 100}}),
+      std::chrono::milliseconds(50));
   EXPECT_EQ(looping.outcome, Outcome::limit_exceeded) << to_json(looping).dump();
   EXPECT_EQ(looping.limit, LimitKind::wall_time);
 }
@@ -107,23 +115,28 @@ TEST_F(JailedWorker, CgroupOomKillIsReportedAsTheCause) {
   tight.cgroup_memory_bytes = 32ll << 20;
   cgroups_ = std::make_unique<jail::CgroupManager>(jail::ProbeOptions{}, tight);
   auto worker = start();
-  auto result = worker->invoke(request("function handle() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end end",
-                                       {}, {{"memory_bytes", 256 << 20}, {"timeout_ms", 10000}, {"fuel", 1000000000}}),
-                               std::chrono::milliseconds(50));
+  auto result = worker->invoke(
+      request(
+          "function handle() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end end",
+          {}, {{"memory_bytes", 256 << 20}, {"timeout_ms", 10000}, {"fuel", 1000000000}}),
+      std::chrono::milliseconds(50));
   EXPECT_EQ(result.outcome, Outcome::crashed) << to_json(result).dump();
   EXPECT_NE(result.message.find("OOM killer"), std::string::npos) << result.message;
 }
 
 TEST_F(JailedWorker, UnexecutableWorkerBinarySaysWhyAndWhatToDo) {
   if (!layers_.has(jail::Layer::namespaces)) GTEST_SKIP() << "no user namespaces on this machine";
-  auto binary = std::filesystem::temp_directory_path() / ("corral-private-worker-" + std::to_string(getpid()));
-  std::filesystem::copy_file(CORRAL_WORKER_PATH, binary, std::filesystem::copy_options::overwrite_existing);
+  auto binary = std::filesystem::temp_directory_path() /
+                ("corral-private-worker-" + std::to_string(getpid()));
+  std::filesystem::copy_file(CORRAL_WORKER_PATH, binary,
+                             std::filesystem::copy_options::overwrite_existing);
   std::filesystem::permissions(binary, std::filesystem::perms::owner_all);  // not for nobody
   try {
     start(binary.string());
     ADD_FAILURE() << "a worker binary only root may execute was started as nobody";
   } catch (const std::runtime_error& error) {
-    EXPECT_NE(std::string(error.what()).find("readable and executable by that user"), std::string::npos)
+    EXPECT_NE(std::string(error.what()).find("readable and executable by that user"),
+              std::string::npos)
         << error.what();
   }
   std::filesystem::remove(binary);
@@ -137,7 +150,9 @@ std::string memory_of(pid_t pid) {
   while (std::getline(maps, line)) {
     unsigned long start = 0, end = 0;
     char permissions[5] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, permissions) != 3 || permissions[0] != 'r') continue;
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, permissions) != 3 ||
+        permissions[0] != 'r')
+      continue;
     if (line.find("[vvar]") != std::string::npos || end - start > (1ul << 30)) continue;
     std::string region(end - start, '\0');
     memory.clear();
@@ -158,8 +173,9 @@ TEST_F(JailedWorker, HoldsNoSecretOfTheSupervisor) {
   std::string marker = std::string("invocation-marker-") + std::string(hex).substr(0, 16) + "-seen";
 
   auto worker = start();
-  auto result = worker->invoke(request("function handle(input) return #input.marker end", {{"marker", marker}}),
-                               std::chrono::milliseconds(50));
+  auto result = worker->invoke(
+      request("function handle(input) return #input.marker end", {{"marker", marker}}),
+      std::chrono::milliseconds(50));
   ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
   std::string memory = memory_of(worker->pid());
   ASSERT_GT(memory.size(), 100000u) << "could not read the worker's memory";

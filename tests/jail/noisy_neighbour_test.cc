@@ -27,7 +27,8 @@ struct Latencies {
   }
 };
 
-InvocationRequest request(const std::string& tenant, const std::string& source, nlohmann::json limits = {}) {
+InvocationRequest request(const std::string& tenant, const std::string& source,
+                          nlohmann::json limits = {}) {
   InvocationRequest request;
   request.invocation_id = new_invocation_id();
   request.tenant = tenant;
@@ -45,7 +46,8 @@ Latencies run_quiet(TenantPool& pool, Clock::duration how_long, std::atomic<int>
   while (Clock::now() < end) {
     auto started = Clock::now();
     auto result = pool.run(request("quiet", kQuiet));
-    latencies.ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+    latencies.ms.push_back(
+        std::chrono::duration<double, std::milli>(Clock::now() - started).count());
     if (result.outcome != Outcome::ok) {
       ++failures;
       ADD_FAILURE() << "the quiet tenant's run failed: " << to_json(result).dump();
@@ -56,10 +58,15 @@ Latencies run_quiet(TenantPool& pool, Clock::duration how_long, std::atomic<int>
 
 TEST(NoisyNeighbour, QuietTenantKeepsBeingServed) {
   JailSetup jail(JailSetup::accept_any_missing());
-  TenantPool pool({.max_workers = 10, .warm_per_tenant = 2, .max_idle = 10, .recycle_after = 1000, .kill_grace_ms = 50},
-                  [&](const std::string& tenant) {
-                    return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
-                  });
+  TenantPool pool(
+      {.max_workers = 10,
+       .warm_per_tenant = 2,
+       .max_idle = 10,
+       .recycle_after = 1000,
+       .kill_grace_ms = 50},
+      [&](const std::string& tenant) {
+        return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
+      });
   std::atomic<int> failures{0};
   Latencies alone = run_quiet(pool, std::chrono::seconds(1), failures);
 
@@ -72,12 +79,15 @@ TEST(NoisyNeighbour, QuietTenantKeepsBeingServed) {
       while (!stop) {
         bool loop = i % 2 == 0;
         auto started = Clock::now();
-        auto result = loop ? pool.run(request("noisy", "function handle() while true do end end",
-                                              {{"timeout_ms", 300}, {"fuel", 1000000000}}))
-                           : pool.run(request("noisy", "function handle() local t = {} while true do t[#t + 1] = "
-                                                       "string.rep('x', 1024) .. #t end end",
-                                              {{"memory_bytes", 256 << 20}, {"timeout_ms", 2000}}));
-        noisy_latencies[i].ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+        auto result =
+            loop ? pool.run(request("noisy", "function handle() while true do end end",
+                                    {{"timeout_ms", 300}, {"fuel", 1000000000}}))
+                 : pool.run(request("noisy",
+                                    "function handle() local t = {} while true do t[#t + 1] = "
+                                    "string.rep('x', 1024) .. #t end end",
+                                    {{"memory_bytes", 256 << 20}, {"timeout_ms", 2000}}));
+        noisy_latencies[i].ms.push_back(
+            std::chrono::duration<double, std::milli>(Clock::now() - started).count());
         if (result.outcome == Outcome::limit_exceeded) ++noisy_stopped_by_a_limit;
       }
     });
@@ -87,15 +97,19 @@ TEST(NoisyNeighbour, QuietTenantKeepsBeingServed) {
   for (auto& thread : noisy) thread.join();
 
   Latencies all_noisy;
-  for (auto& each : noisy_latencies) all_noisy.ms.insert(all_noisy.ms.end(), each.ms.begin(), each.ms.end());
-  std::printf("noisy neighbour: quiet alone p50 %.2f ms p99 %.2f ms (%zu runs); quiet beside noisy p50 %.2f ms "
-              "p99 %.2f ms (%zu runs); noisy p50 %.2f ms p99 %.2f ms (%zu runs, %d stopped by a limit)\n",
-              alone.percentile(0.5), alone.percentile(0.99), alone.ms.size(), crowded.percentile(0.5),
-              crowded.percentile(0.99), crowded.ms.size(), all_noisy.percentile(0.5), all_noisy.percentile(0.99),
-              all_noisy.ms.size(), noisy_stopped_by_a_limit.load());
+  for (auto& each : noisy_latencies)
+    all_noisy.ms.insert(all_noisy.ms.end(), each.ms.begin(), each.ms.end());
+  std::printf(
+      "noisy neighbour: quiet alone p50 %.2f ms p99 %.2f ms (%zu runs); quiet beside noisy p50 "
+      "%.2f ms "
+      "p99 %.2f ms (%zu runs); noisy p50 %.2f ms p99 %.2f ms (%zu runs, %d stopped by a limit)\n",
+      alone.percentile(0.5), alone.percentile(0.99), alone.ms.size(), crowded.percentile(0.5),
+      crowded.percentile(0.99), crowded.ms.size(), all_noisy.percentile(0.5),
+      all_noisy.percentile(0.99), all_noisy.ms.size(), noisy_stopped_by_a_limit.load());
   EXPECT_EQ(failures, 0);
   EXPECT_GT(crowded.ms.size(), 10u);
-  EXPECT_GT(noisy_stopped_by_a_limit, 0) << "the noisy tenant never hit a limit: the test did not make noise";
+  EXPECT_GT(noisy_stopped_by_a_limit, 0)
+      << "the noisy tenant never hit a limit: the test did not make noise";
 }
 
 }  // namespace
