@@ -1,8 +1,12 @@
 // corral-pool-bench: measures the worker pool directly (no HTTP), with real jailed workers.
 //
-//   cold start   the first invocation of a brand-new tenant: a worker is spawned for it, jails
-//                itself, readies its runtime and runs a trivial script. Median and p99 over
-//                --cold-tenants tenants, one at a time, with room in the pool (no eviction).
+//   cold start   the first invocation of a brand-new tenant, two ways. With spares (corrald's
+//                default, --spare-workers): the pool keeps --spares jailed workers bound to no
+//                tenant, the new tenant's run binds one, and the spare is replaced in the
+//                background before the next tenant arrives. Without spares: a worker is spawned
+//                for the tenant on the run's path, jails itself, readies its runtime and runs a
+//                trivial script. Median and p99 over --cold-tenants tenants, one at a time, with
+//                room in the pool (no eviction).
 //   idle memory  --idle-workers idle workers of one tenant are pre-warmed; for each worker
 //                process (the children of this process) VmRSS from /proc/PID/status and Pss
 //                and private pages from /proc/PID/smaps_rollup are read; the mean is reported.
@@ -13,7 +17,7 @@
 //                from --threads threads, on a pool of --max-workers workers, for --seconds
 //                seconds each after a warm-up second; invocations/s and p50/p99 latency.
 //
-// Usage: corral-pool-bench [--worker PATH] [--cold-tenants 50] [--idle-workers 20]
+// Usage: corral-pool-bench [--worker PATH] [--cold-tenants 50] [--spares 2] [--idle-workers 20]
 //                          [--threads 16] [--max-workers 64] [--seconds 5]
 //                          [--tenants 1,10,100,1000] [--format markdown|kv]
 // --format kv prints "key value" lines (for bench/jail.sh) instead of a markdown table.
@@ -64,6 +68,7 @@ nlohmann::json order() {
 struct Settings {
   std::string worker = CORRAL_WORKER_PATH;
   size_t cold_tenants = 50;
+  size_t spares = 2;
   size_t idle_workers = 20;
   size_t threads = 16;
   size_t max_workers = 64;
@@ -251,6 +256,52 @@ void measure_cold(const Settings& settings, const corral::JailSetup& jail, Repor
              errors ? fmt("%.0f failed runs", errors) : "");
 }
 
+// A new tenant's first run when the pool has a spare ready: the run binds it. The spare taken is
+// replaced in the background; the next tenant comes once it is, and the time that takes is the
+// pace at which new tenants can arrive and all find a spare.
+void measure_cold_with_spares(const Settings& settings, const corral::JailSetup& jail,
+                              Report& report) {
+  if (settings.spares == 0) return;
+  Factory factory{jail, settings.worker, {}, {}};
+  corral::TenantPool pool({.max_workers = settings.cold_tenants + settings.spares + 4,
+                           .warm_per_tenant = 0,
+                           .max_idle = settings.cold_tenants + 4,
+                           .spare_workers = settings.spares},
+                          factory.make());
+  auto spares_ready = [&] {
+    auto until = Clock::now() + std::chrono::seconds(10);
+    while (pool.stats().spare < settings.spares && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  };
+  spares_ready();
+  failures_to_stderr(pool.run(request_for("spare-warmup", kTrivial)), "spare warm-up");
+  std::vector<double> first, refill;
+  int errors = 0;
+  for (size_t i = 0; i < settings.cold_tenants; ++i) {
+    auto waited = Clock::now();
+    spares_ready();
+    refill.push_back(ms_since(waited));
+    std::string tenant = "spare-" + std::to_string(i);
+    auto started = Clock::now();
+    auto result = pool.run(request_for(tenant, kTrivial));
+    first.push_back(ms_since(started));
+    errors += failures_to_stderr(result, "first run of " + tenant + " on a spare");
+  }
+  auto bound = pool.stats().bound;
+  report.add("cold_spare_p50_ms", percentile(first, 0.5), "%.3f");
+  report.add("cold_spare_p99_ms", percentile(first, 0.99), "%.3f");
+  report.add("cold_spare_refill_p50_ms", percentile(refill, 0.5), "%.3f");
+  report.add("cold_spare_bound", static_cast<double>(bound), "%.0f");
+  report.add("cold_spare_errors", errors, "%.0f");
+  report.row(fmt("cold start with %.0f spares: first invocation of a new tenant, %.0f tenants",
+                 static_cast<double>(settings.spares), static_cast<double>(settings.cold_tenants)),
+             fmt("p50 %.3f ms, p99 %.3f ms", percentile(first, 0.5), percentile(first, 0.99)),
+             fmt("%.0f runs bound a spare; waited p50 %.2f ms for the spare to be replaced",
+                 static_cast<double>(bound), percentile(refill, 0.5)) +
+                 (errors ? fmt(", %.0f failed runs", errors) : std::string()));
+}
+
 // What a caller of TenantPool::run() waits for when its worker is retired or another idle
 // worker is evicted on its way out: killing, reaping and removing the worker's cgroups.
 void measure_teardown(const Settings& settings, const corral::JailSetup& jail, Report& report) {
@@ -434,6 +485,8 @@ int main(int argc, char** argv) {
       settings.worker = value();
     else if (arg == "--cold-tenants")
       settings.cold_tenants = std::stoul(value());
+    else if (arg == "--spares")
+      settings.spares = std::stoul(value());
     else if (arg == "--idle-workers")
       settings.idle_workers = std::stoul(value());
     else if (arg == "--threads")
@@ -449,8 +502,8 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(
           stderr,
-          "usage: corral-pool-bench [--worker PATH] [--cold-tenants N] [--idle-workers N] "
-          "[--threads N]\n"
+          "usage: corral-pool-bench [--worker PATH] [--cold-tenants N] [--spares N] "
+          "[--idle-workers N] [--threads N]\n"
           "                         [--max-workers N] [--seconds S] [--tenants 1,10,100,1000]\n"
           "                         [--format markdown|kv]\n");
       return arg == "--help" || arg == "-h" ? 0 : 2;
@@ -468,6 +521,7 @@ int main(int argc, char** argv) {
   corral::JailSetup jail(corral::JailSetup::accept_any_missing(options));
 
   Report report;
+  measure_cold_with_spares(settings, jail, report);
   measure_cold(settings, jail, report);
   measure_teardown(settings, jail, report);
   measure_idle_memory(settings, jail, report);

@@ -36,6 +36,7 @@ struct Settings {
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
+  size_t spare_workers = 2;
   uint64_t recycle_after = 1000;
   size_t max_body_bytes = 1 << 20;
   corral::LimitsPolicy limits;
@@ -216,7 +217,8 @@ int serve(const Settings& settings) {
                                .warm_per_tenant = settings.warm_per_tenant,
                                .max_idle = settings.max_idle_workers,
                                .recycle_after = settings.recycle_after,
-                               .kill_grace_ms = 50},
+                               .kill_grace_ms = 50,
+                               .spare_workers = settings.spare_workers},
                               [&](const std::string& tenant) {
                                 return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
                               });
@@ -310,6 +312,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--warm-per-tenant", settings.warm_per_tenant, "idle workers kept ready for each recent tenant")
+      ->capture_default_str();
+  app.add_option("--spare-workers", settings.spare_workers,
+                 "jailed workers kept ready for tenants that have none, so a new tenant's first run "
+                 "does not wait for a spawn")
       ->capture_default_str();
   app.add_option("--recycle-after", settings.recycle_after, "invocations a worker serves before it is replaced")
       ->capture_default_str()

@@ -66,7 +66,7 @@ WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string
   std::string name;
   for (char c : tenant.substr(0, 48))
     name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
-  spec.cgroup_name = name.empty() ? "worker" : name;
+  spec.cgroup_name = tenant.empty() ? "spare" : name.empty() ? "worker" : name;
   return spec;
 }
 

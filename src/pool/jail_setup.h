@@ -45,7 +45,7 @@ class JailSetup {
   // [{"name", "active", "detail"}] for /healthz and --check.
   nlohmann::json describe() const;
 
-  // The spec of a jailed worker for one tenant.
+  // The spec of a jailed worker for one tenant, or of a spare for none when tenant is empty.
   WorkerSpec spec_for(const std::string& worker_path, const std::string& tenant) const;
 
  private:

@@ -31,6 +31,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Spares are idle workers of this tenant: no real tenant is named "" (run() refuses it).
+const std::string kSpare;
+
 InvocationResult failed(const InvocationRequest& request, Outcome outcome, std::string message) {
   InvocationResult result;
   result.invocation_id = request.invocation_id;
@@ -46,6 +49,8 @@ TenantPool::TenantPool(Options options, WorkerFactory factory)
   if (options_.max_workers == 0) throw std::invalid_argument("max_workers must be at least 1");
   if (!factory_) throw std::invalid_argument("a TenantPool needs a worker factory");
   spawner_ = std::thread([this] { spawner_loop(); });
+  Lock lock(mutex_);
+  warm_locked(kSpare, options_.spare_workers);
 }
 
 TenantPool::~TenantPool() {
@@ -90,6 +95,18 @@ std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& t
   }
 }
 
+std::unique_ptr<WorkerProcess> TenantPool::take_own_or_spare_locked(const std::string& tenant,
+                                                                   Lock& lock) {
+  if (auto own = take_idle_locked(tenant, lock)) return own;
+  if (options_.spare_workers == 0) return nullptr;
+  auto spare = take_idle_locked(kSpare, lock);
+  if (spare) {
+    ++bound_;
+    warm_locked(kSpare, options_.spare_workers);
+  }
+  return spare;
+}
+
 std::shared_ptr<TenantPool::SpawnJob> TenantPool::claim_pending_locked(const std::string& tenant) {
   auto claimable = [&](const std::shared_ptr<SpawnJob>& job) {
     return job && !job->claimed && job->tenant == tenant;
@@ -101,7 +118,15 @@ std::shared_ptr<TenantPool::SpawnJob> TenantPool::claim_pending_locked(const std
              found != jobs_.end()) {
     job = *found;
   }
-  if (job) job->claimed = true;
+  if (job) {
+    job->claimed = true;
+  } else if (options_.spare_workers > 0 && !tenant.empty()) {
+    // A spare on its way serves this tenant sooner than a spawn queued behind it.
+    if ((job = claim_pending_locked(kSpare))) {
+      ++bound_;
+      warm_locked(kSpare, options_.spare_workers);
+    }
+  }
   return job;
 }
 
@@ -131,21 +156,29 @@ void TenantPool::make_idle_locked(const std::string& tenant, std::unique_ptr<Wor
   idle_.push_back({tenant, std::move(worker)});
   ++idle_by_tenant_[tenant];
   std::vector<std::unique_ptr<WorkerProcess>> evicted;
-  while (idle_.size() > options_.max_idle) {
-    IdleWorker& oldest = idle_.front();
-    if (--idle_by_tenant_[oldest.tenant] == 0) idle_by_tenant_.erase(oldest.tenant);
-    evicted.push_back(std::move(oldest.worker));
-    idle_.pop_front();
-    ++evicted_;
-  }
+  auto spares = [&] {
+    auto found = idle_by_tenant_.find(kSpare);
+    return found == idle_by_tenant_.end() ? size_t{0} : found->second;
+  };
+  while (idle_.size() - spares() > options_.max_idle) evict_oldest_bound_locked(evicted);
   capacity_changed_.notify_all();
   stop_workers(std::move(evicted), lock);
+}
+
+void TenantPool::evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerProcess>>& evicted) {
+  auto oldest = std::find_if(idle_.begin(), idle_.end(),
+                             [](const IdleWorker& idle) { return idle.tenant != kSpare; });
+  if (oldest == idle_.end()) oldest = idle_.begin();
+  if (--idle_by_tenant_[oldest->tenant] == 0) idle_by_tenant_.erase(oldest->tenant);
+  evicted.push_back(std::move(oldest->worker));
+  idle_.erase(oldest);
+  ++evicted_;
 }
 
 // Pre-warming only uses free capacity: it never evicts another tenant's worker and yields to
 // runs already waiting for room, so it cannot make the pool slower for anyone.
 void TenantPool::warm_locked(const std::string& tenant, size_t want) {
-  want = std::min(want, options_.max_idle);
+  if (tenant != kSpare) want = std::min(want, options_.max_idle);
   if (shutting_down_ || want == 0) return;
   size_t have = 0;
   if (auto found = idle_by_tenant_.find(tenant); found != idle_by_tenant_.end()) {
@@ -169,6 +202,10 @@ void TenantPool::prewarm(const std::string& tenant, size_t count) {
 
 InvocationResult TenantPool::run(const InvocationRequest& request) {
   try {
+    if (request.tenant.empty()) {
+      return failed(request, Outcome::invalid,
+                    "the invocation names no tenant; every run needs one to pick its worker");
+    }
     auto deadline = Clock::now() + std::chrono::milliseconds(request.limits.timeout_ms);
     std::unique_ptr<WorkerProcess> worker;
     std::future<SpawnJob::Delivery> spawned;
@@ -178,7 +215,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
         if (shutting_down_) {
           return failed(request, Outcome::crashed, "the worker pool is shutting down");
         }
-        if ((worker = take_idle_locked(request.tenant, lock))) {
+        if ((worker = take_own_or_spare_locked(request.tenant, lock))) {
           ++busy_;
           break;
         }
@@ -191,13 +228,10 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
           break;
         }
         if (!idle_.empty()) {
-          // No idle worker of this tenant is left, so the oldest idle one is another's.
-          IdleWorker& oldest = idle_.front();
-          if (--idle_by_tenant_[oldest.tenant] == 0) idle_by_tenant_.erase(oldest.tenant);
+          // No idle worker of this tenant (nor a spare) is left, so the oldest idle one is
+          // another tenant's.
           std::vector<std::unique_ptr<WorkerProcess>> evicted;
-          evicted.push_back(std::move(oldest.worker));
-          idle_.pop_front();
-          ++evicted_;
+          evict_oldest_bound_locked(evicted);
           stop_workers(std::move(evicted), lock);
           continue;
         }
@@ -314,11 +348,17 @@ TenantPool::Stats TenantPool::stats() const {
                .busy = busy_,
                .spawned = spawned_,
                .retired = retired_,
-               .evicted = evicted_};
+               .evicted = evicted_,
+               .spare = idle_for_locked(kSpare),
+               .bound = bound_};
 }
 
 size_t TenantPool::idle_for(const std::string& tenant) const {
   Lock lock(mutex_);
+  return idle_for_locked(tenant);
+}
+
+size_t TenantPool::idle_for_locked(const std::string& tenant) const {
   auto found = idle_by_tenant_.find(tenant);
   return found == idle_by_tenant_.end() ? 0 : found->second;
 }

@@ -18,6 +18,11 @@
 //   has warm_per_tenant idle workers, as long as that needs no eviction and nobody is waiting
 //   for capacity; at most max_idle workers are kept idle in all, the least recently used beyond
 //   that are evicted.
+// - With spare_workers > 0, the pool also keeps that many spares: workers started and jailed
+//   for no tenant yet. A tenant with no idle worker of its own takes a spare and binds it for
+//   life, so a new tenant's first run does not wait for a spawn. A spare has served nobody,
+//   so binding it keeps the one-tenant-per-worker rule. Spares count under max_workers but
+//   not under max_idle, and are started again in the background as they are taken.
 // - Every worker is started on one long-lived thread owned by the pool, because a worker's
 //   PR_SET_PDEATHSIG fires when the *thread* that started it exits: a worker started on a
 //   caller's thread would be killed when that thread ends.
@@ -51,10 +56,11 @@ class TenantPool : public Executor {
     size_t max_idle = 32;           // total idle workers kept
     uint64_t recycle_after = 1000;  // invocations per worker before retiring it
     int64_t kill_grace_ms = 50;     // past a run's deadline before its worker is killed
+    size_t spare_workers = 0;       // jailed workers kept ready for tenants that have none
   };
 
-  // Starts a worker for a tenant; how it is confined for that tenant is the factory's
-  // business. Called only on the pool's spawner thread. Throws to say it cannot: the message
+  // Starts a worker for a tenant, or a spare for no tenant yet when the name is empty; how it
+  // is confined is the factory's business. Called only on the pool's spawner thread. Throws to say it cannot: the message
   // becomes the `crashed` result of the run that needed the worker.
   using WorkerFactory = std::function<std::unique_ptr<WorkerProcess>(const std::string& tenant)>;
 
@@ -65,6 +71,8 @@ class TenantPool : public Executor {
     uint64_t spawned = 0;  // workers the factory made
     uint64_t retired = 0;  // stopped after a run, or found dead while idle
     uint64_t evicted = 0;  // idle workers stopped to make room
+    size_t spare = 0;      // idle workers bound to no tenant yet (counted in idle too)
+    uint64_t bound = 0;    // spares handed to a tenant
   };
 
   TenantPool(Options options, WorkerFactory factory);
@@ -87,7 +95,10 @@ class TenantPool : public Executor {
   using Lock = std::unique_lock<std::mutex>;
 
   size_t live_locked() const;
+  size_t idle_for_locked(const std::string& tenant) const;
   std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant, Lock& lock);
+  std::unique_ptr<WorkerProcess> take_own_or_spare_locked(const std::string& tenant, Lock& lock);
+  void evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerProcess>>& evicted);
   std::shared_ptr<SpawnJob> claim_pending_locked(const std::string& tenant);
   std::shared_ptr<SpawnJob> enqueue_locked(const std::string& tenant, bool claimed);
   bool cancel_unclaimed_locked();
@@ -115,6 +126,7 @@ class TenantPool : public Executor {
   uint64_t spawned_ = 0;
   uint64_t retired_ = 0;
   uint64_t evicted_ = 0;
+  uint64_t bound_ = 0;
   bool shutting_down_ = false;
 
   std::thread spawner_;  // last: started once everything above exists

@@ -170,6 +170,87 @@ TEST(TenantPool, NeverLendsAWorkerToAnotherTenant) {
   std::filesystem::remove(wrapper);  // no worker is started after this point
 }
 
+// Spares: jailed workers started for no tenant yet, bound to the first tenant that has none.
+
+std::filesystem::path tagging_wrapper_path(const std::string& test) {
+  return std::filesystem::temp_directory_path() /
+         ("corral-tagging-" + test + "-" + std::to_string(getpid()));
+}
+
+TEST(TenantPool, BindsASpareToANewTenantInsteadOfWaitingForASpawn) {
+  auto log = std::make_shared<FactoryLog>();
+  auto wrapper = tagging_wrapper_path("spare-bind");
+  TenantPool pool({.max_workers = 8, .spare_workers = 2}, tagging_workers(log, wrapper));
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; })) << "the spares never started";
+
+  auto first = pool.run(request_for("a"));
+  ASSERT_EQ(first.outcome, Outcome::ok) << to_json(first).dump();
+  auto pid_a = first.output["pid"].get<pid_t>();
+  EXPECT_EQ(log->tenant_of(pid_a), "") << "tenant a's first run should be served by a spare";
+  EXPECT_EQ(pool.stats().bound, 1u);
+  // The spare taken is replaced in the background, and a's worker stays a's.
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; })) << "no replacement spare";
+  EXPECT_EQ(pool.run(request_for("a")).output["pid"], pid_a);
+  auto pid_b = pool.run(request_for("b")).output["pid"].get<pid_t>();
+  EXPECT_NE(pid_b, pid_a);
+  EXPECT_EQ(log->tenant_of(pid_b), "");
+  EXPECT_EQ(pool.run(request_for("b")).output["pid"], pid_b);
+  EXPECT_EQ(pool.run(request_for("a")).output["pid"], pid_a);
+  std::filesystem::remove(wrapper);
+}
+
+TEST(TenantPool, ABoundSpareNeverServesAnotherTenant) {
+  ASSERT_STRNE(CORRAL_LUA_PATH, "");
+  auto log = std::make_shared<FactoryLog>();
+  auto wrapper = tagging_wrapper_path("spare-loyal");
+  TenantPool pool({.max_workers = 4, .warm_per_tenant = 1, .max_idle = 2, .spare_workers = 2},
+                  tagging_workers(log, wrapper));
+  std::mutex mutex;
+  std::map<pid_t, std::string> served_by;  // each worker's first tenant
+  const std::vector<std::string> tenants = {"a", "b", "c", "d"};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        const auto& tenant = tenants[(t + i) % tenants.size()];
+        auto result = pool.run(request_for(tenant, kEcho, {{"timeout_ms", 10'000}}));
+        EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+        if (result.outcome != Outcome::ok) continue;
+        auto pid = result.output["pid"].get<pid_t>();
+        std::lock_guard lock(mutex);
+        auto [entry, first_time] = served_by.emplace(pid, tenant);
+        EXPECT_EQ(entry->second, tenant) << "worker " << pid << " served two tenants";
+        std::string made_for = log->tenant_of(pid);
+        EXPECT_TRUE(made_for.empty() || made_for == tenant) << made_for << " vs " << tenant;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_GT(pool.stats().bound, 0u);
+  EXPECT_LE(pool.stats().live, 4u);
+  std::filesystem::remove(wrapper);
+}
+
+TEST(TenantPool, SparesDoNotCountAgainstMaxIdle) {
+  TenantPool pool({.max_workers = 8, .max_idle = 1, .spare_workers = 2}, real_workers());
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; }));
+  for (const char* tenant : {"a", "b", "c"}) {
+    ASSERT_EQ(pool.run(request_for(tenant)).outcome, Outcome::ok);
+  }
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; }));
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.idle - stats.spare, 1u) << "one bound idle worker, as max_idle says";
+  EXPECT_EQ(pool.idle_for("c"), 1u);
+  EXPECT_EQ(stats.bound, 3u);
+}
+
+TEST(TenantPool, RefusesARunThatNamesNoTenant) {
+  TenantPool pool({.spare_workers = 1}, real_workers());
+  auto result = pool.run(request_for(""));
+  EXPECT_EQ(result.outcome, Outcome::invalid);
+  EXPECT_NE(result.message.find("names no tenant"), std::string::npos) << result.message;
+}
+
 TEST(TenantPool, ReusesAnIdleWorkerOfTheSameTenant) {
   TenantPool pool({}, real_workers());
   ASSERT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
