@@ -87,6 +87,95 @@ END;
       R"sql(
 ALTER TABLE tokens ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 )sql",
+      // 3: the broker's durable state (sealed kv values and secrets, the event outbox) and the
+      // policy's version history.
+      //
+      // kv_usage is kept by triggers rather than by the code that writes kv_entries, so that every
+      // write path (including a future one, or an operator's DELETE) keeps it right; a put reads
+      // it in O(1) to check quotas instead of summing the namespace.
+      R"sql(
+CREATE TABLE kv_entries (
+  tenant_id   TEXT    NOT NULL REFERENCES tenants (id),
+  namespace   TEXT    NOT NULL,
+  key         TEXT    NOT NULL,
+  sealed      BLOB    NOT NULL,
+  value_bytes INTEGER NOT NULL CHECK (value_bytes >= 0),
+  PRIMARY KEY (tenant_id, namespace, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE kv_usage (
+  tenant_id TEXT    NOT NULL,
+  namespace TEXT    NOT NULL,
+  keys      INTEGER NOT NULL CHECK (keys >= 0),
+  bytes     INTEGER NOT NULL CHECK (bytes >= 0),
+  PRIMARY KEY (tenant_id, namespace)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER kv_entries_count_insert AFTER INSERT ON kv_entries
+BEGIN
+  INSERT INTO kv_usage (tenant_id, namespace, keys, bytes)
+  VALUES (NEW.tenant_id, NEW.namespace, 1, length(CAST(NEW.key AS BLOB)) + NEW.value_bytes)
+  ON CONFLICT (tenant_id, namespace) DO UPDATE SET keys = keys + 1,
+    bytes = bytes + length(CAST(NEW.key AS BLOB)) + NEW.value_bytes;
+END;
+CREATE TRIGGER kv_entries_count_update AFTER UPDATE ON kv_entries
+BEGIN
+  UPDATE kv_usage SET bytes = bytes - length(CAST(OLD.key AS BLOB)) - OLD.value_bytes
+    WHERE tenant_id = OLD.tenant_id AND namespace = OLD.namespace;
+  UPDATE kv_usage SET keys = keys - 1
+    WHERE tenant_id = OLD.tenant_id AND namespace = OLD.namespace;
+  INSERT INTO kv_usage (tenant_id, namespace, keys, bytes)
+  VALUES (NEW.tenant_id, NEW.namespace, 1, length(CAST(NEW.key AS BLOB)) + NEW.value_bytes)
+  ON CONFLICT (tenant_id, namespace) DO UPDATE SET keys = keys + 1,
+    bytes = bytes + length(CAST(NEW.key AS BLOB)) + NEW.value_bytes;
+END;
+CREATE TRIGGER kv_entries_count_delete AFTER DELETE ON kv_entries
+BEGIN
+  UPDATE kv_usage SET keys = keys - 1,
+    bytes = bytes - length(CAST(OLD.key AS BLOB)) - OLD.value_bytes
+    WHERE tenant_id = OLD.tenant_id AND namespace = OLD.namespace;
+END;
+
+CREATE TABLE secrets (
+  tenant_id  TEXT    NOT NULL REFERENCES tenants (id),
+  name       TEXT    NOT NULL,
+  sealed     BLOB    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, name)
+) STRICT, WITHOUT ROWID;
+
+-- The last number given per tenant, so that numbers are not reused after old events are pruned.
+CREATE TABLE event_counters (
+  tenant_id TEXT    NOT NULL PRIMARY KEY REFERENCES tenants (id),
+  last_seq  INTEGER NOT NULL CHECK (last_seq >= 1)
+) STRICT;
+
+CREATE TABLE events (
+  tenant_id  TEXT    NOT NULL REFERENCES tenants (id),
+  seq        INTEGER NOT NULL CHECK (seq >= 1),
+  topic      TEXT    NOT NULL,
+  payload    TEXT    NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, seq)
+) STRICT;
+
+CREATE TABLE policy_versions (
+  version    INTEGER NOT NULL PRIMARY KEY CHECK (version >= 1),
+  document   TEXT    NOT NULL,
+  created_by TEXT    NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+
+-- Which policy an invocation ran under must stay answerable: versions are never rewritten.
+CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'policy versions are immutable');
+END;
+CREATE TRIGGER policy_versions_no_delete BEFORE DELETE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'policy versions are immutable');
+END;
+)sql",
   };
   return all;
 }

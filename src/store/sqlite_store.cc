@@ -89,6 +89,10 @@ class SqliteStore::Statement {
     check_bind(value ? sqlite3_bind_int64(stmt_, index, *value) : sqlite3_bind_null(stmt_, index));
     return *this;
   }
+  Statement& bind_blob(int index, std::string_view bytes) {
+    check_bind(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
+    return *this;
+  }
   // Empty text is stored as NULL: for columns where "none" must not take part in foreign keys.
   Statement& bind_or_null(int index, std::string_view text) {
     if (text.empty()) {
@@ -126,6 +130,12 @@ class SqliteStore::Statement {
   // NULL reads as empty.
   std::string text(int column) const {
     auto data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  // Any column's bytes, as a BLOB: for sealed values, which are not text.
+  std::string blob(int column) const {
+    auto data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
     if (data == nullptr) return {};
     return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
   }
@@ -724,6 +734,305 @@ std::vector<AuditEntry> SqliteStore::read_audit(const AuditFilter& filter) {
   std::vector<AuditEntry> entries;
   while (select.step("reading the audit trail")) entries.push_back(read_audit_entry(select));
   return entries;
+}
+
+// ---- kv
+
+namespace {
+
+// The least string above every string that starts with `prefix` (byte order), or none if every
+// byte is 0xff. With it a prefix becomes a key range the primary key index can serve.
+std::optional<std::string> prefix_successor(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (prefix.empty()) return std::nullopt;
+  prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+  return prefix;
+}
+
+std::string kv_place(std::string_view tenant_id, std::string_view ns, std::string_view key) {
+  return "kv key " + in_quotes(key) + (ns.empty() ? "" : " of script " + in_quotes(ns)) +
+         " for tenant " + in_quotes(tenant_id);
+}
+
+}  // namespace
+
+std::optional<KvValue> SqliteStore::find_kv(std::string_view tenant_id, std::string_view ns,
+                                            std::string_view key) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT sealed, value_bytes FROM kv_entries WHERE tenant_id = ?1 AND namespace = ?2 AND "
+      "key = ?3");
+  select.bind(1, tenant_id).bind(2, ns).bind(3, key);
+  if (!select.step("reading " + kv_place(tenant_id, ns, key))) return std::nullopt;
+  return KvValue{select.blob(0), select.integer(1)};
+}
+
+KvUsage SqliteStore::kv_usage_locked(std::string_view tenant_id, std::string_view ns) {
+  auto select =
+      statement("SELECT keys, bytes FROM kv_usage WHERE tenant_id = ?1 AND namespace = ?2");
+  select.bind(1, tenant_id).bind(2, ns);
+  if (!select.step("reading kv usage")) return KvUsage{};
+  return KvUsage{select.integer(0), select.integer(1)};
+}
+
+KvUsage SqliteStore::kv_usage(std::string_view tenant_id, std::string_view ns) {
+  std::lock_guard lock(mutex_);
+  return kv_usage_locked(tenant_id, ns);
+}
+
+KvPutOutcome SqliteStore::put_kv(std::string_view tenant_id, std::string_view ns,
+                                 std::string_view key, const KvValue& value, const KvQuota& quota) {
+  if (value.value_bytes < 0) {
+    throw std::invalid_argument("store: a kv value's size cannot be negative (" +
+                                std::to_string(value.value_bytes) + ")");
+  }
+  std::string place = kv_place(tenant_id, ns, key);
+  std::lock_guard lock(mutex_);
+  // The write lock is held from the usage read to the write, so no other put can slip in between.
+  Transaction transaction(*this);
+  KvPutOutcome outcome;
+  outcome.before = kv_usage_locked(tenant_id, ns);
+  outcome.after = outcome.before;
+  const auto key_bytes = static_cast<int64_t>(key.size());
+  {
+    auto existing = statement(
+        "SELECT value_bytes FROM kv_entries WHERE tenant_id = ?1 AND namespace = ?2 AND key = ?3");
+    existing.bind(1, tenant_id).bind(2, ns).bind(3, key);
+    if (existing.step("reading " + place)) {
+      outcome.after.bytes += value.value_bytes - existing.integer(0);
+    } else {
+      outcome.after.keys += 1;
+      outcome.after.bytes += key_bytes + value.value_bytes;
+    }
+  }
+  bool too_many_keys =
+      outcome.after.keys > outcome.before.keys && outcome.after.keys > quota.max_keys;
+  bool too_many_bytes =
+      outcome.after.bytes > outcome.before.bytes && outcome.after.bytes > quota.max_total_bytes;
+  if (too_many_keys || too_many_bytes) return outcome;  // rolled back; nothing was written
+
+  auto upsert = statement(
+      "INSERT INTO kv_entries (tenant_id, namespace, key, sealed, value_bytes) "
+      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, namespace, key) DO UPDATE SET "
+      "sealed = excluded.sealed, value_bytes = excluded.value_bytes");
+  upsert.bind(1, tenant_id)
+      .bind(2, ns)
+      .bind(3, key)
+      .bind_blob(4, value.sealed)
+      .bind(5, value.value_bytes);
+  try {
+    upsert.run("writing " + place);
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot write " + place + ": no such tenant");
+    }
+    throw;
+  }
+  transaction.commit();
+  outcome.stored = true;
+  return outcome;
+}
+
+bool SqliteStore::delete_kv(std::string_view tenant_id, std::string_view ns, std::string_view key) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto remove = statement(
+      "DELETE FROM kv_entries WHERE tenant_id = ?1 AND namespace = ?2 AND key = ?3 RETURNING 1");
+  remove.bind(1, tenant_id).bind(2, ns).bind(3, key);
+  std::string what = "deleting " + kv_place(tenant_id, ns, key);
+  bool existed = remove.step(what);
+  remove.run(what);
+  transaction.commit();
+  return existed;
+}
+
+std::vector<std::string> SqliteStore::list_kv_keys(std::string_view tenant_id, std::string_view ns,
+                                                   const KvListing& listing) {
+  if (listing.limit <= 0) {
+    throw std::invalid_argument("store: a kv listing needs a positive limit, not " +
+                                std::to_string(listing.limit));
+  }
+  auto upper = prefix_successor(listing.prefix);
+  std::string sql =
+      "SELECT key FROM kv_entries WHERE tenant_id = :tenant AND namespace = :ns AND "
+      "key >= :prefix";
+  if (upper) sql += " AND key < :upper";
+  if (listing.after) sql += " AND key > :after";
+  sql += " ORDER BY key LIMIT :limit";
+
+  std::lock_guard lock(mutex_);
+  auto select = statement(sql);
+  select.bind(":tenant", tenant_id)
+      .bind(":ns", ns)
+      .bind(":prefix", std::string_view(listing.prefix));
+  if (upper) select.bind(":upper", std::string_view(*upper));
+  if (listing.after) select.bind(":after", std::string_view(*listing.after));
+  select.bind(":limit", listing.limit);
+  std::vector<std::string> keys;
+  while (select.step("listing kv keys")) keys.push_back(select.text(0));
+  return keys;
+}
+
+// ---- secrets
+
+void SqliteStore::put_secret(std::string_view tenant_id, std::string_view name,
+                             std::string_view sealed, int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto upsert = statement(
+      "INSERT INTO secrets (tenant_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed, "
+      "updated_at = excluded.updated_at");
+  upsert.bind(1, tenant_id).bind(2, name).bind_blob(3, sealed).bind(4, at);
+  try {
+    upsert.run("storing secret " + in_quotes(name) + " for tenant " + in_quotes(tenant_id));
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot store secret " + in_quotes(name) + " for tenant " +
+                     in_quotes(tenant_id) + ": no such tenant");
+    }
+    throw;
+  }
+}
+
+std::optional<std::string> SqliteStore::find_secret(std::string_view tenant_id,
+                                                    std::string_view name) {
+  std::lock_guard lock(mutex_);
+  auto select = statement("SELECT sealed FROM secrets WHERE tenant_id = ?1 AND name = ?2");
+  select.bind(1, tenant_id).bind(2, name);
+  if (!select.step("reading secret " + in_quotes(name))) return std::nullopt;
+  return select.blob(0);
+}
+
+std::vector<SecretInfo> SqliteStore::list_secrets(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select =
+      statement("SELECT name, updated_at FROM secrets WHERE tenant_id = ?1 ORDER BY name");
+  select.bind(1, tenant_id);
+  std::vector<SecretInfo> secrets;
+  while (select.step("listing secrets")) {
+    secrets.push_back(SecretInfo{select.text(0), select.integer(1)});
+  }
+  return secrets;
+}
+
+bool SqliteStore::delete_secret(std::string_view tenant_id, std::string_view name) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto remove = statement("DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2 RETURNING 1");
+  remove.bind(1, tenant_id).bind(2, name);
+  std::string what = "deleting secret " + in_quotes(name) + " of tenant " + in_quotes(tenant_id);
+  bool existed = remove.step(what);
+  remove.run(what);
+  transaction.commit();
+  return existed;
+}
+
+// ---- events
+
+Event SqliteStore::append_event(std::string_view tenant_id, std::string_view topic,
+                                std::string_view payload, int64_t at) {
+  std::string what =
+      "appending an event on topic " + in_quotes(topic) + " for tenant " + in_quotes(tenant_id);
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  int64_t seq = 0;
+  try {
+    auto next = statement(
+        "INSERT INTO event_counters (tenant_id, last_seq) VALUES (?1, 1) ON CONFLICT (tenant_id) "
+        "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq");
+    next.bind(1, tenant_id);
+    next.step(what);
+    seq = next.integer(0);
+    next.run(what);
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot append an event for tenant " + in_quotes(tenant_id) +
+                     ": no such tenant");
+    }
+    throw;
+  }
+  auto insert = statement(
+      "INSERT INTO events (tenant_id, seq, topic, payload, created_at) VALUES (?1, ?2, ?3, ?4, "
+      "?5)");
+  insert.bind(1, tenant_id).bind(2, seq).bind(3, topic).bind(4, payload).bind(5, at);
+  insert.run(what);
+  transaction.commit();
+  return Event{std::string(tenant_id), seq, std::string(topic), std::string(payload), at};
+}
+
+std::vector<Event> SqliteStore::read_events(std::string_view tenant_id, int64_t after_seq,
+                                            int64_t limit) {
+  if (limit <= 0) {
+    throw std::invalid_argument("store: reading events needs a positive limit, not " +
+                                std::to_string(limit));
+  }
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT tenant_id, seq, topic, payload, created_at FROM events WHERE tenant_id = ?1 AND "
+      "seq > ?2 ORDER BY seq LIMIT ?3");
+  select.bind(1, tenant_id).bind(2, after_seq).bind(3, limit);
+  std::vector<Event> events;
+  while (select.step("reading events of tenant " + in_quotes(tenant_id))) {
+    events.push_back(Event{select.text(0), select.integer(1), select.text(2), select.text(3),
+                           select.integer(4)});
+  }
+  return events;
+}
+
+// ---- policy versions
+
+PolicyVersion SqliteStore::insert_policy_version(std::string_view document,
+                                                 std::string_view created_by, int64_t at) {
+  std::lock_guard lock(mutex_);
+  // Numbered under the write lock, so concurrent inserts (from other nodes too) take turns.
+  Transaction transaction(*this);
+  int64_t number = 0;
+  {
+    auto next = statement("SELECT coalesce(max(version), 0) + 1 FROM policy_versions");
+    next.step("numbering a new policy version");
+    number = next.integer(0);
+  }
+  auto insert = statement(
+      "INSERT INTO policy_versions (version, document, created_by, created_at) VALUES (?1, ?2, "
+      "?3, ?4)");
+  insert.bind(1, number).bind(2, document).bind(3, created_by).bind(4, at);
+  insert.run("storing policy version " + std::to_string(number));
+  transaction.commit();
+  return PolicyVersion{number, std::string(document), std::string(created_by), at};
+}
+
+std::optional<PolicyVersion> SqliteStore::find_policy_version_locked(
+    const std::string& sql, std::optional<int64_t> version) {
+  auto select = statement(sql);
+  if (version) select.bind(1, *version);
+  if (!select.step("reading a policy version")) return std::nullopt;
+  return PolicyVersion{select.integer(0), select.text(1), select.text(2), select.integer(3)};
+}
+
+std::optional<PolicyVersion> SqliteStore::find_policy_version(int64_t version) {
+  std::lock_guard lock(mutex_);
+  return find_policy_version_locked(
+      "SELECT version, document, created_by, created_at FROM policy_versions WHERE version = ?1",
+      version);
+}
+
+std::optional<PolicyVersion> SqliteStore::latest_policy_version() {
+  std::lock_guard lock(mutex_);
+  return find_policy_version_locked(
+      "SELECT version, document, created_by, created_at FROM policy_versions ORDER BY version "
+      "DESC LIMIT 1",
+      std::nullopt);
+}
+
+std::vector<PolicyVersionSummary> SqliteStore::list_policy_versions() {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT version, created_by, created_at FROM policy_versions ORDER BY version DESC");
+  std::vector<PolicyVersionSummary> versions;
+  while (select.step("listing policy versions")) {
+    versions.push_back(PolicyVersionSummary{select.integer(0), select.text(1), select.integer(2)});
+  }
+  return versions;
 }
 
 void SqliteStore::atomically(const std::function<void()>& work) {

@@ -63,6 +63,33 @@ class SqliteStore : public Store {
   std::vector<AuditEntry> read_audit(const AuditFilter& filter) override;
   std::optional<AuditEntry> last_audit_entry() override;
 
+  std::optional<KvValue> find_kv(std::string_view tenant_id, std::string_view ns,
+                                 std::string_view key) override;
+  KvPutOutcome put_kv(std::string_view tenant_id, std::string_view ns, std::string_view key,
+                      const KvValue& value, const KvQuota& quota) override;
+  bool delete_kv(std::string_view tenant_id, std::string_view ns, std::string_view key) override;
+  std::vector<std::string> list_kv_keys(std::string_view tenant_id, std::string_view ns,
+                                        const KvListing& listing) override;
+  KvUsage kv_usage(std::string_view tenant_id, std::string_view ns) override;
+
+  void put_secret(std::string_view tenant_id, std::string_view name, std::string_view sealed,
+                  int64_t at) override;
+  std::optional<std::string> find_secret(std::string_view tenant_id,
+                                         std::string_view name) override;
+  std::vector<SecretInfo> list_secrets(std::string_view tenant_id) override;
+  bool delete_secret(std::string_view tenant_id, std::string_view name) override;
+
+  Event append_event(std::string_view tenant_id, std::string_view topic, std::string_view payload,
+                     int64_t at) override;
+  std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
+                                 int64_t limit) override;
+
+  PolicyVersion insert_policy_version(std::string_view document, std::string_view created_by,
+                                      int64_t at) override;
+  std::optional<PolicyVersion> find_policy_version(int64_t version) override;
+  std::optional<PolicyVersion> latest_policy_version() override;
+  std::vector<PolicyVersionSummary> list_policy_versions() override;
+
   void atomically(const std::function<void()>& work) override;
 
  private:
@@ -82,6 +109,9 @@ class SqliteStore : public Store {
   std::optional<ScriptVersion> find_version_locked(std::string_view tenant_id,
                                                    std::string_view script, int64_t version);
   std::optional<AuditEntry> last_audit_entry_locked();
+  KvUsage kv_usage_locked(std::string_view tenant_id, std::string_view ns);
+  std::optional<PolicyVersion> find_policy_version_locked(const std::string& sql,
+                                                          std::optional<int64_t> version);
 
   std::filesystem::path file_;
   // Recursive so that the methods called inside atomically() may take it again.

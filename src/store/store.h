@@ -142,6 +142,68 @@ struct AuditFilter {
   int64_t limit = 100;                              // must be positive
 };
 
+// ---- broker state
+
+// A kv value as stored: sealed by the broker (the store never sees the plaintext), with the
+// plaintext's size so that usage can be counted without opening anything.
+struct KvValue {
+  std::string sealed;  // opaque bytes
+  int64_t value_bytes = 0;
+};
+
+// What one (tenant, namespace) holds. Bytes count keys and plaintext values both: long keys take
+// room too, and counting them keeps a tenant from storing data in key names for free.
+struct KvUsage {
+  int64_t keys = 0;
+  int64_t bytes = 0;
+};
+
+// Ceilings a put may not push a namespace's usage over.
+struct KvQuota {
+  int64_t max_keys = 0;
+  int64_t max_total_bytes = 0;
+};
+
+struct KvPutOutcome {
+  bool stored = false;  // false: the put would have crossed the quota, and nothing changed
+  KvUsage before;       // the namespace's usage before the put
+  KvUsage after;        // its usage after the put (or what it would have been)
+};
+
+// Unset fields do not filter. Keys come back in byte order.
+struct KvListing {
+  std::string prefix = {};                          // only keys that start with it
+  std::optional<std::string> after = std::nullopt;  // for paging: the last key of the previous page
+  int64_t limit = 100;                              // must be positive
+};
+
+struct SecretInfo {
+  std::string name;
+  int64_t updated_at = 0;
+};
+
+// An event a script emitted, waiting in its tenant's outbox for a consumer.
+struct Event {
+  std::string tenant_id;
+  int64_t seq = 0;  // 1, 2, 3… per tenant, never reused
+  std::string topic;
+  std::string payload;  // JSON text, stored as given
+  int64_t created_at = 0;
+};
+
+struct PolicyVersion {
+  int64_t version = 0;  // 1, 2, 3… with no gaps
+  std::string document;
+  std::string created_by;
+  int64_t created_at = 0;
+};
+
+struct PolicyVersionSummary {
+  int64_t version = 0;
+  std::string created_by;
+  int64_t created_at = 0;
+};
+
 // Computes an entry's hash from every other field; see Store::append_audit.
 using AuditHasher = std::function<std::string(const AuditEntry& unsealed)>;
 
@@ -201,6 +263,50 @@ class Store {
                                   const AuditHasher& hasher) = 0;
   virtual std::vector<AuditEntry> read_audit(const AuditFilter& filter) = 0;
   virtual std::optional<AuditEntry> last_audit_entry() = 0;
+
+  // Kv: per tenant and namespace ("" for the tenant-wide scope, else a script's name), keys to
+  // sealed values. Keys are stored in the clear (listing by prefix needs them) and compared
+  // byte by byte. An unknown tenant throws NotFound on writes.
+  virtual std::optional<KvValue> find_kv(std::string_view tenant_id, std::string_view ns,
+                                         std::string_view key) = 0;
+  // Inserts or replaces the value, unless that would take the namespace over `quota`: the usage
+  // check and the write are one transaction, so concurrent puts (threads, processes) cannot
+  // together cross a limit. Only growth is refused: replacing a value with one no larger always
+  // goes through, so a namespace left over a lowered quota can still shrink.
+  virtual KvPutOutcome put_kv(std::string_view tenant_id, std::string_view ns, std::string_view key,
+                              const KvValue& value, const KvQuota& quota) = 0;
+  // Returns whether the key existed.
+  virtual bool delete_kv(std::string_view tenant_id, std::string_view ns, std::string_view key) = 0;
+  // A limit below 1 is a caller's bug and throws std::invalid_argument.
+  virtual std::vector<std::string> list_kv_keys(std::string_view tenant_id, std::string_view ns,
+                                                const KvListing& listing) = 0;
+  virtual KvUsage kv_usage(std::string_view tenant_id, std::string_view ns) = 0;
+
+  // Secrets: one sealed value per tenant and name; put creates or replaces. Listing never returns
+  // values. An unknown tenant throws NotFound on put.
+  virtual void put_secret(std::string_view tenant_id, std::string_view name,
+                          std::string_view sealed, int64_t at) = 0;
+  virtual std::optional<std::string> find_secret(std::string_view tenant_id,
+                                                 std::string_view name) = 0;
+  virtual std::vector<SecretInfo> list_secrets(std::string_view tenant_id) = 0;  // by name
+  virtual bool delete_secret(std::string_view tenant_id, std::string_view name) = 0;
+
+  // The event outbox. Each tenant's events are numbered 1, 2, 3… in append order; a number is
+  // never given twice, even if events are later pruned. Reads return events with seq > after_seq
+  // in seq order; a limit below 1 throws std::invalid_argument. An unknown tenant throws NotFound
+  // on append.
+  virtual Event append_event(std::string_view tenant_id, std::string_view topic,
+                             std::string_view payload, int64_t at) = 0;
+  virtual std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
+                                         int64_t limit) = 0;
+
+  // Policy documents, one numbered version per accepted document. Versions are immutable: a
+  // rollback stores the old document again as a new version.
+  virtual PolicyVersion insert_policy_version(std::string_view document,
+                                              std::string_view created_by, int64_t at) = 0;
+  virtual std::optional<PolicyVersion> find_policy_version(int64_t version) = 0;
+  virtual std::optional<PolicyVersion> latest_policy_version() = 0;
+  virtual std::vector<PolicyVersionSummary> list_policy_versions() = 0;  // newest first
 
   // Runs `work` so that every change it makes through this store commits together or not at all,
   // and no other change interleaves: a change and its audit entry, for instance. If work throws,

@@ -27,7 +27,9 @@ TEST_F(MigrationTest, AFreshDatabaseEndsAtTheLatestVersion) {
   open_sqlite_store(dir_.path());
   RawDb raw(db_file());
   EXPECT_EQ(raw.integer("PRAGMA user_version"), latest_schema_version());
-  for (const char* table : {"tenants", "tokens", "script_versions", "aliases", "audit_entries"}) {
+  for (const char* table :
+       {"tenants", "tokens", "script_versions", "aliases", "audit_entries", "kv_entries",
+        "kv_usage", "secrets", "events", "event_counters", "policy_versions"}) {
     EXPECT_EQ(raw.integer(std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
                                       "name = '") +
                           table + "'"),
@@ -87,6 +89,46 @@ TEST_F(MigrationTest, AnEmptyFileIsMigratedFromScratch) {
   EXPECT_TRUE(store->list_tenants().empty());
   RawDb raw(db_file());
   EXPECT_EQ(raw.integer("PRAGMA user_version"), latest_schema_version());
+}
+
+// A database as corrald left it at schema version 2 (before the broker's tables), with data in it,
+// is brought up to date without losing anything.
+TEST_F(MigrationTest, UpgradingFromVersionTwoKeepsData) {
+  ASSERT_GE(latest_schema_version(), 3);
+  {
+    RawDb raw(db_file());
+    raw.exec(std::string(migrations()[0]));
+    raw.exec(std::string(migrations()[1]));
+    raw.exec("PRAGMA user_version = 2");
+    raw.exec("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'acme', 5)");
+    raw.exec(
+        "INSERT INTO tokens (id, tenant_id, role, secret_hash, created_at, created_by, subject) "
+        "VALUES ('k1', 't1', 'publisher', 'hash-1', 6, 'bootstrap', 'alice')");
+    raw.exec(
+        "INSERT INTO script_versions (tenant_id, script, version, sha256, source, manifest, "
+        "state, published_by, published_at) VALUES ('t1', 'hello', 1, 'sha', 'return 1', '{}', "
+        "'pending', 'k1', 7)");
+  }
+  auto store = open_sqlite_store(dir_.path());
+  {
+    RawDb raw(db_file());
+    EXPECT_EQ(raw.integer("PRAGMA user_version"), latest_schema_version());
+  }
+  ASSERT_TRUE(store->find_tenant("t1"));
+  EXPECT_EQ(store->find_tenant("t1")->name, "acme");
+  auto token = store->find_token_by_hash("hash-1");
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->subject, "alice");
+  auto version = store->find_version("t1", "hello", 1);
+  ASSERT_TRUE(version);
+  EXPECT_EQ(version->source, "return 1");
+
+  // The new tables work against the old rows.
+  EXPECT_TRUE(store->put_kv("t1", "", "k", KvValue{"sealed", 1}, KvQuota{10, 100}).stored);
+  EXPECT_EQ(store->kv_usage("t1", "").keys, 1);
+  store->put_secret("t1", "name", "sealed", 8);
+  EXPECT_EQ(store->append_event("t1", "topic", "{}", 9).seq, 1);
+  EXPECT_EQ(store->insert_policy_version("doc", "bootstrap", 10).version, 1);
 }
 
 TEST_F(MigrationTest, ConcurrentFirstOpensMigrateOnce) {

@@ -1,0 +1,65 @@
+#include "policy/policy.h"
+
+namespace corral::policy {
+
+namespace {
+
+// Spells out the built-in values (policy.h), so that the safe default documents itself and every
+// resolved value in it names the line that set it.
+constexpr std::string_view kSafeDefaultText =
+    R"(# corral's safe default policy: in force when corrald starts without --policy.
+# Scripts get ctx.log and nothing else, small limits, and every version must be approved by a
+# reviewer other than its publisher before an invoker may run it.
+defaults:
+  limits:
+    fuel: 10000000          # Lua instructions per run
+    memory_bytes: 33554432  # 32 MiB of Lua heap
+    timeout_ms: 1000
+    output_bytes: 262144    # 256 KiB
+    log_bytes: 16384        # 16 KiB
+    subrequests: 16         # capability calls per run
+    input_bytes: 262144     # 256 KiB
+  quotas:
+    rate_per_second: 10
+    burst: 20
+    concurrency: 4
+    cpu_ms_per_minute: 30000
+    queued_jobs: 100
+  capabilities:
+    log: {max_entry_bytes: 4096}
+  governance:
+    approval_required: true
+    self_approval_allowed: false
+    signature_required: false
+  audit:
+    allowed_capability_calls: false
+)";
+
+}  // namespace
+
+std::string_view Policy::safe_default_text() { return kSafeDefaultText; }
+
+Policy Policy::safe_default() {
+  static const Policy policy = parse(kSafeDefaultText);
+  return policy;
+}
+
+TenantPolicy Policy::for_tenant(std::string_view tenant_name) const {
+  if (auto found = tenants_.find(tenant_name); found != tenants_.end()) return found->second;
+  TenantPolicy resolved = defaults_;
+  resolved.tenant = std::string(tenant_name);
+  return resolved;
+}
+
+std::vector<std::string> Policy::tenant_names() const { return tenant_order_; }
+
+bool TenantPolicy::grants(std::string_view capability) const {
+  if (capability == "log") return true;
+  if (capability == "kv") return kv.has_value();
+  if (capability == "http") return http.has_value();
+  if (capability == "emit") return emit.has_value();
+  if (capability == "secrets") return secrets.has_value();
+  return false;
+}
+
+}  // namespace corral::policy
