@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     corral::jail::contain(jail);
     ready_the_runtime();
     corral::jail::lock_down(jail, report_violation);
+    corral::write_frame(kChannelFd, corral::FrameType::ready, "");
   } catch (const std::exception& error) {
     std::fprintf(stderr, "corral-worker: %s\n", error.what());
     return corral::jail::kContainFailedExitStatus;

@@ -33,8 +33,7 @@ std::optional<Frame> FrameDecoder::next() {
   if (byte(0) != 'C' || byte(1) != 'R') fail("bad frame magic");
   if (byte(2) != kFrameVersion) fail("unsupported frame version " + std::to_string(byte(2)));
   uint8_t type = byte(3);
-  if (type != static_cast<uint8_t>(FrameType::invoke) && type != static_cast<uint8_t>(FrameType::result) &&
-      type != static_cast<uint8_t>(FrameType::violation)) {
+  if (type == 0 || type > kLastFrameType) {
     fail("unknown frame type " + std::to_string(type));
   }
   uint32_t length = (uint32_t{byte(4)} << 24) | (uint32_t{byte(5)} << 16) |

@@ -62,6 +62,7 @@ WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string
   spec.layers = active_;
   spec.ceilings = options_.ceilings;
   spec.cgroups = cgroups_.get();
+  spec.announces_ready = true;
   // Tenant names become cgroup directory names: keep them to a safe alphabet.
   std::string name;
   for (char c : tenant.substr(0, 48))

@@ -100,10 +100,7 @@ std::unique_ptr<WorkerProcess> TenantPool::take_own_or_spare_locked(const std::s
   if (auto own = take_idle_locked(tenant, lock)) return own;
   if (options_.spare_workers == 0) return nullptr;
   auto spare = take_idle_locked(kSpare, lock);
-  if (spare) {
-    ++bound_;
-    warm_locked(kSpare, options_.spare_workers);
-  }
+  if (spare) ++bound_;
   return spare;
 }
 
@@ -122,10 +119,7 @@ std::shared_ptr<TenantPool::SpawnJob> TenantPool::claim_pending_locked(const std
     job->claimed = true;
   } else if (options_.spare_workers > 0 && !tenant.empty()) {
     // A spare on its way serves this tenant sooner than a spawn queued behind it.
-    if ((job = claim_pending_locked(kSpare))) {
-      ++bound_;
-      warm_locked(kSpare, options_.spare_workers);
-    }
+    if ((job = claim_pending_locked(kSpare))) ++bound_;
   }
   return job;
 }
@@ -282,6 +276,9 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       stop_workers(std::move(retired), lock);
     }
     warm_locked(request.tenant, options_.warm_per_tenant);
+    // Spares taken are replaced only now: starting a worker forks this process, which slows
+    // every thread of it for a moment, and the run that took the spare should not pay for that.
+    warm_locked(kSpare, options_.spare_workers);
     return result;
   } catch (const std::exception& error) {
     return failed(request, Outcome::crashed,
@@ -307,7 +304,15 @@ void TenantPool::spawner_loop() {
     SpawnJob::Delivery spawned;
     try {
       spawned.worker = factory_(job->tenant);
-      if (!spawned.worker) spawned.error = "the worker factory returned no worker";
+      if (!spawned.worker) {
+        spawned.error = "the worker factory returned no worker";
+      } else if (job->tenant == kSpare &&
+                 !spawned.worker->wait_until_ready(std::chrono::seconds(10))) {
+        // A spare is only worth keeping once it can serve at once; one that fails to get
+        // there is dropped like a failed pre-warm.
+        spawned.worker.reset();
+        spawned.error = "the spare worker did not become ready";
+      }
     } catch (const std::exception& error) {
       spawned.error = error.what();
     } catch (...) {

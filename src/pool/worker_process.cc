@@ -76,6 +76,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   close(ends[1]);
   channel_ = ends[0];
   alive_ = true;
+  announces_ready_ = spec.announces_ready;
   if (spec.layers.has(jail::Layer::rlimits)) cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
 }
 
@@ -117,6 +118,37 @@ bool WorkerProcess::exited() const {
   return poll(&ended, 1, 0) > 0;
 }
 
+bool WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
+  if (!announces_ready_ || ready_seen_) return alive_;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (alive_) {
+    std::optional<Frame> frame;
+    try {
+      frame = decoder_.next();
+    } catch (const FrameError&) {
+      kill_and_reap();
+      return false;
+    }
+    if (frame) {
+      if (frame->type != FrameType::ready) break;
+      ready_seen_ = true;
+      return true;
+    }
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (remaining.count() <= 0) break;
+    pollfd ready{channel_, POLLIN, 0};
+    if (poll(&ready, 1, static_cast<int>(remaining.count()) + 1) < 0 && errno != EINTR) break;
+    char chunk[4096];
+    ssize_t n = read(channel_, chunk, sizeof chunk);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+    if (n > 0) decoder_.append(std::string_view(chunk, static_cast<size_t>(n)));
+  }
+  // Died, said something else first, or too slow: not a worker to keep.
+  kill_and_reap();
+  return false;
+}
+
 InvocationResult WorkerProcess::fail(const InvocationRequest& request, const std::string& why) {
   InvocationResult result;
   result.invocation_id = request.invocation_id;
@@ -150,6 +182,10 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
                                ") and was retired");
     }
     if (frame) {
+      if (frame->type == FrameType::ready && !ready_seen_) {
+        ready_seen_ = true;
+        continue;
+      }
       if (frame->type == FrameType::violation) {
         long number = -1;
         if (frame->payload.size() <= 6 && !frame->payload.empty() &&

@@ -22,6 +22,9 @@ struct WorkerSpec {
   jail::Ceilings ceilings;
   jail::CgroupManager* cgroups = nullptr;  // required when layers has cgroup
   std::string cgroup_name = "worker";      // e.g. the tenant, to find a worker's cgroup by eye
+  // corral-worker announces with a ready frame when it is jailed and ready to serve;
+  // wait_until_ready() waits for it only when this says the program does (stand-ins do not).
+  bool announces_ready = false;
 };
 
 class WorkerProcess {
@@ -38,6 +41,10 @@ class WorkerProcess {
   // but a well-formed result for this invocation yields `crashed`. After any such failure
   // alive() is false.
   InvocationResult invoke(const InvocationRequest& request, std::chrono::milliseconds grace);
+
+  // Waits up to `limit` for the worker's ready frame (at once if the spec says it sends none).
+  // False if it died or did not announce in time; the worker is then not alive().
+  bool wait_until_ready(std::chrono::milliseconds limit);
 
   bool alive() const { return alive_; }
   // True if the process has ended on its own (checked without blocking, through the pidfd).
@@ -63,6 +70,8 @@ class WorkerProcess {
   double cpu_budget_ms_ = 0;
   jail::CgroupManager* cgroup_manager_ = nullptr;
   jail::WorkerCgroups* cgroups_ = nullptr;
+  bool announces_ready_ = false;
+  bool ready_seen_ = false;
   FrameDecoder decoder_;
 };
 
