@@ -22,7 +22,7 @@ case "${1:-}" in
     echo "corrald is starting on http://127.0.0.1:8080 — try the example in another terminal:"
     echo "  curl -s localhost:8080/v1/run -H \"authorization: Bearer \$(cat data/admin.token)\" -H 'content-type: application/json' -d @examples/quickstart.json"
     echo
-    exec build/release/src/cmd/corrald --listen 127.0.0.1:8080 --data-dir ./data
+    exec build/release/src/cmd/corrald --listen 127.0.0.1:8080 --data-dir ./data --policy examples/policy.yaml
     ;;
   test)
     scripts/install-deps.sh

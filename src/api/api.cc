@@ -45,6 +45,16 @@ const std::vector<RouteInfo> kRoutes = {
     {"POST", kScriptPath + "/invoke", "script.invoke", {kInvoker, kPublisher, kReviewer}},
     {"GET", "/v1/audit", "audit.read", {kAdmin, kAuditor}},
     {"GET", "/v1/audit/verify", "audit.verify", {kAdmin, kAuditor}},
+    {"GET", "/v1/policy", "policy.read", {kAdmin}},
+    {"PUT", "/v1/policy", "policy.update", {kAdmin}},
+    {"GET", "/v1/policy/versions", "policy.versions", {kAdmin}},
+    {"POST", "/v1/policy/rollback", "policy.rollback", {kAdmin}},
+    {"GET", "/v1/policy/explain", "policy.explain", {kAdmin, kAuditor}},
+    {"GET", "/v1/tenants/{tenant}/secrets", "secret.list", {kAdmin}},
+    {"PUT", "/v1/tenants/{tenant}/secrets/{name}", "secret.put", {kAdmin}},
+    {"DELETE", "/v1/tenants/{tenant}/secrets/{name}", "secret.delete", {kAdmin}},
+    // The tenant's own service consumes its outbox (invoker), its developers and auditors read it.
+    {"GET", "/v1/tenants/{tenant}/events", "event.list", {kAdmin, kPublisher, kInvoker, kAuditor}},
 };
 
 // An answer decided part-way through a handler; becomes the response.
@@ -209,6 +219,23 @@ Response json_response(int status, const json& body) {
           .headers = {}};
 }
 
+// "Application/YAML; charset=utf-8" → "application/yaml".
+std::string media_type(std::string_view content_type) {
+  std::string media(content_type.substr(0, content_type.find(';')));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  for (char& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return media;
+}
+
+json time_or_null(int64_t ms) { return ms > 0 ? json(iso8601(ms)) : json(); }
+
+json snapshot_json(const policy::Snapshot& snapshot) {
+  return {{"version", snapshot.version},
+          {"created_by", snapshot.created_by},
+          {"created_at", time_or_null(snapshot.created_at)},
+          {"document", snapshot.policy.text()}};
+}
+
 bool is_json_media(std::string_view content_type) {
   std::string media(content_type.substr(0, content_type.find(';')));
   while (!media.empty() && media.back() == ' ') media.pop_back();
@@ -346,6 +373,11 @@ class Api::Call {
     if (action == "script.invoke") return invoke();
     if (action == "audit.read") return read_audit();
     if (action == "audit.verify") return verify_audit();
+    if (action.starts_with("policy.")) return policy_route(action);
+    if (action == "secret.list") return list_secrets();
+    if (action == "secret.put") return put_secret();
+    if (action == "secret.delete") return delete_secret();
+    if (action == "event.list") return list_events();
     return problem(500, "internal", "Route without a handler", "no handler for " + pattern,
                    "report this to the corral developers");
   }
@@ -615,9 +647,36 @@ class Api::Call {
     return json_response(200, version_json(version, tenant_->name, true));
   }
 
+  static std::optional<registry::Signature> signature_member(const json& request) {
+    if (!request.contains("signature")) {
+      if (request.contains("key_id")) {
+        throw InvalidRequest("key_id",
+                             "\"key_id\" names the key of a signature; send "
+                             "\"signature\" with it, or leave both out");
+      }
+      return std::nullopt;
+    }
+    registry::Signature signature;
+    if (!request["signature"].is_string() || request["signature"].get<std::string>().size() > 200) {
+      throw InvalidRequest("signature",
+                           "\"signature\" must be a string: the standard base64 of a 64-byte "
+                           "Ed25519 signature over the source's raw SHA-256");
+    }
+    signature.base64 = request["signature"];
+    if (request.contains("key_id")) {
+      if (!request["key_id"].is_string() || request["key_id"].get<std::string>().size() > 200) {
+        throw InvalidRequest("key_id",
+                             "\"key_id\" must be a string: the signer's public key in standard "
+                             "base64, as the policy lists it");
+      }
+      signature.key_id = request["key_id"].get<std::string>();
+    }
+    return signature;
+  }
+
   Response publish() {
     json request = body();
-    only_members(request, {"source", "manifest"});
+    only_members(request, {"source", "manifest", "signature", "key_id"});
     if (!request.contains("source") || !request["source"].is_string()) {
       throw InvalidRequest("source", "\"source\" must be a string holding the script");
     }
@@ -627,14 +686,40 @@ class Api::Call {
           "send \"manifest\": {\"runtime\": \"lua5.4\", \"capabilities\": [], "
           "\"deterministic\": false, \"description\": \"...\"}");
     }
+    auto signature = signature_member(request);
+    // One snapshot for the whole request: every check below is decided under one version.
+    auto policy = policy_snapshot();
+    std::string under = "policy version " + std::to_string(policy->version);
     const std::string& script = params_.at("script");
-    store::Published published = context_.registry.publish(
-        *tenant_, script, request["source"].get<std::string>(), request["manifest"], actor(),
-        [&](const store::Published& made) {
-          allow("published version " + std::to_string(made.version.version) + " (sha256 " +
-                    made.version.sha256 + ")",
-                audit_target() + "/" + std::to_string(made.version.version));
-        });
+    store::Published published;
+    try {
+      published = context_.registry.publish(
+          *tenant_, script, request["source"].get<std::string>(), request["manifest"], signature,
+          policy->policy, actor(),
+          [&](const store::Published& made, const registry::PublishDecisions& decisions) {
+            std::string number = std::to_string(made.version.version);
+            std::string target = audit_target() + "/" + number;
+            allow("published version " + number + " (sha256 " + made.version.sha256 +
+                      (decisions.signed_by ? ", signed by key " + *decisions.signed_by : "") +
+                      ", " + under + ")",
+                  target);
+            if (decisions.approved_by_rule) {
+              context_.audit.record(registry::kApprovedByPolicy, tenant_->name, "version.approve",
+                                    target, audit::Decision::allow,
+                                    "version " + number + " approved as it was published: " +
+                                        *decisions.approved_by_rule + " is false (" + under + ")");
+            }
+          });
+    } catch (const registry::Refusal& refusal) {
+      // Refusals carry the rule; the problem also names the policy version they were decided under.
+      if (refusal.status != 403) throw;
+      std::string detail = std::string(refusal.what()) + " (" + under + ")";
+      deny(detail);
+      json extra = refusal.extra;
+      extra["policy_version"] = policy->version;
+      throw Answer{
+          problem(refusal.status, refusal.slug, refusal.title, detail, refusal.hint, "", extra)};
+    }
     json answer = version_json(published.version, tenant_->name, false);
     answer["created"] = published.created;
     Response response = json_response(published.created ? 201 : 200, answer);
@@ -653,7 +738,8 @@ class Api::Call {
             std::string(store::to_string(changed.state)));
     };
     if (action == "version.approve") {
-      version = context_.registry.approve(*tenant_, script, number, actor(), record);
+      version = context_.registry.approve(*tenant_, script, number, policy_snapshot()->policy,
+                                          actor(), record);
     } else if (action == "version.deprecate") {
       version = context_.registry.deprecate(*tenant_, script, number, actor(), record);
     } else {
@@ -695,15 +781,111 @@ class Api::Call {
 
   // ---- running
 
-  Response execute(InvocationRequest invocation, const json& extra) {
+  // The policy in force now: taken once per invocation, which then runs under it to the end.
+  std::shared_ptr<const policy::Snapshot> policy_snapshot() const {
+    if (context_.policy) return context_.policy->current();
+    static const auto fallback = std::make_shared<const policy::Snapshot>(
+        policy::Snapshot{0, policy::Policy::safe_default(), "built-in", 0});
+    return fallback;
+  }
+
+  // A tenant's limits from the policy, bounded by what corrald's workers are built for.
+  LimitsPolicy limits_for(const policy::TenantPolicy& tenant) const {
+    const policy::Limits& granted = tenant.limits;
+    const Limits& ceiling = context_.limits.maxima;
+    Limits limits{.fuel = std::min(granted.fuel.value, ceiling.fuel),
+                  .memory_bytes = std::min(granted.memory_bytes.value, ceiling.memory_bytes),
+                  .timeout_ms = std::min(granted.timeout_ms.value, ceiling.timeout_ms),
+                  .output_bytes = std::min(granted.output_bytes.value, ceiling.output_bytes),
+                  .log_bytes = std::min(granted.log_bytes.value, ceiling.log_bytes),
+                  .subrequests = std::min(granted.subrequests.value, ceiling.subrequests)};
+    return LimitsPolicy{.defaults = limits, .maxima = limits};
+  }
+
+  // Admission by the tenant's quotas (src/sched/admission.h) before a run. Admitted: the ticket
+  // (none without an Admission), to hold until the run ends. Refused: throws the 429 answer. Only
+  // the first rejection and the first warning of a tenant and quota in a minute are audited, so
+  // that a flood cannot grow the audit trail; the metrics count every one.
+  std::optional<sched::Ticket> admit(const std::string& tenant_name, const policy::Quotas& quotas,
+                                     const std::string& invocation_id, int64_t policy_version,
+                                     json extra) {
+    if (!context_.admission) return std::nullopt;
+    sched::Decision decision =
+        context_.admission->admit(tenant_name, quotas, std::chrono::steady_clock::now());
+    if (auto* ticket = std::get_if<sched::Ticket>(&decision)) {
+      for (const sched::Warning& warning : ticket->warnings()) {
+        context_.metrics.record_quota_warning(warning.quota);
+        if (!warning.audit) continue;
+        record(principal_.token_id, tenant_name, "quota.warning", audit::Decision::allow,
+               warning.quota + " at " + std::to_string(warning.percent) + "% (" + warning.rule +
+                   "); further warnings of this quota within a minute are only counted in "
+                   "corral_quota_warnings_total");
+      }
+      return std::move(*ticket);
+    }
+    const auto& rejection = std::get<sched::Rejection>(decision);
+    context_.metrics.record_quota_rejection(rejection.quota);
+    if (rejection.audit) {
+      record(principal_.token_id, tenant_name, "quota.reject", audit::Decision::deny,
+             rejection.detail + " (" + rejection.rule +
+                 "); further rejections of this quota within a minute are only counted in "
+                 "corral_quota_rejections_total");
+    }
+    std::string retry = std::to_string(rejection.retry_after_seconds);
+    std::string hint = rejection.quota == sched::kConcurrency
+                           ? "wait for one of the tenant's running invocations to finish (about " +
+                                 retry + " s), or ask the operator to raise " + rejection.rule
+                           : "send the request again in " + retry +
+                                 " s (Retry-After); to sustain more, ask the operator to raise " +
+                                 rejection.rule;
+    extra["tenant"] = tenant_name;
+    extra["quota"] = rejection.quota;
+    extra["rule"] = rejection.rule;
+    extra["retry_after"] = rejection.retry_after_seconds;
+    extra["policy_version"] = policy_version;
+    extra["outcome"] = "rejected";
+    Response response =
+        problem(429, "quota-exceeded", "A quota is exhausted",
+                rejection.detail + " (" + rejection.rule + ")", hint, invocation_id, extra);
+    response.headers.emplace_back("Retry-After", retry);
+    response.invocation_id = invocation_id;
+    response.outcome = "rejected";
+    throw Answer{std::move(response)};
+  }
+
+  Response execute(InvocationRequest invocation, const json& extra, int64_t policy_version,
+                   std::optional<sched::Ticket> ticket) {
     context_.metrics.invocation_started();
     auto started = std::chrono::steady_clock::now();
     InvocationResult result = context_.executor.run(invocation);
     context_.metrics.invocation_finished();
+    if (ticket) ticket->report_cpu(result.stats.cpu_ms, std::chrono::steady_clock::now());
     context_.metrics.record_invocation(
         result.outcome,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    return run_response(result, context_.limits, extra);
+    result.policy_version = policy_version;
+    if (context_.broker && !tenant_id_of(invocation).empty()) {
+      try {
+        context_.broker->redact(tenant_id_of(invocation), result);
+      } catch (const std::exception& error) {
+        // A secret that cannot be read might be in the text: say nothing rather than leak it.
+        result.logs.clear();
+        result.traceback.clear();
+        result.message = std::string("the result was withheld: its secrets could not be read "
+                                     "for redaction (") + error.what() + ")";
+      }
+    }
+    Response response = run_response(result, context_.limits, extra);
+    if (ticket && !ticket->warnings().empty())
+      response.headers.emplace_back("Corral-Quota-Warning",
+                                    sched::warning_header(ticket->warnings()));
+    return response;
+    // The ticket dies here, freeing the tenant's concurrency slot.
+  }
+
+  // Tenant ids are what the store knows; the playground of an admin has none.
+  static std::string tenant_id_of(const InvocationRequest& invocation) {
+    return invocation.tenant == kPlaygroundTenant ? "" : invocation.tenant;
   }
 
   Response run_playground() {
@@ -727,7 +909,14 @@ class Api::Call {
     }
     // The playground: the caller's own tenant's workers, or a shared one for admins.
     invocation.tenant = principal_.tenant_id.empty() ? kPlaygroundTenant : principal_.tenant_id;
-    return execute(std::move(invocation), json::object());
+    // Quotas follow the same split: the tenant's own, or those of a tenant named "playground"
+    // (the defaults, unless the policy names it) shared by every admin.
+    std::string quota_tenant =
+        principal_.tenant_id.empty() ? std::string(kPlaygroundTenant) : principal_.tenant_name;
+    auto snapshot = policy_snapshot();
+    auto ticket = admit(quota_tenant, snapshot->policy.for_tenant(quota_tenant).quotas,
+                        invocation_id, snapshot->version, json::object());
+    return execute(std::move(invocation), json::object(), snapshot->version, std::move(ticket));
   }
 
   static Response invalid_run(Response response, const std::string& invocation_id) {
@@ -761,7 +950,13 @@ class Api::Call {
                   "invoke another version, or have a reviewer point the alias at an approved one",
                   "", extra)};
     }
-    if (version.state == store::VersionState::pending && principal_.role == Role::invoker) {
+    auto snapshot = policy_snapshot();
+    auto tenant_policy =
+        std::make_shared<const policy::TenantPolicy>(snapshot->policy.for_tenant(tenant_->name));
+    // With approval_required off, a pending version (one published before the switch) may be
+    // invoked by anyone who may invoke: that is what explain's invoke_unapproved answers too.
+    if (version.state == store::VersionState::pending && principal_.role == Role::invoker &&
+        tenant_policy->governance.approval_required.value) {
       std::string detail = which +
                            " is pending review; before approval only the tenant's publishers and "
                            "reviewers may invoke it";
@@ -779,12 +974,51 @@ class Api::Call {
     invocation.tenant = tenant_->id;
     invocation.source = version.source;
     invocation.input = request.contains("input") ? request["input"] : json();
-    invocation.limits =
-        context_.limits.resolve(request.contains("limits") ? request["limits"] : json::object());
-    Response response = execute(std::move(invocation), extra);
+    size_t input_bytes = invocation.input.dump().size();
+    if (static_cast<int64_t>(input_bytes) > tenant_policy->limits.input_bytes.value) {
+      throw InvalidRequest("input", "the input is " + std::to_string(input_bytes) +
+                                        " bytes as JSON, over the policy's input_bytes limit of " +
+                                        std::to_string(tenant_policy->limits.input_bytes.value) +
+                                        " (" + tenant_policy->limits.input_bytes.source + ")");
+    }
+    invocation.limits = limits_for(*tenant_policy).resolve(
+        request.contains("limits") ? request["limits"] : json::object());
+    invocation.capabilities = granted_capabilities(version, *tenant_policy);
+    if (context_.broker && !invocation.capabilities.empty()) {
+      invocation.capability_handler = context_.broker->handler_for(
+          {.tenant_id = tenant_->id,
+           .tenant_name = tenant_->name,
+           .script = script,
+           .invocation_id = invocation.invocation_id,
+           .policy_version = snapshot->version,
+           .policy = tenant_policy,
+           .capabilities = invocation.capabilities,
+           .subrequests = invocation.limits.subrequests});
+    }
+    extra["policy_version"] = snapshot->version;
+    auto ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
+                        snapshot->version, extra);
+    Response response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket));
     if (version.state == store::VersionState::deprecated)
       response.headers.emplace_back("Deprecation", "true");
     return response;
+  }
+
+  // What ctx offers a version: the capabilities its manifest asks for, as far as the policy in
+  // force grants them now (it may have changed since publishing). log is always there.
+  std::vector<std::string> granted_capabilities(const store::ScriptVersion& version,
+                                                const policy::TenantPolicy& tenant) const {
+    std::vector<std::string> granted;
+    json manifest = json::parse(version.manifest, nullptr, false);
+    if (!manifest.is_object() || !manifest.contains("capabilities") ||
+        !manifest["capabilities"].is_array()) {
+      return granted;
+    }
+    for (const auto& name : manifest["capabilities"]) {
+      if (!name.is_string() || name == "log") continue;
+      if (tenant.grants(name.get<std::string>())) granted.push_back(name.get<std::string>());
+    }
+    return granted;
   }
 
   // ---- audit
@@ -853,6 +1087,291 @@ class Api::Call {
     return json_response(200, answer);
   }
 
+  // ---- policy
+
+  policy::PolicyService& policy_service() {
+    if (!context_.policy) {
+      throw Answer{problem(503, "unavailable", "This server has no policy service",
+                           "the API was set up without a policy service, so " + route_->method +
+                               " " + route_->pattern + " cannot be answered",
+                           "run the routes through corrald, which always has one")};
+    }
+    return *context_.policy;
+  }
+
+  // A whole number from the query, or nullopt when the key is absent.
+  std::optional<int64_t> integer_query(const std::map<std::string, std::string>& options,
+                                       const std::string& key, int64_t low, int64_t high) {
+    auto found = options.find(key);
+    if (found == options.end()) return std::nullopt;
+    int64_t value = 0;
+    const std::string& text = found->second;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size() || value < low || value > high) {
+      throw InvalidRequest("query." + key, key + " must be a whole number from " +
+                                               std::to_string(low) + " to " + std::to_string(high));
+    }
+    return value;
+  }
+
+  Response policy_route(const std::string& action) {
+    if (action == "policy.read") return read_policy();
+    if (action == "policy.update") return update_policy();
+    if (action == "policy.versions") return list_policy_versions();
+    if (action == "policy.rollback") return rollback_policy();
+    return explain_policy();
+  }
+
+  Response read_policy() {
+    auto options = query({"version"});
+    auto number = integer_query(options, "version", 0, INT64_MAX);
+    if (!number) return json_response(200, snapshot_json(*policy_service().current()));
+    auto snapshot = policy_service().version(*number);
+    if (!snapshot) {
+      throw Answer{problem(404, "not-found", "No such policy version",
+                           "there is no policy version " + std::to_string(*number) +
+                               "; the newest is " +
+                               std::to_string(policy_service().current()->version),
+                           "GET /v1/policy/versions lists the stored versions; version 0 is the "
+                           "built-in safe default")};
+    }
+    return json_response(200, snapshot_json(*snapshot));
+  }
+
+  // 400 with every problem of the document; nothing was stored.
+  Response invalid_policy(const policy::PolicyInvalid& invalid) {
+    json problems = json::array();
+    for (const auto& found : invalid.problems()) {
+      problems.push_back({{"path", found.path},
+                          {"line", found.line},
+                          {"column", found.column},
+                          {"message", found.message}});
+    }
+    std::string detail = "the policy document was not stored: it has " +
+                         std::to_string(invalid.problems().size()) +
+                         (invalid.problems().size() == 1 ? " problem" : " problems");
+    if (!invalid.problems().empty()) {
+      const auto& first = invalid.problems().front();
+      detail += "; the first: " + (first.path.empty() ? std::string("the document") : first.path);
+      if (first.line > 0) {
+        detail += " (line " + std::to_string(first.line) + ", column " +
+                  std::to_string(first.column) + ")";
+      }
+      detail += ": " + first.message;
+    }
+    int64_t in_force = policy_service().current()->version;
+    return problem(400, "invalid-policy", "The policy document is not valid", detail,
+                   "fix every entry of \"problems\" (lines and columns count from 1 in the "
+                   "document you sent) and PUT the whole document again; version " +
+                       std::to_string(in_force) + " stays in force meanwhile",
+                   "", {{"problems", problems}, {"policy_version", in_force}});
+  }
+
+  Response accepted_policy(const policy::Accepted& accepted, std::optional<int64_t> from) {
+    const policy::Snapshot& made = *accepted.snapshot;
+    json answer = {{"version", made.version},
+                   {"diff", accepted.diff},
+                   {"created_by", made.created_by},
+                   {"created_at", time_or_null(made.created_at)}};
+    if (from) answer["rolled_back_to"] = *from;
+    Response response = json_response(201, answer);
+    response.headers.emplace_back("Location", "/v1/policy?version=" + std::to_string(made.version));
+    return response;
+  }
+
+  Response update_policy() {
+    std::string media = media_type(request_.content_type);
+    std::string document;
+    if (media == "application/yaml" || media == "text/yaml" || media == "application/x-yaml") {
+      document = request_.body;
+    } else if (media == "application/json") {
+      json request = body();
+      only_members(request, {"document"});
+      if (!request.contains("document") || !request["document"].is_string()) {
+        throw InvalidRequest("document",
+                             "\"document\" must be a string holding the policy's YAML text");
+      }
+      document = request["document"];
+    } else {
+      throw Answer{problem(
+          415, "unsupported-media-type", "The body must be a YAML policy document",
+          "Content-Type is \"" + request_.content_type.substr(0, 100) + "\", not application/yaml",
+          "send the YAML text with Content-Type: application/yaml (or text/yaml), or "
+          "{\"document\": \"...\"} with Content-Type: application/json")};
+    }
+    try {
+      return accepted_policy(policy_service().update(document, principal_.token_id), std::nullopt);
+    } catch (const policy::PolicyInvalid& invalid) {
+      return invalid_policy(invalid);
+    }
+  }
+
+  Response list_policy_versions() {
+    json versions = json::array();
+    for (const auto& version : policy_service().versions()) {
+      versions.push_back({{"version", version.version},
+                          {"created_by", version.created_by},
+                          {"created_at", time_or_null(version.created_at)}});
+    }
+    return json_response(
+        200, {{"current", policy_service().current()->version}, {"versions", versions}});
+  }
+
+  Response rollback_policy() {
+    json request = body();
+    only_members(request, {"version"});
+    if (!request.contains("version") || !request["version"].is_number_integer() ||
+        request["version"].get<int64_t>() < 0) {
+      throw InvalidRequest("version",
+                           "\"version\" must be the number of a stored policy version (0 for the "
+                           "built-in safe default)");
+    }
+    int64_t to = request["version"].get<int64_t>();
+    try {
+      return accepted_policy(policy_service().rollback(to, principal_.token_id), to);
+    } catch (const store::NotFound& missing) {
+      throw Answer{problem(404, "not-found", "No such policy version", missing.what(),
+                           "GET /v1/policy/versions lists the stored versions")};
+    } catch (const policy::PolicyInvalid& invalid) {
+      // A stored document this corrald's stricter rules refuse: say so rather than hide it.
+      return invalid_policy(invalid);
+    }
+  }
+
+  // Admins ask about any tenant name (the policy may name tenants not created yet); an auditor
+  // only about its own tenant, which it may leave out. Another tenant answers as one that does
+  // not exist, as everywhere.
+  Response explain_policy() {
+    auto options = query({"tenant", "action"});
+    if (!options.contains("action") || options["action"].empty()) {
+      throw InvalidRequest("query.action",
+                           "action= is required: a capability call such as kv.get, "
+                           "\"http.fetch https://api.example.com/x\" or \"emit orders.created\", "
+                           "or an API action: publish, publish_unsigned, invoke_unapproved, "
+                           "self_approve");
+    }
+    std::string tenant;
+    if (options.contains("tenant")) {
+      tenant = options["tenant"];
+    } else if (!principal_.tenant_id.empty()) {
+      tenant = principal_.tenant_name;
+    } else {
+      throw InvalidRequest("query.tenant", "tenant= is required: the tenant the question is about");
+    }
+    registry::check_name("tenant name", "query.tenant", tenant);
+    if (!principal_.tenant_id.empty() && tenant != principal_.tenant_name) {
+      deny("explain for tenant \"" + tenant + "\", which is not the token's tenant");
+      throw Answer{problem(404, "not-found", "No such tenant",
+                           "no tenant named \"" + tenant + "\" is visible to this token",
+                           "your token belongs to tenant \"" + principal_.tenant_name +
+                               "\"; leave out tenant= to ask about it")};
+    }
+    auto snapshot = policy_service().current();
+    policy::Decision decision;
+    try {
+      decision = snapshot->policy.explain(tenant, options["action"]);
+    } catch (const std::invalid_argument& error) {
+      throw InvalidRequest("query.action", error.what());
+    }
+    return json_response(200, {{"tenant", tenant},
+                               {"action", options["action"]},
+                               {"allowed", decision.allowed},
+                               {"rule", decision.rule},
+                               {"reason", decision.reason},
+                               {"policy_version", snapshot->version}});
+  }
+
+  // ---- secrets: write-only; no route ever answers with a value
+
+  broker::SecretsService& secrets_service() {
+    if (!context_.secrets) {
+      throw Answer{problem(503, "unavailable", "This server has no secrets service",
+                           "the API was set up without a secrets service, so " + route_->method +
+                               " " + route_->pattern + " cannot be answered",
+                           "run the routes through corrald, which always has one")};
+    }
+    return *context_.secrets;
+  }
+
+  const std::string& secret_name() {
+    const std::string& name = params_.at("name");
+    if (!broker::SecretsService::valid_name(name)) {
+      throw InvalidRequest("name", "a secret's name is 1 to 64 of A-Z, a-z, 0-9, '_', '.', '-'");
+    }
+    return name;
+  }
+
+  Response put_secret() {
+    const std::string& name = secret_name();
+    json request = body();
+    only_members(request, {"value"});
+    if (!request.contains("value") || !request["value"].is_string()) {
+      throw InvalidRequest("value", "\"value\" must be a string: the secret, 1 byte to 64 KiB");
+    }
+    auto& secrets = secrets_service();
+    bool existed = false;
+    int64_t now = store::now_ms();
+    try {
+      context_.store.atomically([&] {
+        existed = context_.store.find_secret(tenant_->id, name).has_value();
+        secrets.put(tenant_->id, name, request["value"].get<std::string>(), now);
+        allow((existed ? "replaced secret \"" : "created secret \"") + name + "\"");
+      });
+    } catch (const broker::SecretInvalid& invalid) {
+      throw InvalidRequest("value", invalid.what());
+    }
+    return json_response(existed ? 200 : 201, {{"tenant", tenant_->name},
+                                               {"name", name},
+                                               {"updated_at", iso8601(now)},
+                                               {"created", !existed}});
+  }
+
+  Response list_secrets() {
+    json list = json::array();
+    for (const auto& secret : secrets_service().names(tenant_->id))
+      list.push_back({{"name", secret.name}, {"updated_at", iso8601(secret.updated_at)}});
+    return json_response(200, {{"tenant", tenant_->name}, {"secrets", list}});
+  }
+
+  Response delete_secret() {
+    const std::string& name = secret_name();
+    auto& secrets = secrets_service();
+    bool removed = false;
+    context_.store.atomically([&] {
+      removed = secrets.remove(tenant_->id, name);
+      if (removed) allow("deleted secret \"" + name + "\"");
+    });
+    if (!removed) {
+      throw Answer{problem(404, "not-found", "No such secret",
+                           "tenant \"" + tenant_->name + "\" has no secret named \"" + name + "\"",
+                           "GET /v1/tenants/" + tenant_->name + "/secrets lists its secrets")};
+    }
+    return json_response(200, {{"tenant", tenant_->name}, {"name", name}, {"deleted", true}});
+  }
+
+  // ---- events
+
+  // The outbox in order. A consumer keeps next_after once it has handled a page and asks from
+  // there: after a crash it asks again from the cursor it kept, so an event may come twice,
+  // never not at all.
+  Response list_events() {
+    auto options = query({"after", "limit"});
+    int64_t after = integer_query(options, "after", 0, INT64_MAX).value_or(0);
+    int64_t limit = integer_query(options, "limit", 1, 1000).value_or(100);
+    auto events = context_.store.read_events(tenant_->id, after, limit);
+    json list = json::array();
+    for (const auto& event : events) {
+      json payload = json::parse(event.payload, nullptr, false);
+      list.push_back({{"seq", event.seq},
+                      {"topic", event.topic},
+                      {"payload", payload.is_discarded() ? json(event.payload) : payload},
+                      {"created_at", iso8601(event.created_at)}});
+    }
+    return json_response(200, {{"tenant", tenant_->name},
+                               {"events", list},
+                               {"next_after", events.empty() ? after : events.back().seq}});
+  }
+
   ApiContext& context_;
   const HttpRequest& request_;
   const RouteInfo* route_ = nullptr;
@@ -863,5 +1382,10 @@ class Api::Call {
 };
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
+
+std::optional<int64_t> Api::policy_version() const {
+  if (!context_.policy) return std::nullopt;
+  return context_.policy->current()->version;
+}
 
 }  // namespace corral::api

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,9 +18,12 @@
 #include "api/responses.h"
 #include "audit/audit.h"
 #include "auth/auth.h"
+#include "broker/broker.h"
 #include "invocation/executor.h"
 #include "metrics/metrics.h"
+#include "policy/policy_service.h"
 #include "registry/registry.h"
+#include "sched/admission.h"
 #include "store/store.h"
 
 namespace corral::api {
@@ -54,6 +58,15 @@ struct ApiContext {
   metrics::Registry& metrics;
   LimitsPolicy limits;
   std::string openapi_yaml;
+  // Pointers so that test setups without them still build; corrald always sets them. Without a
+  // policy service the built-in safe default applies; without a broker no capability is offered.
+  policy::PolicyService* policy = nullptr;
+  broker::Broker* broker = nullptr;
+  // The secrets routes (PUT/GET/DELETE /v1/tenants/{tenant}/secrets…); without it they answer 503.
+  broker::SecretsService* secrets = nullptr;
+  // Admission by the policy's quotas before every invocation and playground run (docs/
+  // operations.md); without it nothing is refused for quota.
+  sched::Admission* admission = nullptr;
 };
 
 class Api {
@@ -65,6 +78,8 @@ class Api {
 
   // Answered on the I/O thread, without a token: GET /healthz and GET /metrics are not here.
   const LimitsPolicy& limits() const { return context_.limits; }
+  // The policy version in force, for GET /healthz; nullopt without a policy service.
+  std::optional<int64_t> policy_version() const;
 
  private:
   class Call;

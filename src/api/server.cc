@@ -159,6 +159,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (route_ == "/healthz" && method == http::verb::get) {
       nlohmann::json health = {{"status", state_->stopping ? "stopping" : "ok"},
                                {"layers", state_->options.layers}};
+      if (auto version = state_->api.policy_version()) health["policy_version"] = *version;
       return send({.status = 200,
                    .content_type = "application/json",
                    .body = health.dump(),

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "client/client.h"
+#include "client/signing.h"
 #include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 
@@ -338,14 +339,33 @@ struct ScriptOptions {
   std::optional<std::string> description;
   int64_t version = 0;
   std::string alias;
+  std::optional<std::string> sign_key;  // NAME.key
 };
+
+// The key to sign with, or (having said why) a usage error: the key is the caller's to fix.
+client::SigningKey read_signing_key(const std::string& path) {
+  try {
+    return client::SigningKey::read(path);
+  } catch (const client::KeyFileError& error) {
+    usage_error(std::string(error.what()) + "\n  hint: " + error.hint);
+  }
+}
 
 int publish(Session& session, const ScriptOptions& options) {
   json manifest = {{"runtime", "lua5.4"},
                    {"capabilities", options.capabilities},
                    {"deterministic", options.deterministic}};
   if (options.description) manifest["description"] = *options.description;
-  json body = {{"source", read_local_file(options.file, "the script")}, {"manifest", manifest}};
+  std::string source = read_local_file(options.file, "the script");
+  json body = {{"source", source}, {"manifest", manifest}};
+  std::string signed_by;
+  if (options.sign_key) {
+    // Signs exactly the bytes sent, so the server's SHA-256 of the source is the one signed.
+    client::SigningKey key = read_signing_key(*options.sign_key);
+    body["signature"] = key.sign_source(source);
+    body["key_id"] = key.public_key();
+    signed_by = ", signed by key " + key.public_key();
+  }
   json version =
       session.call("POST", script_path(options.tenant, options.script) + "/versions", &body);
   if (session.json_mode()) return kOk;
@@ -353,7 +373,11 @@ int publish(Session& session, const ScriptOptions& options) {
                       text(version, "version");
   if (version.value("created", true)) {
     std::cout << "published " << which << " (sha256 " << text(version, "sha256").substr(0, 12)
-              << "…), " << text(version, "state") << "\n";
+              << "…" << signed_by << "), " << text(version, "state")
+              << (text(version, "approved_by") == "policy"
+                      ? " by the policy (approval is not required for this tenant)"
+                      : "")
+              << "\n";
   } else {
     std::cout << "unchanged: " << which << " already has this source (" << text(version, "state")
               << ")\n";
@@ -568,6 +592,28 @@ int audit_verify(Session& session) {
 
 namespace {
 
+// `corral keygen --out NAME`: needs no server. The public key alone goes to stdout, so that
+// PUB=$(corral keygen --out NAME) can go into the policy; what was written, to stderr.
+int keygen(const std::string& name) {
+  try {
+    corral::client::KeyFiles files = corral::client::write_key_pair(name);
+    std::cerr << "wrote the secret key to " << files.secret_path << " (mode 0600; keep it secret) "
+              << "and the public key to " << files.public_path
+              << ".\nList the public key under the tenant's governance.public_keys in the "
+                 "policy, then publish with --sign "
+              << files.secret_path << ". The public key:\n";
+    std::cout << files.public_key << std::endl;
+    return 0;
+  } catch (const corral::client::KeyFileError& error) {
+    std::cerr << "corral keygen: " << error.what() << "\n  hint: " << error.hint << "\n";
+    return 1;
+  }
+}
+
+}  // namespace
+
+namespace {
+
 constexpr const char* kFooter =
     "Server commands speak to corrald at --server (or CORRAL_SERVER; default\n"
     "http://127.0.0.1:8080) with --token (or CORRAL_TOKEN; @FILE reads it from FILE, such as\n"
@@ -628,6 +674,15 @@ int main(int argc, char** argv) {
         flag, [&options, limit](int64_t value) { options.limits[limit] = value; },
         std::string("the ") + limit + " limit for this run");
   }
+
+  std::string key_name;
+  auto* keygen_command = app.add_subcommand(
+      "keygen",
+      "Make an Ed25519 key pair for signing versions: NAME.key (secret, mode 0600) and NAME.pub;\n"
+      "print the public key, the form the policy's governance.public_keys takes.\n"
+      "Never replaces existing files. Exit status: 0 written, 1 not written, 2 usage.");
+  keygen_command->add_option("--out", key_name, "NAME: the files are NAME.key and NAME.pub")
+      ->required();
 
   // ---- the server commands
   using namespace server_cli;
@@ -694,6 +749,9 @@ int main(int argc, char** argv) {
   publish_command->add_flag("--deterministic", script_options.deterministic,
                             "declare that the script is deterministic");
   publish_command->add_option("--description", script_options.description, "what the script does");
+  publish_command->add_option("--sign", script_options.sign_key,
+                              "sign the source with this secret key file (NAME.key from corral "
+                              "keygen), for tenants whose policy requires signatures");
   publish_command->callback(
       [&] { action = [&](Session& s) { return publish(s, script_options); }; });
 
@@ -783,6 +841,7 @@ int main(int argc, char** argv) {
     return status == 0 ? 0 : 2;
   }
   if (run_command->parsed()) return run(options);
+  if (keygen_command->parsed()) return keygen(key_name);
   if (!action) {
     std::cerr << "corral: no command given; see corral --help\n";
     return kUsage;

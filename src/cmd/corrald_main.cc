@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "api/api.h"
@@ -15,11 +17,15 @@
 #include "api/server.h"
 #include "audit/audit.h"
 #include "auth/auth.h"
+#include "broker/sealing.h"
+#include "broker/secrets.h"
 #include "metrics/metrics.h"
+#include "policy/policy_service.h"
 #include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 #include "pool/tenant_pool.h"
 #include "registry/registry.h"
+#include "sched/admission.h"
 #include "store/store.h"
 
 namespace {
@@ -44,6 +50,7 @@ struct Settings {
   std::string cgroup_root = "/sys/fs/cgroup";
   bool check = false;
   bool allow_self_approval = false;
+  std::string policy_file;
 };
 
 // Worker ceilings follow the largest Lua heap a request may ask for, with room for the
@@ -87,6 +94,51 @@ void log_event(spdlog::level::level_enum level, const std::string& message,
   fields["level"] = spdlog::level::to_string_view(level).data();
   fields["msg"] = message;
   spdlog::log(level, fields.dump());
+}
+
+// --policy FILE: stored as the next version unless the store's newest is the same text. An invalid
+// document is refused with every problem as FILE:LINE:COLUMN, on stderr and in the log.
+bool load_policy_file(const std::string& file, corral::policy::PolicyService& policy) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) {
+    std::string why = std::strerror(errno);
+    log_event(spdlog::level::err, "cannot read the policy file",
+              {{"file", file}, {"error", why}, {"hint", "pass --policy a readable YAML file"}});
+    std::fprintf(stderr, "corrald: cannot read --policy %s: %s\n", file.c_str(), why.c_str());
+    return false;
+  }
+  try {
+    int64_t before = policy.current()->version;
+    auto loaded = policy.load_at_startup(text.str(), file);
+    log_event(spdlog::level::info, "policy loaded",
+              {{"file", file},
+               {"policy_version", loaded.snapshot->version},
+               {"stored_as_new_version", loaded.snapshot->version != before},
+               {"changes", loaded.diff}});
+    return true;
+  } catch (const corral::policy::PolicyInvalid& invalid) {
+    nlohmann::json problems = nlohmann::json::array();
+    std::fprintf(stderr,
+                 "corrald: the policy in %s is not valid (%zu problems); nothing was stored\n",
+                 file.c_str(), invalid.problems().size());
+    for (const auto& problem : invalid.problems()) {
+      std::string where = file;
+      if (problem.line > 0)
+        where += ":" + std::to_string(problem.line) + ":" + std::to_string(problem.column);
+      std::string path = problem.path.empty() ? "" : problem.path + ": ";
+      std::fprintf(stderr, "%s: %s%s\n", where.c_str(), path.c_str(), problem.message.c_str());
+      problems.push_back({{"where", where}, {"path", problem.path}, {"message", problem.message}});
+    }
+    log_event(spdlog::level::err, "refusing to start: the policy file is not valid",
+              {{"file", file},
+               {"problems", problems},
+               {"hint",
+                "fix each problem at the line and column given and start corrald again; "
+                "docs/policy.md describes every key"}});
+    return false;
+  }
 }
 
 // "HOST:PORT", "[V6]:PORT" → host and port.
@@ -204,6 +256,35 @@ int serve(const Settings& settings) {
     return 1;
   }
 
+  // Secrets are sealed under <data-dir>/master.key; the policy in force is the newest stored
+  // version, or --policy FILE, or the built-in safe default.
+  std::unique_ptr<corral::broker::Sealer> sealer;
+  std::unique_ptr<corral::policy::PolicyService> policy;
+  try {
+    sealer = std::make_unique<corral::broker::Sealer>(
+        corral::broker::Sealer::open_or_create(settings.data_dir));
+    policy = std::make_unique<corral::policy::PolicyService>(*store, audit);
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::err, "refusing to start", {{"error", failure.what()}});
+    std::fprintf(stderr, "corrald: %s\n", failure.what());
+    return 2;
+  }
+  corral::broker::SecretsService secrets(*store, *sealer);
+  if (!settings.policy_file.empty()) {
+    if (!load_policy_file(settings.policy_file, *policy)) return 2;
+  } else if (auto current = policy->current(); current->version == 0) {
+    log_event(spdlog::level::warn, "no policy set: the built-in safe default applies",
+              {{"policy_version", 0},
+               {"capabilities", {"log"}},
+               {"hint",
+                "scripts get ctx.log only and small limits; set a policy with PUT "
+                "/v1/policy (admin) or start with --policy FILE (see "
+                "examples/policy.yaml)"}});
+  } else {
+    log_event(spdlog::level::info, "policy in force",
+              {{"policy_version", current->version}, {"created_by", current->created_by}});
+  }
+
   std::unique_ptr<corral::JailSetup> jail;
   try {
     jail = prepare_jail(settings);
@@ -227,16 +308,30 @@ int serve(const Settings& settings) {
                            {{"name", "supervisor-deadline-kill"}, {"active", true}}};
   for (auto& layer : jail->describe()) layers.push_back(layer);
   corral::metrics::Registry metrics;
+  // The only door from scripts to the outside: capability calls are answered here.
+  corral::broker::Broker broker(*store, *sealer, audit, metrics);
+  if (settings.allow_self_approval) {
+    log_event(spdlog::level::warn,
+              "--allow-self-approval is deprecated: every tenant's publishers may approve their "
+              "own versions, whatever the policy says; set governance.self_approval_allowed in "
+              "the policy instead");
+  }
   corral::registry::Registry registry(*store, executor,
-                                      {.forbid_self_approval = !settings.allow_self_approval,
+                                      {.allow_self_approval_for_all = settings.allow_self_approval,
                                        .probe_limits = settings.limits.defaults});
+  // Admission by the policy's quotas before every run (docs/operations.md).
+  corral::sched::Admission admission;
   corral::api::Api api({.store = *store,
                         .audit = audit,
                         .registry = registry,
                         .executor = executor,
                         .metrics = metrics,
                         .limits = settings.limits,
-                        .openapi_yaml = std::string(corral::api::openapi_document())});
+                        .openapi_yaml = std::string(corral::api::openapi_document()),
+                        .policy = policy.get(),
+                        .broker = &broker,
+                        .secrets = &secrets,
+                        .admission = &admission});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,
@@ -337,7 +432,15 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag(
       "--allow-self-approval", settings.allow_self_approval,
-      "let a reviewer approve a version published by the same token or subject (off by default)");
+      "deprecated: let every tenant's reviewers approve versions published by the same token or "
+      "subject, whatever the policy says; set governance.self_approval_allowed in the policy "
+      "instead");
+  app.add_option(
+      "--policy", settings.policy_file,
+      "a policy YAML file (docs/policy.md) to put in force at start-up: stored as a new "
+      "version unless it equals the newest stored one; corrald refuses to start, listing "
+      "every problem, if it is not valid. Without it the newest stored version applies, "
+      "or the built-in safe default");
   add_limit_flags(app, settings);
 
   try {

@@ -21,8 +21,32 @@ corral::InvocationRequest parse_request(const std::string& payload) {
   request.source = message.at("source").get<std::string>();
   request.input = message.at("input");
   request.limits = corral::limits_from_json(message.at("limits"));
+  if (message.contains("capabilities")) {
+    request.capabilities = message["capabilities"].get<std::vector<std::string>>();
+  }
   return request;
 }
+
+// Capability calls travel to the supervisor's broker as call frames; the worker waits for the
+// reply frame. The supervisor's deadline keeps running meanwhile.
+class ChannelBroker : public corral::runtime::BrokerLink {
+ public:
+  explicit ChannelBroker(corral::FrameDecoder& decoder) : decoder_(decoder) {}
+
+  std::string call(const std::string& call_json) override {
+    if (!corral::write_frame(kChannelFd, corral::FrameType::call, call_json)) {
+      throw std::runtime_error("the supervisor closed the channel");
+    }
+    auto frame = corral::read_frame(kChannelFd, decoder_);
+    if (!frame || frame->type != corral::FrameType::reply) {
+      throw std::runtime_error("the supervisor did not answer the call");
+    }
+    return std::move(frame->payload);
+  }
+
+ private:
+  corral::FrameDecoder& decoder_;
+};
 
 void report_violation(long syscall_number) {
   corral::write_violation_frame(kChannelFd, syscall_number);
@@ -76,6 +100,7 @@ int main(int argc, char** argv) {
     return corral::jail::kContainFailedExitStatus;
   }
   corral::FrameDecoder decoder;
+  ChannelBroker broker(decoder);
   for (;;) {
     std::optional<corral::Frame> frame;
     try {
@@ -91,7 +116,7 @@ int main(int argc, char** argv) {
     }
     corral::InvocationResult result;
     try {
-      result = corral::runtime::run_invocation(parse_request(frame->payload));
+      result = corral::runtime::run_invocation(parse_request(frame->payload), &broker);
     } catch (const std::exception& error) {
       std::fprintf(stderr, "corral-worker: malformed invocation: %s\n", error.what());
       return 3;

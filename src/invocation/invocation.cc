@@ -32,6 +32,7 @@ constexpr std::array kLimitFields{
     LimitField{"timeout_ms", &Limits::timeout_ms},
     LimitField{"output_bytes", &Limits::output_bytes},
     LimitField{"log_bytes", &Limits::log_bytes},
+    LimitField{"subrequests", &Limits::subrequests},
 };
 
 // Field readers for untrusted JSON: each names the field it could not read.
@@ -97,10 +98,13 @@ Limits LimitsPolicy::resolve(const nlohmann::json& requested) const {
     if (known == nullptr) {
       throw InvalidRequest(where, "unknown limit '" + key +
                                       "'; known limits are fuel, memory_bytes, timeout_ms, "
-                                      "output_bytes, log_bytes");
+                                      "output_bytes, log_bytes, subrequests");
     }
-    if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
-      throw InvalidRequest(where, "'" + where + "' must be a positive integer");
+    // A run may be allowed no capability calls at all; every other budget must be positive.
+    int64_t least = known->member == &Limits::subrequests ? 0 : 1;
+    if (!value.is_number_integer() || value.get<int64_t>() < least) {
+      throw InvalidRequest(where, "'" + where + "' must be " +
+                                      (least == 0 ? "a non-negative" : "a positive") + " integer");
     }
     int64_t asked = value.get<int64_t>();
     int64_t maximum = maxima.*(known->member);
@@ -154,6 +158,7 @@ nlohmann::json to_json(const InvocationResult& result) {
                    {"wall_ms", result.stats.wall_ms},
                    {"cpu_ms", result.stats.cpu_ms}};
   json["invocation_id"] = result.invocation_id;
+  if (result.policy_version) json["policy_version"] = *result.policy_version;
   return json;
 }
 

@@ -3,7 +3,9 @@
 // The same result shape is sent by the worker, answered by the API and printed by the CLI.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -32,6 +34,7 @@ struct Limits {
   int64_t timeout_ms = 0;    // wall time of the whole invocation
   int64_t output_bytes = 0;  // size of the encoded output JSON
   int64_t log_bytes = 0;     // total size of captured log messages
+  int64_t subrequests = 0;   // capability calls (ctx.kv, ctx.http, ctx.emit, ctx.secrets)
 
   friend bool operator==(const Limits&, const Limits&) = default;
 };
@@ -42,12 +45,14 @@ struct LimitsPolicy {
                   .memory_bytes = 64ll << 20,
                   .timeout_ms = 1000,
                   .output_bytes = 1 << 20,
-                  .log_bytes = 64 << 10};
+                  .log_bytes = 64 << 10,
+                  .subrequests = 16};
   Limits maxima{.fuel = 1'000'000'000,
                 .memory_bytes = 256ll << 20,
                 .timeout_ms = 30'000,
                 .output_bytes = 8 << 20,
-                .log_bytes = 1 << 20};
+                .log_bytes = 1 << 20,
+                .subrequests = 1000};
 
   // Applies a request's "limits" object over the defaults. Throws InvalidRequest naming the
   // field when a key is unknown, a value is not a positive integer, or exceeds its maximum.
@@ -64,12 +69,22 @@ struct InvalidRequest : std::runtime_error {
 // Until tenants exist, every invocation runs as this one.
 inline constexpr const char* kPlaygroundTenant = "playground";
 
+// Answers one capability call of a running invocation (the broker, in the supervisor): the
+// call as the worker sent it (untrusted JSON text) and the time left before the run's deadline;
+// returns the reply's JSON text. Must not throw.
+using CapabilityHandler =
+    std::function<std::string(std::string_view call, std::chrono::milliseconds remaining)>;
+
 struct InvocationRequest {
   std::string invocation_id;
   std::string tenant = kPlaygroundTenant;  // workers serve one tenant for life
   std::string source;
   nlohmann::json input;
   Limits limits;
+  // What ctx holds besides ctx.log: the capabilities the manifest asks for and the policy grants
+  // ("kv", "http", "emit", "secrets"). Sent to the worker; the broker checks every call again.
+  std::vector<std::string> capabilities = {};
+  CapabilityHandler capability_handler = {};  // stays in the supervisor; empty: no broker
 };
 
 struct LogEntry {
@@ -104,6 +119,8 @@ struct InvocationResult {
 
   std::vector<LogEntry> logs;
   Stats stats;
+  // The policy version the run was governed by; set by the supervisor, never by a worker.
+  std::optional<int64_t> policy_version = std::nullopt;
 };
 
 // The wire and API shape of a result: {"outcome", "output"|"error", "logs", "stats",
@@ -115,7 +132,7 @@ nlohmann::json to_json(const InvocationResult& result);
 InvocationResult result_from_json(const nlohmann::json& json);
 
 nlohmann::json to_json(const Limits& limits);
-Limits limits_from_json(const nlohmann::json& json);  // all five fields, as written by to_json
+Limits limits_from_json(const nlohmann::json& json);  // every field, as written by to_json
 
 // How deep any JSON document that crosses a process boundary may nest. Scripts see at most 100
 // levels (docs/scripting.md); the envelope of a request or result adds a few.

@@ -42,6 +42,28 @@ uint64_t Registry::invocations(Outcome outcome) const {
   return invocations_[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
 }
 
+void Registry::record_capability_call(std::string_view op, std::string_view result,
+                                      double seconds) {
+  std::lock_guard lock(calls_mutex_);
+  auto& totals = capability_calls_[{std::string(op), std::string(result)}];
+  ++totals.count;
+  totals.seconds += seconds;
+}
+
+void Registry::record_quota_rejection(std::string_view quota) {
+  for (size_t i = 0; i < kQuotas.size(); ++i) {
+    if (kQuotas[i] != quota) continue;
+    quota_rejections_[i].fetch_add(1, std::memory_order_relaxed);
+    invocations_[static_cast<size_t>(Outcome::rejected)].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Registry::record_quota_warning(std::string_view quota) {
+  for (size_t i = 0; i < kQuotas.size(); ++i) {
+    if (kQuotas[i] == quota) quota_warnings_[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 std::string Registry::render() const {
   std::ostringstream out;
   out << "# HELP corral_invocations_total Invocations finished, by outcome.\n"
@@ -69,6 +91,38 @@ std::string Registry::render() const {
   out << "# HELP corral_invocations_in_flight Invocations running or waiting for a worker.\n"
       << "# TYPE corral_invocations_in_flight gauge\n"
       << "corral_invocations_in_flight " << in_flight_.load(std::memory_order_relaxed) << "\n";
+
+  out << "# HELP corral_quota_rejections_total Invocations refused by admission (429), by quota.\n"
+      << "# TYPE corral_quota_rejections_total counter\n";
+  for (size_t i = 0; i < kQuotas.size(); ++i) {
+    out << "corral_quota_rejections_total{quota=\"" << kQuotas[i] << "\"} "
+        << quota_rejections_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_quota_warnings_total Invocations admitted at 80 % or more of a quota, by "
+         "quota.\n"
+      << "# TYPE corral_quota_warnings_total counter\n";
+  for (size_t i = 0; i < kQuotas.size(); ++i) {
+    out << "corral_quota_warnings_total{quota=\"" << kQuotas[i] << "\"} "
+        << quota_warnings_[i].load(std::memory_order_relaxed) << "\n";
+  }
+
+  {
+    std::lock_guard lock(calls_mutex_);
+    out << "# HELP corral_capability_calls_total Capability calls answered by the broker, by "
+           "operation and result.\n"
+        << "# TYPE corral_capability_calls_total counter\n";
+    for (const auto& [key, totals] : capability_calls_) {
+      out << "corral_capability_calls_total{op=\"" << key.first << "\",result=\"" << key.second
+          << "\"} " << totals.count << "\n";
+    }
+    out << "# HELP corral_capability_call_seconds_total Time the broker spent on capability "
+           "calls, by operation and result.\n"
+        << "# TYPE corral_capability_call_seconds_total counter\n";
+    for (const auto& [key, totals] : capability_calls_) {
+      out << "corral_capability_call_seconds_total{op=\"" << key.first << "\",result=\""
+          << key.second << "\"} " << totals.seconds << "\n";
+    }
+  }
 
   out << "# HELP corral_http_requests_total HTTP requests answered, by route and status code.\n"
       << "# TYPE corral_http_requests_total counter\n";

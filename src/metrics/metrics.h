@@ -22,6 +22,14 @@ class Registry {
 
   void record_invocation(Outcome outcome, double seconds);
   void record_http_request(std::string_view route, int status);
+  // A capability call answered by the broker: op is "kv.get", "http.fetch", … (the broker only
+  // passes known ops, so the label set stays bounded); result is ok, denied, error or limit.
+  void record_capability_call(std::string_view op, std::string_view result, double seconds);
+  // Admission by quota (src/sched): quota is "rate", "concurrency" or "cpu_ms_per_minute"; other
+  // names are ignored, so the label set stays fixed. A rejection is also an invocation with outcome
+  // rejected in corral_invocations_total (it never ran, so it is not in the latency histogram).
+  void record_quota_rejection(std::string_view quota);
+  void record_quota_warning(std::string_view quota);
   void invocation_started() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   void invocation_finished() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -36,6 +44,18 @@ class Registry {
   std::atomic<uint64_t> latency_count_{0};
   std::atomic<uint64_t> latency_sum_micros_{0};
   std::atomic<int64_t> in_flight_{0};
+
+  static constexpr std::array<std::string_view, 3> kQuotas = {"rate", "concurrency",
+                                                              "cpu_ms_per_minute"};
+  std::array<std::atomic<uint64_t>, kQuotas.size()> quota_rejections_{};
+  std::array<std::atomic<uint64_t>, kQuotas.size()> quota_warnings_{};
+
+  struct CallTotals {
+    uint64_t count = 0;
+    double seconds = 0;
+  };
+  mutable std::mutex calls_mutex_;
+  std::map<std::pair<std::string, std::string>, CallTotals> capability_calls_;
 
   mutable std::mutex http_mutex_;
   std::map<std::pair<std::string, int>, uint64_t> http_requests_;

@@ -306,12 +306,15 @@ void TenantPool::spawner_loop() {
       spawned.worker = factory_(job->tenant);
       if (!spawned.worker) {
         spawned.error = "the worker factory returned no worker";
-      } else if (job->tenant == kSpare &&
-                 !spawned.worker->wait_until_ready(std::chrono::seconds(10))) {
+      } else if (job->tenant == kSpare) {
         // A spare is only worth keeping once it can serve at once; one that fails to get
-        // there is dropped like a failed pre-warm.
-        spawned.worker.reset();
-        spawned.error = "the spare worker did not become ready";
+        // there is dropped like a failed pre-warm (or its failure goes to the run that
+        // claimed it).
+        std::string problem = spawned.worker->wait_until_ready(std::chrono::seconds(10));
+        if (!problem.empty()) {
+          spawned.worker.reset();
+          spawned.error = problem;
+        }
       }
     } catch (const std::exception& error) {
       spawned.error = error.what();

@@ -118,35 +118,47 @@ bool WorkerProcess::exited() const {
   return poll(&ended, 1, 0) > 0;
 }
 
-bool WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
-  if (!announces_ready_ || ready_seen_) return alive_;
+std::string WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
+  if (!announces_ready_ || ready_seen_) return alive_ ? "" : "the worker is not running";
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (alive_) {
+  std::string problem;
+  while (problem.empty()) {
     std::optional<Frame> frame;
     try {
       frame = decoder_.next();
-    } catch (const FrameError&) {
-      kill_and_reap();
-      return false;
+    } catch (const FrameError& error) {
+      problem = std::string("sent a malformed frame (") + error.what() + ")";
+      break;
     }
     if (frame) {
-      if (frame->type != FrameType::ready) break;
+      if (frame->type != FrameType::ready) {
+        problem = "sent something else before announcing it was ready";
+        break;
+      }
       ready_seen_ = true;
-      return true;
+      return "";
     }
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (remaining.count() <= 0) break;
+    if (remaining.count() <= 0) {
+      problem = "did not announce it was ready within " + std::to_string(limit.count()) + " ms";
+      break;
+    }
     pollfd ready{channel_, POLLIN, 0};
-    if (poll(&ready, 1, static_cast<int>(remaining.count()) + 1) < 0 && errno != EINTR) break;
+    if (poll(&ready, 1, static_cast<int>(remaining.count()) + 1) < 0 && errno != EINTR) {
+      problem = system_error("could not be waited for");
+      break;
+    }
     char chunk[4096];
     ssize_t n = read(channel_, chunk, sizeof chunk);
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+      problem = "closed its channel";
+      break;
+    }
     if (n > 0) decoder_.append(std::string_view(chunk, static_cast<size_t>(n)));
   }
-  // Died, said something else first, or too slow: not a worker to keep.
-  kill_and_reap();
-  return false;
+  // Not a worker to keep: say how it ended, which is usually the real cause.
+  return "the worker " + problem + " and " + kill_and_reap() + " before it was ready";
 }
 
 InvocationResult WorkerProcess::fail(const InvocationRequest& request, const std::string& why) {
@@ -168,6 +180,7 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
                             {"source", request.source},
                             {"input", request.input},
                             {"limits", to_json(request.limits)}};
+  if (!request.capabilities.empty()) message["capabilities"] = request.capabilities;
   // A worker that died before taking the invocation may still have said why (a violation
   // report): read what it left on the channel before giving up.
   bool sent = write_frame(channel_, FrameType::invoke, message.dump());
@@ -184,6 +197,22 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
     if (frame) {
       if (frame->type == FrameType::ready && !ready_seen_) {
         ready_seen_ = true;
+        continue;
+      }
+      if (frame->type == FrameType::call) {
+        if (!request.capability_handler) {
+          kill_and_reap();
+          return fail(request,
+                      "the worker made a capability call in a run that has no capabilities, which "
+                      "a sound worker never does; it was retired");
+        }
+        auto remaining =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - grace - Clock::now());
+        std::string reply =
+            request.capability_handler(frame->payload, std::max(remaining, std::chrono::milliseconds(0)));
+        if (!write_frame(channel_, FrameType::reply, reply)) {
+          return fail(request, "the worker " + kill_and_reap() + " while a capability call was answered");
+        }
         continue;
       }
       if (frame->type == FrameType::violation) {

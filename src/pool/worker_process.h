@@ -43,8 +43,9 @@ class WorkerProcess {
   InvocationResult invoke(const InvocationRequest& request, std::chrono::milliseconds grace);
 
   // Waits up to `limit` for the worker's ready frame (at once if the spec says it sends none).
-  // False if it died or did not announce in time; the worker is then not alive().
-  bool wait_until_ready(std::chrono::milliseconds limit);
+  // Returns "" when ready; otherwise why not (it died, said something else, or was too slow),
+  // and the worker has been killed.
+  std::string wait_until_ready(std::chrono::milliseconds limit);
 
   bool alive() const { return alive_; }
   // True if the process has ended on its own (checked without blocking, through the pidfd).

@@ -8,17 +8,24 @@ namespace corral::registry {
 
 namespace {
 
-std::string sha256_hex(std::string_view text) {
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
-  char hex[2 * crypto_hash_sha256_BYTES + 1];
-  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-  return hex;
-}
-
 std::string where(const store::Tenant& tenant, std::string_view script, int64_t version) {
   return "version " + std::to_string(version) + " of script \"" + std::string(script) +
          "\" of tenant \"" + tenant.name + "\"";
+}
+
+// What a new version is called before it has a number.
+std::string new_version_of(const store::Tenant& tenant, std::string_view script) {
+  return "the version of script \"" + std::string(script) + "\" of tenant \"" + tenant.name +
+         "\" being published";
+}
+
+// A call explain() decides as it decides the capability as a whole (log is always granted).
+std::string_view explained_call(std::string_view capability) {
+  if (capability == "kv") return "kv.get";
+  if (capability == "http") return "http.fetch";
+  if (capability == "secrets") return "secrets.get";
+  if (capability == "log") return "log.info";
+  return capability;  // "emit"
 }
 
 Refusal conflict(const std::string& detail, const std::string& hint) {
@@ -44,25 +51,90 @@ Registry::Registry(store::Store& store, Executor& executor, RegistryOptions opti
 
 store::Published Registry::publish(const store::Tenant& tenant, std::string_view script,
                                    std::string_view source, const nlohmann::json& manifest_json,
-                                   const Actor& publisher, const RecordPublished& record) {
+                                   const std::optional<Signature>& signature,
+                                   const policy::Policy& policy, const Actor& publisher,
+                                   const RecordPublished& record) {
   check_name("script name", "script", script);
   Manifest manifest = parse_manifest(manifest_json);
+  policy::TenantPolicy rules = policy.for_tenant(tenant.name);
+  // The signature first: nothing else about an unsigned source is worth looking at.
+  Digest digest = sha256(source);
+  PublishDecisions decisions;
+  decisions.signed_by = check_signature(tenant, script, digest, signature, rules);
+  check_capabilities(tenant, manifest, rules, policy);
   check_compiles(source);
-  std::string sha256 = sha256_hex(source);
+  std::string hex = to_hex(digest);
   // Publishing the same source again answers with the version that exists, without running it.
   for (const auto& existing : store_.list_versions(tenant.id, script)) {
-    if (existing.sha256 == sha256) return {existing, false};
+    if (existing.sha256 == hex) return {existing, false};
   }
   // Outside the transaction: it waits on a worker.
   check_defines_handle(tenant, source);
+  const auto& approval = rules.governance.approval_required;
   store::Published published;
   store_.atomically([&] {
     // A concurrent publish of the same source may have won the race; the store answers with its.
-    published = store_.insert_version(tenant.id, script, sha256, source, manifest.to_json().dump(),
+    published = store_.insert_version(tenant.id, script, hex, source, manifest.to_json().dump(),
                                       publisher.token_id, store::now_ms());
-    if (published.created) record(published);
+    if (!published.created) return;
+    if (!approval.value) {
+      published.version = store_.set_version_state(tenant.id, script, published.version.version,
+                                                   store::VersionState::approved, kApprovedByPolicy,
+                                                   published.version.published_at);
+      decisions.approved_by_rule = approval.source;
+    }
+    record(published, decisions);
   });
   return published;
+}
+
+void Registry::check_capabilities(const store::Tenant& tenant, const Manifest& manifest,
+                                  const policy::TenantPolicy& rules, const policy::Policy& policy) {
+  nlohmann::json refused = nlohmann::json::array();
+  std::string names, decided_by;
+  for (const auto& capability : manifest.capabilities) {
+    if (rules.grants(capability)) continue;
+    // explain() names the rule that left it out: the `false` that revoked it, or no rule at all.
+    policy::Decision decision = policy.explain(tenant.name, explained_call(capability));
+    refused.push_back(
+        {{"capability", capability}, {"rule", decision.rule}, {"reason", decision.reason}});
+    names += (names.empty() ? "" : ", ") + capability;
+    decided_by += (decided_by.empty() ? "" : "; ") + capability + ": " + decision.rule;
+  }
+  if (refused.empty()) return;
+  Refusal refusal(
+      403, "capability-not-granted", "The manifest asks for capabilities the policy does not grant",
+      "tenant \"" + tenant.name + "\" is not granted " + names + ", which the manifest asks for (" +
+          decided_by + ")",
+      "remove " + names + " from the manifest's capabilities, or ask an operator to grant " +
+          (refused.size() == 1 ? "it" : "them") + " under tenants." + tenant.name +
+          ".capabilities in the policy (GET /v1/policy/explain?tenant=" + tenant.name + "&action=" +
+          std::string(explained_call(refused[0]["capability"].get<std::string>())) + " says why)");
+  refusal.extra = {{"capabilities_not_granted", refused}};
+  throw refusal;
+}
+
+std::optional<std::string> Registry::check_signature(const store::Tenant& tenant,
+                                                     std::string_view script, const Digest& digest,
+                                                     const std::optional<Signature>& signature,
+                                                     const policy::TenantPolicy& rules) {
+  const auto& required = rules.governance.signature_required;
+  const auto& keys = rules.governance.public_keys.value;
+  if (!signature) {
+    if (!required.value) return std::nullopt;
+    throw Refusal(403, "signature-required", "The version must be signed",
+                  "tenant \"" + tenant.name + "\" requires every version to be signed (" +
+                      required.source + " is true), and " + new_version_of(tenant, script) +
+                      " carries no signature",
+                  "sign the source with a key the policy lists for the tenant (" +
+                      std::to_string(keys.size()) +
+                      " listed): `corral publish FILE --sign NAME.key`, or send \"signature\": "
+                      "the base64 Ed25519 signature of the source's raw SHA-256");
+  }
+  // Nothing to check a signature against: the policy validates that signature_required comes
+  // with keys, so this is a tenant that does not use signatures.
+  if (keys.empty()) return std::nullopt;
+  return verify_signature(*signature, digest, keys, new_version_of(tenant, script)).base64;
 }
 
 void Registry::check_defines_handle(const store::Tenant& tenant, std::string_view source) {
@@ -118,8 +190,10 @@ bool Registry::same_person(const std::string& publisher_token_id, const Actor& a
 }
 
 store::ScriptVersion Registry::approve(const store::Tenant& tenant, std::string_view script,
-                                       int64_t number, const Actor& reviewer,
-                                       const RecordVersion& record) {
+                                       int64_t number, const policy::Policy& policy,
+                                       const Actor& reviewer, const RecordVersion& record) {
+  policy::Decision self_approval = policy.explain(tenant.name, "self_approve");
+  bool self_approval_allowed = self_approval.allowed || options_.allow_self_approval_for_all;
   store::ScriptVersion changed;
   // Checked and changed in one transaction, so two reviewers racing cannot both approve.
   store_.atomically([&] {
@@ -130,12 +204,15 @@ store::ScriptVersion Registry::approve(const store::Tenant& tenant, std::string_
                          ", not pending; only a pending version can be approved",
                      "publish a new version to have it reviewed");
     }
-    if (options_.forbid_self_approval && same_person(current.published_by, reviewer)) {
-      throw Refusal(403, "self-approval", "You cannot approve your own version",
-                    where(tenant, script, number) + " was published by " +
-                        (reviewer.subject.empty() ? "this token" : "\"" + reviewer.subject + "\"") +
-                        ", who is also the approver; the policy forbids approving one's own work",
-                    "ask another reviewer to approve it");
+    if (!self_approval_allowed && same_person(current.published_by, reviewer)) {
+      throw Refusal(
+          403, "self-approval", "You cannot approve your own version",
+          where(tenant, script, number) + " was published by " +
+              (reviewer.subject.empty() ? "this token" : "\"" + reviewer.subject + "\"") +
+              ", who is also the approver; the policy forbids approving one's own work (" +
+              self_approval.rule + " is false)",
+          "ask another reviewer to approve it (an operator may allow approving one's own "
+          "versions with governance.self_approval_allowed in the policy)");
     }
     changed = store_.set_version_state(tenant.id, script, number, store::VersionState::approved,
                                        reviewer.token_id, store::now_ms());

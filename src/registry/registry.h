@@ -2,6 +2,12 @@
 // its reviewers, deprecated or disabled, and named by aliases. Who may call what is the API's
 // business; the registry enforces what is true whoever asks (a version is approved once, aliases
 // point only at approved versions, nobody approves their own work unless the policy allows it).
+//
+// Governance comes from the policy in force, which the caller passes with each request (so one
+// request is decided under one version of it, never half of two): the manifest may ask only for
+// capabilities the tenant is granted; `signature_required` demands a valid signature
+// (signature.h); `approval_required: false` approves a new version as it is published;
+// `self_approval_allowed` lets a publisher approve their own version.
 #pragma once
 
 #include <functional>
@@ -13,6 +19,8 @@
 
 #include "invocation/executor.h"
 #include "invocation/invocation.h"
+#include "policy/policy.h"
+#include "registry/signature.h"
 #include "registry/validation.h"
 #include "store/store.h"
 
@@ -31,6 +39,8 @@ struct Refusal : std::runtime_error {
   std::string slug;
   std::string title;
   std::string hint;
+  // Members added to the problem (an object), such as each capability refused and its rule.
+  nlohmann::json extra = nlohmann::json::object();
 };
 
 // Who asks, as far as the registry cares: a token id and the person it was issued to.
@@ -42,12 +52,29 @@ struct Actor {
 // Called inside the store transaction that makes a change, so that what it records (the audit
 // entry) commits with the change or not at all.
 using RecordVersion = std::function<void(const store::ScriptVersion& version)>;
-using RecordPublished = std::function<void(const store::Published& published)>;
+
+// What publish decided besides storing the version, for the caller's audit entries.
+struct PublishDecisions {
+  // The public key (base64) that verified the version's signature; nullopt when none was sent, or
+  // one was sent for a tenant without keys (then it is not checked).
+  std::optional<std::string> signed_by;
+  // Set when the version was approved as it was published: the rule that made approval_required
+  // false ("tenants.acme.governance.approval_required").
+  std::optional<std::string> approved_by_rule;
+};
+using RecordPublished =
+    std::function<void(const store::Published& published, const PublishDecisions& decisions)>;
 using RecordAlias =
     std::function<void(const store::Alias& alias, std::optional<int64_t> previous_version)>;
 
+// Who approved a version that the policy approved at publish (approval_required: false), in
+// place of a token id.
+inline constexpr const char* kApprovedByPolicy = "policy";
+
 struct RegistryOptions {
-  bool forbid_self_approval = true;
+  // Deprecated (corrald --allow-self-approval): lets every tenant's publishers approve their own
+  // versions whatever the policy says. The policy's self_approval_allowed is the way to say it.
+  bool allow_self_approval_for_all = false;
   // Limits of the run that checks a new version defines handle (its main chunk runs once).
   Limits probe_limits;
 };
@@ -56,16 +83,29 @@ class Registry {
  public:
   Registry(store::Store& store, Executor& executor, RegistryOptions options);
 
-  // Validates (compiles, defines handle, sizes, manifest) and stores a new pending version, or
-  // returns the version with the same source. Throws InvalidInput or Refusal.
+  // Validates (compiles, defines handle, sizes, manifest) and stores a new version, or returns the
+  // version with the same source. In this order, each before anything later is looked at:
+  //   name and manifest malformed                                 → InvalidInput (400)
+  //   signature_required and no signature                         → Refusal 403 signature-required
+  //   a signature that does not verify (see verify_signature)     → Refusal 403 signature-invalid
+  //   capabilities in the manifest the tenant is not granted      → Refusal 403
+  //                                       capability-not-granted, naming each and its rule
+  //   source that does not compile or define handle               → InvalidInput (400)
+  // A signature sent when signature_required is false is verified all the same when the tenant has
+  // public keys (a signature that fails is refused, never ignored), and not checked when it has
+  // none. The new version is pending, or approved at once (by kApprovedByPolicy) when the tenant's
+  // approval_required is false. Republishing a source returns its version as it is; the checks
+  // above apply to it too.
   store::Published publish(const store::Tenant& tenant, std::string_view script,
                            std::string_view source, const nlohmann::json& manifest,
+                           const std::optional<Signature>& signature, const policy::Policy& policy,
                            const Actor& publisher, const RecordPublished& record);
 
-  // pending → approved. Refuses a version that is not pending, and (by default) one whose
-  // publisher is the approver.
+  // pending → approved. Refuses a version that is not pending, and one whose publisher is the
+  // approver unless the tenant's self_approval_allowed (or allow_self_approval_for_all) says so.
   store::ScriptVersion approve(const store::Tenant& tenant, std::string_view script,
-                               int64_t version, const Actor& reviewer, const RecordVersion& record);
+                               int64_t version, const policy::Policy& policy, const Actor& reviewer,
+                               const RecordVersion& record);
   // approved → deprecated: still served, flagged in responses.
   store::ScriptVersion deprecate(const store::Tenant& tenant, std::string_view script,
                                  int64_t version, const Actor& reviewer,
@@ -92,6 +132,12 @@ class Registry {
 
  private:
   void check_defines_handle(const store::Tenant& tenant, std::string_view source);
+  static void check_capabilities(const store::Tenant& tenant, const Manifest& manifest,
+                                 const policy::TenantPolicy& rules, const policy::Policy& policy);
+  static std::optional<std::string> check_signature(const store::Tenant& tenant,
+                                                    std::string_view script, const Digest& digest,
+                                                    const std::optional<Signature>& signature,
+                                                    const policy::TenantPolicy& rules);
   bool same_person(const std::string& publisher_token_id, const Actor& approver);
 
   store::Store& store_;

@@ -5,6 +5,9 @@
 
 #include <lua.hpp>
 
+#include <string>
+#include <vector>
+
 namespace corral::runtime {
 
 inline constexpr size_t kMaxSourceBytes = 1 << 20;
@@ -19,5 +22,9 @@ void push_safe_tostring(lua_State* L, int index);
 
 // Pushes ctx.log: {debug, info, warn, error}, each appending to the captured log.
 void push_log_table(lua_State* L);
+
+// Sets, on the ctx table at the top of the stack, the functions of each named capability
+// ("kv", "http", "emit", "secrets"; other names are ignored). Allocates: call it protected.
+void push_capabilities(lua_State* L, const std::vector<std::string>& capabilities);
 
 }  // namespace corral::runtime

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "invocation/invocation.h"
+#include "runtime/runtime.h"
 
 namespace corral::runtime {
 
@@ -58,6 +59,16 @@ struct RunState {
   int close_depth = 0;
 
   int64_t next_object_id = 1;  // for tostring of tables and functions, which hides addresses
+
+  // Capability calls: where they go, how many were made, and the reply being handed to Lua
+  // (kept here, not in a C++ local, because a Lua error unwinds with longjmp).
+  BrokerLink* broker = nullptr;
+  int64_t subrequests_used = 0;
+  nlohmann::json reply;
+  std::string reply_error;
+  // Messages of the errors raised for denied calls: an invocation that ends with one of them
+  // uncaught is `denied`, not `script_error`.
+  std::vector<std::string> denials;
 };
 
 inline RunState& run_state(lua_State* L) {

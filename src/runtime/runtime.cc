@@ -87,9 +87,10 @@ int push_arguments(lua_State* L) {
   const auto& request = *static_cast<const InvocationRequest*>(lua_touserdata(L, 1));
   lua_settop(L, 0);
   push_json(L, request.input);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 2 + static_cast<int>(request.capabilities.size()));
   push_log_table(L);
   lua_setfield(L, -2, "log");
+  push_capabilities(L, request.capabilities);
   lua_pushlstring(L, request.invocation_id.data(), request.invocation_id.size());
   lua_setfield(L, -2, "invocation_id");
   return 2;
@@ -126,9 +127,10 @@ void locate_syntax_error(const std::string& source, const std::string& message, 
 
 class Invocation {
  public:
-  explicit Invocation(const InvocationRequest& request)
+  Invocation(const InvocationRequest& request, BrokerLink* broker)
       : request_(request), state_(request.limits), cpu_start_ms_(thread_cpu_ms()) {
     result_.invocation_id = request.invocation_id;
+    state_.broker = broker;
   }
 
   InvocationResult run() {
@@ -219,10 +221,23 @@ class Invocation {
   }
 
   void script_error() {
-    result_.outcome = Outcome::script_error;
+    result_.outcome = denied_uncaught() ? Outcome::denied : Outcome::script_error;
     result_.message = state_.error_message.empty() ? "the script raised an error" : state_.error_message;
     result_.line = state_.error_line;
     result_.traceback = shorten_traceback(state_.traceback);
+  }
+
+  // The script ended with the error a denied capability call raised, perhaps re-raised with
+  // error(e), which prefixes a position.
+  bool denied_uncaught() const {
+    const std::string& message = state_.error_message;
+    for (const auto& denial : state_.denials) {
+      if (message.size() >= denial.size() &&
+          message.compare(message.size() - denial.size(), denial.size(), denial) == 0) {
+        return true;
+      }
+    }
+    return false;
   }
 
   void finish() {
@@ -259,9 +274,9 @@ class Invocation {
 
 }  // namespace
 
-InvocationResult run_invocation(const InvocationRequest& request) {
+InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* broker) {
   try {
-    return Invocation(request).run();
+    return Invocation(request, broker).run();
   } catch (const std::exception& error) {
     InvocationResult result;
     result.invocation_id = request.invocation_id;

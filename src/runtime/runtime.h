@@ -7,8 +7,21 @@
 
 namespace corral::runtime {
 
+// Carries a run's capability calls (ctx.kv.get, ctx.http.fetch, …) out of the runtime and
+// brings back the answer. In corral-worker it is the channel to the supervisor's broker.
+// The call is {"op": "kv.get", "args": [...]}; the reply is {"ok": value}, or
+// {"error": {"kind": "denied" | "error", "message": "..."}}, or
+// {"limit": {"used": N, "allowed": M}} when the supervisor counts too many calls.
+class BrokerLink {
+ public:
+  virtual ~BrokerLink() = default;
+  // Throws std::runtime_error when the answer cannot be had (a broken channel).
+  virtual std::string call(const std::string& call_json) = 0;
+};
+
 // Never throws; every way the run can end is an outcome. `crashed` is not produced here: it is
 // what the supervisor reports when the process running this dies.
-InvocationResult run_invocation(const InvocationRequest& request);
+// Capability calls go to `broker`; without one, ctx holds only log.
+InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* broker = nullptr);
 
 }  // namespace corral::runtime

@@ -222,6 +222,15 @@ TEST_F(ServerTest, LogsOneJsonLinePerRequestWithTheInvocationId) {
 }
 
 TEST_F(ServerTest, ServesConcurrentClients) {
+  // This is about the server, not about quotas (tests/sched): lift the playground's quotas, which
+  // would otherwise refuse 80 runs at once with 429.
+  auto policy = client().request(
+      http::verb::put, "/v1/policy",
+      json({{"document",
+             "defaults:\n  quotas:\n    rate_per_second: 100000\n    burst: 100000\n"
+             "    concurrency: 100\n"}})
+          .dump());
+  ASSERT_EQ(policy.result_int(), 201) << policy.body();
   std::atomic<int> ok{0};
   std::vector<std::thread> clients;
   for (int c = 0; c < 8; ++c) {

@@ -46,7 +46,9 @@ TEST_F(CorruptionTest, TheTriggersRefuseOrdinaryEdits) {
   auto store = store::open_sqlite_store(other.path());
   AuditTrail(*store).record("tok", "acme", "x", "t", Decision::allow, "");
   RawDb raw(other.path() / "corral.db");
-  EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), "2");
+  EXPECT_EQ(raw.text("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND "
+                     "tbl_name = 'audit_entries'"),
+            "2");
   EXPECT_EQ(raw.try_exec("UPDATE audit_entries SET reason = 'x'"), "audit entries are append-only");
   EXPECT_EQ(raw.try_exec("DELETE FROM audit_entries"), "audit entries are append-only");
   EXPECT_TRUE(AuditTrail(*store).verify().ok);

@@ -620,4 +620,103 @@ TEST_F(ApiCliTest, AnswerThatIsNotJson) {
   EXPECT_TRUE(has(odd.err, "not JSON")) << odd;
 }
 
+// ---- signed versions: corral keygen, and publish --sign against a policy that requires them
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+TEST_F(ApiCliTest, KeygenWritesASecretKeyOnlyTheOwnerReadsAndNeverReplacesOne) {
+  std::string name = (dir_ / "alice").string();
+  CliRun made = corral({"keygen", "--out", name});
+  ASSERT_EQ(made.status, 0) << made;
+  std::string public_key = first_line(corral::testing::read_text(name + ".pub"));
+  EXPECT_EQ(public_key.size(), 44u);  // 32 bytes, standard base64
+  EXPECT_EQ(made.out, public_key + "\n") << made;
+  EXPECT_TRUE(has(made.err, name + ".key")) << made;
+  auto permissions = fs::status(name + ".key").permissions();
+  EXPECT_EQ(permissions & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(first_line(corral::testing::read_text(name + ".key")).size(), 88u);  // 64 bytes
+
+  CliRun again = corral({"keygen", "--out", name});
+  EXPECT_EQ(again.status, 1) << again;
+  EXPECT_TRUE(has(again.err, "exists already")) << again;
+  EXPECT_TRUE(has(again.err, "hint: ")) << again;
+  EXPECT_EQ(first_line(corral::testing::read_text(name + ".pub")), public_key);
+
+  CliRun nowhere = corral({"keygen", "--out", (dir_ / "missing-dir" / "k").string()});
+  EXPECT_EQ(nowhere.status, 1) << nowhere;
+  EXPECT_TRUE(has(nowhere.err, "cannot create")) << nowhere;
+  EXPECT_EQ(corral({"keygen"}).status, 2);
+}
+
+TEST_F(ApiCliTest, PublishSignedVersionsUnderAPolicyThatRequiresThem) {
+  std::string alice = (dir_ / "alice").string(), mallory = (dir_ / "mallory").string();
+  ASSERT_EQ(corral({"keygen", "--out", alice}).status, 0);
+  ASSERT_EQ(corral({"keygen", "--out", mallory}).status, 0);
+  std::string public_key = first_line(corral::testing::read_text(alice + ".pub"));
+  auto policy = write("policy.yaml",
+                      "tenants:\n"
+                      "  acme:\n"
+                      "    governance:\n"
+                      "      signature_required: true\n"
+                      "      public_keys: [" +
+                          public_key + "]\n");
+  CorraldProcess corrald({"--policy", policy});
+  std::string server = "http://" + corrald.host() + ":" + std::to_string(corrald.port());
+  auto as = [&](const std::string& token, std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {"--server", server, "--token", token});
+    return corral(arguments);
+  };
+  std::string admin = corrald.admin_token();
+  ASSERT_EQ(as(admin, {"tenant", "create", "acme"}).status, 0);
+  CliRun token = as(admin, {"token", "create", "--tenant", "acme", "--role", "publisher"});
+  ASSERT_EQ(token.status, 0) << token;
+  std::string publisher = first_line(token.out);
+  auto file = write("greeter.lua", kGreeter);
+  std::vector<std::string> publish = {"publish", file, "--tenant", "acme", "--script", "greeter"};
+  auto publish_with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> arguments = publish;
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    return as(publisher, arguments);
+  };
+
+  CliRun unsigned_ = publish_with({});
+  EXPECT_EQ(unsigned_.status, 1) << unsigned_;
+  EXPECT_TRUE(has(unsigned_.err, "The version must be signed (HTTP 403)")) << unsigned_;
+  EXPECT_TRUE(has(unsigned_.err, "hint: ")) << unsigned_;
+  EXPECT_TRUE(has(unsigned_.err, "--sign")) << unsigned_;
+
+  CliRun stranger = publish_with({"--sign", mallory + ".key"});
+  EXPECT_EQ(stranger.status, 1) << stranger;
+  EXPECT_TRUE(has(stranger.err, "not one of the tenant's public keys")) << stranger;
+
+  // Key files that cannot sign are the caller's to fix: usage errors, nothing is sent.
+  CliRun public_file = publish_with({"--sign", alice + ".pub"});
+  EXPECT_EQ(public_file.status, 2) << public_file;
+  EXPECT_TRUE(has(public_file.err, "holds a public key")) << public_file;
+  CliRun missing = publish_with({"--sign", (dir_ / "nobody.key").string()});
+  EXPECT_EQ(missing.status, 2) << missing;
+  EXPECT_TRUE(has(missing.err, "cannot read the signing key")) << missing;
+  CliRun garbage = publish_with({"--sign", write("garbage.key", "not a key\n")});
+  EXPECT_EQ(garbage.status, 2) << garbage;
+  EXPECT_TRUE(has(garbage.err, "is not a corral signing key")) << garbage;
+  std::string damaged = corral::testing::read_text(alice + ".key");
+  damaged[60] = damaged[60] == 'A' ? 'B' : 'A';  // in the public half
+  CliRun broken = publish_with({"--sign", write("damaged.key", damaged)});
+  EXPECT_EQ(broken.status, 2) << broken;
+  EXPECT_TRUE(has(broken.err, "damaged")) << broken;
+
+  CliRun published = publish_with({"--sign", alice + ".key"});
+  ASSERT_EQ(published.status, 0) << published;
+  EXPECT_TRUE(has(published.out, "published acme/greeter version 1")) << published;
+  EXPECT_TRUE(has(published.out, "signed by key " + public_key)) << published;
+
+  // Every refusal is in the audit trail, and so is the signed publish.
+  CliRun audit = as(admin, {"--json", "audit", "--tenant", "acme", "--action", "version.publish"});
+  ASSERT_EQ(audit.status, 0) << audit;
+  std::vector<std::string> decisions;
+  json entries = json::parse(audit.out)["entries"];
+  for (const auto& entry : entries) decisions.push_back(entry["decision"]);
+  EXPECT_EQ(decisions, (std::vector<std::string>{"deny", "deny", "allow"})) << audit;
+}
+
 }  // namespace

@@ -152,6 +152,47 @@ class AccessMatrix : public ::testing::Test {
          [](auto&) {
            return Request{http::verb::get, "/v1/audit/verify"};
          }},
+        {"GET /v1/policy",
+         [](auto&) {
+           return Request{http::verb::get, "/v1/policy"};
+         }},
+        {"PUT /v1/policy",
+         [](auto&) {
+           return Request{http::verb::put,
+                          "/v1/policy",
+                          {{"document", "defaults:\n  limits: {fuel: 2000000}\n"}}};
+         }},
+        {"GET /v1/policy/versions",
+         [](auto&) {
+           return Request{http::verb::get, "/v1/policy/versions"};
+         }},
+        {"POST /v1/policy/rollback",
+         [](auto&) {
+           return Request{http::verb::post, "/v1/policy/rollback", {{"version", 0}}};
+         }},
+        {"GET /v1/policy/explain",
+         [](auto&) {
+           return Request{http::verb::get, "/v1/policy/explain?tenant=acme&action=kv.get"};
+         }},
+        {"GET /v1/tenants/{tenant}/secrets",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/secrets"};
+         }},
+        {"PUT /v1/tenants/{tenant}/secrets/{name}",
+         [](auto& tenant) {
+           return Request{
+               http::verb::put, "/v1/tenants/" + tenant + "/secrets/token", {{"value", "v"}}};
+         }},
+        {"DELETE /v1/tenants/{tenant}/secrets/{name}",
+         [this](auto& tenant) {
+           std::string path = "/v1/tenants/" + tenant + "/secrets/gone";
+           api_->put(api_->admin(), path, {{"value", "v"}});
+           return Request{http::verb::delete_, path};
+         }},
+        {"GET /v1/tenants/{tenant}/events",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/events"};
+         }},
     };
   }
 

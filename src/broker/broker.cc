@@ -1,0 +1,318 @@
+#include "broker/broker.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "broker/redaction.h"
+
+namespace corral::broker {
+
+struct Broker::Reply {
+  enum class Kind { ok, denied, error, limit } kind = Kind::ok;
+  nlohmann::json value;
+  std::string message;
+  std::string target;  // what the call was about (a key, a URL, a topic), for the audit trail
+
+  static Reply ok(nlohmann::json value) { return {Kind::ok, std::move(value), {}, {}}; }
+  static Reply denied(std::string message) {
+    return {Kind::denied, nullptr, std::move(message), {}};
+  }
+  static Reply error(std::string message) { return {Kind::error, nullptr, std::move(message), {}}; }
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const std::vector<std::string> kOps = {"kv.get",     "kv.put", "kv.delete",  "kv.list",
+                                       "http.fetch", "emit",   "secrets.get"};
+
+std::string capability_of(const std::string& op) { return op.substr(0, op.find('.')); }
+
+std::string_view result_name(int kind) {
+  static constexpr std::string_view names[] = {"ok", "denied", "error", "limit"};
+  return names[kind];
+}
+
+// Argument readers for untrusted calls: each failure names the call and the argument.
+const nlohmann::json& argument(const nlohmann::json& args, size_t index) {
+  static const nlohmann::json null_value;
+  return index < args.size() ? args[index] : null_value;
+}
+
+std::optional<std::string> string_argument(const nlohmann::json& args, size_t index) {
+  const auto& value = argument(args, index);
+  if (!value.is_string()) return std::nullopt;
+  return value.get<std::string>();
+}
+
+std::string call_name(const std::string& op) { return "ctx." + op; }
+
+nlohmann::json headers_object(const HttpHeaders& headers) {
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [name, value] : headers) {
+    std::string key = name;
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    auto& slot = object[key];
+    slot = slot.is_string() ? slot.get<std::string>() + ", " + value : value;
+  }
+  return object;
+}
+
+}  // namespace
+
+Broker::Broker(store::Store& store, const Sealer& sealer, audit::AuditTrail& audit,
+               metrics::Registry& metrics)
+    : store_(store),
+      audit_(audit),
+      metrics_(metrics),
+      kv_(store, sealer),
+      secrets_(store, sealer) {}
+
+CapabilityHandler Broker::handler_for(CallScope scope) {
+  auto shared = std::make_shared<const CallScope>(std::move(scope));
+  auto calls = std::make_shared<int64_t>(0);
+  return [this, shared, calls](std::string_view call, std::chrono::milliseconds remaining) {
+    return answer(*shared, *calls, call, remaining);
+  };
+}
+
+std::string Broker::answer(const CallScope& scope, int64_t& calls, std::string_view call,
+                           std::chrono::milliseconds remaining) {
+  auto started = Clock::now();
+  std::string op = "unknown";
+  Reply reply;
+  try {
+    nlohmann::json parsed = parse_untrusted_json(call);
+    if (!parsed.is_object() || !parsed.contains("op") || !parsed["op"].is_string() ||
+        !parsed.contains("args") || !parsed["args"].is_array()) {
+      reply = Reply::error("a capability call must be {\"op\": ..., \"args\": [...]}");
+    } else if (std::find(kOps.begin(), kOps.end(), parsed["op"].get<std::string>()) == kOps.end()) {
+      reply = Reply::error("there is no capability operation '" + parsed["op"].get<std::string>() +
+                           "'");
+    } else {
+      op = parsed["op"].get<std::string>();
+      // Counted here, whatever the worker says it counted: a compromised worker cannot make
+      // more calls than the run allows.
+      if (++calls > scope.subrequests) {
+        reply.kind = Reply::Kind::limit;
+      } else {
+        reply = perform(scope, op, parsed["args"], remaining);
+      }
+    }
+  } catch (const std::exception& error) {
+    reply = Reply::error(std::string("the capability call could not be read: ") + error.what());
+  }
+
+  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  metrics_.record_capability_call(op, result_name(static_cast<int>(reply.kind)), seconds);
+  bool audit_allowed = scope.policy && scope.policy->audit_allowed_capability_calls.value;
+  if (reply.kind == Reply::Kind::denied || (reply.kind == Reply::Kind::ok && audit_allowed)) {
+    try {
+      audit_.record(
+          "invocation:" + scope.invocation_id, scope.tenant_name, "capability." + op, reply.target,
+          reply.kind == Reply::Kind::denied ? audit::Decision::deny : audit::Decision::allow,
+          reply.kind == Reply::Kind::denied ? reply.message : "allowed by the policy");
+    } catch (const std::exception&) {
+      // The call's answer does not depend on the audit write; a store failure shows elsewhere.
+    }
+  }
+
+  nlohmann::json answer;
+  switch (reply.kind) {
+    case Reply::Kind::ok:
+      answer = {{"ok", std::move(reply.value)}};
+      break;
+    case Reply::Kind::limit:
+      answer = {{"limit", {{"used", calls}, {"allowed", scope.subrequests}}}};
+      break;
+    case Reply::Kind::denied:
+      answer = {{"error", {{"kind", "denied"}, {"message", reply.message}}}};
+      break;
+    case Reply::Kind::error:
+      answer = {{"error", {{"kind", "error"}, {"message", reply.message}}}};
+      break;
+  }
+  return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Broker::Reply Broker::perform(const CallScope& scope, const std::string& op,
+                              const nlohmann::json& args, std::chrono::milliseconds remaining) {
+  std::string capability = capability_of(op);
+  bool requested = std::find(scope.capabilities.begin(), scope.capabilities.end(), capability) !=
+                   scope.capabilities.end();
+  bool granted = scope.policy && scope.policy->grants(capability);
+  if (!granted) {
+    return Reply::denied(call_name(op) + " is denied: the policy (version " +
+                         std::to_string(scope.policy_version) + ") grants tenant '" +
+                         scope.tenant_name + "' no '" + capability +
+                         "' capability (rule: tenants." + scope.tenant_name + ".capabilities." +
+                         capability + " is absent or false)");
+  }
+  if (!requested) {
+    return Reply::denied(call_name(op) + " is denied: the script's manifest does not ask for '" +
+                         capability + "' (rule: manifest.capabilities)");
+  }
+  if (capability == "kv") return kv_call(scope, op, args);
+  if (capability == "http") return http_call(scope, args, remaining);
+  if (capability == "emit") return emit_call(scope, args);
+  return secrets_call(scope, args);
+}
+
+Broker::Reply Broker::kv_call(const CallScope& scope, const std::string& op,
+                              const nlohmann::json& args) {
+  const policy::KvGrant& grant = *scope.policy->kv;
+  std::string ns = grant.scope == policy::KvScope::script ? scope.script : "";
+  KvScope where{scope.tenant_id, ns};
+  auto key = string_argument(args, 0);
+  if (op == "kv.list") {
+    const auto& prefix = argument(args, 0);
+    if (!prefix.is_null() && !prefix.is_string()) {
+      return Reply::error("ctx.kv.list: the prefix must be a string or nil");
+    }
+    auto keys = kv_.list(where, prefix.is_string() ? prefix.get<std::string>() : "", 1000);
+    return Reply::ok(keys);
+  }
+  if (!key) return Reply::error(call_name(op) + ": the key (argument 1) must be a string");
+  Reply reply;
+  try {
+    if (op == "kv.get") {
+      auto value = kv_.get(where, *key);
+      reply = Reply::ok(value ? nlohmann::json::parse(*value) : nlohmann::json());
+    } else if (op == "kv.delete") {
+      reply = Reply::ok(kv_.remove(where, *key));
+    } else {
+      const auto& value = argument(args, 1);
+      if (value.is_null()) {
+        return Reply::error(
+            "ctx.kv.put: the value (argument 2) is nil; use ctx.kv.delete to "
+            "remove a key");
+      }
+      KvLimits limits{grant.max_key_bytes, grant.max_value_bytes, grant.max_keys,
+                      grant.max_total_bytes};
+      kv_.put(where, *key, value.dump(), limits);
+      reply = Reply::ok(true);
+    }
+  } catch (const KvLimitExceeded& error) {
+    reply = Reply::error(call_name(op) + ": " + error.what() + " (rule: " + grant.source + "." +
+                         error.limit + ")");
+  } catch (const KvInvalid& error) {
+    reply = Reply::error(call_name(op) + ": " + error.what());
+  }
+  reply.target = *key;
+  return reply;
+}
+
+Broker::Reply Broker::http_call(const CallScope& scope, const nlohmann::json& args,
+                                std::chrono::milliseconds remaining) {
+  const policy::HttpGrant& grant = *scope.policy->http;
+  const auto& spec = argument(args, 0);
+  if (!spec.is_object() || !spec.contains("url") || !spec["url"].is_string()) {
+    return Reply::error("ctx.http.fetch takes a table with at least url = \"https://...\"");
+  }
+  FetchRequest request;
+  request.url = spec["url"].get<std::string>();
+  for (const auto& [name, value] : spec.items()) {
+    if (name == "url") continue;
+    if (name == "method" && value.is_string()) {
+      request.method = value.get<std::string>();
+    } else if (name == "body" && value.is_string()) {
+      request.body = value.get<std::string>();
+    } else if (name == "timeout_ms" && value.is_number_integer()) {
+      request.timeout_ms = value.get<int64_t>();
+    } else if (name == "headers" && value.is_object()) {
+      for (const auto& [header, text] : value.items()) {
+        if (!text.is_string()) {
+          return Reply::error("ctx.http.fetch: header '" + header + "' must be a string");
+        }
+        request.headers.emplace_back(header, text.get<std::string>());
+      }
+    } else {
+      return Reply::error("ctx.http.fetch: '" + name +
+                          "' is not a field it takes, or has the wrong type (url, method, "
+                          "headers, body and timeout_ms are)");
+    }
+  }
+  HttpRules rules;
+  for (const auto& pattern : grant.allow) rules.allow.push_back(pattern.text);
+  for (const auto& range : grant.allow_private) rules.allow_private.push_back(range.text);
+  rules.max_response_bytes = grant.max_response_bytes;
+  rules.max_redirects = grant.max_redirects;
+  rules.max_request_bytes = grant.max_request_bytes;
+  // The run's own deadline bounds the fetch too: the supervisor must not wait past it.
+  rules.timeout_ms = std::max<int64_t>(1, std::min<int64_t>(grant.timeout_ms, remaining.count()));
+
+  FetchResult fetched = http_.fetch(rules, request);
+  Reply reply;
+  switch (fetched.kind) {
+    case FetchResult::Kind::ok:
+      reply = Reply::ok({{"status", fetched.status},
+                         {"headers", headers_object(fetched.headers)},
+                         {"body", fetched.body},
+                         {"url", fetched.final_url}});
+      break;
+    case FetchResult::Kind::denied:
+      reply = Reply::denied("ctx.http.fetch is denied: " + fetched.message +
+                            " (rule: " + grant.source + "." + fetched.rule + ")");
+      break;
+    default:
+      reply = Reply::error("ctx.http.fetch: " + fetched.message);
+  }
+  reply.target = fetched.final_url.empty() ? request.url : fetched.final_url;
+  return reply;
+}
+
+Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& args) {
+  const policy::EmitGrant& grant = *scope.policy->emit;
+  auto topic = string_argument(args, 0);
+  if (!topic) return Reply::error("ctx.emit: the topic (argument 1) must be a string");
+  Reply reply;
+  if (!grant.allows_topic(*topic)) {
+    reply = Reply::denied("ctx.emit is denied: topic '" + *topic +
+                          "' matches none of the topics the policy allows (rule: " + grant.source +
+                          ".topics)");
+  } else {
+    std::string payload = argument(args, 1).dump();
+    if (static_cast<int64_t>(payload.size()) > grant.max_payload_bytes) {
+      reply = Reply::error("ctx.emit: the payload is " + std::to_string(payload.size()) +
+                           " bytes as JSON, over the limit max_payload_bytes = " +
+                           std::to_string(grant.max_payload_bytes) + " (rule: " + grant.source +
+                           ".max_payload_bytes)");
+    } else {
+      auto event = store_.append_event(scope.tenant_id, *topic, payload, store::now_ms());
+      reply = Reply::ok(event.seq);
+    }
+  }
+  reply.target = *topic;
+  return reply;
+}
+
+Broker::Reply Broker::secrets_call(const CallScope& scope, const nlohmann::json& args) {
+  const policy::SecretsGrant& grant = *scope.policy->secrets;
+  auto name = string_argument(args, 0);
+  if (!name) return Reply::error("ctx.secrets.get: the name (argument 1) must be a string");
+  Reply reply;
+  if (!grant.allows(*name)) {
+    reply = Reply::denied("ctx.secrets.get is denied: secret '" + *name +
+                          "' is not among the names the policy allows (rule: " + grant.source +
+                          ".names)");
+  } else {
+    auto value = secrets_.get(scope.tenant_id, *name);
+    reply = Reply::ok(value ? nlohmann::json(*value) : nlohmann::json());
+  }
+  reply.target = *name;
+  return reply;
+}
+
+void Broker::redact(const std::string& tenant_id, InvocationResult& result) {
+  bool has_text = !result.logs.empty() || !result.message.empty() || !result.traceback.empty();
+  if (!has_text) return;
+  auto secrets = secrets_.values(tenant_id);
+  if (secrets.empty()) return;
+  result.message = broker::redact(result.message, secrets);
+  result.traceback = broker::redact(result.traceback, secrets);
+  for (auto& entry : result.logs) entry.message = broker::redact(entry.message, secrets);
+}
+
+}  // namespace corral::broker

@@ -1,0 +1,79 @@
+// The broker: the only door from a script to the outside (DESIGN.md, "Shape"; issue 5,
+// "Capabilities"). A worker's capability call arrives here as untrusted JSON; the broker checks
+// it against the policy snapshot the invocation started with, performs it (kv, http, emit,
+// secrets), counts it against `subrequests`, times and counts it in metrics, and audits it when
+// denied (and, when the policy says so, when allowed).
+//
+// Calls are answered on the invocation's own thread (the one waiting on the worker), never on an
+// I/O thread; an http fetch is cut short to the time the run has left.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "audit/audit.h"
+#include "broker/http_fetch.h"
+#include "broker/kv.h"
+#include "broker/secrets.h"
+#include "invocation/invocation.h"
+#include "metrics/metrics.h"
+#include "policy/policy.h"
+#include "store/store.h"
+
+namespace corral::broker {
+
+// Who is calling, under which rules: fixed when the invocation starts.
+struct CallScope {
+  // (Each member has an initializer so that designated initializers may leave any of them out.)
+  std::string tenant_id = {};
+  std::string tenant_name = {};
+  std::string script = {};  // for per-script kv; empty for playground runs
+  std::string invocation_id = {};
+  int64_t policy_version = 0;
+  std::shared_ptr<const policy::TenantPolicy> policy = {};
+  // The capabilities ctx holds: the manifest's, as far as the policy grants them.
+  std::vector<std::string> capabilities = {};
+  int64_t subrequests = 0;  // the run's limit
+};
+
+class Broker {
+ public:
+  Broker(store::Store& store, const Sealer& sealer, audit::AuditTrail& audit,
+         metrics::Registry& metrics);
+
+  // The handler that answers the calls of one invocation. It keeps its own count of calls, so
+  // a worker that lies about its count still meets the limit. The handler refers to this broker,
+  // which must outlive it.
+  CapabilityHandler handler_for(CallScope scope);
+
+  // Replaces every value of the tenant's secrets in the result's log lines and error message with
+  // [redacted:NAME], before the result leaves the supervisor.
+  void redact(const std::string& tenant_id, InvocationResult& result);
+
+  SecretsService& secrets() { return secrets_; }
+  KvService& kv() { return kv_; }
+
+ private:
+  struct Reply;
+  Reply perform(const CallScope& scope, const std::string& op, const nlohmann::json& args,
+                std::chrono::milliseconds remaining);
+  Reply kv_call(const CallScope& scope, const std::string& op, const nlohmann::json& args);
+  Reply http_call(const CallScope& scope, const nlohmann::json& args,
+                  std::chrono::milliseconds remaining);
+  Reply emit_call(const CallScope& scope, const nlohmann::json& args);
+  Reply secrets_call(const CallScope& scope, const nlohmann::json& args);
+  std::string answer(const CallScope& scope, int64_t& calls, std::string_view call,
+                     std::chrono::milliseconds remaining);
+
+  store::Store& store_;
+  audit::AuditTrail& audit_;
+  metrics::Registry& metrics_;
+  KvService kv_;
+  SecretsService secrets_;
+  HttpFetcher http_;
+};
+
+}  // namespace corral::broker

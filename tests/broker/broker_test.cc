@@ -1,0 +1,399 @@
+// Capability calls end to end: a script in a fully jailed corral-worker calls ctx.kv, ctx.http,
+// ctx.emit and ctx.secrets; the calls cross the channel to the broker, which checks them against
+// the policy, performs them against a real store (and a loopback HTTP server the test starts),
+// and answers. For each capability: allowed, denied by the policy, not requested in the manifest,
+// and over each of its limits; for http, each trick.
+#include "broker/broker.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "broker/loopback_http_server.h"
+#include "pool/jail_setup.h"
+#include "pool/tenant_pool.h"
+#include "store/sqlite_fixture.h"
+
+namespace corral::broker {
+namespace {
+
+using corral::testing::LoopbackHttpServer;
+using corral::testing::TempDir;
+using nlohmann::json;
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::open_sqlite_store(dir_.path());
+    sealer_ = std::make_unique<Sealer>(Sealer::open_or_create(dir_.path()));
+    audit_ = std::make_unique<audit::AuditTrail>(*store_);
+    broker_ = std::make_unique<Broker>(*store_, *sealer_, *audit_, metrics_);
+    tenant_ = store_->create_tenant("acme", store::now_ms());
+    static JailSetup jail(JailSetup::accept_any_missing());
+    pool_ = std::make_unique<TenantPool>(TenantPool::Options{}, [](const std::string& tenant) {
+      return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
+    });
+    use_policy("tenants:\n  acme:\n    capabilities:\n      kv: {}\n");
+  }
+
+  void use_policy(const std::string& yaml) {
+    policy_ = std::make_shared<const policy::TenantPolicy>(
+        policy::Policy::parse(yaml).for_tenant("acme"));
+  }
+
+  // Runs `source` as tenant acme with a manifest asking for `requested`; ctx gets what the
+  // policy grants of it, as the API does.
+  InvocationResult run(const std::string& source, std::vector<std::string> requested,
+                       json input = json::object(), int64_t subrequests = 16,
+                       int64_t timeout_ms = 1000) {
+    InvocationRequest request;
+    request.invocation_id = new_invocation_id();
+    request.tenant = tenant_.id;
+    request.source = source;
+    request.input = std::move(input);
+    request.limits = LimitsPolicy{}.defaults;
+    request.limits.subrequests = subrequests;
+    request.limits.timeout_ms = timeout_ms;
+    for (const auto& name : requested) {
+      if (policy_->grants(name)) request.capabilities.push_back(name);
+    }
+    request.capability_handler = broker_->handler_for({.tenant_id = tenant_.id,
+                                                       .tenant_name = tenant_.name,
+                                                       .script = "orders",
+                                                       .invocation_id = request.invocation_id,
+                                                       .policy_version = 7,
+                                                       .policy = policy_,
+                                                       .capabilities = request.capabilities,
+                                                       .subrequests = subrequests});
+    return pool_->run(request);
+  }
+
+  // A call as a (compromised) worker could send it, straight to the broker.
+  json raw_call(const json& call, std::vector<std::string> capabilities) {
+    auto handler = broker_->handler_for({.tenant_id = tenant_.id,
+                                         .tenant_name = tenant_.name,
+                                         .script = "orders",
+                                         .invocation_id = "raw",
+                                         .policy_version = 7,
+                                         .policy = policy_,
+                                         .capabilities = std::move(capabilities),
+                                         .subrequests = 16});
+    return json::parse(handler(call.dump(), std::chrono::milliseconds(1000)));
+  }
+
+  bool audited_deny(const std::string& action) {
+    for (const auto& entry : audit_->query({.action = action})) {
+      if (entry.decision == "deny") return true;
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Sealer> sealer_;
+  std::unique_ptr<audit::AuditTrail> audit_;
+  metrics::Registry metrics_;
+  std::unique_ptr<Broker> broker_;
+  store::Tenant tenant_;
+  std::unique_ptr<TenantPool> pool_;
+  std::shared_ptr<const policy::TenantPolicy> policy_;
+};
+
+std::string dump(const InvocationResult& result) { return to_json(result).dump(); }
+
+// ---- kv
+
+TEST_F(BrokerTest, KvStoresValuesAcrossInvocations) {
+  auto put = run(R"(function handle(input, ctx)
+      ctx.kv.put("seen:" .. input.id, {amount = input.amount, tags = {"a", "b"}})
+      ctx.kv.put("other", 1)
+      return ctx.kv.get("missing") == nil
+    end)",
+                 {"kv"}, {{"id", "o-1"}, {"amount", 12}});
+  ASSERT_EQ(put.outcome, Outcome::ok) << dump(put);
+  EXPECT_EQ(put.output, true);
+  auto get = run(R"(function handle(input, ctx)
+      local keys = ctx.kv.list("seen:")
+      local value = ctx.kv.get("seen:o-1")
+      local removed = ctx.kv.delete("other")
+      return {keys = keys, value = value, removed = removed, again = ctx.kv.delete("other")}
+    end)",
+                 {"kv"});
+  ASSERT_EQ(get.outcome, Outcome::ok) << dump(get);
+  EXPECT_EQ(get.output["keys"], json::array({"seen:o-1"}));
+  EXPECT_EQ(get.output["value"], json({{"amount", 12}, {"tags", {"a", "b"}}}));
+  EXPECT_EQ(get.output["removed"], true);
+  EXPECT_EQ(get.output["again"], false);
+  std::string counted = metrics_.render();
+  EXPECT_NE(counted.find("corral_capability_calls_total{op=\"kv.put\",result=\"ok\"} 2"),
+            std::string::npos)
+      << counted;
+}
+
+TEST_F(BrokerTest, KvIsAbsentFromCtxWhenThePolicyDoesNotGrantIt) {
+  use_policy("defaults: {}\n");
+  auto result = run("function handle(input, ctx) return {kv = ctx.kv == nil} end", {"kv"});
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_EQ(result.output["kv"], true);
+  // A worker that calls anyway (a compromised one) is refused by the broker, naming the rule.
+  auto reply = raw_call({{"op", "kv.get"}, {"args", {"k"}}}, {"kv"});
+  ASSERT_TRUE(reply.contains("error")) << reply;
+  EXPECT_EQ(reply["error"]["kind"], "denied");
+  EXPECT_NE(reply["error"]["message"].get<std::string>().find("tenants.acme.capabilities.kv"),
+            std::string::npos)
+      << reply;
+  EXPECT_TRUE(audited_deny("capability.kv.get"));
+}
+
+TEST_F(BrokerTest, KvIsAbsentFromCtxWhenTheManifestDoesNotAskForIt) {
+  auto result = run("function handle(input, ctx) return {kv = ctx.kv == nil} end", {});
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_EQ(result.output["kv"], true);
+  auto reply = raw_call({{"op", "kv.put"}, {"args", {"k", 1}}}, {});
+  EXPECT_EQ(reply["error"]["kind"], "denied") << reply;
+  EXPECT_NE(reply["error"]["message"].get<std::string>().find("manifest"), std::string::npos);
+}
+
+TEST_F(BrokerTest, KvLimitsAreEnforcedAndNamed) {
+  use_policy(
+      "tenants:\n  acme:\n    capabilities:\n      kv:\n        max_key_bytes: 8\n"
+      "        max_value_bytes: 16\n        max_keys: 2\n        max_total_bytes: 30\n");
+  auto attempt = [&](const std::string& call) {
+    auto result = run("function handle(input, ctx) local ok, e = pcall(function() " + call +
+                          " end) return {ok = ok, e = e and tostring(e) or ''} end",
+                      {"kv"});
+    EXPECT_EQ(result.outcome, Outcome::ok) << dump(result);
+    return result.output;
+  };
+  auto long_key = attempt(R"(ctx.kv.put("a-very-long-key", 1))");
+  EXPECT_EQ(long_key["ok"], false);
+  EXPECT_NE(long_key["e"].get<std::string>().find("max_key_bytes"), std::string::npos) << long_key;
+  auto big_value = attempt(R"(ctx.kv.put("k", string.rep("x", 40)))");
+  EXPECT_EQ(big_value["ok"], false);
+  EXPECT_NE(big_value["e"].get<std::string>().find("max_value_bytes"), std::string::npos);
+  EXPECT_EQ(attempt(R"(ctx.kv.put("k1", "0123456789"))")["ok"], true);
+  auto total = attempt(R"(ctx.kv.put("k2", "0123456789abc"))");
+  EXPECT_EQ(total["ok"], false);
+  EXPECT_NE(total["e"].get<std::string>().find("max_total_bytes"), std::string::npos) << total;
+  EXPECT_EQ(attempt(R"(ctx.kv.put("k2", 1))")["ok"], true);
+  auto keys = attempt(R"(ctx.kv.put("k3", 1))");
+  EXPECT_EQ(keys["ok"], false);
+  EXPECT_NE(keys["e"].get<std::string>().find("max_keys"), std::string::npos) << keys;
+}
+
+TEST_F(BrokerTest, SubrequestsOverTheLimitStopTheRun) {
+  auto result = run(
+      "function handle(input, ctx) for i = 1, 10 do pcall(ctx.kv.get, 'k' .. i) end return 1 end",
+      {"kv"}, json::object(), 3);
+  ASSERT_EQ(result.outcome, Outcome::limit_exceeded) << dump(result);
+  EXPECT_EQ(result.limit, LimitKind::subrequests);
+  EXPECT_EQ(result.allowed, 3);
+}
+
+TEST_F(BrokerTest, TheBrokerCountsCallsItselfWhateverTheWorkerSays) {
+  auto handler = broker_->handler_for({.tenant_id = tenant_.id,
+                                       .tenant_name = tenant_.name,
+                                       .invocation_id = "raw",
+                                       .policy = policy_,
+                                       .capabilities = {"kv"},
+                                       .subrequests = 2});
+  std::string call = json({{"op", "kv.get"}, {"args", {"k"}}}).dump();
+  EXPECT_TRUE(json::parse(handler(call, std::chrono::milliseconds(100))).contains("ok"));
+  EXPECT_TRUE(json::parse(handler(call, std::chrono::milliseconds(100))).contains("ok"));
+  auto third = json::parse(handler(call, std::chrono::milliseconds(100)));
+  ASSERT_TRUE(third.contains("limit")) << third;
+  EXPECT_EQ(third["limit"]["allowed"], 2);
+}
+
+TEST_F(BrokerTest, MalformedCallsAreAnsweredWithAnError) {
+  for (const std::string call : {"not json", "[]", R"({"op": "fs.open", "args": []})",
+                                 R"({"op": "kv.get"})", R"({"op": "kv.get", "args": [42]})"}) {
+    auto handler = broker_->handler_for(
+        {.tenant_id = tenant_.id, .policy = policy_, .capabilities = {"kv"}, .subrequests = 16});
+    auto reply = json::parse(handler(call, std::chrono::milliseconds(100)));
+    ASSERT_TRUE(reply.contains("error")) << call << " → " << reply;
+    EXPECT_EQ(reply["error"]["kind"], "error") << call;
+  }
+}
+
+// ---- emit
+
+TEST_F(BrokerTest, EmitAppendsToTheTenantsOutboxForAllowedTopics) {
+  use_policy(
+      "tenants:\n  acme:\n    capabilities:\n      emit:\n        topics: [\"orders.*\"]\n"
+      "        max_payload_bytes: 64\n");
+  auto result = run(R"(function handle(input, ctx)
+      ctx.emit("orders.created", {id = 1})
+      ctx.emit("orders.paid", {id = 1, total = 12.5})
+      local ok, e = pcall(ctx.emit, "orders.big", string.rep("x", 100))
+      return {big = e}
+    end)",
+                    {"emit"});
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_NE(result.output["big"].get<std::string>().find("max_payload_bytes"), std::string::npos);
+  auto events = store_->read_events(tenant_.id, 0, 10);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].topic, "orders.created");
+  EXPECT_EQ(json::parse(events[1].payload), json({{"id", 1}, {"total", 12.5}}));
+  EXPECT_LT(events[0].seq, events[1].seq);
+}
+
+TEST_F(BrokerTest, EmitToATopicThePolicyDoesNotAllowIsDenied) {
+  use_policy("tenants:\n  acme:\n    capabilities:\n      emit:\n        topics: [\"orders.*\"]\n");
+  auto uncaught =
+      run("function handle(input, ctx) ctx.emit('billing.charge', {}) return 1 end", {"emit"});
+  EXPECT_EQ(uncaught.outcome, Outcome::denied) << dump(uncaught);
+  EXPECT_NE(uncaught.message.find("tenants.acme.capabilities.emit.topics"), std::string::npos)
+      << uncaught.message;
+  auto caught = run(R"(function handle(input, ctx)
+      local ok, e = pcall(ctx.emit, 'billing.charge', {})
+      return {ok = ok, e = e}
+    end)",
+                    {"emit"});
+  ASSERT_EQ(caught.outcome, Outcome::ok) << dump(caught);
+  EXPECT_EQ(caught.output["ok"], false);
+  EXPECT_TRUE(store_->read_events(tenant_.id, 0, 10).empty());
+  EXPECT_TRUE(audited_deny("capability.emit"));
+  // Re-raised with error(e), it is still the denial.
+  auto reraised = run(R"(function handle(input, ctx)
+      local ok, e = pcall(ctx.emit, 'billing.charge', {})
+      error(e)
+    end)",
+                      {"emit"});
+  EXPECT_EQ(reraised.outcome, Outcome::denied) << dump(reraised);
+}
+
+// ---- secrets
+
+TEST_F(BrokerTest, SecretsAreReadableAndRedactedFromLogsAndErrors) {
+  use_policy(
+      "tenants:\n  acme:\n    capabilities:\n      secrets:\n        names: [\"api_token\"]\n");
+  broker_->secrets().put(tenant_.id, "api_token", "s3cr3t-value-42", store::now_ms());
+  broker_->secrets().put(tenant_.id, "db_password", "hunter2-hunter2", store::now_ms());
+  auto result = run(R"(function handle(input, ctx)
+      local token = ctx.secrets.get("api_token")
+      ctx.log.info("using", token)
+      local ok, e = pcall(ctx.secrets.get, "db_password")
+      ctx.log.warn(e)
+      error("failed with " .. token)
+    end)",
+                    {"secrets"});
+  broker_->redact(tenant_.id, result);
+  ASSERT_EQ(result.outcome, Outcome::script_error) << dump(result);
+  ASSERT_EQ(result.logs.size(), 2u);
+  EXPECT_EQ(result.logs[0].message, "using [redacted:api_token]");
+  EXPECT_NE(result.logs[1].message.find("tenants.acme.capabilities.secrets.names"),
+            std::string::npos)
+      << result.logs[1].message;
+  EXPECT_EQ(result.message.find("s3cr3t"), std::string::npos) << result.message;
+  EXPECT_NE(result.message.find("[redacted:api_token]"), std::string::npos) << result.message;
+  EXPECT_TRUE(audited_deny("capability.secrets.get"));
+}
+
+// ---- http
+
+class BrokerHttpTest : public BrokerTest {
+ protected:
+  void allow(const std::string& extra = "      allow_private: [\"127.0.0.1\"]\n") {
+    use_policy("tenants:\n  acme:\n    capabilities:\n      http:\n        allow: [\"" +
+               server_.origin() + "\"]\n        max_response_bytes: 4096\n" +
+               "        timeout_ms: 500\n" + (extra.empty() ? "" : "  " + extra));
+  }
+  InvocationResult fetch(const std::string& spec) {
+    return run("function handle(input, ctx) local ok, r = pcall(ctx.http.fetch, " + spec +
+                   ") if ok then return {status = r.status, body = r.body} end "
+                   "return {error = r} end",
+               {"http"});
+  }
+  LoopbackHttpServer server_;
+  LoopbackHttpServer other_;
+};
+
+TEST_F(BrokerHttpTest, AnAllowedFetchReturnsTheResponseWithoutCredentialHeaders) {
+  allow();
+  auto result = fetch("{url = '" + server_.url("/echo") +
+                      "', method = 'POST', body = 'hello', headers = {Authorization = 'Bearer x', "
+                      "['X-Order'] = '7'}}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  ASSERT_EQ(result.output["status"], 200) << result.output;
+  auto echoed = json::parse(result.output["body"].get<std::string>());
+  EXPECT_EQ(echoed["method"], "POST");
+  EXPECT_EQ(echoed["body"], "hello");
+  std::string headers = echoed["headers"].dump();
+  EXPECT_EQ(headers.find("Bearer x"), std::string::npos) << headers;
+  EXPECT_NE(headers.find("X-Order"), std::string::npos) << headers;
+}
+
+TEST_F(BrokerHttpTest, LoopbackIsDeniedUnlessThePolicyNamesIt) {
+  allow("");
+  auto result = run(
+      "function handle(input, ctx) return ctx.http.fetch{url = '" + server_.url("/echo") + "'} end",
+      {"http"});
+  EXPECT_EQ(result.outcome, Outcome::denied) << dump(result);
+  EXPECT_NE(result.message.find("allow_private"), std::string::npos) << result.message;
+  EXPECT_TRUE(audited_deny("capability.http.fetch"));
+}
+
+TEST_F(BrokerHttpTest, ANameResolvingToAPrivateAddressIsDenied) {
+  use_policy(
+      "tenants:\n  acme:\n    capabilities:\n      http:\n        allow: [\"http://localhost:" +
+      std::to_string(server_.port()) + "\"]\n");
+  auto result = fetch("{url = 'http://localhost:" + std::to_string(server_.port()) + "/echo'}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_NE(result.output["error"].get<std::string>().find("127.0.0.1"), std::string::npos)
+      << result.output;
+}
+
+TEST_F(BrokerHttpTest, ARedirectToAForbiddenHostIsDeniedAtThatHop) {
+  allow();
+  auto result = fetch("{url = '" + server_.url("/redirect?to=" + other_.url("/echo")) + "'}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_NE(result.output["error"].get<std::string>().find("denied"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(other_.requests(), 0) << "the forbidden server was reached";
+}
+
+TEST_F(BrokerHttpTest, AHugeResponseIsCutOff) {
+  allow();
+  auto result = fetch("{url = '" + server_.url("/huge?bytes=1000000") + "'}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_TRUE(result.output.contains("error")) << result.output;
+}
+
+TEST_F(BrokerHttpTest, ASlowResponseTimesOutWithinThePolicysTimeout) {
+  allow();
+  auto started = std::chrono::steady_clock::now();
+  auto result = fetch("{url = '" + server_.url("/slow?ms=3000") + "'}");
+  auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_TRUE(result.output.contains("error")) << result.output;
+  EXPECT_LT(took, std::chrono::milliseconds(2500));
+}
+
+TEST_F(BrokerHttpTest, TheRunsWallClockKeepsRunningDuringAFetch) {
+  use_policy("tenants:\n  acme:\n    capabilities:\n      http:\n        allow: [\"" +
+             server_.origin() +
+             "\"]\n        allow_private: [\"127.0.0.1\"]\n        timeout_ms: 10000\n");
+  auto started = std::chrono::steady_clock::now();
+  auto result = run("function handle(input, ctx) pcall(ctx.http.fetch, {url = '" +
+                        server_.url("/slow?ms=5000") + "'}) while true do end end",
+                    {"http"}, json::object(), 16, 300);
+  auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(result.outcome, Outcome::limit_exceeded) << dump(result);
+  EXPECT_EQ(result.limit, LimitKind::wall_time);
+  EXPECT_LT(took, std::chrono::milliseconds(1500)) << "the fetch outlived the run's deadline";
+}
+
+TEST_F(BrokerHttpTest, HeaderInjectionIsRefused) {
+  allow();
+  auto result = fetch("{url = '" + server_.url("/echo") +
+                      "', headers = {['X-A'] = 'ok\\r\\nX-Injected: 1'}}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_TRUE(result.output.contains("error")) << result.output;
+  EXPECT_EQ(server_.requests(), 0) << "the request was sent";
+}
+
+}  // namespace
+}  // namespace corral::broker
