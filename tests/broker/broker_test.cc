@@ -156,6 +156,49 @@ TEST_F(BrokerTest, KvIsAbsentFromCtxWhenTheManifestDoesNotAskForIt) {
   EXPECT_NE(reply["error"]["message"].get<std::string>().find("manifest"), std::string::npos);
 }
 
+// The same two refusals hold for every capability, whatever a (compromised) worker sends.
+TEST_F(BrokerTest, EveryCapabilityIsDeniedWhenNotGrantedOrNotRequested) {
+  const std::vector<std::pair<std::string, json>> calls = {
+      {"kv", {{"op", "kv.list"}, {"args", {""}}}},
+      {"http", {{"op", "http.fetch"}, {"args", {{{"url", "http://127.0.0.1:9/"}}}}}},
+      {"emit", {{"op", "emit"}, {"args", {"orders.created", 1}}}},
+      {"secrets", {{"op", "secrets.get"}, {"args", {"api_token"}}}}};
+  for (const auto& [capability, call] : calls) {
+    use_policy("defaults: {}\n");
+    auto not_granted = raw_call(call, {capability});
+    EXPECT_EQ(not_granted["error"]["kind"], "denied") << capability << ": " << not_granted;
+    EXPECT_NE(not_granted["error"]["message"].get<std::string>().find(
+                  "tenants.acme.capabilities." + capability),
+              std::string::npos)
+        << not_granted;
+    use_policy("tenants:\n  acme:\n    capabilities:\n      " + capability + ": {}\n");
+    auto not_requested = raw_call(call, {});
+    EXPECT_EQ(not_requested["error"]["kind"], "denied") << capability << ": " << not_requested;
+    EXPECT_NE(not_requested["error"]["message"].get<std::string>().find("manifest"),
+              std::string::npos)
+        << not_requested;
+  }
+}
+
+TEST_F(BrokerTest, AllowedCallsAreAuditedWhenThePolicySaysSo) {
+  auto allowed_entries = [&] {
+    size_t count = 0;
+    for (const auto& entry : audit_->query({.action = "capability.kv.get"})) {
+      if (entry.decision == "allow") ++count;
+    }
+    return count;
+  };
+  ASSERT_EQ(run("function handle(input, ctx) return ctx.kv.get('k') end", {"kv"}).outcome,
+            Outcome::ok);
+  EXPECT_EQ(allowed_entries(), 0u) << "allowed calls are not audited by default";
+  use_policy(
+      "defaults:\n  audit:\n    allowed_capability_calls: true\ntenants:\n  acme:\n"
+      "    capabilities:\n      kv: {}\n");
+  ASSERT_EQ(run("function handle(input, ctx) return ctx.kv.get('k') end", {"kv"}).outcome,
+            Outcome::ok);
+  EXPECT_EQ(allowed_entries(), 1u);
+}
+
 TEST_F(BrokerTest, KvLimitsAreEnforcedAndNamed) {
   use_policy(
       "tenants:\n  acme:\n    capabilities:\n      kv:\n        max_key_bytes: 8\n"
