@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -200,7 +201,9 @@ json alias_json(const store::Alias& alias) {
           {"alias", alias.name},
           {"version", alias.version},
           {"updated_by", alias.updated_by},
-          {"updated_at", iso8601(alias.updated_at)}};
+          {"updated_at", iso8601(alias.updated_at)},
+          {"auto_rollback", alias.auto_rollback},
+          {"rolled_back_from", alias.rolled_back_from > 0 ? json(alias.rolled_back_from) : json()}};
 }
 
 json audit_json(const audit::Entry& entry) {
@@ -760,12 +763,18 @@ class Api::Call {
 
   Response set_alias() {
     json request = body();
-    only_members(request, {"version"});
+    only_members(request, {"version", "auto_rollback"});
     if (!request.contains("version") || !request["version"].is_number_integer() ||
         request["version"].get<int64_t>() < 1) {
       throw InvalidRequest("version",
                            "\"version\" must be the number of an approved version (1, 2, 3…)");
     }
+    if (request.contains("auto_rollback") && !request["auto_rollback"].is_boolean()) {
+      throw InvalidRequest("auto_rollback",
+                           "\"auto_rollback\" must be true (move the alias to the previous "
+                           "approved version when this one is quarantined) or false");
+    }
+    bool auto_rollback = request.value("auto_rollback", false);
     const std::string& script = params_.at("script");
     const std::string& name = params_.at("alias");
     store::Alias alias = context_.registry.set_alias(
@@ -774,8 +783,10 @@ class Api::Call {
           allow("alias \"" + name + "\" " +
                 (previous ? "moved from version " + std::to_string(*previous) + " to "
                           : "created at version ") +
-                std::to_string(changed.version));
-        });
+                std::to_string(changed.version) +
+                (auto_rollback ? ", with automatic rollback" : ""));
+        },
+        auto_rollback);
     return json_response(200, alias_json(alias));
   }
 
@@ -853,8 +864,11 @@ class Api::Call {
     throw Answer{std::move(response)};
   }
 
+  // Runs an admitted invocation. on_result, when given, sees the result before the response is
+  // made and may add members to it.
   Response execute(InvocationRequest invocation, const json& extra, int64_t policy_version,
-                   std::optional<sched::Ticket> ticket) {
+                   std::optional<sched::Ticket> ticket,
+                   const std::function<void(const InvocationResult&, json&)>& on_result = {}) {
     context_.metrics.invocation_started();
     auto started = std::chrono::steady_clock::now();
     InvocationResult result = context_.executor.run(invocation);
@@ -875,12 +889,142 @@ class Api::Call {
                                      "for redaction (") + error.what() + ")";
       }
     }
-    Response response = run_response(result, context_.limits, extra);
+    json members = extra;
+    if (on_result) on_result(result, members);
+    Response response = run_response(result, context_.limits, members);
     if (ticket && !ticket->warnings().empty())
       response.headers.emplace_back("Corral-Quota-Warning",
                                     sched::warning_header(ticket->warnings()));
     return response;
     // The ticket dies here, freeing the tenant's concurrency slot.
+  }
+
+  // ---- circuit breakers (src/sched/circuit_breaker.h)
+
+  // A run the breaker of its version let through. finish_breaker_run() reports its outcome;
+  // destroyed unfinished (a quota refused the run, or it failed before running), a probe's place
+  // is freed so that the breaker is not left waiting for it.
+  class BreakerPass {
+   public:
+    BreakerPass(sched::CircuitBreakers* breakers, sched::BreakerKey key,
+                policy::CircuitBreaker settings, bool probe)
+        : breakers_(breakers),
+          key_(std::move(key)),
+          settings_(std::move(settings)),
+          probe_(probe) {}
+    BreakerPass(const BreakerPass&) = delete;
+    BreakerPass& operator=(const BreakerPass&) = delete;
+    ~BreakerPass() {
+      if (breakers_ && probe_ && !finished_)
+        breakers_->finish(key_, settings_, true, std::nullopt, sched::BreakerClock::now());
+    }
+    std::vector<sched::Transition> finish(Outcome outcome) {
+      if (!breakers_ || finished_) return {};
+      finished_ = true;
+      return breakers_->finish(key_, settings_, probe_, outcome, sched::BreakerClock::now());
+    }
+
+   private:
+    sched::CircuitBreakers* breakers_;
+    sched::BreakerKey key_;
+    policy::CircuitBreaker settings_;
+    bool probe_;
+    bool finished_ = false;
+  };
+
+  // Asks the breaker of `version` whether it may run now. Quarantined: throws the 503
+  // circuit-open answer, naming the breaker and when probes are let through.
+  BreakerPass pass_breaker(const store::ScriptVersion& version,
+                           const policy::CircuitBreaker& settings, const std::string& which,
+                           const std::string& invocation_id, json extra) {
+    if (!context_.breakers) return BreakerPass(nullptr, {}, settings, false);
+    sched::BreakerKey key{tenant_->id, version.script, version.version};
+    sched::Check check = context_.breakers->check(key, settings, sched::BreakerClock::now());
+    for (const auto& transition : check.transitions) report_breaker_transition(transition, extra);
+    if (auto* pass = std::get_if<sched::Pass>(&check.decision))
+      return BreakerPass(context_.breakers, std::move(key), settings, pass->probe);
+
+    const auto& quarantined = std::get<sched::Quarantined>(check.decision);
+    context_.metrics.record_breaker_rejection();
+    int64_t half_open_at =
+        store::now_ms() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(quarantined.half_open_in).count();
+    std::string retry = std::to_string(quarantined.retry_after_seconds);
+    std::string detail = which + " is quarantined: its circuit breaker opened after " +
+                         std::to_string(quarantined.failures_in_window) +
+                         " crashed or limit_exceeded outcome(s) within " +
+                         std::to_string(settings.window_seconds.value) + " s (" +
+                         settings.failures.source + "); " +
+                         (quarantined.state == sched::BreakerState::open
+                              ? "probe runs are let through from " + iso8601(half_open_at)
+                              : "probe runs are under way and decide whether it closes");
+    extra["breaker"] = {{"script", version.script},
+                        {"version", version.version},
+                        {"state", sched::to_string(quarantined.state)},
+                        {"failures_in_window", quarantined.failures_in_window},
+                        {"window_seconds", settings.window_seconds.value},
+                        {"half_open_at", iso8601(half_open_at)},
+                        {"rule", settings.failures.source}};
+    extra["retry_after"] = quarantined.retry_after_seconds;
+    extra["outcome"] = "rejected";
+    Response response = problem(
+        503, "circuit-open", "The version is quarantined", detail,
+        "send the request again in " + retry +
+            " s (Retry-After); if the version keeps crashing or exceeding its limits, publish a "
+            "fixed version, or have a reviewer point the alias at another one",
+        invocation_id, extra);
+    response.headers.emplace_back("Retry-After", retry);
+    response.invocation_id = invocation_id;
+    response.outcome = "rejected";
+    throw Answer{std::move(response)};
+  }
+
+  // After a run the breaker let through: records its outcome, and reports what that changed.
+  void finish_breaker_run(BreakerPass& pass, Outcome outcome, json& members) {
+    for (const auto& transition : pass.finish(outcome))
+      report_breaker_transition(transition, members);
+  }
+
+  // Counts a transition; audits opening and closing (by principal "system", the breaker decided),
+  // and on opening rolls back the aliases that ask for it, adding "auto_rollback" to `members`
+  // when the alias this request named moved.
+  void report_breaker_transition(const sched::Transition& transition, json& members) {
+    context_.metrics.record_breaker_transition(sched::to_string(transition.to));
+    context_.metrics.set_quarantined_versions(
+        static_cast<int64_t>(context_.breakers->quarantined()));
+    const std::string& script = transition.key.script;
+    int64_t number = transition.key.version;
+    std::string target = "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/versions/" +
+                         std::to_string(number);
+    if (transition.to == sched::BreakerState::half_open) return;
+    bool opened = transition.to == sched::BreakerState::open;
+    context_.audit.record("system", tenant_->name, opened ? "breaker.open" : "breaker.close",
+                          target, audit::Decision::allow, transition.reason);
+    if (!opened) return;
+    auto usable = [&](int64_t candidate) {
+      return context_.breakers->state({tenant_->id, script, candidate}) ==
+             sched::BreakerState::closed;
+    };
+    for (const auto& rollback :
+         context_.registry.roll_back_aliases(*tenant_, script, number, usable)) {
+      const std::string& alias = rollback.alias.name;
+      std::string alias_target =
+          "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/aliases/" + alias;
+      if (!rollback.to) {
+        context_.audit.record(
+            "system", tenant_->name, "alias.auto_rollback", alias_target, audit::Decision::deny,
+            "alias \"" + alias + "\" stays at quarantined version " + std::to_string(number) +
+                ": no approved version below it is available to roll back to");
+        continue;
+      }
+      context_.audit.record("system", tenant_->name, "alias.auto_rollback", alias_target,
+                            audit::Decision::allow,
+                            "alias \"" + alias + "\" moved from version " + std::to_string(number) +
+                                " to " + std::to_string(*rollback.to) + ": version " +
+                                std::to_string(number) + " was quarantined by its circuit breaker");
+      if (members.value("alias", "") == alias)
+        members["auto_rollback"] = {{"alias", alias}, {"from", number}, {"to", *rollback.to}};
+    }
   }
 
   // Tenant ids are what the store knows; the playground of an admin has none.
@@ -938,8 +1082,10 @@ class Api::Call {
                                           registry::parse_version_number(options["version"]));
     } else {
       std::string alias = options.contains("alias") ? options["alias"] : "live";
-      version = context_.registry.resolve_alias(*tenant_, script, alias);
+      store::Alias resolved;
+      version = context_.registry.resolve_alias(*tenant_, script, alias, &resolved);
       extra["alias"] = alias;
+      if (resolved.rolled_back_from > 0) extra["rolled_back_from"] = resolved.rolled_back_from;
     }
     extra["version"] = version.version;
     std::string which =
@@ -996,9 +1142,14 @@ class Api::Call {
            .subrequests = invocation.limits.subrequests});
     }
     extra["policy_version"] = snapshot->version;
+    BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker, which,
+                                       invocation.invocation_id, extra);
     auto ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
                         snapshot->version, extra);
-    Response response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket));
+    Response response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
+                                [&](const InvocationResult& result, json& members) {
+                                  finish_breaker_run(breaker, result.outcome, members);
+                                });
     if (version.state == store::VersionState::deprecated)
       response.headers.emplace_back("Deprecation", "true");
     return response;

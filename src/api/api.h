@@ -24,6 +24,7 @@
 #include "policy/policy_service.h"
 #include "registry/registry.h"
 #include "sched/admission.h"
+#include "sched/circuit_breaker.h"
 #include "store/store.h"
 
 namespace corral::api {
@@ -67,6 +68,10 @@ struct ApiContext {
   // Admission by the policy's quotas before every invocation and playground run (docs/
   // operations.md); without it nothing is refused for quota.
   sched::Admission* admission = nullptr;
+  // A circuit breaker per script version before every invocation (not playground runs), with
+  // automatic rollback of aliases that ask for it (docs/operations.md, "Circuit breakers");
+  // without it nothing is quarantined.
+  sched::CircuitBreakers* breakers = nullptr;
 };
 
 class Api {

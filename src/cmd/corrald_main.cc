@@ -26,6 +26,7 @@
 #include "pool/tenant_pool.h"
 #include "registry/registry.h"
 #include "sched/admission.h"
+#include "sched/circuit_breaker.h"
 #include "store/store.h"
 
 namespace {
@@ -321,6 +322,8 @@ int serve(const Settings& settings) {
                                        .probe_limits = settings.limits.defaults});
   // Admission by the policy's quotas before every run (docs/operations.md).
   corral::sched::Admission admission;
+  // A circuit breaker per script version, from the policy's circuit_breaker settings.
+  corral::sched::CircuitBreakers breakers;
   corral::api::Api api({.store = *store,
                         .audit = audit,
                         .registry = registry,
@@ -331,7 +334,8 @@ int serve(const Settings& settings) {
                         .policy = policy.get(),
                         .broker = &broker,
                         .secrets = &secrets,
-                        .admission = &admission});
+                        .admission = &admission,
+                        .breakers = &breakers});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,

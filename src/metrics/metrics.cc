@@ -64,6 +64,17 @@ void Registry::record_quota_warning(std::string_view quota) {
   }
 }
 
+void Registry::record_breaker_transition(std::string_view to) {
+  for (size_t i = 0; i < kBreakerStates.size(); ++i) {
+    if (kBreakerStates[i] == to) breaker_transitions_[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Registry::record_breaker_rejection() {
+  breaker_rejections_.fetch_add(1, std::memory_order_relaxed);
+  invocations_[static_cast<size_t>(Outcome::rejected)].fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string Registry::render() const {
   std::ostringstream out;
   out << "# HELP corral_invocations_total Invocations finished, by outcome.\n"
@@ -105,6 +116,23 @@ std::string Registry::render() const {
     out << "corral_quota_warnings_total{quota=\"" << kQuotas[i] << "\"} "
         << quota_warnings_[i].load(std::memory_order_relaxed) << "\n";
   }
+
+  out << "# HELP corral_breaker_transitions_total Circuit breaker state changes, by the state "
+         "entered.\n"
+      << "# TYPE corral_breaker_transitions_total counter\n";
+  for (size_t i = 0; i < kBreakerStates.size(); ++i) {
+    out << "corral_breaker_transitions_total{to=\"" << kBreakerStates[i] << "\"} "
+        << breaker_transitions_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_breaker_rejections_total Invocations refused (503) because their "
+         "version's circuit breaker is open.\n"
+      << "# TYPE corral_breaker_rejections_total counter\n"
+      << "corral_breaker_rejections_total " << breaker_rejections_.load(std::memory_order_relaxed)
+      << "\n";
+  out << "# HELP corral_breakers_open Script versions quarantined now (breaker open or "
+         "half-open).\n"
+      << "# TYPE corral_breakers_open gauge\n"
+      << "corral_breakers_open " << quarantined_versions_.load(std::memory_order_relaxed) << "\n";
 
   {
     std::lock_guard lock(calls_mutex_);

@@ -30,6 +30,14 @@ class Registry {
   // rejected in corral_invocations_total (it never ran, so it is not in the latency histogram).
   void record_quota_rejection(std::string_view quota);
   void record_quota_warning(std::string_view quota);
+  // Circuit breakers (src/sched/circuit_breaker.h): a transition to "open", "half_open" or
+  // "closed" (other names are ignored), and the breakers open or half-open now. A refusal by an
+  // open breaker is an invocation with outcome rejected, as a quota's is.
+  void record_breaker_transition(std::string_view to);
+  void record_breaker_rejection();
+  void set_quarantined_versions(int64_t count) {
+    quarantined_versions_.store(count, std::memory_order_relaxed);
+  }
   void invocation_started() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   void invocation_finished() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -49,6 +57,11 @@ class Registry {
                                                               "cpu_ms_per_minute"};
   std::array<std::atomic<uint64_t>, kQuotas.size()> quota_rejections_{};
   std::array<std::atomic<uint64_t>, kQuotas.size()> quota_warnings_{};
+
+  static constexpr std::array<std::string_view, 3> kBreakerStates = {"open", "half_open", "closed"};
+  std::array<std::atomic<uint64_t>, kBreakerStates.size()> breaker_transitions_{};
+  std::atomic<uint64_t> breaker_rejections_{0};
+  std::atomic<int64_t> quarantined_versions_{0};
 
   struct CallTotals {
     uint64_t count = 0;

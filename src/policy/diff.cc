@@ -74,6 +74,11 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "quotas.concurrency", quotas.concurrency);
   put(flat, "quotas.cpu_ms_per_minute", quotas.cpu_ms_per_minute);
   put(flat, "quotas.queued_jobs", quotas.queued_jobs);
+  const CircuitBreaker& breaker = policy.circuit_breaker;
+  put(flat, "circuit_breaker.failures", breaker.failures);
+  put(flat, "circuit_breaker.window_seconds", breaker.window_seconds);
+  put(flat, "circuit_breaker.cooldown_seconds", breaker.cooldown_seconds);
+  put(flat, "circuit_breaker.probes", breaker.probes);
 
   put_grant(flat, policy, "log", policy.log.source,
             {{"max_entry_bytes", show(policy.log.max_entry_bytes)}});

@@ -349,6 +349,14 @@ const IntegerField<Quotas> kQuotaFields[] = {
 const Keys kQuotaKeys = {"rate_per_second", "burst", "concurrency", "cpu_ms_per_minute",
                          "queued_jobs"};
 
+const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
+    {"failures", 1, 1000, false, &CircuitBreaker::failures},
+    {"window_seconds", 1, 86'400, false, &CircuitBreaker::window_seconds},
+    {"cooldown_seconds", 1, 86'400, false, &CircuitBreaker::cooldown_seconds},
+    {"probes", 1, 100, false, &CircuitBreaker::probes},
+};
+const Keys kCircuitBreakerKeys = {"failures", "window_seconds", "cooldown_seconds", "probes"};
+
 template <typename Grant>
 struct GrantParameter {
   std::string_view name;
@@ -375,7 +383,8 @@ const GrantParameter<HttpGrant> kHttpParameters[] = {
 const GrantParameter<EmitGrant> kEmitParameters[] = {
     {"max_payload_bytes", 1, 16 * MiB, true, &EmitGrant::max_payload_bytes}};
 
-const Keys kSectionKeys = {"limits", "quotas", "capabilities", "governance", "audit"};
+const Keys kSectionKeys = {"limits",       "quotas",     "circuit_breaker",
+                           "capabilities", "governance", "audit"};
 const Keys kCapabilityKeys = {"log", "kv", "http", "emit", "secrets"};
 const Keys kGovernanceKeys = {"approval_required", "self_approval_allowed", "signature_required",
                               "public_keys"};
@@ -577,6 +586,11 @@ void apply_section(Reader& reader, const Place& place, TenantPolicy& into) {
         } else if (auto value = reader.number(quota, 0, 1'000'000)) {
           into.quotas.rate_per_second = {*value, quota.path};
         }
+      });
+    }
+    if (key == "circuit_breaker") {
+      reader.each_entry(entry, kCircuitBreakerKeys, [&](std::string_view name, const Place& field) {
+        read_integer_field(reader, name, field, kCircuitBreakerFields, into.circuit_breaker);
       });
     }
     if (key == "capabilities") apply_capabilities(reader, entry, into);

@@ -25,6 +25,11 @@ defaults:
     concurrency: 4
     cpu_ms_per_minute: 30000
     queued_jobs: 100
+  circuit_breaker:
+    failures: 5             # crashed or limit_exceeded runs of one version within the window
+    window_seconds: 60
+    cooldown_seconds: 30    # then probes are let through
+    probes: 1
   capabilities:
     log: {max_entry_bytes: 4096}
   governance:

@@ -75,6 +75,16 @@ struct Quotas {
   Setting<int64_t> queued_jobs{100};           // 0 .. 1,000,000
 };
 
+// Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its
+// limits, its breaker opens and its invocations fail fast until a probe run succeeds.
+struct CircuitBreaker {
+  // crashed / limit_exceeded outcomes within window_seconds that open the breaker; 1 .. 1000
+  Setting<int64_t> failures{5};
+  Setting<int64_t> window_seconds{60};    // 1 .. 86,400
+  Setting<int64_t> cooldown_seconds{30};  // open this long before probes; 1 .. 86,400
+  Setting<int64_t> probes{1};             // runs let through half-open; 1 .. 100
+};
+
 struct Governance {
   // A version must be approved before an invoker may run it.
   Setting<bool> approval_required{true};
@@ -91,6 +101,7 @@ struct TenantPolicy {
   std::string tenant;  // "" for the defaults themselves
   Limits limits;
   Quotas quotas;
+  CircuitBreaker circuit_breaker;
   LogGrant log;
   std::optional<KvGrant> kv;
   std::optional<HttpGrant> http;

@@ -259,7 +259,7 @@ store::ScriptVersion Registry::disable(const store::Tenant& tenant, std::string_
 
 store::Alias Registry::set_alias(const store::Tenant& tenant, std::string_view script,
                                  std::string_view alias, int64_t number, const Actor& actor,
-                                 const RecordAlias& record) {
+                                 const RecordAlias& record, bool auto_rollback) {
   check_name("alias name", "alias", alias);
   store::Alias changed;
   store_.atomically([&] {
@@ -275,7 +275,8 @@ store::Alias Registry::set_alias(const store::Tenant& tenant, std::string_view s
                          : "point the alias at an approved version");
     }
     auto before = store_.find_alias(tenant.id, script, alias);
-    changed = store_.put_alias(tenant.id, script, alias, number, actor.token_id, store::now_ms());
+    changed = store_.put_alias(tenant.id, script, alias, number, actor.token_id, store::now_ms(),
+                               auto_rollback);
     record(changed, before ? std::optional<int64_t>(before->version) : std::nullopt);
   });
   return changed;
@@ -304,8 +305,36 @@ store::ScriptVersion Registry::version(const store::Tenant& tenant, std::string_
   return *found;
 }
 
+std::vector<Registry::Rollback> Registry::roll_back_aliases(
+    const store::Tenant& tenant, std::string_view script, int64_t quarantined,
+    const std::function<bool(int64_t)>& usable) {
+  std::vector<Rollback> rollbacks;
+  std::vector<store::Alias> concerned;
+  for (auto& alias : store_.list_aliases(tenant.id, script)) {
+    if (alias.auto_rollback && alias.version == quarantined) concerned.push_back(std::move(alias));
+  }
+  if (concerned.empty()) return rollbacks;
+  std::optional<int64_t> target;
+  for (const auto& candidate : store_.list_versions(tenant.id, script)) {
+    if (candidate.version < quarantined && candidate.state == store::VersionState::approved &&
+        usable(candidate.version)) {
+      target = std::max(target.value_or(0), candidate.version);
+    }
+  }
+  for (auto& alias : concerned) {
+    if (!target) {
+      rollbacks.push_back({std::move(alias), quarantined, std::nullopt});
+      continue;
+    }
+    auto moved = store_.roll_back_alias(tenant.id, script, alias.name, quarantined, *target,
+                                        store::now_ms());
+    if (moved) rollbacks.push_back({std::move(*moved), quarantined, target});
+  }
+  return rollbacks;
+}
+
 store::ScriptVersion Registry::resolve_alias(const store::Tenant& tenant, std::string_view script,
-                                             std::string_view alias) {
+                                             std::string_view alias, store::Alias* found_alias) {
   check_name("alias name", "alias", alias);
   auto found = store_.find_alias(tenant.id, script, alias);
   if (!found) {
@@ -317,6 +346,7 @@ store::ScriptVersion Registry::resolve_alias(const store::Tenant& tenant, std::s
                   "a reviewer sets one with PUT .../scripts/" + std::string(script) + "/aliases/" +
                       std::string(alias) + ", or invoke with ?version=N");
   }
+  if (found_alias) *found_alias = *found;
   return version(tenant, script, found->version);
 }
 

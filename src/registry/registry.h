@@ -114,17 +114,32 @@ class Registry {
   store::ScriptVersion disable(const store::Tenant& tenant, std::string_view script,
                                int64_t version, const Actor& actor, const RecordVersion& record);
 
-  // Creates or moves an alias; only to an approved version.
+  // Creates or moves an alias; only to an approved version. auto_rollback as store::Alias says.
   store::Alias set_alias(const store::Tenant& tenant, std::string_view script,
                          std::string_view alias, int64_t version, const Actor& actor,
-                         const RecordAlias& record);
+                         const RecordAlias& record, bool auto_rollback = false);
+
+  // One alias an automatic rollback concerned: moved to `to`, or (nullopt) left where it was
+  // because no approved version below `from` could take its place.
+  struct Rollback {
+    store::Alias alias;  // as it is now
+    int64_t from = 0;
+    std::optional<int64_t> to;
+  };
+  // Version `quarantined` of `script` has been quarantined: every alias with auto_rollback that
+  // points at it moves to the highest approved version below it for which usable(number) holds
+  // (the caller excludes versions that are quarantined too). An alias a person moved meanwhile is
+  // left alone. Returns what happened to each, for the audit trail.
+  std::vector<Rollback> roll_back_aliases(const store::Tenant& tenant, std::string_view script,
+                                          int64_t quarantined,
+                                          const std::function<bool(int64_t)>& usable);
 
   // The version a request names, or Refusal 404 saying what does not exist.
   store::ScriptVersion version(const store::Tenant& tenant, std::string_view script,
                                int64_t version);
-  // What an alias points at, or Refusal 404.
+  // What an alias points at, or Refusal 404. `found`, when given, receives the alias itself.
   store::ScriptVersion resolve_alias(const store::Tenant& tenant, std::string_view script,
-                                     std::string_view alias);
+                                     std::string_view alias, store::Alias* found = nullptr);
   // The script exists (has at least one version), or Refusal 404.
   void require_script(const store::Tenant& tenant, std::string_view script);
 

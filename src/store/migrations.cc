@@ -176,6 +176,13 @@ BEGIN
   SELECT RAISE(ABORT, 'policy versions are immutable');
 END;
 )sql",
+      // 4: aliases that roll back by themselves when their version is quarantined by its circuit
+      // breaker, and the version such a rollback moved them away from (NULL: set by a person).
+      R"sql(
+ALTER TABLE aliases ADD COLUMN auto_rollback INTEGER NOT NULL DEFAULT 0
+  CHECK (auto_rollback IN (0, 1));
+ALTER TABLE aliases ADD COLUMN rolled_back_from INTEGER;
+)sql",
   };
   return all;
 }

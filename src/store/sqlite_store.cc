@@ -54,7 +54,8 @@ constexpr const char* kTokenColumns =
 constexpr const char* kVersionColumns =
     "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
     "approved_by, approved_at";
-constexpr const char* kAliasColumns = "tenant_id, script, name, version, updated_by, updated_at";
+constexpr const char* kAliasColumns =
+    "tenant_id, script, name, version, updated_by, updated_at, auto_rollback, rolled_back_from";
 constexpr const char* kAuditColumns =
     "seq, time_ms, principal, tenant, action, target, decision, reason, prev_hash, hash";
 
@@ -215,7 +216,9 @@ ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
 }
 
 Alias read_alias(const auto& row) {
-  return Alias{row.text(0), row.text(1), row.text(2), row.integer(3), row.text(4), row.integer(5)};
+  return Alias{
+      row.text(0), row.text(1),    row.text(2),         row.integer(3),
+      row.text(4), row.integer(5), row.integer(6) != 0, row.optional_integer(7).value_or(0)};
 }
 
 AuditEntry read_audit_entry(const auto& row) {
@@ -612,14 +615,22 @@ ScriptVersion SqliteStore::set_version_state(std::string_view tenant_id, std::st
 
 Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script,
                              std::string_view name, int64_t version, std::string_view by,
-                             int64_t at) {
+                             int64_t at, bool auto_rollback) {
   std::lock_guard lock(mutex_);
   auto upsert = statement(
-      "INSERT INTO aliases (tenant_id, script, name, version, updated_by, updated_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, script, name) DO UPDATE SET "
-      "version = excluded.version, updated_by = excluded.updated_by, "
-      "updated_at = excluded.updated_at");
-  upsert.bind(1, tenant_id).bind(2, script).bind(3, name).bind(4, version).bind(5, by).bind(6, at);
+      "INSERT INTO aliases (tenant_id, script, name, version, updated_by, updated_at, "
+      "auto_rollback, rolled_back_from) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL) ON CONFLICT (tenant_id, script, name) DO UPDATE "
+      "SET version = excluded.version, updated_by = excluded.updated_by, "
+      "updated_at = excluded.updated_at, auto_rollback = excluded.auto_rollback, "
+      "rolled_back_from = NULL");
+  upsert.bind(1, tenant_id)
+      .bind(2, script)
+      .bind(3, name)
+      .bind(4, version)
+      .bind(5, by)
+      .bind(6, at)
+      .bind(7, int64_t{auto_rollback ? 1 : 0});
   try {
     upsert.run("pointing alias " + in_quotes(name) + " of script " + in_quotes(script) +
                " at version " + std::to_string(version));
@@ -631,8 +642,35 @@ Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script
     }
     throw;
   }
-  return Alias{
-      std::string(tenant_id), std::string(script), std::string(name), version, std::string(by), at};
+  return Alias{std::string(tenant_id), std::string(script),
+               std::string(name),      version,
+               std::string(by),        at,
+               auto_rollback,          0};
+}
+
+std::optional<Alias> SqliteStore::roll_back_alias(std::string_view tenant_id,
+                                                  std::string_view script, std::string_view name,
+                                                  int64_t from_version, int64_t to_version,
+                                                  int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto update = statement(
+      "UPDATE aliases SET version = ?5, rolled_back_from = ?4, updated_by = 'system', "
+      "updated_at = ?6 WHERE tenant_id = ?1 AND script = ?2 AND name = ?3 AND version = ?4 AND "
+      "auto_rollback = 1 RETURNING " +
+      std::string(kAliasColumns));
+  update.bind(1, tenant_id)
+      .bind(2, script)
+      .bind(3, name)
+      .bind(4, from_version)
+      .bind(5, to_version)
+      .bind(6, at);
+  std::string what = "rolling alias " + in_quotes(name) + " of script " + in_quotes(script) +
+                     " back from version " + std::to_string(from_version) + " to " +
+                     std::to_string(to_version);
+  if (!update.step(what)) return std::nullopt;
+  Alias moved = read_alias(update);
+  update.run(what);
+  return moved;
 }
 
 std::optional<Alias> SqliteStore::find_alias(std::string_view tenant_id, std::string_view script,

@@ -53,7 +53,11 @@ class SqliteStore : public Store {
                                   int64_t at) override;
 
   Alias put_alias(std::string_view tenant_id, std::string_view script, std::string_view name,
-                  int64_t version, std::string_view by, int64_t at) override;
+                  int64_t version, std::string_view by, int64_t at,
+                  bool auto_rollback = false) override;
+  std::optional<Alias> roll_back_alias(std::string_view tenant_id, std::string_view script,
+                                       std::string_view name, int64_t from_version,
+                                       int64_t to_version, int64_t at) override;
   std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
                                   std::string_view name) override;
   std::vector<Alias> list_aliases(std::string_view tenant_id, std::string_view script) override;

@@ -105,6 +105,11 @@ struct Alias {
   int64_t version = 0;
   std::string updated_by;
   int64_t updated_at = 0;
+  // When its version is quarantined by its circuit breaker, the alias moves by itself to the
+  // previous approved version (docs/api.md, "Aliases").
+  bool auto_rollback = false;
+  // The version an automatic rollback moved it away from; 0 when a person set it last.
+  int64_t rolled_back_from = 0;
 };
 
 // What a caller says happened; the store adds seq and the chain hashes.
@@ -245,9 +250,16 @@ class Store {
                                           int64_t at) = 0;
 
   // Aliases: put creates or moves one. A version that does not exist throws NotFound.
+  // Putting clears rolled_back_from.
   virtual Alias put_alias(std::string_view tenant_id, std::string_view script,
-                          std::string_view name, int64_t version, std::string_view by,
-                          int64_t at) = 0;
+                          std::string_view name, int64_t version, std::string_view by, int64_t at,
+                          bool auto_rollback = false) = 0;
+  // An automatic rollback, by "system": moves the alias from `from_version` to `to_version` and
+  // records from_version in rolled_back_from, only if it still points at from_version and has
+  // auto_rollback set (so that a reviewer's move in the meantime wins). nullopt when it did not.
+  virtual std::optional<Alias> roll_back_alias(std::string_view tenant_id, std::string_view script,
+                                               std::string_view name, int64_t from_version,
+                                               int64_t to_version, int64_t at) = 0;
   virtual std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
                                           std::string_view name) = 0;
   virtual std::vector<Alias> list_aliases(std::string_view tenant_id,

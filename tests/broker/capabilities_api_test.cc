@@ -15,10 +15,12 @@ using nlohmann::json;
 
 // v1 and v2 differ in a limit (subrequests) and in a capability rule (emit topics), so a run
 // that saw one of v1 and one of v2 would show it. The quotas are lifted: four callers in a loop
-// would otherwise be refused with 429 (tests/sched covers quotas).
+// would otherwise be refused with 429 (tests/sched covers quotas); so is the circuit breaker,
+// which the run limit_exceeded under v2 would otherwise open (503).
 std::string policy_document(int64_t subrequests, const std::string& topic) {
   return "tenants:\n  acme:\n    quotas:\n      rate_per_second: 100000\n      burst: 100000\n"
          "      concurrency: 100\n"
+         "    circuit_breaker:\n      failures: 1000\n"
          "    limits:\n      subrequests: " +
          std::to_string(subrequests) +
          "\n    capabilities:\n      kv: {}\n      emit:\n        topics: [\"" + topic +
