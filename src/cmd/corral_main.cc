@@ -339,6 +339,7 @@ struct ScriptOptions {
   std::optional<std::string> description;
   int64_t version = 0;
   std::string alias;
+  bool auto_rollback = false;
   std::optional<std::string> sign_key;  // NAME.key
 };
 
@@ -437,6 +438,7 @@ int approve(Session& session, const ScriptOptions& options) {
 
 int alias_set(Session& session, const ScriptOptions& options) {
   json body = {{"version", options.version}};
+  if (options.auto_rollback) body["auto_rollback"] = true;
   json alias = session.call(
       "PUT",
       script_path(options.tenant, options.script) + "/aliases/" + client::escape(options.alias),
@@ -444,7 +446,10 @@ int alias_set(Session& session, const ScriptOptions& options) {
   if (session.json_mode()) return kOk;
   std::cout << "alias " << client::printable(text(alias, "alias")) << " of "
             << client::printable(options.tenant + "/" + options.script) << " → version "
-            << text(alias, "version") << "\n";
+            << text(alias, "version")
+            << (alias.value("auto_rollback", false) ? ", rolled back automatically if quarantined"
+                                                    : "")
+            << "\n";
   return kOk;
 }
 
@@ -783,6 +788,9 @@ int main(int argc, char** argv) {
   alias_set_command->add_option("version", script_options.version, "an approved version number")
       ->required()
       ->check(kCountingNumber);
+  alias_set_command->add_flag("--auto-rollback", script_options.auto_rollback,
+                              "move the alias to the previous approved version by itself when "
+                              "this one's circuit breaker quarantines it");
   alias_set_command->callback(
       [&] { action = [&](Session& s) { return alias_set(s, script_options); }; });
   auto* alias_list_command = server_command(*alias, "list", "List a script's aliases");

@@ -305,6 +305,11 @@ TEST_F(ApiCliWithCorrald, JsonPrintsTheServersAnswer) {
       as(reviewer["token"].get<std::string>(),
          {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "1", "--json"}));
   EXPECT_EQ(alias["version"], 1);
+  EXPECT_EQ(alias["auto_rollback"], false);
+  auto guarded = json_of(as(reviewer["token"].get<std::string>(),
+                            {"alias", "set", "--tenant", "acme", "--script", "greeter", "stable",
+                             "1", "--auto-rollback", "--json"}));
+  EXPECT_EQ(guarded["auto_rollback"], true) << guarded;
 
   auto result = json_of(
       as(reviewer["token"].get<std::string>(), {"invoke", "--tenant", "acme", "--script", "greeter",
