@@ -367,13 +367,14 @@ PublicKey PublicKey::parse(std::string_view text) {
   return key;
 }
 
-std::optional<std::string> name_problem(std::string_view name) {
-  if (name.empty()) return "the name is empty";
+std::optional<std::string> name_problem(std::string_view name, std::string_view what) {
+  const std::string subject = "the " + std::string(what);
+  if (name.empty()) return subject + " is empty";
   if (name.size() > kMaxNameLength) {
-    return "the name is " + std::to_string(name.size()) + " bytes long; at most " +
+    return subject + " is " + std::to_string(name.size()) + " bytes long; at most " +
            std::to_string(kMaxNameLength) + " are allowed";
   }
-  if (!is_alnum(name[0])) return "the name must start with a letter or digit";
+  if (!is_alnum(name[0])) return subject + " must start with a letter or digit";
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (!is_alnum(c) && c != '.' && c != '_' && c != '-') {
@@ -382,7 +383,7 @@ std::optional<std::string> name_problem(std::string_view name) {
                               ? std::string("'") + c + "'"
                               : "byte 0x" + std::string(1, "0123456789abcdef"[byte >> 4]) +
                                     "0123456789abcdef"[byte & 15];
-      return "the name contains " + shown + " at position " + std::to_string(i + 1);
+      return subject + " contains " + shown + " at position " + std::to_string(i + 1);
     }
   }
   return std::nullopt;

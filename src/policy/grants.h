@@ -129,8 +129,9 @@ struct PublicKey {
   friend bool operator==(const PublicKey& a, const PublicKey& b) { return a.bytes == b.bytes; }
 };
 
-// Tenant and secret names, the rule of the registry: 1 to 64 letters, digits, '.', '_' or '-',
-// starting with a letter or digit. Returns what is wrong, or nullopt when the name is valid.
-std::optional<std::string> name_problem(std::string_view name);
+// Tenant, script, alias and secret names (the registry checks them with this too): 1 to 64
+// letters, digits, '.', '_' or '-', starting with a letter or digit. Returns what is wrong, as a
+// sentence about `what` ("the tenant contains '/' at position 3"), or nullopt when it is valid.
+std::optional<std::string> name_problem(std::string_view name, std::string_view what = "name");
 
 }  // namespace corral::policy

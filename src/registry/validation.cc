@@ -3,6 +3,8 @@
 #include <lua.hpp>
 #include <memory>
 
+#include "policy/grants.h"
+
 namespace corral::registry {
 
 namespace {
@@ -39,37 +41,10 @@ void locate(std::string_view source, const std::string& message, int& line, int&
 }  // namespace
 
 void check_name(std::string_view what, std::string_view field, std::string_view name) {
-  const std::string rule =
-      "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit";
-  if (name.empty())
-    throw InvalidInput(std::string(field), "the " + std::string(what) + " is empty", rule);
-  if (name.size() > kMaxNameLength) {
-    throw InvalidInput(std::string(field),
-                       "the " + std::string(what) + " is " + std::to_string(name.size()) +
-                           " bytes long; at most " + std::to_string(kMaxNameLength) +
-                           " are allowed",
-                       rule);
-  }
-  auto is_alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  if (!is_alnum(name[0])) {
-    throw InvalidInput(std::string(field),
-                       "the " + std::string(what) + " must start with a letter or digit", rule);
-  }
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    if (!is_alnum(c) && c != '.' && c != '_' && c != '-') {
-      auto byte = static_cast<unsigned char>(c);
-      std::string shown = byte >= 0x20 && byte < 0x7f
-                              ? std::string("'") + c + "'"
-                              : "byte 0x" + std::string(1, "0123456789abcdef"[byte >> 4]) +
-                                    "0123456789abcdef"[byte & 15];
-      throw InvalidInput(std::string(field),
-                         "the " + std::string(what) + " contains " + shown + " at position " +
-                             std::to_string(i + 1),
-                         rule);
-    }
+  if (auto problem = policy::name_problem(name, what)) {
+    throw InvalidInput(std::string(field), *problem,
+                       "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or "
+                       "digit");
   }
 }
 

@@ -10,7 +10,6 @@
 
 namespace corral::registry {
 
-inline constexpr size_t kMaxNameLength = 64;
 inline constexpr size_t kMaxSourceBytes = 512 << 10;
 inline constexpr size_t kMaxDescriptionBytes = 2000;
 inline constexpr const char* kRuntime = "lua5.4";

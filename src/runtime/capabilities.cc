@@ -32,10 +32,15 @@ CallEnd perform_call(lua_State* L, RunState& state, const char* op, int argc) {
     return CallEnd::tripped;
   }
   try {
-    nlohmann::json args = nlohmann::json::array();
+    // The encoder already gives JSON text: the call is assembled from it rather than parsed and
+    // printed again.
+    std::string call = nlohmann::json({{"op", op}}).dump();
+    call.pop_back();
+    call += ",\"args\":[";
     for (int i = 1; i <= argc; ++i) {
+      if (i > 1) call += ',';
       if (lua_isnoneornil(L, i)) {
-        args.push_back(nullptr);
+        call += "null";
         continue;
       }
       std::string where = std::string("ctx.") + op + " argument " + std::to_string(i);
@@ -46,10 +51,10 @@ CallEnd perform_call(lua_State* L, RunState& state, const char* op, int argc) {
                             " byte maximum of a capability call";
         return CallEnd::error;
       }
-      args.push_back(nlohmann::json::parse(encoded.text));
+      call += encoded.text;
     }
-    nlohmann::json call = {{"op", op}, {"args", std::move(args)}};
-    nlohmann::json reply = parse_untrusted_json(state.broker->call(call.dump()));
+    call += "]}";
+    nlohmann::json reply = parse_untrusted_json(state.broker->call(call));
     if (reply.contains("ok")) {
       state.reply = std::move(reply["ok"]);
       return CallEnd::value;
