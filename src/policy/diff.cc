@@ -68,6 +68,7 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "limits.log_bytes", limits.log_bytes);
   put(flat, "limits.subrequests", limits.subrequests);
   put(flat, "limits.input_bytes", limits.input_bytes);
+  put(flat, "limits.batch_inputs", limits.batch_inputs);
   const Quotas& quotas = policy.quotas;
   put(flat, "quotas.rate_per_second", quotas.rate_per_second);
   put(flat, "quotas.burst", quotas.burst);
@@ -79,6 +80,12 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "circuit_breaker.window_seconds", breaker.window_seconds);
   put(flat, "circuit_breaker.cooldown_seconds", breaker.cooldown_seconds);
   put(flat, "circuit_breaker.probes", breaker.probes);
+  put(flat, "cache.enabled", policy.cache.enabled);
+  put(flat, "jobs.max_attempts", policy.jobs.max_attempts);
+  put(flat, "jobs.webhook_attempts", policy.jobs.webhook_attempts);
+  put(flat, "jobs.webhook_backoff_ms", policy.jobs.webhook_backoff_ms);
+  put(flat, "runs.keep", policy.runs.keep);
+  put(flat, "runs.inputs", policy.runs.inputs);
 
   put_grant(flat, policy, "log", policy.log.source,
             {{"max_entry_bytes", show(policy.log.max_entry_bytes)}});

@@ -336,9 +336,10 @@ const IntegerField<Limits> kLimitFields[] = {
     {"log_bytes", 1, 16 * MiB, true, &Limits::log_bytes},
     {"subrequests", 0, 1000, false, &Limits::subrequests},
     {"input_bytes", 1, 64 * MiB, true, &Limits::input_bytes},
+    {"batch_inputs", 1, 10'000, false, &Limits::batch_inputs},
 };
-const Keys kLimitKeys = {"fuel",      "memory_bytes", "timeout_ms", "output_bytes",
-                         "log_bytes", "subrequests",  "input_bytes"};
+const Keys kLimitKeys = {"fuel",        "memory_bytes", "timeout_ms",  "output_bytes",
+                         "log_bytes",   "subrequests",  "input_bytes", "batch_inputs"};
 
 const IntegerField<Quotas> kQuotaFields[] = {
     {"burst", 1, 1'000'000, false, &Quotas::burst},
@@ -356,6 +357,15 @@ const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
     {"probes", 1, 100, false, &CircuitBreaker::probes},
 };
 const Keys kCircuitBreakerKeys = {"failures", "window_seconds", "cooldown_seconds", "probes"};
+
+const IntegerField<Jobs> kJobFields[] = {
+    {"max_attempts", 1, 20, false, &Jobs::max_attempts},
+    {"webhook_attempts", 1, 20, false, &Jobs::webhook_attempts},
+    {"webhook_backoff_ms", 10, 3'600'000, false, &Jobs::webhook_backoff_ms},
+};
+const Keys kJobKeys = {"max_attempts", "webhook_attempts", "webhook_backoff_ms"};
+
+const IntegerField<Runs> kRunFields[] = {{"keep", 0, 1000, false, &Runs::keep}};
 
 template <typename Grant>
 struct GrantParameter {
@@ -383,8 +393,9 @@ const GrantParameter<HttpGrant> kHttpParameters[] = {
 const GrantParameter<EmitGrant> kEmitParameters[] = {
     {"max_payload_bytes", 1, 16 * MiB, true, &EmitGrant::max_payload_bytes}};
 
-const Keys kSectionKeys = {"limits",       "quotas",     "circuit_breaker",
-                           "capabilities", "governance", "audit"};
+const Keys kSectionKeys = {"limits", "quotas",       "circuit_breaker", "cache",
+                           "jobs",   "runs",         "capabilities",    "governance",
+                           "audit"};
 const Keys kCapabilityKeys = {"log", "kv", "http", "emit", "secrets"};
 const Keys kGovernanceKeys = {"approval_required", "self_approval_allowed", "signature_required",
                               "public_keys"};
@@ -591,6 +602,25 @@ void apply_section(Reader& reader, const Place& place, TenantPolicy& into) {
     if (key == "circuit_breaker") {
       reader.each_entry(entry, kCircuitBreakerKeys, [&](std::string_view name, const Place& field) {
         read_integer_field(reader, name, field, kCircuitBreakerFields, into.circuit_breaker);
+      });
+    }
+    if (key == "cache") {
+      reader.each_entry(entry, {"enabled"}, [&](std::string_view, const Place& field) {
+        if (auto value = reader.boolean(field)) into.cache.enabled = {*value, field.path};
+      });
+    }
+    if (key == "jobs") {
+      reader.each_entry(entry, kJobKeys, [&](std::string_view name, const Place& field) {
+        read_integer_field(reader, name, field, kJobFields, into.jobs);
+      });
+    }
+    if (key == "runs") {
+      reader.each_entry(entry, {"keep", "inputs"}, [&](std::string_view name, const Place& field) {
+        if (name == "inputs") {
+          if (auto value = reader.boolean(field)) into.runs.inputs = {*value, field.path};
+        } else {
+          read_integer_field(reader, name, field, kRunFields, into.runs);
+        }
       });
     }
     if (key == "capabilities") apply_capabilities(reader, entry, into);

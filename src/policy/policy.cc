@@ -19,6 +19,7 @@ defaults:
     log_bytes: 16384        # 16 KiB
     subrequests: 16         # capability calls per run
     input_bytes: 262144     # 256 KiB
+    batch_inputs: 100       # inputs of one batch invocation
   quotas:
     rate_per_second: 10
     burst: 20
@@ -30,6 +31,15 @@ defaults:
     window_seconds: 60
     cooldown_seconds: 30    # then probes are let through
     probes: 1
+  cache:
+    enabled: true           # results of deterministic, capability-free versions may be cached
+  jobs:
+    max_attempts: 3         # runs of a job that keeps crashing
+    webhook_attempts: 5
+    webhook_backoff_ms: 1000  # before the second delivery, doubling each time
+  runs:
+    keep: 20                # last results stored per script
+    inputs: false           # their inputs too
   capabilities:
     log: {max_entry_bytes: 4096}
   governance:

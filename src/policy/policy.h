@@ -64,6 +64,7 @@ struct Limits {
   Setting<int64_t> log_bytes{16 << 10};       // all log messages of a run; 1 .. 16 MiB
   Setting<int64_t> subrequests{16};           // capability calls per run; 0 .. 1000
   Setting<int64_t> input_bytes{256 << 10};    // encoded input; 1 .. 64 MiB
+  Setting<int64_t> batch_inputs{100};         // inputs of one batch invocation; 1 .. 10,000
 };
 
 // Per tenant; declared here, enforced by admission (a later issue).
@@ -85,6 +86,26 @@ struct CircuitBreaker {
   Setting<int64_t> probes{1};             // runs let through half-open; 1 .. 100
 };
 
+// Results of versions whose manifest says `deterministic: true` and that use no capability may be
+// answered from corrald's result cache (docs/operations.md, "Result cache").
+struct Cache {
+  Setting<bool> enabled{true};
+};
+
+// Asynchronous jobs (docs/operations.md, "Jobs and webhooks").
+struct Jobs {
+  Setting<int64_t> max_attempts{3};            // runs of a job ending `crashed`; 1 .. 20
+  Setting<int64_t> webhook_attempts{5};        // deliveries tried before one is dead; 1 .. 20
+  Setting<int64_t> webhook_backoff_ms{1000};   // before the second try, doubling; 10 .. 3,600,000
+};
+
+// Stored runs (docs/operations.md, "Stored runs and replay"): the last `keep` results per script,
+// with their inputs only when `inputs` is true.
+struct Runs {
+  Setting<int64_t> keep{20};  // 0 .. 1000; 0 stores none
+  Setting<bool> inputs{false};
+};
+
 struct Governance {
   // A version must be approved before an invoker may run it.
   Setting<bool> approval_required{true};
@@ -102,6 +123,9 @@ struct TenantPolicy {
   Limits limits;
   Quotas quotas;
   CircuitBreaker circuit_breaker;
+  Cache cache;
+  Jobs jobs;
+  Runs runs;
   LogGrant log;
   std::optional<KvGrant> kv;
   std::optional<HttpGrant> http;
