@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <random>
 
 namespace corral::api {
 
@@ -44,6 +45,9 @@ const std::vector<RouteInfo> kRoutes = {
     {"GET", kScriptPath + "/aliases", "alias.list", kEveryRole},
     {"PUT", kScriptPath + "/aliases/{alias}", "alias.set", {kReviewer}},
     {"POST", kScriptPath + "/invoke", "script.invoke", {kInvoker, kPublisher, kReviewer}},
+    {"GET", kScriptPath + "/runs", "run.list", {kAdmin, kPublisher, kReviewer, kAuditor}},
+    {"GET", kScriptPath + "/runs/{run}", "run.read", {kAdmin, kPublisher, kReviewer, kAuditor}},
+    {"POST", kVersionPath + "/replay", "version.replay", {kPublisher, kReviewer}},
     {"GET", "/v1/audit", "audit.read", {kAdmin, kAuditor}},
     {"GET", "/v1/audit/verify", "audit.verify", {kAdmin, kAuditor}},
     {"GET", "/v1/policy", "policy.read", {kAdmin}},
@@ -56,6 +60,19 @@ const std::vector<RouteInfo> kRoutes = {
     {"DELETE", "/v1/tenants/{tenant}/secrets/{name}", "secret.delete", {kAdmin}},
     // The tenant's own service consumes its outbox (invoker), its developers and auditors read it.
     {"GET", "/v1/tenants/{tenant}/events", "event.list", {kAdmin, kPublisher, kInvoker, kAuditor}},
+    // Jobs: submitted by those who may invoke, read by every role of the tenant.
+    {"POST", kScriptPath + "/jobs", "job.submit", {kInvoker, kPublisher, kReviewer}},
+    {"GET", kScriptPath + "/jobs", "job.list", kEveryRole},
+    {"GET", kScriptPath + "/jobs/{job}", "job.read", kEveryRole},
+    {"DELETE",
+     kScriptPath + "/jobs/{job}",
+     "job.cancel",
+     {kAdmin, kInvoker, kPublisher, kReviewer}},
+    {"POST", "/v1/tenants/{tenant}/webhook-secret", "webhook.secret.rotate", {kAdmin}},
+    {"GET",
+     "/v1/tenants/{tenant}/deliveries",
+     "webhook.delivery.list",
+     {kAdmin, kAuditor, kPublisher}},
 };
 
 // An answer decided part-way through a handler; becomes the response.
@@ -203,7 +220,10 @@ json alias_json(const store::Alias& alias) {
           {"updated_by", alias.updated_by},
           {"updated_at", iso8601(alias.updated_at)},
           {"auto_rollback", alias.auto_rollback},
-          {"rolled_back_from", alias.rolled_back_from > 0 ? json(alias.rolled_back_from) : json()}};
+          {"rolled_back_from", alias.rolled_back_from > 0 ? json(alias.rolled_back_from) : json()},
+          {"canary", alias.canary_weight > 0
+                         ? json{{"version", alias.canary_version}, {"weight", alias.canary_weight}}
+                         : json()}};
 }
 
 json audit_json(const audit::Entry& entry) {
@@ -275,8 +295,14 @@ class Api::Call {
   Call(ApiContext& context, const HttpRequest& request) : context_(context), request_(request) {}
 
   Response run() {
+    return guarded([&] { return dispatch(); });
+  }
+
+ private:
+  template <typename Work>
+  Response guarded(Work work) {
     try {
-      return dispatch();
+      return work();
     } catch (Answer& answer) {
       return std::move(answer.response);
     } catch (const registry::InvalidInput& error) {
@@ -374,6 +400,9 @@ class Api::Call {
     if (action == "alias.list") return list_aliases();
     if (action == "alias.set") return set_alias();
     if (action == "script.invoke") return invoke();
+    if (action == "run.list") return list_runs();
+    if (action == "run.read") return read_run();
+    if (action == "version.replay") return replay();
     if (action == "audit.read") return read_audit();
     if (action == "audit.verify") return verify_audit();
     if (action.starts_with("policy.")) return policy_route(action);
@@ -381,6 +410,7 @@ class Api::Call {
     if (action == "secret.put") return put_secret();
     if (action == "secret.delete") return delete_secret();
     if (action == "event.list") return list_events();
+    if (action.starts_with("job.") || action.starts_with("webhook.")) return jobs_route(action);
     return problem(500, "internal", "Route without a handler", "no handler for " + pattern,
                    "report this to the corral developers");
   }
@@ -763,7 +793,7 @@ class Api::Call {
 
   Response set_alias() {
     json request = body();
-    only_members(request, {"version", "auto_rollback"});
+    only_members(request, {"version", "auto_rollback", "canary"});
     if (!request.contains("version") || !request["version"].is_number_integer() ||
         request["version"].get<int64_t>() < 1) {
       throw InvalidRequest("version",
@@ -775,6 +805,18 @@ class Api::Call {
                            "approved version when this one is quarantined) or false");
     }
     bool auto_rollback = request.value("auto_rollback", false);
+    std::optional<store::Canary> canary;
+    if (request.contains("canary") && !request["canary"].is_null()) {
+      const json& given = request["canary"];
+      only_members(given, {"version", "weight"});
+      if (!given.contains("version") || !given["version"].is_number_integer() ||
+          !given.contains("weight") || !given["weight"].is_number_integer()) {
+        throw InvalidRequest("canary",
+                             "\"canary\" must be {\"version\": N, \"weight\": P}: the approved "
+                             "version that takes P percent (1 to 99) of the alias's invocations");
+      }
+      canary = store::Canary{given["version"].get<int64_t>(), given["weight"].get<int64_t>()};
+    }
     const std::string& script = params_.at("script");
     const std::string& name = params_.at("alias");
     store::Alias alias = context_.registry.set_alias(
@@ -784,9 +826,12 @@ class Api::Call {
                 (previous ? "moved from version " + std::to_string(*previous) + " to "
                           : "created at version ") +
                 std::to_string(changed.version) +
-                (auto_rollback ? ", with automatic rollback" : ""));
+                (auto_rollback ? ", with automatic rollback" : "") +
+                (canary ? ", with version " + std::to_string(canary->version) + " as a " +
+                              std::to_string(canary->weight) + " % canary"
+                        : ""));
         },
-        auto_rollback);
+        auto_rollback, canary);
     return json_response(200, alias_json(alias));
   }
 
@@ -1071,12 +1116,30 @@ class Api::Call {
 
   Response invoke() {
     auto options = query({"alias", "version"});
+    const std::string& script = params_.at("script");
+    json extra = {{"script", script}};
+    store::ScriptVersion version = choose_version(options, script, extra);
+    json request = body(false);
+    only_members(request, {"input", "inputs", "limits"});
+    json limits = request.contains("limits") ? request["limits"] : json::object();
+    if (request.contains("inputs")) {
+      if (request.contains("input"))
+        throw InvalidRequest("inputs", "give either \"input\" or \"inputs\" (a batch), not both");
+      return invoke_batch(version, request["inputs"], limits, extra);
+    }
+    return run_version_now(version, request.contains("input") ? request["input"] : json(), limits,
+                           extra, Admission::by_quota);
+  }
+
+  // The version an invocation names: ?version=N, or an alias (live by default) and, when the
+  // alias has a canary, the canary version for its weight's share of invocations. Adds alias,
+  // version and canary to `extra`.
+  store::ScriptVersion choose_version(std::map<std::string, std::string>& options,
+                                      const std::string& script, json& extra) {
     if (options.contains("alias") && options.contains("version")) {
       throw InvalidRequest("query", "give either alias= or version=, not both");
     }
-    const std::string& script = params_.at("script");
     store::ScriptVersion version;
-    json extra = {{"script", script}};
     if (options.contains("version")) {
       version = context_.registry.version(*tenant_, script,
                                           registry::parse_version_number(options["version"]));
@@ -1086,23 +1149,48 @@ class Api::Call {
       version = context_.registry.resolve_alias(*tenant_, script, alias, &resolved);
       extra["alias"] = alias;
       if (resolved.rolled_back_from > 0) extra["rolled_back_from"] = resolved.rolled_back_from;
+      if (resolved.canary_weight > 0) version = split_to_canary(resolved, version, extra);
     }
     extra["version"] = version.version;
-    std::string which =
-        "version " + std::to_string(version.version) + " of script \"" + script + "\"";
+    return version;
+  }
+
+  // An alias with a canary: the canary version runs for canary_weight percent of invocations,
+  // unless its circuit breaker has it quarantined (then the alias's own version runs, so that a
+  // failing canary costs only its probes). "canary" in the result says which side ran.
+  store::ScriptVersion split_to_canary(const store::Alias& alias, store::ScriptVersion primary,
+                                       json& extra) {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    bool to_canary = static_cast<int64_t>(random() % 100) < alias.canary_weight;
+    if (to_canary && context_.breakers &&
+        context_.breakers->state({tenant_->id, alias.script, alias.canary_version}) !=
+            sched::BreakerState::closed) {
+      to_canary = false;
+      extra["canary_skipped"] = "quarantined";
+    }
+    extra["canary"] = to_canary;
+    context_.metrics.record_canary_route(to_canary);
+    if (!to_canary) return primary;
+    return context_.registry.version(*tenant_, alias.script, alias.canary_version);
+  }
+
+  enum class Admission { by_quota, none };
+
+  // Refuses a version that may not run now for this principal: disabled (410), or pending review
+  // and invoked by an invoker while the policy requires approval (403).
+  void require_runnable(const store::ScriptVersion& version,
+                        const policy::TenantPolicy& tenant_policy, const json& extra) {
+    std::string which = which_version(version);
     if (version.state == store::VersionState::disabled) {
       throw Answer{
           problem(410, "version-disabled", "The version is disabled", which + " has been disabled",
                   "invoke another version, or have a reviewer point the alias at an approved one",
                   "", extra)};
     }
-    auto snapshot = policy_snapshot();
-    auto tenant_policy =
-        std::make_shared<const policy::TenantPolicy>(snapshot->policy.for_tenant(tenant_->name));
     // With approval_required off, a pending version (one published before the switch) may be
     // invoked by anyone who may invoke: that is what explain's invoke_unapproved answers too.
     if (version.state == store::VersionState::pending && principal_.role == Role::invoker &&
-        tenant_policy->governance.approval_required.value) {
+        tenant_policy.governance.approval_required.value) {
       std::string detail = which +
                            " is pending review; before approval only the tenant's publishers and "
                            "reviewers may invoke it";
@@ -1112,14 +1200,28 @@ class Api::Call {
                            "reviewer to approve it",
                            "", extra)};
     }
+  }
+
+  static std::string which_version(const store::ScriptVersion& version) {
+    return "version " + std::to_string(version.version) + " of script \"" + version.script + "\"";
+  }
+
+  // Everything between a chosen version and its answer: the policy's limits and capabilities,
+  // the circuit breaker, quota admission (unless `admission` is none), the result cache, the run,
+  // and the stored run.
+  Response run_version_now(const store::ScriptVersion& version, const json& input,
+                           const json& limits_request, json extra, Admission admission,
+                           std::string invocation_id = {}) {
+    auto snapshot = policy_snapshot();
+    auto tenant_policy =
+        std::make_shared<const policy::TenantPolicy>(snapshot->policy.for_tenant(tenant_->name));
+    require_runnable(version, *tenant_policy, extra);
     if (version.state == store::VersionState::deprecated) extra["deprecated"] = true;
-    json request = body(false);
-    only_members(request, {"input", "limits"});
     InvocationRequest invocation;
-    invocation.invocation_id = new_invocation_id();
+    invocation.invocation_id = invocation_id.empty() ? new_invocation_id() : invocation_id;
     invocation.tenant = tenant_->id;
     invocation.source = version.source;
-    invocation.input = request.contains("input") ? request["input"] : json();
+    invocation.input = input;
     size_t input_bytes = invocation.input.dump().size();
     if (static_cast<int64_t>(input_bytes) > tenant_policy->limits.input_bytes.value) {
       throw InvalidRequest("input", "the input is " + std::to_string(input_bytes) +
@@ -1127,14 +1229,13 @@ class Api::Call {
                                         std::to_string(tenant_policy->limits.input_bytes.value) +
                                         " (" + tenant_policy->limits.input_bytes.source + ")");
     }
-    invocation.limits = limits_for(*tenant_policy).resolve(
-        request.contains("limits") ? request["limits"] : json::object());
+    invocation.limits = limits_for(*tenant_policy).resolve(limits_request);
     invocation.capabilities = granted_capabilities(version, *tenant_policy);
     if (context_.broker && !invocation.capabilities.empty()) {
       invocation.capability_handler = context_.broker->handler_for(
           {.tenant_id = tenant_->id,
            .tenant_name = tenant_->name,
-           .script = script,
+           .script = version.script,
            .invocation_id = invocation.invocation_id,
            .policy_version = snapshot->version,
            .policy = tenant_policy,
@@ -1142,19 +1243,235 @@ class Api::Call {
            .subrequests = invocation.limits.subrequests});
     }
     extra["policy_version"] = snapshot->version;
-    BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker, which,
-                                       invocation.invocation_id, extra);
-    auto ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
-                        snapshot->version, extra);
-    Response response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
-                                [&](const InvocationResult& result, json& members) {
-                                  finish_breaker_run(breaker, result.outcome, members);
-                                });
+    BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker,
+                                       which_version(version), invocation.invocation_id, extra);
+    std::optional<sched::Ticket> ticket;
+    if (admission == Admission::by_quota) {
+      ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
+                     snapshot->version, extra);
+    }
+    std::optional<std::string> cache_key;
+    if (context_.cache && cacheable(version, invocation.capabilities, *tenant_policy))
+      cache_key = cache::ResultCache::key_for(version.sha256, invocation.limits, invocation.input);
+    json stored_input = tenant_policy->runs.inputs.value ? invocation.input : json();
+    Response response;
+    if (auto hit = cache_key ? context_.cache->find(*cache_key) : std::nullopt) {
+      context_.metrics.record_cache_lookup("hit");
+      hit->invocation_id = invocation.invocation_id;
+      hit->policy_version = snapshot->version;
+      extra["cache"] = "hit";
+      context_.metrics.record_invocation(Outcome::ok, 0);
+      response = run_response(*hit, context_.limits, extra);
+      response.headers.emplace_back("Corral-Cache", "hit");
+    } else {
+      if (cache_key) {
+        context_.metrics.record_cache_lookup("miss");
+        extra["cache"] = "miss";
+      }
+      response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
+                         [&](const InvocationResult& result, json& members) {
+                           finish_breaker_run(breaker, result.outcome, members);
+                           if (cache_key) context_.cache->insert(*cache_key, result);
+                         });
+      if (cache_key) response.headers.emplace_back("Corral-Cache", "miss");
+    }
+    if (context_.cache) {
+      auto stats = context_.cache->stats();
+      context_.metrics.set_cache_size(static_cast<int64_t>(stats.entries),
+                                      static_cast<int64_t>(stats.bytes));
+    }
     if (version.state == store::VersionState::deprecated)
       response.headers.emplace_back("Deprecation", "true");
+    store_run(version, stored_input, response, tenant_policy->runs);
     return response;
   }
 
+  // A version's results may be cached when its manifest says deterministic: true, it is offered no
+  // capability (log aside: its entries are part of the result), and the tenant's policy allows it.
+  static bool cacheable(const store::ScriptVersion& version,
+                        const std::vector<std::string>& capabilities,
+                        const policy::TenantPolicy& tenant_policy) {
+    if (!tenant_policy.cache.enabled.value || !capabilities.empty()) return false;
+    json manifest = json::parse(version.manifest, nullptr, false);
+    if (!manifest.is_object() || !manifest.contains("deterministic") ||
+        manifest["deterministic"] != true) {
+      return false;
+    }
+    // Asked for and no longer granted still counts: the script was written to use it.
+    if (manifest.contains("capabilities") && manifest["capabilities"].is_array()) {
+      for (const auto& name : manifest["capabilities"])
+        if (name != "log") return false;
+    }
+    return true;
+  }
+
+  void store_run(const store::ScriptVersion& version, const json& input, const Response& response,
+                 const policy::Runs& runs) {
+    if (!context_.runs || runs.keep.value <= 0 || response.invocation_id.empty()) return;
+    context_.runs->record({.tenant_id = tenant_->id,
+                           .script = version.script,
+                           .id = response.invocation_id,
+                           .version = version.version,
+                           .time_ms = store::now_ms(),
+                           .outcome = response.outcome,
+                           .input = runs.inputs.value ? std::optional<std::string>(input.dump())
+                                                      : std::nullopt,
+                           .result = response.body},
+                          runs.keep.value);
+    context_.metrics.set_stored_runs_dropped(static_cast<int64_t>(context_.runs->dropped()));
+  }
+
+  // A batch: the version once per input, one after the other (so on the tenant's warm worker),
+  // each with its own outcome; an input refused by a quota or failing does not stop the others.
+  Response invoke_batch(const store::ScriptVersion& version, const json& inputs,
+                        const json& limits_request, const json& extra) {
+    auto tenant_policy = policy_snapshot()->policy.for_tenant(tenant_->name);
+    const auto& most = tenant_policy.limits.batch_inputs;
+    if (!inputs.is_array() || inputs.empty()) {
+      throw InvalidRequest("inputs", "\"inputs\" must be a non-empty array of inputs");
+    }
+    if (static_cast<int64_t>(inputs.size()) > most.value) {
+      throw InvalidRequest("inputs", "the batch has " + std::to_string(inputs.size()) +
+                                         " inputs, over the policy's batch_inputs limit of " +
+                                         std::to_string(most.value) + " (" + most.source +
+                                         "); split it into smaller batches");
+    }
+    require_runnable(version, tenant_policy, extra);
+    json results = json::array();
+    std::map<std::string, int64_t> outcomes;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      Response item;
+      try {
+        item = run_version_now(version, inputs[i], limits_request, extra, Admission::by_quota);
+      } catch (Answer& answer) {
+        item = std::move(answer.response);
+      } catch (const InvalidRequest& error) {
+        item = problem(400, "invalid", "The input is invalid",
+                       std::string(error.what()) + " (at inputs[" + std::to_string(i) + "])",
+                       "correct that input; the others ran");
+        item.outcome = "invalid";
+      }
+      json body = json::parse(item.body, nullptr, false);
+      if (!body.is_object()) body = json::object();
+      body["status"] = item.status;
+      for (const auto& [name, value] : item.headers)
+        if (name == "Retry-After" || name == "Corral-Cache") body[name] = value;
+      ++outcomes[item.outcome.empty() ? "invalid" : item.outcome];
+      results.push_back(std::move(body));
+    }
+    json answer = extra;
+    answer["results"] = std::move(results);
+    answer["outcomes"] = outcomes;
+    return json_response(200, answer);
+  }
+
+  // ---- stored runs and replay
+
+  json run_json(const store::StoredRun& run) const {
+    json result = json::parse(run.result, nullptr, false);
+    json input = run.input ? json::parse(*run.input, nullptr, false) : json();
+    return {{"id", run.id},
+            {"script", run.script},
+            {"version", run.version},
+            {"time", iso8601(run.time_ms)},
+            {"outcome", run.outcome},
+            {"input_stored", run.input.has_value()},
+            {"input", input.is_discarded() ? json(*run.input) : input},
+            {"result", result.is_discarded() ? json(run.result) : result}};
+  }
+
+  Response list_runs() {
+    auto options = query({"limit"});
+    int64_t limit = integer_query(options, "limit", 1, 1000).value_or(20);
+    const std::string& script = params_.at("script");
+    context_.registry.require_script(*tenant_, script);
+    if (context_.runs) context_.runs->flush();
+    json list = json::array();
+    for (const auto& run : context_.store.list_runs(tenant_->id, script, limit))
+      list.push_back(run_json(run));
+    return json_response(200, {{"script", script}, {"runs", list}});
+  }
+
+  store::StoredRun stored_run(const std::string& script, const std::string& id) {
+    if (context_.runs) context_.runs->flush();
+    auto run = context_.store.find_run(tenant_->id, script, id);
+    if (!run) {
+      throw Answer{problem(404, "not-found", "No such stored run",
+                           "script \"" + script + "\" has no stored run \"" + id.substr(0, 80) +
+                               "\"",
+                           "GET …/scripts/" + script +
+                               "/runs lists the stored ones; only the last runs.keep runs of a "
+                               "script are kept (docs/policy.md)")};
+    }
+    return *run;
+  }
+
+  Response read_run() {
+    return json_response(200, run_json(stored_run(params_.at("script"), params_.at("run"))));
+  }
+
+  // Runs a stored run's input against another version (or the same one) and answers the new
+  // result with "replay_of": the stored run, and whether the output is the same.
+  Response replay() {
+    auto options = query({"run"});
+    const std::string& script = params_.at("script");
+    if (!options.contains("run")) {
+      throw InvalidRequest("query.run", "name the stored run to replay: ?run=<its id>");
+    }
+    store::StoredRun original = stored_run(script, options["run"]);
+    if (!original.input) {
+      throw Answer{problem(
+          409, "input-not-stored", "The run's input was not stored",
+          "stored run \"" + original.id + "\" of script \"" + script +
+              "\" was kept without its input, so it cannot be replayed",
+          "have the operator set runs.inputs: true for this tenant (docs/policy.md); runs stored "
+          "from then on can be replayed")};
+    }
+    json input = json::parse(*original.input, nullptr, false);
+    store::ScriptVersion version = context_.registry.version(
+        *tenant_, script, registry::parse_version_number(params_.at("version")));
+    json before = json::parse(original.result, nullptr, false);
+    json replay_of = {{"run", original.id},
+                      {"version", original.version},
+                      {"outcome", original.outcome}};
+    json extra = {{"script", script}, {"version", version.version}};
+    Response response =
+        run_version_now(version, input, json::object(), extra, Admission::by_quota);
+    json after = json::parse(response.body, nullptr, false);
+    if (after.is_object()) {
+      replay_of["same_outcome"] = after.value("outcome", "") == original.outcome;
+      replay_of["same_output"] = before.is_object() && before.contains("output") &&
+                                 after.contains("output") && before["output"] == after["output"];
+      after["replay_of"] = replay_of;
+      response.body = after.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    return response;
+  }
+
+ public:
+  // Api::run_version: a run for a caller that is not an HTTP request (jobs).
+  Response run_stored_version(const std::string& tenant_name, const std::string& script,
+                              int64_t number, const json& input, const std::string& invocation_id) {
+    return guarded([&] {
+      principal_ = {.token_id = "system",
+                    .role = Role::admin,
+                    .tenant_id = "",
+                    .tenant_name = "",
+                    .subject = "system"};
+      tenant_ = context_.store.find_tenant_by_name(tenant_name);
+      if (!tenant_) {
+        throw Answer{problem(404, "not-found", "No such tenant",
+                             "no tenant named \"" + tenant_name + "\"",
+                             "the tenant was removed after the work was accepted")};
+      }
+      store::ScriptVersion version = context_.registry.version(*tenant_, script, number);
+      json extra = {{"script", script}, {"version", number}};
+      return run_version_now(version, input, json::object(), extra, Admission::none,
+                             invocation_id);
+    });
+  }
+
+ private:
   // What ctx offers a version: the capabilities its manifest asks for, as far as the policy in
   // force grants them now (it may have changed since publishing). log is always there.
   std::vector<std::string> granted_capabilities(const store::ScriptVersion& version,
@@ -1523,6 +1840,287 @@ class Api::Call {
                                {"next_after", events.empty() ? after : events.back().seq}});
   }
 
+  // ---- jobs (src/jobs/jobs.h; docs/api.md, "Jobs" and "Webhooks")
+
+  Response jobs_route(const std::string& action) {
+    if (action == "job.submit") return submit_job();
+    if (action == "job.list") return list_jobs();
+    if (action == "job.read") return read_job();
+    if (action == "job.cancel") return cancel_job();
+    if (action == "webhook.secret.rotate") return rotate_webhook_secret();
+    return list_deliveries();
+  }
+
+  jobs::JobService& job_service() {
+    if (!context_.jobs) {
+      throw Answer{problem(503, "unavailable", "This server runs no jobs",
+                           "the API was set up without a job service, so " + route_->method + " " +
+                               route_->pattern + " cannot be answered",
+                           "run the routes through corrald, which always has one")};
+    }
+    return *context_.jobs;
+  }
+
+  std::string job_path(const store::Job& job) const {
+    return "/v1/tenants/" + tenant_->name + "/scripts/" + job.script + "/jobs/" + job.id;
+  }
+
+  Response job_response(int status, const store::Job& job) {
+    Response response = json_response(status, jobs::job_json(job, tenant_->name));
+    response.headers.emplace_back("Location", job_path(job));
+    return response;
+  }
+
+  // The request's Idempotency-Key, required: a retried submission must be recognisable.
+  std::string idempotency_key() {
+    const std::string& key = request_.idempotency_key;
+    std::string why = key.empty() ? "the Idempotency-Key header is missing"
+                                  : "the Idempotency-Key header is not 1 to " +
+                                        std::to_string(jobs::kMaxIdempotencyKeyBytes) +
+                                        " bytes of printable ASCII without spaces";
+    if (!jobs::valid_idempotency_key(key)) {
+      throw Answer{problem(400, "invalid", "The request is invalid",
+                           why + " (POST " + route_->pattern + ")",
+                           "send a key you choose per job, such as a UUID, in Idempotency-Key; "
+                           "sending the same key and body again returns the same job",
+                           "", {{"field", "Idempotency-Key"}})};
+    }
+    return key;
+  }
+
+  Response submit_job() {
+    auto& service = job_service();
+    std::string key = idempotency_key();
+    auto options = query({"alias", "version"});
+    const std::string& script = params_.at("script");
+    // What the request asked for, before resolution: part of what idempotency compares.
+    std::string target = options.contains("version") ? "version:" + options["version"]
+                                                     : "alias:" + (options.contains("alias") ? options["alias"] : "live");
+    json extra = {{"script", script}};
+    store::ScriptVersion version = choose_version(options, script, extra);
+    auto snapshot = policy_snapshot();
+    policy::TenantPolicy tenant_policy = snapshot->policy.for_tenant(tenant_->name);
+    require_runnable(version, tenant_policy, extra);
+
+    json request = body(false);
+    only_members(request, {"input", "callback_url"});
+    json input = request.contains("input") ? request["input"] : json();
+    size_t input_bytes = input.dump().size();
+    if (static_cast<int64_t>(input_bytes) > tenant_policy.limits.input_bytes.value) {
+      throw InvalidRequest("input", "the input is " + std::to_string(input_bytes) +
+                                        " bytes as JSON, over the policy's input_bytes limit of " +
+                                        std::to_string(tenant_policy.limits.input_bytes.value) +
+                                        " (" + tenant_policy.limits.input_bytes.source + ")");
+    }
+    std::string callback;
+    if (request.contains("callback_url") && !request["callback_url"].is_null()) {
+      if (!request["callback_url"].is_string() ||
+          request["callback_url"].get<std::string>().size() > 2048) {
+        throw InvalidRequest("callback_url",
+                             "\"callback_url\" must be an http(s) URL of at most 2048 bytes, or "
+                             "absent for no webhook");
+      }
+      callback = request["callback_url"];
+      if (auto refused = jobs::check_callback(tenant_policy, callback)) {
+        std::string detail = refused->detail + " (rule: " + refused->rule + ", policy version " +
+                             std::to_string(snapshot->version) + ")";
+        deny(detail);
+        throw Answer{problem(403, "callback-refused", "The callback URL is not allowed", detail,
+                             refused->hint, "",
+                             {{"field", "callback_url"},
+                              {"rule", refused->rule},
+                              {"policy_version", snapshot->version}})};
+      }
+      if (!service.has_webhook_secret(tenant_->id)) {
+        throw Answer{
+            problem(409, "webhook-secret-missing", "The tenant has no webhook secret",
+                    "tenant \"" + tenant_->name +
+                        "\" has no webhook signing secret, so a callback could not be signed",
+                    "an admin creates one with POST /v1/tenants/" + tenant_->name +
+                        "/webhook-secret (it is shown once); then submit the job again")};
+      }
+    }
+    std::string hash = jobs::request_hash(script, target, input, callback);
+    const policy::Jobs& settings = tenant_policy.jobs;
+    store::JobDraft draft{.tenant_id = tenant_->id,
+                          .script = script,
+                          .version = version.version,
+                          .alias = extra.contains("alias") ? extra["alias"].get<std::string>() : "",
+                          .idempotency_key = key,
+                          .request_sha256 = hash,
+                          .input = input.dump(-1, ' ', false, json::error_handler_t::replace),
+                          .callback_url = callback,
+                          .max_attempts = settings.max_attempts.value,
+                          .webhook_attempts = settings.webhook_attempts.value,
+                          .webhook_backoff_ms = settings.webhook_backoff_ms.value,
+                          .created_by = principal_.token_id,
+                          .created_at = store::now_ms()};
+    const auto& quota = tenant_policy.quotas.queued_jobs;
+    store::JobSubmission submission;
+    context_.store.atomically([&] {
+      submission = context_.store.submit_job(draft, quota.value);
+      if (submission.kind == store::JobSubmission::Kind::created) {
+        allow("queued job " + submission.job.id + " (version " + std::to_string(version.version) +
+                  (callback.empty() ? "" : ", with a callback") + ")",
+              job_path(submission.job));
+      }
+    });
+    switch (submission.kind) {
+      case store::JobSubmission::Kind::existing:
+        if (submission.job.request_sha256 != hash) {
+          throw Answer{problem(
+              409, "idempotency-key-reused", "The Idempotency-Key was used for another request",
+              "Idempotency-Key \"" + key + "\" already names job " + submission.job.id +
+                  ", submitted with a different script, version, input or callback",
+              "use a new key for a new job; to find the earlier one, GET " +
+                  job_path(submission.job),
+              "", {{"idempotency_key", key}, {"job", submission.job.id}})};
+        }
+        return job_response(200, submission.job);
+      case store::JobSubmission::Kind::over_quota: {
+        constexpr int64_t kRetryAfterSeconds = 5;
+        std::string detail = "tenant \"" + tenant_->name + "\" has " +
+                             std::to_string(submission.unfinished) +
+                             " jobs queued or running, its limit (" + quota.source + ")";
+        Response response = problem(
+            429, "quota-exceeded", "A quota is exhausted", detail,
+            "send the job again in " + std::to_string(kRetryAfterSeconds) +
+                " s (Retry-After), once some have finished; to queue more, ask the operator to "
+                "raise " +
+                quota.source,
+            "",
+            {{"tenant", tenant_->name},
+             {"quota", "queued_jobs"},
+             {"rule", quota.source},
+             {"limit", quota.value},
+             {"retry_after", kRetryAfterSeconds},
+             {"policy_version", snapshot->version},
+             {"outcome", "rejected"}});
+        response.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
+        response.outcome = "rejected";
+        return response;
+      }
+      case store::JobSubmission::Kind::created:
+        break;
+    }
+    service.notify();
+    Response response = job_response(202, submission.job);
+    // The soft limit, as for the other quotas: a warning before the 429.
+    int64_t used = submission.unfinished + 1;
+    if (quota.value > 0 && used * 100 >= quota.value * 80) {
+      response.headers.emplace_back(
+          "Corral-Quota-Warning", "queued_jobs=" + std::to_string(used * 100 / quota.value) + "%");
+    }
+    return response;
+  }
+
+  store::Job tenant_job() {
+    const std::string& id = params_.at("job");
+    auto job = context_.store.find_job(tenant_->id, id);
+    if (!job || job->script != params_.at("script")) {
+      throw Answer{problem(404, "not-found", "No such job",
+                           "script \"" + params_.at("script") + "\" of tenant \"" + tenant_->name +
+                               "\" has no job " + id.substr(0, 64),
+                           "job ids are those POST …/jobs answered; GET …/jobs lists them")};
+    }
+    return *job;
+  }
+
+  Response read_job() {
+    job_service();
+    return job_response(200, tenant_job());
+  }
+
+  Response list_jobs() {
+    job_service();
+    auto options = query({"state", "before", "limit"});
+    store::JobListing listing{.script = params_.at("script")};
+    if (options.contains("state")) {
+      listing.state = store::parse_job_state(options["state"]);
+      if (!listing.state) {
+        throw InvalidRequest("query.state",
+                             "state must be queued, running, succeeded, failed or cancelled");
+      }
+    }
+    if (options.contains("before")) listing.before_id = options["before"];
+    listing.limit = integer_query(options, "limit", 1, 200).value_or(50);
+    auto found = context_.store.list_jobs(tenant_->id, listing);
+    json list = json::array();
+    for (const auto& job : found) list.push_back(jobs::job_json(job, tenant_->name));
+    json answer = {{"tenant", tenant_->name}, {"script", params_.at("script")}, {"jobs", list}};
+    answer["next_before"] =
+        static_cast<int64_t>(found.size()) == listing.limit ? json(found.back().id) : json();
+    return json_response(200, answer);
+  }
+
+  // A queued job is cancelled at once (200); a running one is marked and ends cancelled when its
+  // run returns, its result discarded (202); a final one cannot be (409).
+  Response cancel_job() {
+    job_service();
+    store::Job job = tenant_job();
+    std::optional<store::Job> after;
+    store::CancelOutcome outcome = store::CancelOutcome::not_found;
+    context_.store.atomically([&] {
+      outcome = context_.store.cancel_job(tenant_->id, job.id, store::now_ms(), &after);
+      if (outcome == store::CancelOutcome::cancelled) allow("cancelled queued job " + job.id);
+      if (outcome == store::CancelOutcome::marked)
+        allow("asked running job " + job.id + " to end cancelled");
+    });
+    switch (outcome) {
+      case store::CancelOutcome::cancelled:
+        return job_response(200, *after);
+      case store::CancelOutcome::marked:
+        return job_response(202, *after);
+      case store::CancelOutcome::already_final:
+        throw Answer{problem(409, "job-final", "The job has finished",
+                             "job " + job.id + " is " +
+                                 std::string(store::to_string(after->state)) +
+                                 " already; a final job cannot be cancelled",
+                             "GET " + job_path(*after) + " shows its result", "",
+                             {{"job", job.id}, {"state", store::to_string(after->state)}})};
+      case store::CancelOutcome::not_found:
+        break;
+    }
+    throw Answer{problem(404, "not-found", "No such job", "job " + job.id + " no longer exists",
+                         "GET …/jobs lists the script's jobs")};
+  }
+
+  // A new signing secret, shown in this answer only; deliveries sign with it from now on.
+  Response rotate_webhook_secret() {
+    auto& service = job_service();
+    bool existed = service.has_webhook_secret(tenant_->id);
+    std::string secret;
+    context_.store.atomically([&] {
+      secret = service.rotate_webhook_secret(tenant_->id);
+      allow(existed ? "rotated the webhook signing secret" : "created the webhook signing secret");
+    });
+    return json_response(201, {{"tenant", tenant_->name},
+                               {"secret", secret},
+                               {"algorithm", "HMAC-SHA256"},
+                               {"header", "Corral-Signature"},
+                               {"replaced", existed}});
+  }
+
+  Response list_deliveries() {
+    job_service();
+    auto options = query({"state", "before", "limit"});
+    std::optional<store::DeliveryState> state;
+    if (options.contains("state")) {
+      state = store::parse_delivery_state(options["state"]);
+      if (!state) throw InvalidRequest("query.state", "state must be pending, delivered or dead");
+    }
+    std::optional<std::string> before;
+    if (options.contains("before")) before = options["before"];
+    int64_t limit = integer_query(options, "limit", 1, 200).value_or(50);
+    auto found = context_.store.list_deliveries(tenant_->id, state, before, limit);
+    json list = json::array();
+    for (const auto& delivery : found) list.push_back(jobs::delivery_json(delivery));
+    json answer = {{"tenant", tenant_->name}, {"deliveries", list}};
+    answer["next_before"] =
+        static_cast<int64_t>(found.size()) == limit ? json(found.back().id) : json();
+    return json_response(200, answer);
+  }
+
   ApiContext& context_;
   const HttpRequest& request_;
   const RouteInfo* route_ = nullptr;
@@ -1533,6 +2131,22 @@ class Api::Call {
 };
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
+
+Api::VersionRun Api::run_version(const std::string& tenant_name, const std::string& script,
+                                 int64_t version, const nlohmann::json& input,
+                                 const std::string& invocation_id) {
+  const HttpRequest none;
+  Response response =
+      Call(context_, none).run_stored_version(tenant_name, script, version, input, invocation_id);
+  json body = json::parse(response.body, nullptr, false);
+  std::string outcome = response.outcome;
+  if (outcome.empty() && body.is_object()) {
+    // A problem without a run: its slug (urn:corral:problem:<slug>) says what it was.
+    std::string type = body.value("type", "");
+    outcome = type.substr(type.rfind(':') + 1);
+  }
+  return {response.status, outcome, body.is_discarded() ? json() : std::move(body)};
+}
 
 std::optional<int64_t> Api::policy_version() const {
   if (!context_.policy) return std::nullopt;

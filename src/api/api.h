@@ -19,10 +19,13 @@
 #include "audit/audit.h"
 #include "auth/auth.h"
 #include "broker/broker.h"
+#include "cache/result_cache.h"
 #include "invocation/executor.h"
+#include "jobs/jobs.h"
 #include "metrics/metrics.h"
 #include "policy/policy_service.h"
 #include "registry/registry.h"
+#include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
 #include "store/store.h"
@@ -35,6 +38,8 @@ struct HttpRequest {
   std::string authorization;
   std::string content_type;
   std::string body;
+  // The Idempotency-Key header, for POST …/jobs; empty when absent.
+  std::string idempotency_key = {};
 };
 
 struct RouteInfo {
@@ -72,6 +77,14 @@ struct ApiContext {
   // automatic rollback of aliases that ask for it (docs/operations.md, "Circuit breakers");
   // without it nothing is quarantined.
   sched::CircuitBreakers* breakers = nullptr;
+  // Results of deterministic, capability-free versions (docs/operations.md, "Result cache");
+  // without it nothing is cached.
+  cache::ResultCache* cache = nullptr;
+  // Stored runs (docs/operations.md, "Stored runs and replay"); without it none are stored.
+  runs::RunRecorder* runs = nullptr;
+  // Jobs and webhooks (POST …/jobs and the rest, docs/operations.md, "Jobs and webhooks");
+  // without it those routes answer 503.
+  jobs::JobService* jobs = nullptr;
 };
 
 class Api {
@@ -80,6 +93,21 @@ class Api {
 
   // Answers one request; blocks while a script runs. Never throws.
   Response handle(const HttpRequest& request);
+
+  // A run of a stored version outside an HTTP request (jobs, replay): the same preparation and
+  // answer as POST …/invoke (policy limits and capabilities, broker, circuit breaker, result
+  // cache, redaction, stored runs), without quota admission and without the approval check, which
+  // belong to whoever accepted the work. outcome is the invocation's ("ok", "script_error", …), or
+  // for an answer without a run the problem's slug ("circuit-open", "version-disabled",
+  // "not-found", …). Never throws.
+  struct VersionRun {
+    int status = 0;
+    std::string outcome;
+    nlohmann::json body;
+  };
+  VersionRun run_version(const std::string& tenant_name, const std::string& script,
+                         int64_t version, const nlohmann::json& input,
+                         const std::string& invocation_id);
 
   // Answered on the I/O thread, without a token: GET /healthz and GET /metrics are not here.
   const LimitsPolicy& limits() const { return context_.limits; }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "api/responses.h"
+#include "sched/fair_queue.h"
 
 namespace corral::api {
 
@@ -33,14 +34,16 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         api(api),
         metrics(metrics),
         acceptor(asio::make_strand(io)),
-        invocations(std::max(1u, this->options.invocation_threads)) {}
+        queue({.workers = std::max(1u, this->options.invocation_threads),
+               .per_key_depth = std::max<size_t>(1, this->options.tenant_queue_depth),
+               .max_queued = std::max<size_t>(1, this->options.max_queued)}) {}
 
   ServerOptions options;
   Api& api;
   metrics::Registry& metrics;
   asio::io_context io;
   tcp::acceptor acceptor;
-  asio::thread_pool invocations;
+  sched::FairQueue queue;
   std::atomic<bool> stopping{false};
 
   std::mutex sessions_mutex;
@@ -75,7 +78,7 @@ std::string iso8601_now() {
 }  // namespace
 
 // One TCP connection: reads requests one after another (keep-alive), answers each, and runs
-// invocations on the State's pool, coming back to its strand to write the answer.
+// invocations through the State's fair queue, coming back to its strand to write the answer.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Server::State> state)
@@ -166,6 +169,7 @@ class Session : public std::enable_shared_from_this<Session> {
                    .headers = {}});
     }
     if (route_ == "/metrics" && method == http::verb::get) {
+      state_->metrics.set_requests_queued(static_cast<int64_t>(state_->queue.queued()));
       return send({.status = 200,
                    .content_type = "text/plain; version=0.0.4; charset=utf-8",
                    .body = state_->metrics.render(),
@@ -175,18 +179,90 @@ class Session : public std::enable_shared_from_this<Session> {
                         .target = std::string(request_.target()),
                         .authorization = std::string(request_[http::field::authorization]),
                         .content_type = std::string(request_[http::field::content_type]),
-                        .body = std::move(request_.body())};
-    asio::post(state_->invocations,
-               [self = shared_from_this(), request = std::move(request),
-                // Keeps the I/O side running until the answer has been handed back.
-                guard = asio::make_work_guard(stream_.get_executor())]() mutable {
-                 Response response = self->state_->api.handle(request);
-                 asio::post(guard.get_executor(), [self, response = std::move(response)]() mutable {
-                   self->invocation_id_ = response.invocation_id;
-                   self->outcome_ = response.outcome;
-                   self->send(std::move(response));
-                 });
-               });
+                        .body = std::move(request_.body()),
+                        .idempotency_key = std::string(request_["Idempotency-Key"])};
+    std::string key = queue_key(request.target);
+    auto refused = state_->queue.submit(
+        key, [self = shared_from_this(), request = std::move(request),
+              // Keeps the I/O side running until the answer has been handed back.
+              guard = asio::make_work_guard(stream_.get_executor())](
+                 std::chrono::nanoseconds waited) mutable {
+          self->state_->metrics.record_queue_wait(std::chrono::duration<double>(waited).count());
+          Response response = self->state_->api.handle(request);
+          asio::post(guard.get_executor(), [self, response = std::move(response)]() mutable {
+            self->invocation_id_ = response.invocation_id;
+            self->outcome_ = response.outcome;
+            self->send(std::move(response));
+          });
+        });
+    if (refused) refuse(key, *refused);
+  }
+
+  // A full queue, or all queues at their global bound: answered now, from the I/O thread, so
+  // that a flood costs a parse and a write, and never a worker's time.
+  void refuse(const std::string& key, const sched::QueueRejection& refusal) {
+    const auto& options = state_->options;
+    bool invocation =
+        route_ == "/v1/run" || route_ == "/v1/tenants/{tenant}/scripts/{script}/invoke";
+    std::string reason(sched::to_string(refusal.bound));
+    state_->metrics.record_queue_rejection(reason, invocation);
+    std::string retry = std::to_string(refusal.retry_after_seconds);
+    std::string threads = std::to_string(std::max(1u, options.invocation_threads));
+    auto queued = [&](size_t count) {
+      std::string text = std::to_string(count) + (count == 1 ? " request" : " requests");
+      if (key.empty()) {
+        return text + (count == 1 ? " that names" : " that name") +
+               " no tenant (such as POST /v1/run) " + (count == 1 ? "is" : "are") + " queued";
+      }
+      return "tenant \"" + key + "\" has " + text + " queued";
+    };
+    nlohmann::json extra = {{"retry_after", refusal.retry_after_seconds},
+                            {"queue",
+                             {{"reason", reason},
+                              {"queued", refusal.key_queued},
+                              {"queued_in_all", refusal.total_queued},
+                              {"bound", refusal.limit},
+                              {"invocation_threads", std::max(1u, options.invocation_threads)}}}};
+    if (!key.empty()) extra["tenant"] = key;
+    if (invocation) {
+      invocation_id_ = new_invocation_id();
+      outcome_ = "rejected";
+      extra["outcome"] = "rejected";
+    }
+    Response response;
+    switch (refusal.bound) {
+      case sched::QueueRejection::Bound::key_depth:
+        response = problem(
+            503, "queue-full", "The tenant's queue is full",
+            queued(refusal.key_queued) + " for corrald's " + threads +
+                " invocation threads, the most one tenant may have waiting (--tenant-queue-depth " +
+                std::to_string(refusal.limit) + ")",
+            "send the request again in " + retry +
+                " s (Retry-After) and keep fewer requests in flight; to let a tenant queue more, "
+                "the operator can raise --tenant-queue-depth",
+            invocation_id_, extra);
+        break;
+      case sched::QueueRejection::Bound::global:
+        response = problem(
+            503, "overloaded", "corrald is overloaded",
+            "corrald has " + std::to_string(refusal.total_queued) + " requests queued for its " +
+                threads + " invocation threads, its global bound (--max-queued " +
+                std::to_string(refusal.limit) + "), of which " + queued(refusal.key_queued),
+            "send the request again in " + retry +
+                " s (Retry-After); if this persists, the operator can raise --max-queued or "
+                "--invocation-threads, or add nodes",
+            invocation_id_, extra);
+        break;
+      case sched::QueueRejection::Bound::stopping:
+        response = problem(503, "stopping", "corrald is stopping",
+                           "corrald is shutting down and takes no new requests",
+                           "send the request again in " + retry +
+                               " s (Retry-After), to this node once it is back or to another node",
+                           invocation_id_, extra);
+        break;
+    }
+    response.headers.emplace_back("Retry-After", retry);
+    send(std::move(response));
   }
 
   void send(Response response) {
@@ -296,6 +372,33 @@ void Server::State::accept() {
   });
 }
 
+std::string queue_key(std::string_view target) {
+  constexpr std::string_view kPrefix = "/v1/tenants/";
+  std::string_view path = target.substr(0, target.find('?'));
+  if (!path.starts_with(kPrefix)) return "";
+  std::string_view segment = path.substr(kPrefix.size());
+  segment = segment.substr(0, segment.find('/'));
+  std::string key;
+  for (size_t i = 0; i < segment.size() && key.size() < kMaxQueueKeyBytes; ++i) {
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    // A malformed escape is kept as sent: the API refuses the path anyway, and the key only has
+    // to be stable for the same text.
+    if (segment[i] == '%' && i + 2 < segment.size() && hex(segment[i + 1]) >= 0 &&
+        hex(segment[i + 2]) >= 0) {
+      key.push_back(static_cast<char>(hex(segment[i + 1]) * 16 + hex(segment[i + 2])));
+      i += 2;
+    } else {
+      key.push_back(segment[i]);
+    }
+  }
+  return key;
+}
+
 Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
     : state_(std::make_shared<State>(std::move(options), api, metrics)) {
   const auto& where = state_->options;
@@ -327,7 +430,7 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
 
 Server::~Server() {
   stop();
-  state_->invocations.join();
+  state_->queue.shutdown();
 }
 
 std::string Server::local_address() const {
@@ -345,17 +448,20 @@ void Server::run() {
   }
   state_->io.run();
   for (auto& thread : extra) thread.join();
-  state_->invocations.join();
+  state_->queue.shutdown();
 }
 
 void Server::stop() {
-  if (state_->stopping.exchange(true)) return;
-  asio::post(state_->acceptor.get_executor(), [state = state_] {
+  // Once the acceptor is closed, run() may return and the Server be destroyed while this thread
+  // (corrald's signal thread) is still here: hold the State, and touch nothing of `this` below.
+  std::shared_ptr<State> state = state_;
+  if (state->stopping.exchange(true)) return;
+  asio::post(state->acceptor.get_executor(), [state] {
     beast::error_code ignored;
     state->acceptor.close(ignored);
   });
-  std::lock_guard lock(state_->sessions_mutex);
-  for (auto& entry : state_->sessions) {
+  std::lock_guard lock(state->sessions_mutex);
+  for (auto& entry : state->sessions) {
     if (auto session = entry.lock()) session->close_if_idle();
   }
 }

@@ -1,13 +1,22 @@
 // corrald's HTTP/1.1 transport (Boost.Beast on Asio). Requests are read and answered on a small
 // pool of I/O threads; GET /healthz and GET /metrics are answered there, and every other request
-// goes to Api::handle (api.h) on a separate bounded pool, since it may wait on the store or on a
-// worker, so that a slow script never stalls the network side.
+// goes to Api::handle (api.h) on `invocation_threads` separate threads, since it may wait on the
+// store or on a worker, so that a slow script never stalls the network side.
+//
+// Between the two sits a fair queue (sched/fair_queue.h) keyed by the tenant a path names
+// (/v1/tenants/{tenant}/…, percent-decoded, at most kMaxQueueKeyBytes; "" for every other path):
+// a tenant holds at most `tenant_queue_depth` queued requests, all together at most `max_queued`,
+// and the invocation threads take turns across tenants by the run time each has used, so one
+// tenant's flood cannot make the others wait behind it. A request over either bound is answered
+// at once, from the I/O thread, with a 503 problem and Retry-After (docs/operations.md, "Fair
+// queues and backpressure").
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "api/api.h"
 #include "metrics/metrics.h"
@@ -19,11 +28,20 @@ struct ServerOptions {
   uint16_t port = 8080;  // 0 picks a free port; local_address() tells which
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
+  size_t tenant_queue_depth = 64;  // requests queued per tenant, waiting for a thread
+  size_t max_queued = 1024;        // requests queued in all
   size_t max_body_bytes = 1 << 20;
   int64_t idle_timeout_ms = 30'000;  // a keep-alive connection with no request is closed
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();
 };
+
+// Tenant names are at most 64 characters; a longer segment is cut, so a client cannot make the
+// queue keep long keys.
+inline constexpr size_t kMaxQueueKeyBytes = 64;
+
+// The fair queue key of a request target: its {tenant} segment, or "" if it names none.
+std::string queue_key(std::string_view target);
 
 class Server {
  public:

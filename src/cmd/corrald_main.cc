@@ -19,12 +19,15 @@
 #include "auth/auth.h"
 #include "broker/sealing.h"
 #include "broker/secrets.h"
+#include "cache/result_cache.h"
+#include "jobs/jobs.h"
 #include "metrics/metrics.h"
 #include "policy/policy_service.h"
 #include "pool/jail_setup.h"
 #include "pool/process_executor.h"
 #include "pool/tenant_pool.h"
 #include "registry/registry.h"
+#include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
 #include "store/store.h"
@@ -40,6 +43,10 @@ struct Settings {
   std::string ready_file;
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
+  unsigned job_threads = 2;
+  size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
+  size_t tenant_queue_depth = 64;
+  size_t max_queued = 1024;
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
@@ -204,6 +211,19 @@ void check_limits(const corral::LimitsPolicy& policy) {
   }
 }
 
+// A tenant's queue deeper than the global bound could never fill: the bound would always answer
+// first, which is surely not what the operator meant.
+void check_queue_bounds(const Settings& settings) {
+  if (settings.tenant_queue_depth > settings.max_queued) {
+    throw CLI::ValidationError(
+        "--tenant-queue-depth",
+        std::to_string(settings.tenant_queue_depth) + " is above --max-queued " +
+            std::to_string(settings.max_queued) +
+            ", so one tenant's queue could never fill; lower --tenant-queue-depth or raise "
+            "--max-queued");
+  }
+}
+
 int serve(const Settings& settings) {
   auto [host, port] = split_listen(settings.listen);
   std::error_code error;
@@ -324,6 +344,21 @@ int serve(const Settings& settings) {
   corral::sched::Admission admission;
   // A circuit breaker per script version, from the policy's circuit_breaker settings.
   corral::sched::CircuitBreakers breakers;
+  // Results of deterministic, capability-free versions; the policy's cache.enabled per tenant.
+  corral::cache::ResultCache result_cache(settings.result_cache_bytes);
+  // The last runs of each script (the policy's runs section), written off the invocation's path.
+  corral::runs::RunRecorder run_recorder(*store);
+  // Jobs: runners and webhook senders (docs/operations.md, "Jobs and webhooks"). A job runs as
+  // POST …/invoke would, through api.run_version, which exists only once api does.
+  corral::api::Api* runs_through = nullptr;
+  corral::jobs::JobService jobs(
+      *store, *sealer, policy.get(), metrics,
+      [&runs_through](const std::string& tenant, const std::string& script, int64_t version,
+                      const nlohmann::json& input, const std::string& invocation_id) {
+        auto run = runs_through->run_version(tenant, script, version, input, invocation_id);
+        return corral::jobs::RunAnswer{run.status, run.outcome, std::move(run.body)};
+      },
+      {.threads = settings.job_threads});
   corral::api::Api api({.store = *store,
                         .audit = audit,
                         .registry = registry,
@@ -335,12 +370,17 @@ int serve(const Settings& settings) {
                         .broker = &broker,
                         .secrets = &secrets,
                         .admission = &admission,
-                        .breakers = &breakers});
+                        .breakers = &breakers,
+                        .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
+                        .runs = &run_recorder,
+                        .jobs = &jobs});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,
       .io_threads = settings.io_threads,
       .invocation_threads = settings.invocation_threads,
+      .tenant_queue_depth = settings.tenant_queue_depth,
+      .max_queued = settings.max_queued,
       .max_body_bytes = settings.max_body_bytes,
       .idle_timeout_ms = 30'000,
       .layers = layers};
@@ -360,6 +400,16 @@ int serve(const Settings& settings) {
     server->stop();
   }).detach();
 
+  runs_through = &api;
+  // After the store is open and before clients are told where to connect: jobs left running by a
+  // corrald that died are queued again first.
+  try {
+    jobs.start();
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::err, "cannot recover the jobs of an earlier run",
+              {{"error", failure.what()}, {"hint", "check the data directory and its disk"}});
+    return 1;
+  }
   std::string address = server->local_address();
   log_event(spdlog::level::info, "listening",
             {{"address", address}, {"data_dir", settings.data_dir}, {"worker", settings.worker}});
@@ -370,6 +420,8 @@ int serve(const Settings& settings) {
     fs::rename(partial, settings.ready_file, error);
   }
   server->run();
+  // Runs in progress finish and their results are written; queued jobs wait for the next start.
+  jobs.stop();
   log_event(spdlog::level::info, "stopped");
   return 0;
 }
@@ -405,6 +457,25 @@ int main(int argc, char** argv) {
                  "invocations run at once (each waits on a worker process)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--tenant-queue-depth", settings.tenant_queue_depth,
+                 "requests one tenant may have waiting for an invocation thread; more get 503 "
+                 "queue-full with Retry-After (docs/operations.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+  app.add_option("--max-queued", settings.max_queued,
+                 "requests waiting for an invocation thread in all, across tenants; more get 503 "
+                 "overloaded with Retry-After")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--result-cache-bytes", settings.result_cache_bytes,
+                 "memory for cached results of deterministic scripts, in bytes; 0 turns the "
+                 "cache off")
+      ->capture_default_str();
+  app.add_option("--job-threads", settings.job_threads,
+                 "jobs run at once (each waits on a worker process, as an invocation does); 0 "
+                 "accepts and stores jobs but runs none, e.g. while investigating a failing script")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs, in all")
       ->capture_default_str();
   app.add_option("--max-workers", settings.max_workers, "worker processes alive at once, idle and busy")
@@ -450,6 +521,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     check_limits(settings.limits);
+    check_queue_bounds(settings);
     split_listen(settings.listen);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;

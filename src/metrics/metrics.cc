@@ -75,6 +75,118 @@ void Registry::record_breaker_rejection() {
   invocations_[static_cast<size_t>(Outcome::rejected)].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Registry::record_queue_wait(double wait_seconds) {
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+    if (wait_seconds <= kLatencyBuckets[i]) {
+      queue_wait_buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  queue_wait_count_.fetch_add(1, std::memory_order_relaxed);
+  queue_wait_sum_micros_.fetch_add(
+      static_cast<uint64_t>(std::llround(std::max(wait_seconds, 0.0) * 1e6)),
+      std::memory_order_relaxed);
+}
+
+void Registry::record_queue_rejection(std::string_view reason, bool invocation) {
+  for (size_t i = 0; i < kQueueRejections.size(); ++i) {
+    if (kQueueRejections[i] != reason) continue;
+    queue_rejections_[i].fetch_add(1, std::memory_order_relaxed);
+    if (invocation) {
+      invocations_[static_cast<size_t>(Outcome::rejected)].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void Registry::record_cache_lookup(std::string_view result) {
+  if (result == "hit") cache_hits_.fetch_add(1, std::memory_order_relaxed);
+  if (result == "miss") cache_misses_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Registry::record_canary_route(bool canary) {
+  canary_routes_[canary ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+}
+
+// Result cache, canaries and stored runs, in render()'s format.
+static void render_cache_and_runs(std::ostringstream& out, uint64_t hits, uint64_t misses, int64_t entries,
+                           int64_t bytes, uint64_t primary, uint64_t canary, int64_t dropped) {
+  out << "# HELP corral_result_cache_lookups_total Invocations of cacheable versions, by whether "
+         "the result cache answered them.\n"
+      << "# TYPE corral_result_cache_lookups_total counter\n"
+      << "corral_result_cache_lookups_total{result=\"hit\"} " << hits << "\n"
+      << "corral_result_cache_lookups_total{result=\"miss\"} " << misses << "\n"
+      << "# HELP corral_result_cache_entries Results held by the result cache.\n"
+      << "# TYPE corral_result_cache_entries gauge\n"
+      << "corral_result_cache_entries " << entries << "\n"
+      << "# HELP corral_result_cache_bytes Bytes charged to the result cache's entries.\n"
+      << "# TYPE corral_result_cache_bytes gauge\n"
+      << "corral_result_cache_bytes " << bytes << "\n"
+      << "# HELP corral_canary_invocations_total Invocations through aliases with a canary split, "
+         "by the side they went to.\n"
+      << "# TYPE corral_canary_invocations_total counter\n"
+      << "corral_canary_invocations_total{route=\"primary\"} " << primary << "\n"
+      << "corral_canary_invocations_total{route=\"canary\"} " << canary << "\n"
+      << "# HELP corral_stored_runs_dropped_total Runs not stored because the store fell behind "
+         "or failed.\n"
+      << "# TYPE corral_stored_runs_dropped_total counter\n"
+      << "corral_stored_runs_dropped_total " << dropped << "\n";
+}
+
+// ---- jobs
+
+namespace {
+
+template <typename Counters, typename Names>
+void bump(Counters& counters, const Names& names, std::string_view name) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) counters[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+void Registry::set_jobs(std::string_view state, int64_t count) {
+  for (size_t i = 0; i < kJobStates.size(); ++i) {
+    if (kJobStates[i] == state) jobs_[i].store(count, std::memory_order_relaxed);
+  }
+}
+
+void Registry::record_job_run(std::string_view result) { bump(job_runs_, kJobRunResults, result); }
+
+void Registry::record_webhook_delivery(std::string_view result) {
+  bump(webhook_deliveries_, kWebhookResults, result);
+}
+
+void Registry::render_jobs(std::ostringstream& out) const {
+  out << "# HELP corral_jobs Jobs by state now (refreshed about once a second).\n"
+      << "# TYPE corral_jobs gauge\n";
+  for (size_t i = 0; i < kJobStates.size(); ++i) {
+    out << "corral_jobs{state=\"" << kJobStates[i] << "\"} "
+        << jobs_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_job_runs_total Runs of jobs, by what became of the job: succeeded, "
+         "failed, retried (crashed, queued again), deferred (circuit open), cancelled.\n"
+      << "# TYPE corral_job_runs_total counter\n";
+  for (size_t i = 0; i < kJobRunResults.size(); ++i) {
+    out << "corral_job_runs_total{result=\"" << kJobRunResults[i] << "\"} "
+        << job_runs_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_job_retries_total Job attempts that crashed and were queued again.\n"
+      << "# TYPE corral_job_retries_total counter\n"
+      << "corral_job_retries_total " << job_runs_[2].load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_webhook_deliveries_total Webhook tries, by result: delivered, retry "
+         "(to be tried again), dead (given up).\n"
+      << "# TYPE corral_webhook_deliveries_total counter\n";
+  for (size_t i = 0; i < kWebhookResults.size(); ++i) {
+    out << "corral_webhook_deliveries_total{result=\"" << kWebhookResults[i] << "\"} "
+        << webhook_deliveries_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_webhook_deliveries_dead Webhook deliveries dead now (kept, listable).\n"
+      << "# TYPE corral_webhook_deliveries_dead gauge\n"
+      << "corral_webhook_deliveries_dead " << dead_deliveries_.load(std::memory_order_relaxed)
+      << "\n";
+}
+
 std::string Registry::render() const {
   std::ostringstream out;
   out << "# HELP corral_invocations_total Invocations finished, by outcome.\n"
@@ -134,6 +246,32 @@ std::string Registry::render() const {
       << "# TYPE corral_breakers_open gauge\n"
       << "corral_breakers_open " << quarantined_versions_.load(std::memory_order_relaxed) << "\n";
 
+  out << "# HELP corral_requests_queued Requests waiting in the fair queues for an invocation "
+         "thread.\n"
+      << "# TYPE corral_requests_queued gauge\n"
+      << "corral_requests_queued " << requests_queued_.load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_queue_rejections_total Requests refused (503) because a tenant's queue or "
+         "the global bound was full, or corrald was stopping, by reason.\n"
+      << "# TYPE corral_queue_rejections_total counter\n";
+  for (size_t i = 0; i < kQueueRejections.size(); ++i) {
+    out << "corral_queue_rejections_total{reason=\"" << kQueueRejections[i] << "\"} "
+        << queue_rejections_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_queue_wait_seconds Time requests waited in the fair queues before an "
+         "invocation thread took them.\n"
+      << "# TYPE corral_queue_wait_seconds histogram\n";
+  uint64_t waited = 0;
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+    waited += queue_wait_buckets_[i].load(std::memory_order_relaxed);
+    out << "corral_queue_wait_seconds_bucket{le=\"" << format_bound(kLatencyBuckets[i]) << "\"} "
+        << waited << "\n";
+  }
+  uint64_t waits = std::max(queue_wait_count_.load(std::memory_order_relaxed), waited);
+  out << "corral_queue_wait_seconds_bucket{le=\"+Inf\"} " << waits << "\n"
+      << "corral_queue_wait_seconds_sum "
+      << static_cast<double>(queue_wait_sum_micros_.load(std::memory_order_relaxed)) / 1e6 << "\n"
+      << "corral_queue_wait_seconds_count " << waits << "\n";
+
   {
     std::lock_guard lock(calls_mutex_);
     out << "# HELP corral_capability_calls_total Capability calls answered by the broker, by "
@@ -159,6 +297,14 @@ std::string Registry::render() const {
     out << "corral_http_requests_total{route=\"" << key.first << "\",code=\"" << key.second
         << "\"} " << value << "\n";
   }
+  render_cache_and_runs(out, cache_hits_.load(std::memory_order_relaxed),
+                        cache_misses_.load(std::memory_order_relaxed),
+                        cache_entries_.load(std::memory_order_relaxed),
+                        cache_bytes_.load(std::memory_order_relaxed),
+                        canary_routes_[0].load(std::memory_order_relaxed),
+                        canary_routes_[1].load(std::memory_order_relaxed),
+                        stored_runs_dropped_.load(std::memory_order_relaxed));
+  render_jobs(out);
   return out.str();
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -38,6 +39,45 @@ class Registry {
   void set_quarantined_versions(int64_t count) {
     quarantined_versions_.store(count, std::memory_order_relaxed);
   }
+  // Fair queues in front of the invocation threads (src/sched/fair_queue.h, api/server.cc),
+  // never labelled by tenant, whose names are unbounded: the requests queued now (the server sets
+  // it from the queue just before each render), how long a request waited before a thread took
+  // it, and refusals with 503 by reason: "tenant_queue_full", "overloaded" or "stopping" (other
+  // names are ignored). A refused invocation (invoke or /v1/run) is also outcome rejected in
+  // corral_invocations_total.
+  void set_requests_queued(int64_t count) {
+    requests_queued_.store(count, std::memory_order_relaxed);
+  }
+  void record_queue_wait(double seconds);
+  void record_queue_rejection(std::string_view reason, bool invocation);
+
+  // The result cache (src/cache/result_cache.h): each invocation of a cacheable version is a "hit"
+  // or a "miss" (other names are ignored); entries and bytes are set from the cache.
+  void record_cache_lookup(std::string_view result);
+  void set_cache_size(int64_t entries, int64_t bytes) {
+    cache_entries_.store(entries, std::memory_order_relaxed);
+    cache_bytes_.store(bytes, std::memory_order_relaxed);
+  }
+  // An invocation through an alias with a canary split, by the side it went to: "canary" or
+  // "primary".
+  void record_canary_route(bool canary);
+  // Stored runs not written (src/runs/run_recorder.h): set from the recorder's count.
+  void set_stored_runs_dropped(int64_t count) {
+    stored_runs_dropped_.store(count, std::memory_order_relaxed);
+  }
+
+  // ---- jobs (src/jobs/jobs.h). Jobs by state now: "queued", "running", "succeeded", "failed",
+  // "cancelled" (set from the store about once a second, not per change); runs of jobs by result:
+  // "succeeded", "failed", "retried" (crashed, queued again), "deferred" (circuit open, queued
+  // again), "cancelled"; webhook tries by result: "delivered", "retry", "dead"; and deliveries
+  // dead now. Other names are ignored, so the label sets stay fixed.
+  void set_jobs(std::string_view state, int64_t count);
+  void record_job_run(std::string_view result);
+  void record_webhook_delivery(std::string_view result);
+  void set_dead_deliveries(int64_t count) {
+    dead_deliveries_.store(count, std::memory_order_relaxed);
+  }
+
   void invocation_started() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   void invocation_finished() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -62,6 +102,36 @@ class Registry {
   std::array<std::atomic<uint64_t>, kBreakerStates.size()> breaker_transitions_{};
   std::atomic<uint64_t> breaker_rejections_{0};
   std::atomic<int64_t> quarantined_versions_{0};
+
+  // Fair queues (set_requests_queued() and the rest).
+  static constexpr std::array<std::string_view, 3> kQueueRejections = {"tenant_queue_full",
+                                                                       "overloaded", "stopping"};
+  std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
+  std::atomic<int64_t> requests_queued_{0};
+  // Not cumulative, as latency_buckets_.
+  std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> queue_wait_buckets_{};
+  std::atomic<uint64_t> queue_wait_count_{0};
+  std::atomic<uint64_t> queue_wait_sum_micros_{0};
+
+  // Result cache, canaries and stored runs.
+  std::atomic<uint64_t> cache_hits_{0};
+  std::atomic<uint64_t> cache_misses_{0};
+  std::atomic<int64_t> cache_entries_{0};
+  std::atomic<int64_t> cache_bytes_{0};
+  std::array<std::atomic<uint64_t>, 2> canary_routes_{};  // primary, canary
+  std::atomic<int64_t> stored_runs_dropped_{0};
+
+  // ---- jobs
+  void render_jobs(std::ostringstream& out) const;
+  static constexpr std::array<std::string_view, 5> kJobStates = {"queued", "running", "succeeded",
+                                                                 "failed", "cancelled"};
+  static constexpr std::array<std::string_view, 5> kJobRunResults = {
+      "succeeded", "failed", "retried", "deferred", "cancelled"};
+  static constexpr std::array<std::string_view, 3> kWebhookResults = {"delivered", "retry", "dead"};
+  std::array<std::atomic<int64_t>, kJobStates.size()> jobs_{};
+  std::array<std::atomic<uint64_t>, kJobRunResults.size()> job_runs_{};
+  std::array<std::atomic<uint64_t>, kWebhookResults.size()> webhook_deliveries_{};
+  std::atomic<int64_t> dead_deliveries_{0};
 
   struct CallTotals {
     uint64_t count = 0;

@@ -259,24 +259,41 @@ store::ScriptVersion Registry::disable(const store::Tenant& tenant, std::string_
 
 store::Alias Registry::set_alias(const store::Tenant& tenant, std::string_view script,
                                  std::string_view alias, int64_t number, const Actor& actor,
-                                 const RecordAlias& record, bool auto_rollback) {
+                                 const RecordAlias& record, bool auto_rollback,
+                                 std::optional<store::Canary> canary) {
   check_name("alias name", "alias", alias);
+  if (canary && (canary->weight < 1 || canary->weight > 99)) {
+    throw InvalidInput("canary.weight",
+                       "the canary's weight is " + std::to_string(canary->weight) +
+                           " percent; it must be from 1 to 99",
+                       "give the share of invocations the canary version takes, in percent");
+  }
+  if (canary && canary->version == number) {
+    throw InvalidInput("canary.version",
+                       "the canary is version " + std::to_string(number) +
+                           ", the version the alias already points at",
+                       "name another approved version as the canary, or leave the canary out");
+  }
   store::Alias changed;
   store_.atomically([&] {
-    store::ScriptVersion target = version(tenant, script, number);
-    if (target.state != store::VersionState::approved) {
-      throw conflict("alias \"" + std::string(alias) + "\" cannot point at " +
-                         where(tenant, script, number) + ": it is " +
+    std::vector<int64_t> targets = {number};
+    if (canary) targets.push_back(canary->version);
+    for (int64_t target_number : targets) {
+      store::ScriptVersion target = version(tenant, script, target_number);
+      if (target.state == store::VersionState::approved) continue;
+      throw conflict("alias \"" + std::string(alias) + "\" cannot " +
+                         (target_number == number ? "point at " : "have as its canary ") +
+                         where(tenant, script, target_number) + ": it is " +
                          std::string(store::to_string(target.state)) +
                          ", and aliases point only at approved versions",
                      target.state == store::VersionState::pending
                          ? "have a reviewer approve it first (POST .../versions/" +
-                               std::to_string(number) + "/approve)"
+                               std::to_string(target_number) + "/approve)"
                          : "point the alias at an approved version");
     }
     auto before = store_.find_alias(tenant.id, script, alias);
     changed = store_.put_alias(tenant.id, script, alias, number, actor.token_id, store::now_ms(),
-                               auto_rollback);
+                               auto_rollback, canary);
     record(changed, before ? std::optional<int64_t>(before->version) : std::nullopt);
   });
   return changed;

@@ -114,10 +114,12 @@ class Registry {
   store::ScriptVersion disable(const store::Tenant& tenant, std::string_view script,
                                int64_t version, const Actor& actor, const RecordVersion& record);
 
-  // Creates or moves an alias; only to an approved version. auto_rollback as store::Alias says.
+  // Creates or moves an alias; only to an approved version. auto_rollback as store::Alias says. A
+  // canary must be another approved version, with a weight from 1 to 99 percent.
   store::Alias set_alias(const store::Tenant& tenant, std::string_view script,
                          std::string_view alias, int64_t version, const Actor& actor,
-                         const RecordAlias& record, bool auto_rollback = false);
+                         const RecordAlias& record, bool auto_rollback = false,
+                         std::optional<store::Canary> canary = {});
 
   // One alias an automatic rollback concerned: moved to `to`, or (nullopt) left where it was
   // because no approved version below `from` could take its place.

@@ -183,6 +183,94 @@ ALTER TABLE aliases ADD COLUMN auto_rollback INTEGER NOT NULL DEFAULT 0
   CHECK (auto_rollback IN (0, 1));
 ALTER TABLE aliases ADD COLUMN rolled_back_from INTEGER;
 )sql",
+      // 5: canary splits on aliases (a second version taking a share of the traffic, in percent),
+      // and stored runs: the last results per script, their inputs only when the policy keeps
+      // them (NULL otherwise), for listing and replay against another version.
+      R"sql(
+ALTER TABLE aliases ADD COLUMN canary_version INTEGER;
+ALTER TABLE aliases ADD COLUMN canary_weight INTEGER NOT NULL DEFAULT 0
+  CHECK (canary_weight BETWEEN 0 AND 100);
+
+CREATE TABLE stored_runs (
+  tenant_id TEXT    NOT NULL REFERENCES tenants (id),
+  script    TEXT    NOT NULL,
+  id        TEXT    NOT NULL,
+  seq       INTEGER NOT NULL,
+  version   INTEGER NOT NULL,
+  time_ms   INTEGER NOT NULL,
+  outcome   TEXT    NOT NULL,
+  input     TEXT,
+  result    TEXT    NOT NULL,
+  PRIMARY KEY (tenant_id, script, id)
+) STRICT;
+CREATE INDEX stored_runs_by_seq ON stored_runs (tenant_id, script, seq);
+)sql",
+      // 6: durable jobs, their webhook deliveries, and each tenant's sealed webhook signing secret.
+      // A job keeps what it was submitted under (the resolved version, the policy's max_attempts
+      // and webhook settings), so that a restart, or a policy change meanwhile, does not change how
+      // an accepted job is run. The guard on (tenant, idempotency key) is what makes a retried
+      // submission find its job; one delivery per job (UNIQUE job_id) is what keeps a finished
+      // job from being announced twice.
+      R"sql(
+CREATE TABLE jobs (
+  id                TEXT    NOT NULL PRIMARY KEY,
+  tenant_id         TEXT    NOT NULL REFERENCES tenants (id),
+  script            TEXT    NOT NULL,
+  version           INTEGER NOT NULL CHECK (version >= 1),
+  alias             TEXT,
+  idempotency_key   TEXT    NOT NULL,
+  request_sha256    TEXT    NOT NULL,
+  input             TEXT    NOT NULL,
+  callback_url      TEXT,
+  state             TEXT    NOT NULL
+    CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+  attempts          INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  max_attempts      INTEGER NOT NULL CHECK (max_attempts >= 1),
+  webhook_attempts  INTEGER NOT NULL CHECK (webhook_attempts >= 1),
+  webhook_backoff_ms INTEGER NOT NULL CHECK (webhook_backoff_ms >= 1),
+  cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+  outcome           TEXT,
+  status            INTEGER,
+  result            TEXT,
+  error             TEXT,
+  created_by        TEXT    NOT NULL,
+  created_at        INTEGER NOT NULL,
+  updated_at        INTEGER NOT NULL,
+  run_after         INTEGER NOT NULL,
+  started_at        INTEGER,
+  finished_at       INTEGER,
+  result_writes     INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (tenant_id, idempotency_key)
+) STRICT;
+CREATE INDEX jobs_to_run ON jobs (state, run_after, created_at);
+CREATE INDEX jobs_by_tenant ON jobs (tenant_id, created_at, id);
+
+CREATE TABLE webhook_deliveries (
+  id              TEXT    NOT NULL PRIMARY KEY,
+  tenant_id       TEXT    NOT NULL REFERENCES tenants (id),
+  job_id          TEXT    NOT NULL UNIQUE REFERENCES jobs (id),
+  url             TEXT    NOT NULL,
+  state           TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  max_attempts    INTEGER NOT NULL CHECK (max_attempts >= 1),
+  backoff_ms      INTEGER NOT NULL CHECK (backoff_ms >= 1),
+  next_attempt_at INTEGER NOT NULL,
+  in_flight       INTEGER NOT NULL DEFAULT 0 CHECK (in_flight IN (0, 1)),
+  last_status     INTEGER,
+  last_error      TEXT,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL,
+  delivered_at    INTEGER
+) STRICT;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries (tenant_id, state, created_at);
+
+CREATE TABLE webhook_secrets (
+  tenant_id  TEXT    NOT NULL PRIMARY KEY REFERENCES tenants (id),
+  sealed     BLOB    NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+)sql",
   };
   return all;
 }

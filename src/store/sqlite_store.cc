@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -55,7 +56,9 @@ constexpr const char* kVersionColumns =
     "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
     "approved_by, approved_at";
 constexpr const char* kAliasColumns =
-    "tenant_id, script, name, version, updated_by, updated_at, auto_rollback, rolled_back_from";
+    "tenant_id, script, name, version, updated_by, updated_at, auto_rollback, rolled_back_from, "
+    "canary_version, canary_weight";
+constexpr const char* kRunColumns = "tenant_id, script, id, version, time_ms, outcome, input, result";
 constexpr const char* kAuditColumns =
     "seq, time_ms, principal, tenant, action, target, decision, reason, prev_hash, hash";
 
@@ -218,7 +221,13 @@ ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
 Alias read_alias(const auto& row) {
   return Alias{
       row.text(0), row.text(1),    row.text(2),         row.integer(3),
-      row.text(4), row.integer(5), row.integer(6) != 0, row.optional_integer(7).value_or(0)};
+      row.text(4), row.integer(5), row.integer(6) != 0, row.optional_integer(7).value_or(0),
+      row.optional_integer(8).value_or(0), row.integer(9)};
+}
+
+StoredRun read_run(const auto& row) {
+  return StoredRun{row.text(0),    row.text(1), row.text(2),          row.integer(3),
+                   row.integer(4), row.text(5), row.optional_text(6), row.text(7)};
 }
 
 AuditEntry read_audit_entry(const auto& row) {
@@ -615,22 +624,30 @@ ScriptVersion SqliteStore::set_version_state(std::string_view tenant_id, std::st
 
 Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script,
                              std::string_view name, int64_t version, std::string_view by,
-                             int64_t at, bool auto_rollback) {
+                             int64_t at, bool auto_rollback, std::optional<Canary> canary) {
   std::lock_guard lock(mutex_);
+  if (canary && !find_version(tenant_id, script, canary->version)) {
+    throw NotFound("cannot give alias " + in_quotes(name) + " the canary version " +
+                   std::to_string(canary->version) + " of script " + in_quotes(script) +
+                   " for tenant " + in_quotes(tenant_id) + ": no such version");
+  }
   auto upsert = statement(
       "INSERT INTO aliases (tenant_id, script, name, version, updated_by, updated_at, "
-      "auto_rollback, rolled_back_from) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL) ON CONFLICT (tenant_id, script, name) DO UPDATE "
-      "SET version = excluded.version, updated_by = excluded.updated_by, "
+      "auto_rollback, rolled_back_from, canary_version, canary_weight) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9) ON CONFLICT (tenant_id, script, name) DO "
+      "UPDATE SET version = excluded.version, updated_by = excluded.updated_by, "
       "updated_at = excluded.updated_at, auto_rollback = excluded.auto_rollback, "
-      "rolled_back_from = NULL");
+      "rolled_back_from = NULL, canary_version = excluded.canary_version, "
+      "canary_weight = excluded.canary_weight");
   upsert.bind(1, tenant_id)
       .bind(2, script)
       .bind(3, name)
       .bind(4, version)
       .bind(5, by)
       .bind(6, at)
-      .bind(7, int64_t{auto_rollback ? 1 : 0});
+      .bind(7, int64_t{auto_rollback ? 1 : 0})
+      .bind(8, canary ? std::optional<int64_t>(canary->version) : std::nullopt)
+      .bind(9, canary ? canary->weight : int64_t{0});
   try {
     upsert.run("pointing alias " + in_quotes(name) + " of script " + in_quotes(script) +
                " at version " + std::to_string(version));
@@ -642,10 +659,16 @@ Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script
     }
     throw;
   }
-  return Alias{std::string(tenant_id), std::string(script),
-               std::string(name),      version,
-               std::string(by),        at,
-               auto_rollback,          0};
+  return Alias{std::string(tenant_id),
+               std::string(script),
+               std::string(name),
+               version,
+               std::string(by),
+               at,
+               auto_rollback,
+               0,
+               canary ? canary->version : 0,
+               canary ? canary->weight : 0};
 }
 
 std::optional<Alias> SqliteStore::roll_back_alias(std::string_view tenant_id,
@@ -691,6 +714,73 @@ std::vector<Alias> SqliteStore::list_aliases(std::string_view tenant_id, std::st
   std::vector<Alias> aliases;
   while (select.step("listing aliases")) aliases.push_back(read_alias(select));
   return aliases;
+}
+
+// ---- stored runs
+
+void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  std::set<std::pair<std::string, std::string>> scripts;
+  for (const StoredRun& run : runs) {
+    std::string what = "storing run " + in_quotes(run.id) + " of script " + in_quotes(run.script);
+    auto insert = statement(
+        "INSERT INTO stored_runs (tenant_id, script, id, seq, version, time_ms, outcome, input, "
+        "result) SELECT ?1, ?2, ?3, COALESCE(MAX(seq), 0) + 1, ?4, ?5, ?6, ?7, ?8 FROM stored_runs "
+        "WHERE tenant_id = ?1 AND script = ?2 ON CONFLICT (tenant_id, script, id) DO NOTHING");
+    insert.bind(1, run.tenant_id)
+        .bind(2, run.script)
+        .bind(3, run.id)
+        .bind(4, run.version)
+        .bind(5, run.time_ms)
+        .bind(6, run.outcome)
+        .bind_or_null(7, run.input.value_or(""))
+        .bind(8, run.result);
+    try {
+      insert.run(what);
+    } catch (const SqliteError& error) {
+      if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        throw NotFound("cannot store run " + in_quotes(run.id) + " for tenant " +
+                       in_quotes(run.tenant_id) + ": no such tenant");
+      }
+      throw;
+    }
+    scripts.emplace(run.tenant_id, run.script);
+  }
+  for (const auto& [tenant_id, script] : scripts) {
+    auto prune = statement(
+        "DELETE FROM stored_runs WHERE tenant_id = ?1 AND script = ?2 AND seq <= "
+        "(SELECT MAX(seq) FROM stored_runs WHERE tenant_id = ?1 AND script = ?2) - ?3");
+    prune.bind(1, tenant_id).bind(2, script).bind(3, std::max<int64_t>(keep, 0));
+    prune.run("pruning the stored runs of script " + in_quotes(script));
+  }
+  transaction.commit();
+}
+
+std::optional<StoredRun> SqliteStore::find_run(std::string_view tenant_id, std::string_view script,
+                                               std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kRunColumns +
+                          " FROM stored_runs WHERE tenant_id = ?1 AND script = ?2 AND id = ?3");
+  select.bind(1, tenant_id).bind(2, script).bind(3, id);
+  if (!select.step("looking up a stored run")) return std::nullopt;
+  return read_run(select);
+}
+
+std::vector<StoredRun> SqliteStore::list_runs(std::string_view tenant_id, std::string_view script,
+                                              int64_t limit) {
+  if (limit <= 0) {
+    throw std::invalid_argument("store: listing runs needs a positive limit, not " +
+                                std::to_string(limit));
+  }
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kRunColumns +
+                          " FROM stored_runs WHERE tenant_id = ?1 AND script = ?2 ORDER BY seq "
+                          "DESC LIMIT ?3");
+  select.bind(1, tenant_id).bind(2, script).bind(3, limit);
+  std::vector<StoredRun> runs;
+  while (select.step("listing stored runs")) runs.push_back(read_run(select));
+  return runs;
 }
 
 // ---- audit
@@ -1071,6 +1161,474 @@ std::vector<PolicyVersionSummary> SqliteStore::list_policy_versions() {
     versions.push_back(PolicyVersionSummary{select.integer(0), select.text(1), select.integer(2)});
   }
   return versions;
+}
+
+// ---- jobs
+
+namespace {
+
+constexpr const char* kJobColumns =
+    "id, tenant_id, script, version, alias, idempotency_key, request_sha256, input, callback_url, "
+    "state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, cancel_requested, "
+    "outcome, status, result, error, created_by, created_at, updated_at, run_after, started_at, "
+    "finished_at, result_writes";
+
+constexpr const char* kDeliveryColumns =
+    "id, tenant_id, job_id, url, state, attempts, max_attempts, backoff_ms, next_attempt_at, "
+    "last_status, last_error, created_at, updated_at, delivered_at";
+
+Job read_job(const auto& row, const std::filesystem::path& file) {
+  Job job;
+  job.id = row.text(0);
+  job.tenant_id = row.text(1);
+  job.script = row.text(2);
+  job.version = row.integer(3);
+  job.alias = row.text(4);
+  job.idempotency_key = row.text(5);
+  job.request_sha256 = row.text(6);
+  job.input = row.text(7);
+  job.callback_url = row.text(8);
+  auto state = parse_job_state(row.text(9));
+  if (!state) {
+    // The schema's CHECK constraint rules this out, so the file was edited by hand.
+    throw StoreError("store " + file.string() + ": job " + job.id + " has the unknown state " +
+                     in_quotes(row.text(9)) + "; repair the row or restore a backup");
+  }
+  job.state = *state;
+  job.attempts = row.integer(10);
+  job.max_attempts = row.integer(11);
+  job.webhook_attempts = row.integer(12);
+  job.webhook_backoff_ms = row.integer(13);
+  job.cancel_requested = row.integer(14) != 0;
+  job.outcome = row.text(15);
+  job.status = row.optional_integer(16).value_or(0);
+  job.result = row.text(17);
+  job.error = row.text(18);
+  job.created_by = row.text(19);
+  job.created_at = row.integer(20);
+  job.updated_at = row.integer(21);
+  job.run_after = row.integer(22);
+  job.started_at = row.optional_integer(23);
+  job.finished_at = row.optional_integer(24);
+  job.result_writes = row.integer(25);
+  return job;
+}
+
+Delivery read_delivery(const auto& row, const std::filesystem::path& file) {
+  Delivery delivery;
+  delivery.id = row.text(0);
+  delivery.tenant_id = row.text(1);
+  delivery.job_id = row.text(2);
+  delivery.url = row.text(3);
+  auto state = parse_delivery_state(row.text(4));
+  if (!state) {
+    throw StoreError("store " + file.string() + ": webhook delivery " + delivery.id +
+                     " has the unknown state " + in_quotes(row.text(4)) +
+                     "; repair the row or restore a backup");
+  }
+  delivery.state = *state;
+  delivery.attempts = row.integer(5);
+  delivery.max_attempts = row.integer(6);
+  delivery.backoff_ms = row.integer(7);
+  delivery.next_attempt_at = row.integer(8);
+  delivery.last_status = row.optional_integer(9);
+  delivery.last_error = row.text(10);
+  delivery.created_at = row.integer(11);
+  delivery.updated_at = row.integer(12);
+  delivery.delivered_at = row.optional_integer(13);
+  return delivery;
+}
+
+}  // namespace
+
+std::optional<Job> SqliteStore::find_job_locked(std::string_view id) {
+  auto select = statement(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?1");
+  select.bind(1, id);
+  if (!select.step("reading job " + std::string(id))) return std::nullopt;
+  return read_job(select, file_);
+}
+
+void SqliteStore::create_delivery_locked(std::string_view job_id, int64_t at) {
+  // OR IGNORE with UNIQUE (job_id): a job is announced once, whatever path made it final.
+  auto insert = statement(
+      "INSERT OR IGNORE INTO webhook_deliveries (id, tenant_id, job_id, url, state, attempts, "
+      "max_attempts, backoff_ms, next_attempt_at, created_at, updated_at) "
+      "SELECT lower(hex(randomblob(16))), tenant_id, id, callback_url, 'pending', 0, "
+      "webhook_attempts, webhook_backoff_ms, ?2, ?2, ?2 FROM jobs "
+      "WHERE id = ?1 AND callback_url IS NOT NULL AND state IN ('succeeded', 'failed', "
+      "'cancelled')");
+  insert.bind(1, job_id).bind(2, at);
+  insert.run("creating the webhook delivery of job " + std::string(job_id));
+}
+
+JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinished) {
+  std::string what = "submitting a job for tenant " + in_quotes(draft.tenant_id);
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  JobSubmission submission;
+  {
+    auto existing = statement(std::string("SELECT ") + kJobColumns +
+                              " FROM jobs WHERE tenant_id = ?1 AND idempotency_key = ?2");
+    existing.bind(1, draft.tenant_id).bind(2, draft.idempotency_key);
+    if (existing.step(what)) {
+      submission.kind = JobSubmission::Kind::existing;
+      submission.job = read_job(existing, file_);
+      return submission;
+    }
+  }
+  {
+    auto count = statement(
+        "SELECT count(*) FROM jobs WHERE tenant_id = ?1 AND state IN ('queued', 'running')");
+    count.bind(1, draft.tenant_id);
+    count.step(what);
+    submission.unfinished = count.integer(0);
+  }
+  if (submission.unfinished >= max_unfinished) {
+    submission.kind = JobSubmission::Kind::over_quota;
+    return submission;
+  }
+  auto insert = statement(
+      "INSERT INTO jobs (id, tenant_id, script, version, alias, idempotency_key, request_sha256, "
+      "input, callback_url, state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, "
+      "created_by, created_at, updated_at, run_after) VALUES (lower(hex(randomblob(16))), ?1, ?2, "
+      "?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, ?12, ?13, ?13, ?13) RETURNING id");
+  insert.bind(1, draft.tenant_id)
+      .bind(2, draft.script)
+      .bind(3, draft.version)
+      .bind_or_null(4, draft.alias)
+      .bind(5, draft.idempotency_key)
+      .bind(6, draft.request_sha256)
+      .bind(7, draft.input)
+      .bind_or_null(8, draft.callback_url)
+      .bind(9, draft.max_attempts)
+      .bind(10, draft.webhook_attempts)
+      .bind(11, draft.webhook_backoff_ms)
+      .bind(12, draft.created_by)
+      .bind(13, draft.created_at);
+  std::string id;
+  try {
+    insert.step(what);
+    id = insert.text(0);
+    insert.run(what);
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot submit a job for tenant " + in_quotes(draft.tenant_id) +
+                     ": no such tenant");
+    }
+    throw;
+  }
+  submission.kind = JobSubmission::Kind::created;
+  submission.job = *find_job_locked(id);
+  transaction.commit();
+  return submission;
+}
+
+std::optional<Job> SqliteStore::find_job(std::string_view tenant_id, std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto job = find_job_locked(id);
+  if (!job || job->tenant_id != tenant_id) return std::nullopt;
+  return job;
+}
+
+std::vector<Job> SqliteStore::list_jobs(std::string_view tenant_id, const JobListing& listing) {
+  if (listing.limit <= 0) {
+    throw std::invalid_argument("store: listing jobs needs a positive limit, not " +
+                                std::to_string(listing.limit));
+  }
+  std::lock_guard lock(mutex_);
+  // One statement for every filter: an unset filter binds NULL and matches everything.
+  auto select = statement(
+      std::string("SELECT ") + kJobColumns +
+      " FROM jobs WHERE tenant_id = :tenant AND (:script IS NULL OR script = :script) AND "
+      "(:state IS NULL OR state = :state) AND (:before IS NULL OR (created_at, id) < (SELECT "
+      "created_at, id FROM jobs WHERE id = :before AND tenant_id = :tenant)) "
+      "ORDER BY created_at DESC, id DESC LIMIT :limit");
+  select.bind(":tenant", tenant_id);
+  if (!listing.script.empty()) select.bind(":script", std::string_view(listing.script));
+  if (listing.state) select.bind(":state", to_string(*listing.state));
+  if (listing.before_id) select.bind(":before", std::string_view(*listing.before_id));
+  select.bind(":limit", listing.limit);
+  std::vector<Job> jobs;
+  while (select.step("listing jobs of tenant " + in_quotes(tenant_id)))
+    jobs.push_back(read_job(select, file_));
+  return jobs;
+}
+
+std::optional<Job> SqliteStore::claim_job(int64_t now) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  std::string id;
+  {
+    auto next = statement(
+        "SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ?1 "
+        "ORDER BY run_after, created_at LIMIT 1");
+    next.bind(1, now);
+    if (!next.step("finding a queued job")) return std::nullopt;
+    id = next.text(0);
+  }
+  auto claim = statement(
+      "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2, "
+      "updated_at = ?2 WHERE id = ?1 AND state = 'queued'");
+  claim.bind(1, id).bind(2, now);
+  claim.run("marking job " + id + " running");
+  auto job = find_job_locked(id);
+  transaction.commit();
+  return job;
+}
+
+std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
+  if (!is_final(finish.state)) {
+    throw std::invalid_argument("store: finishing job " + finish.id + " needs a final state, not " +
+                                std::string(to_string(finish.state)));
+  }
+  std::string what = "writing the result of job " + finish.id;
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  // The state and attempt in the WHERE clause are the guard: a duplicate or stale writer finds
+  // no row and changes nothing. A cancellation asked for meanwhile wins over the result.
+  auto update = statement(
+      "UPDATE jobs SET "
+      "state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE :state END, "
+      "outcome = CASE WHEN cancel_requested = 1 THEN NULL ELSE :outcome END, "
+      "status = CASE WHEN cancel_requested = 1 THEN NULL ELSE :status END, "
+      "result = CASE WHEN cancel_requested = 1 THEN NULL ELSE :result END, "
+      "error = CASE WHEN cancel_requested = 1 THEN 'cancelled while running; the run''s result "
+      "was discarded' ELSE :error END, "
+      "finished_at = :at, updated_at = :at, result_writes = result_writes + 1 "
+      "WHERE id = :id AND state = 'running' AND attempts = :attempt RETURNING id");
+  update.bind(":state", to_string(finish.state))
+      .bind(":outcome", std::string_view(finish.outcome))
+      .bind(":status", finish.status)
+      .bind(":result", std::string_view(finish.result))
+      .bind(":error", std::string_view(finish.error))
+      .bind(":at", finish.at)
+      .bind(":id", std::string_view(finish.id))
+      .bind(":attempt", finish.attempt);
+  bool changed = update.step(what);
+  update.run(what);
+  if (!changed) return std::nullopt;
+  create_delivery_locked(finish.id, finish.at);
+  auto job = find_job_locked(finish.id);
+  transaction.commit();
+  return job;
+}
+
+std::optional<Job> SqliteStore::requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
+                                            bool count_attempt, std::string_view error,
+                                            int64_t at) {
+  std::string what = "requeueing job " + std::string(id);
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto update = statement(
+      "UPDATE jobs SET "
+      "state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, "
+      "attempts = CASE WHEN :count = 1 THEN attempts ELSE attempts - 1 END, "
+      "run_after = :run_after, error = :error, updated_at = :at, "
+      "finished_at = CASE WHEN cancel_requested = 1 THEN :at ELSE NULL END, "
+      "result_writes = result_writes + cancel_requested "
+      "WHERE id = :id AND state = 'running' AND attempts = :attempt RETURNING id");
+  update.bind(":count", int64_t{count_attempt ? 1 : 0})
+      .bind(":run_after", run_after)
+      .bind(":error", error)
+      .bind(":at", at)
+      .bind(":id", id)
+      .bind(":attempt", attempt);
+  bool changed = update.step(what);
+  update.run(what);
+  if (!changed) return std::nullopt;
+  create_delivery_locked(id, at);
+  auto job = find_job_locked(id);
+  transaction.commit();
+  return job;
+}
+
+CancelOutcome SqliteStore::cancel_job(std::string_view tenant_id, std::string_view id, int64_t at,
+                                      std::optional<Job>* job) {
+  std::string what = "cancelling job " + std::string(id);
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto found = find_job_locked(id);
+  if (!found || found->tenant_id != tenant_id) return CancelOutcome::not_found;
+  CancelOutcome outcome = CancelOutcome::already_final;
+  if (found->state == JobState::queued) {
+    auto update = statement(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2, "
+        "result_writes = result_writes + 1 WHERE id = ?1 AND state = 'queued'");
+    update.bind(1, id).bind(2, at);
+    update.run(what);
+    create_delivery_locked(id, at);
+    outcome = CancelOutcome::cancelled;
+  } else if (found->state == JobState::running) {
+    auto update = statement(
+        "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1 AND state = "
+        "'running'");
+    update.bind(1, id).bind(2, at);
+    update.run(what);
+    outcome = CancelOutcome::marked;
+  }
+  if (job) *job = find_job_locked(id);
+  transaction.commit();
+  return outcome;
+}
+
+std::pair<int64_t, int64_t> SqliteStore::recover_jobs(int64_t at) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  std::vector<std::string> failed;
+  {
+    auto exhausted = statement(
+        "UPDATE jobs SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' "
+        "END, outcome = CASE WHEN cancel_requested = 1 THEN NULL ELSE 'crashed' END, "
+        "error = 'corrald stopped while the job''s last allowed attempt was running', "
+        "finished_at = ?1, updated_at = ?1, result_writes = result_writes + 1 "
+        "WHERE state = 'running' AND (attempts >= max_attempts OR cancel_requested = 1) "
+        "RETURNING id");
+    exhausted.bind(1, at);
+    while (exhausted.step("failing jobs interrupted on their last attempt"))
+      failed.push_back(exhausted.text(0));
+  }
+  for (const auto& id : failed) create_delivery_locked(id, at);
+  int64_t requeued = 0;
+  {
+    auto requeue = statement(
+        "UPDATE jobs SET state = 'queued', run_after = ?1, updated_at = ?1, error = 'corrald "
+        "stopped while attempt ' || attempts || ' was running; it counts as a crashed attempt' "
+        "WHERE state = 'running' RETURNING id");
+    requeue.bind(1, at);
+    while (requeue.step("requeueing jobs interrupted by a stop")) ++requeued;
+  }
+  transaction.commit();
+  return {requeued, static_cast<int64_t>(failed.size())};
+}
+
+std::vector<std::pair<JobState, int64_t>> SqliteStore::count_jobs() {
+  std::lock_guard lock(mutex_);
+  auto select = statement("SELECT state, count(*) FROM jobs GROUP BY state");
+  std::vector<std::pair<JobState, int64_t>> counts;
+  while (select.step("counting jobs")) {
+    if (auto state = parse_job_state(select.text(0)))
+      counts.emplace_back(*state, select.integer(1));
+  }
+  return counts;
+}
+
+std::optional<Delivery> SqliteStore::claim_delivery(int64_t now) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  std::string id;
+  {
+    auto next = statement(
+        "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND in_flight = 0 AND "
+        "next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at LIMIT 1");
+    next.bind(1, now);
+    if (!next.step("finding a due webhook delivery")) return std::nullopt;
+    id = next.text(0);
+  }
+  auto claim = statement(
+      "UPDATE webhook_deliveries SET in_flight = 1, attempts = attempts + 1, updated_at = ?2 "
+      "WHERE id = ?1 RETURNING " +
+      std::string(kDeliveryColumns));
+  claim.bind(1, id).bind(2, now);
+  std::string what = "claiming webhook delivery " + id;
+  claim.step(what);
+  Delivery delivery = read_delivery(claim, file_);
+  claim.run(what);
+  transaction.commit();
+  return delivery;
+}
+
+bool SqliteStore::record_delivery_attempt(const DeliveryAttempt& attempt) {
+  std::string what = "recording a try of webhook delivery " + attempt.id;
+  std::lock_guard lock(mutex_);
+  auto update = statement(
+      "UPDATE webhook_deliveries SET state = :state, in_flight = 0, last_status = :status, "
+      "last_error = :error, next_attempt_at = :next, updated_at = :at, "
+      "delivered_at = CASE WHEN :state = 'delivered' THEN :at ELSE NULL END "
+      "WHERE id = :id AND state = 'pending' AND in_flight = 1 AND attempts = :attempt "
+      "RETURNING id");
+  update.bind(":state", to_string(attempt.state))
+      .bind(":status", attempt.status)
+      .bind(":error", std::string_view(attempt.error))
+      .bind(":next", attempt.next_attempt_at)
+      .bind(":at", attempt.at)
+      .bind(":id", std::string_view(attempt.id))
+      .bind(":attempt", attempt.attempt);
+  bool changed = update.step(what);
+  update.run(what);
+  return changed;
+}
+
+int64_t SqliteStore::recover_deliveries(int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto update = statement(
+      "UPDATE webhook_deliveries SET in_flight = 0, next_attempt_at = ?1, updated_at = ?1, "
+      "last_error = 'corrald stopped while try ' || attempts || ' was being sent' "
+      "WHERE state = 'pending' AND in_flight = 1 RETURNING id");
+  update.bind(1, at);
+  int64_t recovered = 0;
+  while (update.step("recovering webhook deliveries in flight")) ++recovered;
+  return recovered;
+}
+
+std::vector<Delivery> SqliteStore::list_deliveries(std::string_view tenant_id,
+                                                   std::optional<DeliveryState> state,
+                                                   std::optional<std::string> before_id,
+                                                   int64_t limit) {
+  if (limit <= 0) {
+    throw std::invalid_argument("store: listing webhook deliveries needs a positive limit, not " +
+                                std::to_string(limit));
+  }
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      std::string("SELECT ") + kDeliveryColumns +
+      " FROM webhook_deliveries WHERE tenant_id = :tenant AND (:state IS NULL OR state = :state) "
+      "AND (:before IS NULL OR (created_at, id) < (SELECT created_at, id FROM webhook_deliveries "
+      "WHERE id = :before AND tenant_id = :tenant)) ORDER BY created_at DESC, id DESC "
+      "LIMIT :limit");
+  select.bind(":tenant", tenant_id);
+  if (state) select.bind(":state", to_string(*state));
+  if (before_id) select.bind(":before", std::string_view(*before_id));
+  select.bind(":limit", limit);
+  std::vector<Delivery> deliveries;
+  while (select.step("listing webhook deliveries of tenant " + in_quotes(tenant_id)))
+    deliveries.push_back(read_delivery(select, file_));
+  return deliveries;
+}
+
+int64_t SqliteStore::count_deliveries(DeliveryState state) {
+  std::lock_guard lock(mutex_);
+  auto select = statement("SELECT count(*) FROM webhook_deliveries WHERE state = ?1");
+  select.bind(1, to_string(state));
+  select.step("counting webhook deliveries");
+  return select.integer(0);
+}
+
+void SqliteStore::put_webhook_secret(std::string_view tenant_id, std::string_view sealed,
+                                     int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto upsert = statement(
+      "INSERT INTO webhook_secrets (tenant_id, sealed, updated_at) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (tenant_id) DO UPDATE SET sealed = excluded.sealed, "
+      "updated_at = excluded.updated_at");
+  upsert.bind(1, tenant_id).bind_blob(2, sealed).bind(3, at);
+  try {
+    upsert.run("storing the webhook secret of tenant " + in_quotes(tenant_id));
+  } catch (const SqliteError& error) {
+    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw NotFound("cannot store the webhook secret of tenant " + in_quotes(tenant_id) +
+                     ": no such tenant");
+    }
+    throw;
+  }
+}
+
+std::optional<std::string> SqliteStore::find_webhook_secret(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement("SELECT sealed FROM webhook_secrets WHERE tenant_id = ?1");
+  select.bind(1, tenant_id);
+  if (!select.step("reading the webhook secret of tenant " + in_quotes(tenant_id)))
+    return std::nullopt;
+  return select.blob(0);
 }
 
 void SqliteStore::atomically(const std::function<void()>& work) {

@@ -53,14 +53,20 @@ class SqliteStore : public Store {
                                   int64_t at) override;
 
   Alias put_alias(std::string_view tenant_id, std::string_view script, std::string_view name,
-                  int64_t version, std::string_view by, int64_t at,
-                  bool auto_rollback = false) override;
+                  int64_t version, std::string_view by, int64_t at, bool auto_rollback = false,
+                  std::optional<Canary> canary = {}) override;
   std::optional<Alias> roll_back_alias(std::string_view tenant_id, std::string_view script,
                                        std::string_view name, int64_t from_version,
                                        int64_t to_version, int64_t at) override;
   std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
                                   std::string_view name) override;
   std::vector<Alias> list_aliases(std::string_view tenant_id, std::string_view script) override;
+
+  void insert_runs(const std::vector<StoredRun>& runs, int64_t keep) override;
+  std::optional<StoredRun> find_run(std::string_view tenant_id, std::string_view script,
+                                    std::string_view id) override;
+  std::vector<StoredRun> list_runs(std::string_view tenant_id, std::string_view script,
+                                   int64_t limit) override;
 
   AuditEntry append_audit(const AuditDraft& draft, std::string_view genesis_hash,
                           const AuditHasher& hasher) override;
@@ -94,6 +100,29 @@ class SqliteStore : public Store {
   std::optional<PolicyVersion> latest_policy_version() override;
   std::vector<PolicyVersionSummary> list_policy_versions() override;
 
+  // ---- jobs
+  JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished) override;
+  std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) override;
+  std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) override;
+  std::optional<Job> claim_job(int64_t now) override;
+  std::optional<Job> finish_job(const JobFinish& finish) override;
+  std::optional<Job> requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
+                                 bool count_attempt, std::string_view error, int64_t at) override;
+  CancelOutcome cancel_job(std::string_view tenant_id, std::string_view id, int64_t at,
+                           std::optional<Job>* job) override;
+  std::pair<int64_t, int64_t> recover_jobs(int64_t at) override;
+  std::vector<std::pair<JobState, int64_t>> count_jobs() override;
+  std::optional<Delivery> claim_delivery(int64_t now) override;
+  bool record_delivery_attempt(const DeliveryAttempt& attempt) override;
+  int64_t recover_deliveries(int64_t at) override;
+  std::vector<Delivery> list_deliveries(std::string_view tenant_id,
+                                        std::optional<DeliveryState> state,
+                                        std::optional<std::string> before_id,
+                                        int64_t limit) override;
+  int64_t count_deliveries(DeliveryState state) override;
+  void put_webhook_secret(std::string_view tenant_id, std::string_view sealed, int64_t at) override;
+  std::optional<std::string> find_webhook_secret(std::string_view tenant_id) override;
+
   void atomically(const std::function<void()>& work) override;
 
  private:
@@ -116,6 +145,11 @@ class SqliteStore : public Store {
   KvUsage kv_usage_locked(std::string_view tenant_id, std::string_view ns);
   std::optional<PolicyVersion> find_policy_version_locked(const std::string& sql,
                                                           std::optional<int64_t> version);
+
+  // ---- jobs
+  std::optional<Job> find_job_locked(std::string_view id);
+  // The delivery of a job that just became final, if it names a callback.
+  void create_delivery_locked(std::string_view job_id, int64_t at);
 
   std::filesystem::path file_;
   // Recursive so that the methods called inside atomically() may take it again.

@@ -34,6 +34,51 @@ std::optional<VersionState> parse_version_state(std::string_view text) {
   return std::nullopt;
 }
 
+// ---- jobs
+
+std::string_view to_string(JobState state) {
+  switch (state) {
+    case JobState::queued:
+      return "queued";
+    case JobState::running:
+      return "running";
+    case JobState::succeeded:
+      return "succeeded";
+    case JobState::failed:
+      return "failed";
+    case JobState::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::optional<JobState> parse_job_state(std::string_view text) {
+  for (auto state : {JobState::queued, JobState::running, JobState::succeeded, JobState::failed,
+                     JobState::cancelled}) {
+    if (text == to_string(state)) return state;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(DeliveryState state) {
+  switch (state) {
+    case DeliveryState::pending:
+      return "pending";
+    case DeliveryState::delivered:
+      return "delivered";
+    case DeliveryState::dead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+std::optional<DeliveryState> parse_delivery_state(std::string_view text) {
+  for (auto state : {DeliveryState::pending, DeliveryState::delivered, DeliveryState::dead}) {
+    if (text == to_string(state)) return state;
+  }
+  return std::nullopt;
+}
+
 std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir) {
   std::error_code error;
   if (!std::filesystem::exists(data_dir, error)) {

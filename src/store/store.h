@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace corral::store {
@@ -110,6 +111,28 @@ struct Alias {
   bool auto_rollback = false;
   // The version an automatic rollback moved it away from; 0 when a person set it last.
   int64_t rolled_back_from = 0;
+  // A canary split: canary_weight percent of invocations through the alias run canary_version
+  // instead (docs/api.md, "Aliases"). 0 / 0 when there is none.
+  int64_t canary_version = 0;
+  int64_t canary_weight = 0;
+};
+
+// A second version taking a share of an alias's traffic.
+struct Canary {
+  int64_t version = 0;
+  int64_t weight = 0;  // percent, 1 .. 99
+};
+
+// One stored run of a script (docs/operations.md, "Stored runs and replay").
+struct StoredRun {
+  std::string tenant_id;
+  std::string script;
+  std::string id;  // the invocation id
+  int64_t version = 0;
+  int64_t time_ms = 0;
+  std::string outcome;
+  std::optional<std::string> input;  // JSON text; only when the policy keeps inputs
+  std::string result;                // JSON text: the body the invocation answered
 };
 
 // What a caller says happened; the store adds seq and the chain hashes.
@@ -209,6 +232,123 @@ struct PolicyVersionSummary {
   int64_t created_at = 0;
 };
 
+// ---- jobs (src/jobs/jobs.h): durable asynchronous runs and their webhook deliveries
+
+enum class JobState { queued, running, succeeded, failed, cancelled };
+std::string_view to_string(JobState state);
+std::optional<JobState> parse_job_state(std::string_view text);
+inline bool is_final(JobState state) {
+  return state == JobState::succeeded || state == JobState::failed || state == JobState::cancelled;
+}
+
+struct JobDraft {
+  std::string tenant_id;
+  std::string script;
+  int64_t version = 0;
+  std::string alias = {};  // as the submission named it; empty when it named a version
+  std::string idempotency_key;
+  std::string request_sha256;
+  std::string input;              // JSON text
+  std::string callback_url = {};  // empty: no webhook
+  int64_t max_attempts = 1;       // runs ending crashed before the job fails
+  int64_t webhook_attempts = 1;
+  int64_t webhook_backoff_ms = 1000;
+  std::string created_by;
+  int64_t created_at = 0;
+};
+
+struct Job {
+  std::string id;
+  std::string tenant_id;
+  std::string script;
+  int64_t version = 0;
+  std::string alias;
+  std::string idempotency_key;
+  std::string request_sha256;
+  std::string input;
+  std::string callback_url;
+  JobState state = JobState::queued;
+  int64_t attempts = 0;
+  int64_t max_attempts = 1;
+  int64_t webhook_attempts = 1;
+  int64_t webhook_backoff_ms = 1000;
+  bool cancel_requested = false;
+  std::string outcome;  // of the run that decided the final state; empty before
+  int64_t status = 0;   // the HTTP status POST …/invoke would have answered; 0 before
+  std::string result;   // JSON text of that answer; empty before
+  std::string error;    // why a job failed or was retried without a result, for people
+  std::string created_by;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  int64_t run_after = 0;
+  std::optional<int64_t> started_at;
+  std::optional<int64_t> finished_at;
+  int64_t result_writes = 0;  // final writes; more than 1 would be a duplicate result
+};
+
+struct JobSubmission {
+  enum class Kind { created, existing, over_quota };
+  Kind kind = Kind::created;
+  Job job;                 // the new or the existing job; unset when over_quota
+  int64_t unfinished = 0;  // the tenant's queued and running jobs before this submission
+};
+
+// How a run the runner took ends. Finishing is guarded: it applies only while the job is still
+// running with the same attempt number, so a stale or duplicate writer changes nothing.
+struct JobFinish {
+  std::string id;
+  int64_t attempt = 0;
+  JobState state = JobState::succeeded;  // succeeded or failed; cancelled if cancel_requested
+  std::string outcome;
+  int64_t status = 0;
+  std::string result;
+  std::string error = {};
+  int64_t at = 0;
+};
+
+// Unset fields do not filter. Jobs come back newest first.
+struct JobListing {
+  std::string script = {};
+  std::optional<JobState> state = std::nullopt;
+  std::optional<std::string> before_id =
+      std::nullopt;  // for paging: the last id of the previous page
+  int64_t limit = 50;
+};
+
+enum class CancelOutcome { cancelled, marked, already_final, not_found };
+
+enum class DeliveryState { pending, delivered, dead };
+std::string_view to_string(DeliveryState state);
+std::optional<DeliveryState> parse_delivery_state(std::string_view text);
+
+struct Delivery {
+  std::string id;
+  std::string tenant_id;
+  std::string job_id;
+  std::string url;
+  DeliveryState state = DeliveryState::pending;
+  int64_t attempts = 0;
+  int64_t max_attempts = 1;
+  int64_t backoff_ms = 1000;
+  int64_t next_attempt_at = 0;
+  std::optional<int64_t> last_status;
+  std::string last_error;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  std::optional<int64_t> delivered_at;
+};
+
+// What one try of a delivery came to. retry: pending again from next_attempt_at.
+struct DeliveryAttempt {
+  std::string id;
+  int64_t attempt = 0;
+  DeliveryState state = DeliveryState::delivered;
+  std::optional<int64_t> status;
+  std::string error = {};
+  int64_t next_attempt_at = 0;
+  int64_t at = 0;
+};
+
 // Computes an entry's hash from every other field; see Store::append_audit.
 using AuditHasher = std::function<std::string(const AuditEntry& unsealed)>;
 
@@ -251,9 +391,11 @@ class Store {
 
   // Aliases: put creates or moves one. A version that does not exist throws NotFound.
   // Putting clears rolled_back_from.
+  // Putting replaces the canary too (none when not given). A canary version that does not exist
+  // throws NotFound as well.
   virtual Alias put_alias(std::string_view tenant_id, std::string_view script,
                           std::string_view name, int64_t version, std::string_view by, int64_t at,
-                          bool auto_rollback = false) = 0;
+                          bool auto_rollback = false, std::optional<Canary> canary = {}) = 0;
   // An automatic rollback, by "system": moves the alias from `from_version` to `to_version` and
   // records from_version in rolled_back_from, only if it still points at from_version and has
   // auto_rollback set (so that a reviewer's move in the meantime wins). nullopt when it did not.
@@ -319,6 +461,71 @@ class Store {
   virtual std::optional<PolicyVersion> find_policy_version(int64_t version) = 0;
   virtual std::optional<PolicyVersion> latest_policy_version() = 0;
   virtual std::vector<PolicyVersionSummary> list_policy_versions() = 0;  // newest first
+
+  // Stored runs. insert_runs adds runs (with ids unique per script; a run already stored is left as
+  // it was) and then keeps only the newest `keep` of each script it touched, all in one
+  // transaction. An unknown tenant throws NotFound.
+  virtual void insert_runs(const std::vector<StoredRun>& runs, int64_t keep) = 0;
+  virtual std::optional<StoredRun> find_run(std::string_view tenant_id, std::string_view script,
+                                            std::string_view id) = 0;
+  // Newest first; a limit below 1 throws std::invalid_argument.
+  virtual std::vector<StoredRun> list_runs(std::string_view tenant_id, std::string_view script,
+                                           int64_t limit) = 0;
+
+  // ---- jobs
+  //
+  // A job is queued → running → succeeded | failed | cancelled; a final state is written once.
+  // When a job with a callback_url becomes final, its webhook delivery is created in the same
+  // transaction, so every final job with a callback has exactly one delivery.
+
+  // In one transaction: the tenant's job with the same idempotency key if there is one (kind
+  // existing, whatever its request hash: the caller compares), else over_quota when the tenant
+  // already has max_unfinished queued or running jobs, else the new queued job. An unknown tenant
+  // throws NotFound.
+  virtual JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished) = 0;
+  virtual std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) = 0;
+  virtual std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) = 0;
+  // The oldest queued job whose run_after has come, now running with attempts + 1.
+  virtual std::optional<Job> claim_job(int64_t now) = 0;
+  // The final write of a running attempt; nullopt (nothing changed) unless the job is running
+  // with attempts == finish.attempt. A job whose cancellation was asked for ends cancelled, its
+  // result discarded.
+  virtual std::optional<Job> finish_job(const JobFinish& finish) = 0;
+  // A running attempt that will be tried again: queued from run_after, with `error` kept. When
+  // `count_attempt` is false the attempt is given back. Guarded as finish_job; a job whose
+  // cancellation was asked for ends cancelled instead.
+  virtual std::optional<Job> requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
+                                         bool count_attempt, std::string_view error,
+                                         int64_t at) = 0;
+  // Queued: cancelled now. Running: marked, to end cancelled when its run returns. Final:
+  // unchanged. `job` is set to the job as it is after the call, when there is one.
+  virtual CancelOutcome cancel_job(std::string_view tenant_id, std::string_view id, int64_t at,
+                                   std::optional<Job>* job) = 0;
+  // At start-up, before any runner: jobs left running by a corrald that died go back to queued,
+  // their attempt counted; those that had used their last attempt fail (outcome crashed). Returns
+  // how many were requeued and how many failed.
+  virtual std::pair<int64_t, int64_t> recover_jobs(int64_t at) = 0;
+  // Jobs by state, over all tenants, for the metrics gauge.
+  virtual std::vector<std::pair<JobState, int64_t>> count_jobs() = 0;
+
+  // The oldest pending delivery due at `now` and not in flight: now in flight with attempts + 1.
+  virtual std::optional<Delivery> claim_delivery(int64_t now) = 0;
+  // Guarded by the attempt number, as finish_job is. false when nothing changed.
+  virtual bool record_delivery_attempt(const DeliveryAttempt& attempt) = 0;
+  // At start-up: deliveries in flight when corrald died become due again (their try counted).
+  virtual int64_t recover_deliveries(int64_t at) = 0;
+  // Newest first. A limit below 1 throws std::invalid_argument.
+  virtual std::vector<Delivery> list_deliveries(std::string_view tenant_id,
+                                                std::optional<DeliveryState> state,
+                                                std::optional<std::string> before_id,
+                                                int64_t limit) = 0;
+  virtual int64_t count_deliveries(DeliveryState state) = 0;
+
+  // A tenant's webhook signing secret, sealed by the caller. put replaces; an unknown tenant
+  // throws NotFound.
+  virtual void put_webhook_secret(std::string_view tenant_id, std::string_view sealed,
+                                  int64_t at) = 0;
+  virtual std::optional<std::string> find_webhook_secret(std::string_view tenant_id) = 0;
 
   // Runs `work` so that every change it makes through this store commits together or not at all,
   // and no other change interleaves: a change and its audit entry, for instance. If work throws,

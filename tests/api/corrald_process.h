@@ -169,12 +169,15 @@ class HttpClient {
 
   std::string token;
 
-  http::response<http::string_body> request(http::verb method, const std::string& target,
-                                            const std::string& body = "",
-                                            const std::string& content_type = "application/json") {
+  // `headers` are sent as well (Idempotency-Key, for instance).
+  http::response<http::string_body> request(
+      http::verb method, const std::string& target, const std::string& body = "",
+      const std::string& content_type = "application/json",
+      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     http::request<http::string_body> message(method, target, 11);
     message.set(http::field::host, "127.0.0.1");
     if (!token.empty()) message.set(http::field::authorization, "Bearer " + token);
+    for (const auto& [name, value] : headers) message.set(name, value);
     if (!body.empty() || method == http::verb::post) {
       message.set(http::field::content_type, content_type);
       message.body() = body;

@@ -23,12 +23,17 @@ struct Request {
   http::verb method;
   std::string target;
   json body = nullptr;
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 class AccessMatrix : public ::testing::Test {
  protected:
   void SetUp() override {
     api_ = std::make_unique<ApiClient>(corrald_);
+    // The built-in policy, except that runs keep their inputs, so that replay has one to run.
+    Answer policy =
+        api_->put(api_->admin(), "/v1/policy", {{"document", "defaults: {runs: {inputs: true}}"}});
+    ASSERT_EQ(policy.status, 201) << policy;
     for (const std::string tenant : {"acme", "beta"}) {
       tokens_[tenant] = api_->tenant_with_tokens(tenant);
       auto& t = tokens_[tenant];
@@ -144,6 +149,17 @@ class AccessMatrix : public ::testing::Test {
          [=, this](auto& tenant) {
            return Request{http::verb::post, script(tenant) + "/invoke", {{"input", {{"n", 2}}}}};
          }},
+        {"GET /v1/tenants/{tenant}/scripts/{script}/runs",
+         [script](auto& tenant) { return Request{http::verb::get, script(tenant) + "/runs"}; }},
+        {"GET /v1/tenants/{tenant}/scripts/{script}/runs/{run}",
+         [this, script](auto& tenant) {
+           return Request{http::verb::get, script(tenant) + "/runs/" + stored_run(tenant)};
+         }},
+        {"POST /v1/tenants/{tenant}/scripts/{script}/versions/{version}/replay",
+         [this, script](auto& tenant) {
+           return Request{http::verb::post,
+                          script(tenant) + "/versions/1/replay?run=" + stored_run(tenant)};
+         }},
         {"GET /v1/audit",
          [](auto&) {
            return Request{http::verb::get, "/v1/audit"};
@@ -193,12 +209,57 @@ class AccessMatrix : public ::testing::Test {
          [](auto& tenant) {
            return Request{http::verb::get, "/v1/tenants/" + tenant + "/events"};
          }},
+        {"POST /v1/tenants/{tenant}/scripts/{script}/jobs",
+         [this, script](auto& tenant) {
+           return Request{http::verb::post,
+                          script(tenant) + "/jobs",
+                          {{"input", {{"n", 1}}}},
+                          {{"Idempotency-Key", "matrix-" + std::to_string(++counter_)}}};
+         }},
+        {"GET /v1/tenants/{tenant}/scripts/{script}/jobs",
+         [script](auto& tenant) {
+           return Request{http::verb::get, script(tenant) + "/jobs"};
+         }},
+        {"GET /v1/tenants/{tenant}/scripts/{script}/jobs/{job}",
+         [this, script](auto& tenant) {
+           return Request{http::verb::get, script(tenant) + "/jobs/" + queued_job(tenant)};
+         }},
+        {"DELETE /v1/tenants/{tenant}/scripts/{script}/jobs/{job}",
+         [this, script](auto& tenant) {
+           return Request{http::verb::delete_, script(tenant) + "/jobs/" + queued_job(tenant)};
+         }},
+        {"POST /v1/tenants/{tenant}/webhook-secret",
+         [](auto& tenant) {
+           return Request{http::verb::post, "/v1/tenants/" + tenant + "/webhook-secret"};
+         }},
+        {"GET /v1/tenants/{tenant}/deliveries",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/deliveries?state=dead"};
+         }},
     };
+  }
+
+  // A job of script "base" that stays queued (this corrald runs no jobs), so it can be cancelled.
+  std::string queued_job(const std::string& tenant) {
+    Answer made = api_->call(tokens_[tenant]["invoker"], http::verb::post,
+                             "/v1/tenants/" + tenant + "/scripts/base/jobs", {{"input", 1}},
+                             {{"Idempotency-Key", "matrix-" + std::to_string(++counter_)}});
+    EXPECT_EQ(made.status, 202) << made;
+    return made.body.value("id", "none");
+  }
+
+  // The id of a fresh stored run of script "base" (its input kept: see SetUp).
+  std::string stored_run(const std::string& tenant) {
+    Answer ran = api_->post(tokens_[tenant]["invoker"],
+                            "/v1/tenants/" + tenant + "/scripts/base/invoke", {{"input", {{"n", 1}}}});
+    EXPECT_EQ(ran.status, 200) << ran;
+    return ran.body.value("invocation_id", "none");
   }
 
   static std::string method_name(http::verb verb) { return std::string(http::to_string(verb)); }
 
-  CorraldProcess corrald_;
+  // No job runners: jobs stay queued, so that DELETE …/jobs/{job} finds one to cancel.
+  CorraldProcess corrald_{{"--job-threads", "0"}};
   std::unique_ptr<ApiClient> api_;
   std::map<std::string, std::map<std::string, std::string>> tokens_;
   int counter_ = 0;
@@ -221,8 +282,8 @@ TEST_F(AccessMatrix, EveryRouteEveryRoleOwnAndOtherTenant) {
         // Tokens of acme; "other" aims them at beta. The admin token belongs to no tenant.
         std::string tenant = place == "own" ? "acme" : "beta";
         Request request = table[key](tenant);
-        Answer answer =
-            api_->call(tokens_["acme"][role], request.method, request.target, request.body);
+        Answer answer = api_->call(tokens_["acme"][role], request.method, request.target,
+                                   request.body, request.headers);
         int expected = 0;
         if (place == "other" && role != "admin") {
           expected = 404;
@@ -244,7 +305,8 @@ TEST_F(AccessMatrix, EveryRouteEveryRoleOwnAndOtherTenant) {
     }
     // Without a token, and with one that is not known: 401 whatever the route.
     Request request = table[key]("acme");
-    Answer anonymous = api_->call("", request.method, request.target, request.body);
+    Answer anonymous =
+        api_->call("", request.method, request.target, request.body, request.headers);
     EXPECT_EQ(anonymous.status, 401) << key << ": " << anonymous;
     EXPECT_EQ(anonymous.response[http::field::www_authenticate], "Bearer realm=\"corral\"");
     Answer forged =

@@ -46,9 +46,11 @@ class ApiClient {
   const std::string& admin() const { return admin_; }
 
   Answer call(const std::string& token, http::verb method, const std::string& target,
-              const nlohmann::json& body = nullptr) {
+              const nlohmann::json& body = nullptr,
+              const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     http_->token = token;
-    auto response = http_->request(method, target, body.is_null() ? "" : body.dump());
+    auto response = http_->request(method, target, body.is_null() ? "" : body.dump(),
+                                   "application/json", headers);
     // The server closes the connection after some refusals (413, 431): open another.
     if (!response.keep_alive()) http_ = std::make_unique<HttpClient>(host_, port_);
     Answer answer{static_cast<int>(response.result_int()), nullptr, response.body(), response};

@@ -1,0 +1,550 @@
+#include "jobs/jobs.h"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+
+#include "broker/address_rules.h"
+#include "policy/policy_service.h"
+
+namespace corral::jobs {
+
+namespace {
+
+using nlohmann::json;
+
+std::string hex(const unsigned char* bytes, size_t size) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(size * 2);
+  for (size_t i = 0; i < size; ++i) {
+    text.push_back(kDigits[bytes[i] >> 4]);
+    text.push_back(kDigits[bytes[i] & 0xf]);
+  }
+  return text;
+}
+
+void ensure_sodium() {
+  if (sodium_init() < 0)
+    throw std::runtime_error("libsodium could not initialise (no usable random source?)");
+}
+
+std::string iso8601(int64_t ms) {
+  std::time_t seconds = ms / 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
+}
+
+json time_or_null(std::optional<int64_t> ms) { return ms ? json(iso8601(*ms)) : json(); }
+
+void log(spdlog::level::level_enum level, const std::string& message, json fields) {
+  fields["level"] = spdlog::level::to_string_view(level).data();
+  fields["msg"] = message;
+  spdlog::log(level, fields.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// The host of an absolute http(s) URL, without brackets; empty when there is none.
+std::string url_host(std::string_view url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  std::string_view rest = url.substr(scheme_end + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  if (rest.starts_with('[')) {
+    auto close = rest.find(']');
+    return close == std::string_view::npos ? "" : std::string(rest.substr(1, close - 1));
+  }
+  return std::string(rest.substr(0, rest.find(':')));
+}
+
+broker::SealedPlace secret_place(const std::string& tenant_id) {
+  return {.purpose = "webhook", .tenant_id = tenant_id, .ns = "", .name = "signing-secret"};
+}
+
+broker::HttpRules rules_of(const policy::HttpGrant& grant) {
+  broker::HttpRules rules;
+  for (const auto& pattern : grant.allow) rules.allow.push_back(pattern.text);
+  for (const auto& range : grant.allow_private) rules.allow_private.push_back(range.text);
+  rules.max_response_bytes = grant.max_response_bytes;
+  rules.max_redirects = grant.max_redirects;
+  rules.timeout_ms = grant.timeout_ms;
+  // The job's JSON holds the whole result, which the grant's request limit (meant for scripts'
+  // bodies) does not anticipate: a result is bounded by output_bytes already.
+  rules.max_request_bytes = std::max<int64_t>(grant.max_request_bytes, 80ll << 20);
+  return rules;
+}
+
+}  // namespace
+
+bool valid_idempotency_key(std::string_view key) {
+  if (key.empty() || key.size() > kMaxIdempotencyKeyBytes) return false;
+  return std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+std::string request_hash(std::string_view script, std::string_view target, const json& input,
+                         std::string_view callback_url) {
+  ensure_sodium();
+  // nlohmann::json keeps object members sorted, so dump() is one canonical text per value.
+  json canonical = {
+      {"script", script}, {"target", target}, {"input", input}, {"callback_url", callback_url}};
+  std::string text = canonical.dump(-1, ' ', false, json::error_handler_t::strict);
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  return hex(digest, sizeof digest);
+}
+
+std::optional<CallbackRefusal> check_callback(const policy::TenantPolicy& tenant,
+                                              std::string_view url) {
+  std::string shown(url.substr(0, 200));
+  if (!tenant.http) {
+    auto revoked = tenant.revoked.find("http");
+    std::string rule = revoked != tenant.revoked.end()
+                           ? revoked->second
+                           : "capabilities.http (granted neither in tenants." + tenant.tenant +
+                                 " nor in defaults)";
+    return CallbackRefusal{
+        rule,
+        "tenant \"" + tenant.tenant +
+            "\" has no http grant, so corrald may not POST webhooks "
+            "for it (callback_url " +
+            shown + ")",
+        "leave out callback_url and poll GET …/jobs/{id}, or ask the operator to grant http "
+        "with an allow pattern for the callback's origin"};
+  }
+  const policy::HttpGrant& grant = *tenant.http;
+  broker::HttpRules rules = rules_of(grant);
+  if (!broker::matching_allow_pattern(rules, url)) {
+    return CallbackRefusal{
+        grant.source + ".allow",
+        "callback_url " + shown +
+            " is not an absolute http(s) URL that one of the allow "
+            "patterns of the tenant's http grant admits",
+        "use a callback on an allowed origin, or ask the operator to add its origin to " +
+            grant.source + ".allow"};
+  }
+  if (auto address = broker::IpAddress::parse(url_host(url))) {
+    std::vector<broker::IpRange> ranges;
+    for (const auto& text : rules.allow_private) {
+      std::string error;
+      if (auto range = broker::IpRange::parse(text, &error)) ranges.push_back(*range);
+    }
+    if (!broker::address_allowed(*address, ranges)) {
+      auto special = broker::classify(*address);
+      return CallbackRefusal{
+          grant.source + ".allow_private",
+          "callback_url " + shown + " names " + address->to_string() + ", a " +
+              (special ? std::string(special->kind) : std::string("special-purpose")) +
+              " address the tenant's http grant does not allow",
+          "use a public address, or ask the operator to add it to " + grant.source +
+              ".allow_private"};
+    }
+  }
+  return std::nullopt;
+}
+
+std::string signature_header(std::string_view secret, int64_t unix_seconds, std::string_view body) {
+  ensure_sodium();
+  std::string t = std::to_string(unix_seconds);
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()),
+                              secret.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(t.data()), t.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>("."), 1);
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(body.data()),
+                                body.size());
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_final(&state, mac);
+  return "t=" + t + ",v1=" + hex(mac, sizeof mac);
+}
+
+json job_json(const store::Job& job, const std::string& tenant_name) {
+  json input = json::parse(job.input, nullptr, false);
+  json body = {{"id", job.id},
+               {"tenant", tenant_name},
+               {"script", job.script},
+               {"version", job.version},
+               {"alias", job.alias.empty() ? json() : json(job.alias)},
+               {"state", store::to_string(job.state)},
+               {"attempts", job.attempts},
+               {"max_attempts", job.max_attempts},
+               {"cancel_requested", job.cancel_requested},
+               {"callback_url", job.callback_url.empty() ? json() : json(job.callback_url)},
+               {"created_at", iso8601(job.created_at)},
+               {"updated_at", iso8601(job.updated_at)},
+               {"started_at", time_or_null(job.started_at)},
+               {"finished_at", time_or_null(job.finished_at)},
+               {"outcome", job.outcome.empty() ? json() : json(job.outcome)},
+               {"status", job.status > 0 ? json(job.status) : json()},
+               {"error", job.error.empty() ? json() : json(job.error)}};
+  json result = job.result.empty() ? json() : json::parse(job.result, nullptr, false);
+  body["result"] = result.is_discarded() ? json(job.result) : result;
+  body["input"] = input.is_discarded() ? json(job.input) : input;
+  return body;
+}
+
+json delivery_json(const store::Delivery& delivery) {
+  return {{"id", delivery.id},
+          {"job_id", delivery.job_id},
+          {"url", delivery.url},
+          {"state", store::to_string(delivery.state)},
+          {"attempts", delivery.attempts},
+          {"max_attempts", delivery.max_attempts},
+          {"next_attempt_at", delivery.state == store::DeliveryState::pending
+                                  ? json(iso8601(delivery.next_attempt_at))
+                                  : json()},
+          {"last_status", delivery.last_status ? json(*delivery.last_status) : json()},
+          {"last_error", delivery.last_error.empty() ? json() : json(delivery.last_error)},
+          {"created_at", iso8601(delivery.created_at)},
+          {"updated_at", iso8601(delivery.updated_at)},
+          {"delivered_at", time_or_null(delivery.delivered_at)}};
+}
+
+JobService::JobService(store::Store& store, const broker::Sealer& sealer,
+                       const policy::PolicyService* policy, metrics::Registry& metrics,
+                       RunVersion run, Options options)
+    : store_(store),
+      sealer_(sealer),
+      policy_(policy),
+      metrics_(metrics),
+      run_(std::move(run)),
+      options_(options) {}
+
+JobService::~JobService() { stop(); }
+
+void JobService::start() {
+  {
+    std::lock_guard lock(mutex_);
+    if (started_) return;
+    started_ = true;
+    stopping_ = false;
+  }
+  int64_t now = store::now_ms();
+  auto [requeued, failed] = store_.recover_jobs(now);
+  int64_t deliveries = store_.recover_deliveries(now);
+  if (requeued + failed + deliveries > 0) {
+    log(spdlog::level::warn, "recovered jobs left running by a corrald that stopped",
+        {{"requeued", requeued},
+         {"failed_on_last_attempt", failed},
+         {"deliveries_resent", deliveries},
+         {"hint",
+          "nothing to do: each requeued job runs again, counting the interrupted attempt"}});
+  }
+  refresh_gauges();
+  for (unsigned i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { runner_loop(); });
+  for (unsigned i = 0; i < options_.delivery_threads; ++i)
+    threads_.emplace_back([this] { sender_loop(); });
+}
+
+void JobService::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  std::lock_guard lock(mutex_);
+  started_ = false;
+}
+
+void JobService::notify() {
+  {
+    std::lock_guard lock(mutex_);
+    ++submitted_;
+  }
+  wake_.notify_one();
+}
+
+void JobService::runner_loop() {
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      seen = submitted_;
+    }
+    bool worked = false;
+    try {
+      worked = run_one();
+    } catch (const std::exception& error) {
+      // A store error (disk full, locked): nothing was claimed or the claim stays in the store,
+      // to be recovered at the next start; wait a poll and try again.
+      log(spdlog::level::err, "a job runner could not reach the store",
+          {{"error", error.what()}, {"hint", "check the disk and the data directory"}});
+    }
+    if (worked) continue;
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, options_.poll, [&] { return stopping_ || submitted_ != seen; });
+  }
+}
+
+// The senders also refresh the gauges (about once a second, one query for all states): there is
+// always a sender, while there may be no runner (--job-threads 0).
+void JobService::sender_loop() {
+  auto last_gauges = std::chrono::steady_clock::time_point();
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+    }
+    bool worked = false;
+    try {
+      worked = deliver_one();
+      if (std::chrono::steady_clock::now() - last_gauges > std::chrono::seconds(1)) {
+        last_gauges = std::chrono::steady_clock::now();
+        refresh_gauges();
+      }
+    } catch (const std::exception& error) {
+      log(spdlog::level::err, "a webhook sender could not reach the store",
+          {{"error", error.what()}, {"hint", "check the disk and the data directory"}});
+    }
+    if (worked) continue;
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, options_.poll, [&] { return stopping_; });
+  }
+}
+
+void JobService::refresh_gauges() {
+  std::map<store::JobState, int64_t> counts;
+  for (auto state : {store::JobState::queued, store::JobState::running, store::JobState::succeeded,
+                     store::JobState::failed, store::JobState::cancelled}) {
+    counts[state] = 0;
+  }
+  for (const auto& [state, count] : store_.count_jobs()) counts[state] = count;
+  for (const auto& [state, count] : counts) metrics_.set_jobs(store::to_string(state), count);
+  metrics_.set_dead_deliveries(store_.count_deliveries(store::DeliveryState::dead));
+}
+
+bool JobService::run_one() {
+  auto job = store_.claim_job(store::now_ms());
+  if (!job) return false;
+  run_claimed(*job);
+  return true;
+}
+
+void JobService::run_claimed(const store::Job& job) {
+  RunAnswer answer;
+  std::string failure;
+  auto tenant = store_.find_tenant(job.tenant_id);
+  json input = json::parse(job.input, nullptr, false);
+  if (!tenant) {
+    answer = {404, "not-found", json()};
+    failure = "the job's tenant no longer exists";
+  } else if (input.is_discarded()) {
+    answer = {400, "invalid", json()};
+    failure = "the stored input is not JSON (the database was edited?)";
+  } else {
+    try {
+      answer = run_(tenant->name, job.script, job.version, input,
+                    job.id + "-" + std::to_string(job.attempts));
+    } catch (const std::exception& error) {
+      // Not the script's doing: treated as a crash, so it is tried again.
+      answer = {500, "crashed", json()};
+      failure = std::string("the run could not be started: ") + error.what();
+    }
+  }
+  int64_t now = store::now_ms();
+  const std::string& outcome = answer.outcome;
+  std::string result = answer.body.is_null()
+                           ? std::string()
+                           : answer.body.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (failure.empty() && answer.body.is_object() && answer.body.contains("detail") &&
+      answer.body["detail"].is_string()) {
+    failure = answer.body["detail"];
+  }
+
+  auto finish = [&](store::JobState state, const char* metric) {
+    auto done = store_.finish_job({.id = job.id,
+                                   .attempt = job.attempts,
+                                   .state = state,
+                                   .outcome = outcome,
+                                   .status = answer.status,
+                                   .result = result,
+                                   .error = state == store::JobState::failed ? failure : "",
+                                   .at = now});
+    if (!done) {
+      log(spdlog::level::warn, "a job's result was not written: it was no longer this run's",
+          {{"job", job.id}, {"attempt", job.attempts}});
+      return;
+    }
+    metrics_.record_job_run(done->state == store::JobState::cancelled ? "cancelled" : metric);
+  };
+  auto requeue = [&](std::chrono::milliseconds delay, bool count_attempt, const std::string& why,
+                     const char* metric) {
+    auto done =
+        store_.requeue_job(job.id, job.attempts, now + delay.count(), count_attempt, why, now);
+    if (!done) return;
+    metrics_.record_job_run(done->state == store::JobState::cancelled ? "cancelled" : metric);
+    if (done->state == store::JobState::queued) notify();
+  };
+
+  if (outcome == "ok") {
+    finish(store::JobState::succeeded, "succeeded");
+  } else if (outcome == "crashed") {
+    if (job.attempts < job.max_attempts) {
+      requeue(options_.retry_delay * job.attempts, true,
+              "attempt " + std::to_string(job.attempts) + " of " +
+                  std::to_string(job.max_attempts) + " crashed" +
+                  (failure.empty() ? "" : ": " + failure) + "; it will be tried again",
+              "retried");
+    } else {
+      if (failure.empty()) failure = "the worker crashed";
+      failure =
+          "all " + std::to_string(job.max_attempts) + " attempts crashed; the last: " + failure;
+      finish(store::JobState::failed, "failed");
+    }
+  } else if (outcome == "rejected" || outcome == "circuit-open") {
+    int64_t seconds = 1;
+    if (answer.body.is_object() && answer.body.contains("retry_after") &&
+        answer.body["retry_after"].is_number_integer()) {
+      seconds = std::clamp<int64_t>(answer.body["retry_after"].get<int64_t>(), 1, 3600);
+    }
+    requeue(std::chrono::seconds(seconds), false,
+            "the version was quarantined by its circuit breaker" +
+                (failure.empty() ? std::string() : ": " + failure) + "; queued again for " +
+                std::to_string(seconds) + " s",
+            "deferred");
+  } else {
+    if (failure.empty()) failure = "the run ended " + outcome;
+    finish(store::JobState::failed, "failed");
+  }
+}
+
+std::optional<std::string> JobService::webhook_secret(const std::string& tenant_id) {
+  auto sealed = store_.find_webhook_secret(tenant_id);
+  if (!sealed) return std::nullopt;
+  return sealer_.open(secret_place(tenant_id), *sealed);
+}
+
+bool JobService::has_webhook_secret(const std::string& tenant_id) {
+  return store_.find_webhook_secret(tenant_id).has_value();
+}
+
+std::string JobService::rotate_webhook_secret(const std::string& tenant_id) {
+  ensure_sodium();
+  unsigned char bytes[32];
+  randombytes_buf(bytes, sizeof bytes);
+  std::string secret = "whsec_" + hex(bytes, sizeof bytes);
+  store_.put_webhook_secret(tenant_id, sealer_.seal(secret_place(tenant_id), secret),
+                            store::now_ms());
+  return secret;
+}
+
+policy::TenantPolicy JobService::tenant_policy(const std::string& tenant_name) const {
+  if (policy_) return policy_->current()->policy.for_tenant(tenant_name);
+  return policy::Policy::safe_default().for_tenant(tenant_name);
+}
+
+bool JobService::deliver_one() {
+  auto delivery = store_.claim_delivery(store::now_ms());
+  if (!delivery) return false;
+  const int64_t attempt = delivery->attempts;
+  auto give_up = [&](std::optional<int64_t> status, const std::string& why) {
+    store_.record_delivery_attempt({.id = delivery->id,
+                                    .attempt = attempt,
+                                    .state = store::DeliveryState::dead,
+                                    .status = status,
+                                    .error = why,
+                                    .next_attempt_at = store::now_ms(),
+                                    .at = store::now_ms()});
+    metrics_.record_webhook_delivery("dead");
+    log(spdlog::level::warn, "a webhook delivery is dead",
+        {{"delivery", delivery->id}, {"job", delivery->job_id}, {"reason", why}});
+  };
+  auto tenant = store_.find_tenant(delivery->tenant_id);
+  auto job = store_.find_job(delivery->tenant_id, delivery->job_id);
+  if (!tenant || !job) {
+    give_up(std::nullopt, "its job or tenant no longer exists");
+    return true;
+  }
+  std::optional<std::string> secret;
+  try {
+    secret = webhook_secret(tenant->id);
+  } catch (const std::exception& error) {
+    give_up(std::nullopt, std::string("the tenant's webhook secret does not open: ") +
+                              error.what() + "; rotate it with POST /v1/tenants/" + tenant->name +
+                              "/webhook-secret");
+    return true;
+  }
+  if (!secret) {
+    give_up(std::nullopt, "tenant \"" + tenant->name +
+                              "\" has no webhook secret to sign with; an admin sets one with "
+                              "POST /v1/tenants/" +
+                              tenant->name + "/webhook-secret");
+    return true;
+  }
+  policy::TenantPolicy policy = tenant_policy(tenant->name);
+  if (auto refused = check_callback(policy, delivery->url)) {
+    give_up(std::nullopt, "the policy in force refuses the callback: " + refused->detail +
+                              " (rule: " + refused->rule + ")");
+    return true;
+  }
+  std::string body =
+      job_json(*job, tenant->name).dump(-1, ' ', false, json::error_handler_t::replace);
+  int64_t unix_seconds = store::now_ms() / 1000;
+  broker::FetchRequest request{
+      .url = delivery->url,
+      .method = "POST",
+      .headers = {{"Content-Type", "application/json"},
+                  {"Corral-Signature", signature_header(*secret, unix_seconds, body)},
+                  {"Corral-Delivery-Id", delivery->id},
+                  {"Corral-Job-Id", job->id},
+                  {"Corral-Delivery-Attempt", std::to_string(attempt)},
+                  {"User-Agent", "corrald-webhooks"}},
+      .body = body,
+      .timeout_ms = 0};
+  broker::FetchResult sent = http_.fetch(rules_of(*policy.http), request);
+
+  std::string why;
+  std::optional<int64_t> status;
+  bool retry = false;
+  if (sent.kind == broker::FetchResult::Kind::ok) {
+    status = sent.status;
+    if (sent.status >= 200 && sent.status < 300) {
+      store_.record_delivery_attempt({.id = delivery->id,
+                                      .attempt = attempt,
+                                      .state = store::DeliveryState::delivered,
+                                      .status = status,
+                                      .error = "",
+                                      .next_attempt_at = store::now_ms(),
+                                      .at = store::now_ms()});
+      metrics_.record_webhook_delivery("delivered");
+      return true;
+    }
+    why = "the receiver answered " + std::to_string(sent.status);
+    retry = sent.status >= 500 || sent.status == 429;
+    if (!retry) why += ", which is not retried (only network errors, 429 and 5xx are)";
+  } else {
+    why = std::string(broker::to_string(sent.kind)) + ": " + sent.message;
+    // A refusal by the rules or a malformed request would be refused again.
+    retry = sent.kind != broker::FetchResult::Kind::denied &&
+            sent.kind != broker::FetchResult::Kind::invalid;
+  }
+  if (!retry || attempt >= delivery->max_attempts) {
+    give_up(status,
+            retry ? "gave up after " + std::to_string(attempt) + " tries; the last: " + why : why);
+    return true;
+  }
+  int64_t backoff = delivery->backoff_ms;
+  for (int64_t i = 1; i < attempt && backoff < 24ll * 3600 * 1000; ++i) backoff *= 2;
+  int64_t now = store::now_ms();
+  store_.record_delivery_attempt({.id = delivery->id,
+                                  .attempt = attempt,
+                                  .state = store::DeliveryState::pending,
+                                  .status = status,
+                                  .error = why,
+                                  .next_attempt_at = now + backoff,
+                                  .at = now});
+  metrics_.record_webhook_delivery("retry");
+  return true;
+}
+
+}  // namespace corral::jobs

@@ -1,0 +1,153 @@
+// Jobs: asynchronous runs of a stored version that survive a crash of corrald, and the signed
+// webhooks that announce them (docs/operations.md, "Jobs and webhooks"; docs/api.md, "Jobs").
+//
+// The store holds all of it (store.h, "jobs"); this library holds the runners and senders that
+// move it along, and the rules both the API and they apply:
+//   - A job is queued → running → succeeded | failed | cancelled. Runners take the oldest queued
+//     job whose time has come, marking it running with attempts + 1 in one transaction, run it
+//     through RunVersion (corrald: api::Api::run_version, the preparation POST …/invoke does), and
+//     write the final state and result in one more, guarded by state and attempt so that a
+//     result is written once.
+//   - Outcome → state: ok → succeeded; script_error, limit_exceeded, denied, invalid, not-found,
+//     version-disabled → failed at once; crashed → queued again (after 200 ms × attempt) until
+//     max_attempts runs have crashed, then failed; rejected (a 503 circuit-open) → queued again
+//     after its Retry-After, the attempt given back, since the version never ran.
+//   - start() first recovers what a dead corrald left: running jobs go back to queued (the
+//     interrupted attempt counts as crashed; one on its last attempt fails), deliveries in flight
+//     become due again.
+//   - A final job with a callback_url has one delivery. Senders POST the job's JSON with
+//     Corral-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>, through the
+//     broker's HTTP engine under the tenant's http grant in force at the time of sending; 2xx is
+//     delivered, network errors, 429 and 5xx are tried again after backoff_ms × 2^(try - 1) up to
+//     webhook_attempts tries, anything else (or the last failure) makes the delivery dead, its
+//     reason kept. A delivery is sent at least once: a corrald killed while sending sends again.
+//
+// A JobService is thread-safe; its threads run until stop() (or destruction).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "broker/http_fetch.h"
+#include "broker/sealing.h"
+#include "metrics/metrics.h"
+#include "policy/policy.h"
+#include "store/store.h"
+
+namespace corral::policy {
+class PolicyService;
+}
+
+namespace corral::jobs {
+
+// What a run of a stored version answered: the HTTP status and JSON body POST …/invoke would
+// have, and the outcome ("ok", "script_error", "limit_exceeded", "crashed", "denied", "invalid")
+// or "rejected" (503 circuit-open), "not-found", "version-disabled" when nothing ran.
+struct RunAnswer {
+  int status = 0;
+  std::string outcome;
+  nlohmann::json body;
+};
+using RunVersion = std::function<RunAnswer(
+    const std::string& tenant_name, const std::string& script, int64_t version,
+    const nlohmann::json& input, const std::string& invocation_id)>;
+
+// Idempotency-Key: 1 to 200 bytes of printable ASCII without spaces.
+inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
+bool valid_idempotency_key(std::string_view key);
+
+// The SHA-256 (hex) of a submission's canonical form: what it runs (script, alias or version),
+// its input and its callback; member order and whitespace in the body do not matter.
+std::string request_hash(std::string_view script, std::string_view target,
+                         const nlohmann::json& input, std::string_view callback_url);
+
+// Why a callback URL is refused at submission; rule is the policy path that decides.
+struct CallbackRefusal {
+  std::string rule;
+  std::string detail;
+  std::string hint;
+};
+// Whether the tenant's policy lets corrald POST to `url`: the http grant must exist and one of its
+// allow patterns admit the URL; an IP literal must be public or in allow_private. Names are not
+// looked up here: every address is checked again when the delivery connects.
+std::optional<CallbackRefusal> check_callback(const policy::TenantPolicy& tenant,
+                                              std::string_view url);
+
+// "t=<unix_seconds>,v1=<hex HMAC-SHA256 keyed by secret over "<t>.<body>">".
+std::string signature_header(std::string_view secret, int64_t unix_seconds, std::string_view body);
+
+// The JSON of a job as GET …/jobs/{id} answers it and a webhook carries it.
+nlohmann::json job_json(const store::Job& job, const std::string& tenant_name);
+nlohmann::json delivery_json(const store::Delivery& delivery);
+
+struct Options {
+  unsigned threads = 2;           // runners (corrald --job-threads)
+  unsigned delivery_threads = 1;  // webhook senders
+  // How often idle threads look for work whose time has come (a submission wakes a runner at once).
+  std::chrono::milliseconds poll{100};
+  // Crashed attempts wait retry_delay × attempt before the next.
+  std::chrono::milliseconds retry_delay{200};
+};
+
+class JobService {
+ public:
+  // `policy` may be null (tests): the built-in safe default then applies to deliveries.
+  JobService(store::Store& store, const broker::Sealer& sealer, const policy::PolicyService* policy,
+             metrics::Registry& metrics, RunVersion run, Options options = {});
+  ~JobService();
+  JobService(const JobService&) = delete;
+  JobService& operator=(const JobService&) = delete;
+
+  // Recovers what a dead corrald left (see above), then starts the threads. What was recovered is
+  // logged.
+  void start();
+  // Waits for the runs and sends in progress, then stops the threads.
+  void stop();
+  // A job was submitted: wakes a runner rather than waiting for the next poll.
+  void notify();
+
+  // A new signing secret for the tenant's webhooks, sealed in the store; the old one stops
+  // signing at once. Returned once: corrald never shows it again.
+  std::string rotate_webhook_secret(const std::string& tenant_id);
+  bool has_webhook_secret(const std::string& tenant_id);
+
+  // The work one thread does in one go, public for tests that drive it without threads: true if
+  // there was something to do.
+  bool run_one();
+  bool deliver_one();
+  // Sets the jobs and dead-deliveries gauges from the store.
+  void refresh_gauges();
+
+ private:
+  void runner_loop();
+  void sender_loop();
+  void run_claimed(const store::Job& job);
+  std::optional<std::string> webhook_secret(const std::string& tenant_id);
+  policy::TenantPolicy tenant_policy(const std::string& tenant_name) const;
+
+  store::Store& store_;
+  const broker::Sealer& sealer_;
+  const policy::PolicyService* policy_;
+  metrics::Registry& metrics_;
+  RunVersion run_;
+  Options options_;
+  broker::HttpFetcher http_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool started_ = false;
+  uint64_t submitted_ = 0;  // bumped by notify(), so a runner does not sleep past a submission
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace corral::jobs

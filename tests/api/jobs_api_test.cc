@@ -1,0 +1,427 @@
+// Jobs and webhooks through a real corrald: Idempotency-Key, states and results, cancellation,
+// the queued_jobs quota, retries of crashed runs (a worker made to crash by the test) but never of
+// script errors, and webhooks signed with the tenant's secret, retried and left dead, received by
+// a loopback server the test starts.
+#include <gtest/gtest.h>
+#include <sodium.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "jobs/webhook_receiver.h"
+#include "registry/api_client.h"
+
+namespace corral::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kFailing = "function handle(input, ctx) error('no such order') end";
+
+std::string hmac_hex(const std::string& key, const std::string& message) {
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
+                              key.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
+                                message.size());
+  crypto_auth_hmacsha256_final(&state, mac);
+  char text[sizeof mac * 2 + 1];
+  sodium_bin2hex(text, sizeof text, mac, sizeof mac);
+  return text;
+}
+
+// A corrald with tenant acme, a token per role, the policy given, and script "double" (approved,
+// alias live).
+class JobsApi {
+ public:
+  explicit JobsApi(const std::string& policy, std::vector<std::string> arguments = {})
+      : corrald_(std::move(arguments)), api_(corrald_) {
+    Answer put = api_.put(api_.admin(), "/v1/policy", {{"document", policy}});
+    EXPECT_EQ(put.status, 201) << put;
+    tokens_ = api_.tenant_with_tokens("acme");
+    publish("double", kDoubler);
+  }
+
+  int64_t publish(const std::string& script, const std::string& source) {
+    int64_t version = api_.publish(tokens_["publisher"], "acme", script, source);
+    api_.approve(tokens_["reviewer"], "acme", script, version);
+    api_.set_alias(tokens_["reviewer"], "acme", script, "live", version);
+    return version;
+  }
+
+  // POST …/jobs with an Idempotency-Key (none when key is empty).
+  Answer submit(const std::string& script, const std::string& key, const json& body,
+                const std::string& query = "") {
+    HttpClient client(corrald_.host(), corrald_.port());
+    http::request<http::string_body> message(
+        http::verb::post, "/v1/tenants/acme/scripts/" + script + "/jobs" + query, 11);
+    message.set(http::field::host, "127.0.0.1");
+    message.set(http::field::authorization, "Bearer " + tokens_["invoker"]);
+    message.set(http::field::content_type, "application/json");
+    if (!key.empty()) message.set("Idempotency-Key", key);
+    message.body() = body.dump();
+    message.prepare_payload();
+    http::write(client.socket(), message);
+    auto response = client.read_response();
+    Answer answer{static_cast<int>(response.result_int()), nullptr, response.body(), response};
+    answer.body = json::parse(response.body(), nullptr, false);
+    return answer;
+  }
+
+  Answer get(const std::string& target, const std::string& role = "invoker") {
+    return api_.get(tokens_[role], target);
+  }
+
+  // Polls the job until it is final; its last answer.
+  Answer wait_final(const std::string& script, const std::string& id,
+                    std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    Answer answer;
+    while (std::chrono::steady_clock::now() < deadline) {
+      answer = get("/v1/tenants/acme/scripts/" + script + "/jobs/" + id);
+      std::string state = answer.body.value("state", "");
+      if (state == "succeeded" || state == "failed" || state == "cancelled") return answer;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "job " << id << " did not finish: " << answer;
+    return answer;
+  }
+
+  int64_t metric(const std::string& pattern) {
+    std::string metrics = corrald_.client().request(http::verb::get, "/metrics").body();
+    std::smatch found;
+    if (!std::regex_search(metrics, found, std::regex(pattern + R"( (\d+))"))) return -1;
+    return std::stoll(found[1]);
+  }
+
+  CorraldProcess corrald_;
+  ApiClient api_;
+  std::map<std::string, std::string> tokens_;
+};
+
+std::string header(const Answer& answer, const char* name) {
+  auto found = answer.response.find(name);
+  return found == answer.response.end() ? "" : std::string(found->value());
+}
+
+constexpr const char* kQuickPolicy = R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
+)";
+
+TEST(JobsApi, TheSameKeyAndBodyIsTheSameJobAndItRunsToItsResult) {
+  JobsApi jobs(kQuickPolicy);
+  Answer accepted = jobs.submit("double", "order-1", {{"input", {{"n", 21}}}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  std::string id = accepted.body["id"];
+  EXPECT_EQ(accepted.body["state"], "queued");
+  EXPECT_EQ(accepted.body["version"], 1);
+  EXPECT_EQ(accepted.body["alias"], "live");
+  EXPECT_EQ(header(accepted, "Location"), "/v1/tenants/acme/scripts/double/jobs/" + id);
+
+  Answer again = jobs.submit("double", "order-1", {{"input", {{"n", 21}}}});
+  ASSERT_EQ(again.status, 200) << again;
+  EXPECT_EQ(again.body["id"], id);
+
+  Answer other = jobs.submit("double", "order-1", {{"input", {{"n", 22}}}});
+  ASSERT_EQ(other.status, 409) << other;
+  EXPECT_EQ(other.body["type"], "urn:corral:problem:idempotency-key-reused");
+  EXPECT_EQ(other.body["idempotency_key"], "order-1");
+  EXPECT_EQ(other.body["job"], id);
+  EXPECT_NE(other.body["detail"].get<std::string>().find("order-1"), std::string::npos);
+
+  Answer done = jobs.wait_final("double", id);
+  EXPECT_EQ(done.body["state"], "succeeded") << done;
+  EXPECT_EQ(done.body["attempts"], 1);
+  EXPECT_EQ(done.body["outcome"], "ok");
+  EXPECT_EQ(done.body["result"]["output"]["doubled"], 42);
+  EXPECT_EQ(done.body["result"]["outcome"], "ok");
+  EXPECT_TRUE(done.body["finished_at"].is_string());
+
+  Answer listed = jobs.get("/v1/tenants/acme/scripts/double/jobs", "auditor");
+  ASSERT_EQ(listed.status, 200) << listed;
+  ASSERT_EQ(listed.body["jobs"].size(), 1u);
+  EXPECT_EQ(listed.body["jobs"][0]["id"], id);
+  Answer audit = jobs.api_.get(jobs.api_.admin(), "/v1/audit?tenant=acme&action=job.submit");
+  EXPECT_EQ(audit.body["entries"].size(), 1u) << audit;
+  // The gauge follows the store about once a second.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (jobs.metric(R"(corral_jobs\{state="succeeded"\})") != 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(jobs.metric(R"(corral_jobs\{state="succeeded"\})"), 1);
+  EXPECT_EQ(jobs.metric(R"(corral_job_runs_total\{result="succeeded"\})"), 1);
+}
+
+TEST(JobsApi, AMissingOrMalformedKeyIsAClear400) {
+  JobsApi jobs(kQuickPolicy);
+  Answer missing = jobs.submit("double", "", {{"input", 1}});
+  ASSERT_EQ(missing.status, 400) << missing;
+  EXPECT_EQ(missing.body["field"], "Idempotency-Key");
+  EXPECT_NE(missing.body["detail"].get<std::string>().find("missing"), std::string::npos);
+  Answer long_key = jobs.submit("double", std::string(201, 'k'), {{"input", 1}});
+  EXPECT_EQ(long_key.status, 400) << long_key;
+  Answer unknown = jobs.submit("double", "k", {{"input", 1}, {"limits", {}}});
+  EXPECT_EQ(unknown.status, 400) << unknown;
+  Answer no_script = jobs.submit("nothing", "k", {{"input", 1}});
+  EXPECT_EQ(no_script.status, 404) << no_script;
+}
+
+TEST(JobsApi, AScriptErrorFailsOnceAndIsNotRetried) {
+  JobsApi jobs(kQuickPolicy);
+  jobs.publish("failing", kFailing);
+  Answer accepted = jobs.submit("failing", "f-1", {{"input", 1}}, "?version=1");
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  Answer done = jobs.wait_final("failing", accepted.body["id"]);
+  EXPECT_EQ(done.body["state"], "failed");
+  EXPECT_EQ(done.body["attempts"], 1);
+  EXPECT_EQ(done.body["outcome"], "script_error");
+  EXPECT_EQ(done.body["result"]["outcome"], "script_error");
+  EXPECT_NE(done.body["error"].get<std::string>().find("no such order"), std::string::npos);
+}
+
+// Without runners, jobs stay queued: what a quota and a cancellation act on.
+TEST(JobsApi, QueuedJobsCountAgainstTheQuotaAndCanBeCancelledButNotOnceFinal) {
+  JobsApi jobs(R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100, queued_jobs: 2}
+)",
+               {"--job-threads", "0"});
+  Answer first = jobs.submit("double", "q-1", {{"input", {{"n", 1}}}});
+  ASSERT_EQ(first.status, 202) << first;
+  EXPECT_EQ(header(first, "Corral-Quota-Warning"), "");
+  Answer second = jobs.submit("double", "q-2", {{"input", {{"n", 2}}}});
+  ASSERT_EQ(second.status, 202) << second;
+  EXPECT_EQ(header(second, "Corral-Quota-Warning"), "queued_jobs=100%");
+
+  Answer refused = jobs.submit("double", "q-3", {{"input", {{"n", 3}}}});
+  ASSERT_EQ(refused.status, 429) << refused;
+  EXPECT_EQ(refused.body["type"], "urn:corral:problem:quota-exceeded");
+  EXPECT_EQ(refused.body["quota"], "queued_jobs");
+  EXPECT_EQ(refused.body["rule"], "tenants.acme.quotas.queued_jobs");
+  EXPECT_FALSE(header(refused, "Retry-After").empty());
+  EXPECT_TRUE(refused.body["hint"].is_string());
+
+  std::string path = "/v1/tenants/acme/scripts/double/jobs/" + first.body["id"].get<std::string>();
+  Answer cancelled = jobs.api_.del(jobs.tokens_["invoker"], path);
+  ASSERT_EQ(cancelled.status, 200) << cancelled;
+  EXPECT_EQ(cancelled.body["state"], "cancelled");
+  Answer again = jobs.api_.del(jobs.tokens_["invoker"], path);
+  ASSERT_EQ(again.status, 409) << again;
+  EXPECT_EQ(again.body["type"], "urn:corral:problem:job-final");
+  EXPECT_EQ(again.body["state"], "cancelled");
+  // The cancelled job made room.
+  EXPECT_EQ(jobs.submit("double", "q-3", {{"input", {{"n", 3}}}}).status, 202);
+  // Another tenant's job is not there, as if it did not exist.
+  Answer missing =
+      jobs.api_.del(jobs.tokens_["invoker"], "/v1/tenants/acme/scripts/double/jobs/0f");
+  EXPECT_EQ(missing.status, 404) << missing;
+}
+
+// A worker binary that crashes (exits 3) while the flag file exists, and is the real worker
+// otherwise; with no warm workers kept, every run starts one, so the flag decides per run.
+class CrashingWorker {
+ public:
+  CrashingWorker() {
+    dir_ = fs::temp_directory_path() / ("corral-crashing-worker-" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    // Jailed workers run as an unprivileged user: it must reach the flag and the script.
+    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+    std::ofstream(path()) << "#!/bin/sh\nif [ -e " << flag().string() << " ]; then exit 3; fi\n"
+                          << "exec " << CORRAL_WORKER_PATH << " \"$@\"\n";
+    fs::permissions(path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec);
+  }
+  ~CrashingWorker() { fs::remove_all(dir_); }
+  fs::path path() const { return dir_ / "worker.sh"; }
+  fs::path flag() const { return dir_ / "crash"; }
+  void crash(bool on) {
+    if (on) {
+      std::ofstream(flag()) << "1";
+    } else {
+      fs::remove(flag());
+    }
+  }
+
+ private:
+  fs::path dir_;
+};
+
+TEST(JobsApi, CrashedRunsAreRetriedUpToMaxAttemptsAndScriptErrorsNever) {
+  CrashingWorker worker;
+  JobsApi jobs(R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
+    circuit_breaker: {failures: 100}
+    jobs: {max_attempts: 3}
+)",
+               {"--worker", worker.path().string(), "--max-idle-workers", "0", "--warm-per-tenant",
+                "0", "--spare-workers", "0"});
+  jobs.publish("failing", kFailing);
+  worker.crash(true);
+  Answer accepted = jobs.submit("double", "c-1", {{"input", {{"n", 1}}}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  Answer done = jobs.wait_final("double", accepted.body["id"]);
+  EXPECT_EQ(done.body["state"], "failed") << done;
+  EXPECT_EQ(done.body["attempts"], 3);
+  EXPECT_EQ(done.body["outcome"], "crashed");
+  EXPECT_NE(done.body["error"].get<std::string>().find("all 3 attempts crashed"), std::string::npos)
+      << done;
+  EXPECT_EQ(jobs.metric("corral_job_retries_total"), 2);
+
+  worker.crash(false);
+  Answer ok = jobs.submit("double", "c-2", {{"input", {{"n", 4}}}});
+  Answer succeeded = jobs.wait_final("double", ok.body["id"]);
+  EXPECT_EQ(succeeded.body["state"], "succeeded") << succeeded;
+  EXPECT_EQ(succeeded.body["result"]["output"]["doubled"], 8);
+  Answer error = jobs.submit("failing", "c-3", {{"input", 1}});
+  Answer failed = jobs.wait_final("failing", error.body["id"]);
+  EXPECT_EQ(failed.body["state"], "failed");
+  EXPECT_EQ(failed.body["attempts"], 1);
+  EXPECT_EQ(jobs.metric("corral_job_retries_total"), 2) << "a script error is never retried";
+}
+
+// ---- webhooks
+
+std::string webhook_policy(const WebhookReceiver& receiver) {
+  return R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
+    jobs: {webhook_attempts: 3, webhook_backoff_ms: 100}
+    capabilities:
+      http:
+        allow: [")" +
+         receiver.origin() + R"("]
+        allow_private: [127.0.0.1]
+  globex: {}
+)";
+}
+
+TEST(JobsApi, AFinishedJobIsPostedToItsCallbackSignedWithTheTenantsSecret) {
+  WebhookReceiver receiver;
+  JobsApi jobs(webhook_policy(receiver));
+  json body = {{"input", {{"n", 5}}}, {"callback_url", receiver.url("/hooks/orders")}};
+
+  Answer unsigned_job = jobs.submit("double", "w-1", body);
+  ASSERT_EQ(unsigned_job.status, 409) << unsigned_job;
+  EXPECT_EQ(unsigned_job.body["type"], "urn:corral:problem:webhook-secret-missing");
+  EXPECT_NE(unsigned_job.body["hint"].get<std::string>().find("/v1/tenants/acme/webhook-secret"),
+            std::string::npos);
+
+  Answer not_admin = jobs.api_.post(jobs.tokens_["publisher"], "/v1/tenants/acme/webhook-secret");
+  EXPECT_EQ(not_admin.status, 403) << not_admin;
+  Answer rotated = jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret");
+  ASSERT_EQ(rotated.status, 201) << rotated;
+  std::string secret = rotated.body["secret"];
+
+  Answer accepted = jobs.submit("double", "w-1", body);
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  ASSERT_TRUE(receiver.wait_for(1, std::chrono::seconds(20)));
+  auto request = receiver.requests()[0];
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.path, "/hooks/orders");
+  EXPECT_EQ(request.headers["content-type"], "application/json");
+  json job = json::parse(request.body);
+  EXPECT_EQ(job["id"], accepted.body["id"]);
+  EXPECT_EQ(job["state"], "succeeded");
+  EXPECT_EQ(job["result"]["output"]["doubled"], 10);
+  std::string signature = request.headers["corral-signature"];
+  std::smatch parts;
+  ASSERT_TRUE(std::regex_match(signature, parts, std::regex("t=(\\d+),v1=([0-9a-f]{64})")))
+      << signature;
+  EXPECT_EQ(parts[2].str(), hmac_hex(secret, parts[1].str() + "." + request.body));
+
+  // Rotating replaces the secret: what was signed before does not verify under the new one.
+  Answer rotated_again = jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret");
+  EXPECT_NE(rotated_again.body["secret"], secret);
+  EXPECT_EQ(rotated_again.body["replaced"], true);
+}
+
+TEST(JobsApi, FailedDeliveriesAreRetriedThenDeadAndListable) {
+  WebhookReceiver receiver;
+  JobsApi jobs(webhook_policy(receiver));
+  receiver.answer("/flaky", {500, 200});
+  receiver.answer("/down", {503});
+  ASSERT_EQ(jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret").status, 201);
+  Answer flaky = jobs.submit("double", "d-1",
+                             {{"input", {{"n", 1}}}, {"callback_url", receiver.url("/flaky")}});
+  Answer down = jobs.submit("double", "d-2",
+                            {{"input", {{"n", 2}}}, {"callback_url", receiver.url("/down")}});
+  ASSERT_EQ(flaky.status, 202) << flaky;
+  ASSERT_EQ(down.status, 202) << down;
+  // 2 tries to /flaky and 3 to /down.
+  ASSERT_TRUE(receiver.wait_for(5, std::chrono::seconds(30))) << receiver.requests().size();
+  std::vector<std::chrono::steady_clock::time_point> to_down;
+  for (const auto& request : receiver.requests())
+    if (request.path == "/down") to_down.push_back(request.at);
+  ASSERT_EQ(to_down.size(), 3u);
+  EXPECT_GE(to_down[1] - to_down[0], std::chrono::milliseconds(100));
+  EXPECT_GE(to_down[2] - to_down[1], std::chrono::milliseconds(200));
+
+  Answer dead;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    dead = jobs.get("/v1/tenants/acme/deliveries?state=dead", "publisher");
+    ASSERT_EQ(dead.status, 200) << dead;
+    if (!dead.body["deliveries"].empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(dead.body["deliveries"].size(), 1u) << dead;
+  EXPECT_EQ(dead.body["deliveries"][0]["job_id"], down.body["id"]);
+  EXPECT_EQ(dead.body["deliveries"][0]["attempts"], 3);
+  EXPECT_EQ(dead.body["deliveries"][0]["last_status"], 503);
+  EXPECT_NE(dead.body["deliveries"][0]["last_error"].get<std::string>().find("gave up"),
+            std::string::npos);
+  Answer delivered = jobs.get("/v1/tenants/acme/deliveries?state=delivered", "auditor");
+  ASSERT_EQ(delivered.body["deliveries"].size(), 1u) << delivered;
+  EXPECT_EQ(delivered.body["deliveries"][0]["job_id"], flaky.body["id"]);
+  EXPECT_EQ(delivered.body["deliveries"][0]["attempts"], 2);
+  EXPECT_EQ(jobs.get("/v1/tenants/acme/deliveries").status, 403) << "not for invokers";
+  EXPECT_GE(jobs.metric(R"(corral_webhook_deliveries_total\{result="dead"\})"), 1);
+}
+
+TEST(JobsApi, ACallbackThePolicyDoesNotAllowIsRefusedAtSubmission) {
+  WebhookReceiver receiver;
+  JobsApi jobs(webhook_policy(receiver));
+  ASSERT_EQ(jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret").status, 201);
+  Answer elsewhere = jobs.submit(
+      "double", "r-1", {{"input", 1}, {"callback_url", "https://attacker.example/collect"}});
+  ASSERT_EQ(elsewhere.status, 403) << elsewhere;
+  EXPECT_EQ(elsewhere.body["type"], "urn:corral:problem:callback-refused");
+  EXPECT_EQ(elsewhere.body["rule"], "tenants.acme.capabilities.http.allow");
+  Answer metadata = jobs.submit("double", "r-2",
+                                {{"input", 1}, {"callback_url", "http://169.254.169.254/latest"}});
+  EXPECT_EQ(metadata.status, 403) << metadata;
+  Answer listed = jobs.get("/v1/tenants/acme/scripts/double/jobs");
+  EXPECT_TRUE(listed.body["jobs"].empty()) << "nothing was queued";
+
+  // A tenant without the http grant cannot use callbacks at all.
+  auto globex = jobs.api_.tenant_with_tokens("globex");
+  jobs.api_.publish(globex["publisher"], "globex", "double", kDoubler);
+  HttpClient client(jobs.corrald_.host(), jobs.corrald_.port());
+  http::request<http::string_body> message(http::verb::post,
+                                           "/v1/tenants/globex/scripts/double/jobs?version=1", 11);
+  message.set(http::field::host, "127.0.0.1");
+  message.set(http::field::authorization, "Bearer " + globex["publisher"]);
+  message.set(http::field::content_type, "application/json");
+  message.set("Idempotency-Key", "g-1");
+  message.body() = json({{"input", 1}, {"callback_url", receiver.url("/hook")}}).dump();
+  message.prepare_payload();
+  http::write(client.socket(), message);
+  auto response = client.read_response();
+  ASSERT_EQ(response.result_int(), 403u) << response.body();
+  json problem = json::parse(response.body());
+  EXPECT_NE(problem["detail"].get<std::string>().find("no http grant"), std::string::npos)
+      << problem;
+  EXPECT_TRUE(problem["rule"].get<std::string>().find("capabilities.http") != std::string::npos)
+      << problem;
+}
+
+}  // namespace
+}  // namespace corral::testing

@@ -1,0 +1,107 @@
+// Stored runs and alias canaries in the SQLite store: runs are kept newest-first up to `keep` per
+// script, a run stored twice is kept once, inputs may be absent; canaries are stored, replaced and
+// refused for a version that does not exist. And the RunRecorder that writes runs off the
+// invocation's path.
+#include <gtest/gtest.h>
+
+#include "runs/run_recorder.h"
+#include "store/sqlite_fixture.h"
+#include "store/sqlite_store.h"
+#include "store/store.h"
+
+namespace {
+
+using namespace corral::store;
+using corral::testing::TempDir;
+
+StoredRun run_of(const Tenant& tenant, const std::string& script, int n) {
+  return StoredRun{tenant.id, script, "run-" + std::to_string(n), 1, 100 + n, "ok",
+                   n % 2 ? std::optional<std::string>("{\"n\":" + std::to_string(n) + "}")
+                         : std::nullopt,
+                   "{\"output\":" + std::to_string(n) + "}"};
+}
+
+TEST(RunsStore, KeepsTheNewestRunsOfEachScriptOnce) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  std::vector<StoredRun> runs;
+  for (int n = 1; n <= 5; ++n) runs.push_back(run_of(acme, "a", n));
+  runs.push_back(run_of(acme, "b", 9));
+  store->insert_runs(runs, 3);
+  auto kept = store->list_runs(acme.id, "a", 100);
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].id, "run-5");
+  EXPECT_EQ(kept[2].id, "run-3");
+  EXPECT_EQ(kept[0].input, "{\"n\":5}");
+  EXPECT_EQ(kept[1].input, std::nullopt);
+  EXPECT_EQ(store->list_runs(acme.id, "b", 100).size(), 1u);
+  EXPECT_FALSE(store->find_run(acme.id, "a", "run-1"));
+  ASSERT_TRUE(store->find_run(acme.id, "a", "run-4"));
+  EXPECT_EQ(store->find_run(acme.id, "a", "run-4")->result, "{\"output\":4}");
+
+  // The same run again is kept once, and does not push an older one out.
+  store->insert_runs({run_of(acme, "a", 5)}, 3);
+  EXPECT_EQ(store->list_runs(acme.id, "a", 100).size(), 3u);
+  EXPECT_TRUE(store->find_run(acme.id, "a", "run-3"));
+  EXPECT_EQ(store->list_runs(acme.id, "a", 2).size(), 2u);
+  EXPECT_THROW(store->list_runs(acme.id, "a", 0), std::invalid_argument);
+  EXPECT_THROW(store->insert_runs({run_of(Tenant{"nobody", "nobody", 0}, "a", 1)}, 3), NotFound);
+}
+
+TEST(RunsStore, TheRecorderWritesQueuedRunsAndFlushWaitsForThem) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  corral::runs::RunRecorder recorder(*store);
+  for (int n = 1; n <= 50; ++n) recorder.record(run_of(acme, "a", n), 20);
+  recorder.record(run_of(acme, "a", 99), 0);  // keep 0 stores nothing
+  recorder.flush();
+  auto kept = store->list_runs(acme.id, "a", 100);
+  ASSERT_EQ(kept.size(), 20u);
+  EXPECT_EQ(kept[0].id, "run-50");
+  EXPECT_EQ(recorder.written(), 50u);
+  EXPECT_EQ(recorder.dropped(), 0u);
+}
+
+TEST(RunsStore, TheRecorderDropsRunsOverItsBoundRatherThanGrow) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  uint64_t dropped = 0;
+  {
+    corral::runs::RunRecorder recorder(*store, 5);
+    // Hold the store so that the writer cannot drain the queue meanwhile.
+    store->atomically([&] {
+      for (int n = 1; n <= 20; ++n) recorder.record(run_of(acme, "a", n), 100);
+      dropped = recorder.dropped();
+    });
+  }
+  EXPECT_GE(dropped, 10u);
+  EXPECT_LE(store->list_runs(acme.id, "a", 100).size(), 10u);
+}
+
+TEST(CanaryStore, ACanaryIsStoredReplacedAndMustExist) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  for (const char* source : {"a", "b"}) {
+    store->insert_version(acme.id, "greet", std::string("sha-of:") + source, source,
+                          R"({"runtime":"lua5.4"})", "tok-publisher", 2);
+  }
+  Alias live = store->put_alias(acme.id, "greet", "live", 1, "tok-r", 10, false, Canary{2, 25});
+  EXPECT_EQ(live.canary_version, 2);
+  EXPECT_EQ(live.canary_weight, 25);
+  auto found = store->find_alias(acme.id, "greet", "live");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->canary_version, 2);
+  EXPECT_EQ(found->canary_weight, 25);
+  store->put_alias(acme.id, "greet", "live", 2, "tok-r", 11);
+  found = store->find_alias(acme.id, "greet", "live");
+  EXPECT_EQ(found->canary_version, 0);
+  EXPECT_EQ(found->canary_weight, 0);
+  EXPECT_THROW(store->put_alias(acme.id, "greet", "live", 1, "tok-r", 12, false, Canary{7, 10}),
+               NotFound);
+}
+
+}  // namespace
