@@ -158,16 +158,7 @@ Match match(std::string_view method, std::string_view path) {
   return result;
 }
 
-std::string iso8601(int64_t ms) {
-  std::time_t seconds = ms / 1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(ms % 1000));
-  return text;
-}
+using store::iso8601;
 
 // Unix milliseconds, or RFC 3339 UTC ("2026-11-23T12:00:00Z", fraction optional).
 std::optional<int64_t> parse_time(std::string_view text) {

@@ -76,6 +76,8 @@ void join_cgroups(const WorkerCgroups& cgroups, pid_t pid) {
 namespace {
 
 const std::vector<std::string> kV1Controllers = {"memory", "pids", "cpu"};
+// cgroup v1 cpu.shares of the workers' parent: eight times a thread's 1024.
+constexpr int kWorkersCpuShares = 8 * 1024;
 
 bool writable_directory(const fs::path& path) { return access(path.c_str(), W_OK) == 0; }
 
@@ -162,6 +164,18 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
         fs::create_directory(parent, ignored);
         if (!fs::is_directory(parent))
           throw std::runtime_error("cgroup: cannot create " + parent.string());
+        // Under v1 the workers' parent competes for CPU as one entity with each of corrald's own
+        // threads, so a flood that keeps a handful of supervisor threads busy answering 429s
+        // would leave all workers together the share of one thread (docs/performance.md, "Noisy
+        // neighbour"). Weighing the parent like the supervisor's threads together restores what
+        // v2 gives (each worker's cgroup a sibling of corrald's). Best effort: a machine that
+        // refuses the write keeps the default weight.
+        if (controller == "cpu" && fs::exists(parent / "cpu.shares")) {
+          try {
+            write_cgroup_file(parent / "cpu.shares", std::to_string(kWorkersCpuShares));
+          } catch (const std::exception&) {
+          }
+        }
         impl_->parents.push_back({controller, parent});
       }
     } else {

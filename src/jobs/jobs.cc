@@ -32,16 +32,7 @@ void ensure_sodium() {
     throw std::runtime_error("libsodium could not initialise (no usable random source?)");
 }
 
-std::string iso8601(int64_t ms) {
-  std::time_t seconds = ms / 1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(ms % 1000));
-  return text;
-}
+using store::iso8601;
 
 json time_or_null(std::optional<int64_t> ms) { return ms ? json(iso8601(*ms)) : json(); }
 

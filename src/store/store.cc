@@ -1,6 +1,8 @@
 #include "store/store.h"
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 
 #include "store/sqlite_store.h"
 
@@ -10,6 +12,17 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string iso8601(int64_t ms) {
+  std::time_t seconds = ms / 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
 }
 
 std::string_view to_string(VersionState state) {

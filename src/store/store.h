@@ -39,6 +39,8 @@ class NotFound : public StoreError {
 
 // The current time as unix milliseconds, for callers that stamp what they store.
 int64_t now_ms();
+// Unix milliseconds as RFC 3339 UTC with milliseconds: "2026-11-23T12:00:00.000Z".
+std::string iso8601(int64_t ms);
 
 struct Tenant {
   std::string id;

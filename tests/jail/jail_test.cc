@@ -250,6 +250,12 @@ TEST_F(CgroupTest, JailStep5WorkerRunsInItsOwnLimitedCgroup) {
     if (fs::exists(fs::path(directory) / "pids.max")) {
       EXPECT_EQ(read_text(fs::path(directory) / "pids.max"), "1\n");
     }
+    // cgroup v1: the workers' parent weighs like the supervisor's threads together, so that busy
+    // supervisor threads cannot starve every worker at once.
+    fs::path parent_shares = fs::path(directory).parent_path() / "cpu.shares";
+    if (fs::exists(parent_shares)) {
+      EXPECT_EQ(std::stoll(read_text(parent_shares)), 8 * 1024);
+    }
   }
 }
 
