@@ -1266,7 +1266,8 @@ class Api::Call {
                          });
       if (cache_key) response.headers.emplace_back("Corral-Cache", "miss");
     }
-    if (context_.cache) {
+    // Only a cacheable run can change the cache: other invocations skip its lock.
+    if (cache_key) {
       auto stats = context_.cache->stats();
       context_.metrics.set_cache_size(static_cast<int64_t>(stats.entries),
                                       static_cast<int64_t>(stats.bytes));
