@@ -56,7 +56,7 @@ void report_violation(long syscall_number) {
 // gone and the syscall allowlist is in force: throwaway invocations exercise the allocator, the
 // clocks, the random seed, the date functions, and every way of failing (the first C++
 // exception, for one, initialises the unwinder).
-void ready_the_runtime() {
+void ready_the_runtime(corral::runtime::Engine& engine) {
   const char* warm_ups[] = {
       "function handle() return {os.date('%c', 0), os.time(), os.clock(), math.random(), "
       "('x'):rep(1000)} end",
@@ -76,8 +76,15 @@ void ready_the_runtime() {
     warm_up.limits.fuel = 10000;
     warm_up.limits.memory_bytes = 64 << 10;
     warm_up.limits.log_bytes = 1024;
-    corral::runtime::run_invocation(warm_up);
+    engine.run(warm_up);
   }
+  // Last, a run that ends well, so that the engine keeps its state ready for the first
+  // invocation.
+  corral::InvocationRequest ready;
+  ready.invocation_id = "warm-up";
+  ready.source = "function handle(input) return input end";
+  ready.limits = corral::LimitsPolicy{}.defaults;
+  engine.run(ready);
   // Give back what the warm-ups left in the heap: an idle worker should be small.
   malloc_trim(0);
 }
@@ -86,13 +93,14 @@ void ready_the_runtime() {
 
 int main(int argc, char** argv) {
   corral::jail::ContainOptions jail;
+  corral::runtime::Engine engine;
   try {
     jail = corral::jail::options_from_arguments(argc, argv);
     // Even without the process layer, nothing but the channel is kept (descriptor 4 is the
     // binary itself, left open for the exec).
     close_range(kChannelFd + 1, ~0U, 0);
     corral::jail::contain(jail);
-    ready_the_runtime();
+    ready_the_runtime(engine);
     corral::jail::lock_down(jail, report_violation);
     corral::write_frame(kChannelFd, corral::FrameType::ready, "");
   } catch (const std::exception& error) {
@@ -116,7 +124,7 @@ int main(int argc, char** argv) {
     }
     corral::InvocationResult result;
     try {
-      result = corral::runtime::run_invocation(parse_request(frame->payload), &broker);
+      result = engine.run(parse_request(frame->payload), &broker);
     } catch (const std::exception& error) {
       std::fprintf(stderr, "corral-worker: malformed invocation: %s\n", error.what());
       return 3;

@@ -16,6 +16,7 @@ namespace corral::runtime {
 namespace {
 
 char kObjectIdsKey;
+char kPristineGlobalsKey;
 
 // Each of these C functions may raise a Lua error (a longjmp): they keep no C++ object with a
 // destructor alive across Lua calls.
@@ -519,8 +520,8 @@ void install_json(lua_State* L) {
 }  // namespace
 
 void install_environment(lua_State* L) {
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kPristineGlobalsKey);
   install_base(L);
   install_string(L);
   install_table(L);
@@ -530,6 +531,94 @@ void install_environment(lua_State* L) {
   install_coroutine(L);
   install_os(L);
   install_json(L);
+}
+
+namespace {
+
+// Points the string metatable's __index (what ("x"):upper() looks in) at the string table at the
+// top of the stack.
+void set_string_methods(lua_State* L) {
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 2);
+}
+
+// A new table with the same fields as the table at index (values shared, not copied).
+void push_shallow_copy(lua_State* L, int index) {
+  index = lua_absindex(L, index);
+  lua_createtable(L, 0, 32);
+  lua_pushnil(L);
+  while (lua_next(L, index) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+}
+
+}  // namespace
+
+void install_fresh_environment(lua_State* L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kPristineGlobalsKey);
+  int pristine = lua_gettop(L);
+  lua_createtable(L, 0, 48);
+  int fresh = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, pristine) != 0) {
+    // Library tables are copied: a script that changes string.upper or math.pi changes its own
+    // copy. Their functions hold no script-reachable state but math.random's, reseeded below.
+    if (lua_type(L, -1) == LUA_TTABLE && !lua_rawequal(L, -1, pristine)) {
+      push_shallow_copy(L, -1);
+      lua_replace(L, -2);
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, fresh);
+  }
+  lua_pushvalue(L, fresh);
+  lua_setfield(L, fresh, LUA_GNAME);
+
+  lua_getfield(L, fresh, LUA_STRLIBNAME);
+  set_string_methods(L);
+  lua_pop(L, 1);
+
+  lua_getfield(L, fresh, LUA_MATHLIBNAME);
+  lua_getfield(L, -1, "randomseed");
+  lua_call(L, 0, 0);  // from the kernel: no sequence carries over from an earlier invocation
+  lua_pop(L, 1);
+
+  lua_getfield(L, fresh, LUA_OSLIBNAME);
+  lua_pushnumber(L, thread_cpu_seconds());
+  lua_pushcclosure(L, sandbox_clock, 1);
+  lua_setfield(L, -2, "clock");
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
+
+  lua_pushvalue(L, fresh);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  // Tracebacks name a global function by finding it in the loaded-modules table.
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, fresh);
+  lua_setfield(L, -2, LUA_GNAME);
+  lua_settop(L, pristine - 1);
+}
+
+void restore_pristine_environment(lua_State* L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kPristineGlobalsKey);
+  lua_getfield(L, -1, LUA_STRLIBNAME);
+  set_string_methods(L);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, LUA_GNAME);
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
 }
 
 void push_safe_tostring(lua_State* L, int index) {

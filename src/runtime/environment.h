@@ -12,8 +12,20 @@ namespace corral::runtime {
 
 inline constexpr size_t kMaxSourceBytes = 1 << 20;
 
-// Builds the globals of a fresh state. Allocates, so call it inside a protected call.
+// Builds the pristine globals of a new state: the curated libraries, never seen by a script.
+// Allocates, so call it inside a protected call.
 void install_environment(lua_State* L);
+
+// Gives the state a fresh environment for one invocation, made from the pristine one: new
+// globals, new copies of every library table (so nothing a script changes outlives its
+// invocation), the string methods pointed at the new string table, math.random reseeded from the
+// kernel, os.clock counting from now, tostring's object numbers from #1. Allocates: call it
+// protected.
+void install_fresh_environment(lua_State* L);
+
+// Drops the references the state keeps to the last invocation's environment, so that the
+// collector can free it. Does not allocate.
+void restore_pristine_environment(lua_State* L);
 
 // Pushes a string for the value at index, like tostring: runs __tostring if the value has one,
 // and shows tables, functions and other references as "table: #3" (a per-invocation number)

@@ -33,7 +33,7 @@ void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size) {
     state.memory_in_use -= held;
     return nullptr;
   }
-  size_t limit = static_cast<size_t>(state.limits.memory_bytes);
+  size_t limit = static_cast<size_t>(state.limits.memory_bytes) + state.memory_base;
   size_t after = state.memory_in_use - held + new_size;
   if (new_size > held) {
     // Lua's core retries a refused request once, right after an emergency collection that only
@@ -46,7 +46,7 @@ void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size) {
     if (state.last_refusal && !is_retry) state.trip_pending_memory_refusal();
     if (after > limit) {
       if (is_retry) state.trip_pending_memory_refusal();
-      state.last_refusal = RunState::Refusal{block, old_size, new_size, after};
+      state.last_refusal = RunState::Refusal{block, old_size, new_size, after - state.memory_base};
       return nullptr;
     }
     state.last_refusal.reset();

@@ -30,9 +30,12 @@ struct RunState {
   int64_t tripped_allowed = 0;
   void trip(LimitKind limit, int64_t used, int64_t allowed);
 
-  // Memory, maintained by the allocator.
+  // Memory, maintained by the allocator. A state kept across invocations already holds
+  // memory_base bytes (its pristine environment and compiled chunks) when an invocation starts;
+  // the limit and the peak count what the invocation holds beyond that.
   size_t memory_in_use = 0;
   size_t memory_peak = 0;
+  size_t memory_base = 0;
   struct Refusal {
     const void* block;
     size_t old_size;

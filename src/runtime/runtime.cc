@@ -2,9 +2,11 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/environment.h"
 #include "runtime/json_codec.h"
@@ -22,10 +24,17 @@ double thread_cpu_ms() {
   return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
 }
 
-struct LuaStateCloser {
-  void operator()(lua_State* L) const { lua_close(L); }
-};
-using LuaState = std::unique_ptr<lua_State, LuaStateCloser>;
+// Chunks compiled from sources at most this long are kept for the next invocation of the same
+// source, at most kCachedChunks of them: a worker serves one tenant's few scripts.
+constexpr size_t kCacheableSourceBytes = 64 << 10;
+constexpr size_t kCachedChunks = 8;
+
+Limits host_limits() {
+  Limits limits;
+  limits.memory_bytes = INT64_MAX / 2;
+  limits.timeout_ms = 0;
+  return limits;
+}
 
 // Keeps the frames that help a script writer: drops the header and the host's own C frames.
 std::string shorten_traceback(std::string_view traceback) {
@@ -82,6 +91,23 @@ int open_environment(lua_State* L) {
   return 0;
 }
 
+int open_fresh_environment(lua_State* L) {
+  install_fresh_environment(L);
+  return 0;
+}
+
+// luaL_ref of the argument, protected: the registry may have to grow.
+int reference_value(lua_State* L) {
+  lua_settop(L, 1);
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
+int close_environment(lua_State* L) {
+  restore_pristine_environment(L);
+  return 0;
+}
+
 // Pushes handle's two arguments: the decoded input and ctx.
 int push_arguments(lua_State* L) {
   const auto& request = *static_cast<const InvocationRequest*>(lua_touserdata(L, 1));
@@ -125,12 +151,109 @@ void locate_syntax_error(const std::string& source, const std::string& message, 
   }
 }
 
+}  // namespace
+
+// The state an Engine keeps between invocations: its allocator counts against `host` (no
+// limit) while no invocation runs, and against the invocation's RunState while one does.
+struct Engine::Resident {
+  RunState host{host_limits()};
+  lua_State* L = nullptr;
+  struct Chunk {
+    std::string source;
+    int ref;
+  };
+  std::vector<Chunk> chunks;  // most recently used last
+
+  ~Resident() { discard(); }
+
+  // Makes the state if there is none. False if memory for it cannot be had.
+  bool ready() {
+    if (L) return true;
+    L = lua_newstate(metered_alloc, &host);
+    if (!L) return false;
+    *static_cast<RunState**>(lua_getextraspace(L)) = &host;
+    lua_pushcfunction(L, open_environment);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      discard();
+      return false;
+    }
+    lua_gc(L, LUA_GCCOLLECT);
+    return true;
+  }
+
+  // Closes the state; the next invocation makes a new one. `counted` is the RunState whose
+  // allocator count is current.
+  void discard(RunState* counted = nullptr) {
+    if (!L) return;
+    if (counted) host.memory_in_use = counted->memory_in_use;
+    lua_setallocf(L, metered_alloc, &host);
+    *static_cast<RunState**>(lua_getextraspace(L)) = &host;
+    lua_close(L);
+    L = nullptr;
+    chunks.clear();
+    host.memory_in_use = 0;
+  }
+
+  // Pushes the compiled chunk of `source` if it is kept, with its _ENV set to the current
+  // globals. False (nothing pushed) if it is not kept.
+  bool push_chunk(const std::string& source) {
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (chunks[i].source != source) continue;
+      std::rotate(chunks.begin() + static_cast<std::ptrdiff_t>(i),
+                  chunks.begin() + static_cast<std::ptrdiff_t>(i) + 1, chunks.end());
+      lua_rawgeti(L, LUA_REGISTRYINDEX, chunks.back().ref);
+      set_chunk_environment(-1);
+      return true;
+    }
+    return false;
+  }
+
+  static bool worth_keeping(const std::string& source) {
+    return source.size() <= kCacheableSourceBytes;
+  }
+
+  // Keeps the chunk held by registry reference `ref` for later runs of `source`.
+  void keep_chunk(const std::string& source, int ref) {
+    if (chunks.size() == kCachedChunks) {
+      luaL_unref(L, LUA_REGISTRYINDEX, chunks.front().ref);
+      chunks.erase(chunks.begin());
+    }
+    chunks.push_back({source, ref});
+  }
+
+  // A kept chunk's first upvalue is its _ENV: pointed at the globals of the invocation running
+  // it, and back at the pristine ones afterwards, so that no invocation's globals outlive it.
+  void set_chunk_environment(int index) {
+    index = lua_absindex(L, index);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    if (!lua_setupvalue(L, index, 1)) lua_pop(L, 1);
+  }
+
+  void release_chunks() {
+    for (const auto& chunk : chunks) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, chunk.ref);
+      set_chunk_environment(-1);
+      lua_pop(L, 1);
+    }
+  }
+};
+
+namespace {
+
 class Invocation {
  public:
-  Invocation(const InvocationRequest& request, BrokerLink* broker)
-      : request_(request), state_(request.limits), cpu_start_ms_(thread_cpu_ms()) {
+  Invocation(Engine::Resident& resident, const InvocationRequest& request, BrokerLink* broker)
+      : resident_(resident),
+        request_(request),
+        state_(request.limits),
+        cpu_start_ms_(thread_cpu_ms()) {
     result_.invocation_id = request.invocation_id;
     state_.broker = broker;
+  }
+
+  // An invocation that did not finish (an exception) leaves the state in no known shape.
+  ~Invocation() {
+    if (attached_) resident_.discard(&state_);
   }
 
   InvocationResult run() {
@@ -145,27 +268,35 @@ class Invocation {
       return invalid("the source is " + std::to_string(request_.source.size()) +
                      " bytes, over the maximum of " + std::to_string(kMaxSourceBytes));
     }
-    L_.reset(lua_newstate(metered_alloc, &state_));
-    if (!L_) {
-      state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_in_use) + 1,
-                  state_.limits.memory_bytes);
+    if (!resident_.ready()) {
+      state_.trip(LimitKind::memory, 1, state_.limits.memory_bytes);
       return;
     }
-    lua_State* L = L_.get();
-    *static_cast<RunState**>(lua_getextraspace(L)) = &state_;
+    lua_State* L = resident_.L;
+    attach();
 
-    lua_pushcfunction(L, open_environment);
+    lua_pushcfunction(L, open_fresh_environment);
     if (protect(lua_pcall(L, 0, 0, 0)) != LUA_OK) return;
 
     lua_pushcfunction(L, message_handler);
     int handler = lua_gettop(L);
 
-    int status = luaL_loadbufferx(L, request_.source.data(), request_.source.size(), kChunkName, "t");
-    if (protect(status) != LUA_OK) {
-      if (status != LUA_ERRSYNTAX) return;
-      std::string message = lua_tostring(L, -1);
-      locate_syntax_error(request_.source, message, result_.line, result_.column);
-      return invalid("syntax error: " + message);
+    if (!resident_.push_chunk(request_.source)) {
+      int status =
+          luaL_loadbufferx(L, request_.source.data(), request_.source.size(), kChunkName, "t");
+      if (protect(status) != LUA_OK) {
+        if (status != LUA_ERRSYNTAX) return;
+        std::string message = lua_tostring(L, -1);
+        locate_syntax_error(request_.source, message, result_.line, result_.column);
+        return invalid("syntax error: " + message);
+      }
+      if (Engine::Resident::worth_keeping(request_.source)) {
+        lua_pushcfunction(L, reference_value);
+        lua_pushvalue(L, -2);
+        if (protect(lua_pcall(L, 1, 1, 0)) != LUA_OK) return;
+        resident_.keep_chunk(request_.source, static_cast<int>(lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+      }
     }
     install_meter(L);
     if (protect(lua_pcall(L, 0, 0, handler)) != LUA_OK) return script_error();
@@ -188,12 +319,43 @@ class Invocation {
     encode_output();
   }
 
+  // Counts the state's memory against this invocation from here on.
+  void attach() {
+    lua_State* L = resident_.L;
+    state_.memory_in_use = resident_.host.memory_in_use;
+    state_.memory_base = state_.memory_in_use;
+    state_.memory_peak = state_.memory_in_use;
+    lua_setallocf(L, metered_alloc, &state_);
+    *static_cast<RunState**>(lua_getextraspace(L)) = &state_;
+    attached_ = true;
+  }
+
+  // Hands the state back for the next invocation: nothing of this one stays reachable, and what
+  // it allocated is collected. A state that hit a limit is closed instead: a limit can stop a
+  // library function halfway, and the next invocation must not find its leftovers.
+  void detach() {
+    if (!attached_) return;
+    attached_ = false;
+    if (state_.tripped) return resident_.discard(&state_);
+    lua_State* L = resident_.L;
+    lua_sethook(L, nullptr, 0, 0);
+    lua_settop(L, 0);
+    resident_.host.memory_in_use = state_.memory_in_use;
+    lua_setallocf(L, metered_alloc, &resident_.host);
+    *static_cast<RunState**>(lua_getextraspace(L)) = &resident_.host;
+    lua_pushcfunction(L, close_environment);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) return resident_.discard();
+    resident_.release_chunks();
+    lua_gc(L, LUA_GCCOLLECT);
+  }
+
   // Memory errors become the memory limit even when Lua reported them without our allocator
   // refusing twice (for example while the collector was running).
   int protect(int status) {
     if (status == LUA_ERRMEM) {
       state_.trip_pending_memory_refusal();
-      state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_in_use) + 1,
+      state_.trip(LimitKind::memory,
+                  static_cast<int64_t>(state_.memory_in_use - state_.memory_base) + 1,
                   state_.limits.memory_bytes);
     }
     return status;
@@ -201,7 +363,7 @@ class Invocation {
 
   void encode_output() {
     try {
-      auto encoded = encode_json(L_.get(), -1, "output", static_cast<size_t>(request_.limits.output_bytes));
+      auto encoded = encode_json(resident_.L, -1, "output", static_cast<size_t>(request_.limits.output_bytes));
       if (encoded.size > static_cast<size_t>(request_.limits.output_bytes)) {
         state_.trip(LimitKind::output_size, static_cast<int64_t>(encoded.size),
                     request_.limits.output_bytes);
@@ -255,28 +417,32 @@ class Invocation {
       result_.traceback.clear();
       result_.output = nullptr;
     }
-    L_.reset();
+    detach();
     result_.logs = std::move(state_.logs);
     result_.stats.fuel_used = state_.fuel_used;
-    result_.stats.memory_peak_bytes = static_cast<int64_t>(state_.memory_peak);
+    result_.stats.memory_peak_bytes = static_cast<int64_t>(state_.memory_peak - state_.memory_base);
     auto started = state_.deadline - std::chrono::milliseconds(request_.limits.timeout_ms);
     result_.stats.wall_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     result_.stats.cpu_ms = thread_cpu_ms() - cpu_start_ms_;
   }
 
+  Engine::Resident& resident_;
   const InvocationRequest& request_;
   RunState state_;
   double cpu_start_ms_;
-  LuaState L_;
+  bool attached_ = false;
   InvocationResult result_;
 };
 
 }  // namespace
 
-InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* broker) {
+Engine::Engine() : resident_(std::make_unique<Resident>()) {}
+Engine::~Engine() = default;
+
+InvocationResult Engine::run(const InvocationRequest& request, BrokerLink* broker) {
   try {
-    return Invocation(request, broker).run();
+    return Invocation(*resident_, request, broker).run();
   } catch (const std::exception& error) {
     InvocationResult result;
     result.invocation_id = request.invocation_id;
@@ -284,6 +450,10 @@ InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* br
     result.message = std::string("the runtime failed: ") + error.what();
     return result;
   }
+}
+
+InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* broker) {
+  return Engine().run(request, broker);
 }
 
 }  // namespace corral::runtime

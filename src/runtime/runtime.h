@@ -1,7 +1,9 @@
-// The Lua 5.4 runtime: runs one invocation in a fresh, curated Lua state in this process.
+// The Lua 5.4 runtime: runs invocations in a curated Lua environment in this process.
 // It is meant to run inside a corral-worker: it stops runaway scripts only at instruction
 // boundaries, so a single long C call (a pathological pattern) needs the supervisor's kill.
 #pragma once
+
+#include <memory>
 
 #include "invocation/invocation.h"
 
@@ -17,6 +19,28 @@ class BrokerLink {
   virtual ~BrokerLink() = default;
   // Throws std::runtime_error when the answer cannot be had (a broken channel).
   virtual std::string call(const std::string& call_json) = 0;
+};
+
+// Runs invocations one after another in one Lua state, as a corral-worker does for its tenant.
+// Each invocation gets a fresh environment (new globals and library tables; see
+// install_fresh_environment); what the state keeps between invocations is only what no script
+// can reach or change: the pristine libraries and the compiled chunks of recent sources. A run
+// that hits a limit or fails in the host closes the state, and the next one starts a new state.
+// Not thread-safe: one invocation at a time.
+class Engine {
+ public:
+  Engine();
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // As run_invocation.
+  InvocationResult run(const InvocationRequest& request, BrokerLink* broker = nullptr);
+
+  struct Resident;  // the kept state: runtime.cc
+
+ private:
+  std::unique_ptr<Resident> resident_;
 };
 
 // Never throws; every way the run can end is an outcome. `crashed` is not produced here: it is

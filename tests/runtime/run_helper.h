@@ -1,4 +1,5 @@
-// Runs a script in-process through the runtime, the way corral-worker does.
+// Runs a script in-process through the runtime, the way corral-worker does: in one Engine that
+// serves every run.
 #pragma once
 
 #include <string>
@@ -7,6 +8,13 @@
 
 namespace corral::testing {
 
+// One engine for every test of a test program, as one worker serves invocation after
+// invocation: each test also checks that nothing earlier tests did shows through.
+inline runtime::Engine& shared_engine() {
+  static runtime::Engine engine;
+  return engine;
+}
+
 inline InvocationResult run_script(const std::string& source, nlohmann::json input = nlohmann::json::object(),
                                    nlohmann::json limits = nullptr) {
   InvocationRequest request;
@@ -14,7 +22,7 @@ inline InvocationResult run_script(const std::string& source, nlohmann::json inp
   request.source = source;
   request.input = std::move(input);
   request.limits = LimitsPolicy{}.resolve(limits);
-  return runtime::run_invocation(request);
+  return shared_engine().run(request);
 }
 
 // The output of `function handle(input, ctx) return EXPRESSION end`.
