@@ -59,8 +59,9 @@ TEST_F(EngineTest, ChangedLibraryTablesAreFreshCopiesInTheNext) {
 
 TEST_F(EngineTest, BaseFunctionsReplacedInOneInvocationAreRestoredInTheNext) {
   output("print = nil tostring = function() return 'x' end _G.pairs = nil function handle() end");
-  EXPECT_EQ(output("function handle() return {type(print), tostring(1), type(pairs), _G == _ENV} end"),
-            nlohmann::json::parse(R"(["function", "1", "function", true])"));
+  EXPECT_EQ(
+      output("function handle() return {type(print), tostring(1), type(pairs), _G == _ENV} end"),
+      nlohmann::json::parse(R"(["function", "1", "function", true])"));
 }
 
 TEST_F(EngineTest, ChunksLoadedByAScriptSeeOnlyItsOwnInvocation) {
@@ -84,7 +85,8 @@ TEST_F(EngineTest, ObjectNumbersStartAgainAtOne) {
 }
 
 TEST_F(EngineTest, TheSameSourceRunsItsTopLevelAgainEachTime) {
-  const std::string counter = "local calls = 0 function handle() calls = calls + 1 return calls end";
+  const std::string counter =
+      "local calls = 0 function handle() calls = calls + 1 return calls end";
   EXPECT_EQ(output(counter), 1);
   EXPECT_EQ(output(counter), 1);
   EXPECT_EQ(output(counter), 1);
@@ -127,10 +129,10 @@ TEST_F(EngineTest, WhatAnInvocationAllocatesIsFreedAfterIt) {
   EXPECT_LE(after, before + 1024);
   // And the memory limit applies to each invocation alone: many runs near the limit all pass.
   for (int i = 0; i < 20; ++i) {
-    auto near_limit = run(
-        "function handle() local t = {} for i = 1, 2000 do t[i] = ('y'):rep(100) .. i end "
-        "return #t end",
-        {{"memory_bytes", 1 << 20}});
+    auto near_limit =
+        run("function handle() local t = {} for i = 1, 2000 do t[i] = ('y'):rep(100) .. i end "
+            "return #t end",
+            {{"memory_bytes", 1 << 20}});
     ASSERT_EQ(near_limit.outcome, Outcome::ok) << i << ": " << near_limit.message;
   }
 }
