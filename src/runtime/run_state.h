@@ -2,10 +2,9 @@
 // through the state's extra space. Internal to the runtime.
 #pragma once
 
-#include <lua.hpp>
-
 #include <chrono>
 #include <cstdint>
+#include <lua.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +35,11 @@ struct RunState {
   size_t memory_in_use = 0;
   size_t memory_peak = 0;
   size_t memory_base = 0;
+  // What the invocation holds now. The collector may free some of the base (a compiled chunk
+  // let go), so this saturates at zero.
+  size_t memory_used() const {
+    return memory_in_use > memory_base ? memory_in_use - memory_base : 0;
+  }
   struct Refusal {
     const void* block;
     size_t old_size;
@@ -74,9 +78,7 @@ struct RunState {
   std::vector<std::string> denials;
 };
 
-inline RunState& run_state(lua_State* L) {
-  return **static_cast<RunState**>(lua_getextraspace(L));
-}
+inline RunState& run_state(lua_State* L) { return **static_cast<RunState**>(lua_getextraspace(L)); }
 
 // The allocator given to lua_newstate: refuses any allocation that would take the state above
 // limits.memory_bytes, and records the peak.

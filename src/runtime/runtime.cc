@@ -355,7 +355,7 @@ class Invocation {
     if (status == LUA_ERRMEM) {
       state_.trip_pending_memory_refusal();
       state_.trip(LimitKind::memory,
-                  static_cast<int64_t>(state_.memory_in_use - state_.memory_base) + 1,
+                  static_cast<int64_t>(state_.memory_used()) + 1,
                   state_.limits.memory_bytes);
     }
     return status;
