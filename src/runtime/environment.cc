@@ -535,14 +535,21 @@ void install_environment(lua_State* L) {
 
 namespace {
 
-// Points the string metatable's __index (what ("x"):upper() looks in) at the string table at the
-// top of the stack.
-void set_string_methods(lua_State* L) {
+// Makes the table at the top of the stack (left there) the globals: of chunks loaded from now
+// on, of tracebacks (which name a global function by finding it in the loaded-modules table),
+// and of the string methods (what ("x"):upper() looks in is its `string`).
+void use_globals(lua_State* L) {
+  int globals = lua_gettop(L);
+  lua_pushvalue(L, globals);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, globals);
+  lua_setfield(L, -2, LUA_GNAME);
   lua_pushliteral(L, "");
   lua_getmetatable(L, -1);
-  lua_pushvalue(L, -3);
+  lua_getfield(L, globals, LUA_STRLIBNAME);
   lua_setfield(L, -2, "__index");
-  lua_pop(L, 2);
+  lua_settop(L, globals);
 }
 
 // A new table with the same fields as the table at index (values shared, not copied).
@@ -579,10 +586,6 @@ void install_fresh_environment(lua_State* L) {
   lua_pushvalue(L, fresh);
   lua_setfield(L, fresh, LUA_GNAME);
 
-  lua_getfield(L, fresh, LUA_STRLIBNAME);
-  set_string_methods(L);
-  lua_pop(L, 1);
-
   lua_getfield(L, fresh, LUA_MATHLIBNAME);
   lua_getfield(L, -1, "randomseed");
   lua_call(L, 0, 0);  // from the kernel: no sequence carries over from an earlier invocation
@@ -597,25 +600,13 @@ void install_fresh_environment(lua_State* L) {
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);
 
-  lua_pushvalue(L, fresh);
-  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  // Tracebacks name a global function by finding it in the loaded-modules table.
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushvalue(L, fresh);
-  lua_setfield(L, -2, LUA_GNAME);
+  use_globals(L);
   lua_settop(L, pristine - 1);
 }
 
 void restore_pristine_environment(lua_State* L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kPristineGlobalsKey);
-  lua_getfield(L, -1, LUA_STRLIBNAME);
-  set_string_methods(L);
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, LUA_GNAME);
+  use_globals(L);
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectIdsKey);

@@ -163,6 +163,7 @@ struct Engine::Resident {
     int ref;
   };
   std::vector<Chunk> chunks;  // most recently used last
+  int running_chunk = LUA_NOREF;  // the kept chunk the invocation runs, whose _ENV is its globals
 
   ~Resident() { discard(); }
 
@@ -191,6 +192,7 @@ struct Engine::Resident {
     lua_close(L);
     L = nullptr;
     chunks.clear();
+    running_chunk = LUA_NOREF;
     host.memory_in_use = 0;
   }
 
@@ -201,7 +203,8 @@ struct Engine::Resident {
       if (chunks[i].source != source) continue;
       std::rotate(chunks.begin() + static_cast<std::ptrdiff_t>(i),
                   chunks.begin() + static_cast<std::ptrdiff_t>(i) + 1, chunks.end());
-      lua_rawgeti(L, LUA_REGISTRYINDEX, chunks.back().ref);
+      running_chunk = chunks.back().ref;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, running_chunk);
       set_chunk_environment(-1);
       return true;
     }
@@ -219,6 +222,7 @@ struct Engine::Resident {
       chunks.erase(chunks.begin());
     }
     chunks.push_back({source, ref});
+    running_chunk = ref;
   }
 
   // A kept chunk's first upvalue is its _ENV: pointed at the globals of the invocation running
@@ -229,12 +233,12 @@ struct Engine::Resident {
     if (!lua_setupvalue(L, index, 1)) lua_pop(L, 1);
   }
 
-  void release_chunks() {
-    for (const auto& chunk : chunks) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, chunk.ref);
-      set_chunk_environment(-1);
-      lua_pop(L, 1);
-    }
+  void release_running_chunk() {
+    if (running_chunk == LUA_NOREF) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, running_chunk);
+    set_chunk_environment(-1);
+    lua_pop(L, 1);
+    running_chunk = LUA_NOREF;
   }
 };
 
@@ -345,7 +349,7 @@ class Invocation {
     *static_cast<RunState**>(lua_getextraspace(L)) = &resident_.host;
     lua_pushcfunction(L, close_environment);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) return resident_.discard();
-    resident_.release_chunks();
+    resident_.release_running_chunk();
     lua_gc(L, LUA_GCCOLLECT);
   }
 

@@ -3,7 +3,7 @@
 // Each attack runs in one invocation and is looked for in the next.
 #include <gtest/gtest.h>
 
-#include "runtime/runtime.h"
+#include "run_helper.h"
 
 namespace corral::testing {
 namespace {
@@ -11,12 +11,7 @@ namespace {
 class EngineTest : public ::testing::Test {
  protected:
   InvocationResult run(const std::string& source, nlohmann::json limits = nullptr) {
-    InvocationRequest request;
-    request.invocation_id = new_invocation_id();
-    request.source = source;
-    request.input = nlohmann::json::object();
-    request.limits = LimitsPolicy{}.resolve(limits);
-    return engine_.run(request);
+    return run_script_in(engine_, source, nlohmann::json::object(), std::move(limits));
   }
 
   nlohmann::json output(const std::string& source) {

@@ -15,14 +15,20 @@ inline runtime::Engine& shared_engine() {
   return engine;
 }
 
-inline InvocationResult run_script(const std::string& source, nlohmann::json input = nlohmann::json::object(),
-                                   nlohmann::json limits = nullptr) {
+inline InvocationResult run_script_in(runtime::Engine& engine, const std::string& source,
+                                      nlohmann::json input = nlohmann::json::object(),
+                                      nlohmann::json limits = nullptr) {
   InvocationRequest request;
   request.invocation_id = new_invocation_id();
   request.source = source;
   request.input = std::move(input);
   request.limits = LimitsPolicy{}.resolve(limits);
-  return shared_engine().run(request);
+  return engine.run(request);
+}
+
+inline InvocationResult run_script(const std::string& source, nlohmann::json input = nlohmann::json::object(),
+                                   nlohmann::json limits = nullptr) {
+  return run_script_in(shared_engine(), source, std::move(input), std::move(limits));
 }
 
 // The output of `function handle(input, ctx) return EXPRESSION end`.
