@@ -15,8 +15,10 @@
 //
 // Usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] [--flood-connections 16]
 //                                     [--flood-rate 0] [--burn-ms 200] [--invocation-threads 4]
+//                                     [--corrald-arg FLAG]...
 // --flood-rate paces the flood (requests per second from all its connections); 0 sends back to
-// back, as fast as corrald answers.
+// back, as fast as corrald answers. Each --corrald-arg is passed on to corrald (for example
+// "--corrald-arg --io-nice --corrald-arg 0"), to compare its settings under the same flood.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -47,6 +49,7 @@ struct Options {
   double flood_rate = 0;  // requests per second from all flood connections; 0: back to back
   int burn_ms = 200;
   int invocation_threads = 4;
+  std::vector<std::string> corrald_arguments = {};  // more flags for corrald, to compare settings
 };
 
 [[noreturn]] void fail(const std::string& what) {
@@ -140,12 +143,15 @@ int main(int argc, char** argv) {
         options.burn_ms = std::stoi(value());
       else if (arg == "--invocation-threads")
         options.invocation_threads = std::stoi(value());
+      else if (arg == "--corrald-arg")
+        options.corrald_arguments.push_back(value());
       else {
         std::printf(
             "usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] "
             "[--flood-connections 16]\n"
             "                                    [--flood-rate 0] [--burn-ms 200] "
-            "[--invocation-threads 4]\n");
+            "[--invocation-threads 4]\n"
+            "                                    [--corrald-arg FLAG]...\n");
         return arg == "--help" || arg == "-h" ? 0 : 2;
       }
     } catch (const std::logic_error&) {
@@ -157,7 +163,11 @@ int main(int argc, char** argv) {
     fail("every option must be positive");
   }
 
-  CorraldProcess corrald({"--invocation-threads", std::to_string(options.invocation_threads)});
+  std::vector<std::string> arguments = {"--invocation-threads",
+                                        std::to_string(options.invocation_threads)};
+  arguments.insert(arguments.end(), options.corrald_arguments.begin(),
+                   options.corrald_arguments.end());
+  CorraldProcess corrald(arguments);
   {
     HttpClient admin = corrald.client();
     std::string policy =
@@ -213,11 +223,14 @@ int main(int argc, char** argv) {
     return corral::testing::quantile(tally.ok_seconds(), q);
   };
   double reference = std::max(p(alone, 0.99), p(alone_after, 0.99));
+  std::string more;
+  for (const auto& argument : options.corrald_arguments) more += " " + argument;
   std::printf(
-      "corrald --invocation-threads %d (queues: --tenant-queue-depth 64 --max-queued 1024); B at "
-      "%.0f/s for %.0f s per phase; A: %d connections, %s, ~%d ms of CPU per run, quota "
+      "corrald --invocation-threads %d%s (queues: --tenant-queue-depth 64 --max-queued 1024); B "
+      "at %.0f/s for %.0f s per phase; A: %d connections, %s, ~%d ms of CPU per run, quota "
       "rate 5/s burst 5 concurrency 1\n\n",
-      options.invocation_threads, options.quiet_rate, options.seconds, options.flood_connections,
+      options.invocation_threads, more.c_str(), options.quiet_rate, options.seconds,
+      options.flood_connections,
       options.flood_rate > 0
           ? (std::to_string(static_cast<int>(options.flood_rate)) + " req/s in all").c_str()
           : "back to back",

@@ -409,7 +409,13 @@ class Api::Call {
   // ---- access
 
   void authenticate() {
-    auto outcome = auth::authenticate(context_.store, request_.authorization, store::now_ms());
+    auto outcome = auth::authenticate(context_.store, request_.authorization, store::now_ms(),
+                                      context_.tokens);
+    if (context_.tokens) {
+      auto cache = context_.tokens->stats();
+      context_.metrics.set_token_cache(cache.hits, cache.misses,
+                                       static_cast<int64_t>(cache.entries));
+    }
     if (auto* failure = std::get_if<auth::Unauthenticated>(&outcome)) {
       record(failure->token_id.empty() ? "anonymous" : failure->token_id, "", "auth",
              audit::Decision::deny, failure->detail);
@@ -642,6 +648,8 @@ class Api::Call {
       revoked = context_.store.revoke_token(id, store::now_ms());
       if (!token->revoked_at) allow("revoked token " + id + " (role " + token->role + ")");
     });
+    // After the commit: a lookup racing this one cannot put the token back (auth.h).
+    if (context_.tokens) context_.tokens->forget_token(id);
     return json_response(200, {{"id", revoked.id}, {"revoked_at", iso8601(*revoked.revoked_at)}});
   }
 

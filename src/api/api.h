@@ -73,6 +73,9 @@ struct ApiContext {
   // Admission by the policy's quotas before every invocation and playground run (docs/
   // operations.md); without it nothing is refused for quota.
   sched::Admission* admission = nullptr;
+  // Tokens that authenticated recently (auth.h, TokenCache); without it every request asks the
+  // store. Revoking a token through the API drops it from this cache at once.
+  auth::TokenCache* tokens = nullptr;
   // A circuit breaker per script version before every invocation (not playground runs), with
   // automatic rollback of aliases that ask for it (docs/operations.md, "Circuit breakers");
   // without it nothing is quarantined.

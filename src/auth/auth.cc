@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -72,21 +73,88 @@ std::string hash_secret(std::string_view secret) {
   return to_hex(digest, sizeof digest);
 }
 
+std::optional<Principal> TokenCache::find(const std::string& secret_hash, int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  auto found = entries_.find(secret_hash);
+  if (found == entries_.end() || found->second.valid_until_ms <= now_ms) {
+    ++misses_;
+    return std::nullopt;
+  }
+  ++hits_;
+  return found->second.principal;
+}
+
+TokenCache::Stats TokenCache::stats() const {
+  std::lock_guard lock(mutex_);
+  return {hits_, misses_, entries_.size()};
+}
+
+uint64_t TokenCache::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
+}
+
+void TokenCache::remember(const std::string& secret_hash, const Principal& principal,
+                          std::optional<int64_t> token_expires_at, int64_t now_ms,
+                          uint64_t generation_before_lookup) {
+  if (options_.ttl_ms <= 0 || options_.max_entries == 0) return;
+  int64_t valid_until = now_ms + options_.ttl_ms;
+  if (token_expires_at) valid_until = std::min(valid_until, *token_expires_at);
+  if (valid_until <= now_ms) return;
+  std::lock_guard lock(mutex_);
+  if (generation_ != generation_before_lookup) return;
+  if (entries_.size() >= options_.max_entries && !entries_.contains(secret_hash)) {
+    std::erase_if(entries_,
+                  [&](const auto& entry) { return entry.second.valid_until_ms <= now_ms; });
+    if (entries_.size() >= options_.max_entries) entries_.clear();
+  }
+  entries_[secret_hash] = Entry{principal, valid_until};
+}
+
+void TokenCache::forget_token(std::string_view token_id) {
+  std::lock_guard lock(mutex_);
+  ++generation_;
+  std::erase_if(entries_,
+                [&](const auto& entry) { return entry.second.principal.token_id == token_id; });
+}
+
+size_t TokenCache::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+namespace {
+
+constexpr std::string_view kBearer = "Bearer ";
+
+std::optional<std::string_view> bearer_secret(std::string_view header) {
+  if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer)
+    return std::nullopt;
+  return header.substr(kBearer.size());
+}
+
+}  // namespace
+
 std::variant<Principal, Unauthenticated> authenticate(store::Store& store, std::string_view header,
-                                                      int64_t now_ms) {
-  constexpr std::string_view kScheme = "Bearer ";
+                                                      int64_t now_ms, TokenCache* cache) {
   if (header.empty()) {
     return Unauthenticated{"the request has no Authorization header",
                            "send \"Authorization: Bearer <token>\"; an admin makes tokens with "
                            "POST /v1/tenants/{tenant}/tokens",
                            ""};
   }
-  if (header.size() <= kScheme.size() || header.substr(0, kScheme.size()) != kScheme) {
+  auto secret = bearer_secret(header);
+  if (!secret) {
     return Unauthenticated{"the Authorization header is not of the form \"Bearer <token>\"",
                            "send \"Authorization: Bearer <token>\"", ""};
   }
-  std::string_view secret = header.substr(kScheme.size());
-  auto token = store.find_token_by_hash(hash_secret(secret));
+  std::string hash = hash_secret(*secret);
+  uint64_t generation = 0;
+  if (cache) {
+    if (auto cached = cache->find(hash, now_ms)) return *cached;
+    generation = cache->generation();
+  }
+  auto token = store.find_token_by_hash(hash);
   if (!token) {
     return Unauthenticated{"the bearer token is not known to this server",
                            "check that the whole token was copied; ask an admin for a new one", ""};
@@ -114,6 +182,7 @@ std::variant<Principal, Unauthenticated> authenticate(store::Store& store, std::
     }
     principal.tenant_name = tenant->name;
   }
+  if (cache) cache->remember(hash, principal, token->expires_at, now_ms, generation);
   return principal;
 }
 

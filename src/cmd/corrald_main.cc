@@ -47,6 +47,7 @@ struct Settings {
   size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
   size_t tenant_queue_depth = 64;
   size_t max_queued = 1024;
+  int64_t token_cache_ms = 5'000;
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
@@ -342,6 +343,9 @@ int serve(const Settings& settings) {
                                        .probe_limits = settings.limits.defaults});
   // Admission by the policy's quotas before every run (docs/operations.md).
   corral::sched::Admission admission;
+  // Tokens that authenticated recently, so that requests need not ask the store each time
+  // (docs/operations.md, "Token cache").
+  corral::auth::TokenCache tokens({.ttl_ms = settings.token_cache_ms, .max_entries = 10'000});
   // A circuit breaker per script version, from the policy's circuit_breaker settings.
   corral::sched::CircuitBreakers breakers;
   // Results of deterministic, capability-free versions; the policy's cache.enabled per tenant.
@@ -370,6 +374,7 @@ int serve(const Settings& settings) {
                         .broker = &broker,
                         .secrets = &secrets,
                         .admission = &admission,
+                        .tokens = &tokens,
                         .breakers = &breakers,
                         .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
                         .runs = &run_recorder,
@@ -467,6 +472,12 @@ int main(int argc, char** argv) {
                  "overloaded with Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--token-cache-ms", settings.token_cache_ms,
+                 "how long a token that authenticated is trusted without asking the store; a "
+                 "token revoked through another corrald sharing the store still works here for "
+                 "up to this long; 0 asks the store on every request (docs/operations.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--result-cache-bytes", settings.result_cache_bytes,
                  "memory for cached results of deterministic scripts, in bytes; 0 turns the "
                  "cache off")

@@ -58,6 +58,13 @@ class Registry {
     cache_entries_.store(entries, std::memory_order_relaxed);
     cache_bytes_.store(bytes, std::memory_order_relaxed);
   }
+  // The token cache (src/auth/auth.h), as it stands: token checks answered from it (hits) or by
+  // the store (misses), and the tokens it holds.
+  void set_token_cache(uint64_t hits, uint64_t misses, int64_t entries) {
+    token_cache_hits_.store(hits, std::memory_order_relaxed);
+    token_cache_misses_.store(misses, std::memory_order_relaxed);
+    token_cache_entries_.store(entries, std::memory_order_relaxed);
+  }
   // An invocation through an alias with a canary split, by the side it went to: "canary" or
   // "primary".
   void record_canary_route(bool canary);
@@ -120,6 +127,9 @@ class Registry {
   std::atomic<int64_t> cache_bytes_{0};
   std::array<std::atomic<uint64_t>, 2> canary_routes_{};  // primary, canary
   std::atomic<int64_t> stored_runs_dropped_{0};
+  std::atomic<uint64_t> token_cache_hits_{0};
+  std::atomic<uint64_t> token_cache_misses_{0};
+  std::atomic<int64_t> token_cache_entries_{0};
 
   // ---- jobs
   void render_jobs(std::ostringstream& out) const;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <regex>
 #include <set>
 
 #include "api/api.h"
@@ -329,6 +330,8 @@ TEST_F(AccessMatrix, AnotherTenantsResourceLooksExactlyLikeOneThatDoesNotExist) 
   EXPECT_NE(a["detail"].get<std::string>().find("\"beta\""), std::string::npos);
 }
 
+// Each token is used (and so kept in corrald's token cache) before it expires or is revoked:
+// the cache must not let it through afterwards.
 TEST_F(AccessMatrix, ExpiredAndRevokedTokensAre401) {
   Answer made = api_->post(api_->admin(), "/v1/tenants/acme/tokens",
                            {{"role", "invoker"}, {"expires_in_s", 1}});
@@ -348,6 +351,14 @@ TEST_F(AccessMatrix, ExpiredAndRevokedTokensAre401) {
   Answer after = api_->get(other.body["token"], "/v1/tenants/acme");
   EXPECT_EQ(after.status, 401);
   EXPECT_NE(after.body["detail"].get<std::string>().find("revoked"), std::string::npos) << after;
+  // The cache was used along the way, and /metrics says so.
+  std::string metrics = corrald_.client().request(http::verb::get, "/metrics").body();
+  std::smatch hits;
+  ASSERT_TRUE(std::regex_search(
+      metrics, hits, std::regex(R"(corral_token_cache_lookups_total\{result="hit"\} (\d+))")))
+      << metrics;
+  EXPECT_GT(std::stoll(hits[1]), 0);
+  EXPECT_NE(metrics.find("corral_token_cache_entries "), std::string::npos);
   // A token of acme cannot be revoked through beta's path: it is not there.
   Answer third = api_->post(api_->admin(), "/v1/tenants/acme/tokens", {{"role", "invoker"}});
   EXPECT_EQ(
