@@ -18,7 +18,7 @@
 //                                     [--corrald-arg FLAG]...
 // --flood-rate paces the flood (requests per second from all its connections); 0 sends back to
 // back, as fast as corrald answers. Each --corrald-arg is passed on to corrald (for example
-// "--corrald-arg --io-nice --corrald-arg 0"), to compare its settings under the same flood.
+// "--corrald-arg --token-cache-ms --corrald-arg 0"), to compare its settings under the same flood.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

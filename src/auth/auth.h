@@ -86,7 +86,6 @@ class TokenCache {
     size_t entries = 0;
   };
   Stats stats() const;
-  int64_t ttl_ms() const { return options_.ttl_ms; }
 
  private:
   struct Entry {
