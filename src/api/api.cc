@@ -411,11 +411,6 @@ class Api::Call {
   void authenticate() {
     auto outcome = auth::authenticate(context_.store, request_.authorization, store::now_ms(),
                                       context_.tokens);
-    if (context_.tokens) {
-      auto cache = context_.tokens->stats();
-      context_.metrics.set_token_cache(cache.hits, cache.misses,
-                                       static_cast<int64_t>(cache.entries));
-    }
     if (auto* failure = std::get_if<auth::Unauthenticated>(&outcome)) {
       record(failure->token_id.empty() ? "anonymous" : failure->token_id, "", "auth",
              audit::Decision::deny, failure->detail);

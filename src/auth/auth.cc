@@ -118,11 +118,6 @@ void TokenCache::forget_token(std::string_view token_id) {
                 [&](const auto& entry) { return entry.second.principal.token_id == token_id; });
 }
 
-size_t TokenCache::size() const {
-  std::lock_guard lock(mutex_);
-  return entries_.size();
-}
-
 namespace {
 
 constexpr std::string_view kBearer = "Bearer ";

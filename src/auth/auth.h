@@ -77,7 +77,6 @@ class TokenCache {
                 std::optional<int64_t> token_expires_at, int64_t now_ms,
                 uint64_t generation_before_lookup);
   void forget_token(std::string_view token_id);
-  size_t size() const;
 
   // Lookups so far that found a live entry (hits) or not (misses), and the entries held now.
   struct Stats {

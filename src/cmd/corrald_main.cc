@@ -346,6 +346,11 @@ int serve(const Settings& settings) {
   // Tokens that authenticated recently, so that requests need not ask the store each time
   // (docs/operations.md, "Token cache").
   corral::auth::TokenCache tokens({.ttl_ms = settings.token_cache_ms, .max_entries = 10'000});
+  metrics.watch_token_cache([&tokens] {
+    auto figures = tokens.stats();
+    return corral::metrics::Registry::TokenCacheFigures{figures.hits, figures.misses,
+                                                        static_cast<int64_t>(figures.entries)};
+  });
   // A circuit breaker per script version, from the policy's circuit_breaker settings.
   corral::sched::CircuitBreakers breakers;
   // Results of deterministic, capability-free versions; the policy's cache.enabled per tenant.

@@ -304,17 +304,15 @@ std::string Registry::render() const {
                         canary_routes_[0].load(std::memory_order_relaxed),
                         canary_routes_[1].load(std::memory_order_relaxed),
                         stored_runs_dropped_.load(std::memory_order_relaxed));
+  TokenCacheFigures tokens = token_cache_ ? token_cache_() : TokenCacheFigures{};
   out << "# HELP corral_token_cache_lookups_total Token checks, by whether the token cache "
          "answered (hit) or the store was asked (miss).\n"
       << "# TYPE corral_token_cache_lookups_total counter\n"
-      << "corral_token_cache_lookups_total{result=\"hit\"} "
-      << token_cache_hits_.load(std::memory_order_relaxed) << "\n"
-      << "corral_token_cache_lookups_total{result=\"miss\"} "
-      << token_cache_misses_.load(std::memory_order_relaxed) << "\n"
+      << "corral_token_cache_lookups_total{result=\"hit\"} " << tokens.hits << "\n"
+      << "corral_token_cache_lookups_total{result=\"miss\"} " << tokens.misses << "\n"
       << "# HELP corral_token_cache_entries Tokens held by the token cache.\n"
       << "# TYPE corral_token_cache_entries gauge\n"
-      << "corral_token_cache_entries " << token_cache_entries_.load(std::memory_order_relaxed)
-      << "\n";
+      << "corral_token_cache_entries " << tokens.entries << "\n";
   render_jobs(out);
   return out.str();
 }

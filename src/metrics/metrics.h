@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -58,13 +59,16 @@ class Registry {
     cache_entries_.store(entries, std::memory_order_relaxed);
     cache_bytes_.store(bytes, std::memory_order_relaxed);
   }
-  // The token cache (src/auth/auth.h), as it stands: token checks answered from it (hits) or by
-  // the store (misses), and the tokens it holds. Threads report in any order, so the counters
-  // only ever rise to what they are given (a counter that went down would read as a reset).
-  void set_token_cache(uint64_t hits, uint64_t misses, int64_t entries) {
-    raise_to(token_cache_hits_, hits);
-    raise_to(token_cache_misses_, misses);
-    token_cache_entries_.store(entries, std::memory_order_relaxed);
+  // The token cache (src/auth/auth.h), read from the cache itself when /metrics is rendered:
+  // token checks it answered (hits), checks that asked the store (misses), tokens it holds.
+  // Set once, before serving; without it the series read 0.
+  struct TokenCacheFigures {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    int64_t entries = 0;
+  };
+  void watch_token_cache(std::function<TokenCacheFigures()> read) {
+    token_cache_ = std::move(read);
   }
   // An invocation through an alias with a canary split, by the side it went to: "canary" or
   // "primary".
@@ -128,14 +132,7 @@ class Registry {
   std::atomic<int64_t> cache_bytes_{0};
   std::array<std::atomic<uint64_t>, 2> canary_routes_{};  // primary, canary
   std::atomic<int64_t> stored_runs_dropped_{0};
-  static void raise_to(std::atomic<uint64_t>& counter, uint64_t value) {
-    uint64_t seen = counter.load(std::memory_order_relaxed);
-    while (seen < value && !counter.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
-    }
-  }
-  std::atomic<uint64_t> token_cache_hits_{0};
-  std::atomic<uint64_t> token_cache_misses_{0};
-  std::atomic<int64_t> token_cache_entries_{0};
+  std::function<TokenCacheFigures()> token_cache_;
 
   // ---- jobs
   void render_jobs(std::ostringstream& out) const;

@@ -114,7 +114,7 @@ TEST_F(TokenCacheTest, ALookupThatRacedARevocationIsNotRemembered) {
   cache.remember(hash_secret(header.substr(7)), *principal_of(looked_up), std::nullopt, kNow,
                  before);
   EXPECT_FALSE(cached_principal(cache, header, kNow));
-  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
   // A lookup begun after it is remembered.
   cache.remember(hash_secret(header.substr(7)), *principal_of(looked_up), std::nullopt, kNow,
                  cache.generation());
@@ -138,7 +138,7 @@ TEST_F(TokenCacheTest, FailuresAreNeverCached) {
   std::string header = make_token("invoker");
   store_->revoke_token(last_token_.id, kNow);
   EXPECT_FALSE(principal_of(authenticate(*store_, header, kNow + 1, &cache)));
-  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
 }
 
 TEST_F(TokenCacheTest, ItHoldsAtMostMaxEntries) {
@@ -147,7 +147,7 @@ TEST_F(TokenCacheTest, ItHoldsAtMostMaxEntries) {
   for (int i = 0; i < 10; ++i) {
     headers.push_back(make_token("invoker"));
     ASSERT_TRUE(principal_of(authenticate(*store_, headers.back(), kNow, &cache)));
-    EXPECT_LE(cache.size(), 3u);
+    EXPECT_LE(cache.stats().entries, 3u);
   }
   // The newest is always kept; every token still authenticates through the store.
   EXPECT_TRUE(cached_principal(cache, headers.back(), kNow));
@@ -159,7 +159,7 @@ TEST_F(TokenCacheTest, ATtlOfZeroKeepsNothing) {
   TokenCache cache({.ttl_ms = 0, .max_entries = 100});
   std::string header = make_token("invoker");
   ASSERT_TRUE(principal_of(authenticate(*store_, header, kNow, &cache)));
-  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
   EXPECT_FALSE(cached_principal(cache, header, kNow));
 }
 
@@ -212,7 +212,7 @@ TEST_F(TokenCacheTest, ConcurrentUseKeepsEveryAnswerRight) {
   for (auto& thread : threads) thread.join();
   EXPECT_GT(found, 0);  // the readers did see cached principals
   EXPECT_EQ(wrong, 0) << "of " << found << " found";
-  EXPECT_LE(cache.size(), 4u);
+  EXPECT_LE(cache.stats().entries, 4u);
 }
 
 }  // namespace

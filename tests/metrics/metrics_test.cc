@@ -70,6 +70,19 @@ TEST(Metrics, InFlightGaugeFollowsStartsAndFinishes) {
   EXPECT_TRUE(has_line(registry.render(), "corral_invocations_in_flight 1"));
 }
 
+TEST(Metrics, TheTokenCacheIsReadWhenRenderedAndReadsZeroWithoutOne) {
+  Registry registry;
+  EXPECT_TRUE(has_line(registry.render(), "corral_token_cache_lookups_total{result=\"hit\"} 0"));
+  EXPECT_TRUE(has_line(registry.render(), "corral_token_cache_entries 0"));
+  Registry::TokenCacheFigures figures{.hits = 7, .misses = 2, .entries = 1};
+  registry.watch_token_cache([&figures] { return figures; });
+  figures.hits = 9;
+  std::string text = registry.render();
+  EXPECT_TRUE(has_line(text, "corral_token_cache_lookups_total{result=\"hit\"} 9")) << text;
+  EXPECT_TRUE(has_line(text, "corral_token_cache_lookups_total{result=\"miss\"} 2")) << text;
+  EXPECT_TRUE(has_line(text, "corral_token_cache_entries 1")) << text;
+}
+
 TEST(Metrics, HttpRequestsByRouteAndCode) {
   Registry registry;
   registry.record_http_request("/v1/run", 200);
