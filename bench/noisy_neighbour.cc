@@ -15,7 +15,9 @@
 //
 // Usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] [--flood-connections 16]
 //                                     [--flood-rate 0] [--burn-ms 200] [--invocation-threads 4]
-//                                     [--corrald-arg FLAG]...
+//                                     [--fresh-connections] [--corrald-arg FLAG]...
+// --fresh-connections makes every flood request open a new connection (and close it after the
+// answer), the flood that corrald's refusal hold (--refusal-hold-ms) cannot pace.
 // --flood-rate paces the flood (requests per second from all its connections); 0 sends back to
 // back, as fast as corrald answers. Each --corrald-arg is passed on to corrald (for example
 // "--corrald-arg --token-cache-ms --corrald-arg 0"), to compare its settings under the same flood.
@@ -23,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,6 +52,7 @@ struct Options {
   double flood_rate = 0;  // requests per second from all flood connections; 0: back to back
   int burn_ms = 200;
   int invocation_threads = 4;
+  bool fresh_connections = false;                   // each flood request on a new connection
   std::vector<std::string> corrald_arguments = {};  // more flags for corrald, to compare settings
 };
 
@@ -145,13 +149,15 @@ int main(int argc, char** argv) {
         options.invocation_threads = std::stoi(value());
       else if (arg == "--corrald-arg")
         options.corrald_arguments.push_back(value());
+      else if (arg == "--fresh-connections")
+        options.fresh_connections = true;
       else {
         std::printf(
             "usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] "
             "[--flood-connections 16]\n"
             "                                    [--flood-rate 0] [--burn-ms 200] "
             "[--invocation-threads 4]\n"
-            "                                    [--corrald-arg FLAG]...\n");
+            "                                    [--fresh-connections] [--corrald-arg FLAG]...\n");
         return arg == "--help" || arg == "-h" ? 0 : 2;
       }
     } catch (const std::logic_error&) {
@@ -199,12 +205,14 @@ int main(int argc, char** argv) {
   for (int c = 0; c < options.flood_connections; ++c) {
     flooders.emplace_back([&] {
       corral::testing::yield_cpu_to_corrald();
-      LoadConnection connection(corrald.host(), corrald.port(), noisy);
+      std::optional<LoadConnection> connection;
       auto interval = std::chrono::duration<double>(
           options.flood_rate > 0 ? options.flood_connections / options.flood_rate : 0);
       auto next = Clock::now();
       while (!stop) {
-        flood.add(connection.post("/v1/tenants/noisy/scripts/work/invoke", R"({"input": {}})"));
+        if (!connection || options.fresh_connections)
+          connection.emplace(corrald.host(), corrald.port(), noisy);
+        flood.add(connection->post("/v1/tenants/noisy/scripts/work/invoke", R"({"input": {}})"));
         next += std::chrono::duration_cast<Clock::duration>(interval);
         std::this_thread::sleep_until(next);
       }
@@ -227,10 +235,10 @@ int main(int argc, char** argv) {
   for (const auto& argument : options.corrald_arguments) more += " " + argument;
   std::printf(
       "corrald --invocation-threads %d%s (queues: --tenant-queue-depth 64 --max-queued 1024); B "
-      "at %.0f/s for %.0f s per phase; A: %d connections, %s, ~%d ms of CPU per run, quota "
+      "at %.0f/s for %.0f s per phase; A: %d %sconnections, %s, ~%d ms of CPU per run, quota "
       "rate 5/s burst 5 concurrency 1\n\n",
       options.invocation_threads, more.c_str(), options.quiet_rate, options.seconds,
-      options.flood_connections,
+      options.flood_connections, options.fresh_connections ? "fresh (one request each) " : "",
       options.flood_rate > 0
           ? (std::to_string(static_cast<int>(options.flood_rate)) + " req/s in all").c_str()
           : "back to back",

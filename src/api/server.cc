@@ -2,10 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -96,7 +98,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // middle of a request finishes it and closes after answering.
   void close_if_idle() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->awaiting_request_) {
+      if (self->holding_) {
+        self->holding_ = false;
+        self->hold_timer_.cancel();
+        self->close();
+      } else if (self->awaiting_request_) {
         beast::error_code ignored;
         self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
         self->stream_.close();
@@ -278,6 +284,7 @@ class Session : public std::enable_shared_from_this<Session> {
     message->body() = std::move(response.body);
     message->prepare_payload();
     log_request(response.status);
+    hold_after_answer_ = hold_for(response);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code error, size_t) {
                         self->on_write(error);
@@ -289,7 +296,38 @@ class Session : public std::enable_shared_from_this<Session> {
     route_.clear();
     outcome_.clear();
     if (error || !keep_alive_) return close();
+    if (hold_after_answer_.count() > 0) return hold();
     read_request();
+  }
+
+  // A refusal that tells the client when to come back (Retry-After) holds its connection: the
+  // next request on it is not read until then, up to --refusal-hold-ms. A client that honours
+  // Retry-After never notices; one that floods over keep-alive connections is paced to one
+  // request per hold per connection, so that refusing it cannot take the machine from the
+  // tenants within their quotas (issue 6, noisy neighbour). The request waits in the kernel's
+  // socket buffer, not in corrald.
+  std::chrono::milliseconds hold_for(const Response& response) const {
+    if (response.status != 429 && response.status != 503) return {};
+    for (const auto& [name, value] : response.headers) {
+      if (!beast::iequals(name, "Retry-After")) continue;
+      int64_t seconds = 0;
+      auto [end, failed] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+      if (failed != std::errc() || end != value.data() + value.size() || seconds <= 0) return {};
+      return std::chrono::milliseconds(
+          std::min<int64_t>(seconds * 1000, state_->options.refusal_hold_ms));
+    }
+    return {};
+  }
+
+  void hold() {
+    holding_ = true;
+    state_->metrics.record_refusal_hold();
+    hold_timer_.expires_after(hold_after_answer_);
+    hold_timer_.async_wait([self = shared_from_this()](beast::error_code error) {
+      if (error || !self->holding_) return;  // cancelled: close_if_idle() closed the connection
+      self->holding_ = false;
+      self->read_request();
+    });
   }
 
   void log_request(int status) {
@@ -347,6 +385,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool unread_request_ = false;  // refused before the whole request was read: drain on close
   std::shared_ptr<std::array<char, 64 * 1024>> drain_buffer_;
   bool awaiting_request_ = false;
+  std::chrono::milliseconds hold_after_answer_{0};
+  asio::steady_timer hold_timer_{stream_.get_executor()};
+  bool holding_ = false;  // a refusal's hold is running: the next request is not read yet
 };
 
 void Server::State::track(const std::shared_ptr<Session>& session) {

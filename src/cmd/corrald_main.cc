@@ -48,6 +48,7 @@ struct Settings {
   size_t tenant_queue_depth = 64;
   size_t max_queued = 1024;
   int64_t token_cache_ms = 5'000;
+  int64_t refusal_hold_ms = 1'000;
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
@@ -393,6 +394,7 @@ int serve(const Settings& settings) {
       .max_queued = settings.max_queued,
       .max_body_bytes = settings.max_body_bytes,
       .idle_timeout_ms = 30'000,
+      .refusal_hold_ms = settings.refusal_hold_ms,
       .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
@@ -477,6 +479,12 @@ int main(int argc, char** argv) {
                  "overloaded with Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--refusal-hold-ms", settings.refusal_hold_ms,
+                 "after a 429 or 503 with Retry-After, read that connection's next request only "
+                 "after min(Retry-After, this), so a client flooding past its quota cannot take "
+                 "the machine from other tenants; 0 reads it at once")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--token-cache-ms", settings.token_cache_ms,
                  "how long a token that authenticated is trusted without asking the store; a "
                  "token revoked through another corrald sharing the store still works here for "

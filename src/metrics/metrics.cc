@@ -257,6 +257,10 @@ std::string Registry::render() const {
     out << "corral_queue_rejections_total{reason=\"" << kQueueRejections[i] << "\"} "
         << queue_rejections_[i].load(std::memory_order_relaxed) << "\n";
   }
+  out << "# HELP corral_refusal_holds_total Connections held after a refusal with Retry-After: "
+         "their next request is read when the hold ends (--refusal-hold-ms).\n"
+      << "# TYPE corral_refusal_holds_total counter\n"
+      << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
   out << "# HELP corral_queue_wait_seconds Time requests waited in the fair queues before an "
          "invocation thread took them.\n"
       << "# TYPE corral_queue_wait_seconds histogram\n";

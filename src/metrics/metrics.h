@@ -51,6 +51,9 @@ class Registry {
   }
   void record_queue_wait(double seconds);
   void record_queue_rejection(std::string_view reason, bool invocation);
+  // A connection whose request was refused with Retry-After is not read again until the hold
+  // ends (server.h, refusal_hold_ms).
+  void record_refusal_hold() { refusal_holds_.fetch_add(1, std::memory_order_relaxed); }
 
   // The result cache (src/cache/result_cache.h): each invocation of a cacheable version is a "hit"
   // or a "miss" (other names are ignored); entries and bytes are set from the cache.
@@ -119,6 +122,7 @@ class Registry {
   static constexpr std::array<std::string_view, 3> kQueueRejections = {"tenant_queue_full",
                                                                        "overloaded", "stopping"};
   std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
+  std::atomic<uint64_t> refusal_holds_{0};
   std::atomic<int64_t> requests_queued_{0};
   // Not cumulative, as latency_buckets_.
   std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> queue_wait_buckets_{};
