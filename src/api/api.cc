@@ -928,6 +928,9 @@ class Api::Call {
                                      "for redaction (") + error.what() + ")";
       }
     }
+    if (invocation.log_entry_bytes > 0) {
+      cut_log_entries(result, static_cast<size_t>(invocation.log_entry_bytes));
+    }
     json members = extra;
     if (on_result) on_result(result, members);
     Response response = run_response(result, context_.limits, members);
@@ -1097,8 +1100,10 @@ class Api::Call {
     std::string quota_tenant =
         principal_.tenant_id.empty() ? std::string(kPlaygroundTenant) : principal_.tenant_name;
     auto snapshot = policy_snapshot();
-    auto ticket = admit(quota_tenant, snapshot->policy.for_tenant(quota_tenant).quotas,
-                        invocation_id, snapshot->version, json::object());
+    policy::TenantPolicy tenant_policy = snapshot->policy.for_tenant(quota_tenant);
+    invocation.log_entry_bytes = tenant_policy.log.max_entry_bytes;
+    auto ticket =
+        admit(quota_tenant, tenant_policy.quotas, invocation_id, snapshot->version, json::object());
     return execute(std::move(invocation), json::object(), snapshot->version, std::move(ticket));
   }
 
@@ -1225,6 +1230,7 @@ class Api::Call {
     }
     invocation.limits = limits_for(*tenant_policy).resolve(limits_request);
     invocation.capabilities = granted_capabilities(version, *tenant_policy);
+    invocation.log_entry_bytes = tenant_policy->log.max_entry_bytes;
     if (context_.broker && !invocation.capabilities.empty()) {
       invocation.capability_handler = context_.broker->handler_for(
           {.tenant_id = tenant_->id,

@@ -131,6 +131,17 @@ Limits limits_from_json(const nlohmann::json& json) {
   return limits;
 }
 
+void cut_log_entries(InvocationResult& result, size_t max_entry_bytes) {
+  for (auto& entry : result.logs) {
+    std::string& message = entry.message;
+    if (message.size() <= max_entry_bytes) continue;
+    size_t length = max_entry_bytes;
+    while (length > 0 && (static_cast<unsigned char>(message[length]) & 0xc0) == 0x80) --length;
+    message.resize(length);
+    message += "\u2026";
+  }
+}
+
 nlohmann::json to_json(const InvocationResult& result) {
   nlohmann::json json = nlohmann::json::object();
   json["outcome"] = to_string(result.outcome);

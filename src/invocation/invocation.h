@@ -81,6 +81,9 @@ struct InvocationRequest {
   std::string source;
   nlohmann::json input;
   Limits limits;
+  // The policy's log.max_entry_bytes, applied by the supervisor to the result (cut_log_entries);
+  // 0: no cut. Never sent to the worker.
+  int64_t log_entry_bytes = 0;
   // What ctx holds besides ctx.log: the capabilities the manifest asks for and the policy grants
   // ("kv", "http", "emit", "secrets"). Sent to the worker; the broker checks every call again.
   std::vector<std::string> capabilities = {};
@@ -143,6 +146,11 @@ inline constexpr int kMaxDocumentDepth = 128;
 // the value (dump, comparison) can exhaust the host's stack. Throws InvalidRequest (where =
 // "body") for depth and nlohmann::json::parse_error for malformed text.
 nlohmann::json parse_untrusted_json(std::string_view text, int max_depth = kMaxDocumentDepth);
+
+// Cuts every log message longer than max_entry_bytes (the policy's log.max_entry_bytes) to at
+// most that many bytes, never inside a UTF-8 sequence, and ends it with "…". The supervisor
+// cuts after redaction, so that a secret's prefix left at a cut is never shown unredacted.
+void cut_log_entries(InvocationResult& result, size_t max_entry_bytes);
 
 // A fresh random identifier for an invocation (128 bits, hex).
 std::string new_invocation_id();

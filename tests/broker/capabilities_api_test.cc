@@ -135,6 +135,38 @@ TEST_F(CapabilitiesApiTest, SecretsReachTheScriptButNeverItsLogsOrErrors) {
   EXPECT_NE(failed.raw.find("[redacted:api_token]"), std::string::npos) << failed;
 }
 
+// log.max_entry_bytes cuts each message of a result, after redaction: a cut that fell inside a
+// secret would otherwise show the secret's first bytes.
+TEST_F(CapabilitiesApiTest, LogMessagesAreCutToThePolicysEntrySizeAfterRedaction) {
+  put_policy(policy_document(7, "alpha") + "      log: {max_entry_bytes: 20}\n");
+  Answer set = api_->put(api_->admin(), "/v1/tenants/acme/secrets/api_token",
+                         {{"value", "tok-5f2a-very-secret"}});
+  ASSERT_TRUE(set.status == 201 || set.status == 204) << set;
+  publish_live(
+      "chatty",
+      "function handle(input, ctx) ctx.log.info('token is ' .. ctx.secrets.get('api_token')) "
+      "print('short') print(string.rep('x', 100)) return 1 end",
+      {"secrets"});
+  Answer ran = api_->post(tokens_["invoker"], "/v1/tenants/acme/scripts/chatty/invoke",
+                          {{"input", json::object()}});
+  ASSERT_EQ(ran.status, 200) << ran;
+  ASSERT_EQ(ran.body["logs"].size(), 3u) << ran;
+  // "token is [redacted:api_token]" cut to 20 bytes; cut first, it would read "token is
+  // tok-5f2a-ve".
+  EXPECT_EQ(ran.body["logs"][0]["message"], "token is [redacted:a\u2026") << ran;
+  EXPECT_EQ(ran.raw.find("tok-5f2a"), std::string::npos) << ran;
+  EXPECT_EQ(ran.body["logs"][1]["message"], "short");
+  EXPECT_EQ(ran.body["logs"][2]["message"], std::string(20, 'x') + "\u2026");
+
+  // The playground run of the tenant's publisher is cut by the same policy.
+  Answer played =
+      api_->post(tokens_["publisher"], "/v1/run",
+                 {{"source", "function handle() print(string.rep('y', 50)) return 1 end"},
+                  {"input", json::object()}});
+  ASSERT_EQ(played.status, 200) << played;
+  EXPECT_EQ(played.body["logs"][0]["message"], std::string(20, 'y') + "\u2026") << played;
+}
+
 TEST_F(CapabilitiesApiTest, EmittedEventsAreReadInOrderWithACursor) {
   publish_live("emitter",
                "function handle(input, ctx) for i = 1, 3 do ctx.emit('alpha.n', {i = i}) end "

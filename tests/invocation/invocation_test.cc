@@ -75,6 +75,24 @@ TEST(Outcomes, MapToHttpStatuses) {
   }
 }
 
+TEST(LogEntries, LongerMessagesAreCutAtACharacterBoundaryAndMarked) {
+  InvocationResult result;
+  result.logs = {
+      {"info", "0123456789abc"},  // 13 bytes: cut to 10
+      {"info", "0123456789"},     // exactly 10: kept
+      {"warn", "short"},
+      {"info", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"},  // 12 bytes of two-byte characters
+      {"info", "123456789\u00e9"}};                      // the cut would split the last character
+  cut_log_entries(result, 10);
+  EXPECT_EQ(result.logs[0].message, "0123456789\u2026");
+  EXPECT_EQ(result.logs[1].message, "0123456789");
+  EXPECT_EQ(result.logs[2].message, "short");
+  EXPECT_EQ(result.logs[3].message, "\u00e9\u00e9\u00e9\u00e9\u00e9\u2026");
+  EXPECT_EQ(result.logs[4].message, "123456789\u2026");
+  EXPECT_EQ(result.logs[0].level, "info");
+  EXPECT_EQ(result.logs[2].level, "warn");
+}
+
 TEST(InvocationId, IsRandomHex) {
   auto a = new_invocation_id();
   EXPECT_EQ(a.size(), 32u);
