@@ -903,6 +903,13 @@ class Api::Call {
     throw Answer{std::move(response)};
   }
 
+  // Corral-Quota-Warning, when admission found the tenant past a soft limit.
+  static void add_quota_warning(const std::optional<sched::Ticket>& ticket, Response& response) {
+    if (ticket && !ticket->warnings().empty())
+      response.headers.emplace_back("Corral-Quota-Warning",
+                                    sched::warning_header(ticket->warnings()));
+  }
+
   // Runs an admitted invocation. on_result, when given, sees the result before the response is
   // made and may add members to it.
   Response execute(InvocationRequest invocation, const json& extra, int64_t policy_version,
@@ -934,9 +941,7 @@ class Api::Call {
     json members = extra;
     if (on_result) on_result(result, members);
     Response response = run_response(result, context_.limits, members);
-    if (ticket && !ticket->warnings().empty())
-      response.headers.emplace_back("Corral-Quota-Warning",
-                                    sched::warning_header(ticket->warnings()));
+    add_quota_warning(ticket, response);
     return response;
     // The ticket dies here, freeing the tenant's concurrency slot.
   }
@@ -1263,6 +1268,7 @@ class Api::Call {
       context_.metrics.record_invocation(Outcome::ok, 0);
       response = run_response(*hit, context_.limits, extra);
       response.headers.emplace_back("Corral-Cache", "hit");
+      add_quota_warning(ticket, response);
     } else {
       if (cache_key) {
         context_.metrics.record_cache_lookup("miss");

@@ -27,6 +27,8 @@ tenants:
     runs: {keep: 3, inputs: true}
   dave:
     quotas: {rate_per_second: 0.001, burst: 2}
+  erin:
+    quotas: {rate_per_second: 0.001, burst: 5}
 )";
 
 // Declares itself deterministic but returns the CPU time it used: two real runs (almost) never
@@ -128,6 +130,24 @@ TEST_F(ExecutionApiTest, ADeterministicVersionIsAnsweredFromTheCacheUntilANewVer
   EXPECT_GE(metric(R"(corral_result_cache_lookups_total\{result="hit"\})"), 2);
   EXPECT_GE(metric(R"(corral_result_cache_lookups_total\{result="miss"\})"), 3);
   EXPECT_GE(metric("corral_result_cache_entries"), 3);
+}
+
+// A hit runs nothing but is still an invocation the quota counts: past the soft limit it carries
+// the warning, and past the hard limit it is refused like any other.
+TEST_F(ExecutionApiTest, ACacheHitCountsAgainstTheQuotaAndCarriesItsWarning) {
+  int64_t v1 = publish("erin", "clock", kClock, true);
+  api_->set_alias(tenant("erin")["reviewer"], "erin", "clock", "live", v1);
+  std::vector<std::string> cache, warnings;
+  for (int i = 0; i < 5; ++i) {
+    Answer answer = invoke("erin", "clock", {{"input", {{"n", 2}}}});
+    ASSERT_EQ(answer.status, 200) << answer;
+    cache.push_back(header(answer, "Corral-Cache"));
+    warnings.push_back(header(answer, "Corral-Quota-Warning"));
+  }
+  EXPECT_EQ(cache, (std::vector<std::string>{"miss", "hit", "hit", "hit", "hit"}));
+  EXPECT_EQ(warnings, (std::vector<std::string>{"", "", "", "rate=80%", "rate=100%"}));
+  Answer refused = invoke("erin", "clock", {{"input", {{"n", 2}}}});
+  EXPECT_EQ(refused.status, 429) << refused;
 }
 
 TEST_F(ExecutionApiTest, AScriptUsingACapabilityOrNotDeterministicOrOfATenantWithoutCacheIsNeverCached) {
