@@ -20,8 +20,9 @@ bin=build/release
 corrald=$bin/src/cmd/corrald
 worker=$bin/src/cmd/corral-worker
 pool_bench=$bin/bench/corral-pool-bench
-for program in "$corrald" "$worker" "$pool_bench"; do
-  [ -x "$program" ] || { echo "jail.sh: $program is missing: ninja -C build/release corrald corral-worker corral-pool-bench" >&2; exit 1; }
+runtime_bench=$bin/bench/corral-runtime-bench
+for program in "$corrald" "$worker" "$pool_bench" "$runtime_bench"; do
+  [ -x "$program" ] || { echo "jail.sh: $program is missing: ninja -C build/release corrald corral-worker corral-pool-bench corral-runtime-bench" >&2; exit 1; }
 done
 for tool in wrk redis-server redis-cli redis-benchmark bwrap lua5.4 curl; do
   command -v "$tool" >/dev/null || { echo "jail.sh: $tool is missing: scripts/install-deps.sh installs it" >&2; exit 1; }
@@ -37,10 +38,11 @@ cleanup() {
 }
 trap cleanup EXIT
 note() { echo "jail.sh: $*" >&2; }
-# A private copy of the three programs, so that a rebuild during the run cannot swap them.
+# A private copy of the programs, so that a rebuild during the run cannot swap them.
 mkdir "$work/bin"
-cp "$corrald" "$worker" "$pool_bench" "$work/bin/"
+cp "$corrald" "$worker" "$pool_bench" "$runtime_bench" "$work/bin/"
 corrald=$work/bin/corrald worker=$work/bin/corral-worker pool_bench=$work/bin/corral-pool-bench
+runtime_bench=$work/bin/corral-runtime-bench
 
 order='{"id":7,"amount":10,"currency":"EUR","customer":"c-42","items":3}'
 lua_transform='function handle(input) input.total = input.amount * 1.2 input.seen = true return input end'
@@ -65,6 +67,12 @@ note "corral-pool-bench (cold start, idle memory, 1/10/100/1000 tenants; ~$((4 *
   { cat "$work/pool.err" >&2; exit 1; }
 kv() { awk -v k="$1" '$1 == k { print $2 }' "$work/pool.kv"; }
 [ -s "$work/pool.err" ] && { note "corral-pool-bench reported:"; sed 's/^/  /' "$work/pool.err" >&2; }
+
+# ---- corral-runtime-bench: one warm run inside the runtime, with no process around it ----------
+note "corral-runtime-bench (Engine::run and the worker's frame JSON; ~5 s)"
+"$runtime_bench" --benchmark_format=csv --benchmark_min_time=1 >"$work/runtime.csv" 2>/dev/null ||
+  { note "corral-runtime-bench failed"; exit 1; }
+runtime_us() { awk -F, -v name="\"$1\"" '$1 == name { printf "%.1f", $4 / 1000 }' "$work/runtime.csv"; }  # cpu_time, ns
 
 # ---- bwrap and lua5.4 spawns, for the cold start -----------------------------------------------
 note "30 bwrap spawns, 30 lua5.4 runs, and 300 bwrap spawns 16 at a time"
@@ -135,7 +143,13 @@ done
 redis-cli -p "$redis_port" EVAL "$redis_transform" 0 "$order" | grep -q '"total":12' ||
   { note "Redis EVAL gave the wrong answer"; exit 1; }
 
-run_wrk() {  # connections → "rps p50_ms p99_ms non2xx errors"
+# CPU time of the whole machine per request, in µs, from busy ticks (1/100 s) over a run: the
+# server and its load generator together, for corral and Redis alike.
+cpu_us_per_request() { awk -v ticks="$1" -v n="$2" 'BEGIN { if (n + 0 == 0) print "n/a"; else printf "%.0f", ticks * 10000 / n }'; }
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
+run_wrk() {  # connections → "rps p50_ms p99_ms non2xx errors cpu_us_per_request"
+  local ticks_before; ticks_before=$(busy_ticks)
   wrk -t2 -c"$1" -d"${duration}s" --latency -s "$work/post.lua" "http://$address/v1/run" >"$work/wrk$1"
   local rps p50 p99 non2xx errors
   rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$work/wrk$1")
@@ -143,18 +157,20 @@ run_wrk() {  # connections → "rps p50_ms p99_ms non2xx errors"
   p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$work/wrk$1")")
   non2xx=$(awk '/Non-2xx/ { print $NF }' "$work/wrk$1"); non2xx=${non2xx:-0}
   errors=$(awk '/Socket errors/ { sub(/.*Socket errors: /, ""); print }' "$work/wrk$1"); errors=${errors:-none}
-  echo "$rps $p50 $p99 $non2xx ${errors// /_}"
+  local requests; requests=$(awk '/requests in/ { print $1 }' "$work/wrk$1")
+  echo "$rps $p50 $p99 $non2xx ${errors// /_} $(cpu_us_per_request $(( $(busy_ticks) - ticks_before )) "$requests")"
 }
 redis_csv() {  # a redis-benchmark --csv file → "rps p50_ms p99_ms"
   # The command is the first CSV field and holds commas and quotes: take fields from the end.
   tail -1 "$1" | awk -F'","' '{ gsub(/"$/, "", $NF); printf "%.0f %s %s\n", $(NF-6), $(NF-3), $(NF-1) }'
 }
-run_redis() {  # connections → "rps p50_ms p99_ms"; sized from the warm-up to last about $duration s
-  local n
+run_redis() {  # connections → "rps p50_ms p99_ms cpu_us_per_request"; sized to last about $duration s
+  local n ticks_before
   n=$(awk -v r="$redis_warm_rps" -v d="$duration" 'BEGIN { n = r * d; if (n < 20000) n = 20000; printf "%d", n }')
+  ticks_before=$(busy_ticks)
   redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$1" -n "$n" --csv EVAL "$redis_transform" 0 "$order" \
     >"$work/redis$1"
-  redis_csv "$work/redis$1"
+  echo "$(redis_csv "$work/redis$1") $(cpu_us_per_request $(( $(busy_ticks) - ticks_before )) "$n")"
 }
 
 # Warm-ups, not counted: corrald starts its 16 workers, Redis compiles the script.
@@ -162,10 +178,10 @@ wrk -t2 -c16 -d3s -s "$work/post.lua" "http://$address/v1/run" >/dev/null
 redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 16 -n 30000 --csv EVAL "$redis_transform" 0 "$order" >"$work/redis-warm"
 read -r redis_warm_rps _ <<<"$(redis_csv "$work/redis-warm")"
 
-read -r c16_rps c16_p50 c16_p99 c16_non2xx c16_errors <<<"$(run_wrk 16)"
-read -r r16_rps r16_p50 r16_p99 <<<"$(run_redis 16)"
-read -r c64_rps c64_p50 c64_p99 c64_non2xx c64_errors <<<"$(run_wrk 64)"
-read -r r64_rps r64_p50 r64_p99 <<<"$(run_redis 64)"
+read -r c16_rps c16_p50 c16_p99 c16_non2xx c16_errors c16_cpu <<<"$(run_wrk 16)"
+read -r r16_rps r16_p50 r16_p99 r16_cpu <<<"$(run_redis 16)"
+read -r c64_rps c64_p50 c64_p99 c64_non2xx c64_errors c64_cpu <<<"$(run_wrk 64)"
+read -r r64_rps r64_p50 r64_p99 r64_cpu <<<"$(run_redis 64)"
 
 kill "$(cat "$work/corrald.pid")"; wait "$(cat "$work/corrald.pid")" 2>/dev/null || true; rm "$work/corrald.pid"
 redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
@@ -208,6 +224,10 @@ printf '| … of which worker spawn (clone3 → exec, on the pool'"'"'s spawner 
 printf '| cold start vs plain `lua5.4 -e` (median of %s) | %s ms | %s ms | %s× | |\n' \
   "$spawns" "$cold_p50" "$lua_ms" "$(ratio "$cold_p50" "$lua_ms")"
 printf '| warm invocation in the pool, one caller, p50 | %s ms | | | |\n' "$(kv warm_single_p50_ms)"
+printf '| CPU per request, whole machine (server and load generator), 16 / 64 connections | %s / %s µs | %s / %s µs (Redis) | | |\n' \
+  "$c16_cpu" "$c64_cpu" "$r16_cpu" "$r64_cpu"
+printf '| … of which inside the runtime: Engine::run of the transformation (no process, no HTTP), CPU | %s µs | | | |\n' "$(runtime_us JsonTransformation)"
+printf '| … and the worker'"'"'s frame JSON (decode the request, encode the result), CPU | %s µs | | | |\n' "$(runtime_us FrameJson)"
 printf '| idle worker memory, mean of %s: VmRSS (Pss, private) | %s MiB (%s, %s MiB) | | | < 4 MiB: %s |\n' \
   "$(kv idle_workers)" "$idle_mib" "$(mib "$(kv idle_pss_kib)")" "$(mib "$(kv idle_private_kib)")" "$(verdict "$idle_rss" '<' 4096)"
 printf '| idle worker memory after 100 invocations each: VmRSS (Pss) | %s MiB (%s MiB) | | | < 4 MiB: %s |\n' \
