@@ -44,6 +44,7 @@ struct Settings {
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
   unsigned job_threads = 2;
+  int64_t job_retention_seconds = 7 * 24 * 3600;
   size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
   size_t tenant_queue_depth = 64;
   size_t max_queued = 1024;
@@ -368,7 +369,8 @@ int serve(const Settings& settings) {
         auto run = runs_through->run_version(tenant, script, version, input, invocation_id);
         return corral::jobs::RunAnswer{run.status, run.outcome, std::move(run.body)};
       },
-      {.threads = settings.job_threads});
+      {.threads = settings.job_threads,
+       .retention = std::chrono::seconds(settings.job_retention_seconds)});
   corral::api::Api api({.store = *store,
                         .audit = audit,
                         .registry = registry,
@@ -500,6 +502,11 @@ int main(int argc, char** argv) {
                  "accepts and stores jobs but runs none, e.g. while investigating a failing script")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  app.add_option("--job-retention-seconds", settings.job_retention_seconds,
+                 "how long a finished job (its result, its webhook delivery once settled, and its "
+                 "Idempotency-Key) is kept after it ended; 0 keeps every job for ever")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{10} * 365 * 24 * 3600));
   app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs, in all")
       ->capture_default_str();
   app.add_option("--max-workers", settings.max_workers, "worker processes alive at once, idle and busy")

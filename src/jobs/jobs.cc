@@ -228,6 +228,7 @@ void JobService::start() {
          {"hint",
           "nothing to do: each requeued job runs again, counting the interrupted attempt"}});
   }
+  prune(now);
   refresh_gauges();
   for (unsigned i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { runner_loop(); });
   for (unsigned i = 0; i < options_.delivery_threads; ++i)
@@ -281,6 +282,7 @@ void JobService::runner_loop() {
 // always a sender, while there may be no runner (--job-threads 0).
 void JobService::sender_loop() {
   auto last_gauges = std::chrono::steady_clock::time_point();
+  auto last_prune = std::chrono::steady_clock::now();  // start() has just pruned
   for (;;) {
     {
       std::lock_guard lock(mutex_);
@@ -293,6 +295,10 @@ void JobService::sender_loop() {
         last_gauges = std::chrono::steady_clock::now();
         refresh_gauges();
       }
+      if (std::chrono::steady_clock::now() - last_prune > options_.prune_every) {
+        last_prune = std::chrono::steady_clock::now();
+        prune(store::now_ms());
+      }
     } catch (const std::exception& error) {
       log(spdlog::level::err, "a webhook sender could not reach the store",
           {{"error", error.what()}, {"hint", "check the disk and the data directory"}});
@@ -301,6 +307,30 @@ void JobService::sender_loop() {
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, options_.poll, [&] { return stopping_; });
   }
+}
+
+int64_t JobService::prune(int64_t now_ms) {
+  if (options_.retention.count() <= 0) return 0;
+  constexpr int64_t kBatch = 1000;  // jobs per transaction, so the store is never held long
+  int64_t cutoff = now_ms - options_.retention.count();
+  int64_t pruned = 0;
+  for (;;) {
+    int64_t batch = store_.prune_jobs(cutoff, kBatch);
+    pruned += batch;
+    if (batch < kBatch) break;
+    std::lock_guard lock(mutex_);
+    if (stopping_) break;
+  }
+  if (pruned > 0) {
+    metrics_.record_jobs_pruned(pruned);
+    log(spdlog::level::info, "forgot jobs that ended before the retention",
+        {{"jobs", pruned},
+         {"retention_seconds", options_.retention.count() / 1000},
+         {"hint",
+          "their results and Idempotency-Keys are gone; --job-retention-seconds sets how "
+          "long final jobs are kept"}});
+  }
+  return pruned;
 }
 
 void JobService::refresh_gauges() {

@@ -96,6 +96,11 @@ struct Options {
   std::chrono::milliseconds poll{100};
   // Crashed attempts wait retry_delay × attempt before the next.
   std::chrono::milliseconds retry_delay{200};
+  // Final jobs (and their settled webhook deliveries) are forgotten this long after they ended
+  // (corrald --job-retention-seconds); 0 keeps them for ever. Pruned at start() and then every
+  // prune_every.
+  std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
+  std::chrono::milliseconds prune_every{std::chrono::minutes(1)};
 };
 
 class JobService {
@@ -126,6 +131,9 @@ class JobService {
   bool deliver_one();
   // Sets the jobs and dead-deliveries gauges from the store.
   void refresh_gauges();
+  // Forgets the jobs that ended more than `retention` before `now_ms` (see Options), in batches;
+  // returns how many. Nothing with retention 0.
+  int64_t prune(int64_t now_ms);
 
  private:
   void runner_loop();

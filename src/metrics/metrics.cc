@@ -181,6 +181,10 @@ void Registry::render_jobs(std::ostringstream& out) const {
     out << "corral_webhook_deliveries_total{result=\"" << kWebhookResults[i] << "\"} "
         << webhook_deliveries_[i].load(std::memory_order_relaxed) << "\n";
   }
+  out << "# HELP corral_jobs_pruned_total Final jobs forgotten past their retention, with their "
+         "webhook deliveries (--job-retention-seconds).\n"
+      << "# TYPE corral_jobs_pruned_total counter\n"
+      << "corral_jobs_pruned_total " << jobs_pruned_.load(std::memory_order_relaxed) << "\n";
   out << "# HELP corral_webhook_deliveries_dead Webhook deliveries dead now (kept, listable).\n"
       << "# TYPE corral_webhook_deliveries_dead gauge\n"
       << "corral_webhook_deliveries_dead " << dead_deliveries_.load(std::memory_order_relaxed)

@@ -89,6 +89,9 @@ class Registry {
   void set_jobs(std::string_view state, int64_t count);
   void record_job_run(std::string_view result);
   void record_webhook_delivery(std::string_view result);
+  void record_jobs_pruned(int64_t count) {
+    jobs_pruned_.fetch_add(static_cast<uint64_t>(count), std::memory_order_relaxed);
+  }
   void set_dead_deliveries(int64_t count) {
     dead_deliveries_.store(count, std::memory_order_relaxed);
   }
@@ -149,6 +152,7 @@ class Registry {
   std::array<std::atomic<uint64_t>, kJobRunResults.size()> job_runs_{};
   std::array<std::atomic<uint64_t>, kWebhookResults.size()> webhook_deliveries_{};
   std::atomic<int64_t> dead_deliveries_{0};
+  std::atomic<uint64_t> jobs_pruned_{0};
 
   struct CallTotals {
     uint64_t count = 0;

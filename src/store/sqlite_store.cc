@@ -1512,6 +1512,36 @@ std::vector<std::pair<JobState, int64_t>> SqliteStore::count_jobs() {
   return counts;
 }
 
+int64_t SqliteStore::prune_jobs(int64_t finished_before, int64_t limit) {
+  if (limit <= 0) {
+    throw std::invalid_argument("store: pruning jobs needs a positive limit, not " +
+                                std::to_string(limit));
+  }
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  std::vector<std::string> ids;
+  {
+    auto old = statement(
+        "SELECT j.id FROM jobs j LEFT JOIN webhook_deliveries d ON d.job_id = j.id "
+        "WHERE j.state IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < ?1 "
+        "AND (d.id IS NULL OR (d.state <> 'pending' AND d.updated_at < ?1)) "
+        "ORDER BY j.finished_at, j.id LIMIT ?2");
+    old.bind(1, finished_before).bind(2, limit);
+    while (old.step("finding jobs to prune")) ids.push_back(old.text(0));
+  }
+  for (const auto& id : ids) {
+    std::string what = "pruning job " + id;
+    auto delivery = statement("DELETE FROM webhook_deliveries WHERE job_id = ?1");
+    delivery.bind(1, std::string_view(id));
+    delivery.run(what);
+    auto job = statement("DELETE FROM jobs WHERE id = ?1");
+    job.bind(1, std::string_view(id));
+    job.run(what);
+  }
+  transaction.commit();
+  return static_cast<int64_t>(ids.size());
+}
+
 std::optional<Delivery> SqliteStore::claim_delivery(int64_t now) {
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);

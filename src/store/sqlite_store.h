@@ -112,6 +112,7 @@ class SqliteStore : public Store {
                            std::optional<Job>* job) override;
   std::pair<int64_t, int64_t> recover_jobs(int64_t at) override;
   std::vector<std::pair<JobState, int64_t>> count_jobs() override;
+  int64_t prune_jobs(int64_t finished_before, int64_t limit) override;
   std::optional<Delivery> claim_delivery(int64_t now) override;
   bool record_delivery_attempt(const DeliveryAttempt& attempt) override;
   int64_t recover_deliveries(int64_t at) override;

@@ -509,6 +509,11 @@ class Store {
   virtual std::pair<int64_t, int64_t> recover_jobs(int64_t at) = 0;
   // Jobs by state, over all tenants, for the metrics gauge.
   virtual std::vector<std::pair<JobState, int64_t>> count_jobs() = 0;
+  // Forgets, oldest first and at most `limit` of them, the jobs that became final before
+  // `finished_before`, with their webhook delivery. A job whose delivery is still pending, or was
+  // settled at or after `finished_before`, is kept until it too is older. A forgotten job's
+  // Idempotency-Key is free again. Returns how many jobs were forgotten.
+  virtual int64_t prune_jobs(int64_t finished_before, int64_t limit) = 0;
 
   // The oldest pending delivery due at `now` and not in flight: now in flight with attempts + 1.
   virtual std::optional<Delivery> claim_delivery(int64_t now) = 0;

@@ -158,6 +158,35 @@ TEST(JobsApi, TheSameKeyAndBodyIsTheSameJobAndItRunsToItsResult) {
   EXPECT_EQ(jobs.metric(R"(corral_job_runs_total\{result="succeeded"\})"), 1);
 }
 
+// --job-retention-seconds: a corrald starting after the retention has passed forgets the job, its
+// result and its key (it also prunes every minute while it runs; tests/jobs covers that part).
+TEST(JobsApi, AFinishedJobIsForgottenPastItsRetentionAndItsKeyIsFreeAgain) {
+  JobsApi jobs(kQuickPolicy, {"--job-retention-seconds", "1"});
+  Answer accepted = jobs.submit("double", "order-9", {{"input", {{"n", 4}}}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  std::string id = accepted.body["id"];
+  EXPECT_EQ(jobs.wait_final("double", id).body["state"], "succeeded");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_EQ(jobs.corrald_.terminate_and_wait(), 0);
+
+  CorraldProcess restarted({"--job-retention-seconds", "1"}, jobs.corrald_.directory());
+  HttpClient invoker(restarted.host(), restarted.port(), jobs.tokens_["invoker"]);
+  auto gone = invoker.request(http::verb::get, "/v1/tenants/acme/scripts/double/jobs/" + id);
+  EXPECT_EQ(gone.result_int(), 404) << gone.body();
+  auto metrics = restarted.client().request(http::verb::get, "/metrics").body();
+  EXPECT_NE(metrics.find("corral_jobs_pruned_total 1\n"), std::string::npos) << metrics;
+  bool logged = false;
+  for (const auto& line : restarted.log_lines())
+    logged |= line.value("msg", "") == "forgot jobs that ended before the retention";
+  EXPECT_TRUE(logged);
+
+  auto again = invoker.request(http::verb::post, "/v1/tenants/acme/scripts/double/jobs",
+                               json{{"input", {{"n", 4}}}}.dump(), "application/json",
+                               {{"Idempotency-Key", "order-9"}});
+  ASSERT_EQ(again.result_int(), 202) << again.body();
+  EXPECT_NE(json::parse(again.body())["id"], id);
+}
+
 TEST(JobsApi, AMissingOrMalformedKeyIsAClear400) {
   JobsApi jobs(kQuickPolicy);
   Answer missing = jobs.submit("double", "", {{"input", 1}});

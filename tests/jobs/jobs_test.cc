@@ -436,6 +436,84 @@ TEST_F(WebhookTest, TheLastFailedTryMakesTheDeliveryDeadAndListable) {
   EXPECT_NE(metrics_.render().find("corral_webhook_deliveries_dead 1"), std::string::npos);
 }
 
+// Final jobs are forgotten once both they and their delivery are older than the cutoff; the
+// unfinished, the recent and those whose webhook is still pending stay. Times are explicit.
+TEST_F(WebhookTest, PruningForgetsOldFinalJobsWithTheirSettledDeliveries) {
+  runner_->rotate_webhook_secret(tenant_.id);
+  const int64_t now = store::now_ms();
+  const int64_t long_ago = now - 3'600'000;
+  auto finish_at = [&](const std::string& key, const std::string& callback, int64_t at) {
+    std::string id = submit(key, {{"n", 1}}, callback).job.id;
+    auto claimed = store_.claim_job(store::now_ms());
+    EXPECT_TRUE(claimed && claimed->id == id);
+    EXPECT_TRUE(store_.finish_job({.id = id,
+                                   .attempt = claimed->attempts,
+                                   .state = JobState::succeeded,
+                                   .outcome = "ok",
+                                   .status = 200,
+                                   .result = "{}",
+                                   .at = at}));
+    return id;
+  };
+  std::string plain = finish_at("plain", "", long_ago);  // old, no webhook
+  std::string delivered = finish_at("delivered", receiver_.url("/hook"), long_ago);
+  ASSERT_TRUE(runner_->deliver_one());  // settled just now
+  receiver_.answer("/down", {500});
+  std::string pending = finish_at("pending", receiver_.url("/down"), long_ago);
+  std::string recent = finish_at("recent", "", now + 3'600'000);  // ended after any cutoff below
+  std::string queued = submit("queued").job.id;                   // never ran
+
+  EXPECT_EQ(store_.prune_jobs(now - 60'000, 1000), 1);
+  EXPECT_FALSE(store_.find_job(tenant_.id, plain));
+  EXPECT_TRUE(store_.find_job(tenant_.id, delivered)) << "its delivery settled after the cutoff";
+
+  EXPECT_EQ(store_.prune_jobs(now + 60'000, 1000), 1);
+  EXPECT_FALSE(store_.find_job(tenant_.id, delivered));
+  EXPECT_TRUE(store_.list_deliveries(tenant_.id, store::DeliveryState::delivered, {}, 10).empty());
+  EXPECT_TRUE(store_.find_job(tenant_.id, pending)) << "its webhook is still to be sent";
+  EXPECT_EQ(store_.list_deliveries(tenant_.id, store::DeliveryState::pending, {}, 10).size(), 1u);
+  EXPECT_TRUE(store_.find_job(tenant_.id, recent));
+  EXPECT_TRUE(store_.find_job(tenant_.id, queued));
+
+  // A forgotten job's key is free: the same key makes a new job.
+  auto again = submit("plain");
+  EXPECT_EQ(again.kind, store::JobSubmission::Kind::created);
+  EXPECT_NE(again.job.id, plain);
+  EXPECT_THROW(store_.prune_jobs(now, 0), std::invalid_argument);
+}
+
+TEST_F(JobsTest, TheServiceForgetsJobsPastItsRetentionInBatches) {
+  auto make = [&](int64_t retention_ms) {
+    return std::make_unique<jobs::JobService>(
+        store_, sealer_, &policy_, metrics_,
+        [](const std::string&, const std::string&, int64_t, const json&, const std::string&) {
+          return ok();
+        },
+        jobs::Options{.threads = 0,
+                      .delivery_threads = 0,
+                      .retention = std::chrono::milliseconds(retention_ms)});
+  };
+  const int64_t now = store::now_ms();
+  for (int i = 0; i < 1005; ++i) {  // more than one batch of 1,000
+    std::string id = submit("k" + std::to_string(i)).job.id;
+    auto claimed = store_.claim_job(store::now_ms());
+    ASSERT_TRUE(claimed);
+    ASSERT_TRUE(store_.finish_job({.id = id,
+                                   .attempt = claimed->attempts,
+                                   .state = JobState::failed,
+                                   .outcome = "script_error",
+                                   .status = 422,
+                                   .result = "{}",
+                                   .at = now - 7'200'000}));
+  }
+  std::string kept = submit("fresh").job.id;
+  EXPECT_EQ(make(0)->prune(now), 0) << "retention 0 keeps every job";
+  EXPECT_EQ(make(3'600'000)->prune(now), 1005);
+  EXPECT_TRUE(store_.list_jobs(tenant_.id, {.state = JobState::failed, .limit = 10}).empty());
+  EXPECT_TRUE(store_.find_job(tenant_.id, kept));
+  EXPECT_NE(metrics_.render().find("corral_jobs_pruned_total 1005"), std::string::npos);
+}
+
 TEST_F(WebhookTest, AClientErrorIsDeadAtOnceSayingWhy) {
   runner_->rotate_webhook_secret(tenant_.id);
   receiver_.answer("/gone", {410});
