@@ -99,9 +99,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close_if_idle() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
       if (self->holding_) {
-        self->holding_ = false;
-        self->hold_timer_.cancel();
-        self->close();
+        self->hold_timer_.cancel();  // the held request is routed now, and answered on the way out
       } else if (self->awaiting_request_) {
         beast::error_code ignored;
         self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -159,6 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive();
     stream_.expires_never();
+    if (must_wait_out_refusal()) return hold();
     route();
   }
 
@@ -284,7 +283,7 @@ class Session : public std::enable_shared_from_this<Session> {
     message->body() = std::move(response.body);
     message->prepare_payload();
     log_request(response.status);
-    hold_after_answer_ = hold_for(response);
+    remember_refusal(response);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code error, size_t) {
                         self->on_write(error);
@@ -296,37 +295,50 @@ class Session : public std::enable_shared_from_this<Session> {
     route_.clear();
     outcome_.clear();
     if (error || !keep_alive_) return close();
-    if (hold_after_answer_.count() > 0) return hold();
     read_request();
   }
 
-  // A refusal that tells the client when to come back (Retry-After) holds its connection: the
-  // next request on it is not read until then, up to --refusal-hold-ms. A client that honours
-  // Retry-After never notices; one that floods over keep-alive connections is paced to one
-  // request per hold per connection, so that refusing it cannot take the machine from the
-  // tenants within their quotas (issue 6, noisy neighbour). The request waits in the kernel's
-  // socket buffer, not in corrald.
-  std::chrono::milliseconds hold_for(const Response& response) const {
-    if (response.status != 429 && response.status != 503) return {};
+  // The refusal hold (issue 6, noisy neighbour). A refusal that tells the client when to come
+  // back (429 or 503 with Retry-After) is remembered for this connection: the same credentials
+  // asking the same tenant's queue again on it before min(Retry-After, --refusal-hold-ms) wait
+  // out the rest before their request is handled. A client that honours Retry-After never
+  // notices, and a flood over keep-alive connections is paced to one request per hold per
+  // connection, so refusing it cannot take the machine from the tenants within their quotas.
+  // Other requests on the connection (another token, another tenant: a proxy sharing its
+  // upstream connections) are served at once.
+  static std::string refusal_key(const http::request<http::string_body>& request) {
+    return std::string(request[http::field::authorization]) + '\n' +
+           queue_key(view(request.target()));
+  }
+
+  void remember_refusal(const Response& response) {
+    if (response.status != 429 && response.status != 503) return;
     for (const auto& [name, value] : response.headers) {
       if (!beast::iequals(name, "Retry-After")) continue;
       int64_t seconds = 0;
       auto [end, failed] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-      if (failed != std::errc() || end != value.data() + value.size() || seconds <= 0) return {};
-      return std::chrono::milliseconds(
-          std::min<int64_t>(seconds * 1000, state_->options.refusal_hold_ms));
+      if (failed != std::errc() || end != value.data() + value.size() || seconds <= 0) return;
+      auto hold = std::min<int64_t>(seconds * 1000, state_->options.refusal_hold_ms);
+      if (hold <= 0) return;
+      refused_key_ = refusal_key(request_);
+      refused_until_ = Clock::now() + std::chrono::milliseconds(hold);
+      return;
     }
-    return {};
+  }
+
+  bool must_wait_out_refusal() const {
+    return !refused_key_.empty() && Clock::now() < refused_until_ &&
+           refusal_key(request_) == refused_key_;
   }
 
   void hold() {
     holding_ = true;
     state_->metrics.record_refusal_hold();
-    hold_timer_.expires_after(hold_after_answer_);
-    hold_timer_.async_wait([self = shared_from_this()](beast::error_code error) {
-      if (error || !self->holding_) return;  // cancelled: close_if_idle() closed the connection
+    hold_timer_.expires_at(refused_until_);
+    hold_timer_.async_wait([self = shared_from_this()](beast::error_code) {
+      // Run out or cancelled by a stop: either way the request is handled now.
       self->holding_ = false;
-      self->read_request();
+      self->route();  // its logged duration includes the hold: what the client waited
     });
   }
 
@@ -385,9 +397,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool unread_request_ = false;  // refused before the whole request was read: drain on close
   std::shared_ptr<std::array<char, 64 * 1024>> drain_buffer_;
   bool awaiting_request_ = false;
-  std::chrono::milliseconds hold_after_answer_{0};
+  // The last refusal with Retry-After on this connection: whose, and until when it holds.
+  std::string refused_key_;
+  Clock::time_point refused_until_;
   asio::steady_timer hold_timer_{stream_.get_executor()};
-  bool holding_ = false;  // a refusal's hold is running: the next request is not read yet
+  bool holding_ = false;  // a request waits out a refusal's hold before it is routed
 };
 
 void Server::State::track(const std::shared_ptr<Session>& session) {

@@ -9,8 +9,9 @@
 // and the invocation threads take turns across tenants by the run time each has used, so one
 // tenant's flood cannot make the others wait behind it. A request over either bound is answered
 // at once, from the I/O thread, with a 503 problem and Retry-After (docs/operations.md, "Fair
-// queues and backpressure"). After any 429 or 503 with Retry-After, the connection's next
-// request is read only after min(Retry-After, refusal_hold_ms) ("The refusal hold").
+// queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials asking the
+// same tenant's queue again on that connection wait until min(Retry-After, refusal_hold_ms) has
+// passed before their request is handled ("The refusal hold").
 #pragma once
 
 #include <cstdint>
@@ -33,8 +34,9 @@ struct ServerOptions {
   size_t max_queued = 1024;        // requests queued in all
   size_t max_body_bytes = 1 << 20;
   int64_t idle_timeout_ms = 30'000;  // a keep-alive connection with no request is closed
-  // After a 429 or 503 with Retry-After, the connection's next request is read only after
-  // min(Retry-After, this); 0 reads it at once.
+  // After a 429 or 503 with Retry-After, a request on that connection with the same credentials
+  // for the same tenant's queue is handled only once min(Retry-After, this) has passed; 0: at
+  // once.
   int64_t refusal_hold_ms = 1000;
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();

@@ -482,9 +482,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
   app.add_option("--refusal-hold-ms", settings.refusal_hold_ms,
-                 "after a 429 or 503 with Retry-After, read that connection's next request only "
-                 "after min(Retry-After, this), so a client flooding past its quota cannot take "
-                 "the machine from other tenants; 0 reads it at once")
+                 "after a 429 or 503 with Retry-After, the same token asking the same tenant again "
+                 "on that connection waits until min(Retry-After, this) has passed, so a client "
+                 "flooding past its quota cannot take the machine from other tenants; 0: no wait")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--token-cache-ms", settings.token_cache_ms,

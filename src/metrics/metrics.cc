@@ -261,8 +261,8 @@ std::string Registry::render() const {
     out << "corral_queue_rejections_total{reason=\"" << kQueueRejections[i] << "\"} "
         << queue_rejections_[i].load(std::memory_order_relaxed) << "\n";
   }
-  out << "# HELP corral_refusal_holds_total Connections held after a refusal with Retry-After: "
-         "their next request is read when the hold ends (--refusal-hold-ms).\n"
+  out << "# HELP corral_refusal_holds_total Requests that waited out an earlier refusal with "
+         "Retry-After to the same token and tenant on their connection (--refusal-hold-ms).\n"
       << "# TYPE corral_refusal_holds_total counter\n"
       << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
   out << "# HELP corral_queue_wait_seconds Time requests waited in the fair queues before an "

@@ -51,8 +51,8 @@ class Registry {
   }
   void record_queue_wait(double seconds);
   void record_queue_rejection(std::string_view reason, bool invocation);
-  // A connection whose request was refused with Retry-After is not read again until the hold
-  // ends (server.h, refusal_hold_ms).
+  // A request waited out an earlier refusal with Retry-After to the same token and tenant on its
+  // connection (server.h, refusal_hold_ms).
   void record_refusal_hold() { refusal_holds_.fetch_add(1, std::memory_order_relaxed); }
 
   // The result cache (src/cache/result_cache.h): each invocation of a cacheable version is a "hit"
