@@ -1264,6 +1264,9 @@ class Api::Call {
       context_.metrics.record_cache_lookup("hit");
       hit->invocation_id = invocation.invocation_id;
       hit->policy_version = snapshot->version;
+      // Cached under the policy of its run: the log cap in force now applies to it as well.
+      if (invocation.log_entry_bytes > 0)
+        cut_log_entries(*hit, static_cast<size_t>(invocation.log_entry_bytes));
       extra["cache"] = "hit";
       context_.metrics.record_invocation(Outcome::ok, 0);
       response = run_response(*hit, context_.limits, extra);

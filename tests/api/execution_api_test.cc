@@ -150,6 +150,26 @@ TEST_F(ExecutionApiTest, ACacheHitCountsAgainstTheQuotaAndCarriesItsWarning) {
   EXPECT_EQ(refused.status, 429) << refused;
 }
 
+// A cached result keeps its logs, and the log cap in force when it is served applies to them.
+TEST_F(ExecutionApiTest, ACacheHitsLogsAreCutByTheLogCapInForceNow) {
+  int64_t v1 = publish("frank", "chatty",
+                       "function handle(input) print(string.rep('z', 100)) return input end", true);
+  api_->set_alias(tenant("frank")["reviewer"], "frank", "chatty", "live", v1);
+  Answer miss = invoke("frank", "chatty", {{"input", {{"n", 1}}}});
+  ASSERT_EQ(miss.status, 200) << miss;
+  EXPECT_EQ(header(miss, "Corral-Cache"), "miss");
+  EXPECT_EQ(miss.body["logs"][0]["message"], std::string(100, 'z'));
+
+  std::string capped =
+      std::string(kPolicy) + "  frank:\n    capabilities:\n      log: {max_entry_bytes: 10}\n";
+  Answer policy = api_->put(api_->admin(), "/v1/policy", {{"document", capped}});
+  ASSERT_EQ(policy.status, 201) << policy;
+  Answer hit = invoke("frank", "chatty", {{"input", {{"n", 1}}}});
+  ASSERT_EQ(hit.status, 200) << hit;
+  EXPECT_EQ(header(hit, "Corral-Cache"), "hit");
+  EXPECT_EQ(hit.body["logs"][0]["message"], std::string(10, 'z') + "\u2026");
+}
+
 TEST_F(ExecutionApiTest, AScriptUsingACapabilityOrNotDeterministicOrOfATenantWithoutCacheIsNeverCached) {
   struct Case {
     std::string tenant;

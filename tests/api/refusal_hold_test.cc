@@ -55,26 +55,27 @@ void write_run(HttpClient& client) {
   http::write(client.socket(), message);
 }
 
-// Sets the policy above, spends the playground's burst, and returns the refusal that follows on
-// `client`'s connection.
-http::response<http::string_body> refused_run(HttpClient& client) {
+// Sets the policy above, spends the playground's burst, and has the next run refused on `client`'s
+// connection. Returns when that refused request was sent: corrald's hold starts later, so a hold
+// measured from here is never shorter than corrald's.
+Clock::time_point refused_run(HttpClient& client) {
   auto policy = client.request(http::verb::put, "/v1/policy", json{{"document", kPolicy}}.dump());
   EXPECT_EQ(policy.result_int(), 201) << policy.body();
   auto first = client.post_json(kRun);
   EXPECT_EQ(first.result_int(), 200) << first.body();
+  auto sent = Clock::now();
   auto refused = client.post_json(kRun);
   EXPECT_EQ(refused.result_int(), 429) << refused.body();
   EXPECT_TRUE(refused.keep_alive());
   EXPECT_GE(std::stoi(std::string(refused["Retry-After"])), 90)
       << "the policy allows one run per 100 s";
-  return refused;
+  return sent;
 }
 
 TEST(RefusalHold, TheSameTokenOnTheRefusedConnectionWaitsOutTheHold) {
   CorraldProcess corrald({"--refusal-hold-ms", "3000"});
   HttpClient held = corrald.client();
-  refused_run(held);
-  auto refused_at = Clock::now();
+  auto refused_at = refused_run(held);
   write_run(held);  // asked again at once, ignoring Retry-After
 
   // Another connection, even with the same token, is not held by this one's refusal.
@@ -97,8 +98,7 @@ TEST(RefusalHold, TheSameTokenOnTheRefusedConnectionWaitsOutTheHold) {
 TEST(RefusalHold, OtherTokensAndTenantsOnTheRefusedConnectionAreServedAtOnce) {
   CorraldProcess corrald({"--refusal-hold-ms", "60000"});
   HttpClient shared = corrald.client();
-  refused_run(shared);
-  auto refused_at = Clock::now();
+  auto refused_at = refused_run(shared);
   // The same token, another tenant's queue (the tenant does not exist: 404, at once).
   auto other_tenant = shared.request(http::verb::get, "/v1/tenants/globex/scripts");
   EXPECT_EQ(other_tenant.result_int(), 404) << other_tenant.body();
@@ -114,8 +114,7 @@ TEST(RefusalHold, OtherTokensAndTenantsOnTheRefusedConnectionAreServedAtOnce) {
 TEST(RefusalHold, ZeroHandlesTheNextRequestAtOnce) {
   CorraldProcess corrald({"--refusal-hold-ms", "0"});
   HttpClient client = corrald.client();
-  refused_run(client);
-  auto refused_at = Clock::now();
+  auto refused_at = refused_run(client);
   auto again = client.post_json(kRun);
   EXPECT_EQ(again.result_int(), 429) << again.body();
   // A hold would have taken the default 1 s at least, or Retry-After (90 s or more).
