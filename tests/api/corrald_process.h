@@ -137,6 +137,10 @@ class CorraldProcess {
   // A connection that sends the admin token.
   HttpClient client() const;
 
+  // A series from GET /metrics, named as rendered ("corral_jobs_pruned_total",
+  // "corral_jobs{state=\"queued\"}"), or -1 if corrald does not show it.
+  double metric(const std::string& series) const;
+
   // Every JSON line corrald has logged so far.
   std::vector<nlohmann::json> log_lines() const {
     std::vector<nlohmann::json> lines;
@@ -207,5 +211,13 @@ class HttpClient {
 };
 
 inline HttpClient CorraldProcess::client() const { return HttpClient(host_, port_, admin_token()); }
+
+inline double CorraldProcess::metric(const std::string& series) const {
+  std::istringstream lines(HttpClient(host_, port_).request(http::verb::get, "/metrics").body());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
 
 }  // namespace corral::testing

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <regex>
 
 #include "registry/api_client.h"
 
@@ -82,16 +81,6 @@ class ExecutionApiTest : public ::testing::Test {
     return found == answer.response.end() ? "" : std::string(found->value());
   }
 
-  int64_t metric(const std::string& pattern) {
-    std::string metrics = corrald_.client().request(http::verb::get, "/metrics").body();
-    std::smatch found;
-    if (!std::regex_search(metrics, found, std::regex(pattern + R"( (\d+))"))) {
-      ADD_FAILURE() << pattern << " not in\n" << metrics;
-      return -1;
-    }
-    return std::stoll(found[1]);
-  }
-
   CorraldProcess corrald_;
   std::unique_ptr<ApiClient> api_;
   std::map<std::string, std::map<std::string, std::string>> tokens_;
@@ -127,9 +116,9 @@ TEST_F(ExecutionApiTest, ADeterministicVersionIsAnsweredFromTheCacheUntilANewVer
   EXPECT_EQ(header(after_publish, "Corral-Cache"), "miss");
   EXPECT_NE(after_publish.body["output"]["clock"], first.body["output"]["clock"]);
 
-  EXPECT_GE(metric(R"(corral_result_cache_lookups_total\{result="hit"\})"), 2);
-  EXPECT_GE(metric(R"(corral_result_cache_lookups_total\{result="miss"\})"), 3);
-  EXPECT_GE(metric("corral_result_cache_entries"), 3);
+  EXPECT_GE(corrald_.metric(R"(corral_result_cache_lookups_total{result="hit"})"), 2);
+  EXPECT_GE(corrald_.metric(R"(corral_result_cache_lookups_total{result="miss"})"), 3);
+  EXPECT_GE(corrald_.metric("corral_result_cache_entries"), 3);
 }
 
 // A hit runs nothing but is still an invocation the quota counts: past the soft limit it carries
@@ -220,7 +209,7 @@ TEST_F(ExecutionApiTest, ACanaryTakesItsShareOfAnAliasAndEachResultSaysWhichRan)
   EXPECT_GT(runs[v2], 20) << "canary ran " << runs[v2] << " of " << total;
   EXPECT_LT(runs[v2], 100) << "canary ran " << runs[v2] << " of " << total;
   EXPECT_EQ(runs[v1] + runs[v2], total);
-  EXPECT_EQ(metric(R"(corral_canary_invocations_total\{route="canary"\})"), runs[v2]);
+  EXPECT_EQ(corrald_.metric(R"(corral_canary_invocations_total{route="canary"})"), runs[v2]);
 
   // Setting the alias again without a canary ends the split.
   ASSERT_EQ(api_->put(tokens["reviewer"], alias, {{"version", v1}}).status, 200);

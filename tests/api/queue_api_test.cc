@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <regex>
 #include <thread>
 
 #include "api/server.h"
@@ -52,22 +51,11 @@ class Pending {
   HttpClient client_;
 };
 
-// A figure from GET /metrics, or -1 if the series is missing.
-double metric(const CorraldProcess& corrald, const std::string& series) {
-  HttpClient client(corrald.host(), corrald.port());
-  std::string text = client.request(http::verb::get, "/metrics").body();
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
 void wait_for_metric(const CorraldProcess& corrald, const std::string& series, double value) {
   auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (metric(corrald, series) != value) {
+  while (corrald.metric(series) != value) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-        << series << " never reached " << value << " (now " << metric(corrald, series) << ")";
+        << series << " never reached " << value << " (now " << corrald.metric(series) << ")";
     std::this_thread::sleep_for(5ms);
   }
 }
@@ -200,15 +188,15 @@ TEST_F(QueueApiTest, AFullTenantQueueAndTheGlobalBoundAnswer503WithRetryAfter) {
   }
   EXPECT_EQ(invoke_now("acme", 21).result_int(), 200);
 
-  EXPECT_EQ(metric(corrald_, "corral_requests_queued"), 0);
-  EXPECT_EQ(metric(corrald_, "corral_queue_rejections_total{reason=\"tenant_queue_full\"}"), 1);
-  EXPECT_EQ(metric(corrald_, "corral_queue_rejections_total{reason=\"overloaded\"}"), 2);
-  EXPECT_EQ(metric(corrald_, "corral_queue_rejections_total{reason=\"stopping\"}"), 0);
+  EXPECT_EQ(corrald_.metric("corral_requests_queued"), 0);
+  EXPECT_EQ(corrald_.metric("corral_queue_rejections_total{reason=\"tenant_queue_full\"}"), 1);
+  EXPECT_EQ(corrald_.metric("corral_queue_rejections_total{reason=\"overloaded\"}"), 2);
+  EXPECT_EQ(corrald_.metric("corral_queue_rejections_total{reason=\"stopping\"}"), 0);
   // Two refused invocations are outcome rejected; the refused listing is not an invocation.
-  EXPECT_EQ(metric(corrald_, "corral_invocations_total{outcome=\"rejected\"}"), 2);
+  EXPECT_EQ(corrald_.metric("corral_invocations_total{outcome=\"rejected\"}"), 2);
   // The three queued runs waited while the slow run held the thread (4 s of its CPU time).
-  EXPECT_GT(metric(corrald_, "corral_queue_wait_seconds_sum"), 1);
-  EXPECT_GT(metric(corrald_, "corral_queue_wait_seconds_count"), 3);
+  EXPECT_GT(corrald_.metric("corral_queue_wait_seconds_sum"), 1);
+  EXPECT_GT(corrald_.metric("corral_queue_wait_seconds_count"), 3);
 
   // Each refusal is logged as a request with status 503, and the invocations with their outcome.
   int logged = 0;

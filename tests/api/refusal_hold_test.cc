@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -30,15 +29,6 @@ constexpr const char* kPolicy = R"(tenants:
 )";
 
 const json kRun = {{"source", "function handle(input) return input end"}, {"input", {{"n", 1}}}};
-
-double metric(const CorraldProcess& corrald, const std::string& series) {
-  HttpClient client(corrald.host(), corrald.port());
-  std::istringstream lines(client.request(http::verb::get, "/metrics").body());
-  for (std::string line; std::getline(lines, line);) {
-    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -90,7 +80,7 @@ TEST(RefusalHold, TheSameTokenOnTheRefusedConnectionWaitsOutTheHold) {
   EXPECT_TRUE(after_hold.keep_alive()) << "the hold keeps the connection";
   EXPECT_GE(held_answered, 3.0) << "answered before --refusal-hold-ms 3000 had passed";
   EXPECT_LT(other_answered, held_answered) << "the other connection waited for the hold";
-  EXPECT_EQ(metric(corrald, "corral_refusal_holds_total"), 1);
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), 1);
 }
 
 // A proxy may carry many clients over one upstream connection: a refusal of one token or tenant
@@ -108,7 +98,7 @@ TEST(RefusalHold, OtherTokensAndTenantsOnTheRefusedConnectionAreServedAtOnce) {
   EXPECT_EQ(anonymous.result_int(), 401) << anonymous.body();
   // A 60 s hold would have shown; both answers take milliseconds.
   EXPECT_LT(seconds_since(refused_at), 30.0);
-  EXPECT_EQ(metric(corrald, "corral_refusal_holds_total"), 0);
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), 0);
 }
 
 TEST(RefusalHold, ZeroHandlesTheNextRequestAtOnce) {
@@ -119,7 +109,7 @@ TEST(RefusalHold, ZeroHandlesTheNextRequestAtOnce) {
   EXPECT_EQ(again.result_int(), 429) << again.body();
   // A hold would have taken the default 1 s at least, or Retry-After (90 s or more).
   EXPECT_LT(seconds_since(refused_at), 30.0);
-  EXPECT_EQ(metric(corrald, "corral_refusal_holds_total"), 0);
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), 0);
 }
 
 TEST(RefusalHold, StoppingEndsAHoldAndAnswersTheHeldRequest) {
@@ -128,7 +118,7 @@ TEST(RefusalHold, StoppingEndsAHoldAndAnswersTheHeldRequest) {
   refused_run(held);
   write_run(held);
   auto deadline = Clock::now() + 20s;
-  while (metric(corrald, "corral_refusal_holds_total") != 1) {
+  while (corrald.metric("corral_refusal_holds_total") != 1) {
     ASSERT_LT(Clock::now(), deadline) << "the second request was never held";
     std::this_thread::sleep_for(5ms);
   }

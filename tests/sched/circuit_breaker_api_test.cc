@@ -10,7 +10,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <regex>
 #include <thread>
 
 #include "registry/api_client.h"
@@ -74,16 +73,6 @@ class CircuitBreakerApiTest : public ::testing::Test {
     return entries.body["entries"];
   }
 
-  int64_t metric(const std::string& pattern) {
-    std::string metrics = corrald_.client().request(http::verb::get, "/metrics").body();
-    std::smatch found;
-    if (!std::regex_search(metrics, found, std::regex(pattern + R"( (\d+))"))) {
-      ADD_FAILURE() << pattern << " not in\n" << metrics;
-      return -1;
-    }
-    return std::stoll(found[1]);
-  }
-
   static std::string header(const Answer& answer, const char* name) {
     auto found = answer.response.find(name);
     return found == answer.response.end() ? "" : std::string(found->value());
@@ -103,7 +92,7 @@ TEST_F(CircuitBreakerApiTest, RepeatedFailuresQuarantineTheVersionUntilAProbeSuc
     ASSERT_EQ(failed.status, 422) << failed;
     ASSERT_EQ(failed.body["outcome"], "limit_exceeded") << failed;
   }
-  int64_t ran_before = metric(R"(corral_invocations_total\{outcome="limit_exceeded"\})");
+  double ran_before = corrald_.metric(R"(corral_invocations_total{outcome="limit_exceeded"})");
 
   // Quarantined: refused at once, without running, naming the breaker.
   Answer refused = invoke("spinner", version, false);
@@ -120,9 +109,9 @@ TEST_F(CircuitBreakerApiTest, RepeatedFailuresQuarantineTheVersionUntilAProbeSuc
   EXPECT_FALSE(refused.body["hint"].get<std::string>().empty());
   EXPECT_EQ(header(refused, "Retry-After"), "1");
   EXPECT_EQ(refused.body["retry_after"], 1);
-  EXPECT_EQ(metric(R"(corral_invocations_total\{outcome="limit_exceeded"\})"), ran_before);
-  EXPECT_EQ(metric("corral_breaker_rejections_total"), 1);
-  EXPECT_EQ(metric("corral_breakers_open"), 1);
+  EXPECT_EQ(corrald_.metric(R"(corral_invocations_total{outcome="limit_exceeded"})"), ran_before);
+  EXPECT_EQ(corrald_.metric("corral_breaker_rejections_total"), 1);
+  EXPECT_EQ(corrald_.metric("corral_breakers_open"), 1);
 
   // Another script of the tenant is not affected.
   Answer other = invoke("double", healthy, false);
@@ -156,10 +145,10 @@ TEST_F(CircuitBreakerApiTest, RepeatedFailuresQuarantineTheVersionUntilAProbeSuc
   ASSERT_EQ(closed.size(), 1u) << closed;
   EXPECT_EQ(closed[0]["principal"], "system");
 
-  EXPECT_EQ(metric(R"(corral_breaker_transitions_total\{to="open"\})"), 2);
-  EXPECT_EQ(metric(R"(corral_breaker_transitions_total\{to="half_open"\})"), 2);
-  EXPECT_EQ(metric(R"(corral_breaker_transitions_total\{to="closed"\})"), 1);
-  EXPECT_EQ(metric("corral_breakers_open"), 0);
+  EXPECT_EQ(corrald_.metric(R"(corral_breaker_transitions_total{to="open"})"), 2);
+  EXPECT_EQ(corrald_.metric(R"(corral_breaker_transitions_total{to="half_open"})"), 2);
+  EXPECT_EQ(corrald_.metric(R"(corral_breaker_transitions_total{to="closed"})"), 1);
+  EXPECT_EQ(corrald_.metric("corral_breakers_open"), 0);
 }
 
 TEST_F(CircuitBreakerApiTest, AnAutoRollbackAliasMovesToThePreviousApprovedVersion) {
