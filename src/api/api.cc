@@ -1234,7 +1234,9 @@ class Api::Call {
                                         " (" + tenant_policy->limits.input_bytes.source + ")");
     }
     invocation.limits = limits_for(*tenant_policy).resolve(limits_request);
-    invocation.capabilities = granted_capabilities(version, *tenant_policy);
+    // Parsed once, for the capabilities and for the cache.
+    const json manifest = json::parse(version.manifest, nullptr, false);
+    invocation.capabilities = granted_capabilities(manifest, *tenant_policy);
     invocation.log_entry_bytes = tenant_policy->log.max_entry_bytes;
     if (context_.broker && !invocation.capabilities.empty()) {
       invocation.capability_handler = context_.broker->handler_for(
@@ -1256,7 +1258,7 @@ class Api::Call {
                      snapshot->version, extra);
     }
     std::optional<std::string> cache_key;
-    if (context_.cache && cacheable(version, invocation.capabilities, *tenant_policy))
+    if (context_.cache && cacheable(manifest, invocation.capabilities, *tenant_policy))
       cache_key = cache::ResultCache::key_for(version.sha256, invocation.limits, invocation.input);
     json stored_input = tenant_policy->runs.inputs.value ? invocation.input : json();
     Response response;
@@ -1298,18 +1300,16 @@ class Api::Call {
 
   // A version's results may be cached when its manifest says deterministic: true, it is offered no
   // capability (log aside: its entries are part of the result), and the tenant's policy allows it.
-  static bool cacheable(const store::ScriptVersion& version,
-                        const std::vector<std::string>& capabilities,
+  static bool cacheable(const json& manifest, const std::vector<std::string>& capabilities,
                         const policy::TenantPolicy& tenant_policy) {
     if (!tenant_policy.cache.enabled.value || !capabilities.empty()) return false;
-    json manifest = json::parse(version.manifest, nullptr, false);
     if (!manifest.is_object() || !manifest.contains("deterministic") ||
-        manifest["deterministic"] != true) {
+        manifest.at("deterministic") != true) {
       return false;
     }
     // Asked for and no longer granted still counts: the script was written to use it.
-    if (manifest.contains("capabilities") && manifest["capabilities"].is_array()) {
-      for (const auto& name : manifest["capabilities"])
+    if (manifest.contains("capabilities") && manifest.at("capabilities").is_array()) {
+      for (const auto& name : manifest.at("capabilities"))
         if (name != "log") return false;
     }
     return true;
@@ -1484,15 +1484,14 @@ class Api::Call {
  private:
   // What ctx offers a version: the capabilities its manifest asks for, as far as the policy in
   // force grants them now (it may have changed since publishing). log is always there.
-  std::vector<std::string> granted_capabilities(const store::ScriptVersion& version,
+  std::vector<std::string> granted_capabilities(const json& manifest,
                                                 const policy::TenantPolicy& tenant) const {
     std::vector<std::string> granted;
-    json manifest = json::parse(version.manifest, nullptr, false);
     if (!manifest.is_object() || !manifest.contains("capabilities") ||
-        !manifest["capabilities"].is_array()) {
+        !manifest.at("capabilities").is_array()) {
       return granted;
     }
-    for (const auto& name : manifest["capabilities"]) {
+    for (const auto& name : manifest.at("capabilities")) {
       if (!name.is_string() || name == "log") continue;
       if (tenant.grants(name.get<std::string>())) granted.push_back(name.get<std::string>());
     }
