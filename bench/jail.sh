@@ -146,7 +146,7 @@ redis-cli -p "$redis_port" EVAL "$redis_transform" 0 "$order" | grep -q '"total"
 # CPU time of the whole machine per request, in µs, from busy ticks (1/100 s) over a run: the
 # server and its load generator together, for corral and Redis alike.
 cpu_us_per_request() { awk -v ticks="$1" -v n="$2" 'BEGIN { if (n + 0 == 0) print "n/a"; else printf "%.0f", ticks * 10000 / n }'; }
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+busy_ticks() { local busy _; read -r busy _ <<<"$(cpu_ticks)"; echo "$busy"; }
 
 run_wrk() {  # connections → "rps p50_ms p99_ms non2xx errors cpu_us_per_request"
   local ticks_before; ticks_before=$(busy_ticks)
