@@ -228,7 +228,6 @@ void JobService::start() {
          {"hint",
           "nothing to do: each requeued job runs again, counting the interrupted attempt"}});
   }
-  prune(now);
   refresh_gauges();
   for (unsigned i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { runner_loop(); });
   for (unsigned i = 0; i < options_.delivery_threads; ++i)
@@ -282,7 +281,8 @@ void JobService::runner_loop() {
 // always a sender, while there may be no runner (--job-threads 0).
 void JobService::sender_loop() {
   auto last_gauges = std::chrono::steady_clock::time_point();
-  auto last_prune = std::chrono::steady_clock::now();  // start() has just pruned
+  // Not in start(): a long backlog of old jobs would hold corrald back from listening.
+  auto last_prune = std::chrono::steady_clock::time_point();  // so the first turn prunes
   for (;;) {
     {
       std::lock_guard lock(mutex_);

@@ -97,8 +97,8 @@ struct Options {
   // Crashed attempts wait retry_delay × attempt before the next.
   std::chrono::milliseconds retry_delay{200};
   // Final jobs (and their settled webhook deliveries) are forgotten this long after they ended
-  // (corrald --job-retention-seconds); 0 keeps them for ever. Pruned at start() and then every
-  // prune_every.
+  // (corrald --job-retention-seconds); 0 keeps them for ever. A webhook sender prunes on its
+  // first turn after start() and then every prune_every.
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
   std::chrono::milliseconds prune_every{std::chrono::minutes(1)};
 };
