@@ -382,7 +382,7 @@ int serve(const Settings& settings) {
                         .broker = &broker,
                         .secrets = &secrets,
                         .admission = &admission,
-                        .tokens = &tokens,
+                        .tokens = settings.token_cache_ms > 0 ? &tokens : nullptr,
                         .breakers = &breakers,
                         .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
                         .runs = &run_recorder,
