@@ -15,9 +15,11 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <pthread.h>
 #include <thread>
 
 #include "api/responses.h"
+#include "invocation/cpu_lane.h"
 #include "sched/fair_queue.h"
 
 namespace corral::api {
@@ -30,29 +32,68 @@ using Clock = std::chrono::steady_clock;
 
 class Session;
 
-struct Server::State : std::enable_shared_from_this<Server::State> {
-  State(ServerOptions options, Api& api, metrics::Registry& metrics)
-      : options(std::move(options)),
-        api(api),
-        metrics(metrics),
+// A CPU lane (ServerOptions::lanes): its own listening socket, I/O threads and fair queue with
+// its invocation threads, all pinned to one CPU when there are several lanes, so that a request
+// is read, run (its worker joins the lane's CPU: cpu_lane.h) and answered without waking a thread
+// on another CPU.
+struct Lane {
+  Lane(size_t index, int cpu, const ServerOptions& options, unsigned lanes)
+      : index(index),
+        cpu(cpu),
         acceptor(asio::make_strand(io)),
-        queue({.workers = std::max(1u, this->options.invocation_threads),
-               .per_key_depth = std::max<size_t>(1, this->options.tenant_queue_depth),
-               .max_queued = std::max<size_t>(1, this->options.max_queued)}) {}
+        queue({.workers = share(std::max(1u, options.invocation_threads), lanes),
+               .per_key_depth = std::max<size_t>(1, options.tenant_queue_depth),
+               .max_queued = share(std::max<size_t>(1, options.max_queued), lanes),
+               .on_worker_start = [index, cpu] { name_and_pin_this_thread("run", index, cpu); }}) {}
+
+  // A lane's share of a count given for the whole server: never below 1.
+  template <typename Count>
+  static Count share(Count total, unsigned lanes) {
+    return std::max<Count>(1, (total + lanes - 1) / lanes);
+  }
+
+  // Pinned first, so that a thread seen by its name (in top -H, or by a test) is already pinned.
+  static void name_and_pin_this_thread(const char* role, size_t lane, int cpu) {
+    if (cpu >= 0) pin_this_thread_to(cpu);
+    std::string name = std::string(role) + "-lane" + std::to_string(lane);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  }
+
+  const size_t index;
+  const int cpu;  // -1: not pinned (a single lane)
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  sched::FairQueue queue;
+};
+
+struct Server::State : std::enable_shared_from_this<Server::State> {
+  State(ServerOptions options_in, Api& api, metrics::Registry& metrics)
+      : options(std::move(options_in)), api(api), metrics(metrics) {
+    unsigned count = std::max(1u, options.lanes);
+    const std::vector<int>& cpus = allowed_cpus();
+    for (unsigned i = 0; i < count; ++i) {
+      int cpu = count > 1 ? cpus[i % cpus.size()] : -1;
+      lanes.push_back(std::make_unique<Lane>(i, cpu, options, count));
+    }
+    metrics.set_lanes(count);
+  }
 
   ServerOptions options;
   Api& api;
   metrics::Registry& metrics;
-  asio::io_context io;
-  tcp::acceptor acceptor;
-  sched::FairQueue queue;
+  std::vector<std::unique_ptr<Lane>> lanes;
   std::atomic<bool> stopping{false};
 
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<Session>> sessions;
 
-  void accept();
+  void accept(Lane& lane);
   void track(const std::shared_ptr<Session>& session);
+  size_t queued() const {
+    size_t total = 0;
+    for (const auto& lane : lanes) total += lane->queue.queued();
+    return total;
+  }
 };
 
 namespace {
@@ -83,8 +124,8 @@ std::string iso8601_now() {
 // invocations through the State's fair queue, coming back to its strand to write the answer.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<Server::State> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {
+  Session(tcp::socket socket, std::shared_ptr<Server::State> state, Lane& lane)
+      : stream_(std::move(socket)), state_(std::move(state)), lane_(lane) {
     beast::error_code ignored;
     auto endpoint = stream_.socket().remote_endpoint(ignored);
     remote_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
@@ -174,7 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
                    .headers = {}});
     }
     if (route_ == "/metrics" && method == http::verb::get) {
-      state_->metrics.set_requests_queued(static_cast<int64_t>(state_->queue.queued()));
+      state_->metrics.set_requests_queued(static_cast<int64_t>(state_->queued()));
       return send({.status = 200,
                    .content_type = "text/plain; version=0.0.4; charset=utf-8",
                    .body = state_->metrics.render(),
@@ -187,7 +228,7 @@ class Session : public std::enable_shared_from_this<Session> {
                         .body = std::move(request_.body()),
                         .idempotency_key = std::string(request_["Idempotency-Key"])};
     std::string key = queue_key(request.target);
-    auto refused = state_->queue.submit(
+    auto refused = lane_.queue.submit(
         key, [self = shared_from_this(), request = std::move(request),
               // Keeps the I/O side running until the answer has been handed back.
               guard = asio::make_work_guard(stream_.get_executor())](
@@ -213,6 +254,9 @@ class Session : public std::enable_shared_from_this<Session> {
     state_->metrics.record_queue_rejection(reason, invocation);
     std::string retry = std::to_string(refusal.retry_after_seconds);
     std::string threads = std::to_string(std::max(1u, options.invocation_threads));
+    if (state_->lanes.size() > 1) {
+      threads += " (in " + std::to_string(state_->lanes.size()) + " lanes, each queueing on its own)";
+    }
     auto queued = [&](size_t count) {
       std::string text = std::to_string(count) + (count == 1 ? " request" : " requests");
       if (key.empty()) {
@@ -386,6 +430,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::shared_ptr<Server::State> state_;
+  Lane& lane_;  // owned by state_
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   std::string remote_;
@@ -410,20 +455,22 @@ void Server::State::track(const std::shared_ptr<Session>& session) {
   sessions.push_back(session);
 }
 
-void Server::State::accept() {
-  acceptor.async_accept(asio::make_strand(io), [this](beast::error_code error, tcp::socket socket) {
+void Server::State::accept(Lane& lane) {
+  lane.acceptor.async_accept(asio::make_strand(lane.io), [this, &lane](beast::error_code error,
+                                                                       tcp::socket socket) {
     if (error) {
-      if (!acceptor.is_open()) return;  // stop() closed it
+      if (!lane.acceptor.is_open()) return;  // stop() closed it
       spdlog::warn(nlohmann::json({{"time", iso8601_now()},
                                    {"level", "warn"},
                                    {"msg", "cannot accept a connection: " + error.message()}})
                        .dump());
     } else {
-      auto session = std::make_shared<Session>(std::move(socket), shared_from_this());
+      metrics.record_lane_connection(lane.index);
+      auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane);
       track(session);
       session->start();
     }
-    if (!stopping) accept();
+    if (!stopping) accept(lane);
   });
 }
 
@@ -465,7 +512,6 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
                              "\" is not an IP address; use a numeric address such as 127.0.0.1");
   }
   tcp::endpoint endpoint(ip, where.port);
-  auto& acceptor = state_->acceptor;
   auto check = [&](const char* step) {
     if (error) {
       throw std::runtime_error("cannot listen on " + address + " (" + step +
@@ -473,37 +519,56 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
                                "; pick another --listen address or stop what holds it");
     }
   };
-  acceptor.open(endpoint.protocol(), error);
-  check("open");
-  acceptor.set_option(asio::socket_base::reuse_address(true), error);
-  check("SO_REUSEADDR");
-  acceptor.bind(endpoint, error);
-  check("bind");
-  acceptor.listen(asio::socket_base::max_listen_connections, error);
-  check("listen");
+  // Several lanes listen on the same port, each on a socket of its own (SO_REUSEPORT), and the
+  // kernel spreads new connections over them. Only processes of corrald's own user can join.
+  bool shared_port = state_->lanes.size() > 1;
+  for (auto& lane : state_->lanes) {
+    auto& acceptor = lane->acceptor;
+    acceptor.open(endpoint.protocol(), error);
+    check("open");
+    acceptor.set_option(asio::socket_base::reuse_address(true), error);
+    check("SO_REUSEADDR");
+    if (shared_port) {
+      acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true),
+                          error);
+      check("SO_REUSEPORT");
+    }
+    acceptor.bind(endpoint, error);
+    check("bind");
+    acceptor.listen(asio::socket_base::max_listen_connections, error);
+    check("listen");
+    endpoint = acceptor.local_endpoint();  // the port the first lane got, for the others
+  }
 }
 
 Server::~Server() {
   stop();
-  state_->queue.shutdown();
+  for (auto& lane : state_->lanes) lane->queue.shutdown();
 }
 
 std::string Server::local_address() const {
-  auto endpoint = state_->acceptor.local_endpoint();
+  auto endpoint = state_->lanes.front()->acceptor.local_endpoint();
   std::string host = endpoint.address().to_string();
   if (endpoint.address().is_v6()) host = "[" + host + "]";
   return host + ":" + std::to_string(endpoint.port());
 }
 
 void Server::run() {
-  asio::post(state_->acceptor.get_executor(), [state = state_] { state->accept(); });
-  std::vector<std::thread> extra;
-  for (unsigned i = 1; i < std::max(1u, state_->options.io_threads); ++i) {
-    extra.emplace_back([state = state_] { state->io.run(); });
+  auto lanes = static_cast<unsigned>(state_->lanes.size());
+  unsigned io_threads = Lane::share(std::max(1u, state_->options.io_threads), lanes);
+  std::vector<std::thread> threads;
+  for (auto& lane : state_->lanes) {
+    asio::post(lane->acceptor.get_executor(),
+               [state = state_, lane = lane.get()] { state->accept(*lane); });
+    for (unsigned i = 0; i < io_threads; ++i) {
+      threads.emplace_back([state = state_, lane = lane.get()] {
+        Lane::name_and_pin_this_thread("http", lane->index, lane->cpu);
+        lane->io.run();
+      });
+    }
   }
-  state_->io.run();
-  for (auto& thread : extra) thread.join();
-  state_->queue.shutdown();
+  for (auto& thread : threads) thread.join();
+  for (auto& lane : state_->lanes) lane->queue.shutdown();
 }
 
 void Server::stop() {
@@ -511,10 +576,12 @@ void Server::stop() {
   // (corrald's signal thread) is still here: hold the State, and touch nothing of `this` below.
   std::shared_ptr<State> state = state_;
   if (state->stopping.exchange(true)) return;
-  asio::post(state->acceptor.get_executor(), [state] {
-    beast::error_code ignored;
-    state->acceptor.close(ignored);
-  });
+  for (auto& lane : state->lanes) {
+    asio::post(lane->acceptor.get_executor(), [state, lane = lane.get()] {
+      beast::error_code ignored;
+      lane->acceptor.close(ignored);
+    });
+  }
   std::lock_guard lock(state->sessions_mutex);
   for (auto& entry : state->sessions) {
     if (auto session = entry.lock()) session->close_if_idle();

@@ -30,6 +30,12 @@ struct ServerOptions {
   uint16_t port = 8080;  // 0 picks a free port; local_address() tells which
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
+  // CPU lanes (cpu_lane.h). With more than one, the server is split into that many lanes, lane i
+  // pinned to the i-th CPU corrald may use (wrapping around): each has its own listening socket
+  // on the shared port, its share of io_threads and invocation_threads (at least one of each),
+  // and its own fair queue, with per-tenant depth tenant_queue_depth and its share of
+  // max_queued. 1: a single lane, nothing pinned.
+  unsigned lanes = 1;
   size_t tenant_queue_depth = 64;  // requests queued per tenant, waiting for a thread
   size_t max_queued = 1024;        // requests queued in all
   size_t max_body_bytes = 1 << 20;

@@ -20,6 +20,7 @@
 #include "broker/sealing.h"
 #include "broker/secrets.h"
 #include "cache/result_cache.h"
+#include "invocation/cpu_lane.h"
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
 #include "policy/policy_service.h"
@@ -43,6 +44,7 @@ struct Settings {
   std::string ready_file;
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
+  unsigned lanes = 0;  // 0: one per CPU corrald may use
   unsigned job_threads = 2;
   int64_t job_retention_seconds = 7 * 24 * 3600;
   size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
@@ -392,6 +394,8 @@ int serve(const Settings& settings) {
       .port = port,
       .io_threads = settings.io_threads,
       .invocation_threads = settings.invocation_threads,
+      .lanes = settings.lanes > 0 ? settings.lanes
+                                  : static_cast<unsigned>(corral::allowed_cpus().size()),
       .tenant_queue_depth = settings.tenant_queue_depth,
       .max_queued = settings.max_queued,
       .max_body_bytes = settings.max_body_bytes,
@@ -443,6 +447,7 @@ int serve(const Settings& settings) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  corral::allowed_cpus();  // read once, before any lane pins a thread
   auto logger = spdlog::stdout_logger_mt("corrald");
   logger->set_pattern("%v");
   logger->flush_on(spdlog::level::trace);
@@ -471,6 +476,13 @@ int main(int argc, char** argv) {
                  "invocations run at once (each waits on a worker process)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--lanes", settings.lanes,
+                 "CPU lanes: each pinned to one CPU with its own listening socket, share of the "
+                 "I/O and invocation threads, and fair queue, so that a request stays on one CPU "
+                 "(docs/operations.md, \"CPU lanes\"); 0: one per CPU corrald may use; 1: "
+                 "nothing pinned")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_option("--tenant-queue-depth", settings.tenant_queue_depth,
                  "requests one tenant may have waiting for an invocation thread; more get 503 "
                  "queue-full with Retry-After (docs/operations.md)")

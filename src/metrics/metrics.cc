@@ -265,6 +265,15 @@ std::string Registry::render() const {
          "Retry-After to the same token and tenant on their connection (--refusal-hold-ms).\n"
       << "# TYPE corral_refusal_holds_total counter\n"
       << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
+  if (size_t lanes = std::min(lanes_.load(std::memory_order_relaxed), kMaxLaneSeries); lanes > 0) {
+    out << "# HELP corral_lane_connections_total Connections accepted by each CPU lane "
+           "(--lanes).\n"
+        << "# TYPE corral_lane_connections_total counter\n";
+    for (size_t lane = 0; lane < lanes; ++lane) {
+      out << "corral_lane_connections_total{lane=\"" << lane << "\"} "
+          << lane_connections_[lane].load(std::memory_order_relaxed) << "\n";
+    }
+  }
   out << "# HELP corral_queue_wait_seconds Time requests waited in the fair queues before an "
          "invocation thread took them.\n"
       << "# TYPE corral_queue_wait_seconds histogram\n";

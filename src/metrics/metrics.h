@@ -2,6 +2,7 @@
 // GET /metrics. Recording is lock-free on the invocation path; render() takes a snapshot.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -54,6 +55,14 @@ class Registry {
   // A request waited out an earlier refusal with Retry-After to the same token and tenant on its
   // connection (server.h, refusal_hold_ms).
   void record_refusal_hold() { refusal_holds_.fetch_add(1, std::memory_order_relaxed); }
+  // CPU lanes (server.h, ServerOptions::lanes): how many there are, and the connections each
+  // accepted, which shows how evenly the kernel spreads connections over them. Lanes past
+  // kMaxLaneSeries are counted in the last series.
+  static constexpr size_t kMaxLaneSeries = 256;
+  void set_lanes(size_t count) { lanes_.store(count, std::memory_order_relaxed); }
+  void record_lane_connection(size_t lane) {
+    lane_connections_[std::min(lane, kMaxLaneSeries - 1)].fetch_add(1, std::memory_order_relaxed);
+  }
 
   // The result cache (src/cache/result_cache.h): each invocation of a cacheable version is a "hit"
   // or a "miss" (other names are ignored); entries and bytes are set from the cache.
@@ -126,6 +135,8 @@ class Registry {
                                                                        "overloaded", "stopping"};
   std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
   std::atomic<uint64_t> refusal_holds_{0};
+  std::atomic<size_t> lanes_{0};
+  std::array<std::atomic<uint64_t>, kMaxLaneSeries> lane_connections_{};
   std::atomic<int64_t> requests_queued_{0};
   // Not cumulative, as latency_buckets_.
   std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> queue_wait_buckets_{};

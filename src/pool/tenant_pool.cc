@@ -5,6 +5,7 @@
 #include <future>
 #include <stdexcept>
 
+#include "invocation/cpu_lane.h"
 #include "pool/worker_process.h"
 
 namespace corral {
@@ -80,9 +81,24 @@ void TenantPool::stop_workers(std::vector<std::unique_ptr<WorkerProcess>> worker
 }
 
 std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& tenant, Lock& lock) {
+  // The tenant's most recently used idle worker, except for a caller on a lane (cpu_lane.h): it
+  // takes the most recent one already on its CPU, else the most recent one on no CPU in
+  // particular, so that each lane settles on workers of its own instead of moving one worker
+  // from CPU to CPU and away from its caches.
+  int lane_cpu = lane_cpu_of_this_thread();
   for (;;) {
-    auto found = std::find_if(idle_.rbegin(), idle_.rend(),
-                              [&](const IdleWorker& idle) { return idle.tenant == tenant; });
+    auto most_recent = idle_.rend(), on_lane = idle_.rend(), unpinned = idle_.rend();
+    for (auto idle = idle_.rbegin(); idle != idle_.rend(); ++idle) {
+      if (idle->tenant != tenant) continue;
+      if (most_recent == idle_.rend()) most_recent = idle;
+      if (lane_cpu < 0) break;
+      if (idle->worker->cpu() == lane_cpu) {
+        on_lane = idle;
+        break;
+      }
+      if (idle->worker->cpu() < 0 && unpinned == idle_.rend()) unpinned = idle;
+    }
+    auto found = on_lane != idle_.rend() ? on_lane : unpinned != idle_.rend() ? unpinned : most_recent;
     if (found == idle_.rend()) return nullptr;
     std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
     idle_.erase(std::next(found).base());
@@ -254,6 +270,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
     InvocationResult result;
     bool trusted = true;
     try {
+      if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) worker->run_on_cpu(lane_cpu);
       result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
     } catch (const std::exception& error) {
       result = failed(request, Outcome::crashed,

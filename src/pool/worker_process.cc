@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -12,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+
+#include "invocation/cpu_lane.h"
 
 namespace corral {
 namespace {
@@ -161,6 +164,21 @@ std::string WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
   return "the worker " + problem + " and " + kill_and_reap() + " before it was ready";
 }
 
+void WorkerProcess::run_on_cpu(int cpu) {
+  if (cpu == cpu_ || pid_ < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (cpu >= 0 && cpu < CPU_SETSIZE) {
+    CPU_SET(cpu, &set);
+  } else {
+    cpu = -1;
+    for (int allowed : allowed_cpus()) CPU_SET(allowed, &set);
+  }
+  // By pid, as there is no pidfd form: the pid cannot name another process, since the worker is
+  // corrald's child and is reaped only through its pidfd (kill_and_reap), which clears pid_.
+  if (sched_setaffinity(pid_, sizeof set, &set) == 0) cpu_ = cpu;
+}
+
 InvocationResult WorkerProcess::fail(const InvocationRequest& request, const std::string& why) {
   InvocationResult result;
   result.invocation_id = request.invocation_id;
@@ -258,8 +276,17 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
       result.message = "wall_time limit exceeded (the worker was killed at the deadline)";
       return result;
     }
+    int timeout_ms = static_cast<int>(remaining.count()) + 1;
+    if (cpu_ >= 0) {
+      auto pinned_until = started + std::chrono::milliseconds(kPinnedRunMs);
+      if (Clock::now() >= pinned_until) {
+        run_on_cpu(-1);
+      } else {
+        timeout_ms = std::min<int>(timeout_ms, static_cast<int>(kPinnedRunMs));
+      }
+    }
     pollfd ready{channel_, POLLIN, 0};
-    int polled = poll(&ready, 1, static_cast<int>(remaining.count()) + 1);
+    int polled = poll(&ready, 1, timeout_ms);
     if (polled < 0 && errno != EINTR) {
       kill_and_reap();
       return fail(request, system_error("waiting for the worker failed"));

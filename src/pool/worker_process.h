@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,14 @@ class WorkerProcess {
   bool worn_out() const { return cpu_budget_ms_ > 0 && cpu_used_ms_ > cpu_budget_ms_ / 2; }
   pid_t pid() const { return pid_; }
 
+  // Runs the worker on `cpu` from now on (its caller's lane, cpu_lane.h), or on any CPU corrald
+  // may use when it is -1. A hint for speed: a refusal by the kernel is ignored. A run that lasts
+  // longer than kPinnedRunMs is let go to every CPU by invoke(), so that a long script is
+  // balanced by the scheduler rather than kept on its caller's CPU with the caller's lane.
+  void run_on_cpu(int cpu);
+  int cpu() const { return cpu_; }
+  static constexpr int64_t kPinnedRunMs = 2;
+
  private:
   InvocationResult fail(const InvocationRequest& request, const std::string& why);
   std::string kill_and_reap();  // returns how the process ended
@@ -66,6 +75,7 @@ class WorkerProcess {
   int pidfd_ = -1;
   int channel_ = -1;
   bool alive_ = false;
+  int cpu_ = -1;  // the CPU it is pinned to, or -1 for any
   uint64_t invocations_ = 0;
   double cpu_used_ms_ = 0;
   double cpu_budget_ms_ = 0;

@@ -41,7 +41,12 @@ FairQueue::FairQueue(FairQueueOptions options) : options_(std::move(options)) {
   }
   if (!options_.clock) options_.clock = [] { return QueueClock::now(); };
   workers_.reserve(options_.workers);
-  for (unsigned i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { work(); });
+  for (unsigned i = 0; i < options_.workers; ++i) {
+    workers_.emplace_back([this] {
+      if (options_.on_worker_start) options_.on_worker_start();
+      work();
+    });
+  }
 }
 
 FairQueue::~FairQueue() { shutdown(); }

@@ -63,6 +63,8 @@ struct FairQueueOptions {
   size_t per_key_depth = 64;
   size_t max_queued = 1024;
   std::function<QueueClock::time_point()> clock = [] { return QueueClock::now(); };
+  // Called first on each worker thread (corrald pins a lane's threads to the lane's CPU).
+  std::function<void()> on_worker_start = nullptr;
 };
 
 struct QueueRejection {

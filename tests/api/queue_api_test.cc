@@ -67,8 +67,10 @@ std::string header(const http::response<http::string_body>& response, const char
 
 class QueueApiTest : public ::testing::Test {
  protected:
+  // One lane: the bounds under test are those of a single queue (several lanes queue apart).
   QueueApiTest()
-      : corrald_({"--invocation-threads", "1", "--tenant-queue-depth", "2", "--max-queued", "3"}) {}
+      : corrald_({"--lanes", "1", "--invocation-threads", "1", "--tenant-queue-depth", "2",
+                  "--max-queued", "3"}) {}
 
   void SetUp() override {
     api_ = std::make_unique<ApiClient>(corrald_);

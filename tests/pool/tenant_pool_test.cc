@@ -4,6 +4,7 @@
 #include "pool/tenant_pool.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "invocation/cpu_lane.h"
 #include "pool/worker_process.h"
 
 namespace corral {
@@ -479,6 +481,86 @@ TEST(TenantPool, ServesConcurrentCallers) {
   auto stats = pool.stats();
   EXPECT_LE(stats.live, 4u);
   EXPECT_EQ(stats.busy, 0u);
+}
+
+// The CPUs a process may run on, as the kernel reports them.
+std::set<int> cpus_of(pid_t pid) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::set<int> cpus;
+  if (sched_getaffinity(pid, sizeof set, &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.insert(cpu);
+  }
+  return cpus;
+}
+
+// Runs `work` on a new thread pinned to `cpu` as a lane's thread is.
+template <typename Work>
+void on_lane(int cpu, Work work) {
+  std::thread lane([&] {
+    ASSERT_TRUE(pin_this_thread_to(cpu));
+    work();
+  });
+  lane.join();
+}
+
+TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
+  const auto& allowed = allowed_cpus();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs two CPUs to tell one CPU from all of them";
+  std::set<int> every_cpu(allowed.begin(), allowed.end());
+  int lane = allowed.back();
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({}, real_workers(log));
+
+  on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+  ASSERT_EQ(log->made_for.size(), 1u);
+  pid_t worker = log->made_for.begin()->first;
+  EXPECT_EQ(cpus_of(worker), std::set<int>{lane}) << "a lane's run should keep its worker on its CPU";
+
+  // A run from a thread on no lane leaves the worker where it is.
+  EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  EXPECT_EQ(cpus_of(worker), std::set<int>{lane});
+
+  // A run past WorkerProcess::kPinnedRunMs is let go to every CPU while it runs.
+  std::set<int> during_long_run;
+  std::thread watcher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    during_long_run = cpus_of(worker);
+  });
+  on_lane(lane, [&] {
+    auto result = pool.run(request_for(
+        "acme", "function handle() local t = os.clock() while os.clock() - t < 0.4 do end end"));
+    EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+  });
+  watcher.join();
+  EXPECT_EQ(during_long_run, every_cpu);
+
+  // Its next run on the lane brings it back.
+  on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+  EXPECT_EQ(cpus_of(worker), std::set<int>{lane});
+  EXPECT_EQ(log->made_for.size(), 1u) << "every run should have been served by the one worker";
+}
+
+TEST(TenantPool, EachLaneSettlesOnIdleWorkersOfItsOwn) {
+  const auto& allowed = allowed_cpus();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs two CPUs for two lanes";
+  int lane_a = allowed[0], lane_b = allowed[1];
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({.warm_per_tenant = 0}, real_workers(log));
+  pool.prewarm("acme", 2);
+  ASSERT_TRUE(eventually([&] { return pool.idle_for("acme") == 2; }));
+
+  // Taking turns, the lanes would move the most recently used worker back and forth if they
+  // did not prefer their own: each would end on the last lane, and one worker would stay idle.
+  for (int turn = 0; turn < 3; ++turn) {
+    on_lane(lane_a, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+    on_lane(lane_b, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+  }
+  ASSERT_EQ(log->made_for.size(), 2u);
+  std::multiset<std::set<int>> placed;
+  for (const auto& [pid, tenant] : log->made_for) placed.insert(cpus_of(pid));
+  EXPECT_EQ(placed, (std::multiset<std::set<int>>{{lane_a}, {lane_b}}));
 }
 
 TEST(TenantPool, KillsItsWorkersWhenDestroyed) {
