@@ -109,7 +109,7 @@ tenants:
     quotas: {rate_per_second: 1000000, burst: 1000000, concurrency: 10000, cpu_ms_per_minute: 3600000}
 YAML
 "$corrald" --listen 127.0.0.1:0 --ready-file "$work/ready" --data-dir "$work/data" --worker "$worker" \
-  --policy "$work/policy.yaml" --io-threads 1 --invocation-threads 2 --max-workers 32 \
+  --policy "$work/policy.yaml" --io-threads 1 --invocation-threads 4 --max-workers 32 \
   --warm-per-tenant 16 >"$work/corrald.log" 2>&1 &
 echo $! >"$work/corrald.pid"
 for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.05; done

@@ -12,6 +12,11 @@
 // queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials asking the
 // same tenant's queue again on that connection wait until min(Retry-After, refusal_hold_ms) has
 // passed before their request is handled ("The refusal hold").
+//
+// With several CPU lanes (ServerOptions::lanes), all of the above exists once per lane: a
+// listening socket on the shared port, I/O threads, a fair queue and its invocation threads, all
+// pinned to the lane's CPU, so that a request never waits for a wake-up on another CPU
+// (docs/operations.md, "CPU lanes").
 #pragma once
 
 #include <cstdint>

@@ -85,7 +85,7 @@ std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& t
   // takes the most recent one already on its CPU, else the most recent one on no CPU in
   // particular, so that each lane settles on workers of its own instead of moving one worker
   // from CPU to CPU and away from its caches.
-  int lane_cpu = lane_cpu_of_this_thread();
+  int lane_cpu = lanes_pinned() ? lane_cpu_of_this_thread() : -1;
   for (;;) {
     auto most_recent = idle_.rend(), on_lane = idle_.rend(), unpinned = idle_.rend();
     for (auto idle = idle_.rbegin(); idle != idle_.rend(); ++idle) {
@@ -270,7 +270,11 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
     InvocationResult result;
     bool trusted = true;
     try {
-      if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) worker->run_on_cpu(lane_cpu);
+      if (!lanes_pinned()) {
+        worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
+      } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
+        worker->run_on_cpu(lane_cpu);
+      }
       result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
     } catch (const std::exception& error) {
       result = failed(request, Outcome::crashed,

@@ -23,6 +23,12 @@
 //   life, so a new tenant's first run does not wait for a spawn. A spare has served nobody,
 //   so binding it keeps the one-tenant-per-worker rule. Spares count under max_workers but
 //   not under max_idle, and are started again in the background as they are taken.
+// - A caller on a CPU lane (invocation/cpu_lane.h) is served by the tenant's most recently used
+//   idle worker already on its CPU, else by the most recent one on no CPU in particular, else by
+//   the most recent one; the worker is pinned to the caller's CPU for the run, and let go to
+//   every CPU if the run lasts longer than kLongRunMs. Other callers take the most recently used
+//   idle worker and leave its CPU as it is. While a long run is in progress (lanes_pinned() is
+//   false) no worker is pinned, and every caller takes the most recently used one.
 // - Every worker is started on one long-lived thread owned by the pool, because a worker's
 //   PR_SET_PDEATHSIG fires when the *thread* that started it exits: a worker started on a
 //   caller's thread would be killed when that thread ends.

@@ -80,6 +80,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   channel_ = ends[0];
   alive_ = true;
   announces_ready_ = spec.announces_ready;
+  long_run_ms_ = spec.long_run_ms;
   if (spec.layers.has(jail::Layer::rlimits)) cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
 }
 
@@ -193,6 +194,13 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
   auto started = Clock::now();
   auto deadline = started + std::chrono::milliseconds(request.limits.timeout_ms) + grace;
   ++invocations_;
+  // A run past long_run_ms_ lets the lanes go (cpu_lane.h) until it ends, however it ends.
+  struct LongRun {
+    bool begun = false;
+    ~LongRun() {
+      if (begun) end_long_run();
+    }
+  } long_run;
 
   nlohmann::json message = {{"invocation_id", request.invocation_id},
                             {"source", request.source},
@@ -277,12 +285,15 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
       return result;
     }
     int timeout_ms = static_cast<int>(remaining.count()) + 1;
-    if (cpu_ >= 0) {
-      auto pinned_until = started + std::chrono::milliseconds(kPinnedRunMs);
-      if (Clock::now() >= pinned_until) {
+    if (!long_run.begun) {
+      auto short_until = started + std::chrono::milliseconds(long_run_ms_);
+      auto short_left = std::chrono::ceil<std::chrono::milliseconds>(short_until - Clock::now());
+      if (short_left.count() <= 0) {
+        long_run.begun = true;
+        begin_long_run();
         run_on_cpu(-1);
       } else {
-        timeout_ms = std::min<int>(timeout_ms, static_cast<int>(kPinnedRunMs));
+        timeout_ms = std::min(timeout_ms, static_cast<int>(short_left.count()));
       }
     }
     pollfd ready{channel_, POLLIN, 0};

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "invocation/cpu_lane.h"
 #include "invocation/invocation.h"
 #include "jail/jail.h"
 #include "pool/frame.h"
@@ -26,6 +27,8 @@ struct WorkerSpec {
   // corral-worker announces with a ready frame when it is jailed and ready to serve;
   // wait_until_ready() waits for it only when this says the program does (stand-ins do not).
   bool announces_ready = false;
+  // A run longer than this lets the CPU lanes go until it ends (cpu_lane.h).
+  int64_t long_run_ms = kLongRunMs;
 };
 
 class WorkerProcess {
@@ -60,11 +63,11 @@ class WorkerProcess {
 
   // Runs the worker on `cpu` from now on (its caller's lane, cpu_lane.h), or on any CPU corrald
   // may use when it is -1. A hint for speed: a refusal by the kernel is ignored. A run that lasts
-  // longer than kPinnedRunMs is let go to every CPU by invoke(), so that a long script is
-  // balanced by the scheduler rather than kept on its caller's CPU with the caller's lane.
+  // longer than the spec's long_run_ms is let go to every CPU by invoke(), and counts as a long run
+  // (begin_long_run) until it ends, so that a long script is balanced by the scheduler rather
+  // than kept on its caller's CPU against the lane's threads.
   void run_on_cpu(int cpu);
   int cpu() const { return cpu_; }
-  static constexpr int64_t kPinnedRunMs = 2;
 
  private:
   InvocationResult fail(const InvocationRequest& request, const std::string& why);
@@ -76,6 +79,7 @@ class WorkerProcess {
   int channel_ = -1;
   bool alive_ = false;
   int cpu_ = -1;  // the CPU it is pinned to, or -1 for any
+  int64_t long_run_ms_ = kLongRunMs;
   uint64_t invocations_ = 0;
   double cpu_used_ms_ = 0;
   double cpu_budget_ms_ = 0;

@@ -57,10 +57,12 @@ struct FactoryLog {
   }
 };
 
-TenantPool::WorkerFactory real_workers(std::shared_ptr<FactoryLog> log = nullptr) {
-  return [log](const std::string& tenant) {
+TenantPool::WorkerFactory real_workers(std::shared_ptr<FactoryLog> log = nullptr,
+                                       int64_t long_run_ms = kLongRunMs) {
+  return [log, long_run_ms](const std::string& tenant) {
     WorkerSpec spec;
     spec.worker_path = CORRAL_WORKER_PATH;
+    spec.long_run_ms = long_run_ms;
     auto worker = std::make_unique<WorkerProcess>(spec);
     if (log) log->record(worker->pid(), tenant);
     return worker;
@@ -511,7 +513,8 @@ TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
   std::set<int> every_cpu(allowed.begin(), allowed.end());
   int lane = allowed.back();
   auto log = std::make_shared<FactoryLog>();
-  TenantPool pool({}, real_workers(log));
+  // Runs longer than 100 ms are long here, so that a short run stays short on a loaded machine.
+  TenantPool pool({}, real_workers(log, 100));
 
   on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
   ASSERT_EQ(log->made_for.size(), 1u);
@@ -522,19 +525,25 @@ TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
   EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
   EXPECT_EQ(cpus_of(worker), std::set<int>{lane});
 
-  // A run past WorkerProcess::kPinnedRunMs is let go to every CPU while it runs.
-  std::set<int> during_long_run;
+  // A run past the worker's long_run_ms is let go to every CPU while it runs.
+  // So is every lane thread, the caller's included (cpu_lane.h).
+  std::set<int> during_long_run, caller_during_long_run;
+  std::atomic<pid_t> caller{0};
   std::thread watcher([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     during_long_run = cpus_of(worker);
+    caller_during_long_run = cpus_of(caller.load());
   });
   on_lane(lane, [&] {
+    caller = gettid();
     auto result = pool.run(request_for(
-        "acme", "function handle() local t = os.clock() while os.clock() - t < 0.4 do end end"));
+        "acme", "function handle() local t = os.clock() while os.clock() - t < 0.6 do end end"));
     EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
   });
   watcher.join();
   EXPECT_EQ(during_long_run, every_cpu);
+  EXPECT_EQ(caller_during_long_run, every_cpu);
+  EXPECT_TRUE(lanes_pinned()) << "the long run has ended";
 
   // Its next run on the lane brings it back.
   on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
@@ -547,7 +556,8 @@ TEST(TenantPool, EachLaneSettlesOnIdleWorkersOfItsOwn) {
   if (allowed.size() < 2) GTEST_SKIP() << "needs two CPUs for two lanes";
   int lane_a = allowed[0], lane_b = allowed[1];
   auto log = std::make_shared<FactoryLog>();
-  TenantPool pool({.warm_per_tenant = 0}, real_workers(log));
+  // No run here is long (1 s), however loaded the machine: each stays on its lane's CPU.
+  TenantPool pool({.warm_per_tenant = 0}, real_workers(log, 1000));
   pool.prewarm("acme", 2);
   ASSERT_TRUE(eventually([&] { return pool.idle_for("acme") == 2; }));
 
