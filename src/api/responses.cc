@@ -1,5 +1,7 @@
 #include "api/responses.h"
 
+#include <cstdio>
+
 #include <stdexcept>
 
 namespace corral::api {
@@ -169,6 +171,28 @@ Response invalid_request(const InvalidRequest& error, const std::string& invocat
       "correct the request body; POST /v1/run takes {\"source\": string, \"input\": any, "
       "\"limits\": {fuel, memory_bytes, timeout_ms, output_bytes, log_bytes}}",
       invocation_id, {{"outcome", "invalid"}, {"field", error.where}});
+}
+
+void append_json_member(std::string& line, std::string_view name, std::string_view value) {
+  line += ",\"";
+  line += name;
+  line += "\":\"";
+  for (char c : value) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      line += '\\';
+      line += c;
+    } else if (byte < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", byte);
+      line += escaped;
+    } else if (byte >= 0x80) {
+      line += "\\ufffd";
+    } else {
+      line += c;
+    }
+  }
+  line += '"';
 }
 
 }  // namespace corral::api

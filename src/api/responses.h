@@ -33,6 +33,11 @@ Response problem(int status, std::string_view slug, std::string_view title, std:
 InvocationRequest parse_run_request(std::string_view body, const LimitsPolicy& policy,
                                     std::string invocation_id);
 
+// Appends ,"name":"value" to a JSON line being written by hand (the access log), with the value
+// escaped as a JSON string. Bytes outside ASCII become U+FFFD: nothing such a line holds
+// (routes, methods, addresses, ids, outcomes) should have any.
+void append_json_member(std::string& line, std::string_view name, std::string_view value);
+
 // ok → 200 with the result; every other outcome → its status as a problem carrying the result.
 // `extra` members (an object, such as the registry's "version") are added to either.
 Response run_response(const InvocationResult& result, const LimitsPolicy& policy,

@@ -386,20 +386,28 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // The access log: one JSON line per request, written out by hand rather than built as a json
+  // object, since it is on the path of every request (it was an eighth of corrald's own CPU).
   void log_request(int status) {
     std::string route = route_.empty() ? std::string("other") : route_;
     state_->metrics.record_http_request(route, status);
-    nlohmann::json line = {{"time", iso8601_now()},
-                           {"level", status >= 500 ? "error" : "info"},
-                           {"msg", "request"},
-                           {"method", std::string(request_.method_string())},
-                           {"route", route},
-                           {"status", status},
-                           {"duration_ms", std::round(elapsed_ms(started_) * 1000) / 1000},
-                           {"remote", remote_}};
-    if (!invocation_id_.empty()) line["invocation_id"] = invocation_id_;
-    if (!outcome_.empty()) line["outcome"] = outcome_;
-    spdlog::info(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    char duration[32];
+    std::snprintf(duration, sizeof duration, "%.3f", elapsed_ms(started_));
+    std::string line;
+    line.reserve(256);
+    line += "{\"duration_ms\":";
+    line += duration;
+    if (!invocation_id_.empty()) append_json_member(line, "invocation_id", invocation_id_);
+    append_json_member(line, "level", status >= 500 ? "error" : "info");
+    append_json_member(line, "method", view(request_.method_string()));
+    append_json_member(line, "msg", "request");
+    if (!outcome_.empty()) append_json_member(line, "outcome", outcome_);
+    append_json_member(line, "remote", remote_);
+    append_json_member(line, "route", route);
+    line += ",\"status\":" + std::to_string(status);
+    append_json_member(line, "time", iso8601_now());
+    line += '}';
+    spdlog::info(line);
   }
 
   void close() {

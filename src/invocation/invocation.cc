@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 
@@ -250,7 +251,40 @@ std::string describe_failure(const InvocationResult& result) {
   }
 }
 
+namespace {
+
+// The deepest nesting of arrays and objects in `text` read as JSON, as far as the parser would
+// get: strings are skipped, with their escapes. For well-formed text it is the document's depth;
+// malformed text is refused by the parser no later than the first byte where the two could differ.
+int nesting_depth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 nlohmann::json parse_untrusted_json(std::string_view text, int max_depth) {
+  // The plain parser is three times as fast as the one that calls back on every value, and
+  // every result frame of a worker comes through here: the callback is needed only to say where
+  // a document that nests too deep (or is malformed on the way there) goes wrong.
+  if (nesting_depth(text) <= max_depth) return nlohmann::json::parse(text);
   return nlohmann::json::parse(text, [max_depth](int depth, nlohmann::json::parse_event_t event,
                                                  nlohmann::json&) {
     if ((event == nlohmann::json::parse_event_t::object_start ||

@@ -122,4 +122,19 @@ TEST(RunResponse, EachFailureHasItsStatus) {
   }
 }
 
+TEST(JsonLine, MembersAreEscapedIntoJsonThatParsesBackToTheirText) {
+  std::string line = "{\"n\":1";
+  corral::api::append_json_member(line, "plain", "/v1/run");
+  corral::api::append_json_member(line, "quoted", "say \"hi\" \\ back");
+  corral::api::append_json_member(line, "control", std::string("a\nb\tc\x01", 6));
+  corral::api::append_json_member(line, "high", "caf\xc3\xa9");
+  line += '}';
+  auto parsed = nlohmann::json::parse(line);
+  EXPECT_EQ(parsed["plain"], "/v1/run");
+  EXPECT_EQ(parsed["quoted"], "say \"hi\" \\ back");
+  EXPECT_EQ(parsed["control"], std::string("a\nb\tc\x01", 6));
+  EXPECT_EQ(parsed["high"], "caf\ufffd\ufffd") << "non-ASCII bytes are replaced, never passed on";
+  EXPECT_EQ(parsed["n"], 1);
+}
+
 }  // namespace

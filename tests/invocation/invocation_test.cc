@@ -100,5 +100,48 @@ TEST(InvocationId, IsRandomHex) {
   EXPECT_NE(a, new_invocation_id());
 }
 
+TEST(UntrustedJson, ParsesWhatThePlainParserParses) {
+  std::string text =
+      R"({"a": [1, 2.5, {"b": "x [ { \" ] }"}], "c": null, "d": "\\", "e": "\u00e9"})";
+  EXPECT_EQ(parse_untrusted_json(text), nlohmann::json::parse(text));
+}
+
+std::string nested_arrays(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST(UntrustedJson, RefusesNestingPastTheLimitAndTakesItUpToTheLimit) {
+  EXPECT_EQ(parse_untrusted_json(nested_arrays(5), 5), nlohmann::json::parse(nested_arrays(5)));
+  try {
+    parse_untrusted_json(nested_arrays(6), 5);
+    FAIL() << "six levels should be refused at a limit of five";
+  } catch (const InvalidRequest& error) {
+    EXPECT_NE(std::string(error.what()).find("nests deeper than 5 levels"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_THROW(parse_untrusted_json(R"({"a": {"b": {"c": {}}}})", 3), InvalidRequest);
+  EXPECT_NO_THROW(parse_untrusted_json(R"({"a": {"b": {"c": {}}}})", 4));
+}
+
+TEST(UntrustedJson, BracketsInStringsAndEscapedQuotesDoNotCountAsNesting) {
+  std::string brackets(300, '[');
+  auto parsed = parse_untrusted_json("[\"" + brackets + "\"]", 1);
+  EXPECT_EQ(parsed[0], brackets);
+  // An escaped quote does not end the string: what follows it is still text.
+  EXPECT_EQ(parse_untrusted_json(R"(["\"[[[{{{", 1])", 1)[1], 1);
+  // An escaped backslash does: the quote after it ends the string, and the array after counts.
+  EXPECT_THROW(parse_untrusted_json(R"(["\\", [[1]]])", 2), InvalidRequest);
+  EXPECT_NO_THROW(parse_untrusted_json(R"(["\\", [[1]]])", 3));
+}
+
+TEST(UntrustedJson, MalformedTextIsAParseErrorDeepOrNot) {
+  EXPECT_THROW(parse_untrusted_json(R"({"a": )"), nlohmann::json::parse_error);
+  EXPECT_THROW(parse_untrusted_json("[x]"), nlohmann::json::parse_error);
+  // Malformed before it would nest too deep: the parse error, as the parser meets it first.
+  EXPECT_THROW(parse_untrusted_json("[x, [[[[[[1]]]]]]]", 3), nlohmann::json::parse_error);
+  // Too deep before it goes wrong: refused for its depth.
+  EXPECT_THROW(parse_untrusted_json("[[[[[[x", 3), InvalidRequest);
+  // An unterminated string hides no nesting from the parser.
+  EXPECT_THROW(parse_untrusted_json("[\"[[[[[[", 3), nlohmann::json::parse_error);
+}
+
 }  // namespace
 }  // namespace corral
