@@ -1,7 +1,6 @@
 #include "api/responses.h"
 
 #include <cstdio>
-
 #include <stdexcept>
 
 namespace corral::api {

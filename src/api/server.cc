@@ -1,5 +1,6 @@
 #include "api/server.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -15,7 +16,6 @@
 #include <list>
 #include <mutex>
 #include <optional>
-#include <pthread.h>
 #include <thread>
 
 #include "api/responses.h"
@@ -255,7 +255,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string retry = std::to_string(refusal.retry_after_seconds);
     std::string threads = std::to_string(std::max(1u, options.invocation_threads));
     if (state_->lanes.size() > 1) {
-      threads += " (in " + std::to_string(state_->lanes.size()) + " lanes, each queueing on its own)";
+      threads +=
+          " (in " + std::to_string(state_->lanes.size()) + " lanes, each queueing on its own)";
     }
     auto queued = [&](size_t count) {
       std::string text = std::to_string(count) + (count == 1 ? " request" : " requests");

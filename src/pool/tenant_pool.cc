@@ -98,7 +98,9 @@ std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& t
       }
       if (idle->worker->cpu() < 0 && unpinned == idle_.rend()) unpinned = idle;
     }
-    auto found = on_lane != idle_.rend() ? on_lane : unpinned != idle_.rend() ? unpinned : most_recent;
+    auto found = on_lane != idle_.rend()    ? on_lane
+                 : unpinned != idle_.rend() ? unpinned
+                                            : most_recent;
     if (found == idle_.rend()) return nullptr;
     std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
     idle_.erase(std::next(found).base());

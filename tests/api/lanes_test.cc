@@ -111,9 +111,9 @@ TEST(Lanes, EachLanesThreadsArePinnedToItsCpuAndEveryLaneServes) {
     message.set(http::field::host, "127.0.0.1");
     message.set(http::field::authorization, "Bearer " + corrald.admin_token());
     message.set(http::field::content_type, "application/json");
-    message.body() =
-        json{{"source", "function handle(input) return {n = input.n * 2} end"}, {"input", {{"n", i}}}}
-            .dump();
+    json run = {{"source", "function handle(input) return {n = input.n * 2} end"},
+                {"input", {{"n", i}}}};
+    message.body() = run.dump();
     message.prepare_payload();
     http::write(clients.back()->socket(), message);
   }
@@ -155,8 +155,8 @@ TEST(Lanes, ByDefaultThereIsALanePerCpu) {
               std::vector<std::set<int>>({expected}))
         << "lane " << lane;
   }
-  EXPECT_TRUE(cpus_of_threads_named(corrald.pid(), "http-lane" + std::to_string(allowed.size()))
-                  .empty());
+  EXPECT_TRUE(
+      cpus_of_threads_named(corrald.pid(), "http-lane" + std::to_string(allowed.size())).empty());
 }
 
 }  // namespace

@@ -11,19 +11,10 @@
 #include <set>
 #include <thread>
 
+#include "cpus_of.h"
+
 namespace corral {
 namespace {
-
-std::set<int> cpus_of(pid_t tid) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<int> cpus;
-  if (sched_getaffinity(tid, sizeof set, &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.insert(cpu);
-  }
-  return cpus;
-}
 
 // A thread that makes itself a lane thread of `cpu` and lives until the object is destroyed.
 class LaneThread {

@@ -4,8 +4,8 @@
 #include "pool/tenant_pool.h"
 
 #include <dirent.h>
-#include <sched.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "cpus_of.h"
 #include "invocation/cpu_lane.h"
 #include "pool/worker_process.h"
 
@@ -485,18 +486,6 @@ TEST(TenantPool, ServesConcurrentCallers) {
   EXPECT_EQ(stats.busy, 0u);
 }
 
-// The CPUs a process may run on, as the kernel reports them.
-std::set<int> cpus_of(pid_t pid) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<int> cpus;
-  if (sched_getaffinity(pid, sizeof set, &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.insert(cpu);
-  }
-  return cpus;
-}
-
 // Runs `work` on a new thread pinned to `cpu` as a lane's thread is.
 template <typename Work>
 void on_lane(int cpu, Work work) {
@@ -519,7 +508,8 @@ TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
   on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
   ASSERT_EQ(log->made_for.size(), 1u);
   pid_t worker = log->made_for.begin()->first;
-  EXPECT_EQ(cpus_of(worker), std::set<int>{lane}) << "a lane's run should keep its worker on its CPU";
+  EXPECT_EQ(cpus_of(worker), std::set<int>{lane})
+      << "a lane's run should keep its worker on its CPU";
 
   // A run from a thread on no lane leaves the worker where it is.
   EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
