@@ -121,7 +121,7 @@ std::string iso8601_now() {
 }  // namespace
 
 // One TCP connection: reads requests one after another (keep-alive), answers each, and runs
-// invocations through the State's fair queue, coming back to its strand to write the answer.
+// invocations through its lane's fair queue, coming back to its strand to write the answer.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Server::State> state, Lane& lane)
@@ -529,8 +529,20 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
     }
   };
   // Several lanes listen on the same port, each on a socket of its own (SO_REUSEPORT), and the
-  // kernel spreads new connections over them. Only processes of corrald's own user can join.
+  // kernel spreads new connections over them. Only processes of corrald's own user can join,
+  // but a second corrald started on the same port by mistake would join silently and take half
+  // the connections: so a named port is first bound once without SO_REUSEPORT, which fails, as
+  // it did before lanes, if anything listens there already.
   bool shared_port = state_->lanes.size() > 1;
+  if (shared_port && endpoint.port() != 0) {
+    tcp::acceptor probe(state_->lanes.front()->io);
+    probe.open(endpoint.protocol(), error);
+    check("open");
+    probe.set_option(asio::socket_base::reuse_address(true), error);
+    check("SO_REUSEADDR");
+    probe.bind(endpoint, error);
+    check("bind");
+  }
   for (auto& lane : state_->lanes) {
     auto& acceptor = lane->acceptor;
     acceptor.open(endpoint.protocol(), error);

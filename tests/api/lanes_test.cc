@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -143,6 +144,31 @@ TEST(Lanes, OneLanePinsNothing) {
   EXPECT_EQ(answer.result_int(), 200) << answer.body();
   EXPECT_GE(corrald.metric(lane_series(0)), 1);
   EXPECT_EQ(corrald.metric(lane_series(1)), -1);
+}
+
+// Lanes share their port with SO_REUSEPORT, which would let a second corrald of the same user
+// join it and take half the connections: a second corrald on a port in use must fail instead.
+TEST(Lanes, ASecondCorraldOnTheSamePortRefusesToStart) {
+  CorraldProcess first({"--lanes", "2"});
+  fs::path data = first.directory() / "second-data";
+  // Under `timeout`: a corrald that did start would otherwise serve until the test timed out.
+  std::string command = "timeout 10 " + std::string(CORRALD_PATH) +
+                        " --lanes 2 --listen 127.0.0.1:" + std::to_string(first.port()) +
+                        " --data-dir " + data.string() + " --worker " + CORRAL_WORKER_PATH +
+                        " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 1) << output;
+  EXPECT_NE(output.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("pick another --listen address"), std::string::npos) << output;
+  // The first still has the port to itself.
+  auto answer = first.client().request(http::verb::get, "/healthz");
+  EXPECT_EQ(answer.result_int(), 200);
 }
 
 TEST(Lanes, ByDefaultThereIsALanePerCpu) {
