@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -44,7 +45,7 @@ struct Settings {
   std::string ready_file;
   unsigned io_threads = 1;
   unsigned invocation_threads = 4;
-  unsigned lanes = 0;  // 0: one per CPU corrald may use
+  unsigned lanes = 0;  // 0: one per CPU corrald may use, at most one per invocation thread
   unsigned job_threads = 2;
   int64_t job_retention_seconds = 7 * 24 * 3600;
   size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
@@ -394,8 +395,11 @@ int serve(const Settings& settings) {
       .port = port,
       .io_threads = settings.io_threads,
       .invocation_threads = settings.invocation_threads,
+      // By default no more lanes than invocation threads: each lane has at least one, and more
+      // lanes would run more invocations at once than --invocation-threads says.
       .lanes = settings.lanes > 0 ? settings.lanes
-                                  : static_cast<unsigned>(corral::allowed_cpus().size()),
+                                  : std::min(static_cast<unsigned>(corral::allowed_cpus().size()),
+                                             settings.invocation_threads),
       .tenant_queue_depth = settings.tenant_queue_depth,
       .max_queued = settings.max_queued,
       .max_body_bytes = settings.max_body_bytes,
@@ -479,8 +483,8 @@ int main(int argc, char** argv) {
   app.add_option("--lanes", settings.lanes,
                  "CPU lanes: each pinned to one CPU with its own listening socket, share of the "
                  "I/O and invocation threads, and fair queue, so that a request stays on one CPU "
-                 "(docs/operations.md, \"CPU lanes\"); 0: one per CPU corrald may use; 1: "
-                 "nothing pinned")
+                 "(docs/operations.md, \"CPU lanes\"); 0: one per CPU corrald may use, at most "
+                 "--invocation-threads; 1: nothing pinned")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
   app.add_option("--tenant-queue-depth", settings.tenant_queue_depth,

@@ -4,6 +4,7 @@
 // there is a lane per CPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -171,18 +172,27 @@ TEST(Lanes, ASecondCorraldOnTheSamePortRefusesToStart) {
   EXPECT_EQ(answer.result_int(), 200);
 }
 
-TEST(Lanes, ByDefaultThereIsALanePerCpu) {
+TEST(Lanes, ByDefaultThereIsALanePerCpuButNoMoreThanInvocationThreads) {
   const auto& allowed = allowed_cpus();
-  CorraldProcess corrald;
-  for (size_t lane = 0; lane < allowed.size(); ++lane) {
-    std::set<int> expected = allowed.size() > 1 ? std::set<int>{allowed[lane]}
-                                                : std::set<int>(allowed.begin(), allowed.end());
+  CorraldProcess corrald({"--invocation-threads", "4"});
+  size_t lanes = std::min<size_t>(allowed.size(), 4);
+  for (size_t lane = 0; lane < lanes; ++lane) {
+    std::set<int> expected =
+        lanes > 1 ? std::set<int>{allowed[lane]} : std::set<int>(allowed.begin(), allowed.end());
     EXPECT_EQ(cpus_of_threads_named(corrald.pid(), "http-lane" + std::to_string(lane), 1),
               std::vector<std::set<int>>({expected}))
         << "lane " << lane;
   }
-  EXPECT_TRUE(
-      cpus_of_threads_named(corrald.pid(), "http-lane" + std::to_string(allowed.size())).empty());
+  EXPECT_TRUE(cpus_of_threads_named(corrald.pid(), "http-lane" + std::to_string(lanes)).empty());
+}
+
+TEST(Lanes, OneInvocationThreadMeansOneLaneByDefault) {
+  const auto& allowed = allowed_cpus();
+  CorraldProcess corrald({"--invocation-threads", "1"});
+  EXPECT_EQ(cpus_of_threads_named(corrald.pid(), "http-lane0", 1),
+            std::vector<std::set<int>>({std::set<int>(allowed.begin(), allowed.end())}));
+  EXPECT_EQ(cpus_of_threads_named(corrald.pid(), "run-lane0", 1).size(), 1u);
+  EXPECT_TRUE(cpus_of_threads_named(corrald.pid(), "http-lane1").empty());
 }
 
 }  // namespace
