@@ -388,7 +388,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // The access log: one JSON line per request, written out by hand rather than built as a json
-  // object, since it is on the path of every request (it was an eighth of corrald's own CPU).
+  // object, since it is on the path of every request (it was an eighth of corrald's user CPU).
   void log_request(int status) {
     std::string route = route_.empty() ? std::string("other") : route_;
     state_->metrics.record_http_request(route, status);

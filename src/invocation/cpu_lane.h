@@ -24,8 +24,8 @@ const std::vector<int>& allowed_cpus();
 
 // Makes the calling thread a lane thread of `cpu`: pinned to it (unless a long run is in
 // progress) and recorded as the thread's lane CPU until the thread ends. Returns false (and
-// records nothing) if `cpu` is not a CPU number; pinning is only ever a hint for speed, so a
-// refusal by the kernel is ignored.
+// records nothing) if `cpu` is not a CPU number or the thread is already a lane thread; pinning
+// is only ever a hint for speed, so a refusal by the kernel is ignored.
 bool pin_this_thread_to(int cpu);
 
 // The lane CPU of the calling thread (pin_this_thread_to), or -1.
