@@ -19,7 +19,7 @@ corral::InvocationRequest parse_request(const std::string& payload) {
   corral::InvocationRequest request;
   request.invocation_id = message.at("invocation_id").get<std::string>();
   request.source = message.at("source").get<std::string>();
-  request.input = message.at("input");
+  request.input = std::move(message.at("input"));
   request.limits = corral::limits_from_json(message.at("limits"));
   if (message.contains("capabilities")) {
     request.capabilities = message["capabilities"].get<std::vector<std::string>>();
@@ -93,7 +93,7 @@ void ready_the_runtime(corral::runtime::Engine& engine) {
 
 int main(int argc, char** argv) {
   corral::jail::ContainOptions jail;
-  corral::runtime::Engine engine;
+  corral::runtime::Engine engine({.output_as_text = true});
   try {
     jail = corral::jail::options_from_arguments(argc, argv);
     // Even without the process layer, nothing but the channel is kept (descriptor 4 is the
@@ -129,9 +129,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "corral-worker: malformed invocation: %s\n", error.what());
       return 3;
     }
-    // Script-made text (error messages) may hold invalid UTF-8: replace it rather than fail.
-    auto payload =
-        corral::to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (!corral::write_frame(kChannelFd, corral::FrameType::result, payload)) return 0;
+    // Script-made text (error messages) may hold invalid UTF-8: replaced rather than refused.
+    if (!corral::write_frame(kChannelFd, corral::FrameType::result, corral::to_json_text(result))) {
+      return 0;
+    }
   }
 }

@@ -1,10 +1,10 @@
 #include "invocation/invocation.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <array>
 #include <stdexcept>
+
+#include "invocation/random_bytes.h"
 
 namespace corral {
 namespace {
@@ -174,6 +174,20 @@ nlohmann::json to_json(const InvocationResult& result) {
   return json;
 }
 
+std::string to_json_text(const InvocationResult& result) {
+  nlohmann::json json = to_json(result);
+  bool splice = result.outcome == Outcome::ok && !result.output_json.empty();
+  if (splice) json.erase("output");
+  std::string text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (!splice) return text;
+  // The output goes last, in place of the closing brace: a JSON object's members have no order.
+  text.pop_back();
+  text += ",\"output\":";
+  text += result.output_json;
+  text += '}';
+  return text;
+}
+
 InvocationResult result_from_json(const nlohmann::json& json) {
   if (!json.is_object()) throw std::invalid_argument("result is not an object");
   InvocationResult result;
@@ -217,11 +231,7 @@ InvocationResult result_from_json(const nlohmann::json& json) {
 
 std::string new_invocation_id() {
   std::array<unsigned char, 16> bytes{};
-  size_t filled = 0;
-  while (filled < bytes.size()) {
-    ssize_t n = getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-    if (n > 0) filled += static_cast<size_t>(n);
-  }
+  fill_unpredictable(bytes.data(), bytes.size());
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id;
   id.reserve(32);

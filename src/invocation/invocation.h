@@ -107,6 +107,10 @@ struct InvocationResult {
   Outcome outcome = Outcome::crashed;
   std::string invocation_id;
   nlohmann::json output;  // ok only
+  // ok only, from an Engine made to give its output as text (the worker's): the output as
+  // compact JSON text, and `output` stays null. The worker only sends the output on, so parsing
+  // the text its encoder made would be wasted; to_json_text() writes it into the result as is.
+  std::string output_json;
 
   // script_error, invalid, crashed, denied: what happened, in one line.
   std::string message;
@@ -129,6 +133,10 @@ struct InvocationResult {
 // The wire and API shape of a result: {"outcome", "output"|"error", "logs", "stats",
 // "invocation_id"}.
 nlohmann::json to_json(const InvocationResult& result);
+
+// to_json(result) as compact text, with output_json in place of output when it is set. Text in
+// messages and logs that is not valid UTF-8 is replaced (U+FFFD) rather than refused.
+std::string to_json_text(const InvocationResult& result);
 
 // Parses a result from an untrusted source (a worker's frame). Every field is checked;
 // throws std::invalid_argument naming the first field that is missing or of the wrong type.

@@ -80,6 +80,7 @@ class WorkerProcess {
   bool alive_ = false;
   int cpu_ = -1;  // the CPU it is pinned to, or -1 for any
   int64_t long_run_ms_ = kLongRunMs;
+  bool read_waits_bounded_ = false;  // the channel's reads time out after long_run_ms_
   uint64_t invocations_ = 0;
   double cpu_used_ms_ = 0;
   double cpu_budget_ms_ = 0;

@@ -29,6 +29,9 @@ struct RunState {
   int64_t tripped_allowed = 0;
   void trip(LimitKind limit, int64_t used, int64_t allowed);
 
+  // The thread's CPU clock, in seconds, when the invocation started (-1 when unknown).
+  double cpu_start_seconds = -1;
+
   // Memory, maintained by the allocator. A state kept across invocations already holds
   // memory_base bytes (its pristine environment and compiled chunks) when an invocation starts;
   // the limit and the peak count what the invocation holds beyond that.

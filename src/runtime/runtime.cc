@@ -246,13 +246,16 @@ namespace {
 
 class Invocation {
  public:
-  Invocation(Engine::Resident& resident, const InvocationRequest& request, BrokerLink* broker)
+  Invocation(Engine::Resident& resident, const InvocationRequest& request, BrokerLink* broker,
+             const EngineOptions& options)
       : resident_(resident),
+        options_(options),
         request_(request),
         state_(request.limits),
         cpu_start_ms_(thread_cpu_ms()) {
     result_.invocation_id = request.invocation_id;
     state_.broker = broker;
+    state_.cpu_start_seconds = cpu_start_ms_ / 1000;
   }
 
   // An invocation that did not finish (an exception) leaves the state in no known shape.
@@ -373,7 +376,11 @@ class Invocation {
                     request_.limits.output_bytes);
         return;
       }
-      result_.output = nlohmann::json::parse(encoded.text);
+      if (options_.output_as_text) {
+        result_.output_json = std::move(encoded.text);
+      } else {
+        result_.output = nlohmann::json::parse(encoded.text);
+      }
       result_.outcome = Outcome::ok;
     } catch (const EncodeError& error) {
       result_.outcome = Outcome::script_error;
@@ -420,6 +427,7 @@ class Invocation {
       result_.column = 0;
       result_.traceback.clear();
       result_.output = nullptr;
+      result_.output_json.clear();
     }
     detach();
     result_.logs = std::move(state_.logs);
@@ -432,6 +440,7 @@ class Invocation {
   }
 
   Engine::Resident& resident_;
+  const EngineOptions& options_;
   const InvocationRequest& request_;
   RunState state_;
   double cpu_start_ms_;
@@ -441,12 +450,13 @@ class Invocation {
 
 }  // namespace
 
-Engine::Engine() : resident_(std::make_unique<Resident>()) {}
+Engine::Engine(EngineOptions options)
+    : options_(options), resident_(std::make_unique<Resident>()) {}
 Engine::~Engine() = default;
 
 InvocationResult Engine::run(const InvocationRequest& request, BrokerLink* broker) {
   try {
-    return Invocation(*resident_, request, broker).run();
+    return Invocation(*resident_, request, broker, options_).run();
   } catch (const std::exception& error) {
     InvocationResult result;
     result.invocation_id = request.invocation_id;

@@ -27,9 +27,15 @@ class BrokerLink {
 // can reach or change: the pristine libraries and the compiled chunks of recent sources. A run
 // that hits a limit or fails in the host closes the state, and the next one starts a new state.
 // Not thread-safe: one invocation at a time.
+struct EngineOptions {
+  // Leave an ok run's output as JSON text in InvocationResult::output_json, not parsed into
+  // `output`: for a caller that only sends it on (corral-worker).
+  bool output_as_text = false;
+};
+
 class Engine {
  public:
-  Engine();
+  explicit Engine(EngineOptions options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -40,6 +46,7 @@ class Engine {
   struct Resident;  // the kept state: runtime.cc
 
  private:
+  EngineOptions options_;
   std::unique_ptr<Resident> resident_;
 };
 

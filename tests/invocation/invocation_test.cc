@@ -30,6 +30,23 @@ TEST(ResultJson, RoundTripsEveryOutcomeShape) {
   EXPECT_EQ(to_json(result_from_json(to_json(ok))), to_json(ok));
 }
 
+TEST(ResultJson, TextOfAnOutputGivenAsTextIsTheSameResult) {
+  InvocationResult as_value;
+  as_value.outcome = Outcome::ok;
+  as_value.invocation_id = "id";
+  as_value.output = {{"sum", 3}, {"note", "caf\u00e9"}};
+  as_value.logs = {{"info", "output: null"}};
+  InvocationResult as_text = as_value;
+  as_text.output = nullptr;
+  as_text.output_json = as_value.output.dump();
+  EXPECT_EQ(nlohmann::json::parse(to_json_text(as_text)), to_json(as_value));
+  EXPECT_EQ(to_json_text(as_value), to_json(as_value).dump());
+  // Only an ok result carries an output.
+  as_text.outcome = Outcome::script_error;
+  as_text.message = "boom";
+  EXPECT_FALSE(nlohmann::json::parse(to_json_text(as_text)).contains("output"));
+}
+
 TEST(ResultJson, RefusesMalformedResultsNamingTheField) {
   InvocationResult ok;
   ok.outcome = Outcome::ok;

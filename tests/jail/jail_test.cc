@@ -285,13 +285,26 @@ TEST(JailStep8Seccomp, AnySyscallOffTheListKillsAndIsNamed) {
   expect_violation(probe, "getppid");
 }
 
+// A kernel without i386 emulation (CONFIG_IA32_EMULATION off, or ia32_emulation=0 at boot)
+// answers int 0x80 with SIGSEGV before any filter sees it: such a call is refused already.
+bool kernel_runs_i386_calls() {
+  Probe unjailed(LayerSet::none(), "i386_syscall");
+  return unjailed.report().contains("succeeded");
+}
+
 TEST(JailStep8Seccomp, OtherArchitecturesAreRefused) {
   REQUIRE_MACHINE_LAYER(Layer::seccomp);
+  bool i386_runs = kernel_runs_i386_calls();
   for (const char* attempt : {"x32_syscall", "i386_syscall"}) {
     Probe probe(only({Layer::seccomp}), attempt);
+    EXPECT_FALSE(probe.report().contains("succeeded")) << attempt << " ran: " << probe.report();
+    if (std::string_view(attempt) == "i386_syscall" && !i386_runs) {
+      EXPECT_TRUE(probe.killed_by(SIGSEGV))
+          << "this kernel has no i386 emulation: " << probe.report();
+      continue;
+    }
     EXPECT_TRUE(probe.killed_by(SIGSYS) || !probe.violation().empty())
         << attempt << ": " << probe.report();
-    EXPECT_FALSE(probe.report().contains("succeeded")) << attempt << " ran: " << probe.report();
   }
 }
 

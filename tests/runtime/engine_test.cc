@@ -149,5 +149,34 @@ TEST_F(EngineTest, ASyntaxErrorIsReportedEveryTime) {
   }
 }
 
+TEST(EngineOutputAsText, GivesTheOutputItWouldHaveParsedAsText) {
+  runtime::Engine as_text({.output_as_text = true});
+  const std::string source =
+      "function handle(input) input.total = input.amount * 1.2 input.seen = true return input end";
+  nlohmann::json input = {{"amount", 10}, {"name", "caf\u00e9"}, {"items", {1, 2}}};
+  auto text_result = run_script_in(as_text, source, input);
+  auto value_result = run_script(source, input);
+  ASSERT_EQ(text_result.outcome, Outcome::ok) << text_result.message;
+  EXPECT_TRUE(text_result.output.is_null());
+  EXPECT_EQ(nlohmann::json::parse(text_result.output_json), value_result.output);
+  EXPECT_TRUE(value_result.output_json.empty());
+  // A limit hit leaves no output of either kind.
+  auto limited = run_script_in(as_text, "function handle() return string.rep('x', 100) end",
+                               nlohmann::json::object(), {{"output_bytes", 10}});
+  EXPECT_EQ(limited.outcome, Outcome::limit_exceeded);
+  EXPECT_TRUE(limited.output_json.empty());
+}
+
+TEST(EngineClock, OsClockCountsFromTheInvocationsStart) {
+  runtime::Engine engine;
+  // Burn CPU outside any invocation: os.clock must not count it.
+  volatile double sink = 0;
+  for (int i = 0; i < 20'000'000; ++i) sink = sink + i * 0.5;
+  auto result = run_script_in(engine, "function handle() return os.clock() end");
+  ASSERT_EQ(result.outcome, Outcome::ok) << result.message;
+  EXPECT_GE(result.output.get<double>(), 0.0);
+  EXPECT_LT(result.output.get<double>(), 0.01);
+}
+
 }  // namespace
 }  // namespace corral::testing
