@@ -80,44 +80,37 @@ void TenantPool::stop_workers(std::vector<std::unique_ptr<WorkerProcess>> worker
   capacity_changed_.notify_all();
 }
 
-std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& tenant, Lock& lock) {
+std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& tenant) {
   // The tenant's most recently used idle worker, except for a caller on a lane (cpu_lane.h): it
   // takes the most recent one already on its CPU, else the most recent one on no CPU in
   // particular, so that each lane settles on workers of its own instead of moving one worker
   // from CPU to CPU and away from its caches.
   int lane_cpu = lanes_pinned() ? lane_cpu_of_this_thread() : -1;
-  for (;;) {
-    auto most_recent = idle_.rend(), on_lane = idle_.rend(), unpinned = idle_.rend();
-    for (auto idle = idle_.rbegin(); idle != idle_.rend(); ++idle) {
-      if (idle->tenant != tenant) continue;
-      if (most_recent == idle_.rend()) most_recent = idle;
-      if (lane_cpu < 0) break;
-      if (idle->worker->cpu() == lane_cpu) {
-        on_lane = idle;
-        break;
-      }
-      if (idle->worker->cpu() < 0 && unpinned == idle_.rend()) unpinned = idle;
+  auto most_recent = idle_.rend(), on_lane = idle_.rend(), unpinned = idle_.rend();
+  for (auto idle = idle_.rbegin(); idle != idle_.rend(); ++idle) {
+    if (idle->tenant != tenant) continue;
+    if (most_recent == idle_.rend()) most_recent = idle;
+    if (lane_cpu < 0) break;
+    if (idle->worker->cpu() == lane_cpu) {
+      on_lane = idle;
+      break;
     }
-    auto found = on_lane != idle_.rend()    ? on_lane
-                 : unpinned != idle_.rend() ? unpinned
-                                            : most_recent;
-    if (found == idle_.rend()) return nullptr;
-    std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
-    idle_.erase(std::next(found).base());
-    if (--idle_by_tenant_[tenant] == 0) idle_by_tenant_.erase(tenant);
-    if (!worker->exited()) return worker;
-    ++retired_;
-    std::vector<std::unique_ptr<WorkerProcess>> dead;
-    dead.push_back(std::move(worker));
-    stop_workers(std::move(dead), lock);  // drops the lock: search again
+    if (idle->worker->cpu() < 0 && unpinned == idle_.rend()) unpinned = idle;
   }
+  auto found = on_lane != idle_.rend()    ? on_lane
+               : unpinned != idle_.rend() ? unpinned
+                                          : most_recent;
+  if (found == idle_.rend()) return nullptr;
+  std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
+  idle_.erase(std::next(found).base());
+  if (--idle_by_tenant_[tenant] == 0) idle_by_tenant_.erase(tenant);
+  return worker;  // if it died while idle, run() finds out when it sends the invocation
 }
 
-std::unique_ptr<WorkerProcess> TenantPool::take_own_or_spare_locked(const std::string& tenant,
-                                                                   Lock& lock) {
-  if (auto own = take_idle_locked(tenant, lock)) return own;
+std::unique_ptr<WorkerProcess> TenantPool::take_own_or_spare_locked(const std::string& tenant) {
+  if (auto own = take_idle_locked(tenant)) return own;
   if (options_.spare_workers == 0) return nullptr;
-  auto spare = take_idle_locked(kSpare, lock);
+  auto spare = take_idle_locked(kSpare);
   if (spare) ++bound_;
   return spare;
 }
@@ -219,90 +212,99 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
                     "the invocation names no tenant; every run needs one to pick its worker");
     }
     auto deadline = Clock::now() + std::chrono::milliseconds(request.limits.timeout_ms);
-    std::unique_ptr<WorkerProcess> worker;
-    std::future<SpawnJob::Delivery> spawned;
-    {
-      Lock lock(mutex_);
-      for (;;) {
-        if (shutting_down_) {
-          return failed(request, Outcome::crashed, "the worker pool is shutting down");
+    // An idle worker is not checked for life before it is handed out (a system call on every
+    // run): one found gone when its invocation is sent is retired, and the run goes to another.
+    for (int attempt = 1;; ++attempt) {
+      std::unique_ptr<WorkerProcess> worker;
+      std::future<SpawnJob::Delivery> spawned;
+      {
+        Lock lock(mutex_);
+        for (;;) {
+          if (shutting_down_) {
+            return failed(request, Outcome::crashed, "the worker pool is shutting down");
+          }
+          if ((worker = take_own_or_spare_locked(request.tenant))) {
+            ++busy_;
+            break;
+          }
+          if (auto job = claim_pending_locked(request.tenant)) {
+            spawned = job->promise.get_future();
+            break;
+          }
+          if (live_locked() < options_.max_workers) {
+            spawned = enqueue_locked(request.tenant, true)->promise.get_future();
+            break;
+          }
+          if (!idle_.empty()) {
+            // No idle worker of this tenant (nor a spare) is left, so the oldest idle one is
+            // another tenant's.
+            std::vector<std::unique_ptr<WorkerProcess>> evicted;
+            evict_oldest_bound_locked(evicted);
+            stop_workers(std::move(evicted), lock);
+            continue;
+          }
+          if (cancel_unclaimed_locked()) continue;
+          if (Clock::now() >= deadline) {
+            size_t cap = options_.max_workers;
+            return failed(request, Outcome::rejected,
+                          "the worker pool is at its cap of " + std::to_string(cap) +
+                              (cap == 1 ? " worker" : " workers") +
+                              ", all busy, and none freed up " + "within the request's " +
+                              std::to_string(request.limits.timeout_ms) +
+                              " ms deadline; retry later");
+          }
+          ++waiters_;
+          capacity_changed_.wait_until(lock, deadline);
+          --waiters_;
         }
-        if ((worker = take_own_or_spare_locked(request.tenant, lock))) {
-          ++busy_;
-          break;
-        }
-        if (auto job = claim_pending_locked(request.tenant)) {
-          spawned = job->promise.get_future();
-          break;
-        }
-        if (live_locked() < options_.max_workers) {
-          spawned = enqueue_locked(request.tenant, true)->promise.get_future();
-          break;
-        }
-        if (!idle_.empty()) {
-          // No idle worker of this tenant (nor a spare) is left, so the oldest idle one is
-          // another tenant's.
-          std::vector<std::unique_ptr<WorkerProcess>> evicted;
-          evict_oldest_bound_locked(evicted);
-          stop_workers(std::move(evicted), lock);
-          continue;
-        }
-        if (cancel_unclaimed_locked()) continue;
-        if (Clock::now() >= deadline) {
-          size_t cap = options_.max_workers;
-          return failed(request, Outcome::rejected,
-                        "the worker pool is at its cap of " + std::to_string(cap) +
-                            (cap == 1 ? " worker" : " workers") + ", all busy, and none freed up " +
-                            "within the request's " + std::to_string(request.limits.timeout_ms) +
-                            " ms deadline; retry later");
-        }
-        ++waiters_;
-        capacity_changed_.wait_until(lock, deadline);
-        --waiters_;
       }
-    }
-    if (spawned.valid()) {
-      SpawnJob::Delivery delivery = spawned.get();
-      if (!delivery.worker) {
-        return failed(request, Outcome::crashed, "cannot start a worker: " + delivery.error);
+      if (spawned.valid()) {
+        SpawnJob::Delivery delivery = spawned.get();
+        if (!delivery.worker) {
+          return failed(request, Outcome::crashed, "cannot start a worker: " + delivery.error);
+        }
+        worker = std::move(delivery.worker);
       }
-      worker = std::move(delivery.worker);
-    }
 
-    InvocationResult result;
-    bool trusted = true;
-    try {
-      if (!lanes_pinned()) {
-        worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
-      } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
-        worker->run_on_cpu(lane_cpu);
+      InvocationResult result;
+      bool trusted = true;
+      try {
+        if (!lanes_pinned()) {
+          worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
+        } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
+          worker->run_on_cpu(lane_cpu);
+        }
+        result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
+      } catch (const std::exception& error) {
+        result = failed(request, Outcome::crashed,
+                        std::string("cannot pass the invocation to the worker: ") + error.what());
+        trusted = false;
       }
-      result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
-    } catch (const std::exception& error) {
-      result = failed(request, Outcome::crashed,
-                      std::string("cannot pass the invocation to the worker: ") + error.what());
-      trusted = false;
+      // Only a run that ended normally leaves the worker in a state worth reusing: after a limit,
+      // a crash or a protocol error it may be damaged or compromised.
+      bool keep = trusted && worker->alive() && !worker->worn_out() &&
+                  (result.outcome == Outcome::ok || result.outcome == Outcome::script_error) &&
+                  worker->invocations() < options_.recycle_after;
+      bool run_not_started = trusted && worker->gone_before_invocation();
+      Lock lock(mutex_);
+      --busy_;
+      if (keep) {
+        make_idle_locked(request.tenant, std::move(worker), lock);
+      } else {
+        ++retired_;
+        std::vector<std::unique_ptr<WorkerProcess>> retired;
+        retired.push_back(std::move(worker));
+        stop_workers(std::move(retired), lock);
+      }
+      warm_locked(request.tenant, options_.warm_per_tenant);
+      // Spares taken are replaced only now: starting a worker forks this process, which slows
+      // every thread of it for a moment, and the run that took the spare should not pay for that.
+      warm_locked(kSpare, options_.spare_workers);
+      constexpr int kAttemptsPastGoneWorkers = 3;
+      if (run_not_started && attempt < kAttemptsPastGoneWorkers && Clock::now() < deadline)
+        continue;
+      return result;
     }
-    // Only a run that ended normally leaves the worker in a state worth reusing: after a limit,
-    // a crash or a protocol error it may be damaged or compromised.
-    bool keep = trusted && worker->alive() && !worker->worn_out() &&
-                (result.outcome == Outcome::ok || result.outcome == Outcome::script_error) &&
-                worker->invocations() < options_.recycle_after;
-    Lock lock(mutex_);
-    --busy_;
-    if (keep) {
-      make_idle_locked(request.tenant, std::move(worker), lock);
-    } else {
-      ++retired_;
-      std::vector<std::unique_ptr<WorkerProcess>> retired;
-      retired.push_back(std::move(worker));
-      stop_workers(std::move(retired), lock);
-    }
-    warm_locked(request.tenant, options_.warm_per_tenant);
-    // Spares taken are replaced only now: starting a worker forks this process, which slows
-    // every thread of it for a moment, and the run that took the spare should not pay for that.
-    warm_locked(kSpare, options_.spare_workers);
-    return result;
   } catch (const std::exception& error) {
     return failed(request, Outcome::crashed,
                   std::string("the worker pool failed: ") + error.what());

@@ -12,8 +12,9 @@
 //   wait does not shorten the script's own wall-time budget, so a run may take up to twice
 //   timeout_ms end to end.
 // - After a run, a worker is retired unless the outcome was ok or script_error, it is still
-//   alive, and it has served fewer than recycle_after invocations. A worker found dead while
-//   idle is discarded before it is handed out.
+//   alive, and it has served fewer than recycle_after invocations. A worker that died while
+//   idle is found out when the invocation is sent to it (the channel is closed): it is retired
+//   and the run goes to another worker, as the run had not started.
 // - After serving a tenant, the pool starts replacements in the background until the tenant
 //   has warm_per_tenant idle workers, as long as that needs no eviction and nobody is waiting
 //   for capacity; at most max_idle workers are kept idle in all, the least recently used beyond
@@ -102,8 +103,8 @@ class TenantPool : public Executor {
 
   size_t live_locked() const;
   size_t idle_for_locked(const std::string& tenant) const;
-  std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant, Lock& lock);
-  std::unique_ptr<WorkerProcess> take_own_or_spare_locked(const std::string& tenant, Lock& lock);
+  std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant);
+  std::unique_ptr<WorkerProcess> take_own_or_spare_locked(const std::string& tenant);
   void evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerProcess>>& evicted);
   std::shared_ptr<SpawnJob> claim_pending_locked(const std::string& tenant);
   std::shared_ptr<SpawnJob> enqueue_locked(const std::string& tenant, bool claimed);

@@ -123,12 +123,6 @@ std::string WorkerProcess::wait_for_violation_exit() {
   return kill_and_reap();
 }
 
-bool WorkerProcess::exited() const {
-  if (!alive_) return true;
-  pollfd ended{pidfd_, POLLIN, 0};
-  return poll(&ended, 1, 0) > 0;
-}
-
 std::string WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
   if (!announces_ready_ || ready_seen_) return alive_ ? "" : "the worker is not running";
   auto deadline = std::chrono::steady_clock::now() + limit;
@@ -217,6 +211,7 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
   // A worker that died before taking the invocation may still have said why (a violation
   // report): read what it left on the channel before giving up.
   bool sent = write_frame(channel_, FrameType::invoke, message.dump());
+  gone_before_invocation_ = !sent;
 
   for (;;) {
     std::optional<Frame> frame;

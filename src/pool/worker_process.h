@@ -52,8 +52,9 @@ class WorkerProcess {
   std::string wait_until_ready(std::chrono::milliseconds limit);
 
   bool alive() const { return alive_; }
-  // True if the process has ended on its own (checked without blocking, through the pidfd).
-  bool exited() const;
+  // The last invoke() found the channel closed before the invocation could be sent: the worker
+  // had died (while idle), and the run never started, so another worker may take it.
+  bool gone_before_invocation() const { return gone_before_invocation_; }
   // Invocations this worker has served.
   uint64_t invocations() const { return invocations_; }
   // Past half of its lifetime CPU ceiling (RLIMIT_CPU): retire it before the kernel kills it
@@ -80,7 +81,8 @@ class WorkerProcess {
   bool alive_ = false;
   int cpu_ = -1;  // the CPU it is pinned to, or -1 for any
   int64_t long_run_ms_ = kLongRunMs;
-  bool read_waits_bounded_ = false;  // the channel's reads time out after long_run_ms_
+  bool read_waits_bounded_ = false;
+  bool gone_before_invocation_ = false;  // the channel's reads time out after long_run_ms_
   uint64_t invocations_ = 0;
   double cpu_used_ms_ = 0;
   double cpu_budget_ms_ = 0;

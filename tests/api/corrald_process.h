@@ -149,6 +149,32 @@ class CorraldProcess {
     return lines;
   }
 
+  // The log once it has stopped growing for 50 ms (at most a few seconds): for a test that looks
+  // for what must not be in it, every request's line included.
+  std::vector<nlohmann::json> log_lines_settled() const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    std::string before = read_text(log_path());
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::string now = read_text(log_path());
+      if (now == before || std::chrono::steady_clock::now() > deadline) return log_lines();
+      before = std::move(now);
+    }
+  }
+
+  // The log once it holds `count` access-log lines (msg "request"), or as it is after a few
+  // seconds: corrald writes a request's line just after its answer, not before.
+  std::vector<nlohmann::json> log_lines_with_requests(size_t count) const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      auto lines = log_lines();
+      size_t requests = 0;
+      for (const auto& line : lines) requests += line.value("msg", "") == "request";
+      if (requests >= count || std::chrono::steady_clock::now() > deadline) return lines;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
  private:
   static int& counter() {
     static int value = 0;

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "api/corrald_process.h"
@@ -207,7 +209,7 @@ TEST_F(ServerTest, LogsOneJsonLinePerRequestWithTheInvocationId) {
   client().request(http::verb::get, "/healthz");
   std::string id(response["Corral-Invocation-Id"]);
   std::vector<json> requests;
-  for (const auto& line : corrald_.log_lines()) {
+  for (const auto& line : corrald_.log_lines_with_requests(2)) {
     if (line.value("msg", "") == "request") requests.push_back(line);
   }
   ASSERT_EQ(requests.size(), 2u);
@@ -232,6 +234,8 @@ TEST_F(ServerTest, ServesConcurrentClients) {
           .dump());
   ASSERT_EQ(policy.result_int(), 201) << policy.body();
   std::atomic<int> ok{0};
+  std::mutex ids_mutex;
+  std::set<std::string> ids;
   std::vector<std::thread> clients;
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&, c] {
@@ -239,11 +243,23 @@ TEST_F(ServerTest, ServesConcurrentClients) {
       for (int i = 0; i < 10; ++i) {
         auto response = connection.post_json({{"source", kSum}, {"input", {{"a", c}, {"b", i}}}});
         if (response.result_int() == 200 && body_of(response)["output"]["sum"] == c + i) ++ok;
+        std::lock_guard lock(ids_mutex);
+        ids.insert(std::string(response["Corral-Invocation-Id"]));
       }
     });
   }
   for (auto& thread : clients) thread.join();
   EXPECT_EQ(ok, 80);
+  // Lines written together under load are still one line per request, each whole.
+  std::set<std::string> logged;
+  for (const auto& line : corrald_.log_lines_with_requests(81)) {
+    if (line.value("msg", "") == "request" && line.value("route", "") == "/v1/run") {
+      EXPECT_EQ(line.value("status", 0), 200) << line;
+      logged.insert(line.value("invocation_id", ""));
+    }
+  }
+  EXPECT_EQ(logged, ids);
+  EXPECT_EQ(logged.size(), 80u);
 }
 
 TEST_F(ServerTest, SigtermLetsTheRunInProgressFinishThenExitsZero) {
