@@ -93,7 +93,7 @@ void ready_the_runtime(corral::runtime::Engine& engine) {
 
 int main(int argc, char** argv) {
   corral::jail::ContainOptions jail;
-  corral::runtime::Engine engine({.output_as_text = true});
+  corral::runtime::Engine engine({.output_as_text = true, .count_cpu_between_runs = true});
   try {
     jail = corral::jail::options_from_arguments(argc, argv);
     // Even without the process layer, nothing but the channel is kept (descriptor 4 is the
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
     corral::jail::contain(jail);
     ready_the_runtime(engine);
     corral::jail::lock_down(jail, report_violation);
+    engine.restart_cpu_count();  // jailing is not the first invocation's CPU
     corral::write_frame(kChannelFd, corral::FrameType::ready, "");
   } catch (const std::exception& error) {
     std::fprintf(stderr, "corral-worker: %s\n", error.what());

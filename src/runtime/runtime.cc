@@ -164,6 +164,7 @@ struct Engine::Resident {
   };
   std::vector<Chunk> chunks;  // most recently used last
   int running_chunk = LUA_NOREF;  // the kept chunk the invocation runs, whose _ENV is its globals
+  double cpu_ms_at_last_finish = -1;  // the thread's CPU clock when the last invocation finished
 
   ~Resident() { discard(); }
 
@@ -252,7 +253,9 @@ class Invocation {
         options_(options),
         request_(request),
         state_(request.limits),
-        cpu_start_ms_(thread_cpu_ms()) {
+        cpu_start_ms_(options.count_cpu_between_runs && resident.cpu_ms_at_last_finish >= 0
+                          ? resident.cpu_ms_at_last_finish
+                          : thread_cpu_ms()) {
     result_.invocation_id = request.invocation_id;
     state_.broker = broker;
     state_.cpu_start_seconds = cpu_start_ms_ / 1000;
@@ -436,7 +439,9 @@ class Invocation {
     auto started = state_.deadline - std::chrono::milliseconds(request_.limits.timeout_ms);
     result_.stats.wall_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    result_.stats.cpu_ms = thread_cpu_ms() - cpu_start_ms_;
+    double cpu_now_ms = thread_cpu_ms();
+    result_.stats.cpu_ms = cpu_now_ms - cpu_start_ms_;
+    resident_.cpu_ms_at_last_finish = cpu_now_ms;
   }
 
   Engine::Resident& resident_;
@@ -465,6 +470,8 @@ InvocationResult Engine::run(const InvocationRequest& request, BrokerLink* broke
     return result;
   }
 }
+
+void Engine::restart_cpu_count() { resident_->cpu_ms_at_last_finish = -1; }
 
 InvocationResult run_invocation(const InvocationRequest& request, BrokerLink* broker) {
   return Engine().run(request, broker);

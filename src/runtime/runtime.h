@@ -31,6 +31,10 @@ struct EngineOptions {
   // Leave an ok run's output as JSON text in InvocationResult::output_json, not parsed into
   // `output`: for a caller that only sends it on (corral-worker).
   bool output_as_text = false;
+  // Count the CPU time the thread spends between invocations (answering one, reading the next)
+  // toward the next one: one reading of the thread's CPU clock per invocation instead of two,
+  // for a thread that does nothing else (corral-worker). Each reading is a system call.
+  bool count_cpu_between_runs = false;
 };
 
 class Engine {
@@ -42,6 +46,10 @@ class Engine {
 
   // As run_invocation.
   InvocationResult run(const InvocationRequest& request, BrokerLink* broker = nullptr);
+
+  // With count_cpu_between_runs: the next invocation counts from its own start, not from the
+  // last one's end (what the thread did meanwhile was not the next invocation's doing).
+  void restart_cpu_count();
 
   struct Resident;  // the kept state: runtime.cc
 

@@ -167,6 +167,35 @@ TEST(EngineOutputAsText, GivesTheOutputItWouldHaveParsedAsText) {
   EXPECT_TRUE(limited.output_json.empty());
 }
 
+double burn_cpu_ms(double ms) {
+  auto cpu_ms = [] {
+    timespec now{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) * 1000 + static_cast<double>(now.tv_nsec) / 1e6;
+  };
+  double start = cpu_ms();
+  volatile double sink = 0;
+  while (cpu_ms() - start < ms) sink = sink + 1;
+  return cpu_ms() - start;
+}
+
+TEST(EngineClock, CountsCpuBetweenRunsOnlyWhenAskedTo) {
+  const std::string empty = "function handle() return true end";
+  runtime::Engine alone;
+  runtime::Engine worker({.count_cpu_between_runs = true});
+  for (auto* engine : {&alone, &worker})
+    ASSERT_EQ(run_script_in(*engine, empty).outcome, Outcome::ok);
+  burn_cpu_ms(60);
+  auto alone_result = run_script_in(alone, empty);
+  burn_cpu_ms(60);
+  auto worker_result = run_script_in(worker, empty);
+  EXPECT_LT(alone_result.stats.cpu_ms, 30) << "CPU spent outside the run was counted";
+  EXPECT_GE(worker_result.stats.cpu_ms, 55) << "CPU spent since the last run was not counted";
+  worker.restart_cpu_count();
+  burn_cpu_ms(60);
+  EXPECT_LT(run_script_in(worker, empty).stats.cpu_ms, 30) << "counted from before the restart";
+}
+
 TEST(EngineClock, OsClockCountsFromTheInvocationsStart) {
   runtime::Engine engine;
   // Burn CPU outside any invocation: os.clock must not count it.
