@@ -508,11 +508,26 @@ TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
   on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
   ASSERT_EQ(log->made_for.size(), 1u);
   pid_t worker = log->made_for.begin()->first;
+  // On a machine loaded by other tests (and sanitizers) even a short run can pass 100 ms, and is
+  // then let go like a long one: a few more runs on the lane, and one stays short.
+  auto run_on_lane_until_one_is_short = [&] {
+    for (int again = 0; again < 5 && cpus_of(worker) != std::set<int>{lane}; ++again) {
+      on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+    }
+  };
+  run_on_lane_until_one_is_short();
   EXPECT_EQ(cpus_of(worker), std::set<int>{lane})
       << "a lane's run should keep its worker on its CPU";
 
-  // A run from a thread on no lane leaves the worker where it is.
-  EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+  // A (short) run from a thread on no lane leaves the worker where it is.
+  bool ran_short = false;
+  for (int attempt = 0; attempt < 5 && !ran_short; ++attempt) {
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok);
+    ran_short = std::chrono::steady_clock::now() - started < std::chrono::milliseconds(100);
+    if (!ran_short) run_on_lane_until_one_is_short();
+  }
+  ASSERT_TRUE(ran_short) << "no run took less than 100 ms: the machine is too busy for this test";
   EXPECT_EQ(cpus_of(worker), std::set<int>{lane});
 
   // A run past the worker's long_run_ms is let go to every CPU while it runs.
@@ -537,8 +552,9 @@ TEST(TenantPool, RunsAWorkerOnItsCallersLaneCpuAndLetsALongRunGoToEveryCpu) {
   EXPECT_EQ(caller_during_long_run, every_cpu);
   EXPECT_TRUE(lanes_pinned()) << "the long run has ended";
 
-  // Its next run on the lane brings it back.
+  // Its next (short) run on the lane brings it back.
   on_lane(lane, [&] { EXPECT_EQ(pool.run(request_for("acme")).outcome, Outcome::ok); });
+  run_on_lane_until_one_is_short();
   EXPECT_EQ(cpus_of(worker), std::set<int>{lane});
   EXPECT_EQ(log->made_for.size(), 1u) << "every run should have been served by the one worker";
 }
