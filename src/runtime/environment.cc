@@ -325,8 +325,8 @@ void push_random_seed(lua_State* L) {
   lua_pushinteger(L, seed[1]);
 }
 
-// math.randomseed(x [, y]) seeds deterministically; with no argument it reseeds from the
-// kernel. Either way it returns nothing (the original returns the seed it chose).
+// math.randomseed(x [, y]) seeds deterministically; with no argument it reseeds unpredictably
+// (random_bytes.h). Either way it returns nothing (the original returns the seed it chose).
 int sandbox_randomseed(lua_State* L) {
   if (lua_isnone(L, 1)) push_random_seed(L);
   call_original(L);
@@ -583,7 +583,8 @@ void install_fresh_environment(lua_State* L) {
 
   lua_getfield(L, fresh, LUA_MATHLIBNAME);
   lua_getfield(L, -1, "randomseed");
-  lua_call(L, 0, 0);  // from the kernel: no sequence carries over from an earlier invocation
+  // Reseeded unpredictably (random_bytes.h): no sequence carries over from an earlier invocation.
+  lua_call(L, 0, 0);
   lua_pop(L, 1);
 
   // os.clock starts where the invocation started its CPU count, which saves a clock call.
