@@ -191,6 +191,45 @@ TEST(JailStep1Namespaces, RootInsideIsNobodyOutsideInNewNamespaces) {
   EXPECT_EQ(inside.report()["pid"], 1);
 }
 
+// The child runs in the supervisor's memory until it execs (spawn.cc): one that fails there must
+// still report the step and the cause, leave the supervisor intact, and let the next spawn work.
+TEST(JailSpawn, AWorkerThatCannotBeExecutedIsNamedAndTheNextSpawnWorks) {
+  std::vector<LayerSet> layer_sets = {LayerSet::none()};
+  if (machine_has(Layer::namespaces)) layer_sets.push_back(only({Layer::namespaces}));
+  fs::path not_a_program =
+      fs::temp_directory_path() / ("corral-not-a-program-" + std::to_string(getpid()));
+  std::ofstream(not_a_program) << "not a program\n";
+  fs::permissions(not_a_program, fs::perms::owner_read | fs::perms::owner_write |
+                                     fs::perms::group_read | fs::perms::others_read);
+  for (const LayerSet& layers : layer_sets) {
+    SCOPED_TRACE(layers.to_string());
+    int executable = open(not_a_program.c_str(), O_PATH | O_CLOEXEC);
+    ASSERT_GE(executable, 0);
+    int ends[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
+    SpawnRequest request;
+    request.executable_fd = executable;
+    request.argv = {not_a_program.string()};
+    request.channel_fd = ends[1];
+    request.layers = layers;
+    std::string error;
+    try {
+      spawn_jailed(request);
+    } catch (const std::runtime_error& failure) {
+      error = failure.what();
+    }
+    EXPECT_NE(error.find("the new worker failed executing the worker binary: Permission denied"),
+              std::string::npos)
+        << error;
+    close(executable);
+    close(ends[0]);
+    close(ends[1]);
+    Probe after(layers, "facts");
+    EXPECT_EQ(after.report()["pid"], layers.has(Layer::namespaces) ? 1 : after.pid());
+  }
+  fs::remove(not_a_program);
+}
+
 TEST(JailStep2Filesystem, RootIsEmptyReadOnlyWithoutProcOrDev) {
   REQUIRE_MACHINE_LAYER(Layer::filesystem);
   Probe probe(only({Layer::namespaces, Layer::filesystem}), "facts");
