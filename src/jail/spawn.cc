@@ -150,10 +150,14 @@ struct ChildArguments {
   const SpawnRequest* request;
   int go_fd, report_fd, null_fd;
   char** argv;
+  int parent_ends[2];  // the supervisor's ends of the two pipes
 };
 
 CORRAL_CHILD_CODE int child_entry(void* opaque) {
   auto* arguments = static_cast<ChildArguments*>(opaque);
+  // Without its own copy of the go pipe's write end, the child sees end-of-file and exits if
+  // corrald dies before releasing it (the parent-death signal is only set after the exec).
+  for (int end : arguments->parent_ends) close(end);
   run_child(*arguments->request, arguments->go_fd, arguments->report_fd, arguments->null_fd,
             arguments->argv);
 }
@@ -244,7 +248,8 @@ Spawned spawn_jailed(const SpawnRequest& request) {
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   int pidfd = -1;
   ChildStack stack;
-  ChildArguments arguments{&request, go.read, report.write, null_fd, argv.data()};
+  ChildArguments arguments{&request, go.read,     report.write,
+                           null_fd,  argv.data(), {go.write, report.read}};
   pid_t pid = clone_child(namespaces ? CLONE_NEWPID : 0, cgroup_fd, &pidfd, stack, arguments);
   if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
