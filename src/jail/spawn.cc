@@ -10,8 +10,9 @@
 //
 // The child shares corrald's memory until it execs (CLONE_VM, on a stack of its own), as
 // posix_spawn's child does. A copy-on-write fork of corrald would copy its page tables and make
-// every page any of its threads then writes fault and flush the TLB of all its CPUs: measured
-// at about half of a worker's start-up CPU, paid on every recycle in the middle of warm traffic.
+// every page any of its threads then writes fault and flush the TLB of all its CPUs: 22 of the
+// 35 ms of CPU a worker's start and end cost, paid on every recycle in the middle of warm traffic
+// (docs/performance.md).
 // The child writes nothing of corrald's but errno, on its failure paths only.
 #include <fcntl.h>
 #include <linux/close_range.h>
