@@ -94,8 +94,8 @@ constexpr const char* kChildStepNames[] = {"",
                                            "setting up descriptors",
                                            "executing the worker binary"};
 
-// The child's code runs on a stack AddressSanitizer does not know; instrumenting it would leave
-// poison in the shadow of memory corrald later reuses.
+// The child's code runs on a stack the sanitizers do not know, before exec, where only raw
+// system calls are safe: no shadow-memory bookkeeping, and no sanitizer reporting.
 #define CORRAL_CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
 
 CORRAL_CHILD_CODE [[noreturn]] void child_fail(int report_fd, int step) {
@@ -300,14 +300,15 @@ Spawned spawn_jailed(const SpawnRequest& request) {
   go.close_write();
   ChildFailure failure{};
   ssize_t reported = read_report(failure);
-  if (reported != 0) {
-    // Either a report, or no end-of-file to show the child is off its stack: stop it first.
-    int read_error = errno;
+  if (reported > 0) {
     kill_and_reap(pidfd);
-    if (reported < 0)
-      throw std::runtime_error("cannot hear from the new worker: " +
-                               std::string(strerror(read_error)));
     throw child_failed(failure);
+  }
+  if (reported < 0) {
+    // No end-of-file shows the child is off its stack: stop it before the stack goes.
+    std::string why = strerror(errno);
+    kill_and_reap(pidfd);
+    throw std::runtime_error("cannot hear from the new worker after releasing it: " + why);
   }
   return {pid, pidfd};
 }

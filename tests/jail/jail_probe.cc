@@ -3,6 +3,8 @@
 // the channel. A refused syscall arrives instead as "violation <number>".
 //
 //   jail_probe --jail-layers=… --probe=NAME [--target=N]
+#include "jail_probe.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -163,16 +165,7 @@ json act(const std::string& probe, long target) {
   return {{"unknown_probe", probe}};
 }
 
-}  // namespace
-
-namespace {
-
-// A kernel without i386 emulation answers int 0x80 with SIGSEGV. The probe exits with a status
-// of its own then, which tells it apart from a crash, and works the same under AddressSanitizer
-// (whose own SIGSEGV handler would otherwise abort with status 1).
-constexpr int kKernelRefusedI386 = 86;
-
-void exit_as_the_kernel_refused_i386(int) { _exit(kKernelRefusedI386); }
+void exit_as_the_kernel_refused_i386(int) { _exit(corral::jail::kProbeExitKernelRefusedI386); }
 
 void exit_on_segv_as_the_kernel_refused_i386() {
   struct sigaction action {};

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "jail/cgroup.h"
+#include "jail_probe.h"
 #include "pool/frame.h"
 
 namespace corral::jail {
@@ -325,13 +326,11 @@ TEST(JailStep8Seccomp, AnySyscallOffTheListKillsAndIsNamed) {
 }
 
 // A kernel without i386 emulation (CONFIG_IA32_EMULATION off, or ia32_emulation=0 at boot)
-// answers int 0x80 with SIGSEGV before any filter sees it: such a call is refused already. The
-// probe then exits with this status (jail_probe.cc).
-constexpr int kKernelRefusedI386 = 86;
-
+// answers int 0x80 with SIGSEGV before any filter sees it: such a call is refused already, and
+// the probe exits with kProbeExitKernelRefusedI386.
 bool kernel_runs_i386_calls() {
   Probe unjailed(LayerSet::none(), "i386_syscall");
-  return unjailed.exit_status() != kKernelRefusedI386;
+  return unjailed.exit_status() != kProbeExitKernelRefusedI386;
 }
 
 TEST(JailStep8Seccomp, OtherArchitecturesAreRefused) {
@@ -341,7 +340,7 @@ TEST(JailStep8Seccomp, OtherArchitecturesAreRefused) {
     Probe probe(only({Layer::seccomp}), attempt);
     EXPECT_FALSE(probe.report().contains("succeeded")) << attempt << " ran: " << probe.report();
     if (std::string_view(attempt) == "i386_syscall" && !i386_runs) {
-      EXPECT_EQ(probe.exit_status(), kKernelRefusedI386)
+      EXPECT_EQ(probe.exit_status(), kProbeExitKernelRefusedI386)
           << "this kernel has no i386 emulation: " << probe.report();
       continue;
     }
