@@ -935,9 +935,7 @@ class Api::Call {
                                      "for redaction (") + error.what() + ")";
       }
     }
-    if (invocation.log_entry_bytes > 0) {
-      cut_log_entries(result, static_cast<size_t>(invocation.log_entry_bytes));
-    }
+    cut_log_entries(result, invocation.log_entry_bytes);
     json members = extra;
     if (on_result) on_result(result, members);
     Response response = run_response(result, context_.limits, members);
@@ -1267,8 +1265,7 @@ class Api::Call {
       hit->invocation_id = invocation.invocation_id;
       hit->policy_version = snapshot->version;
       // Cached under the policy of its run: the log cap in force now applies to it as well.
-      if (invocation.log_entry_bytes > 0)
-        cut_log_entries(*hit, static_cast<size_t>(invocation.log_entry_bytes));
+      cut_log_entries(*hit, invocation.log_entry_bytes);
       extra["cache"] = "hit";
       context_.metrics.record_invocation(Outcome::ok, 0);
       response = run_response(*hit, context_.limits, extra);

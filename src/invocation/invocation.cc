@@ -132,11 +132,13 @@ Limits limits_from_json(const nlohmann::json& json) {
   return limits;
 }
 
-void cut_log_entries(InvocationResult& result, size_t max_entry_bytes) {
+void cut_log_entries(InvocationResult& result, int64_t max_entry_bytes) {
+  if (max_entry_bytes <= 0) return;
+  auto cap = static_cast<size_t>(max_entry_bytes);
   for (auto& entry : result.logs) {
     std::string& message = entry.message;
-    if (message.size() <= max_entry_bytes) continue;
-    size_t length = max_entry_bytes;
+    if (message.size() <= cap) continue;
+    size_t length = cap;
     while (length > 0 && (static_cast<unsigned char>(message[length]) & 0xc0) == 0x80) --length;
     message.resize(length);
     message += "\u2026";

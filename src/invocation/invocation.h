@@ -158,7 +158,8 @@ nlohmann::json parse_untrusted_json(std::string_view text, int max_depth = kMaxD
 // Cuts every log message longer than max_entry_bytes (the policy's log.max_entry_bytes) to at
 // most that many bytes, never inside a UTF-8 sequence, and ends it with "…". The supervisor
 // cuts after redaction, so that a secret's prefix left at a cut is never shown unredacted.
-void cut_log_entries(InvocationResult& result, size_t max_entry_bytes);
+// A max_entry_bytes of 0 or less cuts nothing (the policy sets no cap).
+void cut_log_entries(InvocationResult& result, int64_t max_entry_bytes);
 
 // A fresh random identifier for an invocation (128 bits, hex).
 std::string new_invocation_id();

@@ -249,16 +249,13 @@ class Invocation {
  public:
   Invocation(Engine::Resident& resident, const InvocationRequest& request, BrokerLink* broker,
              const EngineOptions& options)
-      : resident_(resident),
-        options_(options),
-        request_(request),
-        state_(request.limits),
-        cpu_start_ms_(options.count_cpu_between_runs && resident.cpu_ms_at_last_finish >= 0
-                          ? resident.cpu_ms_at_last_finish
-                          : thread_cpu_ms()) {
+      : resident_(resident), options_(options), request_(request), state_(request.limits) {
     result_.invocation_id = request.invocation_id;
     state_.broker = broker;
-    state_.cpu_start_seconds = cpu_start_ms_ / 1000;
+    double cpu_start_ms = options.count_cpu_between_runs && resident.cpu_ms_at_last_finish >= 0
+                              ? resident.cpu_ms_at_last_finish
+                              : thread_cpu_ms();
+    state_.cpu_start_seconds = cpu_start_ms / 1000;
   }
 
   // An invocation that did not finish (an exception) leaves the state in no known shape.
@@ -440,7 +437,7 @@ class Invocation {
     result_.stats.wall_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     double cpu_now_ms = thread_cpu_ms();
-    result_.stats.cpu_ms = cpu_now_ms - cpu_start_ms_;
+    result_.stats.cpu_ms = cpu_now_ms - state_.cpu_start_seconds * 1000;
     resident_.cpu_ms_at_last_finish = cpu_now_ms;
   }
 
@@ -448,7 +445,6 @@ class Invocation {
   const EngineOptions& options_;
   const InvocationRequest& request_;
   RunState state_;
-  double cpu_start_ms_;
   bool attached_ = false;
   InvocationResult result_;
 };

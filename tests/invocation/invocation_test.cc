@@ -110,6 +110,15 @@ TEST(LogEntries, LongerMessagesAreCutAtACharacterBoundaryAndMarked) {
   EXPECT_EQ(result.logs[2].level, "warn");
 }
 
+TEST(LogEntries, ACapOfZeroOrLessCutsNothing) {
+  for (int64_t cap : {0, -1}) {
+    InvocationResult result;
+    result.logs = {{"info", std::string(5000, 'x')}};
+    cut_log_entries(result, cap);
+    EXPECT_EQ(result.logs[0].message.size(), 5000u) << "cap " << cap;
+  }
+}
+
 TEST(InvocationId, IsRandomHex) {
   auto a = new_invocation_id();
   EXPECT_EQ(a.size(), 32u);
