@@ -426,7 +426,9 @@ TEST_F(BrokerHttpTest, TheRunsWallClockKeepsRunningDuringAFetch) {
   auto took = std::chrono::steady_clock::now() - started;
   ASSERT_EQ(result.outcome, Outcome::limit_exceeded) << dump(result);
   EXPECT_EQ(result.limit, LimitKind::wall_time);
-  EXPECT_LT(took, std::chrono::milliseconds(1500)) << "the fetch outlived the run's deadline";
+  // A fetch that outlived the run's 300 ms would take the server's 5 s; the bound leaves room
+  // for starting the jailed worker (part of `took`) on a loaded machine.
+  EXPECT_LT(took, std::chrono::milliseconds(4000)) << "the fetch outlived the run's deadline";
 }
 
 TEST_F(BrokerHttpTest, HeaderInjectionIsRefused) {

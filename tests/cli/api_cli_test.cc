@@ -459,21 +459,36 @@ TEST_F(ApiCliWithCorrald, AuditVerifyExits5WhenTheChainIsBroken) {
   EXPECT_TRUE(has(verified.err, "hint: ")) << verified;
 }
 
-// A port nothing listens on: bound, never listened on, then closed.
-uint16_t closed_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
+// A port nothing listens on, for as long as the object lives: bound but never listened on, so
+// that connecting is refused. Kept bound rather than closed at once, so that no other process
+// (ctest runs tests in parallel, and each corrald takes an ephemeral port) can listen on it
+// meanwhile.
+class ClosedPort {
+ public:
+  ClosedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    socklen_t length = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~ClosedPort() { close(fd_); }
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
 
 TEST_F(ApiCliTest, UnreachableServerExits3NamingTheUrl) {
-  std::string url = "http://127.0.0.1:" + std::to_string(closed_port());
+  ClosedPort closed;
+  ASSERT_NE(closed.port(), 0);
+  std::string url = "http://127.0.0.1:" + std::to_string(closed.port());
   CliRun run = corral({"--server", url, "--token", "x", "tenant", "list"});
   EXPECT_EQ(run.status, 3) << run;
   EXPECT_TRUE(has(run.err, "cannot reach the server at " + url)) << run;

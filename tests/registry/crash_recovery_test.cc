@@ -2,6 +2,7 @@
 // every change it acknowledged is there, whole, and the audit chain still verifies.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 
 #include "registry/api_client.h"
@@ -27,8 +28,15 @@ TEST(CrashRecovery, AcknowledgedChangesSurviveKillNine) {
     ApiClient api(corrald);
     tokens = api.tenant_with_tokens("acme");
     std::mt19937 random(std::random_device{}());
-    int kill_after_ms = std::uniform_int_distribution<int>(300, 900)(random);
+    int kill_after_ms = std::uniform_int_distribution<int>(0, 600)(random);
+    // The kill comes at a random moment once the stream has got going (three publishes
+    // acknowledged), not at a fixed time from now: a slow disk or a loaded machine may take
+    // longer than that to acknowledge the first ones.
+    std::atomic<int> acknowledged{0};
     std::thread killer([&] {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (acknowledged < 3 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       std::this_thread::sleep_for(std::chrono::milliseconds(kill_after_ms));
       kill(corrald.pid(), SIGKILL);
     });
@@ -40,6 +48,7 @@ TEST(CrashRecovery, AcknowledgedChangesSurviveKillNine) {
                      {{"source", source_of(i)}, {"manifest", corral::testing::manifest()}});
         if (made.status != 201) break;
         published[made.body["version"]] = source_of(i);
+        ++acknowledged;
         Answer approval =
             api.post(tokens["reviewer"],
                      ApiClient::version_path("acme", "stream", made.body["version"]) + "/approve");
