@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -25,14 +25,24 @@ InvocationRequest request_for(const std::string& source, nlohmann::json limits =
 
 ProcessExecutor real_executor() { return ProcessExecutor({.worker_path = CORRAL_WORKER_PATH}); }
 
-// A stand-in worker that misbehaves in one scripted way.
-std::string fake_worker(const std::string& name, const std::string& shell) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("corral-fake-worker-" + name + "-" + std::to_string(getpid()));
-  std::ofstream(path) << "#!/bin/sh\n" << shell << "\n";
-  chmod(path.c_str(), 0700);
-  return path.string();
-}
+// A stand-in worker that misbehaves in one scripted way: a shell script in the temporary
+// directory for as long as the object lives.
+class FakeWorker {
+ public:
+  FakeWorker(const std::string& name, const std::string& shell)
+      : path_(std::filesystem::temp_directory_path() /
+              ("corral-fake-worker-" + name + "-" + std::to_string(getpid()))) {
+    std::ofstream(path_) << "#!/bin/sh\n" << shell << "\n";
+    chmod(path_.c_str(), 0700);
+  }
+  ~FakeWorker() { std::filesystem::remove(path_); }
+  FakeWorker(const FakeWorker&) = delete;
+  FakeWorker& operator=(const FakeWorker&) = delete;
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 TEST(ProcessExecutor, RunsAScriptInAWorker) {
   auto executor = real_executor();
@@ -43,12 +53,13 @@ TEST(ProcessExecutor, RunsAScriptInAWorker) {
 
 TEST(ProcessExecutor, ReusesHealthyWorkersWithoutLeakingState) {
   auto executor = real_executor();
-  auto first = executor.run(request_for("leaked = 'secret' function handle() string.x = 1 return 1 end"));
+  auto first =
+      executor.run(request_for("leaked = 'secret' function handle() string.x = 1 return 1 end"));
   ASSERT_EQ(first.outcome, Outcome::ok);
   auto failing = executor.run(request_for("function handle() error('fine') end"));
   EXPECT_EQ(failing.outcome, Outcome::script_error);
-  auto second = executor.run(
-      request_for("function handle() return {leaked == nil, string.x == nil} end"));
+  auto second =
+      executor.run(request_for("function handle() return {leaked == nil, string.x == nil} end"));
   ASSERT_EQ(second.outcome, Outcome::ok);
   EXPECT_EQ(second.output, nlohmann::json({true, true}));
   EXPECT_EQ(executor.workers_started(), 1u);  // same process all along: isolation is per state
@@ -56,7 +67,8 @@ TEST(ProcessExecutor, ReusesHealthyWorkersWithoutLeakingState) {
 
 TEST(ProcessExecutor, RetiresAWorkerAfterALimit) {
   auto executor = real_executor();
-  auto limited = executor.run(request_for("function handle() while true do end end", {{"fuel", 10000}}));
+  auto limited =
+      executor.run(request_for("function handle() while true do end end", {{"fuel", 10000}}));
   EXPECT_EQ(limited.outcome, Outcome::limit_exceeded);
   auto next = executor.run(request_for("function handle() return 1 end"));
   EXPECT_EQ(next.outcome, Outcome::ok);
@@ -79,22 +91,24 @@ TEST(ProcessExecutor, KillsALongCCallAtTheDeadline) {
 }
 
 TEST(ProcessExecutor, ReportsAWorkerThatExits) {
-  ProcessExecutor executor({.worker_path = fake_worker("exit", "exit 7")});
+  FakeWorker fake("exit", "exit 7");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("exited with status 7"), std::string::npos) << result.message;
 }
 
 TEST(ProcessExecutor, ReportsAWorkerKilledByASignal) {
-  ProcessExecutor executor({.worker_path = fake_worker("segv", "head -c 8 <&3 >/dev/null; kill -11 $$")});
+  FakeWorker fake("segv", "head -c 8 <&3 >/dev/null; kill -11 $$");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("signal 11 (SIGSEGV)"), std::string::npos) << result.message;
 }
 
 TEST(ProcessExecutor, RetiresAWorkerThatSendsGarbage) {
-  ProcessExecutor executor(
-      {.worker_path = fake_worker("garbage", "printf 'GARBAGE!' >&3; exec sleep 5")});
+  FakeWorker fake("garbage", "printf 'GARBAGE!' >&3; exec sleep 5");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("malformed frame (bad frame magic)"), std::string::npos)
@@ -102,16 +116,16 @@ TEST(ProcessExecutor, RetiresAWorkerThatSendsGarbage) {
 }
 
 TEST(ProcessExecutor, RetiresAWorkerThatAnnouncesAHugeFrame) {
-  ProcessExecutor executor({.worker_path = fake_worker(
-                                "huge", "printf 'CR\\001\\002\\377\\377\\377\\377' >&3; exec sleep 5")});
+  FakeWorker fake("huge", "printf 'CR\\001\\002\\377\\377\\377\\377' >&3; exec sleep 5");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("exceeds the maximum"), std::string::npos) << result.message;
 }
 
 TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
-  ProcessExecutor executor({.worker_path = fake_worker(
-                                "forged", "printf 'CR\\001\\002\\000\\000\\000\\002{}' >&3; exec sleep 5")});
+  FakeWorker fake("forged", "printf 'CR\\001\\002\\000\\000\\000\\002{}' >&3; exec sleep 5");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("invalid result (missing field 'outcome')"), std::string::npos)
@@ -119,7 +133,8 @@ TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
 }
 
 TEST(ProcessExecutor, KillsAWorkerThatNeverAnswers) {
-  ProcessExecutor executor({.worker_path = fake_worker("silent", "exec sleep 30")});
+  FakeWorker fake("silent", "exec sleep 30");
+  ProcessExecutor executor({.worker_path = fake.path()});
   auto started = std::chrono::steady_clock::now();
   auto result = executor.run(request_for("function handle() end", {{"timeout_ms", 100}}));
   EXPECT_EQ(result.outcome, Outcome::limit_exceeded);
@@ -141,7 +156,8 @@ TEST(ProcessExecutor, ServesConcurrentCallers) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
-        auto result = executor.run(request_for("function handle(input) return " + std::to_string(t * 100 + i) + " end"));
+        auto result = executor.run(
+            request_for("function handle(input) return " + std::to_string(t * 100 + i) + " end"));
         if (result.outcome == Outcome::ok && result.output == t * 100 + i) ++ok;
       }
     });
