@@ -92,33 +92,6 @@ bool looks_like_ipv4(std::string_view host) {
          std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; });
 }
 
-// The 16 bytes of an address (IPv4 in the first 4) and whether it is IPv6; IPv4-mapped IPv6
-// addresses count as IPv4.
-std::optional<std::pair<std::array<uint8_t, 16>, bool>> parse_address(std::string_view text) {
-  std::string copy(text);
-  std::array<uint8_t, 16> bytes{};
-  if (inet_pton(AF_INET, copy.c_str(), bytes.data()) == 1) return std::pair(bytes, false);
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, copy.c_str(), &v6) != 1) return std::nullopt;
-  std::memcpy(bytes.data(), &v6, 16);
-  static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(bytes.data(), kMappedPrefix, 12) == 0) {
-    std::array<uint8_t, 16> v4{};
-    std::memcpy(v4.data(), bytes.data() + 12, 4);
-    return std::pair(v4, false);
-  }
-  return std::pair(bytes, true);
-}
-
-bool prefix_equal(const std::array<uint8_t, 16>& a, const std::array<uint8_t, 16>& b, int bits) {
-  int whole = bits / 8;
-  if (std::memcmp(a.data(), b.data(), whole) != 0) return false;
-  int rest = bits % 8;
-  if (rest == 0) return true;
-  uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return (a[whole] & mask) == (b[whole] & mask);
-}
-
 }  // namespace
 
 std::string_view to_string(KvScope scope) { return scope == KvScope::tenant ? "tenant" : "script"; }
@@ -218,53 +191,10 @@ bool OriginPattern::matches(std::string_view request_scheme, std::string_view re
 }
 
 AddressRange AddressRange::parse(std::string_view text) {
-  const std::string shape =
-      " (write an IPv4 or IPv6 address, or a CIDR block such as \"10.0.0.0/8\" or \"fd00::/8\")";
-  auto fail = [&](const std::string& what) -> AddressRange {
-    throw std::invalid_argument(quoted(text) + ": " + what + shape);
-  };
-  AddressRange range;
-  range.text = std::string(text);
-  size_t slash = text.find('/');
-  std::string_view address = text.substr(0, slash);
-  std::string copy(address);
-  in6_addr v6{};
-  if (inet_pton(AF_INET, copy.c_str(), range.network.data()) == 1) {
-    range.ipv6 = false;
-  } else if (inet_pton(AF_INET6, copy.c_str(), &v6) == 1) {
-    range.ipv6 = true;
-    std::memcpy(range.network.data(), &v6, 16);
-  } else {
-    return fail(quoted(address) + " is not an IP address");
-  }
-  int max_length = range.ipv6 ? 128 : 32;
-  range.prefix_length = max_length;
-  if (slash != std::string_view::npos) {
-    std::string_view length = text.substr(slash + 1);
-    int value = -1;
-    auto [end, error] = std::from_chars(length.data(), length.data() + length.size(), value);
-    if (length.empty() || error != std::errc() || end != length.data() + length.size() ||
-        value < 0 || value > max_length) {
-      return fail("the prefix length must be a number from 0 to " + std::to_string(max_length));
-    }
-    range.prefix_length = value;
-  }
-  std::array<uint8_t, 16> masked{};
-  for (int bit = 0; bit < range.prefix_length; ++bit)
-    masked[bit / 8] |= range.network[bit / 8] & (0x80 >> (bit % 8));
-  if (masked != range.network) {
-    char shown[INET6_ADDRSTRLEN];
-    inet_ntop(range.ipv6 ? AF_INET6 : AF_INET, masked.data(), shown, sizeof shown);
-    return fail("bits past the prefix are set; did you mean " + std::string(shown) + "/" +
-                std::to_string(range.prefix_length) + "?");
-  }
-  return range;
-}
-
-bool AddressRange::contains(std::string_view address) const {
-  auto parsed = parse_address(address);
-  if (!parsed || parsed->second != ipv6) return false;
-  return prefix_equal(parsed->first, network, prefix_length);
+  std::string error;
+  std::optional<net::IpRange> range = net::IpRange::parse(text, &error);
+  if (!range) throw std::invalid_argument(error);
+  return AddressRange{std::string(text), *range};
 }
 
 std::optional<size_t> HttpGrant::matching_pattern(std::string_view scheme, std::string_view host,
@@ -273,11 +203,6 @@ std::optional<size_t> HttpGrant::matching_pattern(std::string_view scheme, std::
     if (allow[i].matches(scheme, host, port)) return i;
   }
   return std::nullopt;
-}
-
-bool HttpGrant::allows_private_address(std::string_view address) const {
-  return std::any_of(allow_private.begin(), allow_private.end(),
-                     [&](const AddressRange& range) { return range.contains(address); });
 }
 
 bool valid_topic(std::string_view topic) {

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net/ip_address.h"
+
 namespace corral::policy {
 
 // Where a grant's decision comes from when no part of the document names it.
@@ -55,18 +57,13 @@ struct OriginPattern {
 };
 
 // An IPv4 or IPv6 address, or a CIDR block ("10.0.0.0/8", "fd00::/8"), whose host bits are zero.
+// The broker decides what it holds (broker/address_rules.h); the policy only checks it is valid.
 struct AddressRange {
   std::string text;  // as written in the policy
-  bool ipv6 = false;
-  std::array<uint8_t, 16> network{};  // IPv4 in the first 4 bytes
-  int prefix_length = 0;
+  net::IpRange range;
 
   // Throws std::invalid_argument saying what is wrong and what is allowed.
   static AddressRange parse(std::string_view text);
-
-  // address is a literal IPv4 or IPv6 address (IPv4-mapped IPv6 counts as IPv4); anything else,
-  // including a name, is not contained.
-  bool contains(std::string_view address) const;
 };
 
 // ctx.http.fetch. An empty `allow` (the default) grants the call but reaches nothing.
@@ -87,8 +84,6 @@ struct HttpGrant {
   bool allows_url(std::string_view scheme, std::string_view host, int port) const {
     return matching_pattern(scheme, host, port).has_value();
   }
-  // Whether a resolved private, loopback or link-local address is named in allow_private.
-  bool allows_private_address(std::string_view address) const;
 };
 
 // Topics are 1 to 128 bytes of letters, digits and . _ - : /
