@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <sys/stat.h>
 
+#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <fstream>
 #include <regex>

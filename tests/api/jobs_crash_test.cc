@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <map>
 #include <set>

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>

@@ -3,15 +3,10 @@
 // Retry-After and problem types, and the supervisor's resident memory.
 #pragma once
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
-#include <chrono>
 #include <cmath>
-#include <fstream>
+#include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,57 +30,20 @@ struct Reply {
 // One keep-alive connection that reconnects when the server closed the previous one.
 class LoadConnection {
  public:
-  LoadConnection(std::string host, uint16_t port, std::string token)
-      : host_(std::move(host)), port_(port), token_(std::move(token)) {}
+  LoadConnection(std::string host, uint16_t port, std::string token);
+  ~LoadConnection();
 
-  Reply post(const std::string& target, const std::string& body) {
-    namespace http = boost::beast::http;
-    Reply reply;
-    auto started = std::chrono::steady_clock::now();
-    try {
-      if (!socket_) connect();
-      http::request<http::string_body> message(http::verb::post, target, 11);
-      message.set(http::field::host, "127.0.0.1");
-      message.set(http::field::authorization, "Bearer " + token_);
-      message.set(http::field::content_type, "application/json");
-      message.body() = body;
-      message.prepare_payload();
-      http::write(*socket_, message);
-      http::response_parser<http::string_body> parser;
-      parser.body_limit(16 << 20);
-      http::read(*socket_, buffer_, parser);
-      auto response = parser.release();
-      reply.status = static_cast<int>(response.result_int());
-      if (auto found = response.find("Retry-After"); found != response.end())
-        reply.retry_after = std::string(found->value());
-      reply.body = nlohmann::json::parse(response.body(), nullptr, false);
-      if (reply.body.is_object() && reply.body.contains("type") && reply.body["type"].is_string())
-        reply.problem_type = reply.body["type"];
-      if (!response.keep_alive()) socket_.reset();
-    } catch (const std::exception& failure) {
-      reply.status = 0;
-      reply.error = failure.what();
-      socket_.reset();
-      buffer_.clear();
-    }
-    reply.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    return reply;
-  }
+  Reply post(const std::string& target, const std::string& body);
 
  private:
-  void connect() {
-    buffer_.clear();
-    socket_ = std::make_unique<boost::asio::ip::tcp::socket>(io_);
-    socket_->connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(host_), port_));
-  }
+  void connect();
 
   std::string host_;
   uint16_t port_;
   std::string token_;
-  boost::asio::io_context io_;
-  std::unique_ptr<boost::asio::ip::tcp::socket> socket_;
-  boost::beast::flat_buffer buffer_;
+  // The io_context, socket and read buffer, behind a pointer so that only load.cc needs Asio.
+  struct Connection;
+  std::unique_ptr<Connection> connection_;
 };
 
 // What a set of replies came to. Thread-safe.
@@ -189,15 +147,9 @@ inline double quantile(const std::vector<double>& sorted, double q) {
 // only when corrald and its workers leave some, as a flood arriving from other machines would.
 // (Without it, a dozen client threads in a tight loop starve the jailed workers, whose cgroup
 // weighs as much as one thread, and runs time out for want of CPU, not of corrald's fairness.)
-inline void yield_cpu_to_corrald() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19); }
+void yield_cpu_to_corrald();
 
 // VmRSS of a process in KiB, from /proc/PID/status; nullopt if it cannot be read.
-inline std::optional<long> resident_kib(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return std::nullopt;
-}
+std::optional<long> resident_kib(int pid);
 
 }  // namespace corral::testing

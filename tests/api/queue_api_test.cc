@@ -6,6 +6,7 @@
 // the steps that need it held.
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <thread>
 

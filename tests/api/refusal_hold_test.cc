@@ -6,6 +6,7 @@
 // larger than the work measured, so a slow machine cannot fail them.
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <thread>
 #include <utility>

@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "api/corrald_process.h"
+#include "jail/jail.h"
 
 namespace {
 
