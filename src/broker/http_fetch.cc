@@ -5,13 +5,13 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 
 #include "broker/address_rules.h"
+#include "net/origin_pattern.h"
 
 namespace corral::broker {
 
@@ -46,16 +46,6 @@ std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\
 bool is_token_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) ||
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-std::optional<int> parse_port(std::string_view text) {
-  int port = 0;
-  auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), port);
-  if (text.empty() || status != std::errc() || end != text.data() + text.size() || port < 1 ||
-      port > 65535) {
-    return std::nullopt;
-  }
-  return port;
 }
 
 int default_port(std::string_view scheme) { return scheme == "https" ? 443 : 80; }
@@ -120,105 +110,7 @@ UrlHandle parse_url(std::string_view text, CURLU* base, std::string* error) {
   return url;
 }
 
-// ---- allow patterns ----
-
-struct AllowPattern {
-  enum class Host { name, suffix, address, any };
-  std::string text;
-  std::string scheme;
-  Host host_kind = Host::name;
-  std::string host;  // name, or for suffix the ".name" a host must end with
-  std::optional<IpAddress> address;
-  std::optional<int> port;  // nullopt: any port
-};
-
-std::optional<AllowPattern> parse_pattern(std::string_view text, std::string* error) {
-  AllowPattern pattern;
-  pattern.text = std::string(text);
-  size_t separator = text.find("://");
-  if (separator == std::string_view::npos) {
-    *error = "write it as scheme://host[:port], for example \"https://api.example.com\"";
-    return std::nullopt;
-  }
-  pattern.scheme = lower(text.substr(0, separator));
-  if (pattern.scheme != "http" && pattern.scheme != "https") {
-    *error = "the scheme must be http or https";
-    return std::nullopt;
-  }
-  std::string_view authority = text.substr(separator + 3);
-  if (authority.find_first_of("/?#@") != std::string_view::npos) {
-    *error = "a pattern names only scheme, host and port; remove any path, query or user";
-    return std::nullopt;
-  }
-  std::string_view host = authority;
-  std::optional<std::string_view> port_text;
-  if (authority.starts_with('[')) {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      *error = "the IPv6 address has no closing ']'";
-      return std::nullopt;
-    }
-    host = authority.substr(0, close + 1);
-    std::string_view rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') {
-        *error = "only \":port\" may follow the IPv6 address";
-        return std::nullopt;
-      }
-      port_text = rest.substr(1);
-    }
-  } else if (size_t colon = authority.find(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port_text = authority.substr(colon + 1);
-  }
-  if (port_text && *port_text != "*") {
-    pattern.port = parse_port(*port_text);
-    if (!pattern.port) {
-      *error = "the port must be a number from 1 to 65535, or *";
-      return std::nullopt;
-    }
-  } else if (!port_text) {
-    pattern.port = default_port(pattern.scheme);
-  }
-  if (host == "*") {
-    pattern.host_kind = AllowPattern::Host::any;
-    return pattern;
-  }
-  if (host.starts_with('[')) {
-    pattern.address = IpAddress::parse(host);
-    if (!pattern.address || pattern.address->is_v4()) {
-      *error = "the bracketed host is not an IPv6 address";
-      return std::nullopt;
-    }
-    pattern.host_kind = AllowPattern::Host::address;
-    return pattern;
-  }
-  if (auto address = IpAddress::parse(host)) {
-    pattern.address = address;
-    pattern.host_kind = AllowPattern::Host::address;
-    return pattern;
-  }
-  std::string_view name = host;
-  if (name.starts_with("*.")) {
-    pattern.host_kind = AllowPattern::Host::suffix;
-    name.remove_prefix(2);
-  }
-  std::string normalised = normalise_name(name);
-  bool valid =
-      !normalised.empty() && normalised.front() != '.' &&
-      normalised.find("..") == std::string::npos &&
-      std::all_of(normalised.begin(), normalised.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
-      });
-  if (!valid) {
-    *error =
-        "the host must be a name (letters, digits, '-', '.'; non-ASCII names in their xn-- form), "
-        "\"*.\" followed by one, an IP address, or *";
-    return std::nullopt;
-  }
-  pattern.host = pattern.host_kind == AllowPattern::Host::suffix ? "." + normalised : normalised;
-  return pattern;
-}
+// ---- allow patterns (net::OriginPattern, the parser the policy uses) ----
 
 // Where a URL points, as the allowlist compares it.
 struct Destination {
@@ -234,33 +126,20 @@ Destination destination_of(CURLU* url) {
   std::string host = url_part(url, CURLUPART_HOST).value_or("");
   destination.address = IpAddress::parse(host);
   destination.host = destination.address ? host : normalise_name(host);
-  destination.port = parse_port(url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT).value_or(""))
+  destination.port = net::parse_port(url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT).value_or(""))
                          .value_or(default_port(destination.scheme));
   return destination;
 }
 
-bool admits(const AllowPattern& pattern, const Destination& destination) {
-  if (pattern.scheme != destination.scheme) return false;
-  if (pattern.port && *pattern.port != destination.port) return false;
-  switch (pattern.host_kind) {
-    case AllowPattern::Host::any:
-      return true;
-    case AllowPattern::Host::address:
-      return destination.address && *destination.address == *pattern.address;
-    case AllowPattern::Host::name:
-      return !destination.address && destination.host == pattern.host;
-    case AllowPattern::Host::suffix:
-      return !destination.address && destination.host.size() > pattern.host.size() &&
-             destination.host.ends_with(pattern.host);
-  }
-  return false;
+bool admits(const net::OriginPattern& pattern, const Destination& destination) {
+  return pattern.matches(destination.scheme, destination.host, destination.port);
 }
 
 // Keeps deadline arithmetic far from overflow; no fetch needs longer.
 constexpr int64_t kMaxTimeoutMs = 24 * 60 * 60 * 1000;
 
 struct CompiledRules {
-  std::vector<AllowPattern> allow;
+  std::vector<net::OriginPattern> allow;
   std::vector<IpRange> allow_private;
   std::vector<std::string> errors;
 };
@@ -269,11 +148,10 @@ CompiledRules compile(const HttpRules& rules) {
   CompiledRules compiled;
   for (size_t i = 0; i < rules.allow.size(); ++i) {
     std::string error;
-    if (auto pattern = parse_pattern(rules.allow[i], &error)) {
+    if (auto pattern = net::OriginPattern::parse(rules.allow[i], &error)) {
       compiled.allow.push_back(std::move(*pattern));
     } else {
-      compiled.errors.push_back("allow[" + std::to_string(i) + "] " + quoted(rules.allow[i]) +
-                                ": " + error);
+      compiled.errors.push_back("allow[" + std::to_string(i) + "] " + error);
     }
   }
   for (size_t i = 0; i < rules.allow_private.size(); ++i) {
@@ -588,7 +466,7 @@ bool Fetch::check_destination(CURLU* url, const std::string& from) {
                                         "in their xn-- (punycode) form");
     return false;
   }
-  for (const AllowPattern& pattern : compiled_.allow) {
+  for (const net::OriginPattern& pattern : compiled_.allow) {
     if (admits(pattern, destination)) return true;
   }
   std::string origin = destination.scheme + "://" + host + ":" + std::to_string(destination.port);
@@ -799,7 +677,7 @@ std::optional<std::string> matching_allow_pattern(const HttpRules& rules, std::s
   UrlHandle parsed = parse_url(url, nullptr, &error);
   if (!parsed || url_part(parsed.get(), CURLUPART_USER)) return std::nullopt;
   Destination destination = destination_of(parsed.get());
-  for (const AllowPattern& pattern : compiled.allow) {
+  for (const net::OriginPattern& pattern : compiled.allow) {
     if (admits(pattern, destination)) return pattern.text;
   }
   return std::nullopt;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "net/ip_address.h"
+#include "net/origin_pattern.h"
 
 namespace corral::policy {
 
@@ -36,25 +37,12 @@ struct KvGrant {
   std::string source;                    // e.g. "tenants.acme.capabilities.kv"
 };
 
-// "scheme://host[:port]": scheme http or https; host a DNS name, an IPv4 address or a bracketed
-// IPv6 address, or "*." followed by a DNS name of at least two labels (any name below it, never the
-// name itself); port 1..65535 or "*" (any), and when absent the scheme's own (80 or 443).
-// No path, query, user or fragment. Names are matched without regard to case.
-struct OriginPattern {
-  std::string text;    // as written in the policy
-  std::string scheme;  // "http" or "https"
-  std::string host;    // lowercase; without the "*." of a wildcard; IPv6 without brackets
-  bool any_subdomain = false;
-  std::optional<int> port;  // nullopt: any port
+// What an http grant's allow list holds (net/origin_pattern.h: the broker reads the same patterns
+// with the same parser).
+using OriginPattern = net::OriginPattern;
 
-  // Throws std::invalid_argument saying what is wrong with the pattern and what is allowed.
-  static OriginPattern parse(std::string_view text);
-
-  // scheme as given in the URL (any case), host as a DNS name or an IP literal (IPv6 with or
-  // without brackets; one trailing dot ignored), port the one the request will connect to. A host
-  // that is not a well-formed name or address never matches.
-  bool matches(std::string_view scheme, std::string_view host, int port) const;
-};
+// Throws std::invalid_argument saying what is wrong with the pattern and what is allowed.
+OriginPattern parse_origin_pattern(std::string_view text);
 
 // An IPv4 or IPv6 address, or a CIDR block ("10.0.0.0/8", "fd00::/8"), whose host bits are zero.
 // The broker decides what it holds (broker/address_rules.h); the policy only checks it is valid.

@@ -467,7 +467,7 @@ HttpGrant read_http(Reader& reader, const Place& place) {
                       if (key == "allow") {
                         auto patterns = reader.list<OriginPattern>(
                             entry, "origin patterns", "an origin pattern",
-                            [](const std::string& text) { return OriginPattern::parse(text); });
+                            [](const std::string& text) { return parse_origin_pattern(text); });
                         if (patterns) grant.allow = std::move(*patterns);
                       } else {
                         auto ranges = reader.list<AddressRange>(

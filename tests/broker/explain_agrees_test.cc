@@ -1,7 +1,7 @@
-// `corral policy explain http.fetch URL` and the broker must give the same answer for every URL:
-// the policy and the broker each parse the allow patterns (the policy to validate and explain
-// them, the broker to enforce them on the URL curl will fetch), so this checks that the two
-// readings agree over patterns of every shape and URLs written every way a script might.
+// `corral policy explain http.fetch URL` and the broker must give the same answer for every URL.
+// Both match with net::OriginPattern, but each finds the URL's origin its own way (explain by
+// splitting the text, the broker with the libcurl parser that will fetch it), so this checks that
+// the two agree over patterns of every shape and URLs written every way a script might.
 #include <gtest/gtest.h>
 
 #include <string>

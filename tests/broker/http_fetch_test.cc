@@ -140,10 +140,11 @@ TEST(HttpRulesValidation, NamesEveryBadEntry) {
   EXPECT_NE(errors[3].find("allow_private[1]"), std::string::npos);
   EXPECT_NE(errors[4].find("max_response_bytes"), std::string::npos);
   EXPECT_NE(errors[5].find("timeout_ms"), std::string::npos);
-  EXPECT_TRUE(validate_rules(
-                  HttpRules{.allow = {"https://*.example.com:*", "http://[::1]:8080", "http://*"},
-                            .allow_private = {"::1"}})
+  EXPECT_TRUE(validate_rules(HttpRules{.allow = {"https://*.example.com:*", "http://[::1]:8080"},
+                                       .allow_private = {"::1"}})
                   .empty());
+  // The policy's parser: every host is named, so "any host" cannot be written.
+  EXPECT_EQ(validate_rules(HttpRules{.allow = {"http://*"}}).size(), 1u);
 }
 
 TEST(AllowPatterns, WildcardMatchesSubdomainsOnlyNeverTheBareOrALookAlikeDomain) {

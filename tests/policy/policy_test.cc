@@ -15,6 +15,7 @@ using corral::policy::Decision;
 using corral::policy::kBuiltIn;
 using corral::policy::KvScope;
 using corral::policy::OriginPattern;
+using corral::policy::parse_origin_pattern;
 using corral::policy::Policy;
 using corral::policy::PolicyInvalid;
 using corral::policy::Problem;
@@ -577,7 +578,7 @@ TEST(Validation, DeepNestingIsASyntaxErrorNotACrash) {
 // ---- matching rules the broker shares ------------------------------------------------------
 
 TEST(OriginPatterns, WildcardHostsMatchNamesBelowAndNothingElse) {
-  OriginPattern pattern = OriginPattern::parse("https://*.example.com");
+  OriginPattern pattern = parse_origin_pattern("https://*.example.com");
   EXPECT_TRUE(pattern.matches("https", "api.example.com", 443));
   EXPECT_TRUE(pattern.matches("https", "a.b.example.com", 443));
   EXPECT_TRUE(pattern.matches("HTTPS", "API.Example.COM", 443));
@@ -595,33 +596,33 @@ TEST(OriginPatterns, WildcardHostsMatchNamesBelowAndNothingElse) {
 }
 
 TEST(OriginPatterns, ExactHostsPortsAndAddresses) {
-  OriginPattern exact = OriginPattern::parse("http://api.example.com:8080");
+  OriginPattern exact = parse_origin_pattern("http://api.example.com:8080");
   EXPECT_TRUE(exact.matches("http", "api.example.com", 8080));
   EXPECT_FALSE(exact.matches("http", "api.example.com", 80));
   EXPECT_FALSE(exact.matches("http", "x.api.example.com", 8080));
   EXPECT_FALSE(exact.matches("https", "api.example.com", 8080));
 
-  OriginPattern any_port = OriginPattern::parse("http://127.0.0.1:*");
+  OriginPattern any_port = parse_origin_pattern("http://127.0.0.1:*");
   EXPECT_FALSE(any_port.port);
   EXPECT_TRUE(any_port.matches("http", "127.0.0.1", 1));
   EXPECT_TRUE(any_port.matches("http", "127.0.0.1", 65535));
   EXPECT_FALSE(any_port.matches("http", "127.0.0.2", 80));
   EXPECT_FALSE(any_port.matches("http", "127.1", 80));  // no lenient address forms
 
-  OriginPattern plain_http = OriginPattern::parse("HTTP://Example.com");
+  OriginPattern plain_http = parse_origin_pattern("HTTP://Example.com");
   EXPECT_EQ(plain_http.scheme, "http");
   EXPECT_EQ(plain_http.port, 80);
   EXPECT_TRUE(plain_http.matches("http", "example.com", 80));
 
-  OriginPattern v6 = OriginPattern::parse("http://[0:0::1]:8080");
+  OriginPattern v6 = parse_origin_pattern("http://[0:0::1]:8080");
   EXPECT_EQ(v6.host, "::1");
   EXPECT_TRUE(v6.matches("http", "[::1]", 8080));
   EXPECT_TRUE(v6.matches("http", "::1", 8080));
   EXPECT_FALSE(v6.matches("http", "[::2]", 8080));
 
   corral::policy::HttpGrant grant;
-  grant.allow = {OriginPattern::parse("https://a.example"),
-                 OriginPattern::parse("https://*.b.example")};
+  grant.allow = {parse_origin_pattern("https://a.example"),
+                 parse_origin_pattern("https://*.b.example")};
   EXPECT_EQ(grant.matching_pattern("https", "x.b.example", 443), 1u);
   EXPECT_TRUE(grant.allows_url("https", "a.example", 443));
   EXPECT_FALSE(grant.allows_url("https", "b.example", 443));
