@@ -931,8 +931,10 @@ class Api::Call {
         // A secret that cannot be read might be in the text: say nothing rather than leak it.
         result.logs.clear();
         result.traceback.clear();
-        result.message = std::string("the result was withheld: its secrets could not be read "
-                                     "for redaction (") + error.what() + ")";
+        result.message = std::string(
+                             "the result was withheld: its secrets could not be read "
+                             "for redaction (") +
+                         error.what() + ")";
       }
     }
     cut_log_entries(result, invocation.log_entry_bytes);
@@ -1237,15 +1239,15 @@ class Api::Call {
     invocation.capabilities = granted_capabilities(manifest, *tenant_policy);
     invocation.log_entry_bytes = tenant_policy->log.max_entry_bytes;
     if (context_.broker && !invocation.capabilities.empty()) {
-      invocation.capability_handler = context_.broker->handler_for(
-          {.tenant_id = tenant_->id,
-           .tenant_name = tenant_->name,
-           .script = version.script,
-           .invocation_id = invocation.invocation_id,
-           .policy_version = snapshot->version,
-           .policy = tenant_policy,
-           .capabilities = invocation.capabilities,
-           .subrequests = invocation.limits.subrequests});
+      invocation.capability_handler =
+          context_.broker->handler_for({.tenant_id = tenant_->id,
+                                        .tenant_name = tenant_->name,
+                                        .script = version.script,
+                                        .invocation_id = invocation.invocation_id,
+                                        .policy_version = snapshot->version,
+                                        .policy = tenant_policy,
+                                        .capabilities = invocation.capabilities,
+                                        .subrequests = invocation.limits.subrequests});
     }
     extra["policy_version"] = snapshot->version;
     BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker,
@@ -1315,16 +1317,16 @@ class Api::Call {
   void store_run(const store::ScriptVersion& version, const json& input, const Response& response,
                  const policy::Runs& runs) {
     if (!context_.runs || runs.keep.value <= 0 || response.invocation_id.empty()) return;
-    context_.runs->record({.tenant_id = tenant_->id,
-                           .script = version.script,
-                           .id = response.invocation_id,
-                           .version = version.version,
-                           .time_ms = store::now_ms(),
-                           .outcome = response.outcome,
-                           .input = runs.inputs.value ? std::optional<std::string>(input.dump())
-                                                      : std::nullopt,
-                           .result = response.body},
-                          runs.keep.value);
+    context_.runs->record(
+        {.tenant_id = tenant_->id,
+         .script = version.script,
+         .id = response.invocation_id,
+         .version = version.version,
+         .time_ms = store::now_ms(),
+         .outcome = response.outcome,
+         .input = runs.inputs.value ? std::optional<std::string>(input.dump()) : std::nullopt,
+         .result = response.body},
+        runs.keep.value);
     context_.metrics.set_stored_runs_dropped(static_cast<int64_t>(context_.runs->dropped()));
   }
 
@@ -1403,12 +1405,12 @@ class Api::Call {
     if (context_.runs) context_.runs->flush();
     auto run = context_.store.find_run(tenant_->id, script, id);
     if (!run) {
-      throw Answer{problem(404, "not-found", "No such stored run",
-                           "script \"" + script + "\" has no stored run \"" + id.substr(0, 80) +
-                               "\"",
-                           "GET …/scripts/" + script +
-                               "/runs lists the stored ones; only the last runs.keep runs of a "
-                               "script are kept (docs/policy.md)")};
+      throw Answer{
+          problem(404, "not-found", "No such stored run",
+                  "script \"" + script + "\" has no stored run \"" + id.substr(0, 80) + "\"",
+                  "GET …/scripts/" + script +
+                      "/runs lists the stored ones; only the last runs.keep runs of a "
+                      "script are kept (docs/policy.md)")};
     }
     return *run;
   }
@@ -1438,12 +1440,10 @@ class Api::Call {
     store::ScriptVersion version = context_.registry.version(
         *tenant_, script, registry::parse_version_number(params_.at("version")));
     json before = json::parse(original.result, nullptr, false);
-    json replay_of = {{"run", original.id},
-                      {"version", original.version},
-                      {"outcome", original.outcome}};
+    json replay_of = {
+        {"run", original.id}, {"version", original.version}, {"outcome", original.outcome}};
     json extra = {{"script", script}, {"version", version.version}};
-    Response response =
-        run_version_now(version, input, json::object(), extra, Admission::by_quota);
+    Response response = run_version_now(version, input, json::object(), extra, Admission::by_quota);
     json after = json::parse(response.body, nullptr, false);
     if (after.is_object()) {
       replay_of["same_outcome"] = after.value("outcome", "") == original.outcome;
@@ -1473,8 +1473,7 @@ class Api::Call {
       }
       store::ScriptVersion version = context_.registry.version(*tenant_, script, number);
       json extra = {{"script", script}, {"version", number}};
-      return run_version_now(version, input, json::object(), extra, Admission::none,
-                             invocation_id);
+      return run_version_now(version, input, json::object(), extra, Admission::none, invocation_id);
     });
   }
 
@@ -1900,8 +1899,9 @@ class Api::Call {
     auto options = query({"alias", "version"});
     const std::string& script = params_.at("script");
     // What the request asked for, before resolution: part of what idempotency compares.
-    std::string target = options.contains("version") ? "version:" + options["version"]
-                                                     : "alias:" + (options.contains("alias") ? options["alias"] : "live");
+    std::string target = options.contains("version")
+                             ? "version:" + options["version"]
+                             : "alias:" + (options.contains("alias") ? options["alias"] : "live");
     json extra = {{"script", script}};
     store::ScriptVersion version = choose_version(options, script, extra);
     auto snapshot = policy_snapshot();

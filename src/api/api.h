@@ -108,9 +108,8 @@ class Api {
     std::string outcome;
     nlohmann::json body;
   };
-  VersionRun run_version(const std::string& tenant_name, const std::string& script,
-                         int64_t version, const nlohmann::json& input,
-                         const std::string& invocation_id);
+  VersionRun run_version(const std::string& tenant_name, const std::string& script, int64_t version,
+                         const nlohmann::json& input, const std::string& invocation_id);
 
   // Answered on the I/O thread, without a token: GET /healthz and GET /metrics are not here.
   const LimitsPolicy& limits() const { return context_.limits; }

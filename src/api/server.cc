@@ -497,22 +497,22 @@ void Server::State::track(const std::shared_ptr<Session>& session) {
 }
 
 void Server::State::accept(Lane& lane) {
-  lane.acceptor.async_accept(asio::make_strand(lane.io), [this, &lane](beast::error_code error,
-                                                                       tcp::socket socket) {
-    if (error) {
-      if (!lane.acceptor.is_open()) return;  // stop() closed it
-      spdlog::warn(nlohmann::json({{"time", iso8601_now()},
-                                   {"level", "warn"},
-                                   {"msg", "cannot accept a connection: " + error.message()}})
-                       .dump());
-    } else {
-      metrics.record_lane_connection(lane.index);
-      auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane);
-      track(session);
-      session->start();
-    }
-    if (!stopping) accept(lane);
-  });
+  lane.acceptor.async_accept(
+      asio::make_strand(lane.io), [this, &lane](beast::error_code error, tcp::socket socket) {
+        if (error) {
+          if (!lane.acceptor.is_open()) return;  // stop() closed it
+          spdlog::warn(nlohmann::json({{"time", iso8601_now()},
+                                       {"level", "warn"},
+                                       {"msg", "cannot accept a connection: " + error.message()}})
+                           .dump());
+        } else {
+          metrics.record_lane_connection(lane.index);
+          auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane);
+          track(session);
+          session->start();
+        }
+        if (!stopping) accept(lane);
+      });
 }
 
 std::string queue_key(std::string_view target) {

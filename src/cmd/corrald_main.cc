@@ -72,15 +72,19 @@ struct Settings {
 corral::jail::Ceilings ceilings_for(const corral::LimitsPolicy& limits) {
   corral::jail::Ceilings ceilings;
   int64_t heap = limits.maxima.memory_bytes;
-  ceilings.address_space_bytes = std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
-  ceilings.cgroup_memory_bytes = std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
-  ceilings.cpu_seconds = std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
+  ceilings.address_space_bytes =
+      std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
+  ceilings.cgroup_memory_bytes =
+      std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
+  ceilings.cpu_seconds =
+      std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
   return ceilings;
 }
 
 std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
   corral::JailSetup::Options options;
-  options.allowed_missing = {settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()};
+  options.allowed_missing = {settings.allowed_missing_layers.begin(),
+                             settings.allowed_missing_layers.end()};
   options.probe.cgroup_root = settings.cgroup_root;
   options.ceilings = ceilings_for(settings.limits);
   return std::make_unique<corral::JailSetup>(options);
@@ -96,8 +100,10 @@ int check_layers(const Settings& settings) {
     std::printf("%-13s %-8s %s\n", std::string(corral::jail::to_string(status.layer)).c_str(),
                 jail.active().has(status.layer) ? "active" : "MISSING", status.detail.c_str());
   }
-  auto refused = jail.refusals({settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()});
-  for (const auto& refusal : refused) std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
+  auto refused = jail.refusals(
+      {settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()});
+  for (const auto& refusal : refused)
+    std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
   if (!refused.empty()) return 1;
   std::printf("\ncorrald would start with layers: %s\n", jail.active().to_string().c_str());
   return 0;
@@ -159,11 +165,13 @@ bool load_policy_file(const std::string& file, corral::policy::PolicyService& po
 std::pair<std::string, uint16_t> split_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
   auto fail = [&](const std::string& why) {
-    throw CLI::ValidationError("--listen", "'" + listen + "' " + why + "; expected HOST:PORT such as 127.0.0.1:8080");
+    throw CLI::ValidationError(
+        "--listen", "'" + listen + "' " + why + "; expected HOST:PORT such as 127.0.0.1:8080");
   };
   if (colon == std::string::npos) fail("has no port");
   std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host.empty()) fail("has no host");
   int port = -1;
   try {
@@ -182,11 +190,12 @@ void add_limit_flags(CLI::App& app, Settings& settings) {
     int64_t corral::Limits::*member;
     const char* unit;
   };
-  static constexpr Flag kFlags[] = {{"fuel", &corral::Limits::fuel, "Lua VM instructions"},
-                                    {"memory-bytes", &corral::Limits::memory_bytes, "bytes of Lua heap"},
-                                    {"timeout-ms", &corral::Limits::timeout_ms, "milliseconds of wall time"},
-                                    {"output-bytes", &corral::Limits::output_bytes, "bytes of output JSON"},
-                                    {"log-bytes", &corral::Limits::log_bytes, "bytes of captured logs"}};
+  static constexpr Flag kFlags[] = {
+      {"fuel", &corral::Limits::fuel, "Lua VM instructions"},
+      {"memory-bytes", &corral::Limits::memory_bytes, "bytes of Lua heap"},
+      {"timeout-ms", &corral::Limits::timeout_ms, "milliseconds of wall time"},
+      {"output-bytes", &corral::Limits::output_bytes, "bytes of output JSON"},
+      {"log-bytes", &corral::Limits::log_bytes, "bytes of captured logs"}};
   for (const Flag& flag : kFlags) {
     app.add_option(std::string("--default-") + flag.name, settings.limits.defaults.*(flag.member),
                    std::string("limit applied when a request names none, in ") + flag.unit)
@@ -211,8 +220,9 @@ void check_limits(const corral::LimitsPolicy& policy) {
                                            {"log-bytes", d.log_bytes <= m.log_bytes}};
   for (auto [name, ok] : checks) {
     if (!ok) {
-      throw CLI::ValidationError(std::string("--default-") + name,
-                                 std::string("is above --max-") + name + "; lower the default or raise the maximum");
+      throw CLI::ValidationError(
+          std::string("--default-") + name,
+          std::string("is above --max-") + name + "; lower the default or raise the maximum");
     }
   }
 }
@@ -238,12 +248,15 @@ int serve(const Settings& settings) {
     fs::permissions(settings.data_dir, fs::perms::owner_all, error);
   if (error) {
     log_event(spdlog::level::err, "cannot create the data directory",
-              {{"data_dir", settings.data_dir}, {"error", error.message()}, {"hint", "pass a writable --data-dir"}});
+              {{"data_dir", settings.data_dir},
+               {"error", error.message()},
+               {"hint", "pass a writable --data-dir"}});
     return 1;
   }
   if (access(settings.worker.c_str(), X_OK) != 0) {
     log_event(spdlog::level::err, "the worker binary is not executable",
-              {{"worker", settings.worker}, {"hint", "build corral-worker beside corrald or pass --worker PATH"}});
+              {{"worker", settings.worker},
+               {"hint", "build corral-worker beside corrald or pass --worker PATH"}});
     return 1;
   }
 
@@ -321,15 +334,16 @@ int serve(const Settings& settings) {
     return 2;
   }
   log_event(spdlog::level::info, "jail ready", {{"layers", jail->describe()}});
-  corral::TenantPool executor({.max_workers = settings.max_workers,
-                               .warm_per_tenant = settings.warm_per_tenant,
-                               .max_idle = settings.max_idle_workers,
-                               .recycle_after = settings.recycle_after,
-                               .kill_grace_ms = 50,
-                               .spare_workers = settings.spare_workers},
-                              [&](const std::string& tenant) {
-                                return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
-                              });
+  corral::TenantPool executor(
+      {.max_workers = settings.max_workers,
+       .warm_per_tenant = settings.warm_per_tenant,
+       .max_idle = settings.max_idle_workers,
+       .recycle_after = settings.recycle_after,
+       .kill_grace_ms = 50,
+       .spare_workers = settings.spare_workers},
+      [&](const std::string& tenant) {
+        return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
+      });
   nlohmann::json layers = {{{"name", "lua-environment"}, {"active", true}},
                            {{"name", "fuel-memory-output-log-limits"}, {"active", true}},
                            {{"name", "supervisor-deadline-kill"}, {"active", true}}};
@@ -465,10 +479,12 @@ int main(int argc, char** argv) {
       "On first start with an empty store it writes an admin token to <data-dir>/admin.token\n"
       "(mode 0600), unless CORRAL_ADMIN_TOKEN supplies one.\n"
       "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0."};
-  app.set_config("--config", "", "read options from this TOML file (keys are the long option names)");
+  app.set_config("--config", "",
+                 "read options from this TOML file (keys are the long option names)");
   app.add_option("--listen", settings.listen, "HOST:PORT to serve HTTP on; port 0 picks a free one")
       ->capture_default_str();
-  app.add_option("--data-dir", settings.data_dir, "directory for corral's state (created if missing)")
+  app.add_option("--data-dir", settings.data_dir,
+                 "directory for corral's state (created if missing)")
       ->capture_default_str();
   app.add_option("--worker", settings.worker, "the corral-worker binary")->capture_default_str();
   app.add_option("--ready-file", settings.ready_file,
@@ -523,29 +539,36 @@ int main(int argc, char** argv) {
                  "Idempotency-Key) is kept after it ended; 0 keeps every job for ever")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{10} * 365 * 24 * 3600));
-  app.add_option("--max-idle-workers", settings.max_idle_workers, "warm worker processes kept between runs, in all")
+  app.add_option("--max-idle-workers", settings.max_idle_workers,
+                 "warm worker processes kept between runs, in all")
       ->capture_default_str();
-  app.add_option("--max-workers", settings.max_workers, "worker processes alive at once, idle and busy")
+  app.add_option("--max-workers", settings.max_workers,
+                 "worker processes alive at once, idle and busy")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--warm-per-tenant", settings.warm_per_tenant, "idle workers kept ready for each recent tenant")
+  app.add_option("--warm-per-tenant", settings.warm_per_tenant,
+                 "idle workers kept ready for each recent tenant")
       ->capture_default_str();
-  app.add_option("--spare-workers", settings.spare_workers,
-                 "jailed workers kept ready for tenants that have none, so a new tenant's first run "
-                 "does not wait for a spawn")
+  app.add_option(
+         "--spare-workers", settings.spare_workers,
+         "jailed workers kept ready for tenants that have none, so a new tenant's first run "
+         "does not wait for a spawn")
       ->capture_default_str();
-  app.add_option("--recycle-after", settings.recycle_after, "invocations a worker serves before it is replaced")
+  app.add_option("--recycle-after", settings.recycle_after,
+                 "invocations a worker serves before it is replaced")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--allow-missing-layer", settings.allowed_missing_layers,
-                 "run even though this machine cannot provide this jail layer (repeatable): namespaces, "
-                 "filesystem, network, rlimits, cgroup, process, capabilities, seccomp")
+  app.add_option(
+         "--allow-missing-layer", settings.allowed_missing_layers,
+         "run even though this machine cannot provide this jail layer (repeatable): namespaces, "
+         "filesystem, network, rlimits, cgroup, process, capabilities, seccomp")
       ->group("Jail");
   app.add_option("--cgroup-root", settings.cgroup_root, "where the cgroup hierarchies are mounted")
       ->capture_default_str()
       ->group("Jail");
   app.add_flag("--check", settings.check,
-               "list every jail layer and whether this machine provides it, then exit (1 if corrald would "
+               "list every jail layer and whether this machine provides it, then exit (1 if "
+               "corrald would "
                "refuse to start)")
       ->group("Jail");
   app.add_option("--max-body-bytes", settings.max_body_bytes,

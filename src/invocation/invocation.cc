@@ -15,8 +15,7 @@ constexpr std::array kLimitNames{"fuel",        "memory",   "wall_time",
                                  "output_size", "log_size", "subrequests"};
 
 template <typename Enum, size_t N>
-std::optional<Enum> enum_from_name(const std::array<const char*, N>& names,
-                                   std::string_view name) {
+std::optional<Enum> enum_from_name(const std::array<const char*, N>& names, std::string_view name) {
   for (size_t i = 0; i < N; ++i) {
     if (name == names[i]) return static_cast<Enum>(i);
   }
@@ -44,7 +43,8 @@ const nlohmann::json& field(const nlohmann::json& object, const char* name) {
 }
 std::string string_field(const nlohmann::json& object, const char* name) {
   const auto& value = field(object, name);
-  if (!value.is_string()) throw std::invalid_argument(std::string("'") + name + "' is not a string");
+  if (!value.is_string())
+    throw std::invalid_argument(std::string("'") + name + "' is not a string");
   return value.get<std::string>();
 }
 int64_t integer_field(const nlohmann::json& object, const char* name) {
@@ -55,13 +55,16 @@ int64_t integer_field(const nlohmann::json& object, const char* name) {
 }
 double number_field(const nlohmann::json& object, const char* name) {
   const auto& value = field(object, name);
-  if (!value.is_number()) throw std::invalid_argument(std::string("'") + name + "' is not a number");
+  if (!value.is_number())
+    throw std::invalid_argument(std::string("'") + name + "' is not a number");
   return value.get<double>();
 }
 
 }  // namespace
 
-std::string_view to_string(Outcome outcome) { return kOutcomeNames.at(static_cast<size_t>(outcome)); }
+std::string_view to_string(Outcome outcome) {
+  return kOutcomeNames.at(static_cast<size_t>(outcome));
+}
 
 std::optional<Outcome> outcome_from_string(std::string_view name) {
   return enum_from_name<Outcome>(kOutcomeNames, name);
@@ -69,13 +72,20 @@ std::optional<Outcome> outcome_from_string(std::string_view name) {
 
 int http_status(Outcome outcome) {
   switch (outcome) {
-    case Outcome::ok: return 200;
-    case Outcome::script_error: return 422;
-    case Outcome::limit_exceeded: return 422;
-    case Outcome::denied: return 403;
-    case Outcome::rejected: return 429;
-    case Outcome::invalid: return 400;
-    case Outcome::crashed: return 500;
+    case Outcome::ok:
+      return 200;
+    case Outcome::script_error:
+      return 422;
+    case Outcome::limit_exceeded:
+      return 422;
+    case Outcome::denied:
+      return 403;
+    case Outcome::rejected:
+      return 429;
+    case Outcome::invalid:
+      return 400;
+    case Outcome::crashed:
+      return 500;
   }
   return 500;
 }
@@ -246,7 +256,8 @@ std::string new_invocation_id() {
 
 std::string describe_failure(const InvocationResult& result) {
   switch (result.outcome) {
-    case Outcome::ok: return "ok";
+    case Outcome::ok:
+      return "ok";
     case Outcome::limit_exceeded:
       return std::string(to_string(result.limit.value_or(LimitKind::fuel))) +
              " limit exceeded: used " + std::to_string(result.used) + " of " +
@@ -297,16 +308,16 @@ nlohmann::json parse_untrusted_json(std::string_view text, int max_depth) {
   // every result frame of a worker comes through here: the callback is needed only to say where
   // a document that nests too deep (or is malformed on the way there) goes wrong.
   if (nesting_depth(text) <= max_depth) return nlohmann::json::parse(text);
-  return nlohmann::json::parse(text, [max_depth](int depth, nlohmann::json::parse_event_t event,
-                                                 nlohmann::json&) {
-    if ((event == nlohmann::json::parse_event_t::object_start ||
-         event == nlohmann::json::parse_event_t::array_start) &&
-        depth >= max_depth) {
-      throw InvalidRequest("body", "the JSON nests deeper than " + std::to_string(max_depth) +
-                                       " levels");
-    }
-    return true;
-  });
+  return nlohmann::json::parse(
+      text, [max_depth](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+        if ((event == nlohmann::json::parse_event_t::object_start ||
+             event == nlohmann::json::parse_event_t::array_start) &&
+            depth >= max_depth) {
+          throw InvalidRequest(
+              "body", "the JSON nests deeper than " + std::to_string(max_depth) + " levels");
+        }
+        return true;
+      });
 }
 
 }  // namespace corral

@@ -7,9 +7,9 @@ namespace corral::metrics {
 
 namespace {
 
-constexpr std::array kAllOutcomes = {Outcome::ok,     Outcome::script_error, Outcome::limit_exceeded,
-                                     Outcome::denied, Outcome::rejected,     Outcome::invalid,
-                                     Outcome::crashed};
+constexpr std::array kAllOutcomes = {
+    Outcome::ok,       Outcome::script_error, Outcome::limit_exceeded, Outcome::denied,
+    Outcome::rejected, Outcome::invalid,      Outcome::crashed};
 static_assert(kAllOutcomes.size() == static_cast<size_t>(Outcome::crashed) + 1);
 
 std::string format_bound(double seconds) {
@@ -108,8 +108,9 @@ void Registry::record_canary_route(bool canary) {
 }
 
 // Result cache, canaries and stored runs, in render()'s format.
-static void render_cache_and_runs(std::ostringstream& out, uint64_t hits, uint64_t misses, int64_t entries,
-                           int64_t bytes, uint64_t primary, uint64_t canary, int64_t dropped) {
+static void render_cache_and_runs(std::ostringstream& out, uint64_t hits, uint64_t misses,
+                                  int64_t entries, int64_t bytes, uint64_t primary, uint64_t canary,
+                                  int64_t dropped) {
   out << "# HELP corral_result_cache_lookups_total Invocations of cacheable versions, by whether "
          "the result cache answered them.\n"
       << "# TYPE corral_result_cache_lookups_total counter\n"

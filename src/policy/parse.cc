@@ -338,8 +338,8 @@ const IntegerField<Limits> kLimitFields[] = {
     {"input_bytes", 1, 64 * MiB, true, &Limits::input_bytes},
     {"batch_inputs", 1, 10'000, false, &Limits::batch_inputs},
 };
-const Keys kLimitKeys = {"fuel",        "memory_bytes", "timeout_ms",  "output_bytes",
-                         "log_bytes",   "subrequests",  "input_bytes", "batch_inputs"};
+const Keys kLimitKeys = {"fuel",      "memory_bytes", "timeout_ms",  "output_bytes",
+                         "log_bytes", "subrequests",  "input_bytes", "batch_inputs"};
 
 const IntegerField<Quotas> kQuotaFields[] = {
     {"burst", 1, 1'000'000, false, &Quotas::burst},
@@ -393,9 +393,8 @@ const GrantParameter<HttpGrant> kHttpParameters[] = {
 const GrantParameter<EmitGrant> kEmitParameters[] = {
     {"max_payload_bytes", 1, 16 * MiB, true, &EmitGrant::max_payload_bytes}};
 
-const Keys kSectionKeys = {"limits", "quotas",       "circuit_breaker", "cache",
-                           "jobs",   "runs",         "capabilities",    "governance",
-                           "audit"};
+const Keys kSectionKeys = {"limits", "quotas",       "circuit_breaker", "cache", "jobs",
+                           "runs",   "capabilities", "governance",      "audit"};
 const Keys kCapabilityKeys = {"log", "kv", "http", "emit", "secrets"};
 const Keys kGovernanceKeys = {"approval_required", "self_approval_allowed", "signature_required",
                               "public_keys"};

@@ -94,9 +94,9 @@ struct Cache {
 
 // Asynchronous jobs (docs/operations.md, "Jobs and webhooks").
 struct Jobs {
-  Setting<int64_t> max_attempts{3};            // runs of a job ending `crashed`; 1 .. 20
-  Setting<int64_t> webhook_attempts{5};        // deliveries tried before one is dead; 1 .. 20
-  Setting<int64_t> webhook_backoff_ms{1000};   // before the second try, doubling; 10 .. 3,600,000
+  Setting<int64_t> max_attempts{3};           // runs of a job ending `crashed`; 1 .. 20
+  Setting<int64_t> webhook_attempts{5};       // deliveries tried before one is dead; 1 .. 20
+  Setting<int64_t> webhook_backoff_ms{1000};  // before the second try, doubling; 10 .. 3,600,000
 };
 
 // Stored runs (docs/operations.md, "Stored runs and replay"): the last `keep` results per script,

@@ -23,12 +23,13 @@ inline constexpr size_t kFrameHeaderBytes = 8;
 inline constexpr uint32_t kDefaultMaxFrameBytes = 16u << 20;
 
 enum class FrameType : uint8_t {
-  invoke = 1,  // supervisor → worker: an InvocationRequest
-  result = 2,  // worker → supervisor: an InvocationResult
-  violation = 3,  // worker → supervisor: the seccomp filter refused this syscall (decimal number), then it died
-  ready = 4,      // worker → supervisor: jailed, runtime readied, allowlist on; once, before any result
-  call = 5,       // worker → supervisor: a capability call of the running invocation (the broker's)
-  reply = 6,      // supervisor → worker: the broker's answer to the last call
+  invoke = 1,     // supervisor → worker: an InvocationRequest
+  result = 2,     // worker → supervisor: an InvocationResult
+  violation = 3,  // worker → supervisor: the seccomp filter refused this syscall (decimal number),
+                  // then it died
+  ready = 4,  // worker → supervisor: jailed, runtime readied, allowlist on; once, before any result
+  call = 5,   // worker → supervisor: a capability call of the running invocation (the broker's)
+  reply = 6,  // supervisor → worker: the broker's answer to the last call
 };
 inline constexpr uint8_t kLastFrameType = static_cast<uint8_t>(FrameType::reply);
 

@@ -67,8 +67,8 @@ class TenantPool : public Executor {
   };
 
   // Starts a worker for a tenant, or a spare for no tenant yet when the name is empty; how it
-  // is confined is the factory's business. Called only on the pool's spawner thread. Throws to say it cannot: the message
-  // becomes the `crashed` result of the run that needed the worker.
+  // is confined is the factory's business. Called only on the pool's spawner thread. Throws to say
+  // it cannot: the message becomes the `crashed` result of the run that needed the worker.
   using WorkerFactory = std::function<std::unique_ptr<WorkerProcess>(const std::string& tenant)>;
 
   struct Stats {

@@ -19,7 +19,6 @@
 namespace corral {
 namespace {
 
-
 // glibc 2.36 declares this without C linkage for C++, so call the kernel directly.
 int pidfd_send_signal(int pidfd, int signal, siginfo_t* info, unsigned int flags) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, info, flags));
@@ -30,7 +29,8 @@ std::string system_error(const std::string& what) { return what + ": " + std::st
 std::string describe_exit(const siginfo_t& info) {
   if (info.si_code == CLD_EXITED && info.si_status == jail::kContainFailedExitStatus) {
     return "exited with status " + std::to_string(info.si_status) +
-           " because it could not jail itself (its reason is on corrald's standard error; corrald --check "
+           " because it could not jail itself (its reason is on corrald's standard error; corrald "
+           "--check "
            "lists the jail layers)";
   }
   if (info.si_code == CLD_EXITED) return "exited with status " + std::to_string(info.si_status);
@@ -43,8 +43,9 @@ std::string describe_exit(const siginfo_t& info) {
 WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_bytes) {
   int executable = open(spec.worker_path.c_str(), O_PATH | O_CLOEXEC);
   if (executable < 0) {
-    throw std::runtime_error(system_error("cannot start the worker '" + spec.worker_path + "'") +
-                             "; check that corral-worker is installed beside corrald or pass --worker");
+    throw std::runtime_error(
+        system_error("cannot start the worker '" + spec.worker_path + "'") +
+        "; check that corral-worker is installed beside corrald or pass --worker");
   }
   int ends[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
@@ -54,7 +55,8 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   jail::SpawnRequest request;
   request.executable_fd = executable;
   request.argv = {spec.worker_path};
-  for (auto& argument : jail::to_arguments({spec.layers, spec.ceilings})) request.argv.push_back(argument);
+  for (auto& argument : jail::to_arguments({spec.layers, spec.ceilings}))
+    request.argv.push_back(argument);
   request.argv.insert(request.argv.end(), spec.arguments.begin(), spec.arguments.end());
   request.channel_fd = ends[1];
   request.layers = spec.layers;
@@ -88,7 +90,8 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
                  .tv_usec = static_cast<suseconds_t>(long_run_ms_ % 1000 * 1000)};
     read_waits_bounded_ = setsockopt(channel_, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) == 0;
   }
-  if (spec.layers.has(jail::Layer::rlimits)) cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
+  if (spec.layers.has(jail::Layer::rlimits))
+    cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
 }
 
 WorkerProcess::~WorkerProcess() {
@@ -236,10 +239,11 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
         }
         auto remaining =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - grace - Clock::now());
-        std::string reply =
-            request.capability_handler(frame->payload, std::max(remaining, std::chrono::milliseconds(0)));
+        std::string reply = request.capability_handler(
+            frame->payload, std::max(remaining, std::chrono::milliseconds(0)));
         if (!write_frame(channel_, FrameType::reply, reply)) {
-          return fail(request, "the worker " + kill_and_reap() + " while a capability call was answered");
+          return fail(request,
+                      "the worker " + kill_and_reap() + " while a capability call was answered");
         }
         continue;
       }
@@ -249,9 +253,11 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
             frame->payload.find_first_not_of("0123456789") == std::string::npos) {
           number = std::stol(frame->payload);
         }
-        std::string name = number >= 0 ? jail::syscall_name(number) : "an unreadable syscall number";
+        std::string name =
+            number >= 0 ? jail::syscall_name(number) : "an unreadable syscall number";
         std::string how = wait_for_violation_exit();
-        return fail(request, "the worker called " + name + ", which its seccomp allowlist refuses; it " + how +
+        return fail(request, "the worker called " + name +
+                                 ", which its seccomp allowlist refuses; it " + how +
                                  " and was replaced");
       }
       if (frame->type != FrameType::result) {

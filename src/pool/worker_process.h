@@ -17,8 +17,8 @@ namespace corral {
 
 // How to start one worker.
 struct WorkerSpec {
-  std::string worker_path;                // the corral-worker binary
-  std::vector<std::string> arguments;     // after argv[0] and the jail's own arguments
+  std::string worker_path;             // the corral-worker binary
+  std::vector<std::string> arguments;  // after argv[0] and the jail's own arguments
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
   jail::LayerSet layers = jail::LayerSet::none();
   jail::Ceilings ceilings;
@@ -72,7 +72,7 @@ class WorkerProcess {
 
  private:
   InvocationResult fail(const InvocationRequest& request, const std::string& why);
-  std::string kill_and_reap();  // returns how the process ended
+  std::string kill_and_reap();            // returns how the process ended
   std::string wait_for_violation_exit();  // after a violation frame: the cause, with the syscall
 
   pid_t pid_ = -1;

@@ -62,9 +62,10 @@ void RunRecorder::write_loop() {
         written_.fetch_add(runs.size(), std::memory_order_relaxed);
       } catch (const std::exception& error) {
         failed += runs.size();
-        spdlog::warn("{} stored run(s) were not written: {}; they will not be listed or "
-                     "replayable",
-                     runs.size(), error.what());
+        spdlog::warn(
+            "{} stored run(s) were not written: {}; they will not be listed or "
+            "replayable",
+            runs.size(), error.what());
       }
     }
     dropped_.fetch_add(failed, std::memory_order_relaxed);

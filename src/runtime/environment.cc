@@ -79,9 +79,7 @@ int log_line(lua_State* L, const char* level, const char* separator) {
 
 int sandbox_print(lua_State* L) { return log_line(L, "info", "\t"); }
 
-int ctx_log(lua_State* L) {
-  return log_line(L, lua_tostring(L, lua_upvalueindex(1)), " ");
-}
+int ctx_log(lua_State* L) { return log_line(L, lua_tostring(L, lua_upvalueindex(1)), " "); }
 
 int sandbox_load(lua_State* L) {
   if (lua_type(L, 1) != LUA_TSTRING) {
@@ -94,9 +92,11 @@ int sandbox_load(lua_State* L) {
                       static_cast<int>(length), static_cast<int>(kMaxSourceBytes));
   }
   const char* mode = luaL_optstring(L, 3, "t");
-  if (std::strchr(mode, 't') == nullptr) return luaL_error(L, "load: binary chunks are not allowed");
+  if (std::strchr(mode, 't') == nullptr)
+    return luaL_error(L, "load: binary chunks are not allowed");
   if (!lua_isnoneornil(L, 4)) {
-    return luaL_error(L, "load: the env argument is not supported; chunks share the script's globals");
+    return luaL_error(L,
+                      "load: the env argument is not supported; chunks share the script's globals");
   }
   charge_fuel(L, static_cast<int64_t>(length));
   if (luaL_loadbufferx(L, source, length, "=(load)", "t") == LUA_OK) return 1;
@@ -350,7 +350,8 @@ int json_array(lua_State* L) {
     lua_newtable(L);
   } else {
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (lua_getmetatable(L, 1)) return luaL_error(L, "json.array: the table already has a metatable");
+    if (lua_getmetatable(L, 1))
+      return luaL_error(L, "json.array: the table already has a metatable");
     lua_settop(L, 1);
   }
   mark_as_array(L, -1);
@@ -458,7 +459,8 @@ lua_Integer time_field(lua_State* L, const char* name, lua_Integer fallback) {
     int is_integer = 0;
     value = lua_tointegerx(L, -1, &is_integer);
     if (!is_integer) luaL_error(L, "field '%s' is not an integer", name);
-    if (value < INT_MIN / 2 || value > INT_MAX / 2) luaL_error(L, "field '%s' is out-of-bound", name);
+    if (value < INT_MIN / 2 || value > INT_MAX / 2)
+      luaL_error(L, "field '%s' is out-of-bound", name);
   }
   lua_pop(L, 1);
   return value;
@@ -489,7 +491,7 @@ void install_os(lua_State* L) {
   open_library(L, LUA_OSLIBNAME, luaopen_os);
   lua_createtable(L, 0, 3);
   const std::pair<const char*, lua_CFunction> sandboxed_functions[] = {{"time", sandbox_os_time},
-                                                                      {"date", sandbox_os_date}};
+                                                                       {"date", sandbox_os_date}};
   for (auto [name, sandboxed] : sandboxed_functions) {
     lua_getfield(L, -2, name);
     lua_pushcclosure(L, sandboxed, 1);
@@ -621,7 +623,9 @@ void push_safe_tostring(lua_State* L, int index) {
     case LUA_TNIL:
     case LUA_TBOOLEAN:
     case LUA_TNUMBER:
-    case LUA_TSTRING: luaL_tolstring(L, index, nullptr); return;
+    case LUA_TSTRING:
+      luaL_tolstring(L, index, nullptr);
+      return;
     default:
       if (is_json_null(L, index)) {
         lua_pushliteral(L, "json.null");

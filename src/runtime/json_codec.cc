@@ -1,7 +1,6 @@
 #include "runtime/json_codec.h"
 
 #include <algorithm>
-
 #include <charconv>
 #include <cmath>
 #include <variant>
@@ -22,8 +21,12 @@ void push_json_at_depth(lua_State* L, const nlohmann::json& value, int depth) {
   if (depth > kMaxJsonDepth) luaL_error(L, "input nests deeper than %d levels", kMaxJsonDepth);
   if (!lua_checkstack(L, 3)) luaL_error(L, "input nests too deeply for the Lua stack");
   switch (value.type()) {
-    case nlohmann::json::value_t::null: push_json_null(L); return;
-    case nlohmann::json::value_t::boolean: lua_pushboolean(L, value.get<bool>()); return;
+    case nlohmann::json::value_t::null:
+      push_json_null(L);
+      return;
+    case nlohmann::json::value_t::boolean:
+      lua_pushboolean(L, value.get<bool>());
+      return;
     case nlohmann::json::value_t::number_integer:
       lua_pushinteger(L, value.get<int64_t>());
       return;
@@ -36,7 +39,9 @@ void push_json_at_depth(lua_State* L, const nlohmann::json& value, int depth) {
       }
       return;
     }
-    case nlohmann::json::value_t::number_float: lua_pushnumber(L, value.get<double>()); return;
+    case nlohmann::json::value_t::number_float:
+      lua_pushnumber(L, value.get<double>());
+      return;
     case nlohmann::json::value_t::string: {
       const auto& text = value.get_ref<const std::string&>();
       lua_pushlstring(L, text.data(), text.size());
@@ -62,7 +67,8 @@ void push_json_at_depth(lua_State* L, const nlohmann::json& value, int depth) {
       }
       return;
     }
-    default: luaL_error(L, "input holds a value JSON does not define");
+    default:
+      luaL_error(L, "input holds a value JSON does not define");
   }
 }
 
@@ -99,18 +105,29 @@ class Encoder {
 
   void value(int index, int depth) {
     switch (lua_type(L_, index)) {
-      case LUA_TNIL: put("null"); return;
-      case LUA_TBOOLEAN: put(lua_toboolean(L_, index) ? "true" : "false"); return;
-      case LUA_TNUMBER: number(index); return;
-      case LUA_TSTRING: string(index); return;
-      case LUA_TTABLE: table(index, depth); return;
+      case LUA_TNIL:
+        put("null");
+        return;
+      case LUA_TBOOLEAN:
+        put(lua_toboolean(L_, index) ? "true" : "false");
+        return;
+      case LUA_TNUMBER:
+        number(index);
+        return;
+      case LUA_TSTRING:
+        string(index);
+        return;
+      case LUA_TTABLE:
+        table(index, depth);
+        return;
       case LUA_TLIGHTUSERDATA:
         if (is_json_null(L_, index)) {
           put("null");
           return;
         }
         fail("userdata values cannot be encoded");
-      default: fail(std::string(lua_typename(L_, lua_type(L_, index))) + " values cannot be encoded");
+      default:
+        fail(std::string(lua_typename(L_, lua_type(L_, index))) + " values cannot be encoded");
     }
   }
 
@@ -146,13 +163,27 @@ class Encoder {
       put(text.substr(run, i - run));
       run = i + 1;
       switch (c) {
-        case '"': put("\\\""); break;
-        case '\\': put("\\\\"); break;
-        case '\n': put("\\n"); break;
-        case '\r': put("\\r"); break;
-        case '\t': put("\\t"); break;
-        case '\b': put("\\b"); break;
-        case '\f': put("\\f"); break;
+        case '"':
+          put("\\\"");
+          break;
+        case '\\':
+          put("\\\\");
+          break;
+        case '\n':
+          put("\\n");
+          break;
+        case '\r':
+          put("\\r");
+          break;
+        case '\t':
+          put("\\t");
+          break;
+        case '\b':
+          put("\\b");
+          break;
+        case '\f':
+          put("\\f");
+          break;
         default: {
           static constexpr char kHex[] = "0123456789abcdef";
           char escape[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
@@ -171,7 +202,8 @@ class Encoder {
   }
 
   void table(int index, int depth) {
-    if (depth >= kMaxJsonDepth) fail("nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    if (depth >= kMaxJsonDepth)
+      fail("nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     const void* identity = lua_topointer(L_, index);
     for (const void* open : open_tables_) {
       if (open == identity) fail("table contains itself (a cycle cannot be encoded)");
@@ -256,7 +288,8 @@ class Encoder {
     }
     // Past max_bytes the text is dropped anyway; only the size still matters.
     if (result_.size <= max_bytes_ && members.size() > 1) {
-      std::sort(members.begin(), members.end(), [](const Member& a, const Member& b) { return a.key < b.key; });
+      std::sort(members.begin(), members.end(),
+                [](const Member& a, const Member& b) { return a.key < b.key; });
       std::string sorted;
       sorted.reserve(result_.size - members_start);
       for (const auto& member : members) {

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <lua.hpp>
-
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -36,8 +35,8 @@ struct EncodeError : std::runtime_error {
 };
 
 struct EncodedJson {
-  std::string text;   // empty when size > max_bytes
-  size_t size = 0;    // the full encoded size, even when it exceeds max_bytes
+  std::string text;  // empty when size > max_bytes
+  size_t size = 0;   // the full encoded size, even when it exceeds max_bytes
 };
 
 // Encodes the value at index using raw access only: no metamethod runs, nothing is allocated

@@ -79,8 +79,7 @@ void meter_hook(lua_State* L, lua_Debug*) {
       auto now = std::chrono::steady_clock::now();
       if (now >= state.deadline) {
         auto started = state.deadline - std::chrono::milliseconds(state.limits.timeout_ms);
-        auto elapsed =
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
+        auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
         state.trip(LimitKind::wall_time, elapsed, state.limits.timeout_ms);
       }
     }

@@ -70,7 +70,9 @@ int message_handler(lua_State* L) {
   }
   switch (lua_type(L, 1)) {
     case LUA_TSTRING:
-    case LUA_TNUMBER: state.error_message = lua_tostring(L, 1); break;
+    case LUA_TNUMBER:
+      state.error_message = lua_tostring(L, 1);
+      break;
     case LUA_TTABLE:
       try {
         state.error_message = "error object: " + encode_json(L, 1, "error", 4096).text;
@@ -78,7 +80,8 @@ int message_handler(lua_State* L) {
         state.error_message = "error object is a table value";
       }
       break;
-    default: state.error_message = std::string("error object is a ") + luaL_typename(L, 1) + " value";
+    default:
+      state.error_message = std::string("error object is a ") + luaL_typename(L, 1) + " value";
   }
   luaL_traceback(L, L, nullptr, 1);
   state.traceback = lua_tostring(L, -1);
@@ -137,7 +140,8 @@ void locate_syntax_error(const std::string& source, const std::string& message, 
   }
   if (begin == std::string::npos) return;
   size_t end = source.find('\n', begin);
-  std::string text = source.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  std::string text =
+      source.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
   size_t near = message.rfind("near '");
   if (near != std::string::npos) {
     size_t token_begin = near + 6;
@@ -162,7 +166,7 @@ struct Engine::Resident {
     std::string source;
     int ref;
   };
-  std::vector<Chunk> chunks;  // most recently used last
+  std::vector<Chunk> chunks;      // most recently used last
   int running_chunk = LUA_NOREF;  // the kept chunk the invocation runs, whose _ENV is its globals
   double cpu_ms_at_last_finish = -1;  // the thread's CPU clock when the last invocation finished
 
@@ -320,7 +324,8 @@ class Invocation {
     lua_pushcfunction(L, push_arguments);
     lua_pushlightuserdata(L, const_cast<InvocationRequest*>(&request_));
     if (protect(lua_pcall(L, 1, 2, 0)) != LUA_OK) {
-      return invalid(std::string("the input cannot be given to the script: ") + lua_tostring(L, -1));
+      return invalid(std::string("the input cannot be given to the script: ") +
+                     lua_tostring(L, -1));
     }
     if (protect(lua_pcall(L, 2, 1, handler)) != LUA_OK) return script_error();
     encode_output();
@@ -361,8 +366,7 @@ class Invocation {
   int protect(int status) {
     if (status == LUA_ERRMEM) {
       state_.trip_pending_memory_refusal();
-      state_.trip(LimitKind::memory,
-                  static_cast<int64_t>(state_.memory_used()) + 1,
+      state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_used()) + 1,
                   state_.limits.memory_bytes);
     }
     return status;
@@ -370,7 +374,8 @@ class Invocation {
 
   void encode_output() {
     try {
-      auto encoded = encode_json(resident_.L, -1, "output", static_cast<size_t>(request_.limits.output_bytes));
+      auto encoded =
+          encode_json(resident_.L, -1, "output", static_cast<size_t>(request_.limits.output_bytes));
       if (encoded.size > static_cast<size_t>(request_.limits.output_bytes)) {
         state_.trip(LimitKind::output_size, static_cast<int64_t>(encoded.size),
                     request_.limits.output_bytes);
@@ -395,7 +400,8 @@ class Invocation {
 
   void script_error() {
     result_.outcome = denied_uncaught() ? Outcome::denied : Outcome::script_error;
-    result_.message = state_.error_message.empty() ? "the script raised an error" : state_.error_message;
+    result_.message =
+        state_.error_message.empty() ? "the script raised an error" : state_.error_message;
     result_.line = state_.error_line;
     result_.traceback = shorten_traceback(state_.traceback);
   }
@@ -435,7 +441,8 @@ class Invocation {
     result_.stats.memory_peak_bytes = static_cast<int64_t>(state_.memory_peak - state_.memory_base);
     auto started = state_.deadline - std::chrono::milliseconds(request_.limits.timeout_ms);
     result_.stats.wall_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
     double cpu_now_ms = thread_cpu_ms();
     result_.stats.cpu_ms = cpu_now_ms - state_.cpu_start_seconds * 1000;
     resident_.cpu_ms_at_last_finish = cpu_now_ms;

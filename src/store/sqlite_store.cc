@@ -58,7 +58,8 @@ constexpr const char* kVersionColumns =
 constexpr const char* kAliasColumns =
     "tenant_id, script, name, version, updated_by, updated_at, auto_rollback, rolled_back_from, "
     "canary_version, canary_weight";
-constexpr const char* kRunColumns = "tenant_id, script, id, version, time_ms, outcome, input, result";
+constexpr const char* kRunColumns =
+    "tenant_id, script, id, version, time_ms, outcome, input, result";
 constexpr const char* kAuditColumns =
     "seq, time_ms, principal, tenant, action, target, decision, reason, prev_hash, hash";
 
@@ -219,10 +220,16 @@ ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
 }
 
 Alias read_alias(const auto& row) {
-  return Alias{
-      row.text(0), row.text(1),    row.text(2),         row.integer(3),
-      row.text(4), row.integer(5), row.integer(6) != 0, row.optional_integer(7).value_or(0),
-      row.optional_integer(8).value_or(0), row.integer(9)};
+  return Alias{row.text(0),
+               row.text(1),
+               row.text(2),
+               row.integer(3),
+               row.text(4),
+               row.integer(5),
+               row.integer(6) != 0,
+               row.optional_integer(7).value_or(0),
+               row.optional_integer(8).value_or(0),
+               row.integer(9)};
 }
 
 StoredRun read_run(const auto& row) {

@@ -41,8 +41,8 @@ std::string read_text(const fs::path& path) {
 
 CorraldProcess::CorraldProcess(std::vector<std::string> extra_arguments, fs::path directory) {
   owns_dir_ = directory.empty();
-  dir_ = owns_dir_ ? fs::temp_directory_path() / ("corrald-test-" + std::to_string(getpid()) +
-                                                  "-" + std::to_string(counter()++))
+  dir_ = owns_dir_ ? fs::temp_directory_path() / ("corrald-test-" + std::to_string(getpid()) + "-" +
+                                                  std::to_string(counter()++))
                    : directory;
   if (owns_dir_) fs::remove_all(dir_);
   fs::create_directories(dir_);
@@ -179,7 +179,8 @@ HttpClient::~HttpClient() = default;
 
 http::response<http::string_body> HttpClient::request(
     http::verb method, const std::string& target, const std::string& body,
-    const std::string& content_type, const std::vector<std::pair<std::string, std::string>>& headers) {
+    const std::string& content_type,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
   http::request<http::string_body> message(method, target, 11);
   message.set(http::field::host, "127.0.0.1");
   if (!token.empty()) message.set(http::field::authorization, "Bearer " + token);

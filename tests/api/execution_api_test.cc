@@ -59,10 +59,9 @@ class ExecutionApiTest : public ::testing::Test {
     auto& tokens = tenant(tenant_name);
     json manifest = corral::testing::manifest(capabilities);
     manifest["deterministic"] = deterministic;
-    Answer published =
-        api_->post(tokens["publisher"], "/v1/tenants/" + tenant_name + "/scripts/" + script +
-                                            "/versions",
-                   {{"source", source}, {"manifest", manifest}});
+    Answer published = api_->post(tokens["publisher"],
+                                  "/v1/tenants/" + tenant_name + "/scripts/" + script + "/versions",
+                                  {{"source", source}, {"manifest", manifest}});
     EXPECT_TRUE(published.status == 201 || published.status == 200) << published;
     int64_t version = published.body.value("version", int64_t{0});
     api_->approve(tokens["reviewer"], tenant_name, script, version);
@@ -159,7 +158,8 @@ TEST_F(ExecutionApiTest, ACacheHitsLogsAreCutByTheLogCapInForceNow) {
   EXPECT_EQ(hit.body["logs"][0]["message"], std::string(10, 'z') + "\u2026");
 }
 
-TEST_F(ExecutionApiTest, AScriptUsingACapabilityOrNotDeterministicOrOfATenantWithoutCacheIsNeverCached) {
+TEST_F(ExecutionApiTest,
+       AScriptUsingACapabilityOrNotDeterministicOrOfATenantWithoutCacheIsNeverCached) {
   struct Case {
     std::string tenant;
     std::string script;
@@ -224,9 +224,9 @@ TEST_F(ExecutionApiTest, ACanaryMustBeAnotherApprovedVersionWithAWeightFrom1To99
   auto& tokens = tenant("acme");
   int64_t v1 = publish("acme", "greet", kDoubler, false);
   int64_t v2 = publish("acme", "greet", kTripler, false);
-  Answer pending = api_->post(tokens["publisher"], "/v1/tenants/acme/scripts/greet/versions",
-                              {{"source", std::string(kTripler) + "\n-- 3"},
-                               {"manifest", corral::testing::manifest()}});
+  Answer pending = api_->post(
+      tokens["publisher"], "/v1/tenants/acme/scripts/greet/versions",
+      {{"source", std::string(kTripler) + "\n-- 3"}, {"manifest", corral::testing::manifest()}});
   int64_t v3 = pending.body.value("version", int64_t{0});
   std::string alias = "/v1/tenants/acme/scripts/greet/aliases/live";
   auto try_canary = [&](json canary) {
@@ -249,8 +249,8 @@ TEST_F(ExecutionApiTest, ACanaryMustBeAnotherApprovedVersionWithAWeightFrom1To99
 
 TEST_F(ExecutionApiTest, ABatchRunsEachInputInOrderWithItsOwnOutcome) {
   publish("acme", "double", kDoubler, false);
-  Answer batch = invoke("acme", "double",
-                        {{"inputs", {{{"n", 1}}, {{"n", "x"}}, {{"n", 3}}}}}, "?version=1");
+  Answer batch =
+      invoke("acme", "double", {{"inputs", {{{"n", 1}}, {{"n", "x"}}, {{"n", 3}}}}}, "?version=1");
   ASSERT_EQ(batch.status, 200) << batch;
   const json& results = batch.body["results"];
   ASSERT_EQ(results.size(), 3u) << batch;
@@ -267,23 +267,23 @@ TEST_F(ExecutionApiTest, ABatchRunsEachInputInOrderWithItsOwnOutcome) {
   EXPECT_EQ(ids.size(), 3u);
 
   // Over the policy's batch_inputs (4 for acme), empty, or both input and inputs: refused whole.
-  Answer too_many = invoke("acme", "double", {{"inputs", json::array({1, 2, 3, 4, 5})}},
-                           "?version=1");
+  Answer too_many =
+      invoke("acme", "double", {{"inputs", json::array({1, 2, 3, 4, 5})}}, "?version=1");
   EXPECT_EQ(too_many.status, 400) << too_many;
   EXPECT_NE(too_many.body["detail"].get<std::string>().find("tenants.acme.limits.batch_inputs"),
             std::string::npos)
       << too_many;
   EXPECT_EQ(invoke("acme", "double", {{"inputs", json::array()}}, "?version=1").status, 400);
-  EXPECT_EQ(invoke("acme", "double", {{"inputs", {{{"n", 1}}}}, {"input", {{"n", 1}}}},
-                   "?version=1")
-                .status,
-            400);
+  EXPECT_EQ(
+      invoke("acme", "double", {{"inputs", {{{"n", 1}}}}, {"input", {{"n", 1}}}}, "?version=1")
+          .status,
+      400);
 }
 
 TEST_F(ExecutionApiTest, EachInputOfABatchPassesAdmissionSoAQuotaRefusesOnlyTheRest) {
   publish("dave", "double", kDoubler, false);
-  Answer batch = invoke("dave", "double", {{"inputs", {{{"n", 1}}, {{"n", 2}}, {{"n", 3}}}}},
-                        "?version=1");
+  Answer batch =
+      invoke("dave", "double", {{"inputs", {{{"n", 1}}, {{"n", 2}}, {{"n", 3}}}}}, "?version=1");
   ASSERT_EQ(batch.status, 200) << batch;
   const json& results = batch.body["results"];
   ASSERT_EQ(results.size(), 3u);
@@ -315,13 +315,13 @@ TEST_F(ExecutionApiTest, TheLastRunsAreStoredWithoutInputsByDefault) {
   // Invokers do not read other runs' results.
   EXPECT_EQ(api_->get(tenant("acme")["invoker"], "/v1/tenants/acme/scripts/double/runs").status,
             403);
-  EXPECT_EQ(api_->get(tenant("acme")["publisher"], "/v1/tenants/acme/scripts/double/runs/nope")
-                .status,
-            404);
+  EXPECT_EQ(
+      api_->get(tenant("acme")["publisher"], "/v1/tenants/acme/scripts/double/runs/nope").status,
+      404);
 
-  Answer replay = api_->post(tenant("acme")["publisher"],
-                             "/v1/tenants/acme/scripts/double/versions/1/replay?run=" +
-                                 runs[0]["id"].get<std::string>());
+  Answer replay = api_->post(
+      tenant("acme")["publisher"],
+      "/v1/tenants/acme/scripts/double/versions/1/replay?run=" + runs[0]["id"].get<std::string>());
   EXPECT_EQ(replay.status, 409) << replay;
   EXPECT_EQ(replay.body["type"], "urn:corral:problem:input-not-stored") << replay;
 }
@@ -340,13 +340,15 @@ TEST_F(ExecutionApiTest, StoredRunsKeepTheNewestAndReplayAgainstAnotherVersionCo
   std::string run = runs[0]["id"];
 
   std::string replay_path = "/v1/tenants/carol/scripts/calc/versions/";
-  Answer same = api_->post(tokens["reviewer"], replay_path + std::to_string(v1) + "/replay?run=" + run);
+  Answer same =
+      api_->post(tokens["reviewer"], replay_path + std::to_string(v1) + "/replay?run=" + run);
   ASSERT_EQ(same.status, 200) << same;
   EXPECT_EQ(same.body["output"]["doubled"], 10);
   EXPECT_EQ(same.body["replay_of"]["run"], run);
   EXPECT_EQ(same.body["replay_of"]["same_output"], true);
 
-  Answer other = api_->post(tokens["reviewer"], replay_path + std::to_string(v2) + "/replay?run=" + run);
+  Answer other =
+      api_->post(tokens["reviewer"], replay_path + std::to_string(v2) + "/replay?run=" + run);
   ASSERT_EQ(other.status, 200) << other;
   EXPECT_EQ(other.body["version"], v2);
   EXPECT_EQ(other.body["output"]["doubled"], 15);

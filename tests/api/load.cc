@@ -59,8 +59,7 @@ Reply LoadConnection::post(const std::string& target, const std::string& body) {
     connection_->socket.reset();
     connection_->buffer.clear();
   }
-  reply.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  reply.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return reply;
 }
 

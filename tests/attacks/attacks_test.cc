@@ -34,14 +34,17 @@ std::string read_text(const fs::path& path) {
 }
 
 Attack parse_attack(const fs::path& path) {
-  Attack attack{.name = path.stem().string(), .source = read_text(path), .outcome = corral::Outcome::ok,
+  Attack attack{.name = path.stem().string(),
+                .source = read_text(path),
+                .outcome = corral::Outcome::ok,
                 .limit = std::nullopt};
   std::istringstream lines(attack.source);
   std::string line;
   std::getline(lines, line);
   const std::string expect = "-- expect: ";
   if (!line.starts_with(expect)) {
-    throw std::runtime_error(path.string() + ": the first line must be '-- expect: OUTCOME [LIMIT]'");
+    throw std::runtime_error(path.string() +
+                             ": the first line must be '-- expect: OUTCOME [LIMIT]'");
   }
   std::istringstream words(line.substr(expect.size()));
   std::string outcome, limit;
@@ -62,7 +65,8 @@ Attack parse_attack(const fs::path& path) {
 
 std::vector<fs::path> attack_files() {
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(fs::path(CORRAL_SOURCE_DIR) / "tests" / "attacks")) {
+  for (const auto& entry :
+       fs::directory_iterator(fs::path(CORRAL_SOURCE_DIR) / "tests" / "attacks")) {
     if (entry.path().extension() == ".lua") files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());
@@ -71,23 +75,28 @@ std::vector<fs::path> attack_files() {
 
 // The Lua layer alone: an unjailed worker process, so the sandbox itself must stop each attack.
 corral::Executor& lua_layer_alone() {
-  static corral::ProcessExecutor instance({.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
+  static corral::ProcessExecutor instance(
+      {.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
   return instance;
 }
 
 // As corrald runs them: every jail layer this machine provides, in a tenant-bound pool.
 corral::Executor& fully_jailed() {
   static corral::JailSetup jail(corral::JailSetup::accept_any_missing());
-  static corral::TenantPool pool({.max_workers = 4, .warm_per_tenant = 1, .max_idle = 2, .recycle_after = 1000,
-                                  .kill_grace_ms = 50},
-                                 [](const std::string& tenant) {
-                                   return std::make_unique<corral::WorkerProcess>(
-                                       jail.spec_for(CORRAL_WORKER_PATH, tenant));
-                                 });
+  static corral::TenantPool pool(
+      {.max_workers = 4,
+       .warm_per_tenant = 1,
+       .max_idle = 2,
+       .recycle_after = 1000,
+       .kill_grace_ms = 50},
+      [](const std::string& tenant) {
+        return std::make_unique<corral::WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
+      });
   return pool;
 }
 
-corral::InvocationResult run(corral::Executor& executor, const std::string& source, const nlohmann::json& limits) {
+corral::InvocationResult run(corral::Executor& executor, const std::string& source,
+                             const nlohmann::json& limits) {
   corral::InvocationRequest request{.invocation_id = corral::new_invocation_id(),
                                     .tenant = "attacker",
                                     .source = source,
@@ -119,17 +128,20 @@ TEST_P(AttackTest, EndsWithItsExpectedOutcome) {
     EXPECT_GT(result.allowed, 0) << shown;
   }
 
-  corral::InvocationResult after = run(executor, "function handle(input) return 'still serving' end", {});
+  corral::InvocationResult after =
+      run(executor, "function handle(input) return 'still serving' end", {});
   EXPECT_EQ(after.outcome, corral::Outcome::ok) << corral::to_json(after).dump();
   EXPECT_EQ(after.output, "still serving");
 }
 
 TEST(AttackSuite, HoldsAtLeastThirtyScripts) { EXPECT_GE(attack_files().size(), 30u); }
 
-INSTANTIATE_TEST_SUITE_P(Scripts, AttackTest, ::testing::Combine(::testing::ValuesIn(attack_files()), ::testing::Bool()),
+INSTANTIATE_TEST_SUITE_P(Scripts, AttackTest,
+                         ::testing::Combine(::testing::ValuesIn(attack_files()), ::testing::Bool()),
                          [](const ::testing::TestParamInfo<std::tuple<fs::path, bool>>& info) {
-                           std::string name = std::get<0>(info.param).stem().string() +
-                                              (std::get<1>(info.param) ? "_jailed" : "_lua_layer_alone");
+                           std::string name =
+                               std::get<0>(info.param).stem().string() +
+                               (std::get<1>(info.param) ? "_jailed" : "_lua_layer_alone");
                            for (char& c : name) {
                              if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            }

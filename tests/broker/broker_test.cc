@@ -167,8 +167,8 @@ TEST_F(BrokerTest, EveryCapabilityIsDeniedWhenNotGrantedOrNotRequested) {
     use_policy("defaults: {}\n");
     auto not_granted = raw_call(call, {capability});
     EXPECT_EQ(not_granted["error"]["kind"], "denied") << capability << ": " << not_granted;
-    EXPECT_NE(not_granted["error"]["message"].get<std::string>().find(
-                  "tenants.acme.capabilities." + capability),
+    EXPECT_NE(not_granted["error"]["message"].get<std::string>().find("tenants.acme.capabilities." +
+                                                                      capability),
               std::string::npos)
         << not_granted;
     use_policy("tenants:\n  acme:\n    capabilities:\n      " + capability + ": {}\n");

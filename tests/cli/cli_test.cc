@@ -20,8 +20,9 @@ struct CliRun {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("corral-cli-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("corral-cli-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -85,11 +86,10 @@ TEST_F(CliTest, ExitStatusDiffersPerOutcome) {
     int status;
     const char* says;
   };
-  for (const Case& c : {Case{"function handle() error('bad') end", "", 1, "script_error"},
-                        Case{"function handle() while true do end end", "--fuel 10000", 3,
-                             "fuel limit exceeded"},
-                        Case{"function handle(", "", 4, "syntax error"},
-                        Case{"x = 1", "", 4, "handle"}}) {
+  for (const Case& c :
+       {Case{"function handle() error('bad') end", "", 1, "script_error"},
+        Case{"function handle() while true do end end", "--fuel 10000", 3, "fuel limit exceeded"},
+        Case{"function handle(", "", 4, "syntax error"}, Case{"x = 1", "", 4, "handle"}}) {
     auto script = write("case.lua", c.source);
     auto run = corral("run " + script + " " + c.flags);
     EXPECT_EQ(run.status, c.status) << c.source << "\n" << run.err;

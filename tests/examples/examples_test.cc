@@ -25,14 +25,16 @@ std::string read_text(const fs::path& path) {
 std::vector<fs::path> example_folders() {
   std::vector<fs::path> folders;
   for (const auto& entry : fs::directory_iterator(kExamples)) {
-    if (entry.is_directory() && fs::exists(entry.path() / "script.lua")) folders.push_back(entry.path());
+    if (entry.is_directory() && fs::exists(entry.path() / "script.lua"))
+      folders.push_back(entry.path());
   }
   std::sort(folders.begin(), folders.end());
   return folders;
 }
 
 corral::InvocationResult run(const std::string& source, const nlohmann::json& input) {
-  static corral::ProcessExecutor executor({.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
+  static corral::ProcessExecutor executor(
+      {.worker_path = CORRAL_WORKER_PATH, .max_idle_workers = 1});
   return executor.run({.invocation_id = corral::new_invocation_id(),
                        .source = source,
                        .input = input,
@@ -43,7 +45,8 @@ class ExampleTest : public ::testing::TestWithParam<fs::path> {};
 
 TEST_P(ExampleTest, GivesTheExpectedOutput) {
   const fs::path& folder = GetParam();
-  auto result = run(read_text(folder / "script.lua"), nlohmann::json::parse(read_text(folder / "input.json")));
+  auto result = run(read_text(folder / "script.lua"),
+                    nlohmann::json::parse(read_text(folder / "input.json")));
   ASSERT_EQ(result.outcome, corral::Outcome::ok) << corral::to_json(result).dump(2);
   EXPECT_EQ(result.output, nlohmann::json::parse(read_text(folder / "expected.json")))
       << "got: " << result.output.dump(2);

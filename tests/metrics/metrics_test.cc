@@ -21,7 +21,8 @@ struct Checked {
 
 // Feeds the text to `promtool check metrics` on stdin.
 Checked promtool_check(const std::string& exposition) {
-  auto path = std::filesystem::temp_directory_path() / ("corral-metrics-" + std::to_string(getpid()));
+  auto path =
+      std::filesystem::temp_directory_path() / ("corral-metrics-" + std::to_string(getpid()));
   std::ofstream(path) << exposition;
   std::string command = "promtool check metrics < " + path.string() + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
@@ -90,7 +91,8 @@ TEST(Metrics, HttpRequestsByRouteAndCode) {
   registry.record_http_request("/v1/run", 200);
   registry.record_http_request("other", 404);
   std::string text = registry.render();
-  EXPECT_TRUE(has_line(text, "corral_http_requests_total{route=\"/v1/run\",code=\"200\"} 2")) << text;
+  EXPECT_TRUE(has_line(text, "corral_http_requests_total{route=\"/v1/run\",code=\"200\"} 2"))
+      << text;
   EXPECT_TRUE(has_line(text, "corral_http_requests_total{route=\"other\",code=\"404\"} 1")) << text;
 }
 
@@ -115,12 +117,14 @@ TEST(Metrics, LiveCorraldServesValidMetrics) {
   client.post_json({{"source", "function handle(i) error('no') end"}});
   auto response = client.request(boost::beast::http::verb::get, "/metrics");
   ASSERT_EQ(response.result_int(), 200);
-  EXPECT_TRUE(response[boost::beast::http::field::content_type].starts_with("text/plain; version=0.0.4"));
+  EXPECT_TRUE(
+      response[boost::beast::http::field::content_type].starts_with("text/plain; version=0.0.4"));
   std::string text = response.body();
   EXPECT_TRUE(has_line(text, "corral_invocations_total{outcome=\"ok\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "corral_invocations_total{outcome=\"script_error\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "corral_invocation_duration_seconds_count 2")) << text;
-  EXPECT_TRUE(has_line(text, "corral_http_requests_total{route=\"/v1/run\",code=\"422\"} 1")) << text;
+  EXPECT_TRUE(has_line(text, "corral_http_requests_total{route=\"/v1/run\",code=\"422\"} 1"))
+      << text;
   auto checked = promtool_check(text);
   EXPECT_EQ(checked.status, 0) << checked.output << text;
 }

@@ -23,8 +23,8 @@ std::vector<Problem> problems_of(const std::string& yaml) {
 }
 
 TEST(ExecutionPolicy, BuiltInDefaultsAreSpeltOutInTheSafeDefault) {
-  for (const TenantPolicy& policy : {Policy::parse("defaults: {}").for_tenant("t"),
-                                     Policy::safe_default().for_tenant("t")}) {
+  for (const TenantPolicy& policy :
+       {Policy::parse("defaults: {}").for_tenant("t"), Policy::safe_default().for_tenant("t")}) {
     EXPECT_EQ(policy.limits.batch_inputs.value, 100);
     EXPECT_TRUE(policy.cache.enabled.value);
     EXPECT_EQ(policy.jobs.max_attempts.value, 3);

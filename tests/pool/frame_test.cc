@@ -7,7 +7,8 @@ namespace corral {
 namespace {
 
 TEST(Frame, RoundTripsAcrossArbitrarySplits) {
-  std::string stream = encode_frame(FrameType::invoke, "{\"a\":1}") + encode_frame(FrameType::result, "") +
+  std::string stream = encode_frame(FrameType::invoke, "{\"a\":1}") +
+                       encode_frame(FrameType::result, "") +
                        encode_frame(FrameType::result, std::string(70000, 'x'));
   for (size_t chunk : {1u, 3u, 8u, 1000u, 100000u}) {
     FrameDecoder decoder;

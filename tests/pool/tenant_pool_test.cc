@@ -319,7 +319,8 @@ TEST(TenantPool, AThousandTenantsTakingTurnsStayUnderTheCap) {
     threads.emplace_back([&, t] {
       for (int tenant = t; tenant < kTenants; tenant += kThreads) {
         // A generous deadline: on a loaded machine a run may wait a while for a slot.
-        auto request = request_for("tenant-" + std::to_string(tenant), kEcho, {{"timeout_ms", 20'000}});
+        auto request =
+            request_for("tenant-" + std::to_string(tenant), kEcho, {{"timeout_ms", 20'000}});
         auto result = pool.run(request);
         if (result.outcome == Outcome::ok && result.output == request.input) {
           ++ok;

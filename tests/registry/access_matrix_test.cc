@@ -150,7 +150,9 @@ class AccessMatrix : public ::testing::Test {
            return Request{http::verb::post, script(tenant) + "/invoke", {{"input", {{"n", 2}}}}};
          }},
         {"GET /v1/tenants/{tenant}/scripts/{script}/runs",
-         [script](auto& tenant) { return Request{http::verb::get, script(tenant) + "/runs"}; }},
+         [script](auto& tenant) {
+           return Request{http::verb::get, script(tenant) + "/runs"};
+         }},
         {"GET /v1/tenants/{tenant}/scripts/{script}/runs/{run}",
          [this, script](auto& tenant) {
            return Request{http::verb::get, script(tenant) + "/runs/" + stored_run(tenant)};
@@ -250,8 +252,9 @@ class AccessMatrix : public ::testing::Test {
 
   // The id of a fresh stored run of script "base" (its input kept: see SetUp).
   std::string stored_run(const std::string& tenant) {
-    Answer ran = api_->post(tokens_[tenant]["invoker"],
-                            "/v1/tenants/" + tenant + "/scripts/base/invoke", {{"input", {{"n", 1}}}});
+    Answer ran =
+        api_->post(tokens_[tenant]["invoker"], "/v1/tenants/" + tenant + "/scripts/base/invoke",
+                   {{"input", {{"n", 1}}}});
     EXPECT_EQ(ran.status, 200) << ran;
     return ran.body.value("invocation_id", "none");
   }

@@ -54,8 +54,7 @@ INSTANTIATE_TEST_SUITE_P(
         Entry{"coroutine.yield", "function"}, Entry{"coroutine.status", "function"},
         Entry{"coroutine.wrap", "function"}, Entry{"coroutine.isyieldable", "function"},
         Entry{"coroutine.running", "function"}, Entry{"coroutine.close", "function"},
-        Entry{"os.time", "function"}, Entry{"os.clock", "function"},
-        Entry{"os.date", "function"}));
+        Entry{"os.time", "function"}, Entry{"os.clock", "function"}, Entry{"os.date", "function"}));
 
 INSTANTIATE_TEST_SUITE_P(
     Absent, AllowlistTest,
@@ -64,24 +63,21 @@ INSTANTIATE_TEST_SUITE_P(
                       Entry{"debug", "nil"}, Entry{"loadstring", "nil"}, Entry{"module", "nil"},
                       Entry{"setfenv", "nil"}, Entry{"string.dump", "nil"},
                       Entry{"os.execute", "nil"}, Entry{"os.getenv", "nil"},
-                      Entry{"os.exit", "nil"}, Entry{"os.remove", "nil"},
-                      Entry{"os.rename", "nil"}, Entry{"os.tmpname", "nil"},
-                      Entry{"os.setlocale", "nil"}, Entry{"os.difftime", "nil"},
-                      Entry{"('').dump", "nil"}, Entry{"_G.io", "nil"},
+                      Entry{"os.exit", "nil"}, Entry{"os.remove", "nil"}, Entry{"os.rename", "nil"},
+                      Entry{"os.tmpname", "nil"}, Entry{"os.setlocale", "nil"},
+                      Entry{"os.difftime", "nil"}, Entry{"('').dump", "nil"}, Entry{"_G.io", "nil"},
                       Entry{"rawget(_G, 'debug')", "nil"}));
 
 TEST(Environment, StringMetatableIsProtected) {
   EXPECT_EQ(evaluate("getmetatable('')"), false);
-  auto result = run_script(
-      "function handle() local mt = getmetatable('') return mt.__index end");
+  auto result = run_script("function handle() local mt = getmetatable('') return mt.__index end");
   EXPECT_EQ(result.outcome, Outcome::script_error);  // false cannot be indexed
 }
 
 TEST(Environment, LoadRunsTextInTheSandbox) {
   EXPECT_EQ(evaluate("load('return 1 + 2')()"), 3);
   EXPECT_EQ(evaluate("load('return io')()"), nullptr);
-  EXPECT_EQ(evaluate("select(2, load('\\27Lua'))"),
-            "attempt to load a binary chunk (mode is 't')");
+  EXPECT_EQ(evaluate("select(2, load('\\27Lua'))"), "attempt to load a binary chunk (mode is 't')");
   EXPECT_EQ(run_script("function handle() return load('return 1', 'x', 'b') end").message,
             "script:1: load: binary chunks are not allowed");
   EXPECT_EQ(run_script("function handle() return load('return 1', 'x', 't', {}) end").outcome,
@@ -150,13 +146,16 @@ TEST(Environment, DatesAreUtcWhateverTheHostZone) {
   EXPECT_EQ(evaluate("os.date('*t', 86400).hour"), 0);
   EXPECT_EQ(evaluate("os.date(nil, 0)"), "Thu Jan  1 00:00:00 1970");
   EXPECT_EQ(evaluate("os.time{year = 2020, month = 1, day = 1, hour = 0}"), 1577836800);
-  EXPECT_EQ(evaluate("os.time{year = 2020, month = 1, day = 1}"), 1577836800 + 12 * 3600);  // noon by default
+  EXPECT_EQ(evaluate("os.time{year = 2020, month = 1, day = 1}"),
+            1577836800 + 12 * 3600);  // noon by default
   EXPECT_EQ(evaluate("os.time(os.date('*t', 1234567890))"), 1234567890);
   auto missing = run_script("function handle() return os.time{year = 2020} end");
   EXPECT_EQ(missing.outcome, Outcome::script_error);
   EXPECT_NE(missing.message.find("field 'month' missing"), std::string::npos) << missing.message;
-  auto not_integer = run_script("function handle() return os.time{year = 2020, month = 1.5, day = 1} end");
-  EXPECT_NE(not_integer.message.find("field 'month' is not an integer"), std::string::npos) << not_integer.message;
+  auto not_integer =
+      run_script("function handle() return os.time{year = 2020, month = 1.5, day = 1} end");
+  EXPECT_NE(not_integer.message.find("field 'month' is not an integer"), std::string::npos)
+      << not_integer.message;
   unsetenv("TZ");
   tzset();
 }
@@ -179,8 +178,9 @@ TEST(Environment, NoInvocationSeesAnEarlierOne) {
       "function handle() upvalue_holder = function() return 'upvalue' end "
       "math.randomseed(1) return 1 end");
   ASSERT_EQ(first.outcome, Outcome::ok);
-  EXPECT_EQ(evaluate("{leak == nil, string.leak == nil, type(getmetatable), upvalue_holder == nil}"),
-            nlohmann::json({true, true, "function", true}));
+  EXPECT_EQ(
+      evaluate("{leak == nil, string.leak == nil, type(getmetatable), upvalue_holder == nil}"),
+      nlohmann::json({true, true, "function", true}));
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ TEST(ScriptError, ErrorObjectsThatAreNotStrings) {
   EXPECT_EQ(cyclic.message, "error object is a table value");
   // __tostring is not consulted: it would run script code while the host handles the error.
   auto with_tostring = run_script(
-      "function handle() error(setmetatable({}, {__tostring = function() while true do end end})) end");
+      "function handle() error(setmetatable({}, {__tostring = function() while true do end end})) "
+      "end");
   EXPECT_EQ(with_tostring.outcome, Outcome::script_error);
 }
 
@@ -60,7 +61,8 @@ TEST(ScriptError, TableErrorObjectsEncodeWithSortedKeys) {
   std::string expected = "error object: {";
   std::map<std::string, int> members;
   for (int i = 1; i <= 40; ++i) members["k" + std::to_string(i * 7919 % 40)] = i;
-  for (const auto& [key, value] : members) expected += "\"" + key + "\":" + std::to_string(value) + ",";
+  for (const auto& [key, value] : members)
+    expected += "\"" + key + "\":" + std::to_string(value) + ",";
   expected += "\"nested\":{\"alpha\":2,\"mid\":[3],\"zeta\":1}}";
   EXPECT_EQ(result.message, expected);
 }
@@ -71,10 +73,12 @@ TEST(ScriptError, ErrorsInsideMetamethodsAreClean) {
   EXPECT_EQ(in_tostring.outcome, Outcome::script_error);
   EXPECT_NE(in_tostring.message.find("boom"), std::string::npos);
   auto bad_tostring = run_script(
-      "function handle() return tostring(setmetatable({}, {__tostring = function() return {} end})) end");
+      "function handle() return tostring(setmetatable({}, {__tostring = function() return {} "
+      "end})) end");
   EXPECT_EQ(bad_tostring.outcome, Outcome::script_error);
   auto in_close = run_script(
-      "function handle() local x <close> = setmetatable({}, {__close = function() error('closing') end}) "
+      "function handle() local x <close> = setmetatable({}, {__close = function() error('closing') "
+      "end}) "
       "return 1 end");
   EXPECT_EQ(in_close.outcome, Outcome::script_error);
   EXPECT_NE(in_close.message.find("closing"), std::string::npos);
@@ -84,16 +88,18 @@ TEST(ScriptError, ErrorsInsideMetamethodsAreClean) {
 }
 
 TEST(ScriptError, DeepRecursionEndsCleanly) {
-  auto lua_stack = run_script("local function f(n) return 1 + f(n + 1) end function handle() return f(1) end");
-  EXPECT_TRUE(lua_stack.outcome == Outcome::script_error || lua_stack.outcome == Outcome::limit_exceeded)
+  auto lua_stack =
+      run_script("local function f(n) return 1 + f(n + 1) end function handle() return f(1) end");
+  EXPECT_TRUE(lua_stack.outcome == Outcome::script_error ||
+              lua_stack.outcome == Outcome::limit_exceeded)
       << to_json(lua_stack).dump();
   auto c_stack = run_script(
       "function handle() local t = setmetatable({}, {__index = function(t, k) return t[k] end}) "
       "return t.x end");
   EXPECT_EQ(c_stack.outcome, Outcome::script_error);
   EXPECT_NE(c_stack.message.find("stack overflow"), std::string::npos) << c_stack.message;
-  auto through_pcall = run_script(
-      "local function f() return pcall(f) end function handle() return f() end");
+  auto through_pcall =
+      run_script("local function f() return pcall(f) end function handle() return f() end");
   EXPECT_NE(through_pcall.outcome, Outcome::crashed);
 }
 

@@ -38,8 +38,9 @@ TEST(JsonMapping, IntegersStayIntegersTo2Pow63) {
 
 TEST(JsonMapping, FloatsStayFloatsAndRoundTrip) {
   EXPECT_EQ(echo(nlohmann::json::parse("3.0")).dump(), "3.0");
-  EXPECT_EQ(run_script("function handle(i) return math.type(i) end", nlohmann::json::parse("3.0")).output,
-            "float");
+  EXPECT_EQ(
+      run_script("function handle(i) return math.type(i) end", nlohmann::json::parse("3.0")).output,
+      "float");
   for (double value : {0.1, 1.0 / 3.0, 1e-310, 1.7976931348623157e308, -2.5e-5}) {
     EXPECT_EQ(echo(value).get<double>(), value);
   }
@@ -73,9 +74,11 @@ TEST(JsonMapping, EmptyTablesAndArrays) {
 TEST(JsonMapping, SparseAndMixedTablesAreErrorsNamingThePath) {
   auto sparse = run_returning("{items = {{1, nil, 3}}}");
   EXPECT_EQ(sparse.outcome, Outcome::script_error);
-  EXPECT_NE(sparse.message.find("output.items[1]: sparse array"), std::string::npos) << sparse.message;
+  EXPECT_NE(sparse.message.find("output.items[1]: sparse array"), std::string::npos)
+      << sparse.message;
   auto mixed = run_returning("{1, 2, x = 3}");
-  EXPECT_NE(mixed.message.find("output: table mixes key types"), std::string::npos) << mixed.message;
+  EXPECT_NE(mixed.message.find("output: table mixes key types"), std::string::npos)
+      << mixed.message;
   auto float_key = run_returning("{[1.5] = true}");
   EXPECT_EQ(float_key.outcome, Outcome::script_error);
   EXPECT_EQ(run_returning("{1, json.null, 3}").output.dump(), "[1,null,3]");
@@ -96,7 +99,8 @@ TEST(JsonMapping, UnencodableValuesNameTheirPath) {
 TEST(JsonMapping, InvalidUtf8IsRejected) {
   auto value = run_returning("{name = 'ok\\xff'}");
   EXPECT_EQ(value.outcome, Outcome::script_error);
-  EXPECT_NE(value.message.find("output.name: string is not valid UTF-8 (byte 3)"), std::string::npos)
+  EXPECT_NE(value.message.find("output.name: string is not valid UTF-8 (byte 3)"),
+            std::string::npos)
       << value.message;
   auto key = run_returning("{['\\xc0\\xaf'] = 1}");  // an overlong '/'
   EXPECT_EQ(key.outcome, Outcome::script_error);
@@ -106,7 +110,8 @@ TEST(JsonMapping, InvalidUtf8IsRejected) {
 }
 
 TEST(JsonMapping, DepthIsLimited) {
-  auto deep = run_returning("(function() local t = {} for i = 1, 200 do t = {t} end return t end)()");
+  auto deep =
+      run_returning("(function() local t = {} for i = 1, 200 do t = {t} end return t end)()");
   EXPECT_EQ(deep.outcome, Outcome::script_error);
   EXPECT_NE(deep.message.find("nests deeper than 100"), std::string::npos) << deep.message;
   nlohmann::json input = 1;

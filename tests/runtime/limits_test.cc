@@ -32,17 +32,18 @@ TEST(FuelLimit, IsStickyThroughPcall) {
 
 TEST(FuelLimit, ChargesNewCoroutines) {
   // Each coroutine runs fewer instructions than one hook step; creating them must still cost.
-  auto result = run_script(
-      "function handle() for i = 1, 1e9 do coroutine.wrap(function() end)() end end", {},
-      {{"fuel", 1000000}});
+  auto result =
+      run_script("function handle() for i = 1, 1e9 do coroutine.wrap(function() end)() end end", {},
+                 {{"fuel", 1000000}});
   expect_limit(result, LimitKind::fuel, 1000000);
 }
 
 TEST(FuelLimit, XpcallHandlerDoesNotRunAfterATrip) {
   // The handler would run inside the metering hook, where hooks are off: it must be skipped.
   auto result = run_script(
-      "function handle() xpcall(function() while true do end end, function() while true do end end) end", {},
-      {{"fuel", 100000}, {"timeout_ms", 2000}});
+      "function handle() xpcall(function() while true do end end, function() while true do end "
+      "end) end",
+      {}, {{"fuel", 100000}, {"timeout_ms", 2000}});
   expect_limit(result, LimitKind::fuel, 100000);
 }
 
@@ -56,7 +57,8 @@ TEST(FuelLimit, XpcallHandlerStillRunsForOrdinaryErrors) {
       "function handle() local co = coroutine.wrap(function() return xpcall(function() "
       "coroutine.yield(1) return 2 end, print) end) return {co(), co()} end");
   ASSERT_EQ(yields.outcome, Outcome::ok) << to_json(yields).dump();
-  EXPECT_EQ(yields.output, nlohmann::json::array({1, true, 2}));  // the first call is cut to one value
+  EXPECT_EQ(yields.output,
+            nlohmann::json::array({1, true, 2}));  // the first call is cut to one value
 }
 
 TEST(FuelLimit, CloseHandlersDoNotRunAfterATrip) {
@@ -96,7 +98,8 @@ TEST(CoroutineClose, NestingIsCappedWithAnOrdinaryError) {
                            {}, {{"fuel", 100000000}});
   ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
   EXPECT_EQ(result.output["ok"], false);
-  EXPECT_NE(result.output["message"].get<std::string>().find("nest deeper than 200"), std::string::npos);
+  EXPECT_NE(result.output["message"].get<std::string>().find("nest deeper than 200"),
+            std::string::npos);
 }
 
 TEST(CoroutineClose, KeepsLuaSemantics) {
@@ -126,9 +129,9 @@ TEST(CoroutineClose, KeepsLuaSemantics) {
       return log
     end)");
   ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
-  EXPECT_EQ(result.output, nlohmann::json::array({"closed", "true", "dead", "false boom",
-                                                   "cannot close a running coroutine", "wrap closed",
-                                                   "inner"}));
+  EXPECT_EQ(result.output,
+            nlohmann::json::array({"closed", "true", "dead", "false boom",
+                                   "cannot close a running coroutine", "wrap closed", "inner"}));
 }
 
 TEST(FuelLimit, ChargesBulkCFunctions) {
@@ -138,22 +141,23 @@ TEST(FuelLimit, ChargesBulkCFunctions) {
   expect_limit(run_script("function handle() return table.move({}, 1, 1 << 62, 2) end", {},
                           {{"fuel", 1000000}}),
                LimitKind::fuel, 1000000);
-  expect_limit(run_script("function handle() return table.unpack({}, 1, 1e8) end", {},
-                          {{"fuel", 1000000}}),
-               LimitKind::fuel, 1000000);
+  expect_limit(
+      run_script("function handle() return table.unpack({}, 1, 1e8) end", {}, {{"fuel", 1000000}}),
+      LimitKind::fuel, 1000000);
   EXPECT_EQ(evaluate("#string.rep('', 1 << 60)"), 0);  // nothing to build, so nothing to wait for
 }
 
 TEST(FuelLimit, SmallWorkFitsTheBudget) {
-  auto result = run_script("function handle() local s = 0 for i = 1, 1000 do s = s + i end return s end",
-                           {}, {{"fuel", 100000}});
+  auto result =
+      run_script("function handle() local s = 0 for i = 1, 1000 do s = s + i end return s end", {},
+                 {{"fuel", 100000}});
   ASSERT_EQ(result.outcome, Outcome::ok);
   EXPECT_EQ(result.output, 500500);
 }
 
 TEST(MemoryLimit, StopsATableThatGrowsForever) {
-  auto result = run_script("function handle() local t = {} for i = 1, 1e9 do t[i] = {} end end",
-                           {}, {{"memory_bytes", 4 << 20}, {"fuel", 1'000'000'000}});
+  auto result = run_script("function handle() local t = {} for i = 1, 1e9 do t[i] = {} end end", {},
+                           {{"memory_bytes", 4 << 20}, {"fuel", 1'000'000'000}});
   expect_limit(result, LimitKind::memory, 4 << 20);
   EXPECT_LE(result.stats.memory_peak_bytes, 4 << 20);
 }
@@ -166,9 +170,9 @@ TEST(MemoryLimit, RefusesOneHugeAllocation) {
 }
 
 TEST(MemoryLimit, IsStickyWhenTheScriptCatchesIt) {
-  auto result = run_script(
-      "function handle() local ok = pcall(string.rep, 'x', 64 << 20) return ok end", {},
-      {{"memory_bytes", 8 << 20}, {"fuel", 1'000'000'000}});
+  auto result =
+      run_script("function handle() local ok = pcall(string.rep, 'x', 64 << 20) return ok end", {},
+                 {{"memory_bytes", 8 << 20}, {"fuel", 1'000'000'000}});
   expect_limit(result, LimitKind::memory, 8 << 20);
 }
 
@@ -197,8 +201,8 @@ TEST(OutputLimit, MeasuresTheWholeOutput) {
 }
 
 TEST(OutputLimit, ExactFitIsOk) {
-  auto result = run_script("function handle() return string.rep('x', 998) end", {},
-                           {{"output_bytes", 1000}});
+  auto result =
+      run_script("function handle() return string.rep('x', 998) end", {}, {{"output_bytes", 1000}});
   EXPECT_EQ(result.outcome, Outcome::ok);
 }
 
@@ -235,8 +239,8 @@ TEST(Limits, RequestsAboveTheMaximumAreRefused) {
 }
 
 TEST(Stats, AreReportedForEveryRun) {
-  auto result = run_script(
-      "function handle() local t = {} for i = 1, 100000 do t[i] = i end return #t end");
+  auto result =
+      run_script("function handle() local t = {} for i = 1, 100000 do t[i] = i end return #t end");
   ASSERT_EQ(result.outcome, Outcome::ok);
   EXPECT_GT(result.stats.fuel_used, 100000);
   EXPECT_GT(result.stats.memory_peak_bytes, 100000 * 8);

@@ -26,14 +26,17 @@ inline InvocationResult run_script_in(runtime::Engine& engine, const std::string
   return engine.run(request);
 }
 
-inline InvocationResult run_script(const std::string& source, nlohmann::json input = nlohmann::json::object(),
+inline InvocationResult run_script(const std::string& source,
+                                   nlohmann::json input = nlohmann::json::object(),
                                    nlohmann::json limits = nullptr) {
   return run_script_in(shared_engine(), source, std::move(input), std::move(limits));
 }
 
 // The output of `function handle(input, ctx) return EXPRESSION end`.
-inline nlohmann::json evaluate(const std::string& expression, nlohmann::json input = nlohmann::json::object()) {
-  auto result = run_script("function handle(input, ctx) return " + expression + " end", std::move(input));
+inline nlohmann::json evaluate(const std::string& expression,
+                               nlohmann::json input = nlohmann::json::object()) {
+  auto result =
+      run_script("function handle(input, ctx) return " + expression + " end", std::move(input));
   if (result.outcome != Outcome::ok) return {{"unexpected", to_json(result)}};
   return result.output;
 }

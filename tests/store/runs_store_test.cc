@@ -15,10 +15,15 @@ using namespace corral::store;
 using corral::testing::TempDir;
 
 StoredRun run_of(const Tenant& tenant, const std::string& script, int n) {
-  return StoredRun{tenant.id, script, "run-" + std::to_string(n), 1, 100 + n, "ok",
-                   n % 2 ? std::optional<std::string>("{\"n\":" + std::to_string(n) + "}")
-                         : std::nullopt,
-                   "{\"output\":" + std::to_string(n) + "}"};
+  return StoredRun{
+      tenant.id,
+      script,
+      "run-" + std::to_string(n),
+      1,
+      100 + n,
+      "ok",
+      n % 2 ? std::optional<std::string>("{\"n\":" + std::to_string(n) + "}") : std::nullopt,
+      "{\"output\":" + std::to_string(n) + "}"};
 }
 
 TEST(RunsStore, KeepsTheNewestRunsOfEachScriptOnce) {
