@@ -94,20 +94,9 @@ double mean(const std::vector<double>& values) {
   return std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
 }
 
-// The worker ceilings corrald applies with its default limits policy (corrald_main.cc,
-// ceilings_for), so that the bench's workers are the ones corrald would start.
-corral::jail::Ceilings corrald_ceilings() {
-  corral::LimitsPolicy limits;
-  corral::jail::Ceilings ceilings;
-  int64_t heap = limits.maxima.memory_bytes;
-  ceilings.address_space_bytes =
-      std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
-  ceilings.cgroup_memory_bytes =
-      std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
-  ceilings.cpu_seconds =
-      std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
-  return ceilings;
-}
+// The worker ceilings corrald applies with its default limits policy, so that the bench's
+// workers are the ones corrald would start.
+corral::jail::Ceilings corrald_ceilings() { return corral::ceilings_for(corral::LimitsPolicy{}); }
 
 corral::InvocationRequest request_for(const std::string& tenant, const char* source) {
   corral::InvocationRequest request;

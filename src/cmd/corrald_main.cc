@@ -67,26 +67,12 @@ struct Settings {
   std::string policy_file;
 };
 
-// Worker ceilings follow the largest Lua heap a request may ask for, with room for the
-// interpreter and the runtime around it.
-corral::jail::Ceilings ceilings_for(const corral::LimitsPolicy& limits) {
-  corral::jail::Ceilings ceilings;
-  int64_t heap = limits.maxima.memory_bytes;
-  ceilings.address_space_bytes =
-      std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
-  ceilings.cgroup_memory_bytes =
-      std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
-  ceilings.cpu_seconds =
-      std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
-  return ceilings;
-}
-
 std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
   corral::JailSetup::Options options;
   options.allowed_missing = {settings.allowed_missing_layers.begin(),
                              settings.allowed_missing_layers.end()};
   options.probe.cgroup_root = settings.cgroup_root;
-  options.ceilings = ceilings_for(settings.limits);
+  options.ceilings = corral::ceilings_for(settings.limits);
   return std::make_unique<corral::JailSetup>(options);
 }
 
@@ -94,7 +80,7 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
 int check_layers(const Settings& settings) {
   corral::JailSetup::Options options;
   options.probe.cgroup_root = settings.cgroup_root;
-  options.ceilings = ceilings_for(settings.limits);
+  options.ceilings = corral::ceilings_for(settings.limits);
   corral::JailSetup jail(corral::JailSetup::accept_any_missing(options));
   for (const auto& status : jail.statuses()) {
     std::printf("%-13s %-8s %s\n", std::string(corral::jail::to_string(status.layer)).c_str(),

@@ -1,6 +1,20 @@
 #include "pool/jail_setup.h"
 
+#include <algorithm>
+
 namespace corral {
+
+jail::Ceilings ceilings_for(const LimitsPolicy& limits) {
+  jail::Ceilings ceilings;
+  int64_t heap = limits.maxima.memory_bytes;
+  ceilings.address_space_bytes =
+      std::max<int64_t>(ceilings.address_space_bytes, 2 * heap + (256ll << 20));
+  ceilings.cgroup_memory_bytes =
+      std::max<int64_t>(ceilings.cgroup_memory_bytes, heap + (128ll << 20));
+  ceilings.cpu_seconds =
+      std::max<int64_t>(ceilings.cpu_seconds, 4 * (limits.maxima.timeout_ms / 1000 + 1));
+  return ceilings;
+}
 
 JailSetup::JailSetup(Options options) : options_(std::move(options)) {
   for (const auto& name : options_.allowed_missing) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "invocation/invocation.h"
 #include "jail/jail.h"
 #include "pool/worker_process.h"
 
@@ -19,6 +20,11 @@ namespace corral {
 struct MissingLayer : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The ceilings a worker gets so that the largest Lua heap and the longest run `limits` allows a
+// request fit, with room for the interpreter and the runtime around it: what corrald applies,
+// and what a bench applies to start the workers corrald would.
+jail::Ceilings ceilings_for(const LimitsPolicy& limits);
 
 class JailSetup {
  public:
