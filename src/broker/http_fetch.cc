@@ -457,14 +457,15 @@ bool Fetch::check_destination(CURLU* url, const std::string& from) {
     return false;
   }
   const std::string& host = destination.host;
-  if (!destination.address &&
-      !std::all_of(destination.host.begin(), destination.host.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
-      })) {
-    end(FetchResult::Kind::invalid, subject + " has host " + quoted(host) +
-                                        ", which is not a plain host name; write non-ASCII names "
-                                        "in their xn-- (punycode) form");
-    return false;
+  // The allow list's own reading of a name (net::OriginPattern): a host no pattern could name is
+  // refused as such, rather than denied with a suggested pattern that cannot be written.
+  if (!destination.address) {
+    if (auto problem = net::host_name_problem(host)) {
+      end(FetchResult::Kind::invalid,
+          subject + " has host " + quoted(host) + ", which is not a host name fetches can reach: " +
+              *problem + " (write non-ASCII names in their xn-- punycode form)");
+      return false;
+    }
   }
   for (const net::OriginPattern& pattern : compiled_.allow) {
     if (admits(pattern, destination)) return true;

@@ -22,7 +22,7 @@ std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\
 // A DNS name as a URL may hold it (lowercase already): labels of 1 to 63 letters, digits and '-',
 // not starting or ending with '-', 253 bytes at most, and a last label that is not all digits
 // (that would be a malformed IPv4 address).
-std::optional<std::string> dns_name_problem(std::string_view name) {
+std::optional<std::string> dns_name_problem_lowercase(std::string_view name) {
   if (name.empty()) return "the host name is empty";
   if (name.size() > 253) return "the host name is longer than 253 bytes";
   size_t begin = 0;
@@ -58,6 +58,12 @@ bool looks_like_ipv4(std::string_view host) {
 }
 
 }  // namespace
+
+std::optional<std::string> host_name_problem(std::string_view name) {
+  std::string lower = lowercase(name);
+  if (lower.ends_with('.')) lower.pop_back();
+  return dns_name_problem_lowercase(lower);
+}
 
 std::optional<int> parse_port(std::string_view text) {
   int port = 0;
@@ -116,7 +122,7 @@ std::optional<OriginPattern> OriginPattern::parse(std::string_view text, std::st
       pattern.any_subdomain = true;
       name = name.substr(2);
       if (name.find('*') != std::string::npos) return fail("'*' may appear only once, first");
-      if (auto problem = dns_name_problem(name)) return fail(*problem);
+      if (auto problem = dns_name_problem_lowercase(name)) return fail(*problem);
       if (name.find('.') == std::string::npos) {
         return fail(
             "a wildcard must be followed by a name of at least two labels "
@@ -128,7 +134,7 @@ std::optional<OriginPattern> OriginPattern::parse(std::string_view text, std::st
       pattern.address = IpAddress::parse(name);
       if (!pattern.address) return fail(quoted(name) + " is not a valid IPv4 address");
       name = pattern.address->to_string();
-    } else if (auto problem = dns_name_problem(name)) {
+    } else if (auto problem = dns_name_problem_lowercase(name)) {
       return fail(*problem);
     }
     pattern.host = name;
@@ -158,7 +164,7 @@ bool OriginPattern::matches(std::string_view request_scheme, std::string_view re
     std::optional<IpAddress> requested = IpAddress::parse(name);
     return address && requested && *requested == *address;
   }
-  if (address || dns_name_problem(name)) return false;
+  if (address || dns_name_problem_lowercase(name)) return false;
   if (!any_subdomain) return name == host;
   return name.size() > host.size() + 1 && name.ends_with(host) &&
          name[name.size() - host.size() - 1] == '.';

@@ -12,6 +12,11 @@
 
 namespace corral::net {
 
+// What keeps `name` from being a DNS name that an OriginPattern can name and match (any case,
+// one trailing dot ignored): labels of 1 to 63 letters, digits and '-', not starting or ending
+// with '-', 253 bytes at most, a last label that is not all digits; nullopt when it is one.
+std::optional<std::string> host_name_problem(std::string_view name);
+
 // A port as a URL or a pattern writes it: decimal digits only, 1 to 65535.
 std::optional<int> parse_port(std::string_view text);
 

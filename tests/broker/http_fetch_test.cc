@@ -294,6 +294,21 @@ TEST_F(HttpFetchTest, MalformedUrlIsInvalid) {
       << result.message;
 }
 
+// A host no allow pattern could name is refused as not a host name, before the allow list: a
+// denial would suggest a pattern the policy refuses to parse.
+TEST_F(HttpFetchTest, AHostNoPatternCouldNameIsInvalid) {
+  HttpRules rules = rules_for(server_);
+  for (std::string host : {"bad_name.example", "-lead.example", "a..b.example"}) {
+    FetchResult result = get(rules, "http://" + host + "/echo");
+    EXPECT_EQ(result.kind, Kind::invalid) << host << ": " << result.message;
+    EXPECT_NE(result.message.find("not a host name fetches can reach"), std::string::npos)
+        << result.message;
+  }
+  FetchResult underscore = get(rules, "http://bad_name.example/echo");
+  EXPECT_NE(underscore.message.find("contains '_'"), std::string::npos) << underscore.message;
+  EXPECT_EQ(server_.requests(), 0);
+}
+
 TEST_F(HttpFetchTest, LiteralLoopbackIsDeniedWithoutAllowPrivate) {
   HttpRules rules = rules_for(server_);
   rules.allow_private.clear();
