@@ -21,7 +21,9 @@
 
 #include "api/responses.h"
 #include "invocation/cpu_lane.h"
+#include "sched/connection_limit.h"
 #include "sched/fair_queue.h"
+#include "sched/refusal_holds.h"
 
 namespace corral::api {
 
@@ -100,7 +102,10 @@ struct Lane {
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
   State(ServerOptions options_in, Api& api, metrics::Registry& metrics)
-      : options(std::move(options_in)), api(api), metrics(metrics) {
+      : options(std::move(options_in)),
+        api(api),
+        metrics(metrics),
+        connection_limit(options.max_connections_per_client) {
     unsigned count = std::max(1u, options.lanes);
     const std::vector<int>& cpus = allowed_cpus();
     for (unsigned i = 0; i < count; ++i) {
@@ -115,6 +120,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   metrics::Registry& metrics;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::atomic<bool> stopping{false};
+  // Shared by every lane: the kernel spreads one client's connections over them.
+  sched::RefusalHolds refusal_holds;
+  sched::ConnectionLimit connection_limit;
 
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<Session>> sessions;
@@ -136,6 +144,10 @@ double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
 }
 
+// How long a connection over max_connections_per_client may take to send the request that is
+// answered with the refusal.
+constexpr int64_t kOverLimitReadMs = 2'000;
+
 std::string iso8601_now() {
   auto now = std::chrono::system_clock::now();
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);
@@ -154,14 +166,20 @@ std::string iso8601_now() {
 
 // One TCP connection: reads requests one after another (keep-alive), answers each, and runs
 // invocations through its lane's fair queue, coming back to its strand to write the answer.
+//
+// A connection from a client address that has max_connections_per_client open already comes
+// without a slot: its first request is read (for at most kOverLimitReadMs) and answered with a
+// 429, and the connection is closed.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<Server::State> state, Lane& lane)
-      : stream_(std::move(socket)), state_(std::move(state)), lane_(lane) {
-    beast::error_code ignored;
-    auto endpoint = stream_.socket().remote_endpoint(ignored);
-    remote_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
-  }
+  Session(tcp::socket socket, std::shared_ptr<Server::State> state, Lane& lane,
+          const tcp::endpoint& remote, std::optional<sched::ConnectionLimit::Slot> slot)
+      : stream_(std::move(socket)),
+        state_(std::move(state)),
+        lane_(lane),
+        client_address_(remote.address().to_string()),
+        remote_(client_address_ + ":" + std::to_string(remote.port())),
+        slot_(std::move(slot)) {}
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
@@ -187,7 +205,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(state_->options.max_body_bytes);
     awaiting_request_ = true;
-    stream_.expires_after(std::chrono::milliseconds(state_->options.idle_timeout_ms));
+    stream_.expires_after(std::chrono::milliseconds(
+        slot_ ? state_->options.idle_timeout_ms
+              : std::min(kOverLimitReadMs, state_->options.idle_timeout_ms)));
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code error, size_t) { self->on_read(error); });
@@ -230,7 +250,10 @@ class Session : public std::enable_shared_from_this<Session> {
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive();
     stream_.expires_never();
-    if (must_wait_out_refusal()) return hold();
+    if (!slot_) return refuse_connection();
+    if (auto until = state_->refusal_holds.held_until(refusal_key(request_), Clock::now())) {
+      return hold(*until);
+    }
     route();
   }
 
@@ -347,6 +370,27 @@ class Session : public std::enable_shared_from_this<Session> {
     send(std::move(response));
   }
 
+  // The client address had max_connections_per_client open when this one was accepted. Not a
+  // refusal that holds (refusal_holds.h): the client's other connections are within the limit,
+  // and a client that reuses them is doing what it is asked to.
+  void refuse_connection() {
+    keep_alive_ = false;
+    route_ = route_name(view(request_.target()));
+    state_->metrics.record_connection_refusal();
+    size_t limit = state_->connection_limit.per_client();
+    Response response = problem(
+        429, "too-many-connections", "Too many connections from this client",
+        "the client address " + client_address_ + " had " + std::to_string(limit) +
+            " connections open to corrald when this one was made, the most one address may have "
+            "(--max-connections-per-client " +
+            std::to_string(limit) + ")",
+        "send requests over the connections already open (keep-alive) or close some, and send "
+        "this one again in 1 s (Retry-After); clients behind one proxy or NAT share its address, "
+        "so the operator may need to raise --max-connections-per-client (0: no limit)");
+    response.headers.emplace_back("Retry-After", "1");
+    send(std::move(response));
+  }
+
   void send(Response response) {
     if (state_->stopping) keep_alive_ = false;
     auto message = std::make_shared<http::response<http::string_body>>(
@@ -360,7 +404,7 @@ class Session : public std::enable_shared_from_this<Session> {
     message->body() = std::move(response.body);
     message->prepare_payload();
     log_request(response.status);
-    remember_refusal(response);
+    if (slot_) remember_refusal(response);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code error, size_t) {
                         self->on_write(error);
@@ -375,14 +419,15 @@ class Session : public std::enable_shared_from_this<Session> {
     read_request();
   }
 
-  // The refusal hold (issue 6, noisy neighbour). A refusal that tells the client when to come
-  // back (429 or 503 with Retry-After) is remembered for this connection: the same credentials
-  // asking the same tenant's queue again on it before min(Retry-After, --refusal-hold-ms) wait
-  // out the rest before their request is handled. A client that honours Retry-After never
-  // notices, and a flood over keep-alive connections is paced to one request per hold per
-  // connection, so refusing it cannot take the machine from the tenants within their quotas.
-  // Other requests on the connection (another token, another tenant: a proxy sharing its
-  // upstream connections) are served at once.
+  // The refusal hold (issue 6, noisy neighbour; sched/refusal_holds.h). A refusal that tells the
+  // client when to come back (429 or 503 with Retry-After) is remembered for its credentials and
+  // tenant: the same credentials asking the same tenant's queue again before min(Retry-After,
+  // --refusal-hold-ms), on this connection or any other, wait out the rest before their request
+  // is handled. A client that honours Retry-After never notices, and a flood is paced to one
+  // request per hold per connection, whether it reuses its connections or opens new ones (of
+  // which it may have max_connections_per_client), so refusing it cannot take the machine from
+  // the tenants within their quotas. Other requests (another token, another tenant: a proxy
+  // sharing its upstream connections) are served at once.
   static std::string refusal_key(const http::request<http::string_body>& request) {
     return std::string(request[http::field::authorization]) + '\n' +
            queue_key(view(request.target()));
@@ -397,21 +442,17 @@ class Session : public std::enable_shared_from_this<Session> {
       if (failed != std::errc() || end != value.data() + value.size() || seconds <= 0) return;
       auto hold = std::min<int64_t>(seconds * 1000, state_->options.refusal_hold_ms);
       if (hold <= 0) return;
-      refused_key_ = refusal_key(request_);
-      refused_until_ = Clock::now() + std::chrono::milliseconds(hold);
+      auto now = Clock::now();
+      state_->refusal_holds.remember(refusal_key(request_), now + std::chrono::milliseconds(hold),
+                                     now);
       return;
     }
   }
 
-  bool must_wait_out_refusal() const {
-    return !refused_key_.empty() && Clock::now() < refused_until_ &&
-           refusal_key(request_) == refused_key_;
-  }
-
-  void hold() {
+  void hold(Clock::time_point until) {
     holding_ = true;
     state_->metrics.record_refusal_hold();
-    hold_timer_.expires_at(refused_until_);
+    hold_timer_.expires_at(until);
     hold_timer_.async_wait([self = shared_from_this()](beast::error_code) {
       // Run out or cancelled by a stop: either way the request is handled now.
       self->holding_ = false;
@@ -474,7 +515,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Lane& lane_;  // owned by state_
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
-  std::string remote_;
+  const std::string client_address_;
+  const std::string remote_;  // address:port, for the access log
+  // This connection's place under max_connections_per_client; none: over the limit, refused.
+  std::optional<sched::ConnectionLimit::Slot> slot_;
   std::string invocation_id_;
   std::string outcome_;
   std::string route_;  // the route pattern, for metrics and the log: never the raw target
@@ -483,9 +527,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool unread_request_ = false;  // refused before the whole request was read: drain on close
   std::shared_ptr<std::array<char, 64 * 1024>> drain_buffer_;
   bool awaiting_request_ = false;
-  // The last refusal with Retry-After on this connection: whose, and until when it holds.
-  std::string refused_key_;
-  Clock::time_point refused_until_;
   asio::steady_timer hold_timer_{stream_.get_executor()};
   bool holding_ = false;  // a request waits out a refusal's hold before it is routed
 };
@@ -507,7 +548,13 @@ void Server::State::accept(Lane& lane) {
                            .dump());
         } else {
           metrics.record_lane_connection(lane.index);
-          auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane);
+          beast::error_code unknown;
+          tcp::endpoint remote = socket.remote_endpoint(unknown);
+          // A connection whose peer is already gone is let through, to fail on its first read.
+          auto slot = unknown ? connection_limit.admit("")
+                              : connection_limit.admit(remote.address().to_string());
+          auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane,
+                                                   remote, std::move(slot));
           track(session);
           session->start();
         }

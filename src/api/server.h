@@ -10,8 +10,9 @@
 // tenant's flood cannot make the others wait behind it. A request over either bound is answered
 // at once, from the I/O thread, with a 503 problem and Retry-After (docs/operations.md, "Fair
 // queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials asking the
-// same tenant's queue again on that connection wait until min(Retry-After, refusal_hold_ms) has
-// passed before their request is handled ("The refusal hold").
+// same tenant's queue again, on any connection, wait until min(Retry-After, refusal_hold_ms) has
+// passed before their request is handled ("The refusal hold"), and one client address may have
+// at most max_connections_per_client connections open ("Connections per client").
 //
 // With several CPU lanes (ServerOptions::lanes), all of the above exists once per lane: a
 // listening socket on the shared port, I/O threads, a fair queue and its invocation threads, all
@@ -45,10 +46,13 @@ struct ServerOptions {
   size_t max_queued = 1024;        // requests queued in all
   size_t max_body_bytes = 1 << 20;
   int64_t idle_timeout_ms = 30'000;  // a keep-alive connection with no request is closed
-  // After a 429 or 503 with Retry-After, a request on that connection with the same credentials
-  // for the same tenant's queue is handled only once min(Retry-After, this) has passed; 0: at
-  // once.
+  // After a 429 or 503 with Retry-After, a request with the same credentials for the same
+  // tenant's queue, on any connection, is handled only once min(Retry-After, this) has passed; 0:
+  // at once.
   int64_t refusal_hold_ms = 1000;
+  // Connections one client address may have open at once; more are answered with a 429
+  // too-many-connections and closed. 0: no limit.
+  size_t max_connections_per_client = 256;
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();
 };

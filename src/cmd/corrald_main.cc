@@ -53,6 +53,7 @@ struct Settings {
   size_t max_queued = 1024;
   int64_t token_cache_ms = 5'000;
   int64_t refusal_hold_ms = 1'000;
+  size_t max_connections_per_client = 256;
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
@@ -405,6 +406,7 @@ int serve(const Settings& settings) {
       .max_body_bytes = settings.max_body_bytes,
       .idle_timeout_ms = 30'000,
       .refusal_hold_ms = settings.refusal_hold_ms,
+      .max_connections_per_client = settings.max_connections_per_client,
       .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
@@ -499,12 +501,19 @@ int main(int argc, char** argv) {
                  "overloaded with Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
-  app.add_option("--refusal-hold-ms", settings.refusal_hold_ms,
-                 "after a 429 or 503 with Retry-After, the same token asking the same tenant again "
-                 "on that connection waits until min(Retry-After, this) has passed, so a client "
-                 "flooding past its quota cannot take the machine from other tenants; 0: no wait")
+  app.add_option(
+         "--refusal-hold-ms", settings.refusal_hold_ms,
+         "after a 429 or 503 with Retry-After, the same token asking the same tenant again, "
+         "on any connection, waits until min(Retry-After, this) has passed, so a client "
+         "flooding past its quota cannot take the machine from other tenants; 0: no wait")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
+  app.add_option("--max-connections-per-client", settings.max_connections_per_client,
+                 "connections one client address may have open at once; more are answered with "
+                 "429 too-many-connections and closed. Clients behind one proxy or NAT share its "
+                 "address; 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1'000'000}));
   app.add_option("--token-cache-ms", settings.token_cache_ms,
                  "how long a token that authenticated is trusted without asking the store; a "
                  "token revoked through another corrald sharing the store still works here for "

@@ -263,9 +263,14 @@ std::string Registry::render() const {
         << queue_rejections_[i].load(std::memory_order_relaxed) << "\n";
   }
   out << "# HELP corral_refusal_holds_total Requests that waited out an earlier refusal with "
-         "Retry-After to the same token and tenant on their connection (--refusal-hold-ms).\n"
+         "Retry-After to the same token and tenant (--refusal-hold-ms).\n"
       << "# TYPE corral_refusal_holds_total counter\n"
       << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_connection_refusals_total Connections refused with 429 because their "
+         "client address had --max-connections-per-client open.\n"
+      << "# TYPE corral_connection_refusals_total counter\n"
+      << "corral_connection_refusals_total " << connection_refusals_.load(std::memory_order_relaxed)
+      << "\n";
   if (size_t lanes = std::min(lanes_.load(std::memory_order_relaxed), kMaxLaneSeries); lanes > 0) {
     out << "# HELP corral_lane_connections_total Connections accepted by each CPU lane "
            "(--lanes).\n"

@@ -52,9 +52,12 @@ class Registry {
   }
   void record_queue_wait(double seconds);
   void record_queue_rejection(std::string_view reason, bool invocation);
-  // A request waited out an earlier refusal with Retry-After to the same token and tenant on its
-  // connection (server.h, refusal_hold_ms).
+  // A request waited out an earlier refusal with Retry-After to the same token and tenant, on
+  // whichever connection it came (server.h, refusal_hold_ms).
   void record_refusal_hold() { refusal_holds_.fetch_add(1, std::memory_order_relaxed); }
+  // A connection was refused because its client address had max_connections_per_client open
+  // (server.h).
+  void record_connection_refusal() { connection_refusals_.fetch_add(1, std::memory_order_relaxed); }
   // CPU lanes (server.h, ServerOptions::lanes): how many there are, and the connections each
   // accepted, which shows how evenly the kernel spreads connections over them. Lanes past
   // kMaxLaneSeries are counted in the last series.
@@ -135,6 +138,7 @@ class Registry {
                                                                        "overloaded", "stopping"};
   std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
   std::atomic<uint64_t> refusal_holds_{0};
+  std::atomic<uint64_t> connection_refusals_{0};
   std::atomic<size_t> lanes_{0};
   std::array<std::atomic<uint64_t>, kMaxLaneSeries> lane_connections_{};
   std::atomic<int64_t> requests_queued_{0};

@@ -168,9 +168,15 @@ struct HttpClient::Connection {
   boost::beast::flat_buffer buffer;
 };
 
-HttpClient::HttpClient(const std::string& host, uint16_t port, std::string token)
+HttpClient::HttpClient(const std::string& host, uint16_t port, std::string token,
+                       const std::string& source_address)
     : token(std::move(token)), connection_(std::make_unique<Connection>()) {
-  connection_->socket.connect(tcp::endpoint(boost::asio::ip::make_address(host), port));
+  tcp::endpoint server(boost::asio::ip::make_address(host), port);
+  if (!source_address.empty()) {
+    connection_->socket.open(server.protocol());
+    connection_->socket.bind(tcp::endpoint(boost::asio::ip::make_address(source_address), 0));
+  }
+  connection_->socket.connect(server);
 }
 
 HttpClient::HttpClient(HttpClient&&) noexcept = default;

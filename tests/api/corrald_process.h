@@ -85,7 +85,10 @@ class CorraldProcess {
 class HttpClient {
  public:
   // `token`, if given, is sent as "Authorization: Bearer <token>" with every request.
-  HttpClient(const std::string& host, uint16_t port, std::string token = {});
+  // `source_address`, if given, is the local address the connection is made from (another
+  // loopback address, 127.0.0.2, to stand for another client).
+  HttpClient(const std::string& host, uint16_t port, std::string token = {},
+             const std::string& source_address = {});
   HttpClient(HttpClient&&) noexcept;
   HttpClient& operator=(HttpClient&&) noexcept;
   ~HttpClient();

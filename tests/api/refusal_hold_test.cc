@@ -1,7 +1,8 @@
 // The refusal hold through a real corrald: after a 429 or 503 with Retry-After, the same token
-// asking the same tenant's queue again on that connection waits until min(Retry-After,
-// --refusal-hold-ms) has passed; other connections, and other tokens or tenants on the same
-// connection, are served at once; --refusal-hold-ms 0 turns it off; stopping ends a hold at once.
+// asking the same tenant's queue again, on that connection or any other, waits until
+// min(Retry-After, --refusal-hold-ms) has passed, so a client that opens a new connection per
+// request is paced as one that reuses its connection; other tokens or tenants are served at
+// once; --refusal-hold-ms 0 turns it off; stopping ends a hold at once.
 // The only timings asserted are lower bounds set by corrald's own hold, or bounds many times
 // larger than the work measured, so a slow machine cannot fail them.
 #include <gtest/gtest.h>
@@ -63,25 +64,49 @@ Clock::time_point refused_run(HttpClient& client) {
   return sent;
 }
 
-TEST(RefusalHold, TheSameTokenOnTheRefusedConnectionWaitsOutTheHold) {
+TEST(RefusalHold, TheSameTokenWaitsOutTheHoldOnAnyConnection) {
   CorraldProcess corrald({"--refusal-hold-ms", "3000"});
   HttpClient held = corrald.client();
   auto refused_at = refused_run(held);
   write_run(held);  // asked again at once, ignoring Retry-After
+  // And again on a new connection, as a client that opens one per request would.
+  HttpClient fresh = corrald.client();
+  write_run(fresh);
 
-  // Another connection, even with the same token, is not held by this one's refusal.
+  // The same token asking another tenant's queue, on yet another connection, is not held (the
+  // tenant does not exist: 404).
   HttpClient other = corrald.client();
-  auto other_refusal = other.post_json(kRun);
-  EXPECT_EQ(other_refusal.result_int(), 429) << other_refusal.body();
+  auto other_tenant = other.request(http::verb::get, "/v1/tenants/globex/scripts");
+  EXPECT_EQ(other_tenant.result_int(), 404) << other_tenant.body();
   double other_answered = seconds_since(refused_at);
 
   auto after_hold = held.read_response();
   double held_answered = seconds_since(refused_at);
+  auto fresh_after_hold = fresh.read_response();
+  double fresh_answered = seconds_since(refused_at);
   EXPECT_EQ(after_hold.result_int(), 429) << after_hold.body();
   EXPECT_TRUE(after_hold.keep_alive()) << "the hold keeps the connection";
+  EXPECT_EQ(fresh_after_hold.result_int(), 429) << fresh_after_hold.body();
   EXPECT_GE(held_answered, 3.0) << "answered before --refusal-hold-ms 3000 had passed";
-  EXPECT_LT(other_answered, held_answered) << "the other connection waited for the hold";
-  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), 1);
+  EXPECT_GE(fresh_answered, 3.0) << "a new connection got around the hold";
+  EXPECT_LT(other_answered, held_answered) << "another tenant's request waited for the hold";
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), 2);
+}
+
+// A client that ignores Retry-After and opens a new connection for every request gets one answer
+// per hold: each refusal starts the next hold, which the next connection waits out.
+TEST(RefusalHold, ANewConnectionPerRequestIsPacedToOneAnswerPerHold) {
+  CorraldProcess corrald({"--refusal-hold-ms", "500"});
+  HttpClient first = corrald.client();
+  auto refused_at = refused_run(first);
+  constexpr int kFresh = 4;
+  for (int i = 0; i < kFresh; ++i) {
+    auto answer = corrald.client().post_json(kRun);
+    EXPECT_EQ(answer.result_int(), 429) << answer.body();
+  }
+  EXPECT_GE(seconds_since(refused_at), kFresh * 0.5)
+      << kFresh << " requests on new connections within " << kFresh << " holds of 500 ms";
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), kFresh);
 }
 
 // A proxy may carry many clients over one upstream connection: a refusal of one token or tenant
