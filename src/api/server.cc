@@ -250,15 +250,17 @@ class Session : public std::enable_shared_from_this<Session> {
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive();
     stream_.expires_never();
+    route_ = route_name(view(request_.target()));
     if (!slot_) return refuse_connection();
-    if (auto until = state_->refusal_holds.held_until(refusal_key(request_), Clock::now())) {
-      return hold(*until);
+    if (state_->refusal_holds.any()) {
+      if (auto until = state_->refusal_holds.held_until(refusal_key(), Clock::now())) {
+        return hold(*until);
+      }
     }
     route();
   }
 
   void route() {
-    route_ = route_name(view(request_.target()));
     http::verb method = request_.method();
     if (route_ == "/healthz" && method == http::verb::get) {
       nlohmann::json health = {{"status", state_->stopping ? "stopping" : "ok"},
@@ -375,7 +377,6 @@ class Session : public std::enable_shared_from_this<Session> {
   // and a client that reuses them is doing what it is asked to.
   void refuse_connection() {
     keep_alive_ = false;
-    route_ = route_name(view(request_.target()));
     state_->metrics.record_connection_refusal();
     size_t limit = state_->connection_limit.per_client();
     Response response = problem(
@@ -420,17 +421,27 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // The refusal hold (issue 6, noisy neighbour; sched/refusal_holds.h). A refusal that tells the
-  // client when to come back (429 or 503 with Retry-After) is remembered for its credentials and
-  // tenant: the same credentials asking the same tenant's queue again before min(Retry-After,
-  // --refusal-hold-ms), on this connection or any other, wait out the rest before their request
-  // is handled. A client that honours Retry-After never notices, and a flood is paced to one
-  // request per hold per connection, whether it reuses its connections or opens new ones (of
-  // which it may have max_connections_per_client), so refusing it cannot take the machine from
-  // the tenants within their quotas. Other requests (another token, another tenant: a proxy
-  // sharing its upstream connections) are served at once.
-  static std::string refusal_key(const http::request<http::string_body>& request) {
-    return std::string(request[http::field::authorization]) + '\n' +
-           queue_key(view(request.target()));
+  // client when to come back (429 or 503 with Retry-After) is remembered for the request it
+  // refused: the same credentials sending the same request again (method, route, tenant and
+  // script, names percent-decoded) before min(Retry-After, --refusal-hold-ms), on this connection
+  // or any other, wait out the rest before it is handled. A client that honours Retry-After never
+  // notices, and a flood is paced to one request per hold per connection, whether it reuses its
+  // connections or opens new ones (of which it may have max_connections_per_client), so refusing
+  // it cannot take the machine from the tenants within their quotas. Other requests (another
+  // token, another tenant or script, a read after a refused invocation; a proxy sharing its
+  // upstream connections) are served at once.
+  std::string refusal_key() const {
+    std::string_view target = view(request_.target());
+    std::string key(request_[http::field::authorization]);
+    key += '\n';
+    key += view(request_.method_string());
+    key += '\n';
+    key += route_;
+    key += '\n';
+    key += queue_key(target);
+    key += '\n';
+    key += script_key(target);
+    return key;
   }
 
   void remember_refusal(const Response& response) {
@@ -443,8 +454,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto hold = std::min<int64_t>(seconds * 1000, state_->options.refusal_hold_ms);
       if (hold <= 0) return;
       auto now = Clock::now();
-      state_->refusal_holds.remember(refusal_key(request_), now + std::chrono::milliseconds(hold),
-                                     now);
+      state_->refusal_holds.remember(refusal_key(), now + std::chrono::milliseconds(hold), now);
       return;
     }
   }
@@ -562,12 +572,19 @@ void Server::State::accept(Lane& lane) {
       });
 }
 
-std::string queue_key(std::string_view target) {
-  constexpr std::string_view kPrefix = "/v1/tenants/";
+namespace {
+
+// The `index`-th segment of the target's path (0 is the one after the first '/'),
+// percent-decoded and cut at kMaxQueueKeyBytes, or "" if the path has fewer segments.
+std::string decoded_segment(std::string_view target, size_t index) {
   std::string_view path = target.substr(0, target.find('?'));
-  if (!path.starts_with(kPrefix)) return "";
-  std::string_view segment = path.substr(kPrefix.size());
-  segment = segment.substr(0, segment.find('/'));
+  if (path.starts_with('/')) path.remove_prefix(1);
+  for (size_t i = 0; i < index; ++i) {
+    size_t slash = path.find('/');
+    if (slash == std::string_view::npos) return "";
+    path.remove_prefix(slash + 1);
+  }
+  std::string_view segment = path.substr(0, path.find('/'));
   std::string key;
   for (size_t i = 0; i < segment.size() && key.size() < kMaxQueueKeyBytes; ++i) {
     auto hex = [](char c) -> int {
@@ -587,6 +604,18 @@ std::string queue_key(std::string_view target) {
     }
   }
   return key;
+}
+
+}  // namespace
+
+std::string queue_key(std::string_view target) {
+  if (!target.starts_with("/v1/tenants/")) return "";
+  return decoded_segment(target, 2);
+}
+
+std::string script_key(std::string_view target) {
+  if (!target.starts_with("/v1/tenants/") || decoded_segment(target, 3) != "scripts") return "";
+  return decoded_segment(target, 4);
 }
 
 Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)

@@ -9,9 +9,10 @@
 // and the invocation threads take turns across tenants by the run time each has used, so one
 // tenant's flood cannot make the others wait behind it. A request over either bound is answered
 // at once, from the I/O thread, with a 503 problem and Retry-After (docs/operations.md, "Fair
-// queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials asking the
-// same tenant's queue again, on any connection, wait until min(Retry-After, refusal_hold_ms) has
-// passed before their request is handled ("The refusal hold"), and one client address may have
+// queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials sending the
+// same request again (method, route, tenant, script), on any connection, wait until
+// min(Retry-After, refusal_hold_ms) has passed before it is handled ("The refusal hold"), and
+// one client address may have
 // at most max_connections_per_client connections open ("Connections per client").
 //
 // With several CPU lanes (ServerOptions::lanes), all of the above exists once per lane: a
@@ -46,9 +47,9 @@ struct ServerOptions {
   size_t max_queued = 1024;        // requests queued in all
   size_t max_body_bytes = 1 << 20;
   int64_t idle_timeout_ms = 30'000;  // a keep-alive connection with no request is closed
-  // After a 429 or 503 with Retry-After, a request with the same credentials for the same
-  // tenant's queue, on any connection, is handled only once min(Retry-After, this) has passed; 0:
-  // at once.
+  // After a 429 or 503 with Retry-After, the same request again (credentials, method, route,
+  // tenant, script), on any connection, is handled only once min(Retry-After, this) has passed;
+  // 0: at once.
   int64_t refusal_hold_ms = 1000;
   // Connections one client address may have open at once; more are answered with a 429
   // too-many-connections and closed. 0: no limit.
@@ -63,6 +64,10 @@ inline constexpr size_t kMaxQueueKeyBytes = 64;
 
 // The fair queue key of a request target: its {tenant} segment, or "" if it names none.
 std::string queue_key(std::string_view target);
+
+// The {script} segment of a /v1/tenants/{tenant}/scripts/{script}… target, percent-decoded and
+// cut as queue_key, or "" if it names none: with the tenant, what a refusal hold is kept for.
+std::string script_key(std::string_view target);
 
 class Server {
  public:

@@ -503,7 +503,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
   app.add_option(
          "--refusal-hold-ms", settings.refusal_hold_ms,
-         "after a 429 or 503 with Retry-After, the same token asking the same tenant again, "
+         "after a 429 or 503 with Retry-After, the same token sending the same request again, "
          "on any connection, waits until min(Retry-After, this) has passed, so a client "
          "flooding past its quota cannot take the machine from other tenants; 0: no wait")
       ->capture_default_str()

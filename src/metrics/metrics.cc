@@ -263,7 +263,7 @@ std::string Registry::render() const {
         << queue_rejections_[i].load(std::memory_order_relaxed) << "\n";
   }
   out << "# HELP corral_refusal_holds_total Requests that waited out an earlier refusal with "
-         "Retry-After to the same token and tenant (--refusal-hold-ms).\n"
+         "Retry-After of the same request by the same token (--refusal-hold-ms).\n"
       << "# TYPE corral_refusal_holds_total counter\n"
       << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
   out << "# HELP corral_connection_refusals_total Connections refused with 429 because their "

@@ -52,8 +52,8 @@ class Registry {
   }
   void record_queue_wait(double seconds);
   void record_queue_rejection(std::string_view reason, bool invocation);
-  // A request waited out an earlier refusal with Retry-After to the same token and tenant, on
-  // whichever connection it came (server.h, refusal_hold_ms).
+  // A request waited out an earlier refusal with Retry-After of the same request by the same
+  // token, on whichever connection it came (server.h, refusal_hold_ms).
   void record_refusal_hold() { refusal_holds_.fetch_add(1, std::memory_order_relaxed); }
   // A connection was refused because its client address had max_connections_per_client open
   // (server.h).

@@ -1,13 +1,13 @@
 // Refusal holds (issue 6, noisy neighbour; docs/operations.md, "The refusal hold"): after a 429
-// or 503 that told a client when to come back (Retry-After), the same credentials asking the same
-// tenant again are not handled before then, on whichever connection they come. A client that
+// or 503 that told a client when to come back (Retry-After), the same credentials sending the same
+// request again are not handled before then, on whichever connection they come. A client that
 // honours Retry-After never notices; one that floods past its quota, over keep-alive connections
 // or a new connection per request, is paced to one answer per hold per waiting connection.
 //
 // Contract:
-// - A hold is keyed by an opaque text (the server joins the Authorization header and the tenant
-//   of the path) and lasts until a time given by the caller; a later refusal of the same key
-//   extends it, an earlier one never shortens it.
+// - A hold is keyed by an opaque text (the server joins the Authorization header, the method, the
+//   route and the tenant and script it names) and lasts until a time given by the caller; a later
+//   refusal of the same key extends it, an earlier one never shortens it.
 // - Keys are not kept: each is reduced to a 64-bit SipHash under a key drawn at construction, so
 //   the table holds no credentials, and a client cannot choose texts that collide with another
 //   client's key.
@@ -44,6 +44,9 @@ class RefusalHolds {
   // When a request with `key` may be handled: the end of a hold still in force at `now`, or
   // nothing if it may be handled at once.
   std::optional<Clock::time_point> held_until(std::string_view key, Clock::time_point now);
+
+  // Whether any hold may be in force: false while the table is empty, without the mutex.
+  bool any() const { return entries_.load(std::memory_order_relaxed) > 0; }
 
   // Holds in the table, including any that have run out and are not yet forgotten.
   size_t size() const;

@@ -248,6 +248,18 @@ TEST(QueueKey, IsTheDecodedTenantSegmentOrNothing) {
             std::string(api::kMaxQueueKeyBytes, 'a'));
 }
 
+TEST(ScriptKey, IsTheDecodedScriptSegmentOrNothing) {
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/scripts/double/invoke"), "double");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/scripts/dou%62le/invoke?x=1"), "double");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/scripts/double"), "double");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/scripts"), "");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/jobs/double"), "");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme"), "");
+  EXPECT_EQ(api::script_key("/v1/run"), "");
+  EXPECT_EQ(api::script_key("/v1/tenants/acme/scripts/" + std::string(5000, 'b') + "/invoke"),
+            std::string(api::kMaxQueueKeyBytes, 'b'));
+}
+
 TEST(QueueFlags, BadBoundsAreUsageErrorsNamingTheFlag) {
   auto run = [](const std::string& arguments) {
     std::string command =

@@ -1,8 +1,8 @@
 // The refusal hold through a real corrald: after a 429 or 503 with Retry-After, the same token
-// asking the same tenant's queue again, on that connection or any other, waits until
+// sending the same request again, on that connection or any other, waits until
 // min(Retry-After, --refusal-hold-ms) has passed, so a client that opens a new connection per
-// request is paced as one that reuses its connection; other tokens or tenants are served at
-// once; --refusal-hold-ms 0 turns it off; stopping ends a hold at once.
+// request is paced as one that reuses its connection; other tokens, tenants or requests are
+// served at once; --refusal-hold-ms 0 turns it off; stopping ends a hold at once.
 // The only timings asserted are lower bounds set by corrald's own hold, or bounds many times
 // larger than the work measured, so a slow machine cannot fail them.
 #include <gtest/gtest.h>
@@ -73,11 +73,14 @@ TEST(RefusalHold, TheSameTokenWaitsOutTheHoldOnAnyConnection) {
   HttpClient fresh = corrald.client();
   write_run(fresh);
 
-  // The same token asking another tenant's queue, on yet another connection, is not held (the
-  // tenant does not exist: 404).
+  // The same token asking for another tenant, on yet another connection, is not held (the tenant
+  // does not exist: 404).
   HttpClient other = corrald.client();
   auto other_tenant = other.request(http::verb::get, "/v1/tenants/globex/scripts");
   EXPECT_EQ(other_tenant.result_int(), 404) << other_tenant.body();
+  // Nor is another request of the same token: a read after a refused run.
+  auto read = other.request(http::verb::get, "/v1/tenants");
+  EXPECT_EQ(read.result_int(), 200) << read.body();
   double other_answered = seconds_since(refused_at);
 
   auto after_hold = held.read_response();
