@@ -560,7 +560,8 @@ void Server::State::accept(Lane& lane) {
           metrics.record_lane_connection(lane.index);
           beast::error_code unknown;
           tcp::endpoint remote = socket.remote_endpoint(unknown);
-          // A connection whose peer is already gone is let through, to fail on its first read.
+          // A connection whose peer is already gone counts under no address; its first read
+          // fails.
           auto slot = unknown ? connection_limit.admit("")
                               : connection_limit.admit(remote.address().to_string());
           auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane,
