@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -22,16 +21,9 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// GET /metrics from an address of its own, so that reading a metric never counts against the
+// Metrics are read from an address of their own, so that reading one never counts against the
 // addresses under test.
-double metric_from_elsewhere(const CorraldProcess& corrald, const std::string& series) {
-  HttpClient reader(corrald.host(), corrald.port(), "", "127.0.0.3");
-  std::istringstream lines(reader.request(http::verb::get, "/metrics").body());
-  for (std::string line; std::getline(lines, line);) {
-    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
+constexpr const char* kMetricsReader = "127.0.0.3";
 
 TEST(PerClientConnections, TheConnectionPastTheLimitIsRefusedAndClosed) {
   CorraldProcess corrald({"--max-connections-per-client", "3"});
@@ -56,7 +48,7 @@ TEST(PerClientConnections, TheConnectionPastTheLimitIsRefusedAndClosed) {
   for (auto& client : open) {
     EXPECT_EQ(client.request(http::verb::get, "/v1/tenants").result_int(), 200);
   }
-  EXPECT_EQ(metric_from_elsewhere(corrald, "corral_connection_refusals_total"), 1);
+  EXPECT_EQ(corrald.metric("corral_connection_refusals_total", kMetricsReader), 1);
 
   // The refusal is in the access log with its route and status.
   bool logged = false;
@@ -105,7 +97,7 @@ TEST(PerClientConnections, ZeroMeansNoLimit) {
     open.push_back(corrald.client());
     ASSERT_EQ(open.back().request(http::verb::get, "/healthz").result_int(), 200) << i;
   }
-  EXPECT_EQ(metric_from_elsewhere(corrald, "corral_connection_refusals_total"), 0);
+  EXPECT_EQ(corrald.metric("corral_connection_refusals_total", kMetricsReader), 0);
 }
 
 TEST(PerClientConnections, TheDefaultIsTwoHundredAndFiftySix) {

@@ -125,8 +125,9 @@ std::string CorraldProcess::admin_token() const {
 
 HttpClient CorraldProcess::client() const { return HttpClient(host_, port_, admin_token()); }
 
-double CorraldProcess::metric(const std::string& series) const {
-  std::istringstream lines(HttpClient(host_, port_).request(http::verb::get, "/metrics").body());
+double CorraldProcess::metric(const std::string& series, const std::string& source_address) const {
+  std::istringstream lines(
+      HttpClient(host_, port_, "", source_address).request(http::verb::get, "/metrics").body());
   for (std::string line; std::getline(lines, line);) {
     if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
   }

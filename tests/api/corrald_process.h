@@ -59,8 +59,9 @@ class CorraldProcess {
   HttpClient client() const;
 
   // A series from GET /metrics, named as rendered ("corral_jobs_pruned_total",
-  // "corral_jobs{state=\"queued\"}"), or -1 if corrald does not show it.
-  double metric(const std::string& series) const;
+  // "corral_jobs{state=\"queued\"}"), or -1 if corrald does not show it. Read over a connection
+  // from `source_address` if given (HttpClient).
+  double metric(const std::string& series, const std::string& source_address = {}) const;
 
   // Every JSON line corrald has logged so far.
   std::vector<nlohmann::json> log_lines() const;
