@@ -30,6 +30,8 @@ void leave_session() {
   if (setsid() < 0 && getpgrp() != getpid()) fail_step(kStep, "setsid");
 }
 
+// spawn.cc sets this before the exec, which is what closes the gap between the exec and here;
+// setting it again keeps this step whole on its own.
 void die_with_parent() {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_step(kStep, "PR_SET_PDEATHSIG");
 }

@@ -17,9 +17,11 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,6 +86,7 @@ enum ChildStep : int {
   kWaitForParent,
   kUnshare,
   kBecomeRoot,
+  kDieWithSupervisor,
   kSetUpDescriptors,
   kExec
 };
@@ -91,6 +94,7 @@ constexpr const char* kChildStepNames[] = {"",
                                            "waiting for the supervisor",
                                            "creating its namespaces (unshare)",
                                            "becoming root of its user namespace",
+                                           "asking to die with the supervisor (PR_SET_PDEATHSIG)",
                                            "setting up descriptors",
                                            "executing the worker binary"};
 
@@ -102,6 +106,22 @@ CORRAL_CHILD_CODE [[noreturn]] void child_fail(int report_fd, int step) {
   ChildFailure failure{step, errno};
   (void)!write(report_fd, &failure, sizeof failure);
   _exit(127);
+}
+
+// From here on the kernel kills the child when the thread that started it ends. It is set here,
+// before the exec, because a worker that set it itself (the process step of its jail) would
+// miss a supervisor that died in the meantime, and then, orphaned, would still run the
+// invocation waiting in its channel (the pool sends one to a worker still starting), with no
+// supervisor left to enforce its deadline. It comes after the ids change, which clears it, and
+// the exec keeps it, as the exec gains no privilege. If the supervisor died before this, the
+// setting is tied to no one; then the report pipe's read end, which corrald alone holds while
+// this child exists (the pool starts one worker at a time, and the child closed its own copy),
+// is closed, and the child exits. Raw system calls: the sanitizers intercept the wrappers.
+CORRAL_CHILD_CODE void die_with_supervisor(int report_fd) {
+  if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, kDieWithSupervisor);
+  pollfd report{report_fd, POLLOUT, 0};
+  if (syscall(SYS_poll, &report, 1, 0) < 0 || (report.revents & (POLLERR | POLLHUP)) != 0)
+    _exit(127);
 }
 
 CORRAL_CHILD_CODE [[noreturn]] void run_child(const SpawnRequest& request, int go_fd, int report_fd,
@@ -120,6 +140,7 @@ CORRAL_CHILD_CODE [[noreturn]] void run_child(const SpawnRequest& request, int g
       (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)) {
     child_fail(report_fd, kBecomeRoot);
   }
+  die_with_supervisor(report_fd);
 
   sigset_t none;
   sigemptyset(&none);
@@ -157,7 +178,7 @@ struct ChildArguments {
 CORRAL_CHILD_CODE int child_entry(void* opaque) {
   auto* arguments = static_cast<ChildArguments*>(opaque);
   // Without its own copy of the go pipe's write end, the child sees end-of-file and exits if
-  // corrald dies before releasing it (the parent-death signal is only set after the exec).
+  // corrald dies before releasing it (the parent-death signal is only set once it is released).
   for (int end : arguments->parent_ends) close(end);
   run_child(*arguments->request, arguments->go_fd, arguments->report_fd, arguments->null_fd,
             arguments->argv);

@@ -1,7 +1,9 @@
 // When corrald dies by SIGKILL, no worker outlives it: not an idle one, not one in the middle of a
-// run, and not one still being spawned (before its supervisor released it, or after but before
-// its jail set PR_SET_PDEATHSIG). The test process becomes a child subreaper, so that every
-// process corrald leaves behind is reparented to it and can be seen and counted.
+// run, and not one still being spawned: before its supervisor released it, or after, while it
+// starts with an invocation already waiting in its channel (the parent-death signal it sets
+// itself, in its jail's process step, would come too late: spawn.cc sets it before the exec).
+// The test process becomes a child subreaper, so that every process corrald leaves behind is
+// reparented to it and can be seen and counted.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>

@@ -231,6 +231,20 @@ TEST(JailSpawn, AWorkerThatCannotBeExecutedIsNamedAndTheNextSpawnWorks) {
   fs::remove(not_a_program);
 }
 
+// The parent-death signal is set by the spawn, before the exec, whatever the layers: a worker
+// that set it only in its process step would outlive a supervisor that died while it started,
+// and run the invocation already waiting in its channel (tests/api/supervisor_death_test.cc).
+// In new namespaces it is set after the ids change (which clears it) and survives the exec.
+TEST(JailSpawn, EveryWorkerDiesWithItsSupervisorFromBeforeItsExec) {
+  std::vector<LayerSet> layer_sets = {LayerSet::none()};
+  if (machine_has(Layer::namespaces)) layer_sets.push_back(only({Layer::namespaces}));
+  for (const LayerSet& layers : layer_sets) {
+    SCOPED_TRACE(layers.to_string());
+    Probe probe(layers, "facts");
+    EXPECT_EQ(probe.report()["pdeathsig"], SIGKILL) << probe.report();
+  }
+}
+
 TEST(JailStep2Filesystem, RootIsEmptyReadOnlyWithoutProcOrDev) {
   REQUIRE_MACHINE_LAYER(Layer::filesystem);
   Probe probe(only({Layer::namespaces, Layer::filesystem}), "facts");
