@@ -1,7 +1,7 @@
 // Step 6: the worker keeps nothing of where it came from: one descriptor (the channel), no
-// environment, no controlling terminal, and it dies with its supervisor. Not dumpable, so no
-// core file and no ptrace attach from a same-uid process.
-#include <signal.h>
+// environment, no controlling terminal. Not dumpable, so no core file and no ptrace attach from
+// a same-uid process. That it dies with its supervisor is set before its exec (spawn.cc), which
+// this step, run after the exec, would be too late for.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -30,12 +30,6 @@ void leave_session() {
   if (setsid() < 0 && getpgrp() != getpid()) fail_step(kStep, "setsid");
 }
 
-// spawn.cc sets this before the exec, which is what closes the gap between the exec and here;
-// setting it again keeps this step whole on its own.
-void die_with_parent() {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_step(kStep, "PR_SET_PDEATHSIG");
-}
-
 void make_undumpable() {
   if (prctl(PR_SET_DUMPABLE, 0) != 0) fail_step(kStep, "PR_SET_DUMPABLE");
 }
@@ -46,7 +40,6 @@ void detach(int channel_fd) {
   close_all_but(channel_fd);
   if (clearenv() != 0) fail_step(kStep, "clearing the environment");
   leave_session();
-  die_with_parent();
   make_undumpable();
 }
 
