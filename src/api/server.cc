@@ -21,6 +21,7 @@
 
 #include "api/responses.h"
 #include "invocation/cpu_lane.h"
+#include "net/ip_address.h"
 #include "sched/connection_limit.h"
 #include "sched/fair_queue.h"
 #include "sched/refusal_holds.h"
@@ -94,6 +95,13 @@ struct Lane {
   const int cpu;  // -1: not pinned (a single lane)
   asio::io_context io;
   tcp::acceptor acceptor;
+  // Trying again a moment later: to admit a connection at --max-connections, or to accept one
+  // when out of descriptors. On the acceptor's strand, as is everything below it that accept()
+  // and admit() touch.
+  asio::steady_timer accept_retry{acceptor.get_executor()};
+  bool at_cap = false;  // admit() found every place under --max-connections taken
+  Clock::time_point last_accept_warning{};
+  uint64_t accept_warnings_suppressed = 0;
   sched::FairQueue queue;
   std::mutex access_log_mutex;
   std::string access_log;  // lines not yet written, joined by newlines
@@ -105,7 +113,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       : options(std::move(options_in)),
         api(api),
         metrics(metrics),
-        connection_limit(options.max_connections_per_client) {
+        connection_limit(options.max_connections_per_client),
+        connection_cap(options.max_connections) {
     unsigned count = std::max(1u, options.lanes);
     const std::vector<int>& cpus = allowed_cpus();
     for (unsigned i = 0; i < count; ++i) {
@@ -123,11 +132,14 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   // Shared by every lane: the kernel spreads one client's connections over them.
   sched::RefusalHolds refusal_holds;
   sched::ConnectionLimit connection_limit;
+  sched::ConnectionCap connection_cap;
 
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<Session>> sessions;
 
   void accept(Lane& lane);
+  void admit(Lane& lane, tcp::socket socket);
+  void warn_about_accepting(Lane& lane, const std::string& message, const std::string& hint);
   void track(const std::shared_ptr<Session>& session);
   size_t queued() const {
     size_t total = 0;
@@ -173,13 +185,22 @@ std::string iso8601_now() {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Server::State> state, Lane& lane,
-          const tcp::endpoint& remote, std::optional<sched::ConnectionLimit::Slot> slot)
+          const tcp::endpoint& remote, std::string client,
+          std::optional<sched::ConnectionLimit::Slot> slot, sched::ConnectionCap::Place place)
       : stream_(std::move(socket)),
         state_(std::move(state)),
         lane_(lane),
-        client_address_(remote.address().to_string()),
-        remote_(client_address_ + ":" + std::to_string(remote.port())),
-        slot_(std::move(slot)) {}
+        client_(std::move(client)),
+        remote_(remote.address().to_string() + ":" + std::to_string(remote.port())),
+        slot_(std::move(slot)),
+        place_(std::move(place)) {
+    state_->metrics.set_connections_open(state_->connection_cap.open());
+  }
+
+  ~Session() {
+    place_.reset();
+    state_->metrics.set_connections_open(state_->connection_cap.open());
+  }
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
@@ -381,10 +402,11 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t limit = state_->connection_limit.per_client();
     Response response = problem(
         429, "too-many-connections", "Too many connections from this client",
-        "the client address " + client_address_ + " had " + std::to_string(limit) +
-            " connections open to corrald when this one was made, the most one address may have "
+        (client_.ends_with("/64") ? "the client addresses in " : "the client address ") + client_ +
+            " had " + std::to_string(limit) +
+            " connections open to corrald when this one was made, the most one client may have "
             "(--max-connections-per-client " +
-            std::to_string(limit) + ")",
+            std::to_string(limit) + "; an IPv6 /64 counts as one client)",
         "send requests over the connections already open (keep-alive) or close some, and send "
         "this one again in 1 s (Retry-After); clients behind one proxy or NAT share its address, "
         "so the operator may need to raise --max-connections-per-client (0: no limit)");
@@ -525,10 +547,11 @@ class Session : public std::enable_shared_from_this<Session> {
   Lane& lane_;  // owned by state_
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
-  const std::string client_address_;
+  const std::string client_;  // what max_connections_per_client counts: sched::client_key()
   const std::string remote_;  // address:port, for the access log
   // This connection's place under max_connections_per_client; none: over the limit, refused.
   std::optional<sched::ConnectionLimit::Slot> slot_;
+  std::optional<sched::ConnectionCap::Place> place_;  // under max_connections, until destroyed
   std::string invocation_id_;
   std::string outcome_;
   std::string route_;  // the route pattern, for metrics and the log: never the raw target
@@ -547,30 +570,103 @@ void Server::State::track(const std::shared_ptr<Session>& session) {
   sessions.push_back(session);
 }
 
+// How long a lane waits before it tries again, when every place under max_connections is taken
+// or the process is out of descriptors: trying at once would only fail again, in a loop that
+// takes a CPU.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
+// At most one warning about accepting per lane in this long; the others are counted in the next.
+constexpr auto kAcceptWarningEvery = std::chrono::seconds(10);
+
 void Server::State::accept(Lane& lane) {
+  if (stopping) return;
   lane.acceptor.async_accept(
       asio::make_strand(lane.io), [this, &lane](beast::error_code error, tcp::socket socket) {
-        if (error) {
-          if (!lane.acceptor.is_open()) return;  // stop() closed it
-          spdlog::warn(nlohmann::json({{"time", iso8601_now()},
-                                       {"level", "warn"},
-                                       {"msg", "cannot accept a connection: " + error.message()}})
-                           .dump());
-        } else {
+        if (!error) {
           metrics.record_lane_connection(lane.index);
-          beast::error_code unknown;
-          tcp::endpoint remote = socket.remote_endpoint(unknown);
-          // A connection whose peer is already gone counts under no address; its first read
-          // fails.
-          auto slot = unknown ? connection_limit.admit("")
-                              : connection_limit.admit(remote.address().to_string());
-          auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane,
-                                                   remote, std::move(slot));
-          track(session);
-          session->start();
+          return admit(lane, std::move(socket));
         }
-        if (!stopping) accept(lane);
+        if (!lane.acceptor.is_open()) return;  // stop() closed it
+        metrics.record_accept_error();
+        bool out_of_resources = error == asio::error::no_descriptors ||
+                                error == asio::error::no_buffer_space ||
+                                error == asio::error::no_memory || error.value() == ENFILE;
+        if (!out_of_resources) {
+          warn_about_accepting(lane, "cannot accept a connection: " + error.message(),
+                               "nothing to do unless it repeats: the client may have gone");
+          return accept(lane);
+        }
+        warn_about_accepting(
+            lane,
+            "cannot accept a connection: " + error.message() + " (" +
+                std::to_string(connection_cap.open()) + " connections open); trying again every " +
+                std::to_string(kAcceptRetry.count()) + " ms",
+            "lower --max-connections below the descriptor limit, or raise the limit "
+            "(ulimit -n, LimitNOFILE=)");
+        lane.accept_retry.expires_after(kAcceptRetry);
+        lane.accept_retry.async_wait([this, &lane](beast::error_code error) {
+          if (!error) accept(lane);
+        });
       });
+}
+
+// A connection accepted gets a place under max_connections, or waits for one, unread, and the lane
+// accepts no other meanwhile: the connections after it wait in the listen backlog.
+void Server::State::admit(Lane& lane, tcp::socket socket) {
+  if (stopping) return;
+  auto place = connection_cap.reserve();
+  if (!place) {
+    if (!lane.at_cap) {
+      lane.at_cap = true;
+      metrics.record_connection_cap_wait();
+      warn_about_accepting(
+          lane,
+          "corrald has " + std::to_string(connection_cap.max()) +
+              " connections open, the most it may have (--max-connections): new connections "
+              "wait until one closes",
+          "if this is the normal load, raise --max-connections (and the descriptor limit, "
+          "ulimit -n); if one client holds them, lower --max-connections-per-client");
+    }
+    lane.accept_retry.expires_after(kAcceptRetry);
+    lane.accept_retry.async_wait(
+        [this, &lane, socket = std::move(socket)](beast::error_code error) mutable {
+          if (!error) admit(lane, std::move(socket));
+        });
+    return;
+  }
+  lane.at_cap = false;
+  beast::error_code unknown;
+  tcp::endpoint remote = socket.remote_endpoint(unknown);
+  // A connection whose peer is already gone counts under no client; its first read fails.
+  auto address =
+      unknown ? std::nullopt : net::IpAddress::parse("[" + remote.address().to_string() + "]");
+  std::string client = address ? sched::client_key(*address) : "";
+  auto slot = connection_limit.admit(client);
+  auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane, remote,
+                                           std::move(client), std::move(slot), std::move(*place));
+  track(session);
+  session->start();
+  accept(lane);
+}
+
+void Server::State::warn_about_accepting(Lane& lane, const std::string& message,
+                                         const std::string& hint) {
+  auto now = Clock::now();
+  if (lane.last_accept_warning != Clock::time_point{} &&
+      now - lane.last_accept_warning < kAcceptWarningEvery) {
+    ++lane.accept_warnings_suppressed;
+    return;
+  }
+  nlohmann::json line = {{"time", iso8601_now()},
+                         {"level", "warn"},
+                         {"msg", message},
+                         {"hint", hint},
+                         {"lane", lane.index}};
+  if (lane.accept_warnings_suppressed > 0) {
+    line["warnings_not_logged_since_the_last"] = lane.accept_warnings_suppressed;
+  }
+  spdlog::warn(line.dump());
+  lane.last_accept_warning = now;
+  lane.accept_warnings_suppressed = 0;
 }
 
 namespace {
@@ -713,6 +809,7 @@ void Server::stop() {
     asio::post(lane->acceptor.get_executor(), [state, lane = lane.get()] {
       beast::error_code ignored;
       lane->acceptor.close(ignored);
+      lane->accept_retry.cancel();
     });
   }
   std::lock_guard lock(state->sessions_mutex);

@@ -11,9 +11,11 @@
 // at once, from the I/O thread, with a 503 problem and Retry-After (docs/operations.md, "Fair
 // queues and backpressure"). After a 429 or 503 with Retry-After, the same credentials sending the
 // same request again (method, route, tenant, script), on any connection, wait until
-// min(Retry-After, refusal_hold_ms) has passed before it is handled ("The refusal hold"), and
-// one client address may have
-// at most max_connections_per_client connections open ("Connections per client").
+// min(Retry-After, refusal_hold_ms) has passed before it is handled ("The refusal hold"), one
+// client (an IPv4 address, an IPv6 /64) may have at most max_connections_per_client connections
+// open ("Connections per client"), and the server at most max_connections in all ("Connections in
+// all"): past that, a lane holds the connection it accepted, unread, and accepts no other until
+// one closes, so the rest wait in the listen backlog.
 //
 // With several CPU lanes (ServerOptions::lanes), all of the above exists once per lane: a
 // listening socket on the shared port, I/O threads, a fair queue and its invocation threads, all
@@ -51,9 +53,12 @@ struct ServerOptions {
   // tenant, script), on any connection, is handled only once min(Retry-After, this) has passed;
   // 0: at once.
   int64_t refusal_hold_ms = 1000;
-  // Connections one client address may have open at once; more are answered with a 429
-  // too-many-connections and closed. 0: no limit.
+  // Connections one client (sched::client_key: an IPv4 address, an IPv6 /64) may have open at
+  // once; more are answered with a 429 too-many-connections and closed. 0: no limit.
   size_t max_connections_per_client = 256;
+  // Connections served at once in all; past that many, new ones wait until one closes, so
+  // connections cannot take the descriptors the workers and the store need. 0: no cap.
+  size_t max_connections = 0;
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();
 };

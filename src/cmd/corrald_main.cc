@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -54,6 +56,7 @@ struct Settings {
   int64_t token_cache_ms = 5'000;
   int64_t refusal_hold_ms = 1'000;
   size_t max_connections_per_client = 256;
+  std::optional<size_t> max_connections;  // unset: all the descriptors not kept for the rest
   size_t max_idle_workers = 32;
   size_t max_workers = 64;
   size_t warm_per_tenant = 1;
@@ -227,8 +230,54 @@ void check_queue_bounds(const Settings& settings) {
   }
 }
 
+// Raises the soft descriptor limit to the hard one, which any process may do: connections take
+// one descriptor each, and Debian's soft default of 1,024 would put a low ceiling on them. Returns
+// the limit now in force.
+rlim_t raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur;
+}
+
+// The descriptors kept for everything but connections: two per worker (its channel and its
+// pidfd), and the store, the logs, capability calls and spawns in progress.
+size_t reserved_descriptors(const Settings& settings) {
+  return 2 * (settings.max_workers + settings.spare_workers) + 256;
+}
+
+// --max-connections, or by default every descriptor not kept for the rest; nullopt, said on
+// stderr and in the log, when the descriptor limit leaves too few, or fewer than asked for.
+std::optional<size_t> connection_cap(const Settings& settings) {
+  constexpr size_t kFewestConnections = 64;
+  rlim_t limit = raise_descriptor_limit();
+  size_t reserved = reserved_descriptors(settings);
+  size_t available = limit > reserved ? static_cast<size_t>(limit) - reserved : 0;
+  size_t wanted = settings.max_connections.value_or(std::max(available, kFewestConnections));
+  if (wanted == 0 || wanted <= available) return wanted;
+  std::string what = "corrald may open " + std::to_string(limit) +
+                     " descriptors (RLIMIT_NOFILE) and keeps " + std::to_string(reserved) +
+                     " of them for its workers (--max-workers, --spare-workers) and its store, "
+                     "which leaves " +
+                     std::to_string(available) + " for connections, fewer than the " +
+                     std::to_string(wanted) +
+                     (settings.max_connections ? " --max-connections asks for" : " it needs");
+  std::string hint = "raise the descriptor limit (ulimit -n 65536, or LimitNOFILE= for systemd)" +
+                     std::string(settings.max_connections ? ", or lower --max-connections"
+                                                          : ", or lower --max-workers");
+  log_event(spdlog::level::err, "refusing to start", {{"error", what}, {"hint", hint}});
+  std::fprintf(stderr, "corrald: %s; %s\n", what.c_str(), hint.c_str());
+  return std::nullopt;
+}
+
 int serve(const Settings& settings) {
   auto [host, port] = split_listen(settings.listen);
+  std::optional<size_t> max_connections = connection_cap(settings);
+  if (!max_connections) return 2;
   std::error_code error;
   // Private when corrald makes it: it holds the database and the first admin token.
   if (fs::create_directories(settings.data_dir, error))
@@ -407,6 +456,7 @@ int serve(const Settings& settings) {
       .idle_timeout_ms = 30'000,
       .refusal_hold_ms = settings.refusal_hold_ms,
       .max_connections_per_client = settings.max_connections_per_client,
+      .max_connections = *max_connections,
       .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
@@ -436,7 +486,10 @@ int serve(const Settings& settings) {
   }
   std::string address = server->local_address();
   log_event(spdlog::level::info, "listening",
-            {{"address", address}, {"data_dir", settings.data_dir}, {"worker", settings.worker}});
+            {{"address", address},
+             {"data_dir", settings.data_dir},
+             {"worker", settings.worker},
+             {"max_connections", *max_connections}});
   if (!settings.ready_file.empty()) {
     // Written whole under another name, then renamed, so a reader never sees half an address.
     std::string partial = settings.ready_file + ".partial";
@@ -509,11 +562,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--max-connections-per-client", settings.max_connections_per_client,
-                 "connections one client address may have open at once; more are answered with "
-                 "429 too-many-connections and closed. Clients behind one proxy or NAT share its "
-                 "address; 0: no limit")
+                 "connections one client (an IPv4 address, or an IPv6 /64) may have open at "
+                 "once; more are answered with 429 too-many-connections and closed. Clients "
+                 "behind one proxy or NAT share its address; 0: no limit")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{1'000'000}));
+  app.add_option("--max-connections", settings.max_connections,
+                 "connections open at once in all; at that many corrald stops accepting until "
+                 "one closes, and new connections wait in the listen backlog. Default: every "
+                 "descriptor not kept for the workers and the store (corrald raises its soft "
+                 "descriptor limit to the hard one); more than that refuses to start; 0: no cap")
+      ->check(CLI::Range(size_t{0}, size_t{10'000'000}));
   app.add_option("--token-cache-ms", settings.token_cache_ms,
                  "how long a token that authenticated is trusted without asking the store; a "
                  "token revoked through another corrald sharing the store still works here for "

@@ -267,10 +267,22 @@ std::string Registry::render() const {
       << "# TYPE corral_refusal_holds_total counter\n"
       << "corral_refusal_holds_total " << refusal_holds_.load(std::memory_order_relaxed) << "\n";
   out << "# HELP corral_connection_refusals_total Connections refused with 429 because their "
-         "client address had --max-connections-per-client open.\n"
+         "client (an IPv4 address, an IPv6 /64) had --max-connections-per-client open.\n"
       << "# TYPE corral_connection_refusals_total counter\n"
       << "corral_connection_refusals_total " << connection_refusals_.load(std::memory_order_relaxed)
       << "\n";
+  out << "# HELP corral_connections_open HTTP connections open now.\n"
+      << "# TYPE corral_connections_open gauge\n"
+      << "corral_connections_open " << connections_open_.load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_connection_cap_waits_total Times a lane stopped accepting because "
+         "--max-connections were open; new connections waited in the listen backlog.\n"
+      << "# TYPE corral_connection_cap_waits_total counter\n"
+      << "corral_connection_cap_waits_total "
+      << connection_cap_waits_.load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_accept_errors_total Connections that could not be accepted (out of "
+         "descriptors or memory, or the client gone first).\n"
+      << "# TYPE corral_accept_errors_total counter\n"
+      << "corral_accept_errors_total " << accept_errors_.load(std::memory_order_relaxed) << "\n";
   if (size_t lanes = std::min(lanes_.load(std::memory_order_relaxed), kMaxLaneSeries); lanes > 0) {
     out << "# HELP corral_lane_connections_total Connections accepted by each CPU lane "
            "(--lanes).\n"

@@ -58,6 +58,15 @@ class Registry {
   // A connection was refused because its client address had max_connections_per_client open
   // (server.h).
   void record_connection_refusal() { connection_refusals_.fetch_add(1, std::memory_order_relaxed); }
+  // Connections open now, and the times a lane stopped accepting because max_connections were
+  // open (server.h); accepts that failed (out of descriptors, or the client gone).
+  void set_connections_open(size_t count) {
+    connections_open_.store(count, std::memory_order_relaxed);
+  }
+  void record_connection_cap_wait() {
+    connection_cap_waits_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void record_accept_error() { accept_errors_.fetch_add(1, std::memory_order_relaxed); }
   // CPU lanes (server.h, ServerOptions::lanes): how many there are, and the connections each
   // accepted, which shows how evenly the kernel spreads connections over them. Lanes past
   // kMaxLaneSeries are counted in the last series.
@@ -139,6 +148,9 @@ class Registry {
   std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
   std::atomic<uint64_t> refusal_holds_{0};
   std::atomic<uint64_t> connection_refusals_{0};
+  std::atomic<size_t> connections_open_{0};
+  std::atomic<uint64_t> connection_cap_waits_{0};
+  std::atomic<uint64_t> accept_errors_{0};
   std::atomic<size_t> lanes_{0};
   std::array<std::atomic<uint64_t>, kMaxLaneSeries> lane_connections_{};
   std::atomic<int64_t> requests_queued_{0};
