@@ -16,6 +16,13 @@
 namespace corral::sched {
 namespace {
 
+// Sets `most` to `now` if `now` is larger, from any thread.
+void raise_to(std::atomic<int>& most, int now) {
+  int seen = most.load();
+  while (now > seen && !most.compare_exchange_weak(seen, now)) {
+  }
+}
+
 TEST(ConnectionLimit, AnAddressGetsAtMostItsSlots) {
   ConnectionLimit limit(2);
   auto first = limit.admit("10.0.0.1");
@@ -83,10 +90,7 @@ TEST(ConnectionLimit, ManyThreadsNeverHoldMoreThanTheLimit) {
           refused.fetch_add(1);
           continue;
         }
-        int now = holding.fetch_add(1) + 1;
-        int seen = most.load();
-        while (now > seen && !most.compare_exchange_weak(seen, now)) {
-        }
+        raise_to(most, holding.fetch_add(1) + 1);
         holding.fetch_sub(1);
       }
     });
@@ -183,10 +187,7 @@ TEST(ConnectionCap, ManyThreadsNeverHoldMoreThanTheCap) {
       for (int i = 0; i < 2000; ++i) {
         auto place = cap.reserve();
         if (!place) continue;
-        int now = holding.fetch_add(1) + 1;
-        int seen = most.load();
-        while (now > seen && !most.compare_exchange_weak(seen, now)) {
-        }
+        raise_to(most, holding.fetch_add(1) + 1);
         holding.fetch_sub(1);
       }
     });
