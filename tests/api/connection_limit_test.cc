@@ -215,6 +215,13 @@ TEST(ConnectionsInAll, PastTheCapANewConnectionWaitsUntilOneCloses) {
 }
 
 TEST(ConnectionsInAll, OutOfDescriptorsCorraldBacksOffAndServesAgainOnceSomeAreFree) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime needs descriptors of its own: UBSan's vptr check opens a pipe to see
+  // whether memory is readable, and with none left it reports "invalid vptr" and aborts corrald
+  // (seen in metrics.cc's ostream). So this test runs in the release pass only.
+  GTEST_SKIP() << "a sanitized corrald cannot run out of descriptors: its sanitizer runtime "
+                  "aborts it first";
+#endif
   // No cap and no per-client limit: only the accept back-off stands between a connection flood
   // and a loop of failing accepts.
   CorraldProcess corrald(
