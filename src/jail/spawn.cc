@@ -115,8 +115,9 @@ CORRAL_CHILD_CODE [[noreturn]] void child_fail(int report_fd, int step) {
 // supervisor left to enforce its deadline. It comes after the ids change, which clears it, and
 // the exec keeps it, as the exec gains no privilege. If the supervisor died before this, the
 // setting is tied to no one; then the report pipe's read end, which corrald alone holds while
-// this child exists (the pool starts one worker at a time, and the child closed its own copy),
-// is closed, and the child exits. Raw system calls: the sanitizers intercept the wrappers.
+// this child exists (corrald starts one worker at a time, on its pool's spawner thread, and the
+// child closed its own copy), is closed, and the child exits. Raw system calls: the sanitizers
+// intercept the wrappers.
 CORRAL_CHILD_CODE void die_with_supervisor(int report_fd) {
   if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, kDieWithSupervisor);
   pollfd report{report_fd, POLLOUT, 0};

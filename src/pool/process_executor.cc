@@ -3,30 +3,99 @@
 #include <unistd.h>
 
 #include <climits>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <future>
+#include <thread>
 
 #include "pool/worker_process.h"
 
 namespace corral {
 
-ProcessExecutor::ProcessExecutor(Options options) : options_(std::move(options)) {}
+// Runs worker starts one at a time on a thread that lives as long as the executor.
+class SpawnerThread {
+ public:
+  struct Started {
+    std::unique_ptr<WorkerProcess> worker;
+    std::string error;  // why there is no worker
+  };
+
+  SpawnerThread() : thread_([this] { loop(); }) {}
+  ~SpawnerThread() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    jobs_changed_.notify_all();
+    thread_.join();
+  }
+
+  // Blocks until the worker is started or has failed to start.
+  Started start(const WorkerSpec& spec) {
+    Job job{spec, {}};
+    std::future<Started> started = job.promise.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      jobs_.push_back(std::move(job));
+    }
+    jobs_changed_.notify_one();
+    return started.get();
+  }
+
+ private:
+  struct Job {
+    WorkerSpec spec;
+    std::promise<Started> promise;
+  };
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      jobs_changed_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      // The error travels as text, as in TenantPool: an exception_ptr's shared reference count
+      // is invisible to ThreadSanitizer.
+      Started started;
+      try {
+        started.worker = std::make_unique<WorkerProcess>(job.spec);
+      } catch (const std::exception& error) {
+        started.error = error.what();
+      }
+      job.promise.set_value(std::move(started));
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable jobs_changed_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: started once everything above exists
+};
+
+ProcessExecutor::ProcessExecutor(Options options)
+    : options_(std::move(options)), spawner_(std::make_unique<SpawnerThread>()) {}
 
 ProcessExecutor::~ProcessExecutor() = default;
 
 InvocationResult ProcessExecutor::run(const InvocationRequest& request) {
   std::unique_ptr<WorkerProcess> worker = take_idle_worker();
   if (!worker) {
-    try {
-      worker = std::make_unique<WorkerProcess>(spec());
-      std::lock_guard lock(mutex_);
-      ++workers_started_;
-    } catch (const std::exception& error) {
+    SpawnerThread::Started started = spawner_->start(spec());
+    if (!started.worker) {
       InvocationResult result;
       result.invocation_id = request.invocation_id;
       result.outcome = Outcome::crashed;
-      result.message = error.what();
+      result.message = started.error;
       return result;
     }
+    worker = std::move(started.worker);
+    std::lock_guard lock(mutex_);
+    ++workers_started_;
   }
   InvocationResult result =
       worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));

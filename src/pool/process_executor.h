@@ -2,7 +2,9 @@
 // caller), speaks length-prefixed frames over a socketpair (pool/frame.h), serves one
 // invocation at a time, and is SIGKILLed through its pidfd when it overruns its deadline.
 // Idle workers are reused; a worker whose run ended in anything but ok or script_error is
-// retired, so no damaged process serves again.
+// retired, so no damaged process serves again. Workers are started on one long-lived thread of
+// the executor's, because a worker's PR_SET_PDEATHSIG fires when the thread that started it
+// ends, and an idle worker started for one caller may serve another after the first is gone.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,7 @@ namespace corral {
 
 class WorkerProcess;
 struct WorkerSpec;
+class SpawnerThread;
 
 class ProcessExecutor : public Executor {
  public:
@@ -29,6 +32,8 @@ class ProcessExecutor : public Executor {
 
   explicit ProcessExecutor(Options options);
   ~ProcessExecutor() override;
+  ProcessExecutor(const ProcessExecutor&) = delete;
+  ProcessExecutor& operator=(const ProcessExecutor&) = delete;
 
   InvocationResult run(const InvocationRequest& request) override;
 
@@ -44,6 +49,7 @@ class ProcessExecutor : public Executor {
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<WorkerProcess>> idle_;
   uint64_t workers_started_ = 0;
+  std::unique_ptr<SpawnerThread> spawner_;  // last: its end kills the workers it started
 };
 
 // The corral-worker that sits beside the running executable (build and install layout),

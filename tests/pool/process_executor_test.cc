@@ -149,6 +149,20 @@ TEST(ProcessExecutor, ReportsAMissingWorkerBinary) {
   EXPECT_NE(result.message.find("/nonexistent/corral-worker"), std::string::npos);
 }
 
+TEST(ProcessExecutor, AWorkerOutlivesTheThreadThatNeededIt) {
+  // A worker's parent-death signal fires when the thread that started it ends; an idle worker
+  // started for a caller's thread must still serve once that thread is gone.
+  auto executor = real_executor();
+  std::thread first_caller([&] {
+    EXPECT_EQ(executor.run(request_for("function handle() return 1 end")).outcome, Outcome::ok);
+  });
+  first_caller.join();
+  auto result = executor.run(request_for("function handle() return 2 end"));
+  EXPECT_EQ(result.outcome, Outcome::ok) << result.message;
+  EXPECT_EQ(result.output, 2);
+  EXPECT_EQ(executor.workers_started(), 1u);
+}
+
 TEST(ProcessExecutor, ServesConcurrentCallers) {
   auto executor = real_executor();
   std::vector<std::thread> threads;
