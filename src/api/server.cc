@@ -122,6 +122,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       lanes.push_back(std::make_unique<Lane>(i, cpu, options, count));
     }
     metrics.set_lanes(count);
+    metrics.watch_connections_open([this] { return connection_cap.open(); });
   }
 
   ServerOptions options;
@@ -193,14 +194,7 @@ class Session : public std::enable_shared_from_this<Session> {
         client_(std::move(client)),
         remote_(remote.address().to_string() + ":" + std::to_string(remote.port())),
         slot_(std::move(slot)),
-        place_(std::move(place)) {
-    state_->metrics.set_connections_open(state_->connection_cap.open());
-  }
-
-  ~Session() {
-    place_.reset();
-    state_->metrics.set_connections_open(state_->connection_cap.open());
-  }
+        place_(std::move(place)) {}
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
@@ -638,7 +632,7 @@ void Server::State::admit(Lane& lane, tcp::socket socket) {
   tcp::endpoint remote = socket.remote_endpoint(unknown);
   // A connection whose peer is already gone counts under no client; its first read fails.
   auto address =
-      unknown ? std::nullopt : net::IpAddress::parse("[" + remote.address().to_string() + "]");
+      unknown ? std::nullopt : net::IpAddress::from_sockaddr(remote.data(), remote.size());
   std::string client = address ? sched::client_key(*address) : "";
   auto slot = connection_limit.admit(client);
   auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), lane, remote,
@@ -769,6 +763,7 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
 
 Server::~Server() {
   stop();
+  state_->metrics.watch_connections_open(nullptr);
   for (auto& lane : state_->lanes) lane->queue.shutdown();
 }
 

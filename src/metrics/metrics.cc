@@ -273,7 +273,7 @@ std::string Registry::render() const {
       << "\n";
   out << "# HELP corral_connections_open HTTP connections open now.\n"
       << "# TYPE corral_connections_open gauge\n"
-      << "corral_connections_open " << connections_open_.load(std::memory_order_relaxed) << "\n";
+      << "corral_connections_open " << (connections_open_ ? connections_open_() : 0) << "\n";
   out << "# HELP corral_connection_cap_waits_total Times a lane stopped accepting because "
          "--max-connections were open; new connections waited in the listen backlog.\n"
       << "# TYPE corral_connection_cap_waits_total counter\n"

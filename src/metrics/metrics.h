@@ -58,11 +58,11 @@ class Registry {
   // A connection was refused because its client address had max_connections_per_client open
   // (server.h).
   void record_connection_refusal() { connection_refusals_.fetch_add(1, std::memory_order_relaxed); }
-  // Connections open now, and the times a lane stopped accepting because max_connections were
-  // open (server.h); accepts that failed (out of descriptors, or the client gone).
-  void set_connections_open(size_t count) {
-    connections_open_.store(count, std::memory_order_relaxed);
-  }
+  // Connections open now, read from the server's cap when /metrics is rendered (set before
+  // serving, cleared after; without it the series reads 0); the times a lane had to wait because
+  // max_connections were open (server.h); accepts that failed (out of descriptors, or the client
+  // gone).
+  void watch_connections_open(std::function<size_t()> read) { connections_open_ = std::move(read); }
   void record_connection_cap_wait() {
     connection_cap_waits_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -148,7 +148,7 @@ class Registry {
   std::array<std::atomic<uint64_t>, kQueueRejections.size()> queue_rejections_{};
   std::atomic<uint64_t> refusal_holds_{0};
   std::atomic<uint64_t> connection_refusals_{0};
-  std::atomic<size_t> connections_open_{0};
+  std::function<size_t()> connections_open_;
   std::atomic<uint64_t> connection_cap_waits_{0};
   std::atomic<uint64_t> accept_errors_{0};
   std::atomic<size_t> lanes_{0};
