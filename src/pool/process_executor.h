@@ -46,10 +46,12 @@ class ProcessExecutor : public Executor {
   void return_worker(std::unique_ptr<WorkerProcess> worker);
 
   Options options_;
+  // Before idle_, so it is destroyed after it: the idle workers are killed and reaped in order
+  // before the thread whose end would kill them.
+  std::unique_ptr<SpawnerThread> spawner_;
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<WorkerProcess>> idle_;
   uint64_t workers_started_ = 0;
-  std::unique_ptr<SpawnerThread> spawner_;  // last: its end kills the workers it started
 };
 
 // The corral-worker that sits beside the running executable (build and install layout),
