@@ -24,16 +24,18 @@ namespace fs = std::filesystem;
 void write_cgroup_file(const std::string& path, const std::string& value) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw std::runtime_error(
-        "cgroup: cannot open " + path + ": " + strerror(errno) +
-        "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)");
+    int error = errno;
+    std::string message = "cgroup: cannot open " + path + ": " + strerror(error);
+    if (error != EMFILE && error != ENFILE)
+      message += "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)";
+    throw SystemCallFailure(message, error);
   }
   ssize_t written = write(fd, value.data(), value.size());
   int saved = errno;
   close(fd);
   if (written != static_cast<ssize_t>(value.size())) {
-    throw std::runtime_error("cgroup: cannot write '" + value + "' to " + path + ": " +
-                             strerror(saved));
+    throw SystemCallFailure(
+        "cgroup: cannot write '" + value + "' to " + path + ": " + strerror(saved), saved);
   }
 }
 
@@ -209,15 +211,19 @@ WorkerCgroups* CgroupManager::create(const std::string& name) {
   for (const auto& parent : impl_->parents) {
     fs::path directory = parent.directory / leaf;
     if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw std::runtime_error("cgroup: cannot create " + directory.string() + ": " +
-                               strerror(errno));
+      int error = errno;
+      throw SystemCallFailure(
+          "cgroup: cannot create " + directory.string() + ": " + strerror(error), error);
     }
     cgroups->directories.push_back(directory.string());
     if (impl_->v2) {
       cgroup2::apply_limits(directory, ceilings);
       cgroups->directory_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cgroups->directory_fd < 0)
-        throw std::runtime_error("cgroup: cannot open " + directory.string());
+      if (cgroups->directory_fd < 0) {
+        int error = errno;
+        throw SystemCallFailure(
+            "cgroup: cannot open " + directory.string() + ": " + strerror(error), error);
+      }
     } else if (parent.controller == "memory") {
       write_cgroup_file(directory / "memory.limit_in_bytes",
                         std::to_string(ceilings.cgroup_memory_bytes));

@@ -19,10 +19,13 @@
 namespace corral::jail {
 
 void fail_step(const std::string& step, const std::string& what) {
+  int error = errno;
   std::string message = "jail step '" + step + "': " + what + " failed";
-  if (errno != 0) message += std::string(": ") + std::strerror(errno);
-  throw std::runtime_error(message);
+  if (error != 0) message += std::string(": ") + std::strerror(error);
+  throw SystemCallFailure(message, error);
 }
+
+bool SystemCallFailure::out_of_descriptors() const { return error_ == EMFILE || error_ == ENFILE; }
 
 void contain(const ContainOptions& options) {
   const LayerSet& layers = options.layers;

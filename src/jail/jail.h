@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,10 +96,24 @@ struct ProbeOptions {
 // delegated cgroup hierarchy, asks the kernel for seccomp).
 std::vector<LayerStatus> probe_machine(const ProbeOptions& options = {});
 
+// A system call failed while a worker was being started. It keeps the errno so that the pool can
+// tell a supervisor out of descriptors, which passes, from a machine that cannot jail at all.
+class SystemCallFailure : public std::runtime_error {
+ public:
+  SystemCallFailure(const std::string& message, int error)
+      : std::runtime_error(message), error_(error) {}
+  int error() const { return error_; }
+  // EMFILE or ENFILE: corrald, or the whole machine, has no descriptor left.
+  bool out_of_descriptors() const;
+
+ private:
+  int error_;
+};
+
 class WorkerCgroups;  // one worker's cgroup(s), v1 or v2; see cgroup.h
 
 // Creates and removes per-worker cgroups under a directory of this supervisor's own. Throws
-// std::runtime_error naming the file and the fix when the hierarchy is not writable.
+// SystemCallFailure naming the file and the fix when the hierarchy is not writable.
 class CgroupManager {
  public:
   explicit CgroupManager(const ProbeOptions& options, const Ceilings& ceilings);
@@ -132,7 +147,8 @@ struct Spawned {
   int pidfd = -1;
 };
 
-// Starts the worker; throws std::runtime_error naming the step that failed and why.
+// Starts the worker; throws std::runtime_error naming the step that failed and why, a
+// SystemCallFailure when a system call of the supervisor's failed.
 Spawned spawn_jailed(const SpawnRequest& request);
 
 // ---- worker side --------------------------------------------------------------------------

@@ -159,8 +159,7 @@ CORRAL_CHILD_CODE [[noreturn]] void run_child(const SpawnRequest& request, int g
     child_fail(report, kSetUpDescriptors);
   // Standard input and output lead nowhere (corrald's stdout carries its JSON log); standard
   // error stays, for a worker that fails before its process step closes it.
-  if (null_fd >= 0 && (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0))
-    child_fail(report, kSetUpDescriptors);
+  if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0) child_fail(report, kSetUpDescriptors);
   if (syscall(SYS_close_range, kChannelFd + 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
     child_fail(report, kSetUpDescriptors);
 
@@ -230,8 +229,10 @@ struct Pipe {
   int read = -1, write = -1;
   Pipe() {
     int ends[2];
-    if (pipe2(ends, O_CLOEXEC) != 0)
-      throw std::runtime_error(std::string("cannot create a pipe: ") + strerror(errno));
+    if (pipe2(ends, O_CLOEXEC) != 0) {
+      int error = errno;
+      throw SystemCallFailure(std::string("cannot create a pipe: ") + strerror(error), error);
+    }
     read = ends[0];
     write = ends[1];
   }
@@ -269,18 +270,25 @@ Spawned spawn_jailed(const SpawnRequest& request) {
 
   Pipe go, report;
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) {
+    int error = errno;
+    throw SystemCallFailure(std::string("cannot open /dev/null: ") + strerror(error), error);
+  }
   int pidfd = -1;
   ChildStack stack;
   ChildArguments arguments{&request, go.read,     report.write,
                            null_fd,  argv.data(), {go.write, report.read}};
   pid_t pid = clone_child(namespaces ? CLONE_NEWPID : 0, cgroup_fd, &pidfd, stack, arguments);
-  if (null_fd >= 0) close(null_fd);
+  int clone_error = errno;
+  close(null_fd);
   if (pid < 0) {
-    std::string why = strerror(errno);
-    throw std::runtime_error(
-        "cannot create the worker process (clone3" +
-        std::string(namespaces ? " with new namespaces" : "") + "): " + why +
-        (namespaces ? "; if this machine has no user namespaces, corrald --check says so" : ""));
+    std::string message = "cannot create the worker process (clone3" +
+                          std::string(namespaces ? " with new namespaces" : "") +
+                          "): " + strerror(clone_error);
+    // clone3 fails with EMFILE when there is no descriptor left for the pidfd.
+    if (namespaces && clone_error != EMFILE && clone_error != ENFILE)
+      message += "; if this machine has no user namespaces, corrald --check says so";
+    throw SystemCallFailure(message, clone_error);
   }
   go.close_read();
   report.close_write();

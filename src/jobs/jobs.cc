@@ -428,8 +428,14 @@ void JobService::run_claimed(const store::Job& job) {
         answer.body["retry_after"].is_number_integer()) {
       seconds = std::clamp<int64_t>(answer.body["retry_after"].get<int64_t>(), 1, 3600);
     }
+    // A run turned away did not start: its version's circuit breaker is open, or corrald had no
+    // room for it (every worker busy, no descriptor left to start one).
+    bool quarantined = outcome == "circuit-open" ||
+                       (answer.body.is_object() &&
+                        answer.body.value("type", "") == "urn:corral:problem:circuit-open");
     requeue(std::chrono::seconds(seconds), false,
-            "the version was quarantined by its circuit breaker" +
+            std::string(quarantined ? "the version was quarantined by its circuit breaker"
+                                    : "corrald turned the run away for now") +
                 (failure.empty() ? std::string() : ": " + failure) + "; queued again for " +
                 std::to_string(seconds) + " s",
             "deferred");

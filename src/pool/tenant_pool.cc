@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "invocation/cpu_lane.h"
+#include "jail/jail.h"
 #include "pool/worker_process.h"
 
 namespace corral {
@@ -22,6 +23,7 @@ struct TenantPool::SpawnJob {
   struct Delivery {
     std::unique_ptr<WorkerProcess> worker;
     std::string error;  // why there is no worker
+    bool out_of_descriptors = false;
   };
   std::string tenant;
   bool claimed = false;
@@ -260,6 +262,14 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       }
       if (spawned.valid()) {
         SpawnJob::Delivery delivery = spawned.get();
+        if (delivery.out_of_descriptors) {
+          // Not the script's fault, so not `crashed`, which would count against its version
+          // (sched/circuit_breaker.h): like a full pool, it passes once descriptors are free.
+          return failed(request, Outcome::rejected,
+                        "corrald has no file descriptor left to start a worker (" + delivery.error +
+                            "); retry later. An operator can raise corrald's descriptor limit "
+                            "(ulimit -n, LimitNOFILE=) or lower --max-connections");
+        }
         if (!delivery.worker) {
           return failed(request, Outcome::crashed, "cannot start a worker: " + delivery.error);
         }
@@ -341,6 +351,9 @@ void TenantPool::spawner_loop() {
           spawned.error = problem;
         }
       }
+    } catch (const jail::SystemCallFailure& failure) {
+      spawned.error = failure.what();
+      spawned.out_of_descriptors = failure.out_of_descriptors();
     } catch (const std::exception& error) {
       spawned.error = error.what();
     } catch (...) {

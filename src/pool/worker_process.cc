@@ -43,14 +43,18 @@ std::string describe_exit(const siginfo_t& info) {
 WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_bytes) {
   int executable = open(spec.worker_path.c_str(), O_PATH | O_CLOEXEC);
   if (executable < 0) {
-    throw std::runtime_error(
-        system_error("cannot start the worker '" + spec.worker_path + "'") +
-        "; check that corral-worker is installed beside corrald or pass --worker");
+    int error = errno;
+    std::string message = system_error("cannot start the worker '" + spec.worker_path + "'");
+    if (error != EMFILE && error != ENFILE)
+      message += "; check that corral-worker is installed beside corrald or pass --worker";
+    throw jail::SystemCallFailure(message, error);
   }
   int ends[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    int error = errno;
+    std::string message = system_error("cannot create a worker channel (socketpair)");
     close(executable);
-    throw std::runtime_error(system_error("cannot create a worker channel (socketpair)"));
+    throw jail::SystemCallFailure(message, error);
   }
   jail::SpawnRequest request;
   request.executable_fd = executable;

@@ -214,13 +214,32 @@ TEST(ConnectionsInAll, PastTheCapANewConnectionWaitsUntilOneCloses) {
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << "the waiting connection got: " << answer;
 }
 
+// The sanitizers' runtime needs descriptors of its own: UBSan's vptr check opens a pipe to see
+// whether memory is readable, and with none left it reports "invalid vptr" and aborts corrald
+// (seen in metrics.cc's ostream). So the tests that leave corrald no descriptor run in the release
+// pass only.
+[[maybe_unused]] constexpr const char* kSanitizedCorraldNeedsDescriptors =
+    "a sanitized corrald cannot run out of descriptors: its sanitizer runtime aborts it first";
+
+size_t open_descriptors(pid_t pid) {
+  size_t descriptors = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+    ++descriptors;
+  return descriptors;
+}
+
+// Sets the soft limit only, so that the test can give the descriptors back.
+void set_descriptor_limit(pid_t pid, rlim_t soft) {
+  rlimit limit{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &limit), 0) << strerror(errno);
+  limit.rlim_cur = soft;
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &limit, nullptr), 0) << strerror(errno);
+}
+
 TEST(ConnectionsInAll, OutOfDescriptorsCorraldBacksOffAndServesAgainOnceSomeAreFree) {
 #if defined(__SANITIZE_ADDRESS__)
-  // The sanitizers' runtime needs descriptors of its own: UBSan's vptr check opens a pipe to see
-  // whether memory is readable, and with none left it reports "invalid vptr" and aborts corrald
-  // (seen in metrics.cc's ostream). So this test runs in the release pass only.
-  GTEST_SKIP() << "a sanitized corrald cannot run out of descriptors: its sanitizer runtime "
-                  "aborts it first";
+  GTEST_SKIP() << kSanitizedCorraldNeedsDescriptors;
 #endif
   // No cap and no per-client limit: only the accept back-off stands between a connection flood
   // and a loop of failing accepts.
@@ -228,12 +247,7 @@ TEST(ConnectionsInAll, OutOfDescriptorsCorraldBacksOffAndServesAgainOnceSomeAreF
       {"--max-connections", "0", "--max-connections-per-client", "0", "--spare-workers", "0"});
   HttpClient observer = corrald.client();
   ASSERT_EQ(observer.request(http::verb::get, "/healthz").result_int(), 200);
-  std::string proc = "/proc/" + std::to_string(corrald.pid()) + "/fd";
-  size_t descriptors = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(proc))
-    ++descriptors;
-  rlimit few{.rlim_cur = descriptors + 4, .rlim_max = descriptors + 4};
-  ASSERT_EQ(prlimit(corrald.pid(), RLIMIT_NOFILE, &few, nullptr), 0) << strerror(errno);
+  set_descriptor_limit(corrald.pid(), open_descriptors(corrald.pid()) + 4);
 
   std::vector<std::unique_ptr<RawRequest>> flood;
   for (int i = 0; i < 40; ++i) flood.push_back(std::make_unique<RawRequest>(corrald, "/healthz"));
@@ -334,6 +348,36 @@ TEST(ConnectionsInAll, TooFewDescriptorsForAnyConnectionsAreRefusedAtStart) {
             std::string::npos)
       << error;
   EXPECT_NE(error.find("lower --max-workers"), std::string::npos) << error;
+}
+
+TEST(OutOfDescriptors, ARunIsRejectedForLaterNotReportedAsACrash) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << kSanitizedCorraldNeedsDescriptors;
+#endif
+  // No spare: the run must start a worker, and that takes descriptors corrald does not have.
+  CorraldProcess corrald({"--spare-workers", "0"});
+  HttpClient observer = corrald.client();
+  ASSERT_EQ(observer.request(http::verb::get, "/healthz").result_int(), 200);
+  rlimit before{};
+  ASSERT_EQ(prlimit(corrald.pid(), RLIMIT_NOFILE, nullptr, &before), 0) << strerror(errno);
+  set_descriptor_limit(corrald.pid(), open_descriptors(corrald.pid()) + 2);
+
+  const json run = {{"source", "function handle() return 1 end"}};
+  auto refused = observer.post_json(run);
+  // `crashed` (500) would count against the script's version in its circuit breaker.
+  EXPECT_EQ(refused.result_int(), 429) << refused.body();
+  auto problem = json::parse(refused.body());
+  EXPECT_EQ(problem["outcome"], "rejected");
+  std::string detail = problem["detail"];
+  EXPECT_NE(detail.find("no file descriptor left"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("Too many open files"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("ulimit -n"), std::string::npos) << detail;
+  EXPECT_EQ(detail.find("write access"), std::string::npos)
+      << "a hint for another cause: " << detail;
+
+  set_descriptor_limit(corrald.pid(), before.rlim_cur);
+  auto served = observer.post_json(run);
+  EXPECT_EQ(served.result_int(), 200) << served.body();
 }
 
 }  // namespace

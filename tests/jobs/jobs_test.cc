@@ -225,7 +225,11 @@ TEST_F(JobsTest, ACrashThenASuccessSucceedsOnTheSecondAttempt) {
 }
 
 TEST_F(JobsTest, ACircuitOpenAnswerLeavesTheJobQueuedWithoutCountingTheAttempt) {
-  auto runner = service({{503, "rejected", {{"outcome", "rejected"}, {"retry_after", 7}}}});
+  auto runner = service({{503,
+                          "rejected",
+                          {{"outcome", "rejected"},
+                           {"type", "urn:corral:problem:circuit-open"},
+                           {"retry_after", 7}}}});
   std::string id = submit("k").job.id;
   int64_t before = store::now_ms();
   ASSERT_TRUE(runner->run_one());
@@ -233,7 +237,22 @@ TEST_F(JobsTest, ACircuitOpenAnswerLeavesTheJobQueuedWithoutCountingTheAttempt) 
   EXPECT_EQ(waiting.state, JobState::queued);
   EXPECT_EQ(waiting.attempts, 0);
   EXPECT_GE(waiting.run_after, before + 7000);
+  EXPECT_NE(waiting.error.find("quarantined by its circuit breaker"), std::string::npos)
+      << waiting.error;
   EXPECT_FALSE(runner->run_one()) << "not before its Retry-After";
+}
+
+TEST_F(JobsTest, ARunTurnedAwayForWantOfRoomIsQueuedAgainWithoutCountingTheAttempt) {
+  const std::string detail = "corrald has no file descriptor left to start a worker";
+  auto runner = service({{429, "rejected", {{"outcome", "rejected"}, {"detail", detail}}}});
+  std::string id = submit("k").job.id;
+  ASSERT_TRUE(runner->run_one());
+  store::Job waiting = job(id);
+  EXPECT_EQ(waiting.state, JobState::queued);
+  EXPECT_EQ(waiting.attempts, 0);
+  EXPECT_NE(waiting.error.find(detail), std::string::npos) << waiting.error;
+  EXPECT_EQ(waiting.error.find("quarantined"), std::string::npos)
+      << "its version was not quarantined: " << waiting.error;
 }
 
 TEST_F(JobsTest, CancellingAQueuedJobIsImmediateAndAFinalOneCannotBe) {

@@ -4,14 +4,17 @@
 #include "pool/tenant_pool.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -436,6 +439,38 @@ TEST(TenantPool, ReportsAFactoryFailureAsCrashed) {
   auto result = pool.run(request_for("acme"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("no jail for acme"), std::string::npos) << result.message;
+  EXPECT_EQ(pool.stats().live, 0u);
+}
+
+TEST(TenantPool, RejectsARunForLaterWhenNoDescriptorIsLeftToStartAWorker) {
+  // A real worker start, with the soft descriptor limit at the lowest free descriptor, so that
+  // its first new descriptor fails with EMFILE; the limit is restored once the start is over.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  TenantPool pool({}, [&](const std::string&) {
+    WorkerSpec spec;
+    spec.worker_path = CORRAL_WORKER_PATH;
+    int lowest_free = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    close(lowest_free);
+    rlimit none = saved;
+    none.rlim_cur = static_cast<rlim_t>(lowest_free);
+    setrlimit(RLIMIT_NOFILE, &none);
+    try {
+      auto worker = std::make_unique<WorkerProcess>(spec);
+      setrlimit(RLIMIT_NOFILE, &saved);
+      return worker;
+    } catch (...) {
+      setrlimit(RLIMIT_NOFILE, &saved);
+      throw;
+    }
+  });
+  auto result = pool.run(request_for("acme"));
+  // Not `crashed`: that would count against the script's version, and it is no fault of it.
+  EXPECT_EQ(result.outcome, Outcome::rejected) << result.message;
+  EXPECT_NE(result.message.find("no file descriptor left"), std::string::npos) << result.message;
+  EXPECT_NE(result.message.find(strerror(EMFILE)), std::string::npos) << result.message;
+  EXPECT_EQ(result.message.find("check that corral-worker is installed"), std::string::npos)
+      << "a hint for another cause: " << result.message;
   EXPECT_EQ(pool.stats().live, 0u);
 }
 
