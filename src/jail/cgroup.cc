@@ -26,7 +26,7 @@ void write_cgroup_file(const std::string& path, const std::string& value) {
   if (fd < 0) {
     int error = errno;
     std::string message = "cgroup: cannot open " + path + ": " + strerror(error);
-    if (error != EMFILE && error != ENFILE)
+    if (!out_of_descriptors(error))
       message += "; corrald needs write access to its cgroup (or --allow-missing-layer=cgroup)";
     throw SystemCallFailure(message, error);
   }

@@ -25,8 +25,6 @@ void fail_step(const std::string& step, const std::string& what) {
   throw SystemCallFailure(message, error);
 }
 
-bool SystemCallFailure::out_of_descriptors() const { return error_ == EMFILE || error_ == ENFILE; }
-
 void contain(const ContainOptions& options) {
   const LayerSet& layers = options.layers;
   // Without its own namespaces, these steps would act on the host: pivot_root its root.

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -96,6 +97,10 @@ struct ProbeOptions {
 // delegated cgroup hierarchy, asks the kernel for seccomp).
 std::vector<LayerStatus> probe_machine(const ProbeOptions& options = {});
 
+// EMFILE or ENFILE: corrald, or the whole machine, has no descriptor left. Hints about other
+// causes (permissions, a missing binary, no user namespaces) would mislead then.
+inline bool out_of_descriptors(int error) { return error == EMFILE || error == ENFILE; }
+
 // A system call failed while a worker was being started. It keeps the errno so that the pool can
 // tell a supervisor out of descriptors, which passes, from a machine that cannot jail at all.
 class SystemCallFailure : public std::runtime_error {
@@ -103,8 +108,7 @@ class SystemCallFailure : public std::runtime_error {
   SystemCallFailure(const std::string& message, int error)
       : std::runtime_error(message), error_(error) {}
   int error() const { return error_; }
-  // EMFILE or ENFILE: corrald, or the whole machine, has no descriptor left.
-  bool out_of_descriptors() const;
+  bool out_of_descriptors() const { return jail::out_of_descriptors(error_); }
 
  private:
   int error_;

@@ -286,7 +286,7 @@ Spawned spawn_jailed(const SpawnRequest& request) {
                           std::string(namespaces ? " with new namespaces" : "") +
                           "): " + strerror(clone_error);
     // clone3 fails with EMFILE when there is no descriptor left for the pidfd.
-    if (namespaces && clone_error != EMFILE && clone_error != ENFILE)
+    if (namespaces && !out_of_descriptors(clone_error))
       message += "; if this machine has no user namespaces, corrald --check says so";
     throw SystemCallFailure(message, clone_error);
   }

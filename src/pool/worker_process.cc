@@ -45,7 +45,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   if (executable < 0) {
     int error = errno;
     std::string message = system_error("cannot start the worker '" + spec.worker_path + "'");
-    if (error != EMFILE && error != ENFILE)
+    if (!jail::out_of_descriptors(error))
       message += "; check that corral-worker is installed beside corrald or pass --worker";
     throw jail::SystemCallFailure(message, error);
   }

@@ -456,7 +456,9 @@ TEST(TenantPool, RejectsARunForLaterWhenNoDescriptorIsLeftToStartAWorker) {
   TenantPool pool({}, [&](const std::string&) {
     WorkerSpec spec;
     spec.worker_path = CORRAL_WORKER_PATH;
-    int lowest_free = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    // open() returns the lowest free descriptor.
+    int lowest_free = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (lowest_free < 0) throw std::runtime_error("cannot open /dev/null");
     close(lowest_free);
     rlimit none = saved;
     none.rlim_cur = static_cast<rlim_t>(lowest_free);
