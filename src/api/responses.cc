@@ -1,5 +1,6 @@
 #include "api/responses.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
@@ -153,6 +154,23 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
             .headers = {},
             .invocation_id = result.invocation_id,
             .outcome = std::string(to_string(result.outcome))};
+  }
+  if (result.outcome == Outcome::rejected) {
+    // Admission answers a tenant's own quotas with 429 before a run gets here; a run rejected
+    // after it was admitted met corrald's own shortage (no worker free, none could be started),
+    // so it is the server's 503, with when to come back.
+    int64_t seconds = std::max<int64_t>(1, result.retry_after_seconds);
+    std::string retry = std::to_string(seconds);
+    members["retry_after"] = seconds;
+    Response response = problem(
+        503, "no-worker", "No worker could take the run", result.message,
+        "send the request again in " + retry +
+            " s (Retry-After); if it keeps happening, the detail says what the operator can change",
+        result.invocation_id, members);
+    response.headers.emplace_back("Retry-After", retry);
+    response.outcome = std::string(to_string(result.outcome));
+    response.invocation_id = result.invocation_id;
+    return response;
   }
   int status = http_status(result.outcome);
   Response response =

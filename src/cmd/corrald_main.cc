@@ -376,7 +376,19 @@ int serve(const Settings& settings) {
        .max_idle = settings.max_idle_workers,
        .recycle_after = settings.recycle_after,
        .kill_grace_ms = 50,
-       .spare_workers = settings.spare_workers},
+       .spare_workers = settings.spare_workers,
+       .on_start_failure =
+           [](const corral::TenantPool::StartFailureReport& report) {
+             log_event(spdlog::level::warn, "cannot start a worker",
+                       {{"error", report.why},
+                        {"tenant", report.tenant},
+                        {"failures_since_last_report", report.failures},
+                        {"hint",
+                         "runs that needed a new worker are rejected (503) until workers start "
+                         "again; corrald --check lists the jail layers this machine provides, "
+                         "and this warning repeats at most every 10 s"}});
+           },
+       .start_failure_report_ms = 10'000},
       [&](const std::string& tenant) {
         return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
       });
@@ -385,6 +397,19 @@ int serve(const Settings& settings) {
                            {{"name", "supervisor-deadline-kill"}, {"active", true}}};
   for (auto& layer : jail->describe()) layers.push_back(layer);
   corral::metrics::Registry metrics;
+  metrics.watch_worker_pool([&executor, &settings] {
+    auto pool = executor.stats();
+    return corral::metrics::Registry::WorkerPoolFigures{.busy = pool.busy,
+                                                        .idle = pool.idle - pool.spare,
+                                                        .spare = pool.spare,
+                                                        .starting = pool.starting,
+                                                        .stopping = pool.stopping,
+                                                        .max_workers = settings.max_workers,
+                                                        .started = pool.spawned,
+                                                        .start_failures = pool.start_failures,
+                                                        .retired = pool.retired,
+                                                        .evicted = pool.evicted};
+  });
   // The only door from scripts to the outside: capability calls are answered here.
   corral::broker::Broker broker(*store, *sealer, audit, metrics);
   if (settings.allow_self_approval) {

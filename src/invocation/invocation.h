@@ -124,6 +124,10 @@ struct InvocationResult {
   int64_t used = 0;
   int64_t allowed = 0;
 
+  // rejected only: the seconds after which trying again may succeed (Retry-After). Set by the
+  // supervisor; never read from a worker, which has no business turning a run away.
+  int64_t retry_after_seconds = 0;
+
   std::vector<LogEntry> logs;
   Stats stats;
   // The policy version the run was governed by; set by the supervisor, never by a worker.

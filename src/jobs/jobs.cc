@@ -428,8 +428,9 @@ void JobService::run_claimed(const store::Job& job) {
         answer.body["retry_after"].is_number_integer()) {
       seconds = std::clamp<int64_t>(answer.body["retry_after"].get<int64_t>(), 1, 3600);
     }
-    // A run turned away did not start: its version's circuit breaker is open, or corrald had no
-    // room for it (every worker busy, no descriptor left to start one).
+    // A run turned away did not start: its version's circuit breaker is open, or no worker
+    // could take it (every worker busy, no descriptor left to start one, or one failed to
+    // start).
     bool quarantined = outcome == "circuit-open" ||
                        (answer.body.is_object() &&
                         answer.body.value("type", "") == "urn:corral:problem:circuit-open");

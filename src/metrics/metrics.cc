@@ -348,8 +348,39 @@ std::string Registry::render() const {
       << "# HELP corral_token_cache_entries Tokens held by the token cache.\n"
       << "# TYPE corral_token_cache_entries gauge\n"
       << "corral_token_cache_entries " << tokens.entries << "\n";
+  render_worker_pool(out, worker_pool_ ? worker_pool_() : WorkerPoolFigures{});
   render_jobs(out);
   return out.str();
+}
+
+void Registry::render_worker_pool(std::ostream& out, const WorkerPoolFigures& pool) {
+  out << "# HELP corral_workers Worker processes now, by state (busy, idle for their tenant, "
+         "spare for no tenant yet, starting, stopping).\n"
+      << "# TYPE corral_workers gauge\n"
+      << "corral_workers{state=\"busy\"} " << pool.busy << "\n"
+      << "corral_workers{state=\"idle\"} " << pool.idle << "\n"
+      << "corral_workers{state=\"spare\"} " << pool.spare << "\n"
+      << "corral_workers{state=\"starting\"} " << pool.starting << "\n"
+      << "corral_workers{state=\"stopping\"} " << pool.stopping << "\n"
+      << "# HELP corral_workers_max The most worker processes corrald runs at once "
+         "(--max-workers).\n"
+      << "# TYPE corral_workers_max gauge\n"
+      << "corral_workers_max " << pool.max_workers << "\n"
+      << "# HELP corral_workers_started_total Worker processes started.\n"
+      << "# TYPE corral_workers_started_total counter\n"
+      << "corral_workers_started_total " << pool.started << "\n"
+      << "# HELP corral_worker_start_failures_total Worker processes that could not be started "
+         "or died before they were ready; runs that needed them were rejected.\n"
+      << "# TYPE corral_worker_start_failures_total counter\n"
+      << "corral_worker_start_failures_total " << pool.start_failures << "\n"
+      << "# HELP corral_workers_retired_total Workers stopped after a run: worn out "
+         "(--recycle-after), after an outcome other than ok or script_error, or found dead.\n"
+      << "# TYPE corral_workers_retired_total counter\n"
+      << "corral_workers_retired_total " << pool.retired << "\n"
+      << "# HELP corral_workers_evicted_total Idle workers stopped to make room for another "
+         "tenant's, or beyond --max-idle-workers.\n"
+      << "# TYPE corral_workers_evicted_total counter\n"
+      << "corral_workers_evicted_total " << pool.evicted << "\n";
 }
 
 }  // namespace corral::metrics

@@ -94,6 +94,24 @@ class Registry {
   void watch_token_cache(std::function<TokenCacheFigures()> read) {
     token_cache_ = std::move(read);
   }
+  // The worker pool (src/pool/tenant_pool.h), read from the pool when /metrics is rendered:
+  // its workers now, by state, and what it has done with workers since corrald started. Set
+  // once, before serving; without it the series read 0.
+  struct WorkerPoolFigures {
+    size_t busy = 0;
+    size_t idle = 0;   // bound to a tenant, waiting for its next run
+    size_t spare = 0;  // jailed, bound to no tenant yet
+    size_t starting = 0;
+    size_t stopping = 0;
+    size_t max_workers = 0;
+    uint64_t started = 0;
+    uint64_t start_failures = 0;
+    uint64_t retired = 0;
+    uint64_t evicted = 0;
+  };
+  void watch_worker_pool(std::function<WorkerPoolFigures()> read) {
+    worker_pool_ = std::move(read);
+  }
   // An invocation through an alias with a canary split, by the side it went to: "canary" or
   // "primary".
   void record_canary_route(bool canary);
@@ -167,6 +185,8 @@ class Registry {
   std::array<std::atomic<uint64_t>, 2> canary_routes_{};  // primary, canary
   std::atomic<int64_t> stored_runs_dropped_{0};
   std::function<TokenCacheFigures()> token_cache_;
+  std::function<WorkerPoolFigures()> worker_pool_;
+  static void render_worker_pool(std::ostream& out, const WorkerPoolFigures& pool);
 
   // ---- jobs
   void render_jobs(std::ostringstream& out) const;

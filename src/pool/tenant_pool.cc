@@ -45,6 +45,36 @@ InvocationResult failed(const InvocationRequest& request, Outcome outcome, std::
   return result;
 }
 
+// A run that could not be given a worker: no fault of the script, so `rejected` (the server's
+// 503) and not `crashed`, which would count against its version in its circuit breaker.
+InvocationResult turned_away(const InvocationRequest& request, std::string message,
+                             int64_t retry_after_seconds) {
+  InvocationResult result = failed(request, Outcome::rejected, std::move(message));
+  result.retry_after_seconds = retry_after_seconds;
+  return result;
+}
+
+// A shortage that passes by itself (the pool at its cap, no descriptor free) is worth trying
+// again soon; a worker that cannot start usually needs an operator, so clients come back later.
+constexpr int64_t kRetryShortageSeconds = 1;
+constexpr int64_t kRetryFailedStartSeconds = 5;
+
+InvocationResult start_failed(const InvocationRequest& request, const std::string& why,
+                              bool out_of_descriptors) {
+  if (out_of_descriptors) {
+    return turned_away(request,
+                       "corrald has no file descriptor left to start a worker (" + why +
+                           "); retry later. An operator can raise corrald's descriptor limit "
+                           "(ulimit -n, LimitNOFILE=) or lower --max-connections",
+                       kRetryShortageSeconds);
+  }
+  return turned_away(request,
+                     "corrald could not start a worker for this run: " + why +
+                         ". The script did not run; corrald's log has every failed start, and "
+                         "corrald --check lists the jail layers this machine provides",
+                     kRetryFailedStartSeconds);
+}
+
 }  // namespace
 
 TenantPool::TenantPool(Options options, WorkerFactory factory)
@@ -223,7 +253,8 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
         Lock lock(mutex_);
         for (;;) {
           if (shutting_down_) {
-            return failed(request, Outcome::crashed, "the worker pool is shutting down");
+            return turned_away(request, "corrald is shutting down and starts no more runs",
+                               kRetryShortageSeconds);
           }
           if ((worker = take_own_or_spare_locked(request.tenant))) {
             ++busy_;
@@ -248,12 +279,14 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
           if (cancel_unclaimed_locked()) continue;
           if (Clock::now() >= deadline) {
             size_t cap = options_.max_workers;
-            return failed(request, Outcome::rejected,
-                          "the worker pool is at its cap of " + std::to_string(cap) +
-                              (cap == 1 ? " worker" : " workers") +
-                              ", all busy, and none freed up " + "within the request's " +
-                              std::to_string(request.limits.timeout_ms) +
-                              " ms deadline; retry later");
+            return turned_away(request,
+                               "the worker pool is at its cap of " + std::to_string(cap) +
+                                   (cap == 1 ? " worker" : " workers") +
+                                   ", all busy, and none freed up within the request's " +
+                                   std::to_string(request.limits.timeout_ms) +
+                                   " ms deadline; retry later, or ask the operator to raise "
+                                   "--max-workers",
+                               kRetryShortageSeconds);
           }
           ++waiters_;
           capacity_changed_.wait_until(lock, deadline);
@@ -262,33 +295,33 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       }
       if (spawned.valid()) {
         SpawnJob::Delivery delivery = spawned.get();
-        if (delivery.out_of_descriptors) {
-          // Not the script's fault, so not `crashed`, which would count against its version
-          // (sched/circuit_breaker.h): like a full pool, it passes once descriptors are free.
-          return failed(request, Outcome::rejected,
-                        "corrald has no file descriptor left to start a worker (" + delivery.error +
-                            "); retry later. An operator can raise corrald's descriptor limit "
-                            "(ulimit -n, LimitNOFILE=) or lower --max-connections");
-        }
-        if (!delivery.worker) {
-          return failed(request, Outcome::crashed, "cannot start a worker: " + delivery.error);
-        }
+        if (!delivery.worker)
+          return start_failed(request, delivery.error, delivery.out_of_descriptors);
         worker = std::move(delivery.worker);
       }
 
       InvocationResult result;
       bool trusted = true;
-      try {
-        if (!lanes_pinned()) {
-          worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
-        } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
-          worker->run_on_cpu(lane_cpu);
-        }
-        result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
-      } catch (const std::exception& error) {
-        result = failed(request, Outcome::crashed,
-                        std::string("cannot pass the invocation to the worker: ") + error.what());
+      // Returns at once for a worker seen ready before (every warm one).
+      std::string not_ready =
+          worker->wait_until_ready(std::chrono::milliseconds(request.limits.timeout_ms));
+      if (!not_ready.empty()) {
+        note_start_failure(request.tenant, not_ready);
+        result = start_failed(request, not_ready, false);
         trusted = false;
+      } else {
+        try {
+          if (!lanes_pinned()) {
+            worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
+          } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
+            worker->run_on_cpu(lane_cpu);
+          }
+          result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
+        } catch (const std::exception& error) {
+          result = failed(request, Outcome::crashed,
+                          std::string("cannot pass the invocation to the worker: ") + error.what());
+          trusted = false;
+        }
       }
       // Only a run that ended normally leaves the worker in a state worth reusing: after a limit,
       // a crash or a protocol error it may be damaged or compromised.
@@ -360,6 +393,8 @@ void TenantPool::spawner_loop() {
       spawned.error = "the worker factory failed with an unknown error";
     }
 
+    if (!spawned.worker) note_start_failure(job->tenant, spawned.error);
+
     lock.lock();
     spawning_now_.reset();
     --spawning_;
@@ -375,8 +410,8 @@ void TenantPool::spawner_loop() {
     } else if (made) {
       make_idle_locked(job->tenant, std::move(spawned.worker), lock);
     } else {
-      // A failed pre-warm is dropped: the next run of the tenant meets the same failure and
-      // reports it.
+      // A failed pre-warm is dropped (it was counted and reported above): the next run of the
+      // tenant meets the same failure and is turned away with it.
       capacity_changed_.notify_all();
     }
   }
@@ -387,7 +422,29 @@ void TenantPool::spawner_loop() {
   jobs_.clear();
 }
 
+void TenantPool::note_start_failure(const std::string& tenant, const std::string& why) {
+  std::lock_guard guard(start_failures_mutex_);
+  ++start_failures_;
+  ++unreported_start_failures_;
+  auto now = Clock::now();
+  if (!options_.on_start_failure ||
+      (last_start_failure_report_ &&
+       now - *last_start_failure_report_ <
+           std::chrono::milliseconds(options_.start_failure_report_ms))) {
+    return;
+  }
+  last_start_failure_report_ = now;
+  StartFailureReport report{tenant, why, unreported_start_failures_};
+  unreported_start_failures_ = 0;
+  options_.on_start_failure(report);
+}
+
 TenantPool::Stats TenantPool::stats() const {
+  uint64_t start_failures = 0;
+  {
+    std::lock_guard guard(start_failures_mutex_);
+    start_failures = start_failures_;
+  }
   Lock lock(mutex_);
   return Stats{.live = live_locked(),
                .idle = idle_.size(),
@@ -396,7 +453,10 @@ TenantPool::Stats TenantPool::stats() const {
                .retired = retired_,
                .evicted = evicted_,
                .spare = idle_for_locked(kSpare),
-               .bound = bound_};
+               .starting = spawning_,
+               .stopping = stopping_,
+               .bound = bound_,
+               .start_failures = start_failures};
 }
 
 size_t TenantPool::idle_for(const std::string& tenant) const {

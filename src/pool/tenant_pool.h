@@ -11,6 +11,13 @@
 //   not past the request's deadline (limits.timeout_ms): then the result is `rejected`. The
 //   wait does not shorten the script's own wall-time budget, so a run may take up to twice
 //   timeout_ms end to end.
+// - A worker that cannot be started, or that dies or stalls before it says it is ready (it
+//   jails itself and readies its runtime first), is no fault of the script: the run that
+//   needed it is `rejected` with a Retry-After, never `crashed`, which would count against the
+//   script's version (sched/circuit_breaker.h). A new worker is waited for until it is ready,
+//   up to the run's timeout_ms, before the invocation is sent, so its start does not eat into
+//   the script's wall time either. Failed starts are counted, and reported through
+//   on_start_failure at most once per start_failure_report_ms.
 // - After a run, a worker is retired unless the outcome was ok or script_error, it is still
 //   alive, and it has served fewer than recycle_after invocations. A worker that died while
 //   idle is found out when the invocation is sent to it (the channel is closed): it is retired
@@ -37,6 +44,7 @@
 //   run() call; its destructor kills all workers.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,6 +52,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -57,6 +66,12 @@ class WorkerProcess;
 
 class TenantPool : public Executor {
  public:
+  struct StartFailureReport {
+    std::string tenant;     // "" for a spare
+    std::string why;        // the latest failure
+    uint64_t failures = 0;  // since the last report, this one included
+  };
+
   struct Options {
     size_t max_workers = 64;        // global cap on live worker processes, idle + busy
     size_t warm_per_tenant = 1;     // idle workers kept ready per recently used tenant
@@ -64,22 +79,31 @@ class TenantPool : public Executor {
     uint64_t recycle_after = 1000;  // invocations per worker before retiring it
     int64_t kill_grace_ms = 50;     // past a run's deadline before its worker is killed
     size_t spare_workers = 0;       // jailed workers kept ready for tenants that have none
+    // Told that workers could not be started, at most once per start_failure_report_ms (the
+    // first failure at once). Called on the thread that saw the failure, never under the
+    // pool's lock; it must not call back into the pool.
+    std::function<void(const StartFailureReport&)> on_start_failure = {};
+    int64_t start_failure_report_ms = 10'000;
   };
 
   // Starts a worker for a tenant, or a spare for no tenant yet when the name is empty; how it
   // is confined is the factory's business. Called only on the pool's spawner thread. Throws to say
-  // it cannot: the message becomes the `crashed` result of the run that needed the worker.
+  // it cannot: the message becomes the detail of the `rejected` result of the run that needed
+  // the worker.
   using WorkerFactory = std::function<std::unique_ptr<WorkerProcess>(const std::string& tenant)>;
 
   struct Stats {
     size_t live = 0;  // workers that exist or are being started or stopped: at most max_workers
     size_t idle = 0;
-    size_t busy = 0;       // serving a run
-    uint64_t spawned = 0;  // workers the factory made
-    uint64_t retired = 0;  // stopped after a run, or found dead while idle
-    uint64_t evicted = 0;  // idle workers stopped to make room
-    size_t spare = 0;      // idle workers bound to no tenant yet (counted in idle too)
-    uint64_t bound = 0;    // spares handed to a tenant
+    size_t busy = 0;              // serving a run
+    uint64_t spawned = 0;         // workers the factory made
+    uint64_t retired = 0;         // stopped after a run, or found dead while idle
+    uint64_t evicted = 0;         // idle workers stopped to make room
+    size_t spare = 0;             // idle workers bound to no tenant yet (counted in idle too)
+    size_t starting = 0;          // being started, or queued to be
+    size_t stopping = 0;          // being killed and reaped
+    uint64_t bound = 0;           // spares handed to a tenant
+    uint64_t start_failures = 0;  // workers that could not be started or never got ready
   };
 
   TenantPool(Options options, WorkerFactory factory);
@@ -114,6 +138,8 @@ class TenantPool : public Executor {
   void warm_locked(const std::string& tenant, size_t want);
   void stop_workers(std::vector<std::unique_ptr<WorkerProcess>> workers, Lock& lock);
   void spawner_loop();
+  // Counts a failed start, and reports it when the last report is old enough. Call without mutex_.
+  void note_start_failure(const std::string& tenant, const std::string& why);
 
   const Options options_;
   const WorkerFactory factory_;
@@ -135,6 +161,11 @@ class TenantPool : public Executor {
   uint64_t evicted_ = 0;
   uint64_t bound_ = 0;
   bool shutting_down_ = false;
+
+  mutable std::mutex start_failures_mutex_;  // apart from mutex_: held while on_start_failure runs
+  uint64_t start_failures_ = 0;
+  uint64_t unreported_start_failures_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_start_failure_report_;
 
   std::thread spawner_;  // last: started once everything above exists
 };

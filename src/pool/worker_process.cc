@@ -270,6 +270,11 @@ InvocationResult WorkerProcess::invoke(const InvocationRequest& request,
       }
       try {
         InvocationResult result = result_from_json(parse_untrusted_json(frame->payload));
+        // Only the supervisor turns runs away; a worker that claimed to would keep its crash
+        // from counting against the script's version.
+        if (result.outcome == Outcome::rejected) {
+          throw std::invalid_argument("a worker never reports the outcome rejected");
+        }
         if (result.invocation_id != request.invocation_id) {
           throw std::invalid_argument("it answers another invocation");
         }

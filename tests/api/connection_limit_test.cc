@@ -365,9 +365,11 @@ TEST(OutOfDescriptors, ARunIsRejectedForLaterNotReportedAsACrash) {
   const json run = {{"source", "function handle() return 1 end"}};
   auto refused = observer.post_json(run);
   // `crashed` (500) would count against the script's version in its circuit breaker.
-  EXPECT_EQ(refused.result_int(), 429) << refused.body();
+  EXPECT_EQ(refused.result_int(), 503) << refused.body();
+  EXPECT_EQ(refused["Retry-After"], "1");
   auto problem = json::parse(refused.body());
   EXPECT_EQ(problem["outcome"], "rejected");
+  EXPECT_EQ(problem["type"], "urn:corral:problem:no-worker");
   std::string detail = problem["detail"];
   EXPECT_NE(detail.find("no file descriptor left"), std::string::npos) << detail;
   EXPECT_NE(detail.find("Too many open files"), std::string::npos) << detail;

@@ -12,6 +12,7 @@
 #include <regex>
 #include <thread>
 
+#include "fake_worker.h"
 #include "jobs/webhook_receiver.h"
 #include "registry/api_client.h"
 
@@ -250,8 +251,10 @@ TEST(JobsApi, QueuedJobsCountAgainstTheQuotaAndCanBeCancelledButNotOnceFinal) {
   EXPECT_EQ(missing.status, 404) << missing;
 }
 
-// A worker binary that crashes (exits 3) while the flag file exists, and is the real worker
-// otherwise; with no warm workers kept, every run starts one, so the flag decides per run.
+// A worker binary that crashes while the flag file exists (it says it is ready, then exits when
+// the invocation comes), that cannot start while the unstartable flag exists (it exits before it
+// is ready), and is the real worker otherwise; with no warm workers kept, every run starts one,
+// so the flags decide per run.
 class CrashingWorker {
  public:
   CrashingWorker() {
@@ -260,7 +263,12 @@ class CrashingWorker {
     // Jailed workers run as an unprivileged user: it must reach the flag and the script.
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);
-    std::ofstream(path()) << "#!/bin/sh\nif [ -e " << flag().string() << " ]; then exit 3; fi\n"
+    std::ofstream(path()) << "#!/bin/sh\n"
+                          << "if [ -e " << unstartable_flag().string() << " ]; then exit 3; fi\n"
+                          << "if [ -e " << flag().string() << " ]; then\n"
+                          << "  " << kSendReadyFrame << "\n"
+                          << "  exec head -c 8 <&3\n"
+                          << "fi\n"
                           << "exec " << CORRAL_WORKER_PATH << " \"$@\"\n";
     fs::permissions(path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                 fs::perms::others_read | fs::perms::others_exec);
@@ -268,15 +276,25 @@ class CrashingWorker {
   ~CrashingWorker() { fs::remove_all(dir_); }
   fs::path path() const { return dir_ / "worker.sh"; }
   fs::path flag() const { return dir_ / "crash"; }
-  void crash(bool on) {
-    if (on) {
-      std::ofstream(flag()) << "1";
-    } else {
-      fs::remove(flag());
-    }
+  fs::path unstartable_flag() const { return dir_ / "unstartable"; }
+  // corrald with this worker, and no idle or spare worker kept: every run starts a new one.
+  std::vector<std::string> corrald_arguments() const {
+    return {"--worker",           path().string(),
+            "--max-idle-workers", "0",
+            "--warm-per-tenant",  "0",
+            "--spare-workers",    "0"};
   }
+  void crash(bool on) { set(flag(), on); }
+  void fail_to_start(bool on) { set(unstartable_flag(), on); }
 
  private:
+  static void set(const fs::path& flag, bool on) {
+    if (on) {
+      std::ofstream(flag) << "1";
+    } else {
+      fs::remove(flag);
+    }
+  }
   fs::path dir_;
 };
 
@@ -288,8 +306,7 @@ TEST(JobsApi, CrashedRunsAreRetriedUpToMaxAttemptsAndScriptErrorsNever) {
     circuit_breaker: {failures: 100}
     jobs: {max_attempts: 3}
 )",
-               {"--worker", worker.path().string(), "--max-idle-workers", "0", "--warm-per-tenant",
-                "0", "--spare-workers", "0"});
+               worker.corrald_arguments());
   jobs.publish("failing", kFailing);
   worker.crash(true);
   Answer accepted = jobs.submit("double", "c-1", {{"input", {{"n", 1}}}});
@@ -313,6 +330,44 @@ TEST(JobsApi, CrashedRunsAreRetriedUpToMaxAttemptsAndScriptErrorsNever) {
   EXPECT_EQ(failed.body["attempts"], 1);
   EXPECT_EQ(jobs.corrald_.metric("corral_job_retries_total"), 2)
       << "a script error is never retried";
+}
+
+TEST(JobsApi, ARunWhoseWorkerCannotStartIsQueuedAgainWithoutUsingAnAttempt) {
+  CrashingWorker worker;
+  // A breaker that opens at the first failure: a failed start must not count as one.
+  JobsApi jobs(R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
+    circuit_breaker: {failures: 1}
+    jobs: {max_attempts: 1}
+)",
+               worker.corrald_arguments());
+  worker.fail_to_start(true);
+  Answer accepted = jobs.submit("double", "s-1", {{"input", {{"n", 5}}}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  std::string target =
+      "/v1/tenants/acme/scripts/double/jobs/" + accepted.body["id"].get<std::string>();
+  Answer waiting;
+  auto error_of = [](const Answer& answer) {
+    const json& error = answer.body["error"];
+    return error.is_string() ? error.get<std::string>() : std::string();
+  };
+  for (int poll = 0; poll < 1000; ++poll) {
+    waiting = jobs.get(target);
+    if (error_of(waiting).find("could not start a worker") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(error_of(waiting).find("corrald turned the run away for now"), std::string::npos)
+      << waiting;
+  EXPECT_EQ(waiting.body["state"], "queued") << waiting;
+  EXPECT_EQ(waiting.body["attempts"], 0) << "its only attempt was used: " << waiting;
+
+  worker.fail_to_start(false);
+  Answer done = jobs.wait_final("double", accepted.body["id"]);
+  EXPECT_EQ(done.body["state"], "succeeded") << done;
+  EXPECT_EQ(done.body["result"]["output"]["doubled"], 10);
+  EXPECT_EQ(jobs.corrald_.metric("corral_breaker_transitions_total{to=\"open\"}"), 0);
+  EXPECT_GE(jobs.corrald_.metric("corral_worker_start_failures_total"), 1);
 }
 
 // ---- webhooks

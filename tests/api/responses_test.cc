@@ -122,6 +122,30 @@ TEST(RunResponse, EachFailureHasItsStatus) {
   }
 }
 
+TEST(RunResponse, ARunTurnedAwayAfterAdmissionIsTheServers503WithRetryAfter) {
+  corral::InvocationResult result;
+  result.invocation_id = "i";
+  result.outcome = corral::Outcome::rejected;
+  result.message = "the worker pool is at its cap of 4 workers";
+  result.retry_after_seconds = 5;
+  auto response = corral::api::run_response(result, policy);
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.outcome, "rejected");
+  ASSERT_EQ(response.headers.size(), 1u);
+  EXPECT_EQ(response.headers[0].first, "Retry-After");
+  EXPECT_EQ(response.headers[0].second, "5");
+  auto body = nlohmann::json::parse(response.body);
+  EXPECT_EQ(body["type"], "urn:corral:problem:no-worker");
+  EXPECT_EQ(body["outcome"], "rejected");
+  EXPECT_EQ(body["retry_after"], 5);
+  EXPECT_EQ(body["detail"], result.message);
+  EXPECT_NE(body["hint"].get<std::string>().find("again in 5 s"), std::string::npos) << body;
+
+  // A rejection that forgot to say when still tells the client to wait a second, not none.
+  result.retry_after_seconds = 0;
+  EXPECT_EQ(corral::api::run_response(result, policy).headers[0].second, "1");
+}
+
 TEST(JsonLine, MembersAreEscapedIntoJsonThatParsesBackToTheirText) {
   std::string line = "{\"n\":1";
   corral::api::append_json_member(line, "plain", "/v1/run");

@@ -8,10 +8,13 @@
 #include <thread>
 
 #include "api/corrald_process.h"
+#include "fake_worker.h"
 #include "jail/jail.h"
 
 namespace {
 
+using corral::FakeWorker;
+using corral::kSendReadyFrame;
 using corral::testing::CorraldProcess;
 using corral::testing::HttpClient;
 namespace http = boost::beast::http;
@@ -323,24 +326,68 @@ TEST(ServerLimits, ConfigFileSetsDefaults) {
 }
 
 TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
-  auto fake =
-      std::filesystem::temp_directory_path() / ("corral-fake-worker-" + std::to_string(getpid()));
-  std::ofstream(fake) << "#!/bin/sh\nexit 3\n";
-  // Readable and executable by all: jailed workers run as nobody.
-  std::filesystem::permissions(
-      fake, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
-                std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
-                std::filesystem::perms::others_exec);
-  CorraldProcess corrald({"--worker", fake.string()});
+  // Says it is ready, then exits once the invocation comes.
+  FakeWorker fake("crashing", std::string(kSendReadyFrame) + "\nexec head -c 8 <&3");
+  CorraldProcess corrald({"--worker", fake.path()});
   HttpClient client = corrald.client();
   for (int i = 0; i < 2; ++i) {
     auto response = client.post_json({{"source", kSum}});
-    ASSERT_EQ(response.result_int(), 500);
+    ASSERT_EQ(response.result_int(), 500) << response.body();
     auto body = body_of(response);
     EXPECT_EQ(body["type"], "urn:corral:problem:crashed");
-    EXPECT_NE(body["detail"].get<std::string>().find("status 3"), std::string::npos) << body;
+    EXPECT_NE(body["detail"].get<std::string>().find("exited with status 0 during the invocation"),
+              std::string::npos)
+        << body;
   }
-  std::filesystem::remove(fake);
+}
+
+TEST(ServerLimits, AWorkerThatCannotStartIs503WithRetryAfterAndIsLoggedOnce) {
+  // Exits before its ready frame, as corral-worker does when it cannot jail itself.
+  FakeWorker fake("unstartable", "exit 3");
+  CorraldProcess corrald({"--worker", fake.path()});
+  HttpClient client = corrald.client();
+  for (int i = 0; i < 2; ++i) {
+    auto response = client.post_json({{"source", kSum}});
+    // Not 500 `crashed`: the script never ran, and a crash would count against its version.
+    ASSERT_EQ(response.result_int(), 503) << response.body();
+    EXPECT_EQ(response["Retry-After"], "5");
+    auto body = body_of(response);
+    EXPECT_EQ(body["type"], "urn:corral:problem:no-worker");
+    EXPECT_EQ(body["outcome"], "rejected");
+    EXPECT_EQ(body["retry_after"], 5);
+    std::string detail = body["detail"];
+    EXPECT_NE(detail.find("could not start a worker"), std::string::npos) << detail;
+    EXPECT_NE(detail.find("exited with status 3 before it was ready"), std::string::npos) << detail;
+  }
+  EXPECT_GE(corrald.metric("corral_worker_start_failures_total"), 2);
+  EXPECT_EQ(corrald.metric("corral_invocations_total{outcome=\"rejected\"}"), 2);
+  EXPECT_EQ(corrald.metric("corral_invocations_total{outcome=\"crashed\"}"), 0);
+  // Every start failed (the spares too), but the warning is throttled to one per 10 s.
+  int warnings = 0;
+  for (const auto& line : corrald.log_lines_settled()) {
+    if (line.value("msg", "") != "cannot start a worker") continue;
+    ++warnings;
+    EXPECT_EQ(line.value("level", ""), "warning") << line;
+    EXPECT_NE(line.value("error", "").find("status 3"), std::string::npos) << line;
+  }
+  EXPECT_EQ(warnings, 1);
+}
+
+TEST(ServerLimits, MetricsShowTheWorkerPool) {
+  CorraldProcess corrald({"--spare-workers", "1", "--max-workers", "7"});
+  HttpClient client = corrald.client();
+  auto served = client.post_json({{"source", "function handle() return 1 end"}});
+  ASSERT_EQ(served.result_int(), 200) << served.body();
+  EXPECT_EQ(corrald.metric("corral_workers_max"), 7);
+  EXPECT_EQ(corrald.metric("corral_worker_start_failures_total"), 0);
+  EXPECT_EQ(corrald.metric("corral_workers{state=\"busy\"}"), 0);
+  // The run bound the spare to the playground tenant, which keeps it idle; a new spare follows.
+  EXPECT_EQ(corrald.metric("corral_workers{state=\"idle\"}"), 1);
+  for (int wait = 0; wait < 500 && corrald.metric("corral_workers{state=\"spare\"}") != 1; ++wait)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(corrald.metric("corral_workers{state=\"spare\"}"), 1);
+  EXPECT_EQ(corrald.metric("corral_workers_started_total"), 2) << "the spare and its replacement";
+  EXPECT_EQ(corrald.metric("corral_workers{state=\"starting\"}"), 0);
 }
 
 TEST(CorraldCommand, HelpExplainsEachOption) {

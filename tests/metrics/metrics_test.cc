@@ -85,6 +85,35 @@ TEST(Metrics, TheTokenCacheIsReadWhenRenderedAndReadsZeroWithoutOne) {
   EXPECT_TRUE(has_line(text, "corral_token_cache_entries 1")) << text;
 }
 
+TEST(Metrics, TheWorkerPoolIsReadWhenRenderedAndReadsZeroWithoutOne) {
+  Registry registry;
+  EXPECT_TRUE(has_line(registry.render(), "corral_workers{state=\"busy\"} 0"));
+  EXPECT_TRUE(has_line(registry.render(), "corral_worker_start_failures_total 0"));
+  Registry::WorkerPoolFigures figures{.busy = 3,
+                                      .idle = 5,
+                                      .spare = 2,
+                                      .starting = 1,
+                                      .stopping = 4,
+                                      .max_workers = 64,
+                                      .started = 40,
+                                      .start_failures = 6,
+                                      .retired = 7,
+                                      .evicted = 8};
+  registry.watch_worker_pool([&figures] { return figures; });
+  figures.busy = 9;
+  std::string text = registry.render();
+  EXPECT_TRUE(has_line(text, "corral_workers{state=\"busy\"} 9")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers{state=\"idle\"} 5")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers{state=\"spare\"} 2")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers{state=\"starting\"} 1")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers{state=\"stopping\"} 4")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers_max 64")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers_started_total 40")) << text;
+  EXPECT_TRUE(has_line(text, "corral_worker_start_failures_total 6")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers_retired_total 7")) << text;
+  EXPECT_TRUE(has_line(text, "corral_workers_evicted_total 8")) << text;
+}
+
 TEST(Metrics, HttpRequestsByRouteAndCode) {
   Registry registry;
   registry.record_http_request("/v1/run", 200);

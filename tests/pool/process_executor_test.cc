@@ -7,9 +7,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#include "fake_worker.h"
 
 namespace corral {
 namespace {
@@ -24,25 +27,6 @@ InvocationRequest request_for(const std::string& source, nlohmann::json limits =
 }
 
 ProcessExecutor real_executor() { return ProcessExecutor({.worker_path = CORRAL_WORKER_PATH}); }
-
-// A stand-in worker that misbehaves in one scripted way: a shell script in the temporary
-// directory for as long as the object lives.
-class FakeWorker {
- public:
-  FakeWorker(const std::string& name, const std::string& shell)
-      : path_(std::filesystem::temp_directory_path() /
-              ("corral-fake-worker-" + name + "-" + std::to_string(getpid()))) {
-    std::ofstream(path_) << "#!/bin/sh\n" << shell << "\n";
-    chmod(path_.c_str(), 0700);
-  }
-  ~FakeWorker() { std::filesystem::remove(path_); }
-  FakeWorker(const FakeWorker&) = delete;
-  FakeWorker& operator=(const FakeWorker&) = delete;
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 TEST(ProcessExecutor, RunsAScriptInAWorker) {
   auto executor = real_executor();
@@ -129,6 +113,27 @@ TEST(ProcessExecutor, RetiresAWorkerThatSendsAForgedResult) {
   auto result = executor.run(request_for("function handle() end"));
   EXPECT_EQ(result.outcome, Outcome::crashed);
   EXPECT_NE(result.message.find("invalid result (missing field 'outcome')"), std::string::npos)
+      << result.message;
+}
+
+TEST(ProcessExecutor, RetiresAWorkerThatClaimsItsRunWasRejected) {
+  // `rejected` does not count against a version in its circuit breaker: a compromised worker
+  // that could claim it would hide its crashes.
+  const std::string payload =
+      R"({"outcome":"rejected","invocation_id":"x","error":{"message":"busy"},"logs":[],)"
+      R"("stats":{"fuel_used":0,"memory_peak_bytes":0,"wall_ms":0,"cpu_ms":0}})";
+  std::string frame = "CR\\001\\002\\000\\000";
+  for (int shift : {8, 0}) {
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "\\%03o",
+                  static_cast<unsigned>((payload.size() >> shift) & 0xff));
+    frame += octal;
+  }
+  FakeWorker fake("rejecting", "printf '" + frame + payload + "' >&3; exec sleep 5");
+  ProcessExecutor executor({.worker_path = fake.path()});
+  auto result = executor.run(request_for("function handle() end"));
+  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_NE(result.message.find("a worker never reports the outcome rejected"), std::string::npos)
       << result.message;
 }
 

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "cpus_of.h"
+#include "fake_worker.h"
 #include "invocation/cpu_lane.h"
 #include "pool/worker_process.h"
 
@@ -412,6 +413,7 @@ TEST(TenantPool, RejectsWhenAtTheCapWithEveryWorkerBusy) {
   auto waited = std::chrono::steady_clock::now() - started;
   busy.join();
   EXPECT_EQ(rejected.outcome, Outcome::rejected);
+  EXPECT_EQ(rejected.retry_after_seconds, 1);
   EXPECT_NE(rejected.message.find("cap of 1 worker,"), std::string::npos) << rejected.message;
   EXPECT_NE(rejected.message.find("retry later"), std::string::npos) << rejected.message;
   EXPECT_GE(waited, 100ms);
@@ -432,54 +434,90 @@ TEST(TenantPool, WaitsForAWorkerToFreeUpWithinTheDeadline) {
   EXPECT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
 }
 
-TEST(TenantPool, ReportsAFactoryFailureAsCrashed) {
-  TenantPool pool({}, [](const std::string& tenant) -> std::unique_ptr<WorkerProcess> {
-    throw std::runtime_error("no jail for " + tenant);
-  });
-  auto result = pool.run(request_for("acme"));
-  EXPECT_EQ(result.outcome, Outcome::crashed);
-  EXPECT_NE(result.message.find("no jail for acme"), std::string::npos) << result.message;
-  EXPECT_EQ(pool.stats().live, 0u);
+TEST(TenantPool, RejectsARunWhoseWorkerCannotBeStartedAndReportsTheFailure) {
+  std::vector<TenantPool::StartFailureReport> reports;
+  TenantPool pool(
+      {.on_start_failure =
+           [&](const TenantPool::StartFailureReport& report) { reports.push_back(report); },
+       .start_failure_report_ms = 60'000},
+      [](const std::string& tenant) -> std::unique_ptr<WorkerProcess> {
+        throw std::runtime_error("no jail for " + tenant);
+      });
+  for (int run = 0; run < 3; ++run) {
+    auto result = pool.run(request_for("acme"));
+    // Not `crashed`: that would count against the script's version, which never ran.
+    EXPECT_EQ(result.outcome, Outcome::rejected) << result.message;
+    EXPECT_EQ(result.retry_after_seconds, 5);
+    EXPECT_NE(result.message.find("could not start a worker for this run: no jail for acme"),
+              std::string::npos)
+        << result.message;
+    EXPECT_NE(result.message.find("The script did not run"), std::string::npos) << result.message;
+  }
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.live, 0u);
+  EXPECT_EQ(stats.start_failures, 3u);
+  // Reports are throttled: the first at once, the rest in the next report, a minute later.
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].tenant, "acme");
+  EXPECT_EQ(reports[0].why, "no jail for acme");
+  EXPECT_EQ(reports[0].failures, 1u);
 }
 
-TEST(TenantPool, RejectsARunForLaterWhenNoDescriptorIsLeftToStartAWorker) {
-#if defined(__SANITIZE_ADDRESS__)
-  // UBSan's vptr check opens a pipe to see whether memory is readable; with no descriptor left it
-  // reports an "invalid vptr" in the exception the failed start throws (seen in CI's rehearsal).
-  GTEST_SKIP() << "a sanitized process cannot run out of descriptors: its sanitizer runtime "
-                  "needs some of its own";
-#endif
-  // A real worker start, with the soft descriptor limit at the lowest free descriptor, so that
-  // its first new descriptor fails with EMFILE; the limit is restored once the start is over.
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-  TenantPool pool({}, [&](const std::string&) {
+TEST(TenantPool, ReportsEveryFailedStartOnceItsIntervalHasPassed) {
+  std::vector<TenantPool::StartFailureReport> reports;
+  TenantPool pool(
+      {.on_start_failure =
+           [&](const TenantPool::StartFailureReport& report) { reports.push_back(report); },
+       .start_failure_report_ms = 100},
+      [](const std::string&) -> std::unique_ptr<WorkerProcess> {
+        throw std::runtime_error("no cgroup");
+      });
+  pool.run(request_for("acme"));
+  pool.run(request_for("acme"));
+  std::this_thread::sleep_for(150ms);
+  pool.run(request_for("acme"));
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].failures, 1u);
+  EXPECT_EQ(reports[1].failures, 2u) << "the failure held back, and the one that was reported";
+}
+
+// Workers that say they announce ready (as corral-worker does), and never do.
+TenantPool::WorkerFactory never_ready_workers(const FakeWorker& fake) {
+  return [path = fake.path()](const std::string&) {
     WorkerSpec spec;
-    spec.worker_path = CORRAL_WORKER_PATH;
-    // open() returns the lowest free descriptor.
-    int lowest_free = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (lowest_free < 0) throw std::runtime_error("cannot open /dev/null");
-    close(lowest_free);
-    rlimit none = saved;
-    none.rlim_cur = static_cast<rlim_t>(lowest_free);
-    setrlimit(RLIMIT_NOFILE, &none);
-    try {
-      auto worker = std::make_unique<WorkerProcess>(spec);
-      setrlimit(RLIMIT_NOFILE, &saved);
-      return worker;
-    } catch (...) {
-      setrlimit(RLIMIT_NOFILE, &saved);
-      throw;
-    }
-  });
+    spec.worker_path = path;
+    spec.announces_ready = true;
+    return std::make_unique<WorkerProcess>(spec);
+  };
+}
+
+TEST(TenantPool, RejectsARunWhoseWorkerDiesBeforeItIsReady) {
+  // As corral-worker does when it cannot jail itself: it exits before its ready frame.
+  FakeWorker fake("dies-unready", "exit 70");
+  // No pre-warm after the failure, which would fail again and count.
+  TenantPool pool({.warm_per_tenant = 0}, never_ready_workers(fake));
   auto result = pool.run(request_for("acme"));
-  // Not `crashed`: that would count against the script's version, and it is no fault of it.
   EXPECT_EQ(result.outcome, Outcome::rejected) << result.message;
-  EXPECT_NE(result.message.find("no file descriptor left"), std::string::npos) << result.message;
-  EXPECT_NE(result.message.find(strerror(EMFILE)), std::string::npos) << result.message;
-  EXPECT_EQ(result.message.find("check that corral-worker is installed"), std::string::npos)
-      << "a hint for another cause: " << result.message;
-  EXPECT_EQ(pool.stats().live, 0u);
+  EXPECT_NE(result.message.find("exited with status 70 before it was ready"), std::string::npos)
+      << result.message;
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.start_failures, 1u);
+  EXPECT_EQ(stats.retired, 1u);
+  EXPECT_EQ(stats.live, 0u);
+}
+
+TEST(TenantPool, RejectsARunWhoseWorkerIsNotReadyWithinTheRunsTimeout) {
+  FakeWorker fake("stalls-unready", "exec /bin/sleep 30");
+  TenantPool pool({.warm_per_tenant = 0}, never_ready_workers(fake));
+  auto started = std::chrono::steady_clock::now();
+  auto result = pool.run(request_for("acme", kEcho, {{"timeout_ms", 200}}));
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(result.outcome, Outcome::rejected) << result.message;
+  EXPECT_NE(result.message.find("did not announce it was ready within 200 ms"), std::string::npos)
+      << result.message;
+  EXPECT_GE(waited, 200ms);
+  EXPECT_LT(waited, 5s) << "the stalled worker was waited for well past the run's timeout";
+  EXPECT_EQ(pool.stats().start_failures, 1u);
 }
 
 TEST(TenantPool, PrewarmsInTheBackground) {
