@@ -1,25 +1,18 @@
-// Runs invocations in corral-worker processes: each worker is exec'd fresh (never a fork of the
-// caller), speaks length-prefixed frames over a socketpair (pool/frame.h), serves one
-// invocation at a time, and is SIGKILLed through its pidfd when it overruns its deadline.
-// Idle workers are reused; a worker whose run ended in anything but ok or script_error is
-// retired, so no damaged process serves again. Workers are started on one long-lived thread of
-// the executor's, because a worker's PR_SET_PDEATHSIG fires when the thread that started it
-// ends, and an idle worker started for one caller may serve another after the first is gone.
+// Runs invocations in unjailed corral-worker processes, for the tests and tools that need a real
+// worker without a jail: a TenantPool (pool/tenant_pool.h) in which every run is of one tenant.
+// So each worker is exec'd fresh (never a fork of the caller), speaks length-prefixed frames over
+// a socketpair (pool/frame.h), serves one invocation at a time, and is SIGKILLed through its
+// pidfd when it overruns its deadline; idle workers are reused, and a worker whose run ended in
+// anything but ok or script_error is retired, so no damaged process serves again.
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "invocation/executor.h"
+#include "pool/tenant_pool.h"
 
 namespace corral {
-
-class WorkerProcess;
-struct WorkerSpec;
-class SpawnerThread;
 
 class ProcessExecutor : public Executor {
  public:
@@ -31,27 +24,17 @@ class ProcessExecutor : public Executor {
   };
 
   explicit ProcessExecutor(Options options);
-  ~ProcessExecutor() override;
   ProcessExecutor(const ProcessExecutor&) = delete;
   ProcessExecutor& operator=(const ProcessExecutor&) = delete;
 
+  // Runs as the executor's one tenant, whatever tenant the request names.
   InvocationResult run(const InvocationRequest& request) override;
 
   // Workers started since construction (a test hook: shows reuse and replacement).
-  uint64_t workers_started() const;
+  uint64_t workers_started() const { return pool_.stats().spawned; }
 
  private:
-  WorkerSpec spec() const;
-  std::unique_ptr<WorkerProcess> take_idle_worker();
-  void return_worker(std::unique_ptr<WorkerProcess> worker);
-
-  Options options_;
-  // Before idle_, so it is destroyed after it: the idle workers are killed and reaped in order
-  // before the thread whose end would kill them.
-  std::unique_ptr<SpawnerThread> spawner_;
-  mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<WorkerProcess>> idle_;
-  uint64_t workers_started_ = 0;
+  TenantPool pool_;
 };
 
 // The corral-worker that sits beside the running executable (build and install layout),

@@ -150,7 +150,7 @@ TEST(ProcessExecutor, KillsAWorkerThatNeverAnswers) {
 TEST(ProcessExecutor, ReportsAMissingWorkerBinary) {
   ProcessExecutor executor({.worker_path = "/nonexistent/corral-worker"});
   auto result = executor.run(request_for("function handle() end"));
-  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_EQ(result.outcome, Outcome::rejected) << "the script never ran: " << result.message;
   EXPECT_NE(result.message.find("/nonexistent/corral-worker"), std::string::npos);
 }
 
