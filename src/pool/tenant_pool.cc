@@ -21,9 +21,10 @@ struct TenantPool::IdleWorker {
 // same tenant may still claim, rather than starting a second worker for it.
 struct TenantPool::SpawnJob {
   struct Delivery {
-    std::unique_ptr<WorkerProcess> worker;
-    std::string error;  // why there is no worker
+    std::unique_ptr<WorkerProcess> worker = nullptr;
+    std::string error = {};  // why there is no worker
     bool out_of_descriptors = false;
+    bool pool_stopped = false;  // not a failed start: the pool stopped before it began this one
   };
   std::string tenant;
   bool claimed = false;
@@ -58,6 +59,11 @@ InvocationResult turned_away(const InvocationRequest& request, std::string messa
 // again soon; a worker that cannot start usually needs an operator, so clients come back later.
 constexpr int64_t kRetryShortageSeconds = 1;
 constexpr int64_t kRetryFailedStartSeconds = 5;
+
+InvocationResult shutting_down(const InvocationRequest& request) {
+  return turned_away(request, "corrald is shutting down and starts no more runs",
+                     kRetryShortageSeconds);
+}
 
 InvocationResult start_failed(const InvocationRequest& request, const std::string& why,
                               bool out_of_descriptors) {
@@ -252,10 +258,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       {
         Lock lock(mutex_);
         for (;;) {
-          if (shutting_down_) {
-            return turned_away(request, "corrald is shutting down and starts no more runs",
-                               kRetryShortageSeconds);
-          }
+          if (shutting_down_) return shutting_down(request);
           if ((worker = take_own_or_spare_locked(request.tenant))) {
             ++busy_;
             break;
@@ -295,8 +298,10 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       }
       if (spawned.valid()) {
         SpawnJob::Delivery delivery = spawned.get();
-        if (!delivery.worker)
+        if (!delivery.worker) {
+          if (delivery.pool_stopped) return shutting_down(request);
           return start_failed(request, delivery.error, delivery.out_of_descriptors);
+        }
         worker = std::move(delivery.worker);
       }
 
@@ -416,7 +421,7 @@ void TenantPool::spawner_loop() {
     }
   }
   for (auto& job : jobs_) {
-    if (job->claimed) job->promise.set_value({nullptr, "the worker pool is shutting down"});
+    if (job->claimed) job->promise.set_value({.pool_stopped = true});
   }
   spawning_ -= jobs_.size();
   jobs_.clear();
