@@ -74,15 +74,23 @@ corral::InvocationResult run_jailed(const std::string& worker_path,
                 << "\n";
     }
   }
-  try {
-    corral::WorkerProcess worker(jail.spec_for(worker_path, "cli"));
-    return worker.invoke(request, std::chrono::milliseconds(50));
-  } catch (const std::exception& error) {
+  // A worker that cannot be started, or dies before it is ready, is no fault of the script,
+  // which did not run: `rejected`, as corrald answers it (pool/tenant_pool.h).
+  auto not_started = [&](const std::string& why) {
     corral::InvocationResult result;
     result.invocation_id = request.invocation_id;
-    result.outcome = corral::Outcome::crashed;
-    result.message = error.what();
+    result.outcome = corral::Outcome::rejected;
+    result.message = "cannot start the worker: " + why + "; the script did not run";
     return result;
+  };
+  try {
+    corral::WorkerProcess worker(jail.spec_for(worker_path, "cli"));
+    std::string not_ready =
+        worker.wait_until_ready(std::chrono::milliseconds(request.limits.timeout_ms));
+    if (!not_ready.empty()) return not_started(not_ready);
+    return worker.invoke(request, std::chrono::milliseconds(50));
+  } catch (const std::exception& error) {
+    return not_started(error.what());
   }
 }
 

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "fake_worker.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -96,6 +98,22 @@ TEST_F(CliTest, ExitStatusDiffersPerOutcome) {
     EXPECT_NE(run.err.find(c.says), std::string::npos) << run.err;
     EXPECT_EQ(run.out, "");
   }
+}
+
+TEST_F(CliTest, AWorkerThatCannotStartIsRejectedNotCrashed) {
+  auto script = write("one.lua", "function handle() return 1 end");
+  auto missing = corral("run " + script + " --worker /nonexistent/corral-worker");
+  EXPECT_EQ(missing.status, 7) << missing.err;
+  EXPECT_NE(missing.err.find("cannot start the worker"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("/nonexistent/corral-worker"), std::string::npos) << missing.err;
+
+  // As corral-worker does when it cannot jail itself: it exits before it says it is ready.
+  corral::FakeWorker unjailable("cli-unjailable", "exit 3");
+  auto unready = corral("run " + script + " --worker " + unjailable.path());
+  EXPECT_EQ(unready.status, 7) << unready.err;
+  EXPECT_NE(unready.err.find("exited with status 3 before it was ready"), std::string::npos)
+      << unready.err;
+  EXPECT_NE(unready.err.find("the script did not run"), std::string::npos) << unready.err;
 }
 
 TEST_F(CliTest, BadInputIsInvalid) {
