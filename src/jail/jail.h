@@ -107,7 +107,6 @@ class SystemCallFailure : public std::runtime_error {
  public:
   SystemCallFailure(const std::string& message, int error)
       : std::runtime_error(message), error_(error) {}
-  int error() const { return error_; }
   bool out_of_descriptors() const { return jail::out_of_descriptors(error_); }
 
  private:
