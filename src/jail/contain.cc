@@ -1,10 +1,13 @@
 // The worker's side of the jail, in order. Step 1 (namespaces and the id mapping) and step 5
 // (the cgroup) were done by the supervisor before the worker binary started (spawn.cc).
 //
+//   1  namespaces    nesting::forbid_new_namespaces  (needs /proc: before the empty root)
 //   2  filesystem    mnt::enter_empty_root
+//                    nesting::confine_below_root
 //   3  network       net::keep_interfaces_down
 //   4  rlimits       rlimits::apply
-//   6  process       process::detach
+//   6  process       keyring::join_own_session
+//                    process::detach
 //   7  capabilities  caps::drop_all
 //   8  seccomp       seccomp::install_allowlist   (lock_down, after the runtime is ready)
 #include <seccomp.h>
@@ -35,10 +38,17 @@ void contain(const ContainOptions& options) {
                 "refusing to run without the namespaces layer (it would change the host)");
     }
   }
-  if (layers.has(Layer::filesystem)) mnt::enter_empty_root();
+  if (layers.has(Layer::namespaces)) nesting::forbid_new_namespaces();
+  if (layers.has(Layer::filesystem)) {
+    mnt::enter_empty_root();
+    nesting::confine_below_root();
+  }
   if (layers.has(Layer::network)) net::keep_interfaces_down();
   if (layers.has(Layer::rlimits)) rlimits::apply(options.ceilings);
-  if (layers.has(Layer::process)) process::detach(kChannelFd);
+  if (layers.has(Layer::process)) {
+    keyring::join_own_session();
+    process::detach(kChannelFd);
+  }
   if (layers.has(Layer::capabilities)) caps::drop_all();
 }
 

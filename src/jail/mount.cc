@@ -1,8 +1,10 @@
-// Step 2: the worker's whole filesystem is an empty, read-only tmpfs. No /proc (it would show
+// Step 2: the worker's whole filesystem is an empty, read-only tmpfs (the worker ends confined
+// to an empty directory of it, nesting.cc). No /proc (it would show
 // the host's processes and writable knobs), no /dev, no binaries, no libraries: everything the
 // worker needs was mapped before this step.
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,6 +38,11 @@ void pivot_into(const char* where) {
   if (chdir("/") != 0) fail_step(kStep, "entering the new root");
 }
 
+// A directory to confine the worker to (nesting.cc): a root below its mount namespace's root.
+void make_confined_root() {
+  if (mkdir(kConfinedRoot, 0555) != 0) fail_step(kStep, std::string("creating ") + kConfinedRoot);
+}
+
 void make_root_read_only() {
   if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
             nullptr) != 0) {
@@ -49,6 +56,7 @@ void enter_empty_root() {
   make_propagation_private();
   mount_new_root("/tmp");
   pivot_into("/tmp");
+  make_confined_root();
   make_root_read_only();
 }
 

@@ -20,8 +20,15 @@ void write_id_maps(pid_t child, uid_t outside_uid, gid_t outside_gid);
 }  // namespace user
 
 namespace mnt {
+// The empty root holds one empty directory, kConfinedRoot, for nesting::confine_below_root.
+inline constexpr const char* kConfinedRoot = "/root";
 void enter_empty_root();
-}
+}  // namespace mnt
+
+namespace nesting {
+void forbid_new_namespaces();
+void confine_below_root();
+}  // namespace nesting
 
 namespace net {
 void keep_interfaces_down();
@@ -29,6 +36,10 @@ void keep_interfaces_down();
 
 namespace rlimits {
 void apply(const Ceilings& ceilings);
+}
+
+namespace keyring {
+void join_own_session();
 }
 
 namespace process {

@@ -64,6 +64,8 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   request.argv.insert(request.argv.end(), spec.arguments.begin(), spec.arguments.end());
   request.channel_fd = ends[1];
   request.layers = spec.layers;
+  request.outside_uid = spec.outside_uid;
+  request.outside_gid = spec.outside_gid;
   try {
     if (spec.layers.has(jail::Layer::cgroup)) {
       if (spec.cgroups == nullptr) throw std::logic_error("the cgroup layer needs a CgroupManager");
@@ -85,6 +87,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   close(ends[1]);
   channel_ = ends[0];
   alive_ = true;
+  id_lease_ = spec.id_lease;
   announces_ready_ = spec.announces_ready;
   long_run_ms_ = spec.long_run_ms;
   // A read of the channel waits at most long_run_ms: invoke() then reads a short run's result

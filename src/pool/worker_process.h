@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ struct WorkerSpec {
   bool announces_ready = false;
   // A run longer than this lets the CPU lanes go until it ends (cpu_lane.h).
   int64_t long_run_ms = kLongRunMs;
+  // The host ids the worker's root maps to (the namespaces layer), and what keeps them the
+  // worker's until it has been reaped (pool/jail_setup.h, WorkerIds).
+  uid_t outside_uid = 65534;
+  gid_t outside_gid = 65534;
+  std::shared_ptr<const void> id_lease;
 };
 
 class WorkerProcess {
@@ -91,6 +97,7 @@ class WorkerProcess {
   bool announces_ready_ = false;
   bool ready_seen_ = false;
   FrameDecoder decoder_;
+  std::shared_ptr<const void> id_lease_;  // released after the destructor has reaped the worker
 };
 
 }  // namespace corral

@@ -2,15 +2,20 @@
 // then reports what it sees or attempts one forbidden action, and writes one JSON object to
 // the channel. A refused syscall arrives instead as "violation <number>".
 //
-//   jail_probe --jail-layers=… --probe=NAME [--target=N]
+//   jail_probe --jail-layers=… --probe=NAME [--target=N] [--without-namespace-limits]
 #include "jail_probe.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -21,12 +26,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "jail/jail.h"
+#include "jail/steps.h"
 #include "pool/frame.h"
 
 extern char** environ;
@@ -122,6 +130,105 @@ json facts() {
           {"capabilities", capabilities()}};
 }
 
+// Keys, as an attacker would use them: by serial number, and by searching the session keyring.
+long keyctl(int operation, unsigned long a = 0, unsigned long b = 0, unsigned long c = 0) {
+  return syscall(SYS_keyctl, operation, a, b, c, 0);
+}
+
+constexpr const char* kTenantKey = "corral-probe-tenant-key";
+// Key permissions (keyutils.h, which the probe does without): everything for the possessor and
+// for processes of the owner's uid.
+constexpr unsigned long kPossessorAll = 0x3f000000, kUserAll = 0x003f0000;
+
+json read_key(long serial) {
+  char payload[256] = {};
+  long length = keyctl(KEYCTL_READ, static_cast<unsigned long>(serial),
+                       reinterpret_cast<unsigned long>(payload), sizeof payload - 1);
+  json result = attempt(static_cast<int>(length));
+  if (length >= 0) result["payload"] = std::string(payload, std::min<size_t>(length, 255));
+  return result;
+}
+
+json search_session(const char* description) {
+  long serial =
+      keyctl(KEYCTL_SEARCH, static_cast<unsigned long>(KEY_SPEC_SESSION_KEYRING),
+             reinterpret_cast<unsigned long>("user"), reinterpret_cast<unsigned long>(description));
+  json result = attempt(static_cast<int>(serial));
+  if (serial >= 0) result["read"] = read_key(serial);
+  return result;
+}
+
+// A key of this worker's, in its session keyring, readable by its owner's uid: what a
+// compromised worker would leave for a worker of another tenant.
+json add_tenant_key() {
+  const char payload[] = "tenant-a-data";
+  long serial = syscall(SYS_add_key, "user", kTenantKey, payload, sizeof payload - 1,
+                        KEY_SPEC_SESSION_KEYRING);
+  json result = attempt(static_cast<int>(serial));
+  if (serial < 0) return result;
+  result["serial"] = serial;
+  // Possessor and user (same uid) may do anything; others nothing.
+  result["setperm"] = attempt(static_cast<int>(
+      keyctl(KEYCTL_SETPERM, static_cast<unsigned long>(serial), kPossessorAll | kUserAll)));
+  return result;
+}
+
+// Each namespace type on its own (the user namespace last: once in a new one, the others would
+// follow from its capabilities).
+json unshare_each() {
+  json result = json::object();
+  const std::pair<const char*, int> kinds[] = {
+      {"mnt", CLONE_NEWNS},    {"net", CLONE_NEWNET},       {"ipc", CLONE_NEWIPC},
+      {"uts", CLONE_NEWUTS},   {"cgroup", CLONE_NEWCGROUP}, {"pid", CLONE_NEWPID},
+      {"time", CLONE_NEWTIME}, {"user", CLONE_NEWUSER}};
+  for (auto [name, flag] : kinds) result[name] = attempt(unshare(flag));
+  return result;
+}
+
+// The attack of the review: a network namespace of one's own, with CAP_NET_ADMIN over it, then
+// nf_tables through netlink. The request is the cheapest nf_tables has (the ruleset's
+// generation); nfnetlink refuses every request without CAP_NET_ADMIN with EPERM.
+json netfilter() {
+  json result = {{"unshare", attempt(unshare(CLONE_NEWUSER | CLONE_NEWNET))}};
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  result["socket"] = attempt(fd);
+  if (fd < 0) return result;
+  struct {
+    nlmsghdr header;
+    nfgenmsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  request.header.nlmsg_seq = 1;
+  request.body.nfgen_family = AF_UNSPEC;
+  request.body.version = NFNETLINK_V0;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) <
+      0) {
+    result["request"] = attempt(-1);
+    close(fd);
+    return result;
+  }
+  alignas(nlmsghdr) char reply[8192];
+  ssize_t length = recv(fd, reply, sizeof reply, 0);
+  close(fd);
+  if (length < static_cast<ssize_t>(sizeof(nlmsghdr))) {
+    result["request"] = attempt(-1);
+    return result;
+  }
+  auto* answer = reinterpret_cast<nlmsghdr*>(reply);
+  if (answer->nlmsg_type == NLMSG_ERROR) {
+    int error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(answer))->error;
+    errno = error;
+    result["request"] = attempt(error == 0 ? 0 : -1);
+  } else {
+    result["request"] = {{"succeeded", true}};
+  }
+  return result;
+}
+
 json act(const std::string& probe, long target) {
   if (probe == "open_file") return attempt(open("/etc/passwd", O_RDONLY));
   if (probe == "write_proc") return attempt(open("/proc/self/attr/current", O_WRONLY));
@@ -156,6 +263,20 @@ json act(const std::string& probe, long target) {
     return {{"succeeded", result >= 0}};
   }
   if (probe == "harmless_syscall") return attempt(static_cast<int>(getppid()));
+  if (probe == "read_host_key")
+    return {{"by_serial", read_key(target)}, {"by_search", search_session("corral-host-key")}};
+  if (probe == "read_tenant_key")
+    return {{"by_serial", read_key(target)}, {"by_search", search_session(kTenantKey)}};
+  if (probe == "add_tenant_key") {
+    // Reports the key, then keeps it alive (in its session keyring) until the channel closes.
+    send_text(add_tenant_key().dump());
+    char byte;
+    while (read(kChannelFd, &byte, 1) > 0) {
+    }
+    return {{"held", true}};
+  }
+  if (probe == "unshare_each") return unshare_each();
+  if (probe == "netfilter") return netfilter();
   if (probe == "hold") {
     char byte;
     while (read(kChannelFd, &byte, 1) > 0) {
@@ -173,19 +294,35 @@ void exit_on_segv_as_the_kernel_refused_i386() {
   sigaction(SIGSEGV, &action, nullptr);
 }
 
+// contain() but for the namespace limits of the namespaces layer, with only the filesystem and
+// capabilities steps: to show the filesystem layer's chroot holding without those limits.
+void contain_without_namespace_limits(const corral::jail::ContainOptions& options) {
+  using namespace corral::jail;
+  if (options.layers.has(Layer::filesystem)) {
+    mnt::enter_empty_root();
+    nesting::confine_below_root();
+  }
+  if (options.layers.has(Layer::capabilities)) caps::drop_all();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string probe;
   long target = 0;
+  bool without_namespace_limits = false;
   for (int i = 1; i < argc; ++i) {
     std::string argument = argv[i];
     if (argument.starts_with("--probe=")) probe = argument.substr(8);
     if (argument.starts_with("--target=")) target = std::stol(argument.substr(9));
+    if (argument == "--without-namespace-limits") without_namespace_limits = true;
   }
   auto options = corral::jail::options_from_arguments(argc, argv);
   try {
-    corral::jail::contain(options);
+    if (without_namespace_limits)
+      contain_without_namespace_limits(options);
+    else
+      corral::jail::contain(options);
   } catch (const std::exception& error) {
     send_text(json{{"contain_failed", error.what()}}.dump());
     return 1;

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/keyctl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "jail/cgroup.h"
 #include "jail_probe.h"
 #include "pool/frame.h"
+#include "pool/jail_setup.h"
 
 namespace corral::jail {
 namespace {
@@ -56,7 +58,8 @@ bool machine_has(Layer layer) {
 class Probe {
  public:
   Probe(LayerSet layers, const std::string& probe, long target = 0,
-        CgroupManager* cgroups = nullptr, Ceilings ceilings = {}) {
+        CgroupManager* cgroups = nullptr, Ceilings ceilings = {}, uid_t outside_id = 65534,
+        std::vector<std::string> extra_arguments = {}) {
     int executable = open(JAIL_PROBE_PATH, O_PATH | O_CLOEXEC);
     int ends[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
@@ -64,8 +67,11 @@ class Probe {
     request.executable_fd = executable;
     request.argv = {JAIL_PROBE_PATH, "--probe=" + probe, "--target=" + std::to_string(target)};
     for (auto& argument : to_arguments({layers, ceilings})) request.argv.push_back(argument);
+    request.argv.insert(request.argv.end(), extra_arguments.begin(), extra_arguments.end());
     request.channel_fd = ends[1];
     request.layers = layers;
+    request.outside_uid = outside_id;
+    request.outside_gid = outside_id;
     if (cgroups) {
       cgroups_ = cgroups;
       worker_cgroups_ = cgroups->create("probe");
@@ -91,7 +97,7 @@ class Probe {
     if (finished_) return;
     finished_ = true;
     if (hold_) shutdown(channel_, SHUT_WR);
-    FrameDecoder decoder;
+    FrameDecoder& decoder = early_;  // what first_report() read but did not use
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     for (;;) {
       pollfd ready{channel_, POLLIN, 0};
@@ -120,6 +126,25 @@ class Probe {
   }
   void hold() { hold_ = true; }
 
+  // The first report of a probe that goes on running (add_tenant_key); then hold() applies.
+  json first_report() {
+    hold_ = true;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      while (auto frame = early_.next()) {
+        if (frame->type == FrameType::result) return json::parse(frame->payload);
+      }
+      pollfd ready{channel_, POLLIN, 0};
+      if (poll(&ready, 1, 100) <= 0) continue;
+      char chunk[65536];
+      ssize_t n = read(channel_, chunk, sizeof chunk);
+      if (n <= 0) break;
+      early_.append(std::string_view(chunk, static_cast<size_t>(n)));
+    }
+    ADD_FAILURE() << "the probe sent no report";
+    return json::object();
+  }
+
   json& report() {
     finish();
     return report_;
@@ -145,6 +170,7 @@ class Probe {
   int status_ = 0;
   json report_ = json::object();
   std::string violation_;
+  FrameDecoder early_;
   CgroupManager* cgroups_ = nullptr;
   WorkerCgroups* worker_cgroups_ = nullptr;
 };
@@ -487,6 +513,148 @@ TEST(JailAttack, WriteProc) {
   if (machine_has(Layer::seccomp)) {
     Probe probe(only({Layer::seccomp}), "write_proc");
     expect_violation(probe, "openat");
+  }
+}
+
+// ---- keyrings: none a worker can reach is shared with the host or another tenant -------
+
+long keyctl(int operation, unsigned long a = 0, unsigned long b = 0, unsigned long c = 0) {
+  return syscall(SYS_keyctl, operation, a, b, c, 0);
+}
+
+// The layers a worker gets on this machine with the seccomp layer off (and the cgroup layer,
+// which needs a manager and has nothing to do with keys or namespaces).
+LayerSet all_but_seccomp() {
+  LayerSet layers;
+  for (Layer layer : kAllLayers) {
+    if (layer != Layer::seccomp && layer != Layer::cgroup && machine_has(layer)) layers.add(layer);
+  }
+  return layers;
+}
+
+void expect_key_out_of_reach(Probe& probe) {
+  json report = probe.report();
+  EXPECT_EQ(report["by_serial"].value("succeeded", true), false) << report;
+  EXPECT_EQ(report["by_serial"].value("errno", ""), "EACCES") << report;
+  EXPECT_EQ(report["by_search"].value("succeeded", true), false) << report;
+}
+
+// The test plays corrald: a key in its session keyring (a new one, named, so that the test
+// leaves nothing in the keyring it was started with).
+class HostKey : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (keyctl(KEYCTL_JOIN_SESSION_KEYRING,
+               reinterpret_cast<unsigned long>("corral-jail-test-host")) < 0) {
+      GTEST_SKIP() << "this kernel has no keyrings (keyctl: " << strerror(errno) << ")";
+    }
+    const char secret[] = "host-secret";
+    serial_ = syscall(SYS_add_key, "user", "corral-host-key", secret, sizeof secret - 1,
+                      KEY_SPEC_SESSION_KEYRING);
+    ASSERT_GT(serial_, 0) << strerror(errno);
+  }
+  void TearDown() override {
+    if (serial_ > 0) keyctl(KEYCTL_INVALIDATE, static_cast<unsigned long>(serial_));
+  }
+  long serial_ = -1;
+};
+
+// The keyring step (process layer) alone, with the namespaces layer that gives the worker an id
+// other than corrald's; then every layer but seccomp.
+TEST_F(HostKey, IsNeitherPossessedNorReadableByAWorker) {
+  {
+    Probe unjailed(LayerSet::none(), "read_host_key", serial_);
+    ASSERT_EQ(unjailed.report()["by_search"]["read"]["payload"], "host-secret")
+        << "the probe itself must be able to read the key: " << unjailed.report();
+  }
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  for (LayerSet layers : {only({Layer::namespaces, Layer::process}), all_but_seccomp()}) {
+    SCOPED_TRACE(layers.to_string());
+    Probe probe(layers, "read_host_key", serial_);
+    expect_key_out_of_reach(probe);
+  }
+}
+
+// A key tenant A's worker made readable by its own uid: a worker of tenant B (another id, from
+// the ids corrald hands out) can neither find nor read it; a second worker of A can read it,
+// which shows the attempt can succeed.
+TEST(JailKeyrings, ATenantsKeyIsOutOfReachOfAnotherTenantsWorker) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  if (keyctl(KEYCTL_GET_KEYRING_ID, static_cast<unsigned long>(KEY_SPEC_SESSION_KEYRING), 0) < 0 &&
+      errno == ENOSYS) {
+    GTEST_SKIP() << "this kernel has no keyrings";
+  }
+  WorkerIds ids{WorkerIdRange{}};
+  for (LayerSet layers : {only({Layer::namespaces, Layer::process}), all_but_seccomp()}) {
+    SCOPED_TRACE(layers.to_string());
+    WorkerIds::Lease a = ids.lease("tenant-a"), b = ids.lease("tenant-b");
+    Probe owner(layers, "add_tenant_key", 0, nullptr, {}, a->uid);
+    json added = owner.first_report();
+    ASSERT_EQ(added.value("succeeded", false), true) << added;
+    ASSERT_EQ(added["setperm"].value("succeeded", false), true) << added;
+    long serial = added["serial"];
+    {
+      Probe same_tenant(layers, "read_tenant_key", serial, nullptr, {}, a->uid);
+      EXPECT_EQ(same_tenant.report()["by_serial"]["payload"], "tenant-a-data")
+          << "the attempt must be able to succeed: " << same_tenant.report();
+    }
+    Probe other_tenant(layers, "read_tenant_key", serial, nullptr, {}, b->uid);
+    expect_key_out_of_reach(other_tenant);
+  }
+}
+
+// ---- no namespace of the worker's own making -------------------------------------------
+
+const char* const kNamespaceKinds[] = {"mnt", "net", "ipc", "uts", "cgroup", "pid", "time", "user"};
+
+void expect_no_namespace(Probe& probe) {
+  json report = probe.report();
+  for (const char* kind : kNamespaceKinds) {
+    EXPECT_EQ(report[kind].value("succeeded", true), false) << kind << ": " << report;
+  }
+}
+
+// With the seccomp layer off: every layer but seccomp; the namespace limits (namespaces layer)
+// with the capabilities layer and no chroot; the chroot (filesystem layer) with the
+// capabilities layer and no limits (the probe leaves them out, --without-namespace-limits);
+// and the limits with the filesystem layer and no capabilities dropped (no /proc to raise them).
+TEST(JailNesting, NoNamespaceCanBeCreated) {
+  {
+    Probe unjailed(LayerSet::none(), "unshare_each");
+    for (const char* kind : {"mnt", "net", "user"})
+      ASSERT_EQ(unjailed.report()[kind]["succeeded"], true) << kind << ": " << unjailed.report();
+  }
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  for (LayerSet layers : {all_but_seccomp(), only({Layer::namespaces, Layer::capabilities}),
+                          only({Layer::namespaces, Layer::filesystem})}) {
+    SCOPED_TRACE(layers.to_string());
+    Probe probe(layers, "unshare_each");
+    expect_no_namespace(probe);
+  }
+  SCOPED_TRACE("chroot and capabilities, no limits");
+  Probe chrooted(only({Layer::namespaces, Layer::filesystem, Layer::capabilities}), "unshare_each",
+                 0, nullptr, {}, 65534, {"--without-namespace-limits"});
+  expect_no_namespace(chrooted);
+  EXPECT_EQ(chrooted.report()["user"].value("errno", ""), "EPERM") << chrooted.report();
+}
+
+// The review's attack: a user and network namespace of its own, then nf_tables through netlink.
+TEST(JailNesting, NetfilterIsOutOfReach) {
+  {
+    Probe unjailed(LayerSet::none(), "netfilter");
+    if (unjailed.report()["socket"].value("succeeded", false) != true ||
+        unjailed.report()["request"].value("succeeded", false) != true) {
+      GTEST_SKIP() << "nf_tables cannot be reached through netlink on this machine, even as root: "
+                   << unjailed.report();
+    }
+  }
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  for (LayerSet layers : {all_but_seccomp(), only({Layer::namespaces, Layer::capabilities})}) {
+    SCOPED_TRACE(layers.to_string());
+    Probe probe(layers, "netfilter");
+    json report = probe.report();
+    EXPECT_EQ(report["unshare"].value("succeeded", true), false) << report;
+    EXPECT_NE(report["request"].value("succeeded", false), true) << report;
   }
 }
 

@@ -1,0 +1,73 @@
+// No namespace of the worker's own making. A worker that could create a user namespace would
+// be root with every capability again inside it, and with a network namespace of that user
+// namespace it reaches what CAP_NET_ADMIN guards there (nf_tables through netlink, a large
+// kernel attack surface); every other namespace type needs CAP_SYS_ADMIN, which the
+// capabilities step takes away. Two points, each enough with the capabilities step:
+//
+//   forbid_new_namespaces   (namespaces layer, first) the limits on namespaces of every type
+//                           in the worker's own user namespace go to 0, while the worker is
+//                           still root there; raising them again needs CAP_SYS_RESOURCE in it
+//                           and a /proc, and the worker ends with neither.
+//   confine_below_root      (filesystem layer, after the empty root) the worker's root becomes
+//                           a directory below its mount namespace's root: the kernel refuses a
+//                           chrooted process a new user namespace (EPERM), and undoing the
+//                           chroot needs CAP_SYS_CHROOT.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <string>
+
+#include "jail/steps.h"
+
+namespace corral::jail::nesting {
+namespace {
+
+constexpr const char* kLimits[] = {"user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"};
+
+// The initial user namespace maps every id to itself; a worker's maps one.
+bool in_initial_user_namespace() {
+  std::ifstream map("/proc/self/uid_map");
+  unsigned long inside = 1, outside = 1, count = 0;
+  map >> inside >> outside >> count;
+  return !map || (inside == 0 && outside == 0 && count == 4294967295ul);
+}
+
+void write_zero(const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail_step("namespaces", "opening " + path);
+  ssize_t written = write(fd, "0\n", 2);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  if (written != 2) fail_step("namespaces", "writing 0 to " + path);
+}
+
+}  // namespace
+
+void forbid_new_namespaces() {
+  // These files are per user namespace: in the host's, this would forbid namespaces to the
+  // whole machine.
+  if (in_initial_user_namespace()) {
+    errno = 0;
+    fail_step("namespaces",
+              "refusing to lower the namespace limits in the host's user namespace (is /proc "
+              "mounted in corrald's mount namespace?)");
+  }
+  for (const char* kind : kLimits) {
+    std::string path = std::string("/proc/sys/user/max_") + kind + "_namespaces";
+    // A kernel older than a namespace type has no limit for it, and no such namespace either.
+    if (kind != std::string("user") && access(path.c_str(), F_OK) != 0 && errno == ENOENT) continue;
+    write_zero(path);
+  }
+}
+
+void confine_below_root() {
+  if (chroot(mnt::kConfinedRoot) != 0)
+    fail_step("filesystem", std::string("entering ") + mnt::kConfinedRoot + " (chroot)");
+  if (chdir("/") != 0) fail_step("filesystem", "entering the confined root");
+}
+
+}  // namespace corral::jail::nesting

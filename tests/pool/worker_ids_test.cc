@@ -1,0 +1,178 @@
+// The host ids workers run as (pool/jail_setup.h): one per tenant with live workers, never two
+// tenants on one id, an id reused only once nobody holds it and every fresher id is used, and a
+// range refused at start when a user, a group or another user's subordinate ids are in it.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pool/jail_setup.h"
+
+namespace corral {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(WorkerIdRange, ParsesStartAndCount) {
+  WorkerIdRange range = WorkerIdRange::parse("200000:1000");
+  EXPECT_EQ(range.first, 200000u);
+  EXPECT_EQ(range.count, 1000u);
+  EXPECT_EQ(range.to_string(), "200000:1000");
+  EXPECT_EQ(WorkerIdRange::parse(WorkerIdRange{}.to_string()).first, WorkerIdRange::kDefaultFirst);
+  for (const char* bad :
+       {"", "200000", "200000:", ":10", "a:10", "10:b", "-1:10", "1:2:3", "99999999999:1"}) {
+    try {
+      WorkerIdRange::parse(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& error) {
+      EXPECT_NE(std::string(error.what()).find("--worker-id-range needs START:COUNT"),
+                std::string::npos)
+          << error.what();
+    }
+  }
+}
+
+class WorkerIdRangeProblems : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    etc_ = fs::temp_directory_path() / ("corral-ids-etc-" + std::to_string(getpid()));
+    fs::create_directories(etc_);
+    write("passwd", "root:x:0:0:root:/root:/bin/sh\nalice:x:300000:300000::/home/alice:/bin/sh\n");
+    write("group", "root:x:0:\nbuilders:x:310000:alice\n");
+    // corrald's own subordinate ids (it runs as root here) may be used; another user's may not.
+    write("subuid", "root:400000:65536\nalice:500000:65536\n");
+    write("subgid", "alice:600000:65536\n");
+  }
+  void TearDown() override { fs::remove_all(etc_); }
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(etc_ / name) << text;
+  }
+  std::vector<std::string> problems(const std::string& range, size_t max_workers = 0) {
+    return worker_id_range_problems(WorkerIdRange::parse(range), max_workers, etc_.string());
+  }
+  static void expect_one(const std::vector<std::string>& found, const std::string& part) {
+    ASSERT_EQ(found.size(), 1u) << testing::PrintToString(found);
+    EXPECT_NE(found[0].find(part), std::string::npos) << found[0];
+  }
+  fs::path etc_;
+};
+
+TEST_F(WorkerIdRangeProblems, AFreeRangeHasNone) {
+  EXPECT_TRUE(problems("700000:65536", 64).empty())
+      << testing::PrintToString(problems("700000:65536"));
+  if (geteuid() == 0) {
+    EXPECT_TRUE(problems("400000:1000").empty());  // root's own subordinate ids
+  }
+}
+
+TEST_F(WorkerIdRangeProblems, EachConflictIsNamedWithItsSource) {
+  expect_one(problems("299990:20"), "uid 300000 of user 'alice' (" + etc_.string() + "/passwd)");
+  expect_one(problems("309990:20"), "gid 310000 of group 'builders'");
+  expect_one(problems("565535:10"), "subordinate ids of 'alice' (" + etc_.string() + "/subuid");
+  expect_one(problems("599999:2"), "subordinate ids of 'alice' (" + etc_.string() + "/subgid");
+  expect_one(problems("700000:10", 64), "fewer ids than --max-workers (64)");
+  expect_one(problems("700000:0"), "holds no id");
+  expect_one(problems("2147483000:1000"), "reaches past 2147483647");
+  auto root = problems("0:1");
+  ASSERT_FALSE(root.empty());
+  EXPECT_NE(root[0].find("root's id"), std::string::npos) << root[0];
+}
+
+TEST(WorkerIds, OneIdPerTenantNeverShared) {
+  WorkerIds ids(WorkerIdRange{1000000, 4});
+  auto a1 = ids.lease("a"), a2 = ids.lease("a"), b = ids.lease("b");
+  EXPECT_EQ(a1->uid, a2->uid);
+  EXPECT_EQ(a1->gid, a1->uid);
+  EXPECT_NE(a1->uid, b->uid);
+  // A spare has an id of its own, which no tenant shares.
+  auto spare = ids.lease("");
+  EXPECT_NE(spare->uid, a1->uid);
+  EXPECT_NE(spare->uid, b->uid);
+  EXPECT_EQ(ids.held(), 3u);
+  for (auto* lease : {&a1, &a2, &b, &spare}) {
+    EXPECT_GE((*lease)->uid, 1000000u);
+    EXPECT_LT((*lease)->uid, 1000004u);
+  }
+}
+
+TEST(WorkerIds, AnIdIsFreedWithItsLastWorkerAndReusedLast) {
+  WorkerIds ids(WorkerIdRange{1000000, 3});
+  auto a1 = ids.lease("a");
+  uid_t a = a1->uid;
+  auto a2 = ids.lease("a");
+  a1.reset();
+  // A worker of a still lives: the id stays a's, and c gets another.
+  auto c = ids.lease("c");
+  EXPECT_NE(c->uid, a);
+  EXPECT_EQ(ids.lease("a")->uid, a);
+  a2.reset();
+  EXPECT_EQ(ids.held(), 1u);
+  // a's id is free now, but the range's unused id goes first.
+  auto d = ids.lease("d");
+  EXPECT_NE(d->uid, a);
+  EXPECT_NE(d->uid, c->uid);
+  auto e = ids.lease("e");
+  EXPECT_EQ(e->uid, a);
+}
+
+TEST(WorkerIds, AnExhaustedRangeIsRefusedClearly) {
+  WorkerIds ids(WorkerIdRange{1000000, 2});
+  auto a = ids.lease("a"), spare = ids.lease("");
+  try {
+    ids.lease("b");
+    ADD_FAILURE() << "a third id was handed out of a range of two";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("all 2 ids of --worker-id-range 1000000:2"),
+              std::string::npos)
+        << error.what();
+  }
+  EXPECT_EQ(ids.lease("a")->uid, a->uid);  // a tenant with an id still gets it
+  spare.reset();
+  EXPECT_NO_THROW(ids.lease("b"));
+}
+
+TEST(WorkerIds, LeasesMayOutliveTheAllocator) {
+  WorkerIds::Lease kept;
+  {
+    WorkerIds ids(WorkerIdRange{1000000, 2});
+    kept = ids.lease("a");
+  }
+  EXPECT_EQ(kept->uid, 1000000u);
+  kept.reset();  // must not touch freed memory (the sanitizer pass would say)
+}
+
+// corrald's jail gives each tenant's workers the tenant's id, and a spare one of its own.
+TEST(JailSetupIds, EachTenantsWorkersGetTheirOwnIds) {
+  JailSetup::Options options = JailSetup::accept_any_missing();
+  options.worker_ids = WorkerIdRange::parse("1000000:8");
+  JailSetup jail(options);
+  if (!jail.active().has(jail::Layer::namespaces))
+    GTEST_SKIP() << "no user namespaces on this machine: workers run as corrald";
+  WorkerSpec a = jail.spec_for("corral-worker", "a"), a_again = jail.spec_for("corral-worker", "a");
+  WorkerSpec b = jail.spec_for("corral-worker", "b"), spare = jail.spec_for("corral-worker", "");
+  EXPECT_EQ(a.outside_uid, a_again.outside_uid);
+  EXPECT_NE(a.outside_uid, b.outside_uid);
+  EXPECT_NE(spare.outside_uid, a.outside_uid);
+  EXPECT_NE(spare.outside_uid, b.outside_uid);
+  EXPECT_EQ(b.outside_gid, b.outside_uid);
+  EXPECT_GE(a.outside_uid, 1000000u);
+  EXPECT_EQ(jail.worker_ids().held(), 3u);
+}
+
+TEST(JailSetupIds, ABadRangeIsRefusedAtStart) {
+  JailSetup::Options options = JailSetup::accept_any_missing();
+  options.worker_ids = WorkerIdRange{1000000, 4};
+  options.max_workers = 64;
+  try {
+    JailSetup jail(options);
+    ADD_FAILURE() << "a range smaller than --max-workers was accepted";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("fewer ids than --max-workers (64)"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace corral
