@@ -66,6 +66,7 @@ struct Settings {
   corral::LimitsPolicy limits;
   std::vector<std::string> allowed_missing_layers;
   std::string cgroup_root = "/sys/fs/cgroup";
+  std::string worker_id_range = corral::WorkerIdRange{}.to_string();
   bool check = false;
   bool allow_self_approval = false;
   std::string policy_file;
@@ -77,6 +78,8 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
                              settings.allowed_missing_layers.end()};
   options.probe.cgroup_root = settings.cgroup_root;
   options.ceilings = corral::ceilings_for(settings.limits);
+  options.worker_ids = corral::WorkerIdRange::parse(settings.worker_id_range);
+  options.max_workers = settings.max_workers;
   return std::make_unique<corral::JailSetup>(options);
 }
 
@@ -92,6 +95,13 @@ int check_layers(const Settings& settings) {
   }
   auto refused = jail.refusals(
       {settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()});
+  try {
+    for (auto& problem : corral::worker_id_range_problems(
+             corral::WorkerIdRange::parse(settings.worker_id_range), settings.max_workers))
+      refused.push_back(problem);
+  } catch (const std::invalid_argument& bad) {
+    refused.push_back(bad.what());
+  }
   for (const auto& refusal : refused)
     std::printf("\ncorrald would refuse to start: %s\n", refusal.c_str());
   if (!refused.empty()) return 1;
@@ -643,6 +653,12 @@ int main(int argc, char** argv) {
          "filesystem, network, rlimits, cgroup, process, capabilities, seccomp")
       ->group("Jail");
   app.add_option("--cgroup-root", settings.cgroup_root, "where the cgroup hierarchies are mounted")
+      ->capture_default_str()
+      ->group("Jail");
+  app.add_option("--worker-id-range", settings.worker_id_range,
+                 "START:COUNT: the host uids (and gids) workers run as, one per tenant with live "
+                 "workers and one per spare; no user, group or other user's subordinate range may "
+                 "use them, and COUNT must be at least --max-workers")
       ->capture_default_str()
       ->group("Jail");
   app.add_flag("--check", settings.check,
