@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "invocation/untrusted_json.h"  // parse_untrusted_json, which its callers take from here
+
 namespace corral {
 
 // Every invocation ends in exactly one of these (see docs/scripting.md, "Outcomes").
@@ -148,16 +150,6 @@ InvocationResult result_from_json(const nlohmann::json& json);
 
 nlohmann::json to_json(const Limits& limits);
 Limits limits_from_json(const nlohmann::json& json);  // every field, as written by to_json
-
-// How deep any JSON document that crosses a process boundary may nest. Scripts see at most 100
-// levels (docs/scripting.md); the envelope of a request or result adds a few.
-inline constexpr int kMaxDocumentDepth = 128;
-
-// Parses JSON from outside the process (a request body, a worker's frame, a CLI input) and
-// refuses nesting deeper than max_depth while parsing, so that no later recursive walk over
-// the value (dump, comparison) can exhaust the host's stack. Throws InvalidRequest (where =
-// "body") for depth and nlohmann::json::parse_error for malformed text.
-nlohmann::json parse_untrusted_json(std::string_view text, int max_depth = kMaxDocumentDepth);
 
 // Cuts every log message longer than max_entry_bytes (the policy's log.max_entry_bytes) to at
 // most that many bytes, never inside a UTF-8 sequence, and ends it with "…". The supervisor
