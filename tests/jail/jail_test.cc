@@ -638,6 +638,29 @@ TEST(JailNesting, NoNamespaceCanBeCreated) {
   EXPECT_EQ(chrooted.report()["user"].value("errno", ""), "EPERM") << chrooted.report();
 }
 
+// The limits are the worker's to lower, not to raise: with them alone (the namespaces layer)
+// a worker raises them again through corrald's /proc and makes a user namespace, which shows
+// the attempt works; the capabilities layer (no CAP_SYS_RESOURCE) or the filesystem layer (no
+// /proc, and no procfs of its own) each stop it.
+TEST(JailNesting, TheLimitsCannotBeRaisedAgain) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  {
+    Probe limits_alone(only({Layer::namespaces}), "raise_namespace_limits");
+    ASSERT_EQ(limits_alone.report()["unshare"]["succeeded"], true) << limits_alone.report();
+  }
+  for (LayerSet layers : {only({Layer::namespaces, Layer::capabilities}),
+                          only({Layer::namespaces, Layer::filesystem}), all_but_seccomp()}) {
+    SCOPED_TRACE(layers.to_string());
+    Probe probe(layers, "raise_namespace_limits");
+    json report = probe.report();
+    EXPECT_EQ(report["write"].value("succeeded", true), false) << report;
+    EXPECT_EQ(report["unshare"].value("succeeded", true), false) << report;
+    if (layers.has(Layer::filesystem)) {
+      EXPECT_EQ(report["mount_proc"].value("succeeded", true), false) << report;
+    }
+  }
+}
+
 // The review's attack: a user and network namespace of its own, then nf_tables through netlink.
 TEST(JailNesting, NetfilterIsOutOfReach) {
   {
