@@ -289,6 +289,28 @@ class Api::Call {
     return guarded([&] { return dispatch(); });
   }
 
+  Gate gate(std::optional<auth::Principal>& checked) {
+    std::string_view target = request_.target;
+    Match found = match(request_.method, target.substr(0, target.find('?')));
+    if (!found.route) return {.answer = run(), .queue_key = ""};  // 404 or 405: no store, no token
+    if (found.route->roles.empty()) return {.answer = std::nullopt, .queue_key = ""};
+    bool authenticated = false;
+    Response refused = guarded([&] {
+      authenticate();
+      authenticated = true;
+      return Response{};
+    });
+    if (!authenticated) return {.answer = std::move(refused), .queue_key = ""};
+    Gate gate{.answer = std::nullopt, .queue_key = ""};
+    if (!principal_.tenant_id.empty()) {
+      gate.queue_key = principal_.tenant_name;
+    } else if (auto tenant = found.params.find("tenant"); tenant != found.params.end()) {
+      gate.queue_key = percent_decode(tenant->second, false).value_or("");
+    }
+    checked = principal_;
+    return gate;
+  }
+
  private:
   template <typename Work>
   Response guarded(Work work) {
@@ -408,12 +430,20 @@ class Api::Call {
 
   // ---- access
 
+  // A request with a principal was authenticated by gate() on the I/O thread already.
   void authenticate() {
+    if (request_.principal) {
+      principal_ = *request_.principal;
+      return;
+    }
     auto outcome = auth::authenticate(context_.store, request_.authorization, store::now_ms(),
                                       context_.tokens);
     if (auto* failure = std::get_if<auth::Unauthenticated>(&outcome)) {
-      record(failure->token_id.empty() ? "anonymous" : failure->token_id, "", "auth",
-             audit::Decision::deny, failure->detail);
+      // In no tenant's trail, whatever the path names: the caller proved nothing. Repeats from one
+      // client are one entry with a count, so that a flood of bad tokens cannot grow the trail.
+      context_.audit.record_denial("client " + request_.client,
+                                   failure->token_id.empty() ? "anonymous" : failure->token_id, "",
+                                   "auth", audit_target(), failure->detail);
       Response response = problem(401, "unauthenticated", "A valid token is needed",
                                   failure->detail, failure->hint);
       response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"corral\"");
@@ -439,15 +469,21 @@ class Api::Call {
     if (!tenant_) throw Answer{problem(404, "not-found", "No such tenant", detail, hint)};
   }
 
+  // Denials repeat at the caller's will: one entry per token, action and minute, with a count.
   void deny(const std::string& reason) {
-    record(principal_.token_id.empty() ? "anonymous" : principal_.token_id, audit_tenant(),
-           route_ ? route_->action : "auth", audit::Decision::deny, reason);
+    std::string principal = principal_.token_id.empty() ? "anonymous" : principal_.token_id;
+    context_.audit.record_denial("principal " + principal + " client " + request_.client, principal,
+                                 audit_tenant(), route_ ? route_->action : "auth", audit_target(),
+                                 reason);
   }
 
+  // A tenant's token is filed in its own tenant's trail, whatever tenant its request names: a
+  // probe of another tenant's paths is the prober's record, never the victim's.
   std::string audit_tenant() const {
+    if (!principal_.tenant_id.empty()) return principal_.tenant_name;
     if (tenant_) return tenant_->name;
     if (params_.contains("tenant")) return params_.at("tenant").substr(0, 64);
-    return principal_.tenant_name;
+    return "";
   }
 
   std::string audit_target() const {
@@ -718,6 +754,17 @@ class Api::Call {
     auto policy = policy_snapshot();
     std::string under = "policy version " + std::to_string(policy->version);
     const std::string& script = params_.at("script");
+    // Publishing runs the version's top level in one of the tenant's workers: it has a rate of its
+    // own, and takes a place under the tenant's concurrency and CPU quotas like any run, its CPU
+    // charged to the tenant.
+    const policy::TenantPolicy tenant_policy = policy->policy.for_tenant(tenant_->name);
+    admit_publish(tenant_policy.quotas, policy->version);
+    std::optional<sched::Ticket> ticket =
+        admit(tenant_->name, tenant_policy.quotas, "", policy->version, json::object(),
+              sched::Admission::Rate::own);
+    auto charge_check = [&](const InvocationResult& check) {
+      if (ticket) ticket->report_cpu(check.stats.cpu_ms, std::chrono::steady_clock::now());
+    };
     store::Published published;
     try {
       published = context_.registry.publish(
@@ -736,12 +783,13 @@ class Api::Call {
                                     "version " + number + " approved as it was published: " +
                                         *decisions.approved_by_rule + " is false (" + under + ")");
             }
-          });
+          },
+          charge_check);
     } catch (const registry::Refusal& refusal) {
       // Refusals carry the rule; the problem also names the policy version they were decided under.
-      if (refusal.status != 403) throw;
+      if (refusal.status != 403 && refusal.status != 429) throw;
       std::string detail = std::string(refusal.what()) + " (" + under + ")";
-      deny(detail);
+      if (refusal.status == 403) deny(detail);
       json extra = refusal.extra;
       extra["policy_version"] = policy->version;
       throw Answer{
@@ -856,12 +904,13 @@ class Api::Call {
   // (none without an Admission), to hold until the run ends. Refused: throws the 429 answer. Only
   // the first rejection and the first warning of a tenant and quota in a minute are audited, so
   // that a flood cannot grow the audit trail; the metrics count every one.
-  std::optional<sched::Ticket> admit(const std::string& tenant_name, const policy::Quotas& quotas,
-                                     const std::string& invocation_id, int64_t policy_version,
-                                     json extra) {
+  std::optional<sched::Ticket> admit(
+      const std::string& tenant_name, const policy::Quotas& quotas,
+      const std::string& invocation_id, int64_t policy_version, json extra,
+      sched::Admission::Rate rate = sched::Admission::Rate::invocations) {
     if (!context_.admission) return std::nullopt;
     sched::Decision decision =
-        context_.admission->admit(tenant_name, quotas, std::chrono::steady_clock::now());
+        context_.admission->admit(tenant_name, quotas, std::chrono::steady_clock::now(), rate);
     if (auto* ticket = std::get_if<sched::Ticket>(&decision)) {
       for (const sched::Warning& warning : ticket->warnings()) {
         context_.metrics.record_quota_warning(warning.quota);
@@ -900,6 +949,35 @@ class Api::Call {
     response.headers.emplace_back("Retry-After", retry);
     response.invocation_id = invocation_id;
     response.outcome = "rejected";
+    throw Answer{std::move(response)};
+  }
+
+  // The tenant's publish rate (quotas.publishes_per_minute): over it, the 429 answer, audited as a
+  // repeated denial (one entry per tenant and minute, with a count).
+  void admit_publish(const policy::Quotas& quotas, int64_t policy_version) {
+    if (!context_.publishes) return;
+    const auto& quota = quotas.publishes_per_minute;
+    auto wait =
+        context_.publishes->take(tenant_->name, quota.value, std::chrono::steady_clock::now());
+    if (!wait) return;
+    context_.metrics.record_quota_rejection("publishes_per_minute");
+    std::string detail = "tenant \"" + tenant_->name + "\" has published " +
+                         std::to_string(quota.value) + " times in the last minute, its limit (" +
+                         quota.source + ")";
+    deny(detail);
+    std::string retry = std::to_string(*wait);
+    Response response = problem(429, "quota-exceeded", "A quota is exhausted", detail,
+                                "publish again in " + retry +
+                                    " s (Retry-After); to publish more often, ask the operator "
+                                    "to raise " +
+                                    quota.source,
+                                "",
+                                {{"tenant", tenant_->name},
+                                 {"quota", "publishes_per_minute"},
+                                 {"rule", quota.source},
+                                 {"retry_after", *wait},
+                                 {"policy_version", policy_version}});
+    response.headers.emplace_back("Retry-After", retry);
     throw Answer{std::move(response)};
   }
 
@@ -965,7 +1043,9 @@ class Api::Call {
       if (breakers_ && probe_ && !finished_)
         breakers_->finish(key_, settings_, true, std::nullopt, sched::BreakerClock::now());
     }
-    std::vector<sched::Transition> finish(Outcome outcome) {
+    // nullopt: the run says nothing about the version (it did not run, or ran under limits its
+    // caller lowered), so it neither counts as a failure nor decides a probe.
+    std::vector<sched::Transition> finish(std::optional<Outcome> outcome) {
       if (!breakers_ || finished_) return {};
       finished_ = true;
       return breakers_->finish(key_, settings_, probe_, outcome, sched::BreakerClock::now());
@@ -1027,9 +1107,22 @@ class Api::Call {
   }
 
   // After a run the breaker let through: records its outcome, and reports what that changed.
-  void finish_breaker_run(BreakerPass& pass, Outcome outcome, json& members) {
-    for (const auto& transition : pass.finish(outcome))
+  // Only the version's own failures count against it: a failure under limits the caller lowered
+  // below the policy's (limits.output_bytes: 10, say) is the caller's, and counting it would let
+  // any caller quarantine a healthy version for everyone, and move its aliases back.
+  void finish_breaker_run(BreakerPass& pass, Outcome outcome, bool limits_lowered_by_caller,
+                          json& members) {
+    bool failure = outcome == Outcome::crashed || outcome == Outcome::limit_exceeded;
+    std::optional<Outcome> counted = outcome;
+    if (failure && limits_lowered_by_caller) counted = std::nullopt;
+    for (const auto& transition : pass.finish(counted))
       report_breaker_transition(transition, members);
+  }
+
+  static bool lowered(const Limits& run, const Limits& policy) {
+    return run.fuel < policy.fuel || run.memory_bytes < policy.memory_bytes ||
+           run.timeout_ms < policy.timeout_ms || run.output_bytes < policy.output_bytes ||
+           run.log_bytes < policy.log_bytes || run.subrequests < policy.subrequests;
   }
 
   // Counts a transition; audits opening and closing (by principal "system", the breaker decided),
@@ -1233,7 +1326,9 @@ class Api::Call {
                                         std::to_string(tenant_policy->limits.input_bytes.value) +
                                         " (" + tenant_policy->limits.input_bytes.source + ")");
     }
-    invocation.limits = limits_for(*tenant_policy).resolve(limits_request);
+    const LimitsPolicy policy_limits = limits_for(*tenant_policy);
+    invocation.limits = policy_limits.resolve(limits_request);
+    const bool limits_lowered_by_caller = lowered(invocation.limits, policy_limits.defaults);
     // Parsed once, for the capabilities and for the cache.
     const json manifest = json::parse(version.manifest, nullptr, false);
     invocation.capabilities = granted_capabilities(manifest, *tenant_policy);
@@ -1257,9 +1352,11 @@ class Api::Call {
       ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
                      snapshot->version, extra);
     }
-    std::optional<std::string> cache_key;
-    if (context_.cache && cacheable(manifest, invocation.capabilities, *tenant_policy))
-      cache_key = cache::ResultCache::key_for(version.sha256, invocation.limits, invocation.input);
+    std::optional<cache::Key> cache_key;
+    if (context_.cache && cacheable(manifest, invocation.capabilities, *tenant_policy)) {
+      cache_key = cache::ResultCache::key_for(tenant_->id, version.sha256, invocation.limits,
+                                              invocation.input);
+    }
     json stored_input = tenant_policy->runs.inputs.value ? invocation.input : json();
     Response response;
     if (auto hit = cache_key ? context_.cache->find(*cache_key) : std::nullopt) {
@@ -1278,11 +1375,12 @@ class Api::Call {
         context_.metrics.record_cache_lookup("miss");
         extra["cache"] = "miss";
       }
-      response = execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
-                         [&](const InvocationResult& result, json& members) {
-                           finish_breaker_run(breaker, result.outcome, members);
-                           if (cache_key) context_.cache->insert(*cache_key, result);
-                         });
+      response =
+          execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
+                  [&](const InvocationResult& result, json& members) {
+                    finish_breaker_run(breaker, result.outcome, limits_lowered_by_caller, members);
+                    if (cache_key) context_.cache->insert(*cache_key, result);
+                  });
       if (cache_key) response.headers.emplace_back("Corral-Cache", "miss");
     }
     // Only a cacheable run can change the cache: other invocations skip its lock.
@@ -2137,6 +2235,13 @@ class Api::Call {
 };
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
+
+Gate Api::gate(HttpRequest& request) {
+  std::optional<auth::Principal> checked;
+  Gate gate = Call(context_, request).gate(checked);
+  request.principal = std::move(checked);
+  return gate;
+}
 
 Api::VersionRun Api::run_version(const std::string& tenant_name, const std::string& script,
                                  int64_t version, const nlohmann::json& input,

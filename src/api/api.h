@@ -28,6 +28,7 @@
 #include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
+#include "sched/publish_rate.h"
 #include "store/store.h"
 
 namespace corral::api {
@@ -40,6 +41,22 @@ struct HttpRequest {
   std::string body;
   // The Idempotency-Key header, for POST …/jobs; empty when absent.
   std::string idempotency_key = {};
+  // The client's address (an IPv6 client's /64), so that what a client causes (denials in the
+  // audit trail) can be counted per client.
+  std::string client = {};
+  // Set by Api::gate(), which checked the token before the request queued.
+  std::optional<auth::Principal> principal = {};
+};
+
+// What the I/O thread decides before a request may wait for an invocation thread (Api::gate).
+struct Gate {
+  // The answer now, without queueing: an unknown route, or a missing, unknown, expired or revoked
+  // token. Unauthenticated work never waits in, nor counts against, any tenant's queue.
+  std::optional<Response> answer;
+  // Otherwise the queue the request waits in: the token's own tenant, whatever tenant the path
+  // names (a probe of another tenant's paths waits in the prober's queue); for an admin's token,
+  // the tenant the path names; "" when there is none.
+  std::string queue_key;
 };
 
 struct RouteInfo {
@@ -73,6 +90,8 @@ struct ApiContext {
   // Admission by the policy's quotas before every invocation and playground run (docs/
   // operations.md); without it nothing is refused for quota.
   sched::Admission* admission = nullptr;
+  // The rate of publishes per tenant (quotas.publishes_per_minute); without it, not limited.
+  sched::PublishRate* publishes = nullptr;
   // Tokens that authenticated recently (auth.h, TokenCache); without it every request asks the
   // store. Revoking a token through the API drops it from this cache at once.
   auth::TokenCache* tokens = nullptr;
@@ -96,6 +115,11 @@ class Api {
 
   // Answers one request; blocks while a script runs. Never throws.
   Response handle(const HttpRequest& request);
+
+  // Before a request queues (on the I/O thread): matches its route and checks its token, setting
+  // request.principal so that handle() does not check it again. Never throws; asks the store only
+  // for a token that is not in the token cache.
+  Gate gate(HttpRequest& request);
 
   // A run of a stored version outside an HTTP request (jobs, replay): the same preparation and
   // answer as POST …/invoke (policy limits and capabilities, broker, circuit breaker, result

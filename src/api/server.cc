@@ -298,8 +298,18 @@ class Session : public std::enable_shared_from_this<Session> {
                         .authorization = std::string(request_[http::field::authorization]),
                         .content_type = std::string(request_[http::field::content_type]),
                         .body = std::move(request_.body()),
-                        .idempotency_key = std::string(request_["Idempotency-Key"])};
-    std::string key = queue_key(request.target);
+                        .idempotency_key = std::string(request_["Idempotency-Key"]),
+                        .client = client_};
+    // The token is checked here, before the request may take a place in any tenant's queue: an
+    // unauthenticated request is answered now and touches no tenant's capacity, and a token's
+    // request waits in its own tenant's queue, whatever tenant its path names.
+    Gate gate = state_->api.gate(request);
+    if (gate.answer) {
+      invocation_id_ = gate.answer->invocation_id;
+      outcome_ = gate.answer->outcome;
+      return send(std::move(*gate.answer));
+    }
+    std::string key = std::move(gate.queue_key);
     auto refused = lane_.queue.submit(
         key, [self = shared_from_this(), request = std::move(request),
               // Keeps the I/O side running until the answer has been handed back.

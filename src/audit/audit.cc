@@ -45,7 +45,17 @@ std::string entry_hash(const Entry& entry) {
   return hex;
 }
 
-AuditTrail::AuditTrail(store::Store& store, Clock clock) : store_(store), clock_(std::move(clock)) {
+std::string bounded(std::string_view text, size_t most) {
+  if (text.size() <= most) return std::string(text);
+  std::string note = "\u2026 (" + std::to_string(text.size()) + " bytes in all)";
+  size_t keep = most > note.size() ? most - note.size() : 0;
+  // Back off to the start of a UTF-8 sequence, so that the cut never splits a character.
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+  return std::string(text.substr(0, keep)) + note;
+}
+
+AuditTrail::AuditTrail(store::Store& store, Clock clock, DenialOptions denials)
+    : store_(store), clock_(std::move(clock)), denial_options_(denials) {
   if (sodium_init() < 0) {
     throw std::runtime_error(
         "audit: libsodium failed to initialise (it could not get system randomness); check that "
@@ -57,18 +67,126 @@ Entry AuditTrail::record(std::string_view principal, std::string_view tenant,
                          std::string_view action, std::string_view target, Decision decision,
                          std::string_view reason) {
   store::AuditDraft draft{clock_(),
-                          std::string(principal),
-                          std::string(tenant),
-                          std::string(action),
-                          std::string(target),
+                          bounded(principal, kFieldBounds.principal),
+                          bounded(tenant, kFieldBounds.tenant),
+                          bounded(action, kFieldBounds.action),
+                          bounded(target, kFieldBounds.target),
                           std::string(to_string(decision)),
-                          std::string(reason)};
+                          bounded(reason, kFieldBounds.reason)};
   return store_.append_audit(draft, kGenesisHash, entry_hash);
 }
 
-std::vector<Entry> AuditTrail::query(const Filter& filter) { return store_.read_audit(filter); }
+AuditTrail::~AuditTrail() {
+  try {
+    flush_denials(true);
+  } catch (const std::exception&) {
+    // The store is failing as corrald stops: the counts are lost, the entries before them are not.
+  }
+}
+
+std::optional<Entry> AuditTrail::record_denial(std::string_view kind, std::string_view principal,
+                                               std::string_view tenant, std::string_view action,
+                                               std::string_view target, std::string_view reason) {
+  int64_t now = clock_();
+  const std::string base = bounded(tenant, kFieldBounds.tenant) + '\x1f' +
+                           bounded(action, kFieldBounds.action) + '\x1f' + bounded(kind, 256);
+  std::string key = base + '\x1f' + bounded(reason, kFieldBounds.reason);
+  std::vector<DenialWindow> due;
+  {
+    std::lock_guard lock(denials_mutex_);
+    if (now - last_sweep_ms_ >= denial_options_.window_ms / 4) due = take_due_denials(now, false);
+    auto found = denials_.find(key);
+    if (found == denials_.end() && reasons_.size() >= denial_options_.max_kinds &&
+        !reasons_.contains(base)) {
+      key = bounded(tenant, kFieldBounds.tenant) + "\x1f(overflow)";
+      found = denials_.find(key);
+    } else if (found == denials_.end()) {
+      // A new reason: recorded apart while the kind has had few in this window.
+      auto& [started, reasons] = reasons_[base];
+      if (now - started >= denial_options_.window_ms) started = now, reasons = 0;
+      if (reasons >= denial_options_.reasons_per_kind) {
+        key = base + "\x1f(other reasons)";
+        found = denials_.find(key);
+      } else {
+        ++reasons;
+      }
+    }
+    if (found == denials_.end() && denials_.size() >= denial_options_.max_kinds) {
+      key = bounded(tenant, kFieldBounds.tenant) + "\x1f(overflow)";
+      found = denials_.find(key);
+    }
+    if (found != denials_.end() && now - found->second.started_ms < denial_options_.window_ms) {
+      ++found->second.repeats;
+      found->second.last_ms = now;
+      found = denials_.end();
+      key.clear();
+    } else if (found != denials_.end()) {
+      if (found->second.repeats > 0) due.push_back(found->second);
+      denials_.erase(found);
+    }
+  }
+  for (const auto& window : due) write_summary(window);
+  if (key.empty()) return std::nullopt;
+  Entry entry = record(principal, tenant, action, target, Decision::deny, reason);
+  std::lock_guard lock(denials_mutex_);
+  // A concurrent denial of the same kind may have started the window first: it then counts this
+  // one's successors, and this one stands recorded on its own.
+  bool shared = key.ends_with("(other reasons)") || key.ends_with("(overflow)");
+  denials_.try_emplace(key, DenialWindow{.started_ms = now,
+                                         .last_ms = now,
+                                         .first_seq = entry.seq,
+                                         .repeats = 0,
+                                         .other_reasons = shared,
+                                         .principal = entry.principal,
+                                         .tenant = entry.tenant,
+                                         .action = entry.action,
+                                         .target = entry.target});
+  return entry;
+}
+
+std::vector<AuditTrail::DenialWindow> AuditTrail::take_due_denials(int64_t now, bool all) {
+  last_sweep_ms_ = now;
+  std::erase_if(reasons_, [&](const auto& entry) {
+    return all || now - entry.second.first >= denial_options_.window_ms;
+  });
+  std::vector<DenialWindow> due;
+  for (auto it = denials_.begin(); it != denials_.end();) {
+    if (all || now - it->second.started_ms >= denial_options_.window_ms) {
+      if (it->second.repeats > 0) due.push_back(std::move(it->second));
+      it = denials_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return due;
+}
+
+void AuditTrail::write_summary(const DenialWindow& window) {
+  std::string times = window.repeats == 1 ? " more time" : " more times";
+  std::string like = window.other_reasons ? " for other reasons, after entry " : " like entry ";
+  record(window.principal, window.tenant, window.action, window.target, Decision::deny,
+         "denied " + std::to_string(window.repeats) + times + like +
+             std::to_string(window.first_seq) + ", from " + store::iso8601(window.started_ms) +
+             " to " + store::iso8601(window.last_ms) +
+             " (repeats within a window are counted, not recorded one by one)");
+}
+
+void AuditTrail::flush_denials(bool all) {
+  std::vector<DenialWindow> due;
+  {
+    std::lock_guard lock(denials_mutex_);
+    due = take_due_denials(clock_(), all);
+  }
+  for (const auto& window : due) write_summary(window);
+}
+
+std::vector<Entry> AuditTrail::query(const Filter& filter) {
+  flush_denials();
+  return store_.read_audit(filter);
+}
 
 VerifyReport AuditTrail::verify(int64_t page_size) {
+  flush_denials();
   VerifyReport report;
   auto bad = [&report](int64_t seq, std::string problem) {
     report.ok = false;

@@ -110,10 +110,15 @@ std::string Broker::answer(const CallScope& scope, int64_t& calls, std::string_v
   bool audit_allowed = scope.policy && scope.policy->audit_allowed_capability_calls.value;
   if (reply.kind == Reply::Kind::denied || (reply.kind == Reply::Kind::ok && audit_allowed)) {
     try {
-      audit_.record(
-          "invocation:" + scope.invocation_id, scope.tenant_name, "capability." + op, reply.target,
-          reply.kind == Reply::Kind::denied ? audit::Decision::deny : audit::Decision::allow,
-          reply.kind == Reply::Kind::denied ? reply.message : "allowed by the policy");
+      // A script can repeat a denied call as fast as it runs: one entry per script, operation and
+      // window, with a count (the trail bounds each entry's fields too).
+      if (reply.kind == Reply::Kind::denied) {
+        audit_.record_denial("script " + scope.script, "invocation:" + scope.invocation_id,
+                             scope.tenant_name, "capability." + op, reply.target, reply.message);
+      } else {
+        audit_.record("invocation:" + scope.invocation_id, scope.tenant_name, "capability." + op,
+                      reply.target, audit::Decision::allow, "allowed by the policy");
+      }
     } catch (const std::exception&) {
       // The call's answer does not depend on the audit write; a store failure shows elsewhere.
     }
@@ -280,7 +285,8 @@ Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& ar
                            std::to_string(grant.max_payload_bytes) + " (rule: " + grant.source +
                            ".max_payload_bytes)");
     } else {
-      auto event = store_.append_event(scope.tenant_id, *topic, payload, store::now_ms());
+      auto event = store_.append_event(scope.tenant_id, *topic, payload, store::now_ms(),
+                                       scope.policy->quotas.events.value);
       reply = Reply::ok(event.seq);
     }
   }

@@ -240,8 +240,30 @@ HttpHeaders clean_response_headers(const HttpHeaders& raw) {
 }
 
 // What one transfer's callbacks see and record.
+// The private addresses a destination may reach, decided by the allow patterns that admit it: an
+// allow_private range opens a private address only through an origin named exactly. A pattern
+// with an address for host reaches that address alone (when allow_private holds it); one with an
+// exact name and an exact port reaches allow_private's ranges (the operator named that origin and
+// said where it lives); a wildcard host or port never reaches a private address, since names under
+// it are chosen by whoever controls their DNS, and any port would open every loopback service.
+void add_private_reachable(const net::OriginPattern& pattern, const std::vector<IpRange>& ranges,
+                           std::vector<IpRange>& reachable) {
+  if (pattern.any_subdomain || !pattern.port) return;
+  if (pattern.address) {
+    if (!address_allowed(*pattern.address, ranges)) return;
+    std::string ignored;
+    if (auto only = IpRange::parse(pattern.address->to_string(), &ignored)) reachable.push_back(*only);
+    if (auto carried = pattern.address->embedded_v4()) {
+      if (auto only = IpRange::parse(carried->to_string(), &ignored)) reachable.push_back(*only);
+    }
+    return;
+  }
+  reachable.insert(reachable.end(), ranges.begin(), ranges.end());
+}
+
 struct Hop {
-  const CompiledRules* rules = nullptr;
+  // What on_open_socket lets this hop connect to besides public addresses.
+  std::vector<IpRange> private_reachable;
   int64_t body_limit = 0;
   std::string body;
   HttpHeaders headers;  // of the latest response; an interim 1xx response's are discarded
@@ -293,7 +315,7 @@ curl_socket_t on_open_socket(void* user, curlsocktype, curl_sockaddr* target) {
     hop->refused.push_back("an address of unsupported family " + std::to_string(target->family));
     return CURL_SOCKET_BAD;
   }
-  if (!address_allowed(*address, hop->rules->allow_private)) {
+  if (!address_allowed(*address, hop->private_reachable)) {
     std::optional<SpecialRange> range = classify(*address);
     hop->refused.push_back(address->to_string() + " (" + std::string(range->kind) + ", " +
                            std::string(range->cidr) + ")");
@@ -337,6 +359,8 @@ class Fetch {
   const CompiledRules& compiled_;
   const FetchRequest& request_;
   FetchResult result_;
+  // Set by check_destination for the destination it admitted (add_private_reachable).
+  std::vector<IpRange> private_reachable_;
 
   std::string method_;
   HttpHeaders headers_;  // to send
@@ -467,9 +491,14 @@ bool Fetch::check_destination(CURLU* url, const std::string& from) {
       return false;
     }
   }
+  bool admitted = false;
+  private_reachable_.clear();
   for (const net::OriginPattern& pattern : compiled_.allow) {
-    if (admits(pattern, destination)) return true;
+    if (!admits(pattern, destination)) continue;
+    admitted = true;
+    add_private_reachable(pattern, compiled_.allow_private, private_reachable_);
   }
+  if (admitted) return true;
   std::string origin = destination.scheme + "://" + host + ":" + std::to_string(destination.port);
   bool default_port_used = destination.port == default_port(destination.scheme);
   std::string suggestion = destination.scheme + "://" + host +
@@ -578,9 +607,11 @@ bool Fetch::transfer(Hop& hop) {
     }
     deny("allow_private",
          url + (result_.redirects > 0 ? " (reached by a redirect)" : "") + " points to " +
-             addresses + ", which fetches may not reach; the operator can allow it by adding " +
+             addresses + ", which fetches may not reach through this origin; the operator can "
+             "allow it by adding " +
              (hop.first_refused_address.empty() ? "the address" : hop.first_refused_address) +
-             " to allow_private");
+             " to allow_private and naming the origin exactly in allow (a private address is "
+             "never reached through a wildcard host or port)");
   } else {
     std::string detail = error_text[0] ? error_text : curl_easy_strerror(code);
     end(FetchResult::Kind::failed, "could not fetch " + url + ": " + detail +
@@ -603,7 +634,7 @@ FetchResult Fetch::run() {
 
   for (;;) {
     Hop hop;
-    hop.rules = &compiled_;
+    hop.private_reachable = private_reachable_;
     hop.body_limit = rules_.max_response_bytes;
     if (!transfer(hop)) return result_;
 

@@ -34,6 +34,7 @@
 #include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
+#include "sched/publish_rate.h"
 #include "store/store.h"
 
 namespace {
@@ -433,6 +434,7 @@ int serve(const Settings& settings) {
                                        .probe_limits = settings.limits.defaults});
   // Admission by the policy's quotas before every run (docs/operations.md).
   corral::sched::Admission admission;
+  corral::sched::PublishRate publish_rate;
   // Tokens that authenticated recently, so that requests need not ask the store each time
   // (docs/operations.md, "Token cache").
   corral::auth::TokenCache tokens({.ttl_ms = settings.token_cache_ms, .max_entries = 10'000});
@@ -470,6 +472,7 @@ int serve(const Settings& settings) {
                         .broker = &broker,
                         .secrets = &secrets,
                         .admission = &admission,
+                        .publishes = &publish_rate,
                         .tokens = settings.token_cache_ms > 0 ? &tokens : nullptr,
                         .breakers = &breakers,
                         .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,

@@ -75,6 +75,10 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "quotas.concurrency", quotas.concurrency);
   put(flat, "quotas.cpu_ms_per_minute", quotas.cpu_ms_per_minute);
   put(flat, "quotas.queued_jobs", quotas.queued_jobs);
+  put(flat, "quotas.publishes_per_minute", quotas.publishes_per_minute);
+  put(flat, "quotas.versions", quotas.versions);
+  put(flat, "quotas.version_bytes", quotas.version_bytes);
+  put(flat, "quotas.events", quotas.events);
   const CircuitBreaker& breaker = policy.circuit_breaker;
   put(flat, "circuit_breaker.failures", breaker.failures);
   put(flat, "circuit_breaker.window_seconds", breaker.window_seconds);

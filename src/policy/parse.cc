@@ -346,9 +346,14 @@ const IntegerField<Quotas> kQuotaFields[] = {
     {"concurrency", 1, 10'000, false, &Quotas::concurrency},
     {"cpu_ms_per_minute", 1, 3'600'000, false, &Quotas::cpu_ms_per_minute},
     {"queued_jobs", 0, 1'000'000, false, &Quotas::queued_jobs},
+    {"publishes_per_minute", 1, 10'000, false, &Quotas::publishes_per_minute},
+    {"versions", 1, 1'000'000, false, &Quotas::versions},
+    {"version_bytes", 1024, 64ll << 30, true, &Quotas::version_bytes},
+    {"events", 1, 10'000'000, false, &Quotas::events},
 };
-const Keys kQuotaKeys = {"rate_per_second", "burst", "concurrency", "cpu_ms_per_minute",
-                         "queued_jobs"};
+const Keys kQuotaKeys = {"rate_per_second",      "burst",    "concurrency",   "cpu_ms_per_minute",
+                         "queued_jobs",          "publishes_per_minute", "versions",
+                         "version_bytes",        "events"};
 
 const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
     {"failures", 1, 1000, false, &CircuitBreaker::failures},

@@ -26,6 +26,10 @@ defaults:
     concurrency: 4
     cpu_ms_per_minute: 30000
     queued_jobs: 100
+    publishes_per_minute: 30
+    versions: 1000
+    version_bytes: 67108864   # 64 MiB of sources
+    events: 10000             # the outbox keeps the newest
   circuit_breaker:
     failures: 5             # crashed or limit_exceeded runs of one version within the window
     window_seconds: 60

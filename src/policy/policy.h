@@ -74,6 +74,14 @@ struct Quotas {
   Setting<int64_t> concurrency{4};             // runs at once; 1 .. 10,000
   Setting<int64_t> cpu_ms_per_minute{30'000};  // 1 .. 3,600,000
   Setting<int64_t> queued_jobs{100};           // 0 .. 1,000,000
+  // Publishing runs the new version's top level in a worker: besides counting against the quotas
+  // above, publishes have a rate of their own.
+  Setting<int64_t> publishes_per_minute{30};  // 1 .. 10,000
+  // What a tenant may keep of versions: their number and their sources' bytes in all.
+  Setting<int64_t> versions{1000};             // 1 .. 1,000,000
+  Setting<int64_t> version_bytes{64ll << 20};  // 1,024 .. 68,719,476,736 (64 GiB)
+  // Events of the outbox kept per tenant: past it, the oldest are dropped as new ones come.
+  Setting<int64_t> events{10'000};  // 1 .. 10,000,000
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

@@ -53,7 +53,7 @@ store::Published Registry::publish(const store::Tenant& tenant, std::string_view
                                    std::string_view source, const nlohmann::json& manifest_json,
                                    const std::optional<Signature>& signature,
                                    const policy::Policy& policy, const Actor& publisher,
-                                   const RecordPublished& record) {
+                                   const RecordPublished& record, const CheckRan& check_ran) {
   check_name("script name", "script", script);
   Manifest manifest = parse_manifest(manifest_json);
   policy::TenantPolicy rules = policy.for_tenant(tenant.name);
@@ -68,8 +68,9 @@ store::Published Registry::publish(const store::Tenant& tenant, std::string_view
   for (const auto& existing : store_.list_versions(tenant.id, script)) {
     if (existing.sha256 == hex) return {existing, false};
   }
+  check_storage_quota(tenant, source.size(), rules.quotas);
   // Outside the transaction: it waits on a worker.
-  check_defines_handle(tenant, source);
+  check_defines_handle(tenant, source, rules.limits, check_ran);
   const auto& approval = rules.governance.approval_required;
   store::Published published;
   store_.atomically([&] {
@@ -137,14 +138,52 @@ std::optional<std::string> Registry::check_signature(const store::Tenant& tenant
   return verify_signature(*signature, digest, keys, new_version_of(tenant, script)).base64;
 }
 
-void Registry::check_defines_handle(const store::Tenant& tenant, std::string_view source) {
+// Checked again in the transaction would be exact; checked here it may let a few concurrent
+// publishes past the bound by one each, which the publish rate bounds in turn.
+void Registry::check_storage_quota(const store::Tenant& tenant, size_t source_bytes,
+                                   const policy::Quotas& quotas) {
+  store::VersionUsage usage = store_.version_usage(tenant.id);
+  auto refuse = [&](const policy::Setting<int64_t>& quota, const std::string& what) {
+    Refusal refusal(429, "storage-quota-exceeded", "The tenant's storage quota is used up",
+                    "tenant \"" + tenant.name + "\" " + what + " (" + quota.source + ")",
+                    "ask an operator to raise " + quota.source +
+                        " (versions are kept for audit and rollback, and cannot be deleted yet)");
+    refusal.extra = {{"quota", quota.source.substr(quota.source.rfind('.') + 1)},
+                     {"rule", quota.source},
+                     {"limit", quota.value}};
+    throw refusal;
+  };
+  if (usage.versions >= quotas.versions.value) {
+    refuse(quotas.versions, "keeps " + std::to_string(usage.versions) + " versions, its quota of " +
+                                std::to_string(quotas.versions.value));
+  }
+  if (usage.source_bytes + static_cast<int64_t>(source_bytes) > quotas.version_bytes.value) {
+    refuse(quotas.version_bytes, "keeps " + std::to_string(usage.source_bytes) +
+                                     " bytes of sources; this one's " +
+                                     std::to_string(source_bytes) + " would pass its quota of " +
+                                     std::to_string(quotas.version_bytes.value) + " bytes");
+  }
+}
+
+void Registry::check_defines_handle(const store::Tenant& tenant, std::string_view source,
+                                    const policy::Limits& tenant_limits,
+                                    const CheckRan& check_ran) {
   InvocationRequest probe;
   probe.invocation_id = new_invocation_id();
   probe.tenant =
       tenant.id;  // the tenant's own workers: its code never shares a process with another's
   probe.source = handle_probe(source);
-  probe.limits = options_.probe_limits;
+  // Never more than the tenant could spend on an invocation of its own.
+  const Limits& most = options_.probe_limits;
+  probe.limits =
+      Limits{.fuel = std::min(most.fuel, tenant_limits.fuel.value),
+             .memory_bytes = std::min(most.memory_bytes, tenant_limits.memory_bytes.value),
+             .timeout_ms = std::min(most.timeout_ms, tenant_limits.timeout_ms.value),
+             .output_bytes = most.output_bytes,
+             .log_bytes = std::min(most.log_bytes, tenant_limits.log_bytes.value),
+             .subrequests = 0};
   InvocationResult result = executor_.run(probe);
+  if (check_ran) check_ran(result);
   const std::string hint_top =
       "the top level of a script should only define functions and constants";
   switch (result.outcome) {

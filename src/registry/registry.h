@@ -64,6 +64,9 @@ struct PublishDecisions {
 };
 using RecordPublished =
     std::function<void(const store::Published& published, const PublishDecisions& decisions)>;
+// Told of the run that checked a new version's top level, whatever it ended in, so that the
+// caller can charge its CPU to the tenant's quota.
+using CheckRan = std::function<void(const InvocationResult& check)>;
 using RecordAlias =
     std::function<void(const store::Alias& alias, std::optional<int64_t> previous_version)>;
 
@@ -75,7 +78,8 @@ struct RegistryOptions {
   // Deprecated (corrald --allow-self-approval): lets every tenant's publishers approve their own
   // versions whatever the policy says. The policy's self_approval_allowed is the way to say it.
   bool allow_self_approval_for_all = false;
-  // Limits of the run that checks a new version defines handle (its main chunk runs once).
+  // Limits of the run that checks a new version defines handle (its main chunk runs once); the
+  // tenant's own limits in the policy lower them.
   Limits probe_limits;
 };
 
@@ -95,11 +99,15 @@ class Registry {
   // public keys (a signature that fails is refused, never ignored), and not checked when it has
   // none. The new version is pending, or approved at once (by kApprovedByPolicy) when the tenant's
   // approval_required is false. Republishing a source returns its version as it is; the checks
-  // above apply to it too.
+  // above apply to it too. A new version past the tenant's quotas.versions or
+  // quotas.version_bytes is refused (Refusal 429 storage-quota-exceeded, naming the quota), before
+  // its top level runs. That run is under the tenant's limits (the lower of them and
+  // probe_limits), and `check_ran` is told of it.
   store::Published publish(const store::Tenant& tenant, std::string_view script,
                            std::string_view source, const nlohmann::json& manifest,
                            const std::optional<Signature>& signature, const policy::Policy& policy,
-                           const Actor& publisher, const RecordPublished& record);
+                           const Actor& publisher, const RecordPublished& record,
+                           const CheckRan& check_ran = {});
 
   // pending → approved. Refuses a version that is not pending, and one whose publisher is the
   // approver unless the tenant's self_approval_allowed (or allow_self_approval_for_all) says so.
@@ -148,7 +156,10 @@ class Registry {
   const RegistryOptions& options() const { return options_; }
 
  private:
-  void check_defines_handle(const store::Tenant& tenant, std::string_view source);
+  void check_defines_handle(const store::Tenant& tenant, std::string_view source,
+                            const policy::Limits& tenant_limits, const CheckRan& check_ran);
+  void check_storage_quota(const store::Tenant& tenant, size_t source_bytes,
+                           const policy::Quotas& quotas);
   static void check_capabilities(const store::Tenant& tenant, const Manifest& manifest,
                                  const policy::TenantPolicy& rules, const policy::Policy& policy);
   static std::optional<std::string> check_signature(const store::Tenant& tenant,

@@ -155,7 +155,8 @@ void Ticket::report_cpu(double cpu_ms, TimePoint now) {
   state_->add_cpu(cpu_ms, now);
 }
 
-Decision Admission::admit(std::string_view tenant, const policy::Quotas& quotas, TimePoint now) {
+Decision Admission::admit(std::string_view tenant, const policy::Quotas& quotas, TimePoint now,
+                          Rate rate) {
   std::lock_guard lock(mutex_);
   if (now - last_sweep_ >= kSweepInterval) sweep(now);
   auto found = tenants_.find(tenant);
@@ -193,14 +194,14 @@ Decision Admission::admit(std::string_view tenant, const policy::Quotas& quotas,
                       " ms of CPU in the last minute, its limit of " +
                       std::to_string(quotas.cpu_ms_per_minute.value));
   }
-  if (state.tokens < 1) {
+  if (rate == Rate::invocations && state.tokens < 1) {
     return reject(kRateIndex, quotas.rate_per_second.source, (1 - state.tokens) / state.rate,
                   name + " has used its burst of " + std::to_string(quotas.burst.value) +
                       " invocations and its rate of " + number_text(state.rate) +
                       " per second has not yet refilled one");
   }
 
-  state.tokens -= 1;
+  if (rate == Rate::invocations) state.tokens -= 1;
   ++state.in_flight;
   state.last_admitted = now;
   std::vector<Warning> warnings;

@@ -118,8 +118,12 @@ class Admission {
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
 
-  // Whether `tenant` (its name, the key of its quotas) may start an invocation at `now`.
-  Decision admit(std::string_view tenant, const policy::Quotas& quotas, TimePoint now);
+  // Whether `tenant` (its name, the key of its quotas) may start an invocation at `now`. A run
+  // with a rate of its own (a publish's check, sched/publish_rate.h) passes `Rate::own`: it is
+  // held to concurrency and CPU, and takes no token of the invocation rate.
+  enum class Rate { invocations, own };
+  Decision admit(std::string_view tenant, const policy::Quotas& quotas, TimePoint now,
+                 Rate rate = Rate::invocations);
 
   // Tenants tracked now, for tests and metrics.
   size_t tracked_tenants() const;

@@ -584,6 +584,20 @@ std::vector<ScriptSummary> SqliteStore::list_scripts(std::string_view tenant_id)
   return scripts;
 }
 
+VersionUsage SqliteStore::version_usage(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT count(*), coalesce(sum(length(CAST(source AS BLOB))), 0) FROM script_versions "
+      "WHERE tenant_id = ?1");
+  select.bind(1, tenant_id);
+  VersionUsage usage;
+  if (select.step("measuring a tenant's versions")) {
+    usage.versions = select.integer(0);
+    usage.source_bytes = select.integer(1);
+  }
+  return usage;
+}
+
 std::vector<ScriptVersion> SqliteStore::list_versions(std::string_view tenant_id,
                                                       std::string_view script) {
   std::lock_guard lock(mutex_);
@@ -1065,7 +1079,7 @@ bool SqliteStore::delete_secret(std::string_view tenant_id, std::string_view nam
 // ---- events
 
 Event SqliteStore::append_event(std::string_view tenant_id, std::string_view topic,
-                                std::string_view payload, int64_t at) {
+                                std::string_view payload, int64_t at, int64_t keep) {
   std::string what =
       "appending an event on topic " + in_quotes(topic) + " for tenant " + in_quotes(tenant_id);
   std::lock_guard lock(mutex_);
@@ -1091,6 +1105,12 @@ Event SqliteStore::append_event(std::string_view tenant_id, std::string_view top
       "?5)");
   insert.bind(1, tenant_id).bind(2, seq).bind(3, topic).bind(4, payload).bind(5, at);
   insert.run(what);
+  // Numbers are given one by one, so the newest `keep` are those above seq - keep.
+  if (keep > 0 && seq > keep) {
+    auto prune = statement("DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2");
+    prune.bind(1, tenant_id).bind(2, seq - keep);
+    prune.run(what);
+  }
   transaction.commit();
   return Event{std::string(tenant_id), seq, std::string(topic), std::string(payload), at};
 }

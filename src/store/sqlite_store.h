@@ -46,6 +46,7 @@ class SqliteStore : public Store {
   std::optional<ScriptVersion> find_version(std::string_view tenant_id, std::string_view script,
                                             int64_t version) override;
   std::vector<ScriptSummary> list_scripts(std::string_view tenant_id) override;
+  VersionUsage version_usage(std::string_view tenant_id) override;
   std::vector<ScriptVersion> list_versions(std::string_view tenant_id,
                                            std::string_view script) override;
   ScriptVersion set_version_state(std::string_view tenant_id, std::string_view script,
@@ -90,7 +91,7 @@ class SqliteStore : public Store {
   bool delete_secret(std::string_view tenant_id, std::string_view name) override;
 
   Event append_event(std::string_view tenant_id, std::string_view topic, std::string_view payload,
-                     int64_t at) override;
+                     int64_t at, int64_t keep = std::numeric_limits<int64_t>::max()) override;
   std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
                                  int64_t limit) override;
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -354,6 +355,11 @@ struct DeliveryAttempt {
 // Computes an entry's hash from every other field; see Store::append_audit.
 using AuditHasher = std::function<std::string(const AuditEntry& unsealed)>;
 
+struct VersionUsage {
+  int64_t versions = 0;
+  int64_t source_bytes = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -382,6 +388,8 @@ class Store {
   virtual std::optional<ScriptVersion> find_version(std::string_view tenant_id,
                                                     std::string_view script, int64_t version) = 0;
   virtual std::vector<ScriptSummary> list_scripts(std::string_view tenant_id) = 0;  // by name
+  // What a tenant keeps of versions, all scripts together: for quotas.versions and version_bytes.
+  virtual VersionUsage version_usage(std::string_view tenant_id) = 0;
   virtual std::vector<ScriptVersion> list_versions(std::string_view tenant_id,
                                                    std::string_view script) = 0;  // by number
   // Moving to approved records who approved and when; other states leave those as they were. The
@@ -450,9 +458,11 @@ class Store {
   // The event outbox. Each tenant's events are numbered 1, 2, 3… in append order; a number is
   // never given twice, even if events are later pruned. Reads return events with seq > after_seq
   // in seq order; a limit below 1 throws std::invalid_argument. An unknown tenant throws NotFound
-  // on append.
+  // on append. The tenant keeps its newest `keep` events (policy quotas.events): appending drops
+  // the older ones in the same transaction.
   virtual Event append_event(std::string_view tenant_id, std::string_view topic,
-                             std::string_view payload, int64_t at) = 0;
+                             std::string_view payload, int64_t at,
+                             int64_t keep = std::numeric_limits<int64_t>::max()) = 0;
   virtual std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
                                          int64_t limit) = 0;
 

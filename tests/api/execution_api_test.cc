@@ -120,6 +120,29 @@ TEST_F(ExecutionApiTest, ADeterministicVersionIsAnsweredFromTheCacheUntilANewVer
   EXPECT_GE(corrald_.metric("corral_result_cache_entries"), 3);
 }
 
+// The review's attack through corrald: tenant B publishes A's source and invokes it with A's
+// input. B must run it itself (a miss, its own output), and A's callers must keep A's result.
+TEST_F(ExecutionApiTest, ATenantPublishingAnothersSourceIsNeverServedTheOthersResults) {
+  int64_t of_acme = publish("acme", "clock", kClock, true);
+  api_->set_alias(tenant("acme")["reviewer"], "acme", "clock", "live", of_acme);
+  int64_t of_carol = publish("carol", "copy", kClock, true);
+  api_->set_alias(tenant("carol")["reviewer"], "carol", "copy", "live", of_carol);
+
+  Answer acme_first = invoke("acme", "clock", {{"input", {{"n", 7}}}});
+  ASSERT_EQ(acme_first.status, 200) << acme_first;
+  Answer carol_probe = invoke("carol", "copy", {{"input", {{"n", 7}}}});
+  ASSERT_EQ(carol_probe.status, 200) << carol_probe;
+  EXPECT_EQ(header(carol_probe, "Corral-Cache"), "miss") << "carol was served acme's result";
+  EXPECT_NE(carol_probe.body["output"]["clock"], acme_first.body["output"]["clock"]);
+  // Carol's own run is cached for carol only: acme's callers still get acme's result.
+  Answer acme_again = invoke("acme", "clock", {{"input", {{"n", 7}}}});
+  EXPECT_EQ(header(acme_again, "Corral-Cache"), "hit");
+  EXPECT_EQ(acme_again.body["output"], acme_first.body["output"]);
+  Answer carol_again = invoke("carol", "copy", {{"input", {{"n", 7}}}});
+  EXPECT_EQ(header(carol_again, "Corral-Cache"), "hit");
+  EXPECT_EQ(carol_again.body["output"], carol_probe.body["output"]);
+}
+
 // A hit runs nothing but is still an invocation the quota counts: past the soft limit it carries
 // the warning, and past the hard limit it is refused like any other.
 TEST_F(ExecutionApiTest, ACacheHitCountsAgainstTheQuotaAndCarriesItsWarning) {

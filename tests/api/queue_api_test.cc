@@ -213,6 +213,39 @@ TEST_F(QueueApiTest, AFullTenantQueueAndTheGlobalBoundAnswer503WithRetryAfter) {
   EXPECT_EQ(logged, 3);
 }
 
+// The review's attack: while the only thread is busy, strangers send requests naming tenant
+// acme with no token, a bad token, and globex's token. None of them may take a place in acme's
+// queue: the strangers are answered 401 at once, globex's probes wait in globex's own queue, and
+// acme's own calls still queue and are answered.
+TEST_F(QueueApiTest, NothingEntersATenantsQueueBeforeItsTokenIsChecked) {
+  auto hold = hold_the_thread();
+  for (const std::string& token : {std::string(), std::string("corral_") + std::string(64, '0')}) {
+    for (int i = 0; i < 5; ++i) {
+      HttpClient stranger(corrald_.host(), corrald_.port(), token);
+      auto refused = stranger.request(http::verb::post, invoke_path("acme"),
+                                      json{{"input", {{"n", 1}}}}.dump());
+      EXPECT_EQ(refused.result_int(), 401) << refused.body();
+    }
+  }
+  EXPECT_EQ(corrald_.metric("corral_requests_queued"), 0);
+  // globex probing acme's paths fills globex's queue (depth 2), never acme's.
+  std::vector<std::unique_ptr<Pending>> probes;
+  for (int i = 0; i < 2; ++i) {
+    probes.push_back(std::make_unique<Pending>(corrald_, tokens_["globex"]["invoker"],
+                                               invoke_path("acme"), json{{"input", {{"n", 1}}}}));
+  }
+  wait_for_metric(corrald_, "corral_requests_queued", 2);
+  auto globex_refused = invoke_now("globex", 3);
+  EXPECT_EQ(globex_refused.result_int(), 503) << "globex's probes did not count as globex's";
+  auto own = invoke_later("acme", 21);
+  wait_for_metric(corrald_, "corral_requests_queued", 3);
+  auto answered = own->answer();
+  EXPECT_EQ(answered.result_int(), 200) << answered.body();
+  EXPECT_EQ(json::parse(answered.body())["output"]["doubled"], 42);
+  for (auto& probe : probes) EXPECT_EQ(probe->answer().result_int(), 404);
+  EXPECT_EQ(hold->answer().result_int(), 200);
+}
+
 TEST_F(QueueApiTest, StoppingAnswersEveryQueuedRequestBeforeExiting) {
   auto hold = hold_the_thread();
   std::vector<std::unique_ptr<Pending>> queued;

@@ -182,4 +182,65 @@ TEST_F(AuditTest, SurvivesReopening) {
   EXPECT_EQ(report.entries_checked, 6);
 }
 
+// The review's flood: a denied capability call whose argument is 4 MiB made an 8 MB entry. Every
+// field is bounded, keeps its original length, and never splits a UTF-8 character.
+TEST_F(AuditTest, EveryFieldIsBoundedAndSaysHowLongItWas) {
+  std::string huge(4 << 20, 'u');
+  std::string accented = std::string(2000, 'x') + "\xc3\xa9";  // é at the cut
+  auto entry = trail_.record(huge, huge, huge, huge, Decision::deny, accented + huge);
+  EXPECT_LE(entry.principal.size(), audit::kFieldBounds.principal);
+  EXPECT_LE(entry.tenant.size(), audit::kFieldBounds.tenant);
+  EXPECT_LE(entry.action.size(), audit::kFieldBounds.action);
+  EXPECT_LE(entry.target.size(), audit::kFieldBounds.target);
+  EXPECT_LE(entry.reason.size(), audit::kFieldBounds.reason);
+  EXPECT_NE(entry.target.find("(4194304 bytes in all)"), std::string::npos) << entry.target;
+  EXPECT_TRUE(trail_.verify().ok);
+  for (size_t most = 20; most < 40; ++most) {
+    std::string cut =
+        audit::bounded(std::string(10, 'a') + "\xc3\xa9\xc3\xa9" + std::string(60, 'b'), most);
+    // No continuation byte right after the kept prefix: the cut fell between characters.
+    size_t note = cut.find("\xe2\x80\xa6");
+    ASSERT_NE(note, std::string::npos);
+    ASSERT_TRUE(note == 0 || (static_cast<unsigned char>(cut[note - 1]) & 0xC0) != 0xC0) << most;
+  }
+  EXPECT_EQ(audit::bounded("short", 10), "short");
+}
+
+TEST_F(AuditTest, RepeatedDenialsOfOneKindAreOneEntryWithACount) {
+  for (int i = 0; i < 400; ++i) {
+    now_ += 10;
+    trail_.record_denial("client 10.0.0.1", "anonymous", "", "auth", "/v1/policy", "no token");
+  }
+  // Another kind, another tenant: each recorded on its own.
+  trail_.record_denial("client 10.0.0.2", "anonymous", "", "auth", "/v1/policy", "no token");
+  trail_.record_denial("capability.emit", "invocation:1", "acme", "capability.emit", "t", "no");
+  audit::Filter all;
+  all.limit = 1000;
+  EXPECT_EQ(trail_.query(all).size(), 3u);
+  // The window (60 s) passes: a summary entry carries the count of the 399 repeats.
+  now_ += 60'000;
+  auto entries = trail_.query(all);
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_EQ(entries.back().action, "auth");
+  EXPECT_NE(entries.back().reason.find("denied 399 more times like entry 1"), std::string::npos)
+      << entries.back().reason;
+  // A new window starts with a full entry again.
+  trail_.record_denial("client 10.0.0.1", "anonymous", "", "auth", "/v1/policy", "no token");
+  EXPECT_EQ(trail_.query(all).size(), 5u);
+  EXPECT_TRUE(trail_.verify().ok);
+}
+
+TEST(AuditDenials, CountsStillOpenAreWrittenWhenTheTrailCloses) {
+  TempDir dir;
+  auto store = store::open_sqlite_store(dir.path());
+  {
+    AuditTrail trail(*store, [] { return int64_t{5'000'000}; });
+    for (int i = 0; i < 3; ++i) trail.record_denial("k", "tok", "acme", "auth", "/x", "no");
+  }
+  audit::Filter all;
+  auto entries = AuditTrail(*store).query(all);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_NE(entries[1].reason.find("denied 2 more times"), std::string::npos) << entries[1].reason;
+}
+
 }  // namespace

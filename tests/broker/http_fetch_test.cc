@@ -325,7 +325,7 @@ TEST_F(HttpFetchTest, LiteralLoopbackIsDeniedWithoutAllowPrivate) {
 TEST_F(HttpFetchTest, NameResolvingToLoopbackIsDeniedUnlessAllowPrivateNamesTheAddress) {
   std::string url = "http://localhost:" + std::to_string(server_.port()) + "/echo";
   HttpRules rules = rules_for(server_);
-  rules.allow = {"http://localhost:*"};
+  rules.allow = {"http://localhost:" + std::to_string(server_.port())};
   rules.allow_private.clear();
   FetchResult denied = get(rules, url);
   EXPECT_EQ(denied.kind, Kind::denied) << denied.message;
@@ -340,6 +340,34 @@ TEST_F(HttpFetchTest, NameResolvingToLoopbackIsDeniedUnlessAllowPrivateNamesTheA
   FetchResult allowed = get(rules, url);
   ASSERT_EQ(allowed.kind, Kind::ok) << allowed.message;
   EXPECT_EQ(server_.requests(), 1);
+}
+
+// The review's attack: allow_private names 127.0.0.1 for one origin, and another pattern with a
+// wildcard host or port admits names that resolve to loopback (curl resolves *.localhost there
+// itself). A private address is reachable only through an origin named exactly: the wildcards
+// reach no loopback service, while the origin it was allowed for still works.
+TEST_F(HttpFetchTest, AllowPrivateOpensAnAddressOnlyThroughTheOriginNamedExactly) {
+  LoopbackHttpServer other;  // another loopback service, never meant to be reached
+  HttpRules rules = rules_for(server_);
+  rules.allow = {server_.origin(), "http://*.partner.localhost:*", "http://localhost:*",
+                 "http://127.0.0.1:*"};
+  rules.allow_private = {"127.0.0.1"};
+  std::string port = std::to_string(other.port());
+  for (std::string url : {"http://evil.partner.localhost:" + port + "/echo",
+                          "http://localhost:" + port + "/echo", "http://127.0.0.1:" + port + "/echo"}) {
+    FetchResult result = get(rules, url);
+    EXPECT_EQ(result.kind, Kind::denied) << url << ": " << result.message;
+    EXPECT_EQ(result.rule, "allow_private") << url;
+  }
+  EXPECT_EQ(other.requests(), 0) << "a loopback service was reached through a wildcard";
+  // A pattern naming an address reaches that address only, even when allow_private is wider.
+  rules.allow = {"http://127.0.0.2:" + port};
+  rules.allow_private = {"127.0.0.0/8"};
+  EXPECT_EQ(get(rules, "http://127.0.0.2:" + port + "/echo").kind, Kind::failed)
+      << "nothing listens on 127.0.0.2: the fetch is let through and fails to connect";
+  rules = rules_for(server_);
+  FetchResult allowed = get(rules, server_.url("/echo"));
+  EXPECT_EQ(allowed.kind, Kind::ok) << allowed.message;
 }
 
 TEST_F(HttpFetchTest, Ipv4MappedLoopbackIsTreatedAsLoopback) {

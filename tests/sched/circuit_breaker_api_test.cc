@@ -19,9 +19,12 @@ namespace {
 
 using nlohmann::json;
 
-// Quotas lifted so that only the breaker refuses.
+// Quotas lifted so that only the breaker refuses. The policy's fuel is small, so that a spin
+// fails under the limits the policy gives the version: only such failures count against it.
 constexpr const char* kPolicy = R"(tenants:
   acme:
+    limits:
+      fuel: 1000
     quotas:
       rate_per_second: 100000
       burst: 100000
@@ -63,8 +66,7 @@ class CircuitBreakerApiTest : public ::testing::Test {
   Answer invoke(const std::string& script, int64_t version, bool spin) {
     std::string target = "/v1/tenants/acme/scripts/" + script + "/invoke";
     if (version > 0) target += "?version=" + std::to_string(version);
-    return api_->post(tokens_["invoker"], target,
-                      {{"input", {{"spin", spin}, {"n", 2}}}, {"limits", {{"fuel", 1000}}}});
+    return api_->post(tokens_["invoker"], target, {{"input", {{"spin", spin}, {"n", 2}}}});
   }
 
   json audit(const std::string& action) {
@@ -82,6 +84,33 @@ class CircuitBreakerApiTest : public ::testing::Test {
   std::unique_ptr<ApiClient> api_;
   std::map<std::string, std::string> tokens_;
 };
+
+// The review's attack: a caller lowers its own limits (output_bytes: 10) so that a healthy
+// version fails for it, again and again. Those failures are the caller's: the breaker stays
+// closed for every other caller, and an alias with auto_rollback does not move.
+TEST_F(CircuitBreakerApiTest, FailuresUnderLimitsTheCallerLoweredDoNotCountAgainstTheVersion) {
+  int64_t previous = publish("double", kDoubler);
+  int64_t healthy = publish("double", std::string(kDoubler) + "\n-- v2");
+  ASSERT_EQ(set_alias("double", previous, false).status, 200);
+  ASSERT_EQ(set_alias("double", healthy, true).status, 200);
+  for (int i = 0; i < 6; ++i) {
+    Answer failed =
+        api_->post(tokens_["invoker"], "/v1/tenants/acme/scripts/double/invoke",
+                   {{"input", {{"n", 2}}}, {"limits", {{"output_bytes", 10}, {"fuel", 100}}}});
+    ASSERT_EQ(failed.status, 422) << failed;
+    ASSERT_EQ(failed.body["outcome"], "limit_exceeded") << failed;
+  }
+  Answer served = invoke("double", 0, false);
+  ASSERT_EQ(served.status, 200) << "the caller's own failures quarantined the version: " << served;
+  EXPECT_EQ(served.body["version"], healthy);
+  EXPECT_FALSE(served.body.contains("auto_rollback")) << served;
+  EXPECT_EQ(corrald_.metric("corral_breakers_open"), 0);
+  EXPECT_EQ(audit("breaker.open").size(), 0u);
+  // The same failures under the policy's own limits do count: three spins quarantine it.
+  int64_t spinner = publish("spinner", kSpinner);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(invoke("spinner", spinner, true).status, 422);
+  EXPECT_EQ(invoke("spinner", spinner, false).status, 503);
+}
 
 TEST_F(CircuitBreakerApiTest, RepeatedFailuresQuarantineTheVersionUntilAProbeSucceeds) {
   int64_t version = publish("spinner", kSpinner);

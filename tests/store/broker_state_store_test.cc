@@ -286,6 +286,23 @@ TEST_F(BrokerStateStoreTest, EventsAreNumberedPerTenantAndReadInOrder) {
   EXPECT_THROW(store().append_event("no-such-tenant", "t", "{}", 1), NotFound);
 }
 
+// The outbox's bound (policy quotas.events): a tenant emitting without end keeps only its newest
+// events, and never touches another tenant's.
+TEST_F(BrokerStateStoreTest, ATenantKeepsOnlyItsNewestEvents) {
+  auto acme = tenant("acme"), globex = tenant("globex");
+  for (int i = 1; i <= 3; ++i) store().append_event(globex, "g", "{}", i, 2);
+  for (int i = 1; i <= 50; ++i) store().append_event(acme, "a", "{}", i, 10);
+  auto kept = store().read_events(acme, 0, 1000);
+  ASSERT_EQ(kept.size(), 10u);
+  EXPECT_EQ(kept.front().seq, 41);
+  EXPECT_EQ(kept.back().seq, 50);
+  EXPECT_EQ(store().read_events(globex, 0, 1000).size(), 2u);
+  {
+    RawDb raw(db_file());
+    EXPECT_EQ(raw.integer("SELECT count(*) FROM events"), 12);
+  }
+}
+
 TEST_F(BrokerStateStoreTest, EventNumbersAreNotReusedAfterPruning) {
   auto acme = tenant();
   store().append_event(acme, "t", "{}", 1);
