@@ -115,17 +115,17 @@ int sandbox_collectgarbage(lua_State* L) {
                     option);
 }
 
+// Weak tables (__mode) are allowed: see docs/scripting.md, "Memory", for why they are harmless
+// here. A finalizer is not: it would run inside the collector, outside the fuel budget. Lua
+// marks an object for finalization only if __gc is in its metatable when setmetatable runs,
+// so checking here, raw, covers every way to get one.
 int sandbox_setmetatable(lua_State* L) {
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_pushliteral(L, "__gc");
     if (lua_rawget(L, 2) != LUA_TNIL) {
       return luaL_error(L, "setmetatable: __gc is not allowed (finalizers run outside the budget)");
     }
-    lua_pushliteral(L, "__mode");
-    if (lua_rawget(L, 2) != LUA_TNIL) {
-      return luaL_error(L, "setmetatable: weak tables (__mode) are not allowed");
-    }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   return call_original(L);
 }
@@ -251,7 +251,9 @@ int close_coroutine(lua_State* L, lua_State* co) {
     luaL_error(L, "coroutines closed inside __close handlers nest deeper than %d", kMaxCloseDepth);
   }
   ++state.close_depth;
+  state.running = co;  // the handlers run in co
   int status = lua_resetthread(co);
+  state.running = L;
   --state.close_depth;
   if (state.tripped) raise_tripped(L);
   return status;
@@ -276,6 +278,45 @@ int sandbox_coroutine_close(lua_State* L) {
   return 2;
 }
 
+// lua_resume, with co as the running thread meanwhile (RunState::running). lua_resume does not
+// raise, so the caller is always the running thread again afterwards.
+int resume_tracked(lua_State* L, lua_State* co, int count, int* results) {
+  RunState& state = run_state(L);
+  state.running = co;
+  int status = lua_resume(co, L, count, results);
+  state.running = L;
+  return status;
+}
+
+// coroutine.resume, as Lua's own, with the running thread tracked.
+int sandbox_coroutine_resume(lua_State* L) {
+  lua_State* co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != nullptr, 1, "coroutine");
+  int count = lua_gettop(L) - 1;
+  if (!lua_checkstack(co, count)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "too many arguments to resume");
+    return 2;
+  }
+  lua_xmove(L, co, count);
+  int results = 0;
+  int status = resume_tracked(L, co, count, &results);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, results + 2)) {
+      lua_pop(co, results);
+      lua_pushboolean(L, 0);
+      lua_pushliteral(L, "too many results to resume");
+      return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_xmove(co, L, results);
+    return results + 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);  // the error object
+  return 2;
+}
+
 // The function coroutine.wrap returns: resumes its coroutine; on error, closes it (through
 // close_coroutine, so limits and nesting stay enforced) and raises the error in the caller.
 int resume_wrapped(lua_State* L) {
@@ -284,7 +325,7 @@ int resume_wrapped(lua_State* L) {
   if (!lua_checkstack(co, count)) return luaL_error(L, "too many arguments to resume");
   lua_xmove(L, co, count);
   int results = 0;
-  int status = lua_resume(co, L, count, &results);
+  int status = resume_tracked(L, co, count, &results);
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, results + 1)) return luaL_error(L, "too many results to resume");
     lua_xmove(co, L, results);
@@ -428,6 +469,8 @@ void install_coroutine(lua_State* L) {
   wrap_field(L, "create", sandbox_new_coroutine);
   lua_pushcfunction(L, sandbox_coroutine_wrap);
   lua_setfield(L, -2, "wrap");
+  lua_pushcfunction(L, sandbox_coroutine_resume);
+  lua_setfield(L, -2, "resume");
   lua_pushcfunction(L, sandbox_coroutine_close);
   lua_setfield(L, -2, "close");
   lua_setglobal(L, LUA_COLIBNAME);

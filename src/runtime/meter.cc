@@ -1,4 +1,5 @@
 // The budgets of one invocation: memory (allocator), fuel and wall time (count hook), logs.
+#include <cstdint>
 #include <cstdlib>
 
 #include "runtime/run_state.h"
@@ -17,11 +18,35 @@ void RunState::trip(LimitKind limit, int64_t used, int64_t allowed) {
   tripped_allowed = allowed;
 }
 
-void RunState::trip_pending_memory_refusal() {
-  if (last_refusal) {
-    trip(LimitKind::memory, static_cast<int64_t>(last_refusal->total), limits.memory_bytes);
-    last_refusal.reset();
-  }
+namespace {
+
+// Lua passes a new object's type tag as old_size when it allocates one; a long string is
+// LUA_VLNGSTR (lobject.h: makevariant(LUA_TSTRING, 1)).
+constexpr size_t kLongStringTag = LUA_TSTRING | (1 << 4);
+
+// A single C function may allocate this much past the limit before it returns: Lua's own
+// stack (at most LUAI_MAXSTACK slots), a parse of a 1 MiB source.
+constexpr size_t kCeilingSlack = 32u << 20;
+
+size_t saturating_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+void meter_hook(lua_State* L, lua_Debug*);
+
+// Makes the running thread stop at its next instruction, where the hook settles the memory.
+// lua_sethook may be called at any point, even from a signal handler: it only sets fields.
+void stop_soon(RunState& state) {
+  if (state.running != nullptr) lua_sethook(state.running, meter_hook, LUA_MASKCOUNT, 1);
+}
+
+}  // namespace
+
+size_t memory_ceiling(int64_t memory_bytes, bool long_string) {
+  // The limit, then room for the allocation that crosses it: a table part doubling holds its
+  // old part (at most the limit) and the new one (at most twice that) at once.
+  size_t limit = static_cast<size_t>(memory_bytes);
+  size_t ceiling =
+      saturating_add(saturating_add(limit, saturating_add(limit, limit)), kCeilingSlack);
+  return long_string ? saturating_add(ceiling, ceiling) : ceiling;
 }
 
 void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size) {
@@ -33,29 +58,50 @@ void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size) {
     state.memory_in_use -= held;
     return nullptr;
   }
-  size_t limit = static_cast<size_t>(state.limits.memory_bytes) + state.memory_base;
   size_t after = state.memory_in_use - held + new_size;
+  size_t used = after > state.memory_base ? after - state.memory_base : 0;
   if (new_size > held) {
-    // Lua's core retries a refused request once, right after an emergency collection that only
-    // frees. So a refusal followed by the same request is that retry; a refusal followed by any
-    // other request was final (lauxlib's buffers, for one, raise without retrying). A final
-    // refusal, or a retry refused again, trips the limit. The cap holds either way.
-    bool is_retry = state.last_refusal && state.last_refusal->block == block &&
-                    state.last_refusal->old_size == old_size &&
-                    state.last_refusal->new_size == new_size;
-    if (state.last_refusal && !is_retry) state.trip_pending_memory_refusal();
-    if (after > limit) {
-      if (is_retry) state.trip_pending_memory_refusal();
-      state.last_refusal = RunState::Refusal{block, old_size, new_size, after - state.memory_base};
-      return nullptr;
+    if (used > static_cast<size_t>(state.limits.memory_bytes)) {
+      bool long_string = block == nullptr && old_size == kLongStringTag;
+      if (used > memory_ceiling(state.limits.memory_bytes, long_string)) {
+        // Lua answers a refusal with an emergency collection; by now the run has ended.
+        state.trip(LimitKind::memory, static_cast<int64_t>(used), state.limits.memory_bytes);
+        ++state.memory_refusals;
+        stop_soon(state);
+        return nullptr;
+      }
+      if (!state.memory_over) {
+        state.memory_over = true;
+        stop_soon(state);
+      }
     }
-    state.last_refusal.reset();
   }
   void* grown = std::realloc(block, new_size);
-  if (grown == nullptr) return nullptr;
+  if (grown == nullptr) {
+    // The process itself is out of memory (RLIMIT_AS, or the machine): the run cannot go on.
+    state.trip(LimitKind::memory, static_cast<int64_t>(used), state.limits.memory_bytes);
+    ++state.memory_refusals;
+    stop_soon(state);
+    return nullptr;
+  }
   state.memory_in_use = after;
   if (after > state.memory_peak) state.memory_peak = after;
   return grown;
+}
+
+bool settle_memory(lua_State* L) {
+  RunState& state = run_state(L);
+  if (state.memory_over && !state.tripped) {
+    // A full collection, not an emergency one: the VM is between instructions here, and
+    // garbage must not count as held memory (the emergency collection used to see to that).
+    lua_gc(L, LUA_GCCOLLECT);
+    state.memory_over = false;
+    if (state.memory_used() > static_cast<size_t>(state.limits.memory_bytes)) {
+      state.trip(LimitKind::memory, static_cast<int64_t>(state.memory_used()),
+                 state.limits.memory_bytes);
+    }
+  }
+  return !state.tripped;
 }
 
 [[noreturn]] void raise_tripped(lua_State* L) {
@@ -71,11 +117,18 @@ namespace {
 
 void meter_hook(lua_State* L, lua_Debug*) {
   RunState& state = run_state(L);
+  state.running = L;
   if (!state.tripped) {
     state.fuel_used += kFuelStep;
+    settle_memory(L);
+    if (!state.tripped && lua_gethookcount(L) != kFuelStep) {
+      // The allocator armed this hook to fire at once; back to the usual step. (The step
+      // charged above may be more than ran since the last one: never less.)
+      lua_sethook(L, meter_hook, LUA_MASKCOUNT, kFuelStep);
+    }
     if (state.fuel_used > state.limits.fuel) {
       state.trip(LimitKind::fuel, state.fuel_used, state.limits.fuel);
-    } else {
+    } else if (!state.tripped) {
       auto now = std::chrono::steady_clock::now();
       if (now >= state.deadline) {
         auto started = state.deadline - std::chrono::milliseconds(state.limits.timeout_ms);
@@ -93,6 +146,8 @@ void install_meter(lua_State* L) { lua_sethook(L, meter_hook, LUA_MASKCOUNT, kFu
 
 void charge_fuel(lua_State* L, int64_t amount) {
   RunState& state = run_state(L);
+  state.running = L;
+  settle_memory(L);
   if (!state.tripped) {
     state.fuel_used += amount;
     if (state.fuel_used > state.limits.fuel) {

@@ -43,15 +43,20 @@ struct RunState {
   size_t memory_used() const {
     return memory_in_use > memory_base ? memory_in_use - memory_base : 0;
   }
-  struct Refusal {
-    const void* block;
-    size_t old_size;
-    size_t new_size;
-    size_t total;  // what the state would have held
-  };
-  std::optional<Refusal> last_refusal;
-  // Trips the memory limit for a refusal that turned out to be final.
-  void trip_pending_memory_refusal();
+  // The allocator never fails an allocation for going over limits.memory_bytes: a failed
+  // allocation makes Lua run an emergency collection in the middle of whatever the VM was doing,
+  // the path through the engine that corral keeps out of reach (docs/scripting.md, "Memory").
+  // It lets the allocation through, sets memory_over and arms the hook of the running thread
+  // to fire at its next instruction; there (or in the next C function that charges fuel, or
+  // when the run ends) a full collection is run, and if the invocation still holds more than
+  // the limit, the memory limit trips. Only an allocation past the hard ceiling (see
+  // memory_ceiling) is refused, and only after the limit has tripped.
+  bool memory_over = false;
+  // Allocations the allocator refused (each one lets Lua run an emergency collection).
+  int64_t memory_refusals = 0;
+  // The thread that runs now (the main one, or the coroutine resumed last), whose hook the
+  // allocator arms. Kept current by the resume and close wrappers and the hook itself.
+  lua_State* running = nullptr;
 
   int64_t fuel_used = 0;
   std::chrono::steady_clock::time_point deadline;
@@ -83,9 +88,23 @@ struct RunState {
 
 inline RunState& run_state(lua_State* L) { return **static_cast<RunState**>(lua_getextraspace(L)); }
 
-// The allocator given to lua_newstate: refuses any allocation that would take the state above
-// limits.memory_bytes, and records the peak.
+// The allocator given to lua_newstate: counts what the state holds and records the peak; past
+// limits.memory_bytes it marks the run (RunState::memory_over) instead of failing; past the
+// hard ceiling it trips the limit and refuses.
 void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size);
+
+// What the invocation may hold, beyond its base, before an allocation is refused: room for the one
+// allocation that crosses the limit (a table doubling, a string built from a buffer of the same
+// size) and for what a C function allocates before it returns to a point where the limit is
+// checked. A long string gets twice the room of anything else, so that the string made from a
+// buffer the allocator let through is never refused.
+size_t memory_ceiling(int64_t memory_bytes, bool long_string);
+
+// At a point where the VM is consistent (the hook, a C function, the end of the run): if the
+// allocator let the state go over the limit, runs a full collection, then trips the memory
+// limit if the invocation still holds more than limits.memory_bytes. Never raises; returns
+// false when a limit has tripped.
+bool settle_memory(lua_State* L);
 
 // Installs the fuel and wall-time hook on L (coroutines inherit it).
 void install_meter(lua_State* L);

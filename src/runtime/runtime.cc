@@ -309,6 +309,7 @@ class Invocation {
         lua_pop(L, 1);
       }
     }
+    if (!settle_memory(L)) return;  // compiling may have gone past the limit
     install_meter(L);
     if (protect(lua_pcall(L, 0, 0, handler)) != LUA_OK) return script_error();
 
@@ -339,6 +340,7 @@ class Invocation {
     state_.memory_peak = state_.memory_in_use;
     lua_setallocf(L, metered_alloc, &state_);
     *static_cast<RunState**>(lua_getextraspace(L)) = &state_;
+    state_.running = L;
     attached_ = true;
   }
 
@@ -361,11 +363,10 @@ class Invocation {
     lua_gc(L, LUA_GCCOLLECT);
   }
 
-  // Memory errors become the memory limit even when Lua reported them without our allocator
-  // refusing twice (for example while the collector was running).
+  // Memory errors become the memory limit: only a refused allocation raises one, and the
+  // allocator trips the limit before it refuses (this is the backstop).
   int protect(int status) {
     if (status == LUA_ERRMEM) {
-      state_.trip_pending_memory_refusal();
       state_.trip(LimitKind::memory, static_cast<int64_t>(state_.memory_used()) + 1,
                   state_.limits.memory_bytes);
     }
@@ -421,8 +422,9 @@ class Invocation {
 
   void finish() {
     // The host's own flags decide, never the script's messages: a limit that tripped wins
-    // whatever the script did afterwards.
-    state_.trip_pending_memory_refusal();
+    // whatever the script did afterwards. Memory let through past the limit since the last
+    // check is settled now.
+    if (attached_) settle_memory(resident_.L);
     if (state_.tripped) {
       result_.outcome = Outcome::limit_exceeded;
       result_.limit = state_.tripped;

@@ -2,7 +2,10 @@
 // holds even when the script catches the error.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "run_helper.h"
+#include "runtime/run_state.h"
 
 namespace corral::testing {
 namespace {
@@ -159,7 +162,8 @@ TEST(MemoryLimit, StopsATableThatGrowsForever) {
   auto result = run_script("function handle() local t = {} for i = 1, 1e9 do t[i] = {} end end", {},
                            {{"memory_bytes", 4 << 20}, {"fuel", 1'000'000'000}});
   expect_limit(result, LimitKind::memory, 4 << 20);
-  EXPECT_LE(result.stats.memory_peak_bytes, 4 << 20);
+  // The allocation that crossed the limit was let through; the next instruction stopped it.
+  EXPECT_LE(result.stats.memory_peak_bytes, 2 * (4 << 20));
 }
 
 TEST(MemoryLimit, RefusesOneHugeAllocation) {
@@ -181,6 +185,91 @@ TEST(MemoryLimit, GarbageHeavyScriptsStillRunNearTheCap) {
   auto result = run_script(
       "function handle() local n = 0 for i = 1, 20000 do local s = string.rep('x', 1000) .. i "
       "n = n + #s end return n end",
+      {}, {{"memory_bytes", 1 << 20}, {"timeout_ms", 10000}});
+  ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
+}
+
+// The allocator must never fail an allocation inside the VM for going over the limit: Lua
+// answers a failed allocation with an emergency collection in the middle of whatever the VM was
+// doing (clearing weak tables among other things). Past the limit it lets the allocation
+// through and marks the run; only past the hard ceiling, once the limit has tripped, it refuses.
+TEST(MemoryLimit, TheAllocatorLetsTheCrossingAllocationThroughAndRefusesOnlyPastTheCeiling) {
+  Limits limits;
+  limits.memory_bytes = 1 << 20;
+  runtime::RunState state(limits);
+  void* under = runtime::metered_alloc(&state, nullptr, 0, 900 << 10);
+  ASSERT_NE(under, nullptr);
+  EXPECT_FALSE(state.memory_over);
+  void* over = runtime::metered_alloc(&state, nullptr, 0, 900 << 10);
+  ASSERT_NE(over, nullptr);
+  EXPECT_TRUE(state.memory_over);
+  EXPECT_FALSE(state.tripped);
+
+  size_t ceiling = runtime::memory_ceiling(limits.memory_bytes, false);
+  EXPECT_EQ(runtime::memory_ceiling(limits.memory_bytes, true), 2 * ceiling);
+  EXPECT_EQ(runtime::metered_alloc(&state, nullptr, 0, ceiling), nullptr);
+  EXPECT_EQ(state.tripped, LimitKind::memory);
+  EXPECT_EQ(state.memory_refusals, 1);
+  EXPECT_EQ(state.memory_in_use, size_t{1800} << 10);
+  runtime::metered_alloc(&state, over, 900 << 10, 0);
+  runtime::metered_alloc(&state, under, 900 << 10, 0);
+  EXPECT_EQ(state.memory_in_use, 0u);
+}
+
+// Every way a script fills memory ends in the memory limit raised between instructions, not in
+// an allocation failing inside the VM, which a pcall would catch as Lua's "not enough memory".
+TEST(MemoryLimit, NoAllocationFailsInsideTheVmWhateverFillsMemory) {
+  const char* fillers[] = {
+      "local t = {} for i = 1, 1e9 do t[i] = {i} end",
+      "local s = 'x' for i = 1, 40 do s = s .. s end",
+      "local s = 'x' for i = 1, 40 do s = s .. s .. s .. s .. s .. s .. s .. s end",
+      "local t = {} for i = 1, 1e9 do t['k' .. i] = i end",
+      "local weak = setmetatable({}, {__mode = 'k'}) local keep = {} "
+      "for i = 1, 1e9 do local k = {} keep[i] = k weak[k] = {i} end",
+      "local t = {} for i = 1, 1e9 do t[i] = table.concat({string.rep('c', 1000), i}) end",
+      "coroutine.wrap(function() local t = {} for i = 1, 1e9 do t[i] = {} end end)()",
+      "local co = coroutine.create(function() local s = 'x' for i = 1, 40 do s = s .. s end end) "
+      "local ok, e = coroutine.resume(co) error(e, 0)",
+  };
+  for (const char* filler : fillers) {
+    auto result = run_script(
+        std::string("function handle() for attempt = 1, 3 do local ok, e = pcall(function() ") +
+            filler + " end) print(e) end end",
+        {}, {{"memory_bytes", 8 << 20}, {"fuel", 1'000'000'000}});
+    SCOPED_TRACE(filler);
+    expect_limit(result, LimitKind::memory, 8 << 20);
+    for (const auto& entry : result.logs) {
+      EXPECT_EQ(entry.message.find("not enough memory"), std::string::npos) << entry.message;
+    }
+  }
+}
+
+// The allocator arms the hook of the thread that runs: a coroutine doubling a string stops at
+// the instruction after the allocation that crossed the limit, not up to a metering step later.
+TEST(MemoryLimit, StopsAtTheNextInstructionInTheThreadThatCrossedIt) {
+  for (const char* where : {"%s", "coroutine.wrap(function() %s end)()",
+                            "local co = coroutine.create(function() %s end) "
+                            "coroutine.resume(co) coroutine.resume(co)"}) {
+    char body[256];
+    std::snprintf(body, sizeof body, where, "local s = 'x' for i = 1, 40 do s = s .. s end");
+    auto result = run_script(std::string("function handle() ") + body + " end", {},
+                             {{"memory_bytes", 8 << 20}, {"fuel", 1'000'000'000}});
+    SCOPED_TRACE(body);
+    expect_limit(result, LimitKind::memory, 8 << 20);
+    // The 8 MiB string that crossed the limit and the strings before it; one doubling more
+    // would be 16 MiB on top.
+    EXPECT_LT(result.stats.memory_peak_bytes, 20 << 20);
+  }
+}
+
+TEST(MemoryLimit, GarbageOverTheLimitIsCollectedNotCounted) {
+  // Half the limit held, and garbage made much faster than the collector's pace: crossing the
+  // limit runs a full collection, and only what is still held counts.
+  auto result = run_script(
+      "function handle() local live = {} for i = 1, 500 do live[i] = string.rep('l', 1000) .. i "
+      "end local big, n = string.rep('x', 4000), 0 for i = 1, 20000 do local s = big .. i "
+      "n = n + #s end "
+      "return n end",
       {}, {{"memory_bytes", 1 << 20}, {"timeout_ms", 10000}});
   ASSERT_EQ(result.outcome, Outcome::ok) << to_json(result).dump();
 }
