@@ -6,8 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
 
 #include "pool/jail_setup.h"
+#include "pool/tenant_pool.h"
+#include "pool/worker_process.h"
 
 namespace corral {
 namespace {
@@ -158,6 +163,71 @@ TEST(JailSetupIds, EachTenantsWorkersGetTheirOwnIds) {
   EXPECT_EQ(b.outside_gid, b.outside_uid);
   EXPECT_GE(a.outside_uid, 1000000u);
   EXPECT_EQ(jail.worker_ids().held(), 3u);
+}
+
+// The host uid of each live child of this process (the pool's workers), from /proc.
+std::multiset<uid_t> children_uids() {
+  std::multiset<uid_t> uids;
+  std::string self = std::to_string(getpid());
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::ifstream status(entry.path() / "status");
+    std::string line, parent;
+    uid_t uid = 0;
+    while (std::getline(status, line)) {
+      if (line.starts_with("PPid:")) parent = line.substr(line.find_first_not_of(" \t", 5));
+      if (line.starts_with("Uid:")) uid = static_cast<uid_t>(std::stoul(line.substr(4)));
+    }
+    if (parent == self) uids.insert(uid);
+  }
+  return uids;
+}
+
+// Through the pool as corrald builds it: workers of two tenants, and a second worker of one of
+// them, run as two host uids of the range, the tenant's workers on one.
+TEST(JailSetupIds, ThePoolRunsEachTenantsWorkersAsTheirOwnUid) {
+  JailSetup::Options options = JailSetup::accept_any_missing();
+  options.worker_ids = WorkerIdRange::parse("1000000:8");
+  JailSetup jail(options);
+  if (!jail.active().has(jail::Layer::namespaces))
+    GTEST_SKIP() << "no user namespaces on this machine: workers run as corrald";
+  ASSERT_TRUE(children_uids().empty()) << "the test must start with no child process";
+  {
+    TenantPool pool(
+        {.max_workers = 4, .warm_per_tenant = 0, .max_idle = 4}, [&](const std::string& tenant) {
+          return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
+        });
+    auto run = [&](const std::string& tenant, const std::string& source) {
+      InvocationRequest request;
+      request.invocation_id = new_invocation_id();
+      request.tenant = tenant;
+      request.source = source;
+      request.input = nlohmann::json::object();
+      request.limits = LimitsPolicy{}.resolve(nlohmann::json::object());
+      return pool.run(request);
+    };
+    // Two runs of a at once need two workers of a.
+    std::thread slow([&] {
+      EXPECT_EQ(run("a",
+                    "function handle() local t = os.clock() while os.clock() - t < 0.3 do "
+                    "end end")
+                    .outcome,
+                Outcome::ok);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(run("a", "function handle() return 1 end").outcome, Outcome::ok);
+    slow.join();
+    EXPECT_EQ(run("b", "function handle() return 1 end").outcome, Outcome::ok);
+    std::multiset<uid_t> uids = children_uids();
+    ASSERT_EQ(uids.size(), 3u) << "three idle workers: two of a, one of b";
+    std::set<uid_t> distinct(uids.begin(), uids.end());
+    ASSERT_EQ(distinct.size(), 2u);
+    for (uid_t uid : distinct) {
+      EXPECT_GE(uid, 1000000u);
+      EXPECT_LT(uid, 1000008u);
+    }
+    EXPECT_EQ(jail.worker_ids().held(), 2u);
+  }
+  EXPECT_EQ(jail.worker_ids().held(), 0u) << "the pool's workers are gone, and their ids free";
 }
 
 TEST(JailSetupIds, ABadRangeIsRefusedAtStart) {
