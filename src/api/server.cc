@@ -153,6 +153,61 @@ namespace {
 
 std::string_view view(boost::beast::string_view text) { return {text.data(), text.size()}; }
 
+// What makes a request's length ambiguous (RFC 9112 section 6.3), or nothing. Beast frames a
+// body by Transfer-Encoding only when its last coding is chunked, and reads any other coding
+// (gzip, xchunked, "chunked, chunked") as no body at all, leaving the body's bytes to be parsed as
+// the next request: a proxy in front that frames it otherwise would let a request be smuggled
+// past it. So every Transfer-Encoding but one "chunked" alone is refused, as are Content-Length
+// given twice or as anything but digits, and the two together.
+std::optional<std::string> framing_problem(const http::request_header<>& header) {
+  size_t encodings = 0, lengths = 0;
+  std::string_view encoding, length;
+  for (const auto& field : header) {
+    if (field.name() == http::field::transfer_encoding) {
+      ++encodings;
+      encoding = view(field.value());
+    } else if (field.name() == http::field::content_length) {
+      ++lengths;
+      length = view(field.value());
+    }
+  }
+  auto shown = [](std::string_view value) {
+    constexpr size_t kShown = 64;
+    return "\"" + std::string(value.substr(0, kShown)) + (value.size() > kShown ? "…" : "") + "\"";
+  };
+  auto trimmed = [](std::string_view value) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    return value;
+  };
+  if (encodings > 1) {
+    return "the request has " + std::to_string(encodings) + " Transfer-Encoding headers";
+  }
+  std::string_view coding = trimmed(encoding);
+  if (encodings == 1 &&
+      !beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked")) {
+    return "the request's Transfer-Encoding is " + shown(encoding) +
+           ": corrald reads a body sent in chunks (\"chunked\" alone) and no other coding";
+  }
+  if (encodings == 1 && lengths > 0) {
+    return "the request has both Transfer-Encoding and Content-Length";
+  }
+  if (encodings == 1 && header.version() < 11) {
+    return "the request is HTTP/1.0, which has no Transfer-Encoding";
+  }
+  if (lengths > 1) {
+    return "the request has " + std::to_string(lengths) + " Content-Length headers";
+  }
+  if (lengths == 1) {
+    std::string_view digits = trimmed(length);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      return "the request's Content-Length is " + shown(length) + ", not a decimal number";
+    }
+  }
+  return std::nullopt;
+}
+
 double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
 }
@@ -223,6 +278,29 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(std::chrono::milliseconds(
         slot_ ? state_->options.idle_timeout_ms
               : std::min(kOverLimitReadMs, state_->options.idle_timeout_ms)));
+    // The header first, so that its framing is checked before a byte of the body is read, and
+    // before what follows it could be taken for the next request.
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) { self->on_header(error); });
+  }
+
+  void on_header(beast::error_code error) {
+    if (error) return on_read(error);
+    if (auto problem_text = framing_problem(parser_->get())) {
+      awaiting_request_ = false;
+      started_ = Clock::now();
+      keep_alive_ = false;
+      unread_request_ = true;  // the body, however framed, is drained and never parsed
+      request_ = parser_->release();
+      route_.clear();
+      return send(problem(400, "bad-http", "The request's length is ambiguous",
+                          *problem_text + "; it was refused and the connection closed, so that "
+                                          "no byte of its body can be read as another request",
+                          "send the body with one Content-Length (digits only) or with "
+                          "\"Transfer-Encoding: chunked\" alone, never both"));
+    }
+    if (parser_->is_done()) return on_read(error);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code error, size_t) { self->on_read(error); });
@@ -254,6 +332,17 @@ class Session : public std::enable_shared_from_this<Session> {
                               std::to_string(state_->options.max_body_bytes) + " bytes",
                           "send a smaller script or input, or ask the operator to raise "
                           "--max-body-bytes"));
+    }
+    if (error == http::error::bad_content_length || error == http::error::bad_transfer_encoding) {
+      keep_alive_ = false;
+      request_ = {};
+      return send(problem(400, "bad-http", "The request's length is ambiguous",
+                          error == http::error::bad_content_length
+                              ? "Content-Length is not a decimal number, is given twice with "
+                                "different values, or comes with Transfer-Encoding"
+                              : "Transfer-Encoding is given twice or comes with Content-Length",
+                          "send the body with one Content-Length (digits only) or with "
+                          "\"Transfer-Encoding: chunked\" alone, never both"));
     }
     if (error) {
       keep_alive_ = false;
