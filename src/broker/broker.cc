@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "broker/redaction.h"
+#include "broker/secret_reference.h"
 
 namespace corral::broker {
 
@@ -218,6 +219,7 @@ Broker::Reply Broker::http_call(const CallScope& scope, const nlohmann::json& ar
   }
   FetchRequest request;
   request.url = spec["url"].get<std::string>();
+  const std::string request_url = request.url;
   for (const auto& [name, value] : spec.items()) {
     if (name == "url") continue;
     if (name == "method" && value.is_string()) {
@@ -239,6 +241,13 @@ Broker::Reply Broker::http_call(const CallScope& scope, const nlohmann::json& ar
                           "headers, body and timeout_ms are)");
     }
   }
+  // Secret references become values here, just before the fetch, and nowhere else (kv, emit and
+  // logs keep them as written); `used` is what the response is redacted of.
+  std::vector<std::pair<std::string, std::string>> used;
+  if (Reply refused = put_secrets(scope, request, used); refused.kind != Reply::Kind::ok) {
+    refused.target = request.url;
+    return refused;
+  }
   HttpRules rules;
   for (const auto& pattern : grant.allow) rules.allow.push_back(pattern.text);
   for (const auto& range : grant.allow_private) rules.allow_private.push_back(range.text);
@@ -249,6 +258,21 @@ Broker::Reply Broker::http_call(const CallScope& scope, const nlohmann::json& ar
   rules.timeout_ms = std::max<int64_t>(1, std::min<int64_t>(grant.timeout_ms, remaining.count()));
 
   FetchResult fetched = http_.fetch(rules, request);
+  request = FetchRequest();  // holds the values: not kept a moment longer than the fetch
+  if (!used.empty()) {
+    // What the remote sends back (an echo, a Location built from a header) must not hand the
+    // value to the script that could not read it.
+    fetched.body = broker::redact(fetched.body, used);
+    for (auto& [name, value] : fetched.headers) {
+      name = broker::redact(name, used);
+      value = broker::redact(value, used);
+    }
+    fetched.final_url = broker::redact(fetched.final_url, used);
+    fetched.message = broker::redact(fetched.message, used);
+  }
+  bool confinement_denied = std::any_of(used.begin(), used.end(), [&](const auto& secret) {
+    return fetched.rule == scope.policy->secrets->source + ".bind." + secret.first;
+  });
   Reply reply;
   switch (fetched.kind) {
     case FetchResult::Kind::ok:
@@ -258,14 +282,106 @@ Broker::Reply Broker::http_call(const CallScope& scope, const nlohmann::json& ar
                          {"url", fetched.final_url}});
       break;
     case FetchResult::Kind::denied:
-      reply = Reply::denied("ctx.http.fetch is denied: " + fetched.message +
-                            " (rule: " + grant.source + "." + fetched.rule + ")");
+      reply = Reply::denied(
+          "ctx.http.fetch is denied: " + fetched.message + " (rule: " +
+          (confinement_denied ? fetched.rule : grant.source + "." + fetched.rule) + ")");
       break;
     default:
       reply = Reply::error("ctx.http.fetch: " + fetched.message);
   }
-  reply.target = fetched.final_url.empty() ? request.url : fetched.final_url;
+  reply.target = fetched.final_url.empty() ? request_url : fetched.final_url;
   return reply;
+}
+
+Broker::Reply Broker::put_secrets(const CallScope& scope, FetchRequest& request,
+                                  std::vector<std::pair<std::string, std::string>>& used) {
+  std::vector<std::vector<ReferenceAt>> in_headers;
+  std::vector<std::string> names;
+  auto note = [&](const std::vector<ReferenceAt>& found) {
+    for (const ReferenceAt& at : found) {
+      if (std::find(names.begin(), names.end(), at.name) == names.end()) names.push_back(at.name);
+    }
+  };
+  for (const auto& header : request.headers) {
+    in_headers.push_back(find_references(header.second));
+    note(in_headers.back());
+  }
+  std::vector<ReferenceAt> in_body = find_references(request.body);
+  note(in_body);
+  if (!find_references(request.url).empty()) {
+    return Reply::error(
+        "ctx.http.fetch: the url holds a secret reference, which the broker never puts in a URL "
+        "(URLs reach logs and the audit trail); send the secret in a header or the body");
+  }
+  if (names.empty()) return Reply::ok(nullptr);
+
+  const std::string& first = names.front();
+  bool requested = std::find(scope.capabilities.begin(), scope.capabilities.end(), "secrets") !=
+                   scope.capabilities.end();
+  if (!scope.policy->secrets) {
+    return Reply::denied("ctx.http.fetch is denied: the request carries a reference to secret '" +
+                         first + "', but the policy (version " +
+                         std::to_string(scope.policy_version) + ") grants tenant '" +
+                         scope.tenant_name + "' no 'secrets' capability (rule: tenants." +
+                         scope.tenant_name + ".capabilities.secrets is absent or false)");
+  }
+  const policy::SecretsGrant& grant = *scope.policy->secrets;
+  if (!requested) {
+    return Reply::denied("ctx.http.fetch is denied: the request carries a reference to secret '" +
+                         first +
+                         "', but the script's manifest does not ask for 'secrets' (rule: "
+                         "manifest.capabilities)");
+  }
+  for (const std::string& name : names) {
+    if (!grant.allows(name)) {
+      return Reply::denied(
+          "ctx.http.fetch is denied: the request carries a reference to secret '" + name +
+          "', which is not among the names the policy allows (rule: " + grant.source + ".names)");
+    }
+    const policy::SecretBinding* binding = grant.binding(name);
+    if (binding == nullptr) {
+      return Reply::denied(
+          "ctx.http.fetch is denied: the request carries a reference to secret '" + name +
+          "', which the policy binds to no origin, so it is sent nowhere; "
+          "the operator can bind it with " +
+          grant.source + ".bind." + name + ": [\"https://...\"] (rule: " + grant.source + ".bind)");
+    }
+    auto value = secrets_.get(scope.tenant_id, name);
+    if (!value) {
+      return Reply::error("ctx.http.fetch: the request carries a reference to secret '" + name +
+                          "', which tenant '" + scope.tenant_name +
+                          "' has not set; an admin sets it with PUT /v1/tenants/" +
+                          scope.tenant_name + "/secrets/" + name);
+    }
+    used.emplace_back(name, std::move(*value));
+    request.confined_to.push_back({name, binding->origins, grant.source + ".bind." + name});
+  }
+
+  auto value_of = [&](const std::string& name) -> const std::string& {
+    for (const auto& secret : used) {
+      if (secret.first == name) return secret.second;
+    }
+    throw std::logic_error("a secret reference was not looked up");
+  };
+  auto substitute = [&](std::string& text, const std::vector<ReferenceAt>& found) {
+    if (found.empty()) return;
+    std::string out;
+    size_t from = 0;
+    for (const ReferenceAt& at : found) {
+      out.append(text, from, at.begin - from);
+      out += value_of(at.name);
+      from = at.end;
+    }
+    out.append(text, from);
+    text = std::move(out);
+  };
+  for (size_t i = 0; i < request.headers.size(); ++i) {
+    if (in_headers[i].empty()) continue;
+    substitute(request.headers[i].second, in_headers[i]);
+    request.credential_headers.push_back(i);
+  }
+  substitute(request.body, in_body);
+  return Reply::ok(nullptr);
 }
 
 Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& args) {
@@ -303,6 +419,14 @@ Broker::Reply Broker::secrets_call(const CallScope& scope, const nlohmann::json&
     reply = Reply::denied("ctx.secrets.get is denied: secret '" + *name +
                           "' is not among the names the policy allows (rule: " + grant.source +
                           ".names)");
+  } else if (grant.is_reference_only(*name)) {
+    reply = Reply::denied("ctx.secrets.get is denied: secret '" + *name +
+                          "' is reference-only, so no script reads its value; send it with "
+                          "ctx.secrets.ref(\"" +
+                          *name +
+                          "\") in an http.fetch header or body to an origin it is bound to "
+                          "(rule: " +
+                          grant.source + ".reference_only)");
   } else {
     auto value = secrets_.get(scope.tenant_id, *name);
     reply = Reply::ok(value ? nlohmann::json(*value) : nlohmann::json());

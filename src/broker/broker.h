@@ -63,6 +63,12 @@ class Broker {
   Reply kv_call(const CallScope& scope, const std::string& op, const nlohmann::json& args);
   Reply http_call(const CallScope& scope, const nlohmann::json& args,
                   std::chrono::milliseconds remaining);
+  // Replaces the secret references in request's header values and body with the values, and
+  // confines the request to the origins each used secret is bound to; the values used go in
+  // `used`. A reply other than ok (a reference the policy does not let this request carry) ends
+  // the call with nothing sent.
+  Reply put_secrets(const CallScope& scope, FetchRequest& request,
+                    std::vector<std::pair<std::string, std::string>>& used);
   Reply emit_call(const CallScope& scope, const nlohmann::json& args);
   Reply secrets_call(const CallScope& scope, const nlohmann::json& args);
   std::string answer(const CallScope& scope, int64_t& calls, std::string_view call,

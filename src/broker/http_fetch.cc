@@ -418,7 +418,12 @@ bool Fetch::check_request() {
         return false;
       }
     }
-    if (stripped_from_request(name)) {
+    bool credential_kept =
+        !request_.confined_to.empty() &&
+        (iequals(name, "authorization") || iequals(name, "cookie")) &&
+        std::find(request_.credential_headers.begin(), request_.credential_headers.end(), i) !=
+            request_.credential_headers.end();
+    if (stripped_from_request(name) && !credential_kept) {
       result_.stripped_headers.push_back(name);
     } else {
       headers_.emplace_back(name, std::string(trim(value)));
@@ -498,8 +503,26 @@ bool Fetch::check_destination(CURLU* url, const std::string& from) {
     admitted = true;
     add_private_reachable(pattern, compiled_.allow_private, private_reachable_);
   }
-  if (admitted) return true;
   std::string origin = destination.scheme + "://" + host + ":" + std::to_string(destination.port);
+  if (admitted) {
+    for (const HopConfinement& confinement : request_.confined_to) {
+      bool bound = std::any_of(
+          confinement.origins.begin(), confinement.origins.end(),
+          [&](const net::OriginPattern& pattern) { return admits(pattern, destination); });
+      if (bound) continue;
+      std::string patterns;
+      for (const net::OriginPattern& pattern : confinement.origins) {
+        patterns += (patterns.empty() ? "" : ", ") + pattern.text;
+      }
+      deny(confinement.rule,
+           (context.empty() ? "" : context + shown + " was refused, and nothing was sent to it: ") +
+               "the request carries secret " + quoted(confinement.secret) + ", which is bound to " +
+               patterns + ", not to " + origin +
+               "; send it only to those origins, or have the operator bind it to this one");
+      return false;
+    }
+    return true;
+  }
   bool default_port_used = destination.port == default_port(destination.scheme);
   std::string suggestion = destination.scheme + "://" + host +
                            (default_port_used ? "" : ":" + std::to_string(destination.port));

@@ -22,8 +22,10 @@
 //     Transfer-Encoding, Upgrade), Host, Expect, Content-Length (curl computes these) and
 //     credential headers (Authorization, Cookie, Proxy-Authorization) are not sent. They are
 //     stripped rather than refused, as the issue asks, and named in FetchResult::stripped_headers
-//     so the caller can tell the script why its Authorization header had no effect. Because no
-//     credential header is ever sent, none can follow a redirect to another origin.
+//     so the caller can tell the script why its Authorization header had no effect. The one
+//     exception is a credential header the broker filled from a secret (credential_headers),
+//     which is sent only with confined_to set, so it too reaches no origin its secret is not
+//     bound to, on any hop.
 //   - Response headers: Set-Cookie, Set-Cookie2 and hop-by-hop headers are removed. The body is
 //     returned as received: nothing is decompressed (Accept-Encoding is not sent unless the script
 //     sends it), so max_response_bytes bounds exactly what is held in memory.
@@ -41,6 +43,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "net/origin_pattern.h"
 
 namespace corral::broker {
 
@@ -73,12 +77,26 @@ std::vector<std::string> validate_rules(const HttpRules& rules);
 // decision and for tests; fetch() applies the same check to every hop.
 std::optional<std::string> matching_allow_pattern(const HttpRules& rules, std::string_view url);
 
+// Origins every hop of a fetch must go to, besides the allow list: the broker sets one for each
+// secret whose value it put into the request (broker/secret_reference.h).
+struct HopConfinement {
+  std::string secret;                       // named in the denial
+  std::vector<net::OriginPattern> origins;  // a hop must match one of them
+  std::string rule;                         // FetchResult::rule when a hop matches none
+};
+
 struct FetchRequest {
   std::string url{};
   std::string method = "GET";
   HttpHeaders headers{};
   std::string body{};
   int64_t timeout_ms = 0;  // 0: the rules' timeout; otherwise the smaller of the two
+  // A hop (the first request or a redirect's target) whose origin misses any of these is denied
+  // before anything is sent to it, so what the request carries reaches only those origins.
+  std::vector<HopConfinement> confined_to{};
+  // Indices into headers of Authorization or Cookie headers to send although the contract above
+  // strips them: the broker's, carrying a secret's value, and only with confined_to set.
+  std::vector<size_t> credential_headers{};
 };
 
 struct FetchResult {

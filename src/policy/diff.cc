@@ -124,7 +124,14 @@ Flattened flatten(const TenantPolicy& policy) {
   }
   if (const auto& secrets = policy.secrets) {
     put_grant(flat, policy, "secrets", secrets->source,
-              {{"names", secrets->names ? show(*secrets->names) : "all"}});
+              {{"names", secrets->names ? show(*secrets->names) : "all"},
+               {"bind", show_each(secrets->bind,
+                                  [](const SecretBinding& binding) {
+                                    return binding.name + ": " +
+                                           show_each(binding.origins,
+                                                     [](const OriginPattern& p) { return p.text; });
+                                  })},
+               {"reference_only", show(secrets->reference_only)}});
   } else {
     put_grant(flat, policy, "secrets", "", {});
   }

@@ -173,7 +173,7 @@ Decision explain_secret(const TenantPolicy& policy, std::string_view tenant,
                         std::string_view name) {
   if (!policy.secrets) return not_granted(policy, tenant, "secrets", "secrets.get");
   const SecretsGrant& grant = *policy.secrets;
-  if (name.empty() || !grant.names) {
+  if (name.empty() || (!grant.names && !grant.is_reference_only(name))) {
     return {true, grant.source,
             !grant.names ? "secrets.get is granted for every secret of tenant " + quoted(tenant)
                          : "secrets.get is granted for the secrets " + list_strings(*grant.names)};
@@ -182,6 +182,13 @@ Decision explain_secret(const TenantPolicy& policy, std::string_view tenant,
     throw std::invalid_argument(quoted(name) +
                                 " is not a secret name; names are 1 to 64 letters, digits, '.', "
                                 "'_' or '-', starting with a letter or digit");
+  }
+  if (grant.allows(name) && grant.is_reference_only(name)) {
+    return {false, grant.source + ".reference_only",
+            "secrets.get of " + quoted(name) +
+                " is denied: the secret is reference-only, so no script reads its value; a script "
+                "sends it with ctx.secrets.ref(" +
+                quoted(name) + ") in an http.fetch header or body to an origin bound to it"};
   }
   auto found = std::find(grant.names->begin(), grant.names->end(), name);
   if (found != grant.names->end()) {

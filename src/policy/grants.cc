@@ -81,6 +81,17 @@ bool SecretsGrant::allows(std::string_view name) const {
   return !names || std::find(names->begin(), names->end(), name) != names->end();
 }
 
+bool SecretsGrant::is_reference_only(std::string_view name) const {
+  return std::find(reference_only.begin(), reference_only.end(), name) != reference_only.end();
+}
+
+const SecretBinding* SecretsGrant::binding(std::string_view name) const {
+  for (const SecretBinding& binding : bind) {
+    if (binding.name == name) return &binding;
+  }
+  return nullptr;
+}
+
 PublicKey PublicKey::parse(std::string_view text) {
   const std::string rule =
       "; give the standard base64 of a 32-byte Ed25519 public key "

@@ -93,13 +93,27 @@ struct EmitGrant {
   bool allows_topic(std::string_view topic) const { return matching_topic(topic).has_value(); }
 };
 
-// ctx.secrets.get, for the tenant's own secrets only.
+// The origins a secret reference may be sent to (secrets.bind.NAME).
+struct SecretBinding {
+  std::string name;
+  std::vector<OriginPattern> origins;
+};
+
+// ctx.secrets, for the tenant's own secrets only: get reads a value; a reference
+// (ctx.secrets.ref) is replaced by the broker with the value in an http.fetch to a bound origin.
 struct SecretsGrant {
   // nullopt (the default): every secret of the tenant; otherwise only these names.
   std::optional<std::vector<std::string>> names;
+  // Where each secret's references may go; a secret not bound here has no reference that works.
+  std::vector<SecretBinding> bind;
+  // Secrets get refuses: no script ever holds their value, they reach only the bound origins.
+  std::vector<std::string> reference_only;
   std::string source;
 
   bool allows(std::string_view name) const;
+  bool is_reference_only(std::string_view name) const;
+  // The origins `name` is bound to, or nullptr when it is bound to none.
+  const SecretBinding* binding(std::string_view name) const;
 };
 
 // An Ed25519 public key as the policy gives it: standard base64 of 32 bytes.

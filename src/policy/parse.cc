@@ -499,21 +499,75 @@ EmitGrant read_emit(Reader& reader, const Place& place) {
   return grant;
 }
 
+std::string checked_secret_name(const std::string& text) {
+  if (auto problem = name_problem(text)) {
+    throw std::invalid_argument(
+        "secret name " + quoted(text) + ": " + *problem +
+        "; use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+  }
+  return text;
+}
+
 SecretsGrant read_secrets(Reader& reader, const Place& place) {
   SecretsGrant grant;
   grant.source = place.path;
-  reader.each_entry(place, {"names"}, [&](std::string_view, const Place& entry) {
-    auto names = reader.list<std::string>(
-        entry, "secret names", "a secret name", [](const std::string& text) {
-          if (auto problem = name_problem(text)) {
-            throw std::invalid_argument(
-                "secret name " + quoted(text) + ": " + *problem +
-                "; use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+  // Where each name of bind and reference_only was written, to check them against names.
+  std::vector<std::pair<std::string, Place>> named;
+  std::optional<Place> reference_only_place;
+  reader.each_entry(
+      place, {"names", "bind", "reference_only"}, [&](std::string_view key, const Place& entry) {
+        if (key == "names") {
+          auto names =
+              reader.list<std::string>(entry, "secret names", "a secret name", checked_secret_name);
+          if (names) grant.names = std::move(*names);
+        } else if (key == "reference_only") {
+          auto names =
+              reader.list<std::string>(entry, "secret names", "a secret name", checked_secret_name);
+          if (!names) return;
+          reference_only_place = entry;
+          for (size_t i = 0; i < names->size(); ++i) {
+            named.emplace_back((*names)[i], entry.item(i, entry.node[i]));
           }
-          return text;
-        });
-    if (names) grant.names = std::move(*names);
-  });
+          grant.reference_only = std::move(*names);
+        } else {
+          if (entry.node && entry.node.IsMap()) {
+            reader.each_pair(entry, [&](const std::string& name, const Place& binding) {
+              if (auto problem = name_problem(name)) {
+                reader.report(binding, "secret name " + quoted(name) + ": " + *problem +
+                                           "; bind takes secret names as keys");
+                return;
+              }
+              auto origins = reader.list<OriginPattern>(
+                  binding, "origin patterns", "an origin pattern",
+                  [](const std::string& text) { return parse_origin_pattern(text); });
+              if (!origins) return;
+              named.emplace_back(name, binding);
+              grant.bind.push_back({name, std::move(*origins)});
+            });
+          } else if (entry.node && !entry.node.IsNull()) {
+            reader.report(entry, "expected a mapping from secret names to lists of origin "
+                                 "patterns, e.g. bind: {stripe: [\"https://api.stripe.com\"]}, "
+                                 "got " + describe(entry.node));
+          }
+        }
+      });
+  for (const auto& [name, where] : named) {
+    if (grant.names && !grant.allows(name)) {
+      reader.report(where, "secret " + quoted(name) + " is not among " + place.path +
+                               ".names; add it there, or remove it here");
+    }
+  }
+  if (reference_only_place) {
+    for (size_t i = 0; i < grant.reference_only.size(); ++i) {
+      const std::string& name = grant.reference_only[i];
+      if (grant.binding(name)) continue;
+      reader.report(reference_only_place->item(i, reference_only_place->node[i]),
+                    "secret " + quoted(name) +
+                        " is reference-only but bound to no origin, so no script could use it; "
+                        "add " + place.path + ".bind." + name +
+                        ": [\"https://...\"] naming the origins it may be sent to");
+    }
+  }
   return grant;
 }
 

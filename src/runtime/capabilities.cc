@@ -4,6 +4,7 @@
 #include <lua.hpp>
 #include <string>
 
+#include "broker/secret_reference.h"
 #include "runtime/environment.h"
 #include "runtime/json_codec.h"
 #include "runtime/run_state.h"
@@ -100,6 +101,22 @@ int capability_call(lua_State* L) {
   return 0;
 }
 
+// ctx.secrets.ref(name): the text the broker replaces with the secret's value in an http.fetch
+// to an origin bound to it (broker/secret_reference.h). Made here, not by the broker: it holds
+// nothing secret and unlocks only what the binding allows, so it costs no subrequest.
+int secret_ref(lua_State* L) {
+  size_t length = 0;
+  const char* name = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &length) : nullptr;
+  if (name == nullptr || !broker::reference_name_valid(std::string_view(name, length))) {
+    return luaL_error(L,
+                      "ctx.secrets.ref: the name (argument 1) must be a secret name, 1 to 64 "
+                      "letters, digits, '.', '_' or '-'");
+  }
+  // Pushed with lua_pushfstring: a Lua error (a longjmp) while pushing must cross no C++ object.
+  lua_pushfstring(L, "%s%s%s", broker::kReferenceOpen.data(), name, broker::kReferenceClose.data());
+  return 1;
+}
+
 void push_call(lua_State* L, const char* op, int argc) {
   lua_pushstring(L, op);
   lua_pushinteger(L, argc);
@@ -135,6 +152,10 @@ void push_capabilities(lua_State* L, const std::vector<std::string>& capabilitie
       set_table_of(L, "http", {{"fetch", "http.fetch", 1}});
     } else if (name == "secrets") {
       set_table_of(L, "secrets", {{"get", "secrets.get", 1}});
+      lua_getfield(L, -1, "secrets");
+      lua_pushcfunction(L, secret_ref);
+      lua_setfield(L, -2, "ref");
+      lua_pop(L, 1);
     } else if (name == "emit") {
       push_call(L, "emit", 2);
       lua_setfield(L, -2, "emit");

@@ -440,5 +440,210 @@ TEST_F(BrokerHttpTest, HeaderInjectionIsRefused) {
   EXPECT_EQ(server_.requests(), 0) << "the request was sent";
 }
 
+// ---- secret references (ctx.secrets.ref, secrets.bind, secrets.reference_only)
+
+// Two loopback servers, both in the http allow list; the secret "stripe" is bound to server_
+// only, so other_ stands for any origin the script may fetch but the secret must not reach.
+class SecretReferenceTest : public BrokerHttpTest {
+ protected:
+  static constexpr const char* kValue = "sk_live_9f8e7d6c5b4a";
+
+  void SetUp() override {
+    BrokerHttpTest::SetUp();
+    broker_->secrets().put(tenant_.id, "stripe", kValue, store::now_ms());
+    bind("reference_only: [stripe]");
+  }
+
+  void bind(const std::string& secrets_extra) {
+    use_policy("tenants:\n  acme:\n    capabilities:\n      http:\n        allow: [\"" +
+               server_.origin() + "\", \"" + other_.origin() +
+               "\"]\n        allow_private: [\"127.0.0.1\"]\n        timeout_ms: 2000\n"
+               "      secrets:\n        names: [stripe, hook]\n        bind: {stripe: [\"" +
+               server_.origin() + "\"]}\n        " + secrets_extra + "\n");
+  }
+
+  // Runs a fetch of `spec` (Lua, may use `ref`, the reference to "stripe") and returns what the
+  // script saw: {status, body, headers} or {error}.
+  InvocationResult fetch_with_ref(const std::string& spec) {
+    return run(
+        "function handle(input, ctx) local ref = ctx.secrets.ref('stripe') "
+        "local ok, r = pcall(ctx.http.fetch, " +
+            spec +
+            ") if ok then return {status = r.status, body = r.body, headers = r.headers, "
+            "url = r.url} end return {error = r} end",
+        {"http", "secrets"});
+  }
+};
+
+TEST_F(SecretReferenceTest, AReferenceOnlySecretCannotBeReadByGet) {
+  auto result = run(R"(function handle(input, ctx)
+      local ok, e = pcall(ctx.secrets.get, "stripe")
+      return {ok = ok, e = e}
+    end)",
+                    {"secrets"});
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_EQ(result.output["ok"], false) << result.output;
+  std::string error = result.output["e"].get<std::string>();
+  EXPECT_NE(error.find("reference-only"), std::string::npos) << error;
+  EXPECT_NE(error.find("tenants.acme.capabilities.secrets.reference_only"), std::string::npos)
+      << error;
+  EXPECT_EQ(dump(result).find(kValue), std::string::npos) << dump(result);
+  EXPECT_TRUE(audited_deny("capability.secrets.get"));
+  // A compromised worker asking the broker directly gets no more.
+  json raw = raw_call({{"op", "secrets.get"}, {"args", {"stripe"}}}, {"secrets"});
+  EXPECT_EQ(raw["error"]["kind"], "denied") << raw;
+  EXPECT_EQ(raw.dump().find(kValue), std::string::npos) << raw;
+}
+
+TEST_F(SecretReferenceTest, AReferenceIsReplacedInHeadersAndBodyForABoundOrigin) {
+  auto result = fetch_with_ref("{url = '" + server_.url("/echo") +
+                               "', method = 'POST', body = 'key=' .. ref .. '&n=1', headers = "
+                               "{Authorization = 'Bearer ' .. ref, ['X-Api-Key'] = ref}}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  ASSERT_EQ(result.output["status"], 200) << result.output;
+  EXPECT_TRUE(server_.received(std::string("Authorization: Bearer ") + kValue));
+  EXPECT_TRUE(server_.received(std::string("X-Api-Key: ") + kValue));
+  EXPECT_TRUE(server_.received(std::string("key=") + kValue + "&n=1"));
+  EXPECT_FALSE(server_.received("corral-secret")) << "a reference was sent as written";
+  // The echo came back, with the value hidden from the script that could not read it.
+  std::string body = result.output["body"].get<std::string>();
+  EXPECT_EQ(body.find(kValue), std::string::npos) << body;
+  EXPECT_NE(body.find("[redacted:stripe]"), std::string::npos) << body;
+  EXPECT_EQ(dump(result).find(kValue), std::string::npos) << dump(result);
+}
+
+TEST_F(SecretReferenceTest, AnEchoingServerHandsBackNoValueInHeadersOrBody) {
+  auto result = fetch_with_ref("{url = '" + server_.url("/reflect") +
+                               "', method = 'POST', body = ref, headers = {['X-Key'] = "
+                               "'k:' .. ref}}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  ASSERT_EQ(result.output["status"], 200) << result.output;
+  ASSERT_TRUE(server_.received(kValue));
+  EXPECT_EQ(result.output["body"], "[redacted:stripe]") << result.output;
+  EXPECT_EQ(result.output["headers"]["reflected-x-key"], "k:[redacted:stripe]") << result.output;
+  EXPECT_EQ(dump(result).find(kValue), std::string::npos) << dump(result);
+}
+
+TEST_F(SecretReferenceTest, AReferenceToAnUnboundOriginIsDeniedAndNothingIsSent) {
+  auto result = fetch_with_ref("{url = '" + other_.url("/echo") +
+                               "', method = 'POST', body = ref, headers = {['X-Key'] = ref}}");
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  ASSERT_TRUE(result.output.contains("error")) << result.output;
+  std::string error = result.output["error"].get<std::string>();
+  EXPECT_NE(error.find("denied"), std::string::npos) << error;
+  EXPECT_NE(error.find("\"stripe\""), std::string::npos) << error;
+  EXPECT_NE(error.find(other_.origin()), std::string::npos) << error;
+  EXPECT_NE(error.find("tenants.acme.capabilities.secrets.bind.stripe"), std::string::npos)
+      << error;
+  EXPECT_EQ(other_.requests(), 0) << "the unbound server was reached";
+  EXPECT_TRUE(audited_deny("capability.http.fetch"));
+}
+
+TEST_F(SecretReferenceTest, ARedirectToAnUnboundOriginDoesNotCarryTheValue) {
+  for (int status : {302, 307, 308, 303}) {
+    auto result = fetch_with_ref(
+        "{url = '" +
+        server_.url("/redirect?status=" + std::to_string(status) + "&to=" + other_.url("/echo")) +
+        "', method = 'POST', body = ref, headers = {Authorization = "
+        "'Bearer ' .. ref, ['X-Key'] = ref}}");
+    ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+    ASSERT_TRUE(result.output.contains("error")) << status << " " << result.output;
+    std::string error = result.output["error"].get<std::string>();
+    EXPECT_NE(error.find("secrets.bind.stripe"), std::string::npos) << error;
+    EXPECT_TRUE(server_.received(kValue)) << "the bound server should have had the value";
+    EXPECT_EQ(other_.requests(), 0) << status << ": the redirect reached the unbound server";
+    EXPECT_FALSE(other_.received(kValue));
+  }
+  // A redirect within the bound origin is followed, and carries the value.
+  auto same = fetch_with_ref("{url = '" + server_.url("/redirect?status=307&to=/echo") +
+                             "', method = 'POST', body = ref}");
+  ASSERT_EQ(same.outcome, Outcome::ok) << dump(same);
+  EXPECT_EQ(same.output["status"], 200) << same.output;
+}
+
+TEST_F(SecretReferenceTest, ReferencesAreNotReplacedOutsideAFetch) {
+  bind("");
+  auto result = run(R"(function handle(input, ctx)
+      local ref = ctx.secrets.ref("stripe")
+      ctx.log.info("ref is " .. ref)
+      return {ref = ref}
+    end)",
+                    {"secrets"});
+  broker_->redact(tenant_.id, result);
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_EQ(result.output["ref"], "{{corral-secret:stripe}}");
+  ASSERT_EQ(result.logs.size(), 1u);
+  EXPECT_EQ(result.logs[0].message, "ref is {{corral-secret:stripe}}");
+}
+
+TEST_F(SecretReferenceTest, AReferenceTheGrantDoesNotAllowIsDenied) {
+  broker_->secrets().put(tenant_.id, "hook", "whsec_abcdef123456", store::now_ms());
+  broker_->secrets().put(tenant_.id, "other", "other-value-123456", store::now_ms());
+  // hook is granted but bound to no origin; other is not granted at all; a forged reference
+  // gets what ref() would have.
+  for (std::string name : {"hook", "other"}) {
+    auto result = fetch_with_ref("{url = '" + server_.url("/echo") +
+                                 "', method = 'POST', body = '{{corral-secret:" + name + "}}'}");
+    ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+    std::string error = result.output.value("error", "");
+    EXPECT_NE(error.find("denied"), std::string::npos) << name << ": " << result.output;
+    EXPECT_NE(error.find(name == "hook" ? "secrets.bind" : "secrets.names"), std::string::npos)
+        << error;
+  }
+  EXPECT_EQ(server_.requests(), 0);
+  // Nor may a request carry a reference without the secrets capability in its manifest.
+  auto unrequested =
+      run("function handle(input, ctx) local ok, e = pcall(ctx.http.fetch, {url = '" +
+              server_.url("/echo") +
+              "', method = 'POST', body = '{{corral-secret:stripe}}'}) return e end",
+          {"http"});
+  ASSERT_EQ(unrequested.outcome, Outcome::ok) << dump(unrequested);
+  EXPECT_NE(unrequested.output.get<std::string>().find("manifest.capabilities"), std::string::npos)
+      << unrequested.output;
+  // And a URL never carries one.
+  auto in_url = fetch_with_ref("{url = '" + server_.url("/echo?k=") + "' .. ref}");
+  ASSERT_EQ(in_url.outcome, Outcome::ok) << dump(in_url);
+  EXPECT_NE(in_url.output.value("error", "").find("URL"), std::string::npos) << in_url.output;
+  EXPECT_EQ(server_.requests(), 0);
+}
+
+// The fetcher's confinement alone, without the broker: a request confined to one origin is
+// refused at a redirect to another before anything reaches it.
+TEST(HopConfinement, AConfinedRequestIsNotSentToAnotherOriginOnAnyHop) {
+  LoopbackHttpServer bound, other;
+  HttpRules rules;
+  rules.allow = {bound.origin(), other.origin()};
+  rules.allow_private = {"127.0.0.1"};
+  std::string error;
+  FetchRequest request;
+  request.url = bound.url("/redirect?status=307&to=" + other.url("/echo"));
+  request.method = "POST";
+  request.body = "the-value";
+  request.headers = {{"Authorization", "Bearer the-value"}};
+  request.credential_headers = {0};
+  request.confined_to.push_back(
+      {"s", {*net::OriginPattern::parse(bound.origin(), &error)}, "bind.s"});
+  FetchResult result = HttpFetcher().fetch(rules, request);
+  EXPECT_EQ(result.kind, FetchResult::Kind::denied) << result.message;
+  EXPECT_EQ(result.rule, "bind.s");
+  EXPECT_TRUE(bound.received("Authorization: Bearer the-value"));
+  EXPECT_EQ(other.requests(), 0);
+
+  request.url = other.url("/echo");
+  result = HttpFetcher().fetch(rules, request);
+  EXPECT_EQ(result.kind, FetchResult::Kind::denied) << result.message;
+  EXPECT_EQ(other.requests(), 0);
+
+  // Unconfined, the credential header is stripped as ever.
+  request.confined_to.clear();
+  request.url = bound.url("/echo");
+  LoopbackHttpServer fresh;
+  request.url = fresh.url("/echo");
+  rules.allow.push_back(fresh.origin());
+  result = HttpFetcher().fetch(rules, request);
+  EXPECT_EQ(result.kind, FetchResult::Kind::ok) << result.message;
+  EXPECT_FALSE(fresh.received("Authorization"));
+}
+
 }  // namespace
 }  // namespace corral::broker

@@ -3,6 +3,8 @@
 //   /echo[...]                     200, JSON {method, path, headers: [[name, value]...], body};
 //                                  also sends Set-Cookie, "Connection: close, X-Hop", X-Hop and
 //                                  X-Kept, so tests can see which response headers survive
+//   /reflect                       200 with the request's body, and each request header X-NAME
+//                                  sent back as Reflected-X-NAME (a server that echoes)
 //   /redirect?status=N&to=URL      status N (302 by default) with Location: URL (percent-decoded)
 //   /loop/N                        302 to the relative /loop/N+1, forever
 //   /huge?bytes=N                  200 with Content-Length N and N bytes of 'x'
@@ -63,6 +65,14 @@ class LoopbackHttpServer {
   std::string url(const std::string& path) const { return origin() + path; }
   // Requests read completely so far.
   int requests() const { return requests_.load(); }
+  // Whether any request read so far held `text` anywhere in its bytes (head or body).
+  bool received(const std::string& text) {
+    std::lock_guard lock(seen_mutex_);
+    for (const std::string& request : seen_) {
+      if (request.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
 
  private:
   void accept_loop() {
@@ -172,6 +182,10 @@ class LoopbackHttpServer {
       if (!read_more()) return;
     }
     std::string body = data.substr(header_end + 4, content_length);
+    {
+      std::lock_guard lock(seen_mutex_);
+      seen_.push_back(data.substr(0, header_end + 4 + content_length));
+    }
     ++requests_;
 
     std::string path = target.substr(0, target.find('?'));
@@ -182,6 +196,14 @@ class LoopbackHttpServer {
         "Connection: X-Hop\r\nX-Kept: yes\r\n";
     if (path == "/echo" || path.starts_with("/echo/")) {
       send_all(connection, response(200, echo_headers, echo.dump()));
+    } else if (path == "/reflect") {
+      std::string reflected;
+      for (const auto& header : headers) {
+        std::string name = header[0];
+        if (name.starts_with("X-"))
+          reflected += "Reflected-" + name + ": " + std::string(header[1]) + "\r\n";
+      }
+      send_all(connection, response(200, reflected, body));
     } else if (path == "/redirect") {
       std::string status = query_value(target, "status");
       send_all(connection, response(status.empty() ? 302 : std::stoi(status),
@@ -222,6 +244,8 @@ class LoopbackHttpServer {
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<int> requests_{0};
+  std::mutex seen_mutex_;
+  std::vector<std::string> seen_;  // every request read, as received
   std::thread acceptor_;
   std::mutex mutex_;
   std::vector<std::thread> connections_;

@@ -901,4 +901,102 @@ TEST(Diff, ADefaultChangeIsReportedUnderDefaultsOnly) {
   EXPECT_EQ(diff(before, after), std::vector<std::string>{"defaults.capabilities.emit: added"});
 }
 
+// ---- secret references: secrets.bind and secrets.reference_only ---------------------------
+
+TEST(SecretReferences, BindAndReferenceOnlyAreReadAndExplained) {
+  Policy policy = Policy::parse(R"(tenants:
+  acme:
+    capabilities:
+      secrets:
+        names: [stripe, hook]
+        bind:
+          stripe: ["https://api.stripe.com", "https://*.stripe.com:8443"]
+          hook: ["http://127.0.0.1:9000"]
+        reference_only: [stripe]
+)");
+  TenantPolicy acme = policy.for_tenant("acme");
+  ASSERT_TRUE(acme.secrets);
+  const auto* stripe = acme.secrets->binding("stripe");
+  ASSERT_NE(stripe, nullptr);
+  ASSERT_EQ(stripe->origins.size(), 2u);
+  EXPECT_TRUE(stripe->origins[0].matches("https", "api.stripe.com", 443));
+  EXPECT_FALSE(stripe->origins[0].matches("https", "api.stripe.com.evil.org", 443));
+  EXPECT_TRUE(stripe->origins[1].matches("https", "files.stripe.com", 8443));
+  EXPECT_EQ(acme.secrets->binding("other"), nullptr);
+  EXPECT_TRUE(acme.secrets->is_reference_only("stripe"));
+  EXPECT_FALSE(acme.secrets->is_reference_only("hook"));
+
+  Decision get = policy.explain("acme", "secrets.get stripe");
+  EXPECT_FALSE(get.allowed);
+  EXPECT_EQ(get.rule, "tenants.acme.capabilities.secrets.reference_only");
+  EXPECT_TRUE(contains(get.reason, "ctx.secrets.ref(\"stripe\")")) << get.reason;
+  EXPECT_TRUE(policy.explain("acme", "secrets.get hook").allowed);
+
+  // With every name granted (no names), reference_only still holds.
+  Decision all = Policy::parse(
+                     "tenants: {acme: {capabilities: {secrets: {bind: {k: "
+                     "[\"https://a.example\"]}, reference_only: [k]}}}}")
+                     .explain("acme", "secrets.get k");
+  EXPECT_FALSE(all.allowed);
+  EXPECT_EQ(all.rule, "tenants.acme.capabilities.secrets.reference_only");
+
+  // diff names a change of binding or of reference_only.
+  Policy loosened = Policy::parse(R"(tenants:
+  acme:
+    capabilities:
+      secrets:
+        names: [stripe, hook]
+        bind:
+          stripe: ["https://api.stripe.com", "https://evil.example"]
+          hook: ["http://127.0.0.1:9000"]
+)");
+  auto changes = diff(policy, loosened);
+  std::string all_changes;
+  for (const auto& change : changes) all_changes += change + "\n";
+  EXPECT_TRUE(contains(all_changes, "tenants.acme.capabilities.secrets.bind")) << all_changes;
+  EXPECT_TRUE(contains(all_changes, "https://evil.example")) << all_changes;
+  EXPECT_TRUE(contains(all_changes, "tenants.acme.capabilities.secrets.reference_only"))
+      << all_changes;
+}
+
+TEST(SecretReferences, MistakesAreRefusedWithThePathAndWhatToWrite) {
+  struct Case {
+    std::string yaml, path, says;
+  };
+  const std::string head = "defaults:\n  capabilities:\n    secrets:\n";
+  const std::vector<Case> refused = {
+      {head + "      bind: {stripe: [\"https://api.stripe.com/v1\"]}\n",
+       "defaults.capabilities.secrets.bind.stripe[0]", "remove \"/v1\""},
+      {head + "      bind: {stripe: [\"ftp://api.stripe.com\"]}\n",
+       "defaults.capabilities.secrets.bind.stripe[0]", "http or https"},
+      {head + "      bind: {stripe: \"https://api.stripe.com\"}\n",
+       "defaults.capabilities.secrets.bind.stripe", "expected a list of origin patterns"},
+      {head + "      bind: [stripe]\n", "defaults.capabilities.secrets.bind",
+       "expected a mapping from secret names to lists of origin patterns"},
+      {head + "      bind: {\"bad name\": [\"https://a.example\"]}\n",
+       "defaults.capabilities.secrets.bind.bad name", "contains ' '"},
+      {head + "      names: [hook]\n      bind: {stripe: [\"https://api.stripe.com\"]}\n",
+       "defaults.capabilities.secrets.bind.stripe",
+       "is not among defaults.capabilities.secrets.names; add it there"},
+      {head + "      names: [stripe, hook]\n      bind: {stripe: [\"https://api.stripe.com\"]}\n"
+              "      reference_only: [hook]\n",
+       "defaults.capabilities.secrets.reference_only[0]",
+       "add defaults.capabilities.secrets.bind.hook: [\"https://...\"]"},
+      {head + "      names: [hook]\n      bind: {hook: [\"https://a.example\"]}\n"
+              "      reference_only: [hook, stripe]\n",
+       "defaults.capabilities.secrets.reference_only[1]", "is not among"},
+      {head + "      bnid: {}\n", "defaults.capabilities.secrets.bnid", "did you mean \"bind\"?"},
+  };
+  for (const auto& [yaml, path, says] : refused) {
+    auto problems = problems_of(yaml);
+    bool found = false;
+    std::string seen;
+    for (const auto& problem : problems) {
+      seen += problem.path + ": " + problem.message + "\n";
+      if (problem.path == path && contains(problem.message, says)) found = true;
+    }
+    EXPECT_TRUE(found) << yaml << "\n  problems:\n" << seen;
+  }
+}
+
 }  // namespace
