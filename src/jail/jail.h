@@ -27,14 +27,15 @@ namespace corral::jail {
 
 enum class Layer : uint8_t {
   namespaces,    // 1. user (unprivileged mapping, setgroups denied), pid, mount, net, ipc, uts,
-                 // cgroup
-  filesystem,    // 2. private propagation, pivot_root into an empty read-only tmpfs, old root gone
+                 // cgroup; no new namespaces (limits at 0)
+  filesystem,    // 2. private propagation, pivot_root into an empty read-only tmpfs, old root
+                 // gone, chroot below it (no new user namespace)
   network,       // 3. the new network namespace keeps every interface down
   rlimits,       // 4. address space, CPU seconds, no processes, no file writes, few descriptors, no
                  // cores
   cgroup,        // 5. memory, pids and cpu limits in a cgroup of the worker's own
-  process,       // 6. only the channel open, empty environment, setsid, parent-death signal, not
-                 // dumpable
+  process,       // 6. own session keyring, only the channel open, empty environment, setsid,
+                 // parent-death signal, not dumpable
   capabilities,  // 7. every capability set emptied, no_new_privs
   seccomp,       // 8. a syscall allowlist; anything else kills the worker and is reported
 };
@@ -140,7 +141,7 @@ struct SpawnRequest {
   std::vector<std::string> argv;
   int channel_fd = -1;  // becomes descriptor 3 in the worker
   LayerSet layers;
-  uid_t outside_uid = 65534;  // the unprivileged ids the worker's root maps to
+  uid_t outside_uid = 65534;  // the unprivileged ids the worker's root maps to (its tenant's)
   gid_t outside_gid = 65534;
   WorkerCgroups* cgroups = nullptr;  // when the cgroup layer is on
 };
@@ -170,7 +171,8 @@ struct ContainOptions {
   Ceilings ceilings;
 };
 
-// Steps 2, 3, 4, 6 and 7 in that order (1 and 5 were done by the supervisor before exec).
+// The worker's part of step 1 (no new namespaces), then steps 2, 3, 4, 6 and 7 in that order
+// (1 and 5 were done by the supervisor before exec).
 // Throws std::runtime_error naming the step that failed.
 void contain(const ContainOptions& options);
 

@@ -46,7 +46,8 @@ LayerStatus probe_namespaces() {
             " (are user namespaces disabled? see sysctl user.max_user_namespaces)"};
   }
   return {Layer::namespaces, true,
-          "user (root inside mapped to nobody outside), pid, mount, network, ipc, uts, cgroup"};
+          "user (root inside mapped to its tenant's own unprivileged ids outside, no new "
+          "namespaces), pid, mount, network, ipc, uts, cgroup"};
 }
 
 LayerStatus probe_seccomp() {
@@ -78,13 +79,14 @@ std::vector<LayerStatus> probe_machine(const ProbeOptions& options) {
   return {
       namespaces,
       needs_namespaces(Layer::filesystem, namespaces,
-                       "empty read-only tmpfs root, no /proc, no /dev"),
+                       "empty read-only tmpfs root, no /proc, no /dev, chrooted below it"),
       needs_namespaces(Layer::network, namespaces, "network namespace with every interface down"),
       {Layer::rlimits, true,
        "address space, CPU seconds, no processes, no file writes, 4 descriptors, no cores"},
       cgroup,
       {Layer::process, true,
-       "only the channel open, empty environment, setsid, parent-death signal, not dumpable"},
+       "own session keyring, only the channel open, empty environment, setsid, parent-death "
+       "signal, not dumpable"},
       {Layer::capabilities, true, "all capability sets empty, securebits locked, no_new_privs"},
       probe_seccomp()};
 }

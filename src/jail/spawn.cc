@@ -4,9 +4,9 @@
 // supplementary groups (they would otherwise follow it, unmapped but still honoured), then
 // unshares the user namespace together with mount, network, ipc, uts and cgroup, so that these
 // belong to the new user namespace. It waits while the supervisor maps its ids and, with
-// cgroup v1, moves it into its cgroups; then it becomes root of the new namespace (nobody
-// outside) and execs the worker binary. Between clone and exec the child runs only raw,
-// async-signal-safe calls on memory prepared beforehand.
+// cgroup v1, moves it into its cgroups; then it becomes root of the new namespace (its
+// tenant's unprivileged ids outside) and execs the worker binary. Between clone and exec the child
+// runs only raw, async-signal-safe calls on memory prepared beforehand.
 //
 // The child shares corrald's memory until it execs (CLONE_VM, on a stack of its own), as
 // posix_spawn's child does. A copy-on-write fork of corrald would copy its page tables and make

@@ -1,6 +1,8 @@
 // Step 1, the supervisor's half: the worker was cloned into a new user namespace and waits
-// until its ids are mapped. Root inside maps to an unprivileged uid/gid outside (nobody by
-// default), one id each, and setgroups is denied so the worker cannot drop into other groups.
+// until its ids are mapped. Root inside maps to an unprivileged uid/gid outside, one id each:
+// corrald gives each tenant's workers ids of their own (pool/jail_setup.h, WorkerIds), so that
+// no two tenants share a uid's keys, signals or quotas. setgroups is denied so the worker cannot
+// drop into other groups.
 //
 // Paths under /proc/<pid> are safe here: the child is ours, unreaped and blocked on a pipe, so
 // its pid cannot be reused while we write.
