@@ -7,5 +7,5 @@ function handle(input, ctx)
     .. string.rep("\255", 64)
   local f, err = load(chunk)
   if f then f() error("escaped: binary chunk loaded") end
-  error("refused: " .. tostring(err))
+  error("held: load refused it: " .. tostring(err))
 end

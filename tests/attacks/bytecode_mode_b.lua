@@ -2,6 +2,7 @@
 -- limits: {"timeout_ms": 500, "memory_bytes": 8388608}
 -- why: load with mode "b" asks for binary chunks only; the sandbox must refuse the mode outright (raising), since binary chunks are never allowed.
 function handle(input, ctx)
-  local f, err = load("\27Lua\x54\x00", "evil", "b")
-  error("escaped: load with mode b returned " .. tostring(f) .. " / " .. tostring(err))
+  local ok, f, err = pcall(load, "\27Lua\x54\x00", "evil", "b")
+  if ok then error("escaped: load with mode b returned " .. tostring(f) .. " / " .. tostring(err)) end
+  error("held: " .. tostring(f))
 end

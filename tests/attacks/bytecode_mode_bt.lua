@@ -4,5 +4,5 @@
 function handle(input, ctx)
   local f, err = load("\27Lua\x54\x00\x19\x93\r\n\x1a\n", "evil", "bt")
   if f then error("escaped: binary chunk loaded with mode bt") end
-  error("refused: " .. tostring(err))
+  error("held: load refused it: " .. tostring(err))
 end

@@ -5,5 +5,5 @@ function handle(input, ctx)
   local src = "return " .. string.rep("(", 200000) .. "1" .. string.rep(")", 200000)
   local f, err = load(src)
   if f then error("escaped: deep nesting parsed") end
-  error(err)
+  error("held: " .. tostring(err))
 end

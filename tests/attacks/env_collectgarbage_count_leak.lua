@@ -6,5 +6,5 @@ function handle(input, ctx)
   for _, opt in ipairs({ "stop", "restart", "incremental", "generational", "setpause", "setstepmul" }) do
     if pcall(collectgarbage, opt, 1) then error("escaped: collectgarbage(" .. opt .. ") accepted") end
   end
-  return "blocked"
+  return "held: collectgarbage refused every option that changes the collector"
 end

@@ -6,5 +6,5 @@ function handle(input, ctx)
   json.null = "nope"; json.array = nil; pairs = nil; next = nil; rawget = nil; type = nil
   setmetatable(_G, { __index = function(_, k) error("escaped: host read global " .. tostring(k)) end,
                      __newindex = function() error("escaped: host wrote a global") end })
-  return { ok = true, list = { 1, 2, 3 } }
+  return { verdict = "held: the host encoded the result without the vandalised globals", list = { 1, 2, 3 } }
 end

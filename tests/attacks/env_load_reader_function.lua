@@ -4,6 +4,7 @@
 function handle(input, ctx)
   local parts = { "return ", "1" }
   local i = 0
-  local f = load(function() i = i + 1 return parts[i] end)
-  error("escaped: load accepted a reader function: " .. tostring(f))
+  local ok, result = pcall(load, function() i = i + 1 return parts[i] end)
+  if ok then error("escaped: load accepted a reader function: " .. tostring(result)) end
+  error("held: " .. tostring(result))
 end

@@ -9,5 +9,5 @@ function handle(input, ctx)
   end
   local t = setmetatable({}, { __name = "X" })
   if tostring(t):find("0x") then error("escaped: __name path leaked an address") end
-  return "blocked"
+  return "held: tostring and %s show numbers, never addresses"
 end

@@ -10,5 +10,5 @@ function handle(input, ctx)
   end
   for i = 1, 3 do collectgarbage("collect") end
   if ran then error("escaped: a late __gc finalizer ran") end
-  return "blocked"
+  return "held: a __gc added after setmetatable never ran"
 end

@@ -8,5 +8,5 @@ function handle(input, ctx)
   do local t = setmetatable({}, mt) end
   collectgarbage("collect"); collectgarbage("collect")
   if ran then error("escaped: finalizer inherited through __index ran") end
-  error("no finalizer ran")
+  error("held: no finalizer inherited through __index ran")
 end

@@ -9,5 +9,5 @@ function handle(input, ctx)
     local b = json.array()
     if b.anything == "poisoned" then error("escaped: shared json.array metatable is writable") end
   end
-  return { mt = type(mt) }
+  return { verdict = "held: no json.array shared a writable metatable", mt = type(mt) }
 end

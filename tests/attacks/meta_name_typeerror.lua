@@ -6,5 +6,5 @@ function handle(input, ctx)
   local ok, err = pcall(string.rep, t, 1)
   if ok then error("escaped: string.rep accepted a table") end
   if tostring(err):find("0x") then error("escaped: address in " .. err) end
-  return "blocked"
+  return "held: a poisoned __name changed only the message"
 end
