@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "broker/loopback_http_server.h"
 #include "registry/api_client.h"
 
 namespace corral::testing {
@@ -202,6 +203,56 @@ TEST_F(CapabilitiesApiTest, ACapabilityTheCurrentPolicyNoLongerGrantsIsGoneFromC
   ASSERT_EQ(after.status, 200) << after;
   EXPECT_EQ(after.body["output"]["kv"], false);
   EXPECT_EQ(after.body["policy_version"], before.body["policy_version"].get<int64_t>() + 1);
+}
+
+// A reference-only secret through a real corrald: the script cannot read it, the bound server
+// gets it in the request, an unbound one gets nothing, and the echo, the logs, the result and the
+// audit trail never show it.
+TEST_F(CapabilitiesApiTest, AReferenceOnlySecretReachesOnlyItsBoundOriginAndNeverTheScript) {
+  LoopbackHttpServer bound, unbound;
+  const std::string value = "sk_live_e2e_4d3c2b1a";
+  std::string document = policy_document(7, "alpha");
+  document.erase(document.rfind("      secrets: {}\n"));  // replaced by the grant below
+  put_policy(document + "      http:\n        allow: [\"" + bound.origin() + "\", \"" +
+             unbound.origin() + "\"]\n        allow_private: [\"127.0.0.1\"]\n" +
+             "      secrets:\n        bind: {stripe: [\"" + bound.origin() +
+             "\"]}\n        reference_only: [stripe]\n");
+  Answer set = api_->put(api_->admin(), "/v1/tenants/acme/secrets/stripe", {{"value", value}});
+  ASSERT_TRUE(set.status == 201 || set.status == 204) << set;
+  publish_live("payer",
+               "function handle(input, ctx)\n"
+               "  local got, e = pcall(ctx.secrets.get, 'stripe')\n"
+               "  ctx.log.info(tostring(e))\n"
+               "  local ref = ctx.secrets.ref('stripe')\n"
+               "  local r = ctx.http.fetch{url = input.bound, method = 'POST', body = ref,\n"
+               "    headers = {Authorization = 'Bearer ' .. ref, ['X-Key'] = ref}}\n"
+               "  local ok, denied = pcall(ctx.http.fetch, {url = input.unbound, method = 'POST',\n"
+               "    body = ref})\n"
+               "  return {got = got, body = r.body, reflected = r.headers['reflected-x-key'],\n"
+               "    denied = denied}\n"
+               "end",
+               {"http", "secrets"});
+  Answer ran = api_->post(
+      tokens_["invoker"], "/v1/tenants/acme/scripts/payer/invoke",
+      {{"input", {{"bound", bound.url("/reflect")}, {"unbound", unbound.url("/echo")}}}});
+  ASSERT_EQ(ran.status, 200) << ran;
+  EXPECT_EQ(ran.body["output"]["got"], false) << ran;
+  EXPECT_NE(ran.body["logs"][0]["message"].get<std::string>().find("reference_only"),
+            std::string::npos)
+      << ran;
+  EXPECT_TRUE(bound.received("Authorization: Bearer " + value));
+  EXPECT_TRUE(bound.received("X-Key: " + value));
+  EXPECT_EQ(ran.body["output"]["body"], "[redacted:stripe]") << ran;
+  EXPECT_EQ(ran.body["output"]["reflected"], "[redacted:stripe]") << ran;
+  EXPECT_NE(ran.body["output"]["denied"].get<std::string>().find("secrets.bind.stripe"),
+            std::string::npos)
+      << ran;
+  EXPECT_EQ(unbound.requests(), 0);
+  EXPECT_EQ(ran.raw.find(value), std::string::npos) << ran;
+  Answer audit = api_->get(api_->admin(), "/v1/audit?tenant=acme");
+  ASSERT_EQ(audit.status, 200) << audit;
+  EXPECT_NE(audit.raw.find("capability.secrets.get"), std::string::npos) << audit;
+  EXPECT_EQ(audit.raw.find(value), std::string::npos) << audit;
 }
 
 }  // namespace
