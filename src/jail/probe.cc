@@ -1,6 +1,7 @@
 // Which layers this machine can provide. Namespaces are tried for real (a clone3 into all of
 // them whose child exits at once); cgroups are looked for (v2 first, then v1); seccomp is asked
 // of the kernel. The other layers need nothing from the machine.
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -17,8 +19,13 @@
 namespace corral::jail {
 namespace {
 
+// The child's exit status when it could create the namespaces but not lower the limits on new
+// ones in its user namespace (nesting.cc), plus the errno.
+constexpr int kLimitsFailed = 140;
+
 // Creates the namespaces the way spawn.cc does: a pid namespace at clone, the rest unshared
-// by the child; the child's exit status carries the errno of a failure.
+// by the child, which then lowers a namespace limit as every worker does; the child's exit
+// status carries the errno of a failure.
 LayerStatus probe_namespaces() {
   clone_args args{};
   args.flags = CLONE_NEWPID;
@@ -27,8 +34,10 @@ LayerStatus probe_namespaces() {
   if (pid == 0) {
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
                 CLONE_NEWCGROUP) != 0) {
-      _exit(errno & 0xff);
+      _exit(std::min(errno, kLimitsFailed - 1));
     }
+    int limit = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC);
+    if (limit < 0 || write(limit, "0\n", 2) != 2) _exit(kLimitsFailed + std::min(errno, 115));
     _exit(0);
   }
   int error = errno;
@@ -37,6 +46,14 @@ LayerStatus probe_namespaces() {
     while (waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
     }
     error = WIFEXITED(status) ? WEXITSTATUS(status) : EINVAL;
+  }
+  if (pid > 0 && error >= kLimitsFailed) {
+    return {Layer::namespaces, false,
+            std::string("cannot forbid new namespaces inside a worker's user namespace: writing "
+                        "/proc/sys/user/max_user_namespaces there failed: ") +
+                strerror(error - kLimitsFailed) +
+                " (corrald needs /proc mounted, with /proc/sys writable, in its mount namespace; "
+                "a container's read-only /proc/sys is not)"};
   }
   if (pid < 0 || error != 0) {
     return {

@@ -8,7 +8,9 @@
 #include <linux/keyctl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -659,6 +661,42 @@ TEST(JailNesting, TheLimitsCannotBeRaisedAgain) {
       EXPECT_EQ(report["mount_proc"].value("succeeded", true), false) << report;
     }
   }
+}
+
+// Where a worker could not lower its limits (a read-only /proc/sys, as containers mount it), the
+// machine check says so, naming the file and the cause, so that corrald refuses to start
+// rather than fail every worker's start.
+TEST(JailNesting, LimitsThatCannotBeLoweredAreFoundAtStart) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  if (geteuid() != 0) GTEST_SKIP() << "making /proc/sys read-only in a mount namespace needs root";
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    std::string seen;
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) ||
+        mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr) != 0 ||
+        mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
+      seen = std::string("setup failed: ") + strerror(errno);
+    } else {
+      for (const auto& status : probe_machine()) {
+        if (status.layer == Layer::namespaces)
+          seen = (status.available ? "available: " : "missing: ") + status.detail;
+      }
+    }
+    (void)!write(report[1], seen.data(), seen.size());
+    _exit(0);
+  }
+  close(report[1]);
+  std::string seen;
+  char chunk[4096];
+  for (ssize_t n; (n = read(report[0], chunk, sizeof chunk)) > 0;) seen.append(chunk, n);
+  close(report[0]);
+  waitpid(child, nullptr, 0);
+  if (seen.starts_with("setup failed")) GTEST_SKIP() << seen;
+  EXPECT_TRUE(seen.starts_with("missing: cannot forbid new namespaces")) << seen;
+  EXPECT_NE(seen.find("/proc/sys/user/max_user_namespaces"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("Read-only file system"), std::string::npos) << seen;
 }
 
 // The review's attack: a user and network namespace of its own, then nf_tables through netlink.
