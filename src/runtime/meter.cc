@@ -1,4 +1,5 @@
 // The budgets of one invocation: memory (allocator), fuel and wall time (count hook), logs.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 
@@ -24,9 +25,16 @@ namespace {
 // LUA_VLNGSTR (lobject.h: makevariant(LUA_TSTRING, 1)).
 constexpr size_t kLongStringTag = LUA_TSTRING | (1 << 4);
 
-// A single C function may allocate this much past the limit before it returns: Lua's own
-// stack (at most LUAI_MAXSTACK slots), a parse of a 1 MiB source.
-constexpr size_t kCeilingSlack = 32u << 20;
+// Room past the limit for the allocation that crosses it: a table part that doubles holds its
+// old part and the new one (twice as large) at once, up to this much.
+constexpr size_t kMostCrossingRoom = 48u << 20;
+// And for what a C function allocates before it returns to a check (Lua's stack, at most
+// LUAI_MAXSTACK slots; the parse of a 1 MiB source).
+constexpr size_t kCeilingSlack = 16u << 20;
+// Never more past the limit than this: the jail's cgroup gives a worker 128 MiB beyond the
+// largest heap a policy allows (pool/jail_setup.cc, ceilings_for), and the worker itself needs
+// some of that.
+constexpr size_t kMostRoom = 112u << 20;
 
 size_t saturating_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
@@ -41,12 +49,10 @@ void stop_soon(RunState& state) {
 }  // namespace
 
 size_t memory_ceiling(int64_t memory_bytes, bool long_string) {
-  // The limit, then room for the allocation that crosses it: a table part doubling holds its
-  // old part (at most the limit) and the new one (at most twice that) at once.
   size_t limit = static_cast<size_t>(memory_bytes);
-  size_t ceiling =
-      saturating_add(saturating_add(limit, saturating_add(limit, limit)), kCeilingSlack);
-  return long_string ? saturating_add(ceiling, ceiling) : ceiling;
+  size_t room = 2 * std::min(limit, kMostCrossingRoom / 2) + kCeilingSlack;
+  if (long_string) room *= 2;
+  return saturating_add(limit, std::min(room, kMostRoom));
 }
 
 void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size) {

@@ -93,11 +93,11 @@ inline RunState& run_state(lua_State* L) { return **static_cast<RunState**>(lua_
 // hard ceiling it trips the limit and refuses.
 void* metered_alloc(void* ud, void* block, size_t old_size, size_t new_size);
 
-// What the invocation may hold, beyond its base, before an allocation is refused: room for the one
-// allocation that crosses the limit (a table doubling, a string built from a buffer of the same
-// size) and for what a C function allocates before it returns to a point where the limit is
-// checked. A long string gets twice the room of anything else, so that the string made from a
-// buffer the allocator let through is never refused.
+// What the invocation may hold, beyond its base, before an allocation is refused: the limit,
+// then room for the one allocation that crosses it (a table part doubling) and for what a C
+// function allocates before it returns to a point where the limit is checked. A long string gets
+// twice the room, so that the string made from a buffer the allocator let through is not
+// refused either; all within the room the jail's cgroup leaves (at most 112 MiB past the limit).
 size_t memory_ceiling(int64_t memory_bytes, bool long_string);
 
 // At a point where the VM is consistent (the hook, a C function, the end of the run): if the
