@@ -12,7 +12,8 @@ namespace {
 
 constexpr std::string_view kKnownActions =
     "log.debug, log.info, log.warn, log.error, kv.get, kv.put, kv.delete, kv.list, "
-    "http.fetch [URL], emit [TOPIC], secrets.get [NAME], publish, publish_unsigned, "
+    "http.fetch [URL], emit [TOPIC], secrets.get [NAME], secrets.ref NAME [URL], publish, "
+    "publish_unsigned, "
     "invoke_unapproved, self_approve";
 
 std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
@@ -200,6 +201,55 @@ Decision explain_secret(const TenantPolicy& policy, std::string_view tenant,
               list_strings(*grant.names) + "; add it to names to allow it"};
 }
 
+// "secrets.ref NAME [URL]": whether the broker would put NAME's value in place of a reference in
+// a fetch of URL (or, without one, where it would).
+Decision explain_secret_ref(const TenantPolicy& policy, std::string_view tenant,
+                            std::string_view target) {
+  if (!policy.secrets) return not_granted(policy, tenant, "secrets", "secrets.ref");
+  const SecretsGrant& grant = *policy.secrets;
+  size_t space = target.find(' ');
+  std::string_view name = trim(target.substr(0, space));
+  std::string_view url =
+      space == std::string_view::npos ? std::string_view() : trim(target.substr(space + 1));
+  if (name.empty() || name_problem(name)) {
+    throw std::invalid_argument(
+        "secrets.ref takes a secret name and optionally a URL, e.g. \"secrets.ref stripe "
+        "https://api.stripe.com/v1/charges\"; " +
+        (name.empty() ? std::string("no name was given") : quoted(name) + " is not a secret name"));
+  }
+  std::string subject = "a reference to secret " + quoted(name);
+  if (!grant.allows(name)) {
+    return {false, grant.source + ".names",
+            subject + " is denied: the grant allows only " + list_strings(*grant.names) +
+                "; add it to names to allow it"};
+  }
+  const SecretBinding* binding = grant.binding(name);
+  if (binding == nullptr) {
+    return {false, grant.source + ".bind",
+            subject + " is sent nowhere: the policy binds it to no origin; bind it with " +
+                grant.source + ".bind." + std::string(name) + ": [\"https://...\"]"};
+  }
+  std::string rule = grant.source + ".bind." + std::string(name);
+  if (url.empty()) {
+    return {true, rule,
+            subject + " is replaced by its value in fetches to " + list_patterns(binding->origins) +
+                " (every hop, redirects included)"};
+  }
+  Origin origin = parse_url(url);
+  std::string shown = origin.scheme + "://" + origin.host + ":" + std::to_string(origin.port);
+  for (size_t i = 0; i < binding->origins.size(); ++i) {
+    if (!binding->origins[i].matches(origin.scheme, origin.host, origin.port)) continue;
+    return {true, rule + "[" + std::to_string(i) + "]",
+            subject + " in a fetch of " + std::string(url) + " is replaced by its value: " + shown +
+                " matches " + quoted(binding->origins[i].text) +
+                " (the fetch itself must still be allowed by http.allow)"};
+  }
+  return {false, rule,
+          subject + " in a fetch of " + std::string(url) + " is denied: " + shown +
+              " matches none of " + list_patterns(binding->origins) + "; add a pattern for it to " +
+              rule + " to allow it"};
+}
+
 Decision explain_kv(const TenantPolicy& policy, std::string_view tenant, std::string_view call,
                     std::string_view key) {
   if (!policy.kv) return not_granted(policy, tenant, "kv", call);
@@ -282,6 +332,7 @@ Decision Policy::explain(std::string_view tenant, std::string_view action_text) 
   if (action == "http.fetch") return explain_http(policy, tenant, target);
   if (action == "emit") return explain_emit(policy, tenant, target);
   if (action == "secrets.get") return explain_secret(policy, tenant, target);
+  if (action == "secrets.ref") return explain_secret_ref(policy, tenant, target);
   if (action == "publish" || action == "publish_unsigned" || action == "invoke_unapproved" ||
       action == "self_approve") {
     no_target(action, target);

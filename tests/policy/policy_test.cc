@@ -932,6 +932,20 @@ TEST(SecretReferences, BindAndReferenceOnlyAreReadAndExplained) {
   EXPECT_TRUE(contains(get.reason, "ctx.secrets.ref(\"stripe\")")) << get.reason;
   EXPECT_TRUE(policy.explain("acme", "secrets.get hook").allowed);
 
+  // secrets.ref NAME [URL] answers what the broker does with a reference in a fetch.
+  Decision bound = policy.explain("acme", "secrets.ref stripe https://api.stripe.com/v1/charges");
+  EXPECT_TRUE(bound.allowed) << bound.reason;
+  EXPECT_EQ(bound.rule, "tenants.acme.capabilities.secrets.bind.stripe[0]");
+  Decision elsewhere = policy.explain("acme", "secrets.ref stripe https://evil.example/x");
+  EXPECT_FALSE(elsewhere.allowed);
+  EXPECT_EQ(elsewhere.rule, "tenants.acme.capabilities.secrets.bind.stripe");
+  EXPECT_TRUE(contains(elsewhere.reason, "https://evil.example:443")) << elsewhere.reason;
+  Decision where = policy.explain("acme", "secrets.ref hook");
+  EXPECT_TRUE(where.allowed);
+  EXPECT_TRUE(contains(where.reason, "http://127.0.0.1:9000")) << where.reason;
+  EXPECT_FALSE(policy.explain("acme", "secrets.ref other https://api.stripe.com").allowed);
+  EXPECT_THROW(policy.explain("acme", "secrets.ref"), std::invalid_argument);
+
   // With every name granted (no names), reference_only still holds.
   Decision all = Policy::parse(
                      "tenants: {acme: {capabilities: {secrets: {bind: {k: "
