@@ -9,6 +9,7 @@
 #include <functional>
 #include <set>
 
+#include "policy/document_bounds.h"
 #include "policy/policy.h"
 
 namespace corral::policy {
@@ -720,6 +721,7 @@ Policy Policy::parse(std::string_view yaml_text) {
     refuse("the document is " + std::to_string(yaml_text.size()) + " bytes; at most " +
            std::to_string(kMaxDocumentBytes) + " are accepted");
   }
+  if (auto problem = document_bounds_problem(yaml_text)) throw PolicyInvalid({*problem});
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(std::string(yaml_text));

@@ -1,0 +1,164 @@
+// Issue 24, item 10: a policy's nesting and size are bounded before yaml-cpp builds its tree, so
+// that a small document cannot make corrald hold tens of megabytes (policy/document_bounds.h).
+#include "policy/document_bounds.h"
+
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "policy/policy.h"
+
+namespace corral::policy {
+namespace {
+
+std::string deep_flow(int depth) {
+  return std::string(static_cast<size_t>(depth), '[') +
+         std::string(static_cast<size_t>(depth), ']');
+}
+
+// The only problem Policy::parse finds in `yaml`.
+Problem only_problem(const std::string& yaml) {
+  try {
+    Policy::parse(yaml);
+  } catch (const PolicyInvalid& invalid) {
+    EXPECT_EQ(invalid.problems().size(), 1u) << invalid.what();
+    return invalid.problems().front();
+  }
+  ADD_FAILURE() << "the policy was accepted";
+  return {};
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(FlowDepth, IsCountedWhereYamlOpensACollection) {
+  EXPECT_FALSE(flow_depth_passes("a: " + deep_flow(4), 4));
+  auto passed = flow_depth_passes("a: 1\nb:\n  c: " + deep_flow(5), 4);
+  ASSERT_TRUE(passed);
+  EXPECT_EQ(passed->line, 3);
+  EXPECT_EQ(passed->column, 10);                                     // the fifth '['
+  EXPECT_TRUE(flow_depth_passes("--- " + deep_flow(5), 4));          // after a document marker
+  EXPECT_TRUE(flow_depth_passes("a: &x !!seq " + deep_flow(5), 4));  // after an anchor and tag
+  EXPECT_TRUE(flow_depth_passes("- - " + deep_flow(5), 4));          // after sequence entries
+  EXPECT_TRUE(flow_depth_passes(R"({"a":[[[[1]]]]})", 4));           // JSON-like keys
+  EXPECT_TRUE(flow_depth_passes("a: [\n[\n [\n  [\n[1]]]]]", 4));    // across lines
+}
+
+TEST(FlowDepth, BracketsThatAreTextAreNotCounted) {
+  std::string many(40, '[');
+  EXPECT_FALSE(flow_depth_passes("a: \"" + many + "\"\n", 4));
+  EXPECT_FALSE(flow_depth_passes("a: '" + many + " it''s'\n", 4));
+  EXPECT_FALSE(flow_depth_passes("a: 1 # " + many + "\n", 4));
+  EXPECT_FALSE(flow_depth_passes("a: x" + many + "\n", 4));  // a plain scalar's text
+  EXPECT_FALSE(flow_depth_passes("a: |\n  " + many + "\n  " + many + "\nb: 1\n", 4));
+  EXPECT_FALSE(flow_depth_passes("a: [\"]]]]\", '" + many + "']\n", 4));
+}
+
+// Text that a careless reading would take for an open quote or a block scalar, so as to skip the
+// nesting that follows it.
+TEST(FlowDepth, NestingCannotHideBehindWhatLooksLikeAQuote) {
+  std::string deep = deep_flow(8);
+  // A quote inside a plain scalar, continued on the next line, opens nothing.
+  EXPECT_TRUE(flow_depth_passes("a: x\n  '\nb: " + deep + "\nc: '\n", 4));
+  EXPECT_TRUE(flow_depth_passes("a: it's\nb: " + deep + "\nc: '\n", 4));
+  // A quoted '[' is closed by its quote; what follows is read again.
+  EXPECT_TRUE(flow_depth_passes("a: \"[\"\nb: " + deep + "\nc: \"\n", 4));
+  EXPECT_TRUE(flow_depth_passes("a: 'x''\nb: " + deep + "\nc: '\n", 4) ||
+              flow_depth_passes("a: 'x'''\nb: " + deep + "\n", 4));
+  // A block scalar ends at the first line indented no more than its parent.
+  EXPECT_TRUE(flow_depth_passes("a: |\n  '\nb: " + deep + "\nc: '\n", 4));
+  EXPECT_TRUE(flow_depth_passes("- k: |\n    x\n  j: " + deep + "\n", 4));
+  // A comment's '#' needs a blank before it; inside a flow collection a quote closes first.
+  EXPECT_TRUE(flow_depth_passes("a: [\"#\", " + deep + "]\n", 4));
+  EXPECT_TRUE(flow_depth_passes("a: x#" + std::string("\nb: ") + deep + "\n", 4));
+}
+
+TEST(DocumentBounds, BlockNestingPastTheBoundIsAProblemWithItsPlace) {
+  std::string yaml = "defaults:\n";
+  for (int i = 1; i <= kMaxDocumentDepth + 5; ++i) {
+    yaml += std::string(static_cast<size_t>(i) * 2, ' ') + "k" + std::to_string(i) + ":\n";
+  }
+  Problem problem = only_problem(yaml);
+  EXPECT_TRUE(contains(problem.message, "nests deeper than 32 levels")) << problem.message;
+  EXPECT_TRUE(contains(problem.message, "write the value flatter")) << problem.message;
+  EXPECT_TRUE(problem.path.starts_with("defaults.k1.k2.k3")) << problem.path;
+  EXPECT_GT(problem.line, 30);
+}
+
+TEST(DocumentBounds, TooManyValuesIsAProblemNamingTheBound) {
+  std::string yaml = "defaults:\n  capabilities:\n    emit:\n      topics:\n";
+  for (size_t i = 0; i < kMaxDocumentValues; ++i) yaml += "        - t\n";
+  Problem problem = only_problem(yaml);
+  EXPECT_TRUE(contains(problem.message, "more than 50000 values")) << problem.message;
+  EXPECT_EQ(problem.path,
+            "defaults.capabilities.emit.topics[" + std::to_string(kMaxDocumentValues - 9) + "]");
+}
+
+TEST(DocumentBounds, TheExamplePolicyIsWithinThem) {
+  std::ifstream file(std::string(CORRAL_SOURCE_DIR) + "/examples/policy.yaml");
+  std::stringstream text;
+  text << file.rdbuf();
+  ASSERT_FALSE(text.str().empty());
+  EXPECT_FALSE(document_bounds_problem(text.str()));
+  EXPECT_NO_THROW(Policy::parse(text.str()));
+}
+
+// The process's peak resident memory (VmHWM), in KiB.
+long peak_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// How far parsing `yaml` as a policy raised the peak resident memory (KiB). Free memory the
+// allocator kept from earlier tests is given back first, so that the parse cannot hide in it,
+// and the peak is reset to the present (clear_refs 5, Linux 4.0).
+long parse_peak_kib(const std::string& yaml) {
+  malloc_trim(0);
+  {
+    std::ofstream reset("/proc/self/clear_refs");
+    reset << "5";
+    if (!reset.flush()) return -1;
+  }
+  long before = peak_kib();
+  try {
+    Policy::parse(yaml);
+  } catch (const PolicyInvalid&) {
+  }
+  return peak_kib() - before;
+}
+
+// The review's case: 200 KB of nesting held 28 MB while yaml-cpp read it.
+TEST(DocumentBounds, DeepPoliciesAreRefusedWithoutTheMemory) {
+  std::string flow = "defaults: " + deep_flow(100'000);
+  Problem problem = only_problem(flow);
+  EXPECT_TRUE(contains(problem.message, "nests deeper than 32 levels of [ and {"))
+      << problem.message;
+  EXPECT_EQ(problem.line, 1);
+  EXPECT_EQ(problem.column, 11 + kMaxDocumentDepth);
+
+  std::string block = "defaults:\n";
+  for (int i = 1; block.size() < 200'000; ++i) {
+    block += std::string(static_cast<size_t>(i), ' ') + "k:\n";
+  }
+  EXPECT_TRUE(contains(only_problem(block).message, "nests deeper than 32 levels"));
+
+  long flow_kib = parse_peak_kib(flow);
+  long block_kib = parse_peak_kib(block);
+  ASSERT_GE(flow_kib, 0);
+  ASSERT_GE(block_kib, 0);
+  // The text itself is 200 KB, copied a few times; yaml-cpp's tokens for it were 28 MB.
+  EXPECT_LT(flow_kib, 4 * 1024) << "KiB held reading 200 KB of flow nesting";
+  std::cout << "peak growth: " << flow_kib << " KiB (flow), " << block_kib << " KiB (block)\n";
+  EXPECT_LT(block_kib, 4 * 1024) << "KiB held reading 200 KB of block nesting";
+}
+
+}  // namespace
+}  // namespace corral::policy
