@@ -339,7 +339,7 @@ Broker::Reply Broker::put_secrets(const CallScope& scope, FetchRequest& request,
           "', which is not among the names the policy allows (rule: " + grant.source + ".names)");
     }
     const policy::SecretBinding* binding = grant.binding(name);
-    if (binding == nullptr) {
+    if (binding == nullptr || binding->origins.empty()) {
       return Reply::denied(
           "ctx.http.fetch is denied: the request carries a reference to secret '" + name +
           "', which the policy binds to no origin, so it is sent nowhere; "

@@ -224,7 +224,7 @@ Decision explain_secret_ref(const TenantPolicy& policy, std::string_view tenant,
                 "; add it to names to allow it"};
   }
   const SecretBinding* binding = grant.binding(name);
-  if (binding == nullptr) {
+  if (binding == nullptr || binding->origins.empty()) {
     return {false, grant.source + ".bind",
             subject + " is sent nowhere: the policy binds it to no origin; bind it with " +
                 grant.source + ".bind." + std::string(name) + ": [\"https://...\"]"};

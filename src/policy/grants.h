@@ -112,7 +112,8 @@ struct SecretsGrant {
 
   bool allows(std::string_view name) const;
   bool is_reference_only(std::string_view name) const;
-  // The origins `name` is bound to, or nullptr when it is bound to none.
+  // The origins `name` is bound to, or nullptr when the policy does not name it in bind (its list
+  // of origins may still be empty: `bind: {name: []}`).
   const SecretBinding* binding(std::string_view name) const;
 };
 

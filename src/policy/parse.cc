@@ -546,9 +546,11 @@ SecretsGrant read_secrets(Reader& reader, const Place& place) {
               grant.bind.push_back({name, std::move(*origins)});
             });
           } else if (entry.node && !entry.node.IsNull()) {
-            reader.report(entry, "expected a mapping from secret names to lists of origin "
-                                 "patterns, e.g. bind: {stripe: [\"https://api.stripe.com\"]}, "
-                                 "got " + describe(entry.node));
+            reader.report(entry,
+                          "expected a mapping from secret names to lists of origin "
+                          "patterns, e.g. bind: {stripe: [\"https://api.stripe.com\"]}, "
+                          "got " +
+                              describe(entry.node));
           }
         }
       });
@@ -561,11 +563,13 @@ SecretsGrant read_secrets(Reader& reader, const Place& place) {
   if (reference_only_place) {
     for (size_t i = 0; i < grant.reference_only.size(); ++i) {
       const std::string& name = grant.reference_only[i];
-      if (grant.binding(name)) continue;
+      if (const SecretBinding* binding = grant.binding(name); binding && !binding->origins.empty())
+        continue;
       reader.report(reference_only_place->item(i, reference_only_place->node[i]),
                     "secret " + quoted(name) +
                         " is reference-only but bound to no origin, so no script could use it; "
-                        "add " + place.path + ".bind." + name +
+                        "add " +
+                        place.path + ".bind." + name +
                         ": [\"https://...\"] naming the origins it may be sent to");
     }
   }

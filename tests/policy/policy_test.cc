@@ -999,6 +999,8 @@ TEST(SecretReferences, MistakesAreRefusedWithThePathAndWhatToWrite) {
       {head + "      names: [hook]\n      bind: {hook: [\"https://a.example\"]}\n"
               "      reference_only: [hook, stripe]\n",
        "defaults.capabilities.secrets.reference_only[1]", "is not among"},
+      {head + "      bind: {hook: []}\n      reference_only: [hook]\n",
+       "defaults.capabilities.secrets.reference_only[0]", "bound to no origin"},
       {head + "      bnid: {}\n", "defaults.capabilities.secrets.bnid", "did you mean \"bind\"?"},
   };
   for (const auto& [yaml, path, says] : refused) {
