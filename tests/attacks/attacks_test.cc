@@ -3,6 +3,7 @@
 //   -- expect: OUTCOME [LIMIT]
 //   -- limits: {"fuel": 1000}        (optional)
 //   -- why: what the attack tries and what must stop it
+//   -- message: TEXT                 (optional) what the run's message must contain
 //
 // Besides the outcome, the script's own verdict is checked. A script that can see whether its
 // attack worked says so in words that start a verdict, anywhere in its error message, its
@@ -14,6 +15,8 @@
 // error it did not mean (a typo, an engine message it did not foresee) is not a verdict, and
 // the test fails. A run that ends in a limit is stopped before it can speak: the limit is the
 // verdict, but anything the script logged before still counts ("escaped:" fails the test).
+// A script that cannot see the result (the host refuses its output, Lua stops a runaway
+// recursion) names what must stop it with a "message:" header instead.
 //
 // Each script runs twice: with the Lua layer alone (an unjailed worker) and fully jailed, as
 // corrald runs it. The jailed pass needs every jail layer: on a machine without one it is
@@ -39,7 +42,8 @@ struct Attack {
   corral::Outcome outcome;
   std::optional<corral::LimitKind> limit;
   nlohmann::json limits = nlohmann::json::object();
-  bool can_escape = false;  // the source can report "escaped:"
+  std::string message = "";  // what the run's message must contain, when the header says
+  bool can_escape = false;   // the source can report "escaped:"
 };
 
 constexpr std::string_view kEscaped = "escaped:";
@@ -75,9 +79,10 @@ Attack parse_attack(const fs::path& path) {
     attack.limit = corral::limit_from_string(limit);
     if (!attack.limit) throw std::runtime_error(path.string() + ": unknown limit '" + limit + "'");
   }
-  const std::string limits = "-- limits: ";
-  if (std::getline(lines, line) && line.starts_with(limits)) {
-    attack.limits = nlohmann::json::parse(line.substr(limits.size()));
+  const std::string limits = "-- limits: ", message = "-- message: ";
+  while (std::getline(lines, line) && line.starts_with("-- ")) {
+    if (line.starts_with(limits)) attack.limits = nlohmann::json::parse(line.substr(limits.size()));
+    if (line.starts_with(message)) attack.message = line.substr(message.size());
   }
   attack.can_escape = attack.source.find(kEscaped) != std::string::npos;
   return attack;

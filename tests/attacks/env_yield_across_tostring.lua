@@ -7,6 +7,7 @@ function handle(input, ctx)
     ctx.log.info(t)
     return "done"
   end)
-  local r = co()
-  error("resume returned " .. tostring(r))
+  local ok, r = pcall(co)
+  if ok then error("escaped: a yield crossed the host's C call and came back with " .. tostring(r)) end
+  error("held: " .. tostring(r))
 end
