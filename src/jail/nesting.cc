@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
+#include <cstdio>
 #include <string>
 
 #include "jail/steps.h"
@@ -27,12 +27,19 @@ namespace {
 
 constexpr const char* kLimits[] = {"user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"};
 
-// The initial user namespace maps every id to itself; a worker's maps one.
+// The initial user namespace maps every id to itself; a worker's maps one. Read without an
+// ifstream, which took twice as long here: this runs on every worker start.
 bool in_initial_user_namespace() {
-  std::ifstream map("/proc/self/uid_map");
+  char map[128];
+  int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  ssize_t length = read(fd, map, sizeof map - 1);
+  close(fd);
+  if (length <= 0) return true;
+  map[length] = '\0';
   unsigned long inside = 1, outside = 1, count = 0;
-  map >> inside >> outside >> count;
-  return !map || (inside == 0 && outside == 0 && count == 4294967295ul);
+  return std::sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 ||
+         (inside == 0 && outside == 0 && count == 4294967295ul);
 }
 
 void write_zero(const std::string& path) {

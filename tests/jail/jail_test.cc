@@ -699,6 +699,59 @@ TEST(JailNesting, LimitsThatCannotBeLoweredAreFoundAtStart) {
   EXPECT_NE(seen.find("Read-only file system"), std::string::npos) << seen;
 }
 
+// The limits are per user namespace: lowered in the host's, they would forbid namespaces to the
+// whole machine. The step refuses wherever the user namespace maps every id to itself, as the
+// host's does; shown in a throwaway namespace mapped that way, where a step that did not
+// refuse would harm nothing.
+TEST(JailNesting, TheLimitsAreNeverLoweredInAnIdentityMappedNamespace) {
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);
+  if (geteuid() != 0) GTEST_SKIP() << "mapping every id into a user namespace needs root";
+  int ready[2], mapped[2], report[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(mapped), 0);
+  ASSERT_EQ(pipe(report), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char go = 0;
+    std::string seen = "contain did not refuse";
+    if (unshare(CLONE_NEWUSER) != 0 || write(ready[1], "u", 1) != 1 || read(mapped[0], &go, 1) != 1)
+      seen = std::string("setup failed: ") + strerror(errno);
+    else if (go != 'm')
+      seen = "setup failed: the parent could not map the ids";
+    else {
+      try {
+        contain({only({Layer::namespaces}), {}});
+      } catch (const std::exception& error) {
+        seen = error.what();
+      }
+    }
+    (void)!write(report[1], seen.data(), seen.size());
+    _exit(0);
+  }
+  close(ready[1]);
+  close(mapped[0]);
+  close(report[1]);
+  char unshared = 0;
+  bool identity = false;
+  if (read(ready[0], &unshared, 1) == 1) {
+    std::string proc = "/proc/" + std::to_string(child);
+    identity = std::ofstream(proc + "/uid_map") << "0 0 4294967295\n" &&
+               std::ofstream(proc + "/gid_map") << "0 0 4294967295\n";
+  }
+  (void)!write(mapped[1], identity ? "m" : "x", 1);
+  close(mapped[1]);
+  std::string seen;
+  char chunk[4096];
+  for (ssize_t n; (n = read(report[0], chunk, sizeof chunk)) > 0;) seen.append(chunk, n);
+  close(report[0]);
+  close(ready[0]);
+  waitpid(child, nullptr, 0);
+  if (seen.starts_with("setup failed")) GTEST_SKIP() << seen;
+  EXPECT_NE(seen.find("refusing to lower the namespace limits in the host's user namespace"),
+            std::string::npos)
+      << seen;
+}
+
 // The review's attack: a user and network namespace of its own, then nf_tables through netlink.
 TEST(JailNesting, NetfilterIsOutOfReach) {
   {
