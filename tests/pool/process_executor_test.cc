@@ -137,6 +137,41 @@ TEST(ProcessExecutor, RetiresAWorkerThatClaimsItsRunWasRejected) {
       << result.message;
 }
 
+// The supervisor reads a worker's result with the parser every untrusted JSON goes through
+// (issue 24, item 10): a key given twice or a number past a double retires the worker, however
+// well-formed the rest, rather than being read one way here and another by a client.
+TEST(ProcessExecutor, RetiresAWorkerWhoseResultHasAKeyTwiceOrANumberPastADouble) {
+  InvocationRequest request = request_for("function handle() end");
+  auto frame_of = [](const std::string& payload) {
+    std::string frame = "CR\\001\\002\\000\\000";
+    for (int shift : {8, 0}) {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "\\%03o",
+                    static_cast<unsigned>((payload.size() >> shift) & 0xff));
+      frame += octal;
+    }
+    return frame + payload;
+  };
+  const std::string stats =
+      R"("logs":[],"stats":{"fuel_used":0,"memory_peak_bytes":0,"wall_ms":0,"cpu_ms":0}})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"outcome":"ok","invocation_id":")" + request.invocation_id +
+           R"(","output":{"role":"admin","role":"invoker"},)" + stats,
+       "\"role\" appears twice"},
+      {R"({"outcome":"ok","invocation_id":")" + request.invocation_id +
+           R"(","output":{"amount":1e309},)" + stats,
+       "outside the range of a double"},
+  };
+  for (const auto& [payload, says] : cases) {
+    FakeWorker fake("strict-json", "printf '" + frame_of(payload) + "' >&3; exec sleep 5");
+    ProcessExecutor executor({.worker_path = fake.path()});
+    auto result = executor.run(request);
+    EXPECT_EQ(result.outcome, Outcome::crashed) << payload;
+    EXPECT_NE(result.message.find("invalid result"), std::string::npos) << result.message;
+    EXPECT_NE(result.message.find(says), std::string::npos) << result.message;
+  }
+}
+
 TEST(ProcessExecutor, KillsAWorkerThatNeverAnswers) {
   FakeWorker fake("silent", "exec sleep 30");
   ProcessExecutor executor({.worker_path = fake.path()});
