@@ -11,8 +11,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// Names longer than this are cut in a path: the path goes into an error a client reads.
+// Names longer than this are cut in a path, and paths longer than the other: the path goes into
+// an error a client reads.
 constexpr size_t kShownKeyBytes = 64;
+constexpr size_t kShownPathBytes = 128;
 
 // Builds the value from the parser's events, as nlohmann's own DOM builder does, and refuses what
 // parse_untrusted_json refuses at the event where it shows. A member is inserted when its key is
@@ -103,7 +105,13 @@ class StrictBuilder {
         path += cut(*key);
       }
     }
-    return path.empty() ? "body" : path;
+    if (path.empty()) return "body";
+    // A path as deep as the bound allows is as long as it is useless: its start says where.
+    if (path.size() > kShownPathBytes) {
+      size_t cut = path.find_last_of(".[", kShownPathBytes);
+      path = path.substr(0, cut == 0 || cut == std::string::npos ? kShownPathBytes : cut) + "…";
+    }
+    return path;
   }
 
   // Where the next value goes: the document, the open array's end, or the member whose key was

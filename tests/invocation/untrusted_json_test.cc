@@ -74,6 +74,8 @@ TEST(UntrustedJsonStrict, NestingIsBoundedAndNamedWhileParsing) {
   auto refused = refusal_of(deep, 128);
   EXPECT_TRUE(mentions(refused, "nests deeper than 128 levels")) << refused.what();
   EXPECT_EQ(refused.where.substr(0, 12), "[0][0][0][0]");
+  EXPECT_LE(refused.where.size(), 128 + std::string("…").size()) << "a deep path is cut";
+  EXPECT_TRUE(refused.where.ends_with("][0]…")) << refused.where;
   EXPECT_EQ(refusal_of(R"({"a": {"b": {"c": {}}}})", 3).where, "a.b.c");
   EXPECT_NO_THROW(parse_untrusted_json(R"({"a": {"b": {"c": {}}}})", 4));
 }
