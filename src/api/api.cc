@@ -515,8 +515,8 @@ class Api::Call {
     try {
       parsed = parse_untrusted_json(request_.body);
     } catch (const json::parse_error& error) {
-      throw InvalidRequest(
-          "body", std::string("the body is not valid JSON (it must be UTF-8): ") + error.what());
+      throw InvalidRequest("body", "the body is not valid JSON: " +
+                                       describe_json_syntax_error(error, request_.body));
     }
     if (!parsed.is_object()) throw InvalidRequest("body", "the body must be a JSON object");
     return parsed;

@@ -124,7 +124,8 @@ InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& p
   try {
     body = parse_untrusted_json(text);
   } catch (const nlohmann::json::parse_error& error) {
-    throw std::invalid_argument(std::string("the body is not valid JSON: ") + error.what());
+    throw std::invalid_argument("the body is not valid JSON: " +
+                                describe_json_syntax_error(error, text));
   }
   require(body.is_object(), "body", "the body must be a JSON object with \"source\" and \"input\"");
   for (const auto& [key, value] : body.items()) {

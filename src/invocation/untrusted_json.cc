@@ -160,4 +160,34 @@ nlohmann::json parse_untrusted_json(std::string_view text, int max_depth) {
   return std::move(builder.result);
 }
 
+std::string describe_json_syntax_error(const nlohmann::json::parse_error& error,
+                                       std::string_view text) {
+  // error.byte counts from 1 and points at the last character read, one past the end when the
+  // text ran out.
+  size_t at = error.byte > 0 ? error.byte - 1 : 0;
+  if (at >= text.size()) {
+    return "the text ends before the JSON does (after " + std::to_string(text.size()) +
+           " bytes): it is cut short, or a string, array or object is left open";
+  }
+  size_t line = 1, line_start = 0;
+  for (size_t i = 0; i < at; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  auto byte = static_cast<unsigned char>(text[at]);
+  std::string shown;
+  if (byte >= 0x20 && byte < 0x7F && byte != '\'') {
+    shown = std::string("'") + static_cast<char>(byte) + "'";
+  } else {
+    static constexpr char kHex[] = "0123456789abcdef";
+    shown = std::string("the byte 0x") + kHex[byte >> 4] + kHex[byte & 15];
+    if (byte >= 0x80) shown += " (JSON text is UTF-8)";
+  }
+  return "it breaks at line " + std::to_string(line) + ", column " +
+         std::to_string(at - line_start + 1) + " (byte " + std::to_string(at + 1) + "), at " +
+         shown;
+}
+
 }  // namespace corral

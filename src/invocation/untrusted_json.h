@@ -4,6 +4,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 
 namespace corral {
@@ -23,5 +24,11 @@ inline constexpr int kMaxDocumentDepth = 128;
 //   the value (dump, comparison, conversion to Lua) can exhaust the host's stack.
 // Text that is not JSON at all throws nlohmann::json::parse_error.
 nlohmann::json parse_untrusted_json(std::string_view text, int max_depth = kMaxDocumentDepth);
+
+// Where `text` stops being JSON, for a message a client reads in place of the library's (which
+// names the parser's internals): "it breaks at line 1, column 9 (byte 9), at 'x'", or "the text
+// ends before the JSON does". `error` is what parse_untrusted_json threw for `text`.
+std::string describe_json_syntax_error(const nlohmann::json::parse_error& error,
+                                       std::string_view text);
 
 }  // namespace corral

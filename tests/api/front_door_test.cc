@@ -224,6 +224,18 @@ TEST_F(FrontDoor, ANumberPastADoubleIsA400NamingTheFieldNotA500) {
   EXPECT_EQ(body_of(response)["field"], "name");
 }
 
+TEST_F(FrontDoor, TextThatIsNotJsonIsDescribedInCorralsWordsNotTheLibrarys) {
+  auto admin = corrald_.client();
+  for (std::string target : {"/v1/run", "/v1/tenants"}) {
+    auto response = admin.request(http::verb::post, target, "{\"name\": x}");
+    ASSERT_EQ(response.result_int(), 400) << target << ": " << response.body();
+    std::string detail = body_of(response)["detail"];
+    EXPECT_NE(detail.find("it breaks at line 1, column 10 (byte 10), at 'x'"), std::string::npos)
+        << target << ": " << detail;
+    EXPECT_EQ(detail.find("json.exception"), std::string::npos) << target << ": " << detail;
+  }
+}
+
 TEST_F(FrontDoor, DeepNestingAnywhereIsRefusedAndTheServerLives) {
   auto admin = corrald_.client();
   std::string deep = std::string(200'000, '[') + std::string(200'000, ']');

@@ -87,5 +87,26 @@ TEST(UntrustedJsonStrict, TextThatIsNotJsonIsStillAParseError) {
   EXPECT_THROW(parse_untrusted_json(""), json::parse_error);
 }
 
+// The words a client reads for text that is not JSON: where it breaks, never the library's text.
+std::string syntax_error_of(const std::string& text) {
+  try {
+    parse_untrusted_json(text);
+  } catch (const json::parse_error& error) {
+    return describe_json_syntax_error(error, text);
+  }
+  ADD_FAILURE() << "parsed: " << text;
+  return "";
+}
+
+TEST(UntrustedJsonStrict, ASyntaxErrorIsDescribedByWhereItBreaks) {
+  EXPECT_EQ(syntax_error_of("{\"a\": 1,\n \"b\": x}"),
+            "it breaks at line 2, column 7 (byte 16), at 'x'");
+  EXPECT_EQ(syntax_error_of("[\"\xff\"]"),
+            "it breaks at line 1, column 3 (byte 3), at the byte 0xff (JSON text is UTF-8)");
+  std::string cut = syntax_error_of(R"({"a": [1, 2)");
+  EXPECT_TRUE(cut.starts_with("the text ends before the JSON does (after 11 bytes)")) << cut;
+  EXPECT_EQ(syntax_error_of("").find("json.exception"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace corral
