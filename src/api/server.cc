@@ -169,6 +169,15 @@ std::optional<std::string> framing_problem(const http::request_header<>& header)
     } else if (field.name() == http::field::content_length) {
       ++lengths;
       length = view(field.value());
+    } else if (beast::iequals(field.name_string(), "transfer_encoding") ||
+               beast::iequals(field.name_string(), "content_length")) {
+      // Some proxies read '_' in a name as '-', others drop the field: either way they would
+      // frame the request otherwise than corrald, which reads neither.
+      return "the request has a header \"" + std::string(view(field.name_string())) +
+             "\", which some proxies take for \"" +
+             (beast::iequals(field.name_string(), "content_length") ? "Content-Length"
+                                                                    : "Transfer-Encoding") +
+             "\"";
     }
   }
   auto shown = [](std::string_view value) {

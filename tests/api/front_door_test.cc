@@ -124,6 +124,8 @@ TEST_F(FrontDoor, TwoFramingsOrTwoLengthsAreRefusedAndTheConnectionClosed) {
       {"Content-Length: 0\r\nContent-Length: " + length + "\r\n", kHidden},
       {"Content-Length: 0x10\r\n", kHidden},
       {"Content-Length: +0\r\n", kHidden},
+      {"Transfer_Encoding: chunked\r\nContent-Length: " + length + "\r\n", kHidden},
+      {"Content_Length: 0\r\n", kHidden},
   };
   for (const auto& [headers, body] : variants) {
     expect_refused_and_closed(send_raw(corrald_, post_with(headers, body)), headers);
