@@ -362,11 +362,15 @@ class Api::Call {
             problem(405, "method-not-allowed", "Method not allowed",
                     request_.method + " is not served at " + route_name(path), "use " + allowed);
         response.headers.emplace_back("Allow", allowed);
+        response.paced_per_client = true;
         return response;
       }
-      return problem(404, "not-found", "No such route",
-                     "nothing is served at " + std::string(path.substr(0, 200)),
-                     "GET /v1/openapi.yaml lists every route");
+      // A client sweeping paths can repeat this at will, as it can a bad token.
+      Response response = problem(404, "not-found", "No such route",
+                                  "nothing is served at " + std::string(path.substr(0, 200)),
+                                  "GET /v1/openapi.yaml lists every route");
+      response.paced_per_client = true;
+      return response;
     }
     route_ = found.route;
     for (const auto& [name, raw] : found.params) {
@@ -390,9 +394,11 @@ class Api::Call {
       std::string detail = "a token with role " + std::string(auth::to_string(principal_.role)) +
                            " may not " + route_->method + " " + route_->pattern;
       deny(detail);
-      throw Answer{problem(403, "forbidden", "Your token does not allow this", detail,
-                           "this route needs a token with role " + roles_text(route_->roles) +
-                               "; ask an admin for one")};
+      Response response = problem(403, "forbidden", "Your token does not allow this", detail,
+                                  "this route needs a token with role " +
+                                      roles_text(route_->roles) + "; ask an admin for one");
+      response.paced_per_client = true;
+      throw Answer{std::move(response)};
     }
     const std::string& action = route_->action;
     const std::string& pattern = route_->pattern;
@@ -447,6 +453,7 @@ class Api::Call {
       Response response = problem(401, "unauthenticated", "A valid token is needed",
                                   failure->detail, failure->hint);
       response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"corral\"");
+      response.paced_per_client = true;
       throw Answer{std::move(response)};
     }
     principal_ = std::get<auth::Principal>(outcome);
@@ -463,7 +470,9 @@ class Api::Call {
                            : "your token belongs to tenant \"" + principal_.tenant_name + "\"";
     if (!principal_.tenant_id.empty() && name != principal_.tenant_name) {
       deny("tenant \"" + name + "\" is not the token's tenant");
-      throw Answer{problem(404, "not-found", "No such tenant", detail, hint)};
+      Response response = problem(404, "not-found", "No such tenant", detail, hint);
+      response.paced_per_client = true;
+      throw Answer{std::move(response)};
     }
     tenant_ = context_.store.find_tenant_by_name(name);
     if (!tenant_) throw Answer{problem(404, "not-found", "No such tenant", detail, hint)};

@@ -28,7 +28,7 @@
 #include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
-#include "sched/publish_rate.h"
+#include "sched/rate_buckets.h"
 #include "store/store.h"
 
 namespace corral::api {
@@ -91,7 +91,7 @@ struct ApiContext {
   // operations.md); without it nothing is refused for quota.
   sched::Admission* admission = nullptr;
   // The rate of publishes per tenant (quotas.publishes_per_minute); without it, not limited.
-  sched::PublishRate* publishes = nullptr;
+  sched::RateBuckets* publishes = nullptr;
   // Tokens that authenticated recently (auth.h, TokenCache); without it every request asks the
   // store. Revoking a token through the API drops it from this cache at once.
   auth::TokenCache* tokens = nullptr;

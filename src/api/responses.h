@@ -19,6 +19,9 @@ struct Response {
   // For the request's log line and metrics, not sent as such.
   std::string invocation_id = {};
   std::string outcome = {};
+  // A denial its caller can repeat at will (a bad token, another tenant's paths, a role's
+  // refusal): the server answers no faster than the client's budget of such denials allows.
+  bool paced_per_client = false;
 };
 
 // An application/problem+json response. `slug` completes the type, urn:corral:problem:<slug>.

@@ -24,6 +24,7 @@
 #include "net/ip_address.h"
 #include "sched/connection_limit.h"
 #include "sched/fair_queue.h"
+#include "sched/rate_buckets.h"
 #include "sched/refusal_holds.h"
 
 namespace corral::api {
@@ -132,6 +133,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::atomic<bool> stopping{false};
   // Shared by every lane: the kernel spreads one client's connections over them.
   sched::RefusalHolds refusal_holds;
+  sched::RateBuckets denial_budget;  // per client: ServerOptions::denials_per_client_per_minute
   sched::ConnectionLimit connection_limit;
   sched::ConnectionCap connection_cap;
 
@@ -516,7 +518,31 @@ class Session : public std::enable_shared_from_this<Session> {
     send(std::move(response));
   }
 
+  // A denial its caller can repeat at will waits, while the client is over its budget of them,
+  // until the budget allows (at most refusal_hold_ms): a flood of bad tokens or probes is paced to
+  // one answer per wait per connection, and costs the other tenants no more than that.
+  bool pace(Response& response) {
+    if (!response.paced_per_client || state_->stopping || state_->options.refusal_hold_ms <= 0)
+      return false;
+    auto wait = state_->denial_budget.take(client_, state_->options.denials_per_client_per_minute,
+                                           std::chrono::steady_clock::now());
+    if (!wait) return false;
+    holding_ = true;
+    state_->metrics.record_refusal_hold();
+    hold_timer_.expires_after(std::chrono::milliseconds(
+        std::min<int64_t>(*wait * 1000, state_->options.refusal_hold_ms)));
+    hold_timer_.async_wait(
+        [self = shared_from_this(), response = std::move(response)](beast::error_code) mutable {
+          // Run out or cancelled by a stop: either way the answer goes now.
+          self->holding_ = false;
+          response.paced_per_client = false;
+          self->send(std::move(response));
+        });
+    return true;
+  }
+
   void send(Response response) {
+    if (pace(response)) return;
     if (state_->stopping) keep_alive_ = false;
     auto message = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), request_.version() ? request_.version() : 11);

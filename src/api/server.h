@@ -59,6 +59,10 @@ struct ServerOptions {
   // Connections served at once in all; past that many, new ones wait until one closes, so
   // connections cannot take the descriptors the workers and the store need. 0: no cap.
   size_t max_connections = 0;
+  // Denials a client can repeat at will (Response::paced_per_client: 401s, probes of other
+  // tenants, role refusals) answered at once per minute per client; past it, each waits until the
+  // budget allows, at most refusal_hold_ms (0: never), so that a flood of them is paced.
+  int64_t denials_per_client_per_minute = 120;
   // Reported by GET /healthz: which defence layers this server runs with.
   nlohmann::json layers = nlohmann::json::array();
 };

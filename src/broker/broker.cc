@@ -402,7 +402,8 @@ Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& ar
                            ".max_payload_bytes)");
     } else {
       auto event = store_.append_event(scope.tenant_id, *topic, payload, store::now_ms(),
-                                       scope.policy->quotas.events.value);
+                                       scope.policy->quotas.events.value,
+                                       scope.policy->quotas.event_bytes.value);
       reply = Reply::ok(event.seq);
     }
   }

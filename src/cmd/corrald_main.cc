@@ -34,7 +34,7 @@
 #include "runs/run_recorder.h"
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
-#include "sched/publish_rate.h"
+#include "sched/rate_buckets.h"
 #include "store/store.h"
 
 namespace {
@@ -56,6 +56,7 @@ struct Settings {
   size_t max_queued = 1024;
   int64_t token_cache_ms = 5'000;
   int64_t refusal_hold_ms = 1'000;
+  int64_t denials_per_client_per_minute = 120;
   size_t max_connections_per_client = 256;
   std::optional<size_t> max_connections;  // unset: all the descriptors not kept for the rest
   size_t max_idle_workers = 32;
@@ -434,7 +435,7 @@ int serve(const Settings& settings) {
                                        .probe_limits = settings.limits.defaults});
   // Admission by the policy's quotas before every run (docs/operations.md).
   corral::sched::Admission admission;
-  corral::sched::PublishRate publish_rate;
+  corral::sched::RateBuckets publish_rate;  // per tenant
   // Tokens that authenticated recently, so that requests need not ask the store each time
   // (docs/operations.md, "Token cache").
   corral::auth::TokenCache tokens({.ttl_ms = settings.token_cache_ms, .max_entries = 10'000});
@@ -495,6 +496,7 @@ int serve(const Settings& settings) {
       .refusal_hold_ms = settings.refusal_hold_ms,
       .max_connections_per_client = settings.max_connections_per_client,
       .max_connections = *max_connections,
+      .denials_per_client_per_minute = settings.denials_per_client_per_minute,
       .layers = layers};
   std::unique_ptr<corral::api::Server> server;
   try {
@@ -599,6 +601,12 @@ int main(int argc, char** argv) {
          "flooding past its quota cannot take the machine from other tenants; 0: no wait")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
+  app.add_option("--denials-per-client-per-minute", settings.denials_per_client_per_minute,
+                 "401s, probes of other tenants and role refusals answered at once to one client "
+                 "in a minute; past it, each waits (at most --refusal-hold-ms) until the client's "
+                 "budget allows, so a flood of them is paced")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
   app.add_option("--max-connections-per-client", settings.max_connections_per_client,
                  "connections one client (an IPv4 address, or an IPv6 /64) may have open at "
                  "once; more are answered with 429 too-many-connections and closed. Clients "

@@ -80,8 +80,10 @@ struct Quotas {
   // What a tenant may keep of versions: their number and their sources' bytes in all.
   Setting<int64_t> versions{1000};             // 1 .. 1,000,000
   Setting<int64_t> version_bytes{64ll << 20};  // 1,024 .. 68,719,476,736 (64 GiB)
-  // Events of the outbox kept per tenant: past it, the oldest are dropped as new ones come.
-  Setting<int64_t> events{10'000};  // 1 .. 10,000,000
+  // Events of the outbox kept per tenant, and their payloads' bytes: past either, the oldest are
+  // dropped as new ones come.
+  Setting<int64_t> events{10'000};            // 1 .. 10,000,000
+  Setting<int64_t> event_bytes{64ll << 20};   // 1,024 .. 64 GiB
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

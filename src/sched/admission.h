@@ -119,7 +119,7 @@ class Admission {
   Admission& operator=(const Admission&) = delete;
 
   // Whether `tenant` (its name, the key of its quotas) may start an invocation at `now`. A run
-  // with a rate of its own (a publish's check, sched/publish_rate.h) passes `Rate::own`: it is
+  // with a rate of its own (a publish's check, sched/rate_buckets.h) passes `Rate::own`: it is
   // held to concurrency and CPU, and takes no token of the invocation rate.
   enum class Rate { invocations, own };
   Decision admit(std::string_view tenant, const policy::Quotas& quotas, TimePoint now,

@@ -271,6 +271,15 @@ CREATE TABLE webhook_secrets (
   updated_at INTEGER NOT NULL
 ) STRICT;
 )sql",
+      // The outbox's bound in bytes (policy quotas.event_bytes): each event's payload size, and
+      // each tenant's sum of them, kept as events come and go.
+      R"sql(
+ALTER TABLE events ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE event_counters ADD COLUMN kept_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET bytes = length(CAST(payload AS BLOB));
+UPDATE event_counters SET kept_bytes =
+  (SELECT coalesce(sum(bytes), 0) FROM events WHERE events.tenant_id = event_counters.tenant_id);
+)sql",
   };
   return all;
 }

@@ -1079,19 +1079,23 @@ bool SqliteStore::delete_secret(std::string_view tenant_id, std::string_view nam
 // ---- events
 
 Event SqliteStore::append_event(std::string_view tenant_id, std::string_view topic,
-                                std::string_view payload, int64_t at, int64_t keep) {
+                                std::string_view payload, int64_t at, int64_t keep,
+                                int64_t keep_bytes) {
   std::string what =
       "appending an event on topic " + in_quotes(topic) + " for tenant " + in_quotes(tenant_id);
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
   int64_t seq = 0;
+  int64_t kept_bytes = 0;
   try {
     auto next = statement(
-        "INSERT INTO event_counters (tenant_id, last_seq) VALUES (?1, 1) ON CONFLICT (tenant_id) "
-        "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq");
-    next.bind(1, tenant_id);
+        "INSERT INTO event_counters (tenant_id, last_seq, kept_bytes) VALUES (?1, 1, ?2) ON "
+        "CONFLICT (tenant_id) DO UPDATE SET last_seq = last_seq + 1, kept_bytes = kept_bytes + ?2 "
+        "RETURNING last_seq, kept_bytes");
+    next.bind(1, tenant_id).bind(2, static_cast<int64_t>(payload.size()));
     next.step(what);
     seq = next.integer(0);
+    kept_bytes = next.integer(1);
     next.run(what);
   } catch (const SqliteError& error) {
     if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -1101,15 +1105,41 @@ Event SqliteStore::append_event(std::string_view tenant_id, std::string_view top
     throw;
   }
   auto insert = statement(
-      "INSERT INTO events (tenant_id, seq, topic, payload, created_at) VALUES (?1, ?2, ?3, ?4, "
-      "?5)");
+      "INSERT INTO events (tenant_id, seq, topic, payload, created_at, bytes) VALUES (?1, ?2, ?3, "
+      "?4, ?5, ?6)");
   insert.bind(1, tenant_id).bind(2, seq).bind(3, topic).bind(4, payload).bind(5, at);
+  insert.bind(6, static_cast<int64_t>(payload.size()));
   insert.run(what);
-  // Numbers are given one by one, so the newest `keep` are those above seq - keep.
-  if (keep > 0 && seq > keep) {
-    auto prune = statement("DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2");
-    prune.bind(1, tenant_id).bind(2, seq - keep);
-    prune.run(what);
+  // The oldest go: those past the newest `keep` (numbers are given one by one, so they are the
+  // ones up to seq - keep), then more, oldest first, while the kept bytes are over keep_bytes.
+  int64_t dropped_bytes = 0;
+  auto drop = [&](std::string_view sql, int64_t bound) {
+    auto prune = statement(std::string(sql));
+    prune.bind(1, tenant_id).bind(2, bound);
+    int64_t dropped = 0;
+    while (prune.step(what)) dropped += prune.integer(0);
+    dropped_bytes += dropped;
+    return dropped;
+  };
+  if (keep > 0 && seq > keep)
+    drop("DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2 RETURNING bytes", seq - keep);
+  if (int64_t excess = kept_bytes - dropped_bytes - keep_bytes; excess > 0) {
+    int64_t through = 0;
+    {
+      auto oldest = statement("SELECT seq, bytes FROM events WHERE tenant_id = ?1 ORDER BY seq");
+      oldest.bind(1, tenant_id);
+      for (int64_t covered = 0; covered < excess && oldest.step(what);) {
+        through = oldest.integer(0);
+        covered += oldest.integer(1);
+      }
+    }
+    drop("DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2 RETURNING bytes", through);
+  }
+  if (dropped_bytes > 0) {
+    auto update =
+        statement("UPDATE event_counters SET kept_bytes = kept_bytes - ?2 WHERE tenant_id = ?1");
+    update.bind(1, tenant_id).bind(2, dropped_bytes);
+    update.run(what);
   }
   transaction.commit();
   return Event{std::string(tenant_id), seq, std::string(topic), std::string(payload), at};

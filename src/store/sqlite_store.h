@@ -91,7 +91,8 @@ class SqliteStore : public Store {
   bool delete_secret(std::string_view tenant_id, std::string_view name) override;
 
   Event append_event(std::string_view tenant_id, std::string_view topic, std::string_view payload,
-                     int64_t at, int64_t keep = std::numeric_limits<int64_t>::max()) override;
+                     int64_t at, int64_t keep = std::numeric_limits<int64_t>::max(),
+                     int64_t keep_bytes = std::numeric_limits<int64_t>::max()) override;
   std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
                                  int64_t limit) override;
 

@@ -458,11 +458,13 @@ class Store {
   // The event outbox. Each tenant's events are numbered 1, 2, 3… in append order; a number is
   // never given twice, even if events are later pruned. Reads return events with seq > after_seq
   // in seq order; a limit below 1 throws std::invalid_argument. An unknown tenant throws NotFound
-  // on append. The tenant keeps its newest `keep` events (policy quotas.events): appending drops
-  // the older ones in the same transaction.
+  // on append. The tenant keeps its newest `keep` events, and no more than `keep_bytes` of
+  // payloads (policy quotas.events and event_bytes): appending drops the oldest in the same
+  // transaction.
   virtual Event append_event(std::string_view tenant_id, std::string_view topic,
                              std::string_view payload, int64_t at,
-                             int64_t keep = std::numeric_limits<int64_t>::max()) = 0;
+                             int64_t keep = std::numeric_limits<int64_t>::max(),
+                             int64_t keep_bytes = std::numeric_limits<int64_t>::max()) = 0;
   virtual std::vector<Event> read_events(std::string_view tenant_id, int64_t after_seq,
                                          int64_t limit) = 0;
 

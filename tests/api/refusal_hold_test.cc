@@ -160,5 +160,27 @@ TEST(RefusalHold, StoppingEndsAHoldAndAnswersTheHeldRequest) {
   EXPECT_FALSE(answer.keep_alive()) << "a stopping corrald closes the connection after answering";
 }
 
+// Denials a client can repeat at will (bad tokens, other tenants' paths, role refusals) are
+// paced per client: past --denials-per-client-per-minute, each answer waits until the budget
+// allows (at most --refusal-hold-ms), whichever token, path or connection the client uses; the
+// same client's valid requests are not held. Counted by corrald's own metric, not timed.
+TEST(RefusalHold, ABudgetOfDenialsPerClientPacesFloodsOfBadTokensAndProbes) {
+  CorraldProcess corrald({"--denials-per-client-per-minute", "5", "--refusal-hold-ms", "100"});
+  HttpClient admin = corrald.client();
+  ASSERT_EQ(admin.request(http::verb::post, "/v1/tenants", R"({"name":"acme"})").result_int(), 201);
+  for (int i = 0; i < 12; ++i) {
+    HttpClient stranger(corrald.host(), corrald.port(),
+                        i % 2 ? "" : "corral_" + std::string(63, 'a') + std::to_string(i % 10));
+    auto refused = stranger.request(http::verb::get, "/v1/tenants/acme/scripts");
+    ASSERT_EQ(refused.result_int(), 401) << refused.body();
+  }
+  double held = corrald.metric("corral_refusal_holds_total");
+  EXPECT_GE(held, 7) << "12 denials with a budget of 5 were not paced";
+  // The client's own valid requests are answered without a hold.
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(admin.request(http::verb::get, "/v1/tenants").result_int(), 200);
+  EXPECT_EQ(corrald.metric("corral_refusal_holds_total"), held);
+}
+
 }  // namespace
 }  // namespace corral::testing

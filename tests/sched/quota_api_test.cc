@@ -27,6 +27,14 @@ constexpr const char* kPolicy = R"(tenants:
     quotas:
       rate_per_second: 0.01
       burst: 5
+  hooli:
+    quotas:
+      publishes_per_minute: 18  # ten seconds' worth at once: 3
+  piper:
+    limits:
+      fuel: 1000000
+    quotas:
+      cpu_ms_per_minute: 1
 )";
 
 class QuotaApiTest : public ::testing::Test {
@@ -151,6 +159,43 @@ TEST_F(QuotaApiTest, WarningsFromEightyPercentAndRefusalsAreAuditedOncePerMinute
   EXPECT_EQ(corrald_.metric(R"(corral_quota_rejections_total{quota="rate"})"), 21);
   EXPECT_EQ(corrald_.metric(R"(corral_quota_warnings_total{quota="rate"})"), 2);
   EXPECT_EQ(corrald_.metric(R"(corral_invocations_total{outcome="rejected"})"), 21);
+}
+
+// The review's attack on publishing: a tenant at small quotas ran heavy publishes at will, each
+// running the top level in a worker. Publishes have a rate of their own, and the check is held to
+// the tenant's CPU quota and runs under the tenant's own limits.
+TEST_F(QuotaApiTest, PublishingHasARateOfItsOwnAndCountsAgainstTheTenantsQuotas) {
+  auto tokens = api_->tenant_with_tokens("hooli");
+  std::vector<int> statuses;
+  Answer refused;
+  for (int i = 0; i < 5; ++i) {
+    Answer answer = api_->post(tokens["publisher"], "/v1/tenants/hooli/scripts/s/versions",
+                               {{"source", std::string(kDoubler) + "\n-- " + std::to_string(i)},
+                                {"manifest", manifest(json::array())}});
+    statuses.push_back(answer.status);
+    if (answer.status == 429) refused = answer;
+  }
+  EXPECT_EQ(statuses, (std::vector<int>{201, 201, 201, 429, 429}));
+  EXPECT_EQ(refused.body["quota"], "publishes_per_minute") << refused;
+  EXPECT_EQ(refused.body["rule"], "tenants.hooli.quotas.publishes_per_minute") << refused;
+  EXPECT_GE(std::stoi(header(refused, "Retry-After")), 1);
+
+  // piper's own fuel (1,000,000) bounds the check: a top level that spins past it is refused,
+  // although corrald's own defaults would have let it run for 50,000,000 instructions.
+  auto piper = api_->tenant_with_tokens("piper");
+  Answer spinning = api_->post(
+      piper["publisher"], "/v1/tenants/piper/scripts/spin/versions",
+      {{"source", "local n = 0 while n < 2e6 do n = n + 1 end function handle() return n end"},
+       {"manifest", manifest(json::array())}});
+  EXPECT_EQ(spinning.status, 400) << spinning;
+  EXPECT_NE(spinning.body["detail"].get<std::string>().find("exceeded a limit"), std::string::npos)
+      << spinning;
+  // That check's CPU was charged to piper: with its minute's CPU (1 ms) used, the next publish is
+  // refused by the cpu quota before it runs anything.
+  Answer after = api_->post(piper["publisher"], "/v1/tenants/piper/scripts/ok/versions",
+                            {{"source", kDoubler}, {"manifest", manifest(json::array())}});
+  EXPECT_EQ(after.status, 429) << after;
+  EXPECT_EQ(after.body["quota"], "cpu_ms_per_minute") << after;
 }
 
 }  // namespace

@@ -303,6 +303,22 @@ TEST_F(BrokerStateStoreTest, ATenantKeepsOnlyItsNewestEvents) {
   }
 }
 
+TEST_F(BrokerStateStoreTest, ATenantKeepsNoMoreThanItsEventBytes) {
+  auto acme = tenant("acme"), globex = tenant("globex");
+  store().append_event(globex, "g", std::string(1000, 'g'), 1, 100, 4000);
+  std::string kilobyte(1000, 'k');
+  for (int i = 1; i <= 200; ++i) store().append_event(acme, "a", kilobyte, i, 1000, 10'500);
+  auto kept = store().read_events(acme, 0, 1000);
+  ASSERT_EQ(kept.size(), 10u);  // 10 x 1000 bytes fit in 10,500; 11 do not
+  EXPECT_EQ(kept.back().seq, 200);
+  EXPECT_EQ(store().read_events(globex, 0, 1000).size(), 1u);
+  {
+    RawDb raw(db_file());
+    EXPECT_EQ(raw.integer("SELECT kept_bytes FROM event_counters WHERE tenant_id = '" + acme + "'"),
+              10'000);
+  }
+}
+
 TEST_F(BrokerStateStoreTest, EventNumbersAreNotReusedAfterPruning) {
   auto acme = tenant();
   store().append_event(acme, "t", "{}", 1);
