@@ -17,8 +17,10 @@
 // p99 to quiet's p99 alone, and how the flood's requests were answered.
 //
 // Usage: corral-audit-flood-bench [--seconds 5] [--quiet-rate 50] [--flood-connections 2]
-// The corrald run is this tree's, or the one named by CORRAL_BENCH_CORRALD (to measure an older
-// build the same way: its policy must accept the document below, which names no new setting).
+//                                 [--noisy-concurrency N]   (noisy's concurrency quota; default 4)
+// The corrald run is this tree's, or the one named by CORRAL_BENCH_CORRALD with the corral-worker
+// beside it (to measure an older build the same way: its policy must accept the document below,
+// which names no new setting).
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@ struct Options {
   double seconds = 5;
   double quiet_rate = 50;
   int flood_connections = 2;
+  int noisy_concurrency = 0;  // 0: the built-in quota
 };
 
 // quiet's quotas are lifted so that only the flood can slow it; noisy has the built-in quotas, as
@@ -197,17 +200,22 @@ int main(int argc, char** argv) {
       options.quiet_rate = std::stod(value());
     } else if (arg == "--flood-connections") {
       options.flood_connections = std::stoi(value());
+    } else if (arg == "--noisy-concurrency") {
+      options.noisy_concurrency = std::stoi(value());
     } else {
       fail("unknown argument " + arg +
            "; usage: corral-audit-flood-bench [--seconds S] [--quiet-rate R] "
-           "[--flood-connections N]");
+           "[--flood-connections N] [--noisy-concurrency N]");
     }
   }
 
   CorraldProcess corrald({"--invocation-threads", "4"});
   {
     HttpClient admin = corrald.client();
-    call(admin, http::verb::put, "/v1/policy", {{"document", kPolicy}}, 201);
+    std::string policy = kPolicy;
+    if (options.noisy_concurrency > 0)
+      policy += "    quotas: {concurrency: " + std::to_string(options.noisy_concurrency) + "}\n";
+    call(admin, http::verb::put, "/v1/policy", {{"document", policy}}, 201);
   }
   Tenant quiet = make_tenant(corrald, "quiet");
   Tenant noisy = make_tenant(corrald, "noisy");

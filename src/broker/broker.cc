@@ -49,6 +49,15 @@ std::optional<std::string> string_argument(const nlohmann::json& args, size_t in
 
 std::string call_name(const std::string& op) { return "ctx." + op; }
 
+// A name a script chose, as a message shows it: its first 128 bytes (the message goes back to the
+// worker and into the audit trail; a script must not make either large with a long name).
+std::string shown(const std::string& name) {
+  if (name.size() <= 128) return name;
+  size_t keep = 128;
+  while (keep > 0 && (static_cast<unsigned char>(name[keep]) & 0xC0) == 0x80) --keep;
+  return name.substr(0, keep) + "\u2026 (" + std::to_string(name.size()) + " bytes)";
+}
+
 nlohmann::json headers_object(const HttpHeaders& headers) {
   nlohmann::json object = nlohmann::json::object();
   for (const auto& [name, value] : headers) {
@@ -390,7 +399,7 @@ Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& ar
   if (!topic) return Reply::error("ctx.emit: the topic (argument 1) must be a string");
   Reply reply;
   if (!grant.allows_topic(*topic)) {
-    reply = Reply::denied("ctx.emit is denied: topic '" + *topic +
+    reply = Reply::denied("ctx.emit is denied: topic '" + shown(*topic) +
                           "' matches none of the topics the policy allows (rule: " + grant.source +
                           ".topics)");
   } else {
@@ -417,11 +426,11 @@ Broker::Reply Broker::secrets_call(const CallScope& scope, const nlohmann::json&
   if (!name) return Reply::error("ctx.secrets.get: the name (argument 1) must be a string");
   Reply reply;
   if (!grant.allows(*name)) {
-    reply = Reply::denied("ctx.secrets.get is denied: secret '" + *name +
+    reply = Reply::denied("ctx.secrets.get is denied: secret '" + shown(*name) +
                           "' is not among the names the policy allows (rule: " + grant.source +
                           ".names)");
   } else if (grant.is_reference_only(*name)) {
-    reply = Reply::denied("ctx.secrets.get is denied: secret '" + *name +
+    reply = Reply::denied("ctx.secrets.get is denied: secret '" + shown(*name) +
                           "' is reference-only, so no script reads its value; send it with "
                           "ctx.secrets.ref(\"" +
                           *name +

@@ -15,6 +15,10 @@ namespace {
 // An argument of a capability call (a kv value, an http body) may be at most this large when
 // encoded; the broker's own limits are usually smaller.
 constexpr size_t kMaxArgumentBytes = 4u << 20;
+// The first argument of every call but http.fetch names something: a kv key (at most 4,096 bytes
+// under any policy), a topic or a secret. A longer one is refused here, before it is encoded and
+// sent: a denied call with a huge name would cost the supervisor its parse for nothing.
+constexpr size_t kMaxNameBytes = 4096;
 
 enum class CallEnd { value, error, tripped };
 
@@ -31,6 +35,16 @@ CallEnd perform_call(lua_State* L, RunState& state, const char* op, int argc) {
   if (++state.subrequests_used > state.limits.subrequests) {
     state.trip(LimitKind::subrequests, state.subrequests_used, state.limits.subrequests);
     return CallEnd::tripped;
+  }
+  if (std::string_view(op) != "http.fetch" && argc >= 1 && lua_type(L, 1) == LUA_TSTRING) {
+    size_t length = 0;
+    lua_tolstring(L, 1, &length);
+    if (length > kMaxNameBytes) {
+      state.reply_error = std::string("ctx.") + op + " argument 1 is " + std::to_string(length) +
+                          " bytes, over the " + std::to_string(kMaxNameBytes) +
+                          " byte maximum of a key, topic or secret name";
+      return CallEnd::error;
+    }
   }
   try {
     // The encoder already gives JSON text: the call is assembled from it rather than parsed and

@@ -47,9 +47,13 @@ CorraldProcess::CorraldProcess(std::vector<std::string> extra_arguments, fs::pat
   if (owns_dir_) fs::remove_all(dir_);
   fs::create_directories(dir_);
   fs::remove(dir_ / "ready");
-  // A benchmark may measure another build's corrald the same way (bench/audit_flood.cc).
+  // A benchmark may measure another build's corrald, with that build's worker beside it, the same
+  // way (bench/audit_flood.cc).
   const char* other = std::getenv("CORRAL_BENCH_CORRALD");
   const std::string program = other && *other ? other : CORRALD_PATH;
+  const std::string worker = other && *other
+                                 ? (fs::path(other).parent_path() / "corral-worker").string()
+                                 : std::string(CORRAL_WORKER_PATH);
   std::vector<std::string> arguments = {program,
                                         "--listen",
                                         "127.0.0.1:0",
@@ -66,7 +70,7 @@ CorraldProcess::CorraldProcess(std::vector<std::string> extra_arguments, fs::pat
   }
   bool names_a_worker = std::find(extra_arguments.begin(), extra_arguments.end(), "--worker") !=
                         extra_arguments.end();
-  if (!names_a_worker) arguments.insert(arguments.end(), {"--worker", CORRAL_WORKER_PATH});
+  if (!names_a_worker) arguments.insert(arguments.end(), {"--worker", worker});
   arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
   std::vector<char*> argv;
   for (auto& argument : arguments) argv.push_back(argument.data());

@@ -308,6 +308,32 @@ TEST_F(BrokerTest, EmitToATopicThePolicyDoesNotAllowIsDenied) {
   EXPECT_EQ(reraised.outcome, Outcome::denied) << dump(reraised);
 }
 
+// The review's flood: denied calls whose name argument is megabytes long made megabyte audit
+// entries and cost the supervisor a parse each. A name past 4,096 bytes is refused in the worker
+// (never sent), and a denied name is echoed at most 128 bytes back to the script.
+TEST_F(BrokerTest, AHugeNameIsRefusedBeforeItIsSentAndALongOneIsNotEchoed) {
+  use_policy("tenants:\n  acme:\n    capabilities:\n      emit:\n        topics: [\"orders.*\"]\n");
+  auto huge = run(R"(function handle(input, ctx)
+      local ok, e = pcall(ctx.emit, string.rep('t', 1024 * 1024), {})
+      return {ok = ok, e = e}
+    end)",
+                  {"emit"});
+  ASSERT_EQ(huge.outcome, Outcome::ok) << dump(huge);
+  EXPECT_EQ(huge.output["ok"], false);
+  EXPECT_NE(huge.output["e"].get<std::string>().find("byte maximum of a key, topic or secret name"),
+            std::string::npos)
+      << dump(huge);
+  EXPECT_FALSE(audited_deny("capability.emit")) << "the call reached the broker";
+  auto long_name = run(R"(function handle(input, ctx)
+      local ok, e = pcall(ctx.emit, string.rep('t', 4000), {})
+      return {ok = ok, e = e}
+    end)",
+                       {"emit"});
+  ASSERT_EQ(long_name.outcome, Outcome::ok) << dump(long_name);
+  EXPECT_LT(long_name.output["e"].get<std::string>().size(), 600u) << dump(long_name);
+  EXPECT_TRUE(audited_deny("capability.emit"));
+}
+
 // ---- secrets
 
 TEST_F(BrokerTest, SecretsAreReadableAndRedactedFromLogsAndErrors) {
