@@ -38,6 +38,7 @@
 
 #include "api/corrald_process.h"
 #include "api/load.h"
+#include "setup.h"
 
 namespace {
 
@@ -87,20 +88,12 @@ constexpr const char* kEventsSource = R"(function handle(input, ctx)
   return 1
 end)";
 
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "corral-audit-flood-bench: %s\n", what.c_str());
-  std::exit(1);
-}
+using corral::bench::fail;
 
 json call(HttpClient& client, http::verb method, const std::string& target, const json& body,
           int expected) {
-  auto response = client.request(method, target, body.is_null() ? "" : body.dump());
-  if (static_cast<int>(response.result_int()) != expected &&
-      !(expected == 201 && response.result_int() == 200)) {
-    fail("setting up: " + target + " answered " + std::to_string(response.result_int()) + ": " +
-         response.body().substr(0, 400));
-  }
-  return json::parse(response.body(), nullptr, false);
+  // A script published again answers 200 with the version it has.
+  return corral::bench::call(client, method, target, body, expected, expected == 201 ? 200 : 0);
 }
 
 json manifest(const json& capabilities) {
@@ -172,11 +165,7 @@ struct Flood {
   std::function<Sender(int connection)> make_sender;
 };
 
-std::string ms(double seconds) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f", seconds * 1000);
-  return text;
-}
+std::string ms(double seconds) { return corral::bench::milliseconds(seconds, 1); }
 
 std::string megabytes(int64_t bytes) {
   char text[32];
@@ -187,6 +176,7 @@ std::string megabytes(int64_t bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  corral::bench::program_name = "corral-audit-flood-bench";
   Options options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -33,6 +33,7 @@
 
 #include "api/corrald_process.h"
 #include "api/load.h"
+#include "setup.h"
 
 namespace {
 
@@ -56,20 +57,8 @@ struct Options {
   std::vector<std::string> corrald_arguments = {};  // more flags for corrald, to compare settings
 };
 
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "corral-noisy-neighbour-bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-json call(HttpClient& client, http::verb method, const std::string& target, const json& body,
-          int expected) {
-  auto response = client.request(method, target, body.is_null() ? "" : body.dump());
-  if (static_cast<int>(response.result_int()) != expected) {
-    fail("setting up: " + target + " answered " + std::to_string(response.result_int()) + ": " +
-         response.body().substr(0, 400));
-  }
-  return json::parse(response.body(), nullptr, false);
-}
+using corral::bench::call;
+using corral::bench::fail;
 
 // A tenant with a script "work" whose alias "live" points at an approved version of `source`;
 // returns an invoker token.
@@ -118,15 +107,12 @@ void quiet_phase(const CorraldProcess& corrald, const std::string& token, const 
   }
 }
 
-std::string ms(double seconds) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f ms", seconds * 1000);
-  return text;
-}
+std::string ms(double seconds) { return corral::bench::milliseconds(seconds, 2) + " ms"; }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  corral::bench::program_name = "corral-noisy-neighbour-bench";
   Options options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
