@@ -230,7 +230,19 @@ struct Passed {
 // and keeps the path to the value being read, for the problem.
 class ShapeCounter : public YAML::EventHandler {
  public:
-  void OnDocumentStart(const YAML::Mark&) override {}
+  // yaml-cpp 0.7 starts a document again and again at a ',' (or another indicator) it cannot
+  // place at the top of one, each an empty value, without reading on: YAML::LoadAll(",") never
+  // returns and takes memory as it goes. A document that starts where the last one did is that.
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_ > 0 && mark.pos == last_document_.pos) {
+      stop(mark,
+           "YAML syntax error: nothing can be read from here (a ',' or another indicator "
+           "out of place?); fix the text at this line and column");
+    }
+    if (documents_ == 1) second_document = mark;
+    last_document_ = mark;
+    ++documents_;
+  }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { value(mark, "~"); }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { value(mark, "*"); }
@@ -318,6 +330,12 @@ class ShapeCounter : public YAML::EventHandler {
 
   size_t values_ = 0;
   std::vector<Level> levels_;
+  size_t documents_ = 0;
+  YAML::Mark last_document_;
+
+ public:
+  size_t documents() const { return documents_; }
+  YAML::Mark second_document;
 };
 
 }  // namespace
@@ -339,6 +357,13 @@ std::optional<Problem> document_bounds_problem(std::string_view text) {
     return passed.problem;
   } catch (const YAML::Exception&) {
     return std::nullopt;  // the parse that follows reports it, with its position
+  }
+  // Said here, since the parse that follows would read every document first.
+  if (counter.documents() > 1) {
+    const YAML::Mark& mark = counter.second_document;
+    return Problem{"", mark.is_null() ? 0 : mark.line + 1, mark.is_null() ? 0 : mark.column + 1,
+                   "the text holds " + std::to_string(counter.documents()) +
+                       " YAML documents; a policy is one (remove the '---' separators)"};
   }
   return std::nullopt;
 }

@@ -28,8 +28,9 @@ struct DepthPassed {
 };
 std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_depth);
 
-// A problem if `text` nests deeper than kMaxDocumentDepth or holds more than kMaxDocumentValues
-// values; nothing otherwise, and for text that is not YAML (the parse that follows reports it).
+// A problem if `text` nests deeper than kMaxDocumentDepth, holds more than kMaxDocumentValues
+// values or more than one document, or is text on which yaml-cpp would start documents without
+// end; nothing otherwise, and for other text that is not YAML (the parse that follows reports it).
 // The flow nesting is read from the text (flow_depth_passes), the rest from yaml-cpp's events,
 // which build no tree.
 std::optional<Problem> document_bounds_problem(std::string_view text);

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -106,6 +108,48 @@ TEST(DocumentBounds, TheExamplePolicyIsWithinThem) {
   ASSERT_FALSE(text.str().empty());
   EXPECT_FALSE(document_bounds_problem(text.str()));
   EXPECT_NO_THROW(Policy::parse(text.str()));
+}
+
+// What Policy::parse says of `yaml`, read in a child process that is killed after 2 s: a parse
+// that never ends fails the test instead of hanging it (and its memory is given back).
+std::string problem_within_two_seconds(const std::string& yaml) {
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed";
+  pid_t child = fork();
+  if (child == 0) {
+    alarm(2);
+    std::string said = "accepted";
+    try {
+      Policy::parse(yaml);
+    } catch (const PolicyInvalid& invalid) {
+      said = invalid.what();
+    }
+    ssize_t written = write(fds[1], said.data(), said.size());
+    _exit(written == static_cast<ssize_t>(said.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string said;
+  char buffer[4096];
+  for (ssize_t got; (got = read(fds[0], buffer, sizeof buffer)) > 0;) said.append(buffer, got);
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return said;
+}
+
+// yaml-cpp 0.7 starts documents without end at a ',' it cannot place (YAML::LoadAll(",") took
+// 500 MB a second until the process was killed): a 1-byte PUT /v1/policy could take corrald down.
+TEST(DocumentBounds, AStrayCommaIsASyntaxErrorNotAnEndlessParse) {
+  for (const std::string& yaml : {std::string(","), std::string("- a\n,\n"),
+                                  std::string("defaults: {}\n,\n"), std::string(", |2 #\n")}) {
+    std::string said = problem_within_two_seconds(yaml);
+    EXPECT_TRUE(contains(said, "YAML syntax error") || contains(said, "end of map not found"))
+        << yaml << ": " << said;
+    EXPECT_FALSE(contains(said, "killed by signal")) << yaml << ": " << said;
+  }
+  std::string two = problem_within_two_seconds("defaults: {}\n---\ntenants: {}\n");
+  EXPECT_TRUE(contains(two, "(line 2, column 1): the text holds 2 YAML documents")) << two;
 }
 
 // The process's peak resident memory (VmHWM), in KiB.
