@@ -970,9 +970,11 @@ class Api::Call {
         context_.publishes->take(tenant_->name, quota.value, std::chrono::steady_clock::now());
     if (!wait) return;
     context_.metrics.record_quota_rejection("publishes_per_minute");
-    std::string detail = "tenant \"" + tenant_->name + "\" has published " +
-                         std::to_string(quota.value) + " times in the last minute, its limit (" +
-                         quota.source + ")";
+    std::string detail =
+        "tenant \"" + tenant_->name +
+        "\" has used its publishes for now: " + std::to_string(quota.value) + " a minute, " +
+        std::to_string(static_cast<int64_t>(sched::RateBuckets::burst_of(quota.value))) +
+        " at once (" + quota.source + ")";
     deny(detail);
     std::string retry = std::to_string(*wait);
     Response response = problem(429, "quota-exceeded", "A quota is exhausted", detail,

@@ -103,7 +103,10 @@ std::optional<Entry> AuditTrail::record_denial(std::string_view kind, std::strin
     } else if (found == denials_.end()) {
       // A new reason: recorded apart while the kind has had few in this window.
       auto& [started, reasons] = reasons_[base];
-      if (now - started >= denial_options_.window_ms) started = now, reasons = 0;
+      if (now - started >= denial_options_.window_ms) {
+        started = now;
+        reasons = 0;
+      }
       if (reasons >= denial_options_.reasons_per_kind) {
         key = base + "\x1f(other reasons)";
         found = denials_.find(key);

@@ -252,7 +252,8 @@ void add_private_reachable(const net::OriginPattern& pattern, const std::vector<
   if (pattern.address) {
     if (!address_allowed(*pattern.address, ranges)) return;
     std::string ignored;
-    if (auto only = IpRange::parse(pattern.address->to_string(), &ignored)) reachable.push_back(*only);
+    if (auto only = IpRange::parse(pattern.address->to_string(), &ignored))
+      reachable.push_back(*only);
     if (auto carried = pattern.address->embedded_v4()) {
       if (auto only = IpRange::parse(carried->to_string(), &ignored)) reachable.push_back(*only);
     }
@@ -630,7 +631,8 @@ bool Fetch::transfer(Hop& hop) {
     }
     deny("allow_private",
          url + (result_.redirects > 0 ? " (reached by a redirect)" : "") + " points to " +
-             addresses + ", which fetches may not reach through this origin; the operator can "
+             addresses +
+             ", which fetches may not reach through this origin; the operator can "
              "allow it by adding " +
              (hop.first_refused_address.empty() ? "the address" : hop.first_refused_address) +
              " to allow_private and naming the origin exactly in allow (a private address is "

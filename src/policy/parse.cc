@@ -353,9 +353,10 @@ const IntegerField<Quotas> kQuotaFields[] = {
     {"events", 1, 10'000'000, false, &Quotas::events},
     {"event_bytes", 1024, 64ll << 30, true, &Quotas::event_bytes},
 };
-const Keys kQuotaKeys = {"rate_per_second",      "burst",    "concurrency",   "cpu_ms_per_minute",
-                         "queued_jobs",          "publishes_per_minute", "versions",
-                         "version_bytes",        "events",       "event_bytes"};
+const Keys kQuotaKeys = {"rate_per_second",   "burst",         "concurrency",
+                         "cpu_ms_per_minute", "queued_jobs",   "publishes_per_minute",
+                         "versions",          "version_bytes", "events",
+                         "event_bytes"};
 
 const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
     {"failures", 1, 1000, false, &CircuitBreaker::failures},

@@ -82,8 +82,8 @@ struct Quotas {
   Setting<int64_t> version_bytes{64ll << 20};  // 1,024 .. 68,719,476,736 (64 GiB)
   // Events of the outbox kept per tenant, and their payloads' bytes: past either, the oldest are
   // dropped as new ones come.
-  Setting<int64_t> events{10'000};            // 1 .. 10,000,000
-  Setting<int64_t> event_bytes{64ll << 20};   // 1,024 .. 64 GiB
+  Setting<int64_t> events{10'000};           // 1 .. 10,000,000
+  Setting<int64_t> event_bytes{64ll << 20};  // 1,024 .. 64 GiB
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

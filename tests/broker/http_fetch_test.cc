@@ -353,8 +353,9 @@ TEST_F(HttpFetchTest, AllowPrivateOpensAnAddressOnlyThroughTheOriginNamedExactly
                  "http://127.0.0.1:*"};
   rules.allow_private = {"127.0.0.1"};
   std::string port = std::to_string(other.port());
-  for (std::string url : {"http://evil.partner.localhost:" + port + "/echo",
-                          "http://localhost:" + port + "/echo", "http://127.0.0.1:" + port + "/echo"}) {
+  for (std::string url :
+       {"http://evil.partner.localhost:" + port + "/echo", "http://localhost:" + port + "/echo",
+        "http://127.0.0.1:" + port + "/echo"}) {
     FetchResult result = get(rules, url);
     EXPECT_EQ(result.kind, Kind::denied) << url << ": " << result.message;
     EXPECT_EQ(result.rule, "allow_private") << url;

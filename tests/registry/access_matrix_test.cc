@@ -30,9 +30,11 @@ class AccessMatrix : public ::testing::Test {
  protected:
   void SetUp() override {
     api_ = std::make_unique<ApiClient>(corrald_);
-    // The built-in policy, except that runs keep their inputs, so that replay has one to run.
-    Answer policy =
-        api_->put(api_->admin(), "/v1/policy", {{"document", "defaults: {runs: {inputs: true}}"}});
+    // The built-in policy, except that runs keep their inputs, so that replay has one to run, and
+    // that the matrix may publish as often as it needs.
+    Answer policy = api_->put(
+        api_->admin(), "/v1/policy",
+        {{"document", "defaults: {runs: {inputs: true}, quotas: {publishes_per_minute: 10000}}"}});
     ASSERT_EQ(policy.status, 201) << policy;
     for (const std::string tenant : {"acme", "beta"}) {
       tokens_[tenant] = api_->tenant_with_tokens(tenant);

@@ -26,6 +26,10 @@ TEST(CrashRecovery, AcknowledgedChangesSurviveKillNine) {
   {
     CorraldProcess corrald({}, dir);
     ApiClient api(corrald);
+    // The stream publishes as fast as corrald answers: not limited by the publish rate.
+    Answer policy = api.put(api.admin(), "/v1/policy",
+                            {{"document", "defaults: {quotas: {publishes_per_minute: 10000}}"}});
+    ASSERT_EQ(policy.status, 201) << policy;
     tokens = api.tenant_with_tokens("acme");
     std::mt19937 random(std::random_device{}());
     int kill_after_ms = std::uniform_int_distribution<int>(0, 600)(random);
