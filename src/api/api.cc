@@ -2073,7 +2073,7 @@ class Api::Call {
     const auto& quota = tenant_policy.quotas.queued_jobs;
     store::JobSubmission submission;
     context_.store.atomically([&] {
-      submission = context_.store.submit_job(draft, quota.value);
+      submission = context_.store.submit_job(draft, quota.value, tenant_policy.quotas.jobs.value);
       if (submission.kind == store::JobSubmission::Kind::created) {
         allow("queued job " + submission.job.id + " (version " + std::to_string(version.version) +
                   (callback.empty() ? "" : ", with a callback") + ")",
@@ -2114,6 +2114,22 @@ class Api::Call {
         response.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
         response.outcome = "rejected";
         return response;
+      }
+      case store::JobSubmission::Kind::over_kept: {
+        const auto& kept = tenant_policy.quotas.jobs;
+        return problem(429, "storage-quota-exceeded", "The tenant's storage quota is used up",
+                       "tenant \"" + tenant_->name + "\" keeps " + std::to_string(submission.kept) +
+                           " jobs, its quota of " + std::to_string(kept.value) + " (" +
+                           kept.source + ")",
+                       "finished jobs are forgotten once their retention has passed; to keep "
+                       "more, ask the operator to raise " +
+                           kept.source,
+                       "",
+                       {{"tenant", tenant_->name},
+                        {"quota", "jobs"},
+                        {"rule", kept.source},
+                        {"limit", kept.value},
+                        {"policy_version", snapshot->version}});
       }
       case store::JobSubmission::Kind::created:
         break;

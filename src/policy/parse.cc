@@ -352,11 +352,12 @@ const IntegerField<Quotas> kQuotaFields[] = {
     {"version_bytes", 1024, 64ll << 30, true, &Quotas::version_bytes},
     {"events", 1, 10'000'000, false, &Quotas::events},
     {"event_bytes", 1024, 64ll << 30, true, &Quotas::event_bytes},
+    {"jobs", 1, 10'000'000, false, &Quotas::jobs},
 };
 const Keys kQuotaKeys = {"rate_per_second",   "burst",         "concurrency",
                          "cpu_ms_per_minute", "queued_jobs",   "publishes_per_minute",
                          "versions",          "version_bytes", "events",
-                         "event_bytes"};
+                         "event_bytes",       "jobs"};
 
 const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
     {"failures", 1, 1000, false, &CircuitBreaker::failures},

@@ -31,6 +31,7 @@ defaults:
     version_bytes: 67108864   # 64 MiB of sources
     events: 10000             # the outbox keeps the newest
     event_bytes: 67108864     # and at most 64 MiB of payloads
+    jobs: 10000               # jobs kept, finished ones until their retention
   circuit_breaker:
     failures: 5             # crashed or limit_exceeded runs of one version within the window
     window_seconds: 60

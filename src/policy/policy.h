@@ -84,6 +84,8 @@ struct Quotas {
   // dropped as new ones come.
   Setting<int64_t> events{10'000};           // 1 .. 10,000,000
   Setting<int64_t> event_bytes{64ll << 20};  // 1,024 .. 64 GiB
+  // Jobs a tenant keeps in every state (finished ones until their retention passes).
+  Setting<int64_t> jobs{10'000};  // 1 .. 10,000,000
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

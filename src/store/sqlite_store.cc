@@ -1318,7 +1318,8 @@ void SqliteStore::create_delivery_locked(std::string_view job_id, int64_t at) {
   insert.run("creating the webhook delivery of job " + std::string(job_id));
 }
 
-JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinished) {
+JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinished,
+                                      int64_t max_kept) {
   std::string what = "submitting a job for tenant " + in_quotes(draft.tenant_id);
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
@@ -1343,6 +1344,16 @@ JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinis
   if (submission.unfinished >= max_unfinished) {
     submission.kind = JobSubmission::Kind::over_quota;
     return submission;
+  }
+  if (max_kept < std::numeric_limits<int64_t>::max()) {
+    auto count = statement("SELECT count(*) FROM jobs WHERE tenant_id = ?1");
+    count.bind(1, draft.tenant_id);
+    count.step(what);
+    submission.kept = count.integer(0);
+    if (submission.kept >= max_kept) {
+      submission.kind = JobSubmission::Kind::over_kept;
+      return submission;
+    }
   }
   auto insert = statement(
       "INSERT INTO jobs (id, tenant_id, script, version, alias, idempotency_key, request_sha256, "

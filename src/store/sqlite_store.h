@@ -103,7 +103,8 @@ class SqliteStore : public Store {
   std::vector<PolicyVersionSummary> list_policy_versions() override;
 
   // ---- jobs
-  JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished) override;
+  JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished,
+                           int64_t max_kept = std::numeric_limits<int64_t>::max()) override;
   std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) override;
   std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) override;
   std::optional<Job> claim_job(int64_t now) override;

@@ -290,10 +290,12 @@ struct Job {
 };
 
 struct JobSubmission {
-  enum class Kind { created, existing, over_quota };
+  // over_quota: max_unfinished queued or running; over_kept: max_kept jobs kept in all.
+  enum class Kind { created, existing, over_quota, over_kept };
   Kind kind = Kind::created;
-  Job job;                 // the new or the existing job; unset when over_quota
+  Job job;                 // the new or the existing job; unset when over a quota
   int64_t unfinished = 0;  // the tenant's queued and running jobs before this submission
+  int64_t kept = 0;        // the tenant's jobs in every state, when over_kept
 };
 
 // How a run the runner took ends. Finishing is guarded: it applies only while the job is still
@@ -494,9 +496,11 @@ class Store {
 
   // In one transaction: the tenant's job with the same idempotency key if there is one (kind
   // existing, whatever its request hash: the caller compares), else over_quota when the tenant
-  // already has max_unfinished queued or running jobs, else the new queued job. An unknown tenant
-  // throws NotFound.
-  virtual JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished) = 0;
+  // already has max_unfinished queued or running jobs, else over_kept when it keeps max_kept jobs
+  // in every state (finished ones until their retention), else the new queued job. An unknown
+  // tenant throws NotFound.
+  virtual JobSubmission submit_job(const JobDraft& draft, int64_t max_unfinished,
+                                   int64_t max_kept = std::numeric_limits<int64_t>::max()) = 0;
   virtual std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) = 0;
   virtual std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) = 0;
   // The oldest queued job whose run_after has come, now running with attempts + 1.

@@ -298,6 +298,27 @@ class CrashingWorker {
   fs::path dir_;
 };
 
+// The review found jobs without a per-tenant bound: finished ones (with their inputs) were kept for
+// the whole retention however many a tenant made. quotas.jobs bounds the jobs kept in every state.
+TEST(JobsApi, JobsKeptPastTheirQuotaAreRefusedNamingIt) {
+  JobsApi jobs(R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100, jobs: 3}
+)");
+  for (int i = 0; i < 3; ++i) {
+    Answer accepted = jobs.submit("double", "k-" + std::to_string(i), {{"input", {{"n", i}}}});
+    ASSERT_EQ(accepted.status, 202) << accepted;
+    jobs.wait_final("double", accepted.body["id"]);
+  }
+  Answer refused = jobs.submit("double", "k-3", {{"input", {{"n", 3}}}});
+  EXPECT_EQ(refused.status, 429) << refused;
+  EXPECT_EQ(refused.body["type"], "urn:corral:problem:storage-quota-exceeded") << refused;
+  EXPECT_EQ(refused.body["quota"], "jobs");
+  EXPECT_EQ(refused.body["rule"], "tenants.acme.quotas.jobs");
+  // The same submission again is still answered with the job it made.
+  EXPECT_EQ(jobs.submit("double", "k-0", {{"input", {{"n", 0}}}}).status, 200);
+}
+
 TEST(JobsApi, CrashedRunsAreRetriedUpToMaxAttemptsAndScriptErrorsNever) {
   CrashingWorker worker;
   JobsApi jobs(R"(tenants:
