@@ -16,25 +16,34 @@ bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; 
 
 }  // namespace
 
-// The reading follows YAML's rules for where a node may begin, since only there do '[', '{', a
-// quote or '|' mean anything: everywhere else they are a plain scalar's text. A reading that
-// diverged from yaml-cpp's could hide flow nesting inside what it takes for a quoted scalar or a
-// block scalar, so each of those is skipped exactly as YAML ends it (a quote doubled or escaped;
-// the lines indented more than the block scalar's parent), and a plain scalar continued on a
-// more indented line stays a plain scalar.
+// The text is read as yaml-cpp's scanner reads it, since what it takes for a token is what costs:
+// outside a scalar or a comment, every character that is not blank starts a token, and a '[' or
+// '{' there opens a flow collection wherever it stands (after an anchor, after a closed
+// collection). Inside a plain scalar ('a[b', a key, text continued on a more indented line) and a
+// quoted or block scalar, brackets are text. A reading that diverged from the scanner's could
+// hide flow nesting inside what it takes for a scalar, so each scalar ends where the scanner ends
+// it: a plain one at ': ', ' #', a line indented no more than its collection, and in a flow
+// collection at ',', '[', ']', '{' or '}'; a quoted one at its unescaped quote; a block one at the
+// first line indented no more than its parent.
 std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_depth) {
   const size_t n = text.size();
   size_t i = 0;
   size_t line_begin = 0;
   int line = 1;
-  int depth = 0;                 // open flow collections
-  bool at_node_start = true;     // a node may begin here
-  bool after_space = true;       // the previous character was blank, or this is a line's start
-  bool after_json_like = false;  // after a quoted scalar or a flow end, ':' is an indicator
-  // Block context: the column of the node the next value belongs to (its key or its '-').
-  int owner = -1;
-  bool plain_open = false;  // the line so far ends inside a plain scalar...
-  int plain_parent = -1;    // ...which lines indented more than this continue
+  int depth = 0;            // open flow collections
+  bool in_plain = false;    // inside a plain scalar
+  bool after_space = true;  // the previous character was blank, or this is a line's start
+  bool after_json = false;  // after a quoted scalar or a flow end, ':' is an indicator
+  int owner = -1;           // block context: the column where the current node started
+  int plain_parent = -1;    // a plain scalar goes on over lines indented more than this
+  // The indentation of each open block collection, innermost last: a plain scalar goes on, and a
+  // block scalar's text is, what is indented more than the innermost (-1: none, the document's
+  // top).
+  std::vector<int> blocks;
+  auto top = [&] { return blocks.empty() ? -1 : blocks.back(); };
+  auto open_block = [&](int at) {
+    if (at > top()) blocks.push_back(at);
+  };
   bool block_scalar = false;
   int block_parent = -1;
   int block_indent = -1;  // the block scalar's content indentation, once known
@@ -49,6 +58,9 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
     line_begin = i;
   };
   auto column = [&] { return static_cast<int>(i - line_begin); };
+  auto is_flow_indicator = [](char c) {
+    return c == ',' || c == '[' || c == ']' || c == '{' || c == '}';
+  };
 
   while (i < n) {
     if (i == line_begin) {
@@ -69,31 +81,31 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
         }
         block_scalar = false;
       }
+      std::string_view rest = text.substr(first);
+      bool marker = indent == 0 && (rest.starts_with("---") || rest.starts_with("...")) &&
+                    (rest.size() == 3 || is_blank(rest[3]));
+      if (marker) {
+        // A document marker ends everything open, as the scanner ends it.
+        i = first + 3;
+        in_plain = false;
+        owner = -1;
+        blocks.clear();
+        after_space = true;
+        continue;
+      }
       if (depth == 0) {
         if (blank) {
           next_line(eol);
           continue;
         }
-        std::string_view rest = text.substr(first);
         if (indent == 0 && rest.starts_with('%')) {  // a directive
           next_line(eol);
           continue;
         }
-        if (indent == 0 && (rest.starts_with("---") || rest.starts_with("...")) &&
-            (rest.size() == 3 || is_blank(rest[3]))) {
-          i = first + 3;
-          at_node_start = true;
-          plain_open = false;
-          owner = -1;
-          after_space = true;
-          continue;
-        }
-        if (plain_open && indent > plain_parent && text[first] != '#') {
-          at_node_start = false;  // the plain scalar goes on
-        } else {
-          at_node_start = true;
-          plain_open = false;
+        if (!(in_plain && indent > plain_parent && text[first] != '#')) {
+          in_plain = false;
           owner = indent;
+          while (!blocks.empty() && blocks.back() > indent) blocks.pop_back();
         }
       }
       i = first;
@@ -116,12 +128,23 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
     after_space = false;
     char next = i + 1 < n ? text[i + 1] : '\n';
 
-    if (c == '#' && was_after_space) {  // a comment, to the end of the line
-      plain_open = false;
+    // A comment, to the end of the line: after a blank, or (as yaml-cpp's scanner reads it)
+    // wherever a token could start.
+    if (c == '#' && (was_after_space || !in_plain)) {
+      in_plain = false;
       i = end_of_line(i);
       continue;
     }
-    if ((c == '"' || c == '\'') && at_node_start) {
+    if (in_plain) {
+      // What ends a plain scalar is a token of its own; anything else is its text.
+      bool value = c == ':' && (is_blank(next) || (depth > 0 && is_flow_indicator(next)));
+      if (!value && !(depth > 0 && is_flow_indicator(c))) {
+        ++i;
+        continue;
+      }
+      in_plain = false;
+    }
+    if (c == '"' || c == '\'') {
       if (depth == 0) owner = column();
       size_t k = i + 1;
       for (; k < n; ++k) {
@@ -144,76 +167,64 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
         }
       }
       i = k + 1;
-      at_node_start = false;
-      plain_open = false;
-      after_json_like = true;
+      after_json = true;
       continue;
     }
-    if ((c == '&' || c == '!' || c == '*') && at_node_start) {  // anchor, tag or alias
-      while (i < n && !is_blank(text[i]) &&
-             !(depth > 0 && std::string_view(",[]{}").find(text[i]) != std::string_view::npos)) {
-        ++i;
-      }
-      if (c == '*') at_node_start = false;  // an alias is the node; after a tag or anchor it comes
-      after_json_like = false;
+    if (c == '&' || c == '!' || c == '*') {  // anchor, tag or alias: a token to a blank
+      while (i < n && !is_blank(text[i]) && !is_flow_indicator(text[i])) ++i;
+      after_json = false;
       continue;
     }
-    if ((c == '[' || c == '{') && (depth > 0 || at_node_start)) {
+    if (c == '[' || c == '{') {
       if (++depth > max_depth) return DepthPassed{line, column() + 1};
-      at_node_start = true;
-      plain_open = false;
-      after_json_like = false;
+      after_json = false;
       ++i;
       continue;
     }
-    if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-      at_node_start = false;
-      after_json_like = true;
+    if (c == ']' || c == '}') {
+      if (depth > 0) --depth;
+      after_json = true;
       ++i;
       continue;
     }
-    if (c == ',' && depth > 0) {
-      at_node_start = true;
-      after_json_like = false;
+    if (c == ',') {
+      after_json = false;
       ++i;
       continue;
     }
-    if (c == ':' &&
-        (is_blank(next) || (depth > 0 && (after_json_like || std::string_view(",[]{}").find(next) !=
-                                                                 std::string_view::npos)))) {
-      at_node_start = true;
-      plain_open = false;
-      after_json_like = false;
+    if (c == ':' && (is_blank(next) || (depth > 0 && (after_json || is_flow_indicator(next))))) {
+      if (depth == 0) open_block(owner);  // a block mapping at its first key's column
+      after_json = false;
       ++i;
       continue;
     }
-    if ((c == '-' || c == '?') && at_node_start && is_blank(next)) {
-      if (depth == 0) owner = column();
+    if ((c == '-' || c == '?') && is_blank(next)) {
+      if (depth == 0) {
+        owner = column();
+        open_block(owner);
+      }
       ++i;
       continue;
     }
-    if ((c == '|' || c == '>') && at_node_start && depth == 0) {
+    if ((c == '|' || c == '>') && depth == 0) {
       block_scalar = true;
-      block_parent = owner;
+      block_parent = std::max(top(), 0);  // at the top, yaml-cpp wants the text indented too
       block_indent = -1;
       size_t eol = end_of_line(i);
       for (size_t k = i + 1; k < eol && text[k] != ' ' && text[k] != '#'; ++k) {
-        if (text[k] >= '1' && text[k] <= '9') block_indent = std::max(0, owner) + (text[k] - '0');
+        if (text[k] >= '1' && text[k] <= '9')
+          block_indent = std::max(0, block_parent) + (text[k] - '0');
       }
-      at_node_start = false;
-      plain_open = false;
       i = eol;
       continue;
     }
-    // A plain scalar's character.
-    if (at_node_start && depth == 0) {
-      plain_parent = owner;
+    // The start of a plain scalar.
+    if (depth == 0) {
+      plain_parent = top();
       owner = column();
     }
-    plain_open = depth == 0;
-    at_node_start = false;
-    after_json_like = false;
+    in_plain = true;
+    after_json = false;
     ++i;
   }
   return std::nullopt;

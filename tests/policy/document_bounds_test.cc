@@ -6,11 +6,17 @@
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "policy/policy.h"
 
@@ -49,6 +55,13 @@ TEST(FlowDepth, IsCountedWhereYamlOpensACollection) {
   EXPECT_TRUE(flow_depth_passes("- - " + deep_flow(5), 4));          // after sequence entries
   EXPECT_TRUE(flow_depth_passes(R"({"a":[[[[1]]]]})", 4));           // JSON-like keys
   EXPECT_TRUE(flow_depth_passes("a: [\n[\n [\n  [\n[1]]]]]", 4));    // across lines
+  // yaml-cpp takes a token wherever one can start: an anchor after a closed collection, and a
+  // comment without a blank before it; and a block scalar at the top ends at column 0.
+  EXPECT_TRUE(flow_depth_passes("[]&x\n    " + deep_flow(5), 4));
+  EXPECT_TRUE(flow_depth_passes("[#>]|2\n  " + deep_flow(5), 4));
+  EXPECT_TRUE(flow_depth_passes(">\n" + deep_flow(5), 4));
+  // A plain scalar at the top goes on at column 0, as yaml-cpp reads it: its brackets are text.
+  EXPECT_FALSE(flow_depth_passes("ab\n" + deep_flow(5), 4));
 }
 
 TEST(FlowDepth, BracketsThatAreTextAreNotCounted) {
@@ -78,6 +91,92 @@ TEST(FlowDepth, NestingCannotHideBehindWhatLooksLikeAQuote) {
   // A comment's '#' needs a blank before it; inside a flow collection a quote closes first.
   EXPECT_TRUE(flow_depth_passes("a: [\"#\", " + deep + "]\n", 4));
   EXPECT_TRUE(flow_depth_passes("a: x#" + std::string("\nb: ") + deep + "\n", 4));
+}
+
+// The flow collections yaml-cpp opens for a text, as its events show them: a sequence whose
+// mark is a '[' or a mapping whose mark is a '{' (not the one-pair mappings it makes for "[a: b]",
+// which start where their key does).
+class FlowDepthSeen : public YAML::EventHandler {
+ public:
+  explicit FlowDepthSeen(const std::string& text) : text_(text) {}
+  int deepest = 0;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_++ > 0 && mark.pos == last_document_) throw StopReading();  // its endless loop
+    last_document_ = mark.pos;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value style) override {
+    open(mark, style, '[');
+  }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value style) override {
+    open(mark, style, '{');
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapEnd() override { close(); }
+
+  struct StopReading {};
+
+ private:
+  void open(const YAML::Mark& mark, YAML::EmitterStyle::value style, char bracket) {
+    bool flow = style == YAML::EmitterStyle::Flow && mark.pos >= 0 &&
+                static_cast<size_t>(mark.pos) < text_.size() && text_[mark.pos] == bracket &&
+                mark.pos != last_open_;
+    last_open_ = mark.pos;
+    open_.push_back(flow);
+    if (flow) deepest = std::max(deepest, ++depth_);
+  }
+  void close() {
+    if (open_.back()) --depth_;
+    open_.pop_back();
+  }
+
+  const std::string& text_;
+  std::vector<bool> open_;
+  int depth_ = 0;
+  int last_open_ = -1;
+  int documents_ = 0;
+  int last_document_ = -1;
+};
+
+// A differential test: random texts of YAML's indicators, scalars, quotes, comments, anchors and
+// line breaks, each read by yaml-cpp and by flow_depth_passes. Where yaml-cpp opened flow
+// collections three deep, the scan must have seen more than two: a text on which it saw fewer
+// would be a way to hide nesting from it.
+TEST(FlowDepth, NeverSeesLessThanYamlCppOpens) {
+  const std::vector<std::string> pieces = {
+      "[",   "]",   "{",     "}",    ", ",   ",",    ": ",     ":",    "- ",   "-",
+      "'",   "\"",  " #",    "#",    "\n",   "\n  ", "\n    ", " ",    "a",    "b c",
+      "|",   ">",   "|2",    "&x ",  "!t ",  "*x",   "? ",     "\\",   "''",   "---",
+      "...", "\t",  "key: ", "\n- ", "x'",   " '",   "\"\\\"", "[a, ", "{k: ", "[[",
+      " [",  "\n[", "a[",    "&a[",  "]&x ", "} ",   "x: ["};
+  std::mt19937 random(24);
+  int deep = 0;
+  for (int round = 0; round < 100'000; ++round) {
+    std::string text;
+    for (size_t count = 1 + random() % 40; count > 0; --count)
+      text += pieces[random() % pieces.size()];
+    FlowDepthSeen seen(text);
+    std::istringstream stream(text);
+    try {
+      YAML::Parser parser(stream);
+      while (parser.HandleNextDocument(seen)) {
+      }
+    } catch (...) {  // a syntax error: what was opened before it still counts
+    }
+    if (seen.deepest <= 2) continue;
+    ++deep;
+    EXPECT_TRUE(flow_depth_passes(text, 2))
+        << "yaml-cpp opened " << seen.deepest << " flow collections in:\n"
+        << text;
+  }
+  EXPECT_GT(deep, 50) << "the random texts should nest now and then";
 }
 
 TEST(DocumentBounds, BlockNestingPastTheBoundIsAProblemWithItsPlace) {
