@@ -40,6 +40,10 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
   // block scalar's text is, what is indented more than the innermost (-1: none, the document's
   // top).
   std::vector<int> blocks;
+  // A node at the top closed on this line (a quoted scalar, a flow collection): a plain scalar
+  // after it on the line is a document of its own to yaml-cpp, which goes on only over lines
+  // indented more than the top.
+  bool closed_on_line = false;
   auto top = [&] { return blocks.empty() ? -1 : blocks.back(); };
   auto open_block = [&](int at) {
     if (at > top()) blocks.push_back(at);
@@ -110,6 +114,7 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
       }
       i = first;
       after_space = true;
+      closed_on_line = false;
       if (i >= n) break;
     }
 
@@ -168,6 +173,7 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
       }
       i = k + 1;
       after_json = true;
+      if (depth == 0 && blocks.empty()) closed_on_line = true;
       continue;
     }
     if (c == '&' || c == '!' || c == '*') {  // anchor, tag or alias: a token to a blank
@@ -183,6 +189,7 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
     }
     if (c == ']' || c == '}') {
       if (depth > 0) --depth;
+      if (depth == 0 && blocks.empty()) closed_on_line = true;
       after_json = true;
       ++i;
       continue;
@@ -220,7 +227,7 @@ std::optional<DepthPassed> flow_depth_passes(std::string_view text, int max_dept
     }
     // The start of a plain scalar.
     if (depth == 0) {
-      plain_parent = top();
+      plain_parent = closed_on_line ? std::max(top(), 0) : top();
       owner = column();
     }
     in_plain = true;

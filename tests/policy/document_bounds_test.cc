@@ -62,6 +62,8 @@ TEST(FlowDepth, IsCountedWhereYamlOpensACollection) {
   EXPECT_TRUE(flow_depth_passes(">\n" + deep_flow(5), 4));
   // A plain scalar at the top goes on at column 0, as yaml-cpp reads it: its brackets are text.
   EXPECT_FALSE(flow_depth_passes("ab\n" + deep_flow(5), 4));
+  // ...but one after a node closed on its line is a document of its own, ended by column 0.
+  EXPECT_TRUE(flow_depth_passes("'q' x\n" + deep_flow(5), 4));
 }
 
 TEST(FlowDepth, BracketsThatAreTextAreNotCounted) {
