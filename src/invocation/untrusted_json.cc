@@ -185,6 +185,10 @@ std::string describe_json_syntax_error(const nlohmann::json::parse_error& error,
     shown = std::string("the byte 0x") + kHex[byte >> 4] + kHex[byte & 15];
     if (byte >= 0x80) shown += " (JSON text is UTF-8)";
   }
+  // A sequence broken after its first byte is found at the byte that breaks it, which may be
+  // plain ASCII: the library's message (only classified here, never shown) tells that case.
+  if (byte < 0x80 && std::string_view(error.what()).find("UTF-8") != std::string_view::npos)
+    shown += ", which ends a byte sequence that is not valid UTF-8 (JSON text is UTF-8)";
   return "it breaks at line " + std::to_string(line) + ", column " +
          std::to_string(at - line_start + 1) + " (byte " + std::to_string(at + 1) + "), at " +
          shown;

@@ -103,6 +103,11 @@ TEST(UntrustedJsonStrict, ASyntaxErrorIsDescribedByWhereItBreaks) {
             "it breaks at line 2, column 7 (byte 16), at 'x'");
   EXPECT_EQ(syntax_error_of("[\"\xff\"]"),
             "it breaks at line 1, column 3 (byte 3), at the byte 0xff (JSON text is UTF-8)");
+  // A sequence that a plain byte breaks is said to be one: "caf" then 0xc3 then '('.
+  EXPECT_EQ(
+      syntax_error_of("\"caf\xc3\x28\""),
+      "it breaks at line 1, column 6 (byte 6), at '(', which ends a byte sequence that is not "
+      "valid UTF-8 (JSON text is UTF-8)");
   std::string cut = syntax_error_of(R"({"a": [1, 2)");
   EXPECT_TRUE(cut.starts_with("the text ends before the JSON does (after 11 bytes)")) << cut;
   EXPECT_EQ(syntax_error_of("").find("json.exception"), std::string::npos);
