@@ -1402,7 +1402,8 @@ class Api::Call {
     }
     if (version.state == store::VersionState::deprecated)
       response.headers.emplace_back("Deprecation", "true");
-    store_run(version, stored_input, response, tenant_policy->runs);
+    store_run(version, stored_input, response, tenant_policy->runs,
+              tenant_policy->quotas.stored_runs.value);
     return response;
   }
 
@@ -1424,7 +1425,7 @@ class Api::Call {
   }
 
   void store_run(const store::ScriptVersion& version, const json& input, const Response& response,
-                 const policy::Runs& runs) {
+                 const policy::Runs& runs, int64_t tenant_keep) {
     if (!context_.runs || runs.keep.value <= 0 || response.invocation_id.empty()) return;
     context_.runs->record(
         {.tenant_id = tenant_->id,
@@ -1435,7 +1436,7 @@ class Api::Call {
          .outcome = response.outcome,
          .input = runs.inputs.value ? std::optional<std::string>(input.dump()) : std::nullopt,
          .result = response.body},
-        runs.keep.value);
+        runs.keep.value, tenant_keep);
     context_.metrics.set_stored_runs_dropped(static_cast<int64_t>(context_.runs->dropped()));
   }
 

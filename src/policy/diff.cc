@@ -81,6 +81,7 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "quotas.events", quotas.events);
   put(flat, "quotas.event_bytes", quotas.event_bytes);
   put(flat, "quotas.jobs", quotas.jobs);
+  put(flat, "quotas.stored_runs", quotas.stored_runs);
   const CircuitBreaker& breaker = policy.circuit_breaker;
   put(flat, "circuit_breaker.failures", breaker.failures);
   put(flat, "circuit_breaker.window_seconds", breaker.window_seconds);

@@ -32,6 +32,7 @@ defaults:
     events: 10000             # the outbox keeps the newest
     event_bytes: 67108864     # and at most 64 MiB of payloads
     jobs: 10000               # jobs kept, finished ones until their retention
+    stored_runs: 10000        # stored runs kept, all scripts together (runs.keep is per script)
   circuit_breaker:
     failures: 5             # crashed or limit_exceeded runs of one version within the window
     window_seconds: 60

@@ -86,6 +86,9 @@ struct Quotas {
   Setting<int64_t> event_bytes{64ll << 20};  // 1,024 .. 64 GiB
   // Jobs a tenant keeps in every state (finished ones until their retention passes).
   Setting<int64_t> jobs{10'000};  // 1 .. 10,000,000
+  // Stored runs a tenant keeps, all scripts together (besides runs.keep per script): past it, the
+  // oldest go.
+  Setting<int64_t> stored_runs{10'000};  // 1 .. 10,000,000
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

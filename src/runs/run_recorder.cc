@@ -19,7 +19,7 @@ RunRecorder::~RunRecorder() {
   writer_.join();
 }
 
-void RunRecorder::record(store::StoredRun run, int64_t keep) {
+void RunRecorder::record(store::StoredRun run, int64_t keep, int64_t tenant_keep) {
   if (keep <= 0) return;
   {
     std::lock_guard lock(mutex_);
@@ -27,7 +27,7 @@ void RunRecorder::record(store::StoredRun run, int64_t keep) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    pending_.push_back({std::move(run), keep});
+    pending_.push_back({std::move(run), keep, tenant_keep});
     ++queued_total_;
   }
 }
@@ -53,12 +53,13 @@ void RunRecorder::write_loop() {
     batch.swap(pending_);
     lock.unlock();
     // One transaction per distinct keep: the policy may give tenants different ones.
-    std::map<int64_t, std::vector<store::StoredRun>> by_keep;
-    for (auto& pending : batch) by_keep[pending.keep].push_back(std::move(pending.run));
+    std::map<std::pair<int64_t, int64_t>, std::vector<store::StoredRun>> by_keep;
+    for (auto& pending : batch)
+      by_keep[{pending.keep, pending.tenant_keep}].push_back(std::move(pending.run));
     uint64_t failed = 0;
-    for (auto& [keep, runs] : by_keep) {
+    for (auto& [keeps, runs] : by_keep) {
       try {
-        store_.insert_runs(runs, keep);
+        store_.insert_runs(runs, keeps.first, keeps.second);
         written_.fetch_add(runs.size(), std::memory_order_relaxed);
       } catch (const std::exception& error) {
         failed += runs.size();

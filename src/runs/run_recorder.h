@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -38,7 +39,9 @@ class RunRecorder {
   RunRecorder(const RunRecorder&) = delete;
   RunRecorder& operator=(const RunRecorder&) = delete;
 
-  void record(store::StoredRun run, int64_t keep);
+  // Queues `run`; its script keeps its newest `keep` runs, its tenant its newest `tenant_keep`.
+  void record(store::StoredRun run, int64_t keep,
+              int64_t tenant_keep = std::numeric_limits<int64_t>::max());
   void flush();
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
@@ -47,6 +50,7 @@ class RunRecorder {
   struct Pending {
     store::StoredRun run;
     int64_t keep = 0;
+    int64_t tenant_keep = 0;
   };
   void write_loop();
 

@@ -739,7 +739,8 @@ std::vector<Alias> SqliteStore::list_aliases(std::string_view tenant_id, std::st
 
 // ---- stored runs
 
-void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep) {
+void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
+                              int64_t tenant_keep) {
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
   std::set<std::pair<std::string, std::string>> scripts;
@@ -774,6 +775,25 @@ void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep) 
         "(SELECT MAX(seq) FROM stored_runs WHERE tenant_id = ?1 AND script = ?2) - ?3");
     prune.bind(1, tenant_id).bind(2, script).bind(3, std::max<int64_t>(keep, 0));
     prune.run("pruning the stored runs of script " + in_quotes(script));
+  }
+  std::set<std::string> tenants;
+  for (const auto& [tenant_id, script] : scripts) tenants.insert(tenant_id);
+  for (const auto& tenant_id : tenants) {
+    std::string what = "pruning the stored runs of tenant " + in_quotes(tenant_id);
+    int64_t kept = 0;
+    {
+      auto count = statement("SELECT count(*) FROM stored_runs WHERE tenant_id = ?1");
+      count.bind(1, tenant_id);
+      count.step(what);
+      kept = count.integer(0);
+    }
+    if (kept <= tenant_keep) continue;
+    // The tenant's oldest go, whichever scripts they belong to.
+    auto prune = statement(
+        "DELETE FROM stored_runs WHERE rowid IN (SELECT rowid FROM stored_runs WHERE tenant_id = "
+        "?1 ORDER BY time_ms, seq LIMIT ?2)");
+    prune.bind(1, tenant_id).bind(2, kept - std::max<int64_t>(tenant_keep, 0));
+    prune.run(what);
   }
   transaction.commit();
 }

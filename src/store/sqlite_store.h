@@ -63,7 +63,8 @@ class SqliteStore : public Store {
                                   std::string_view name) override;
   std::vector<Alias> list_aliases(std::string_view tenant_id, std::string_view script) override;
 
-  void insert_runs(const std::vector<StoredRun>& runs, int64_t keep) override;
+  void insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
+                   int64_t tenant_keep = std::numeric_limits<int64_t>::max()) override;
   std::optional<StoredRun> find_run(std::string_view tenant_id, std::string_view script,
                                     std::string_view id) override;
   std::vector<StoredRun> list_runs(std::string_view tenant_id, std::string_view script,

@@ -479,9 +479,11 @@ class Store {
   virtual std::vector<PolicyVersionSummary> list_policy_versions() = 0;  // newest first
 
   // Stored runs. insert_runs adds runs (with ids unique per script; a run already stored is left as
-  // it was) and then keeps only the newest `keep` of each script it touched, all in one
-  // transaction. An unknown tenant throws NotFound.
-  virtual void insert_runs(const std::vector<StoredRun>& runs, int64_t keep) = 0;
+  // it was) and then keeps only the newest `keep` of each script it touched, and the newest
+  // `tenant_keep` of each tenant (policy quotas.stored_runs), all in one transaction. An unknown
+  // tenant throws NotFound.
+  virtual void insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
+                           int64_t tenant_keep = std::numeric_limits<int64_t>::max()) = 0;
   virtual std::optional<StoredRun> find_run(std::string_view tenant_id, std::string_view script,
                                             std::string_view id) = 0;
   // Newest first; a limit below 1 throws std::invalid_argument.

@@ -54,6 +54,31 @@ TEST(RunsStore, KeepsTheNewestRunsOfEachScriptOnce) {
   EXPECT_THROW(store->insert_runs({run_of(Tenant{"nobody", "nobody", 0}, "a", 1)}, 3), NotFound);
 }
 
+// The review found stored runs without a per-tenant bound: runs.keep bounds each script, and a
+// tenant may make many scripts. quotas.stored_runs bounds the tenant's runs in all, oldest out,
+// and never touches another tenant's.
+TEST(RunsStore, ATenantKeepsNoMoreThanItsStoredRunsAcrossScripts) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  Tenant globex = store->create_tenant("globex", 1);
+  store->insert_runs({run_of(globex, "g", 1), run_of(globex, "g", 2)}, 20, 5);
+  for (int script = 0; script < 10; ++script) {
+    std::vector<StoredRun> runs;
+    for (int n = 1; n <= 3; ++n)
+      runs.push_back(run_of(acme, "s" + std::to_string(script), script * 10 + n));
+    store->insert_runs(runs, 20, 7);
+  }
+  int64_t kept = 0;
+  for (int script = 0; script < 10; ++script)
+    kept +=
+        static_cast<int64_t>(store->list_runs(acme.id, "s" + std::to_string(script), 100).size());
+  EXPECT_EQ(kept, 7);
+  EXPECT_TRUE(store->find_run(acme.id, "s9", "run-93")) << "the newest must stay";
+  EXPECT_FALSE(store->find_run(acme.id, "s0", "run-1")) << "the oldest must go";
+  EXPECT_EQ(store->list_runs(globex.id, "g", 100).size(), 2u);
+}
+
 TEST(RunsStore, TheRecorderWritesQueuedRunsAndFlushWaitsForThem) {
   TempDir dir;
   auto store = open_sqlite_store(dir.path());
