@@ -49,7 +49,9 @@ struct Lane {
         queue({.workers = share(std::max(1u, options.invocation_threads), lanes),
                .per_key_depth = std::max<size_t>(1, options.tenant_queue_depth),
                .max_queued = share(std::max<size_t>(1, options.max_queued), lanes),
-               .on_worker_start = [index, cpu] { name_and_pin_this_thread("run", index, cpu); }}) {}
+               .on_worker_start = [index, cpu] { name_and_pin_this_thread("run", index, cpu); },
+               // A tenant whose runs are long cannot hold every thread while others keep coming.
+               .leave_one_for_others = true}) {}
 
   // A lane's share of a count given for the whole server: never below 1.
   template <typename Count>

@@ -83,6 +83,7 @@ std::optional<QueueRejection> FairQueue::submit(std::string_view key, Task task)
     found->second.name = found->first;
   }
   Key& entry = found->second;
+  if (options_.leave_one_for_others) saw(entry.name, options_.clock());
   if (entry.queue.empty()) {
     entry.virtual_ns = std::max(entry.virtual_ns, virtual_now_);
     entry.queue.push_back({std::move(task), options_.clock()});
@@ -147,13 +148,48 @@ int64_t FairQueue::retry_after(double seconds) const {
   return static_cast<int64_t>(std::ceil(seconds));
 }
 
+void FairQueue::saw(const std::string& key, QueueClock::time_point now) {
+  if (recent_[0].first == key) {
+    recent_[0].second = now;
+  } else {
+    recent_[1] = std::move(recent_[0]);
+    recent_[0] = {key, now};
+  }
+}
+
+bool FairQueue::may_start(const Key& key, QueueClock::time_point now) const {
+  if (!options_.leave_one_for_others || stopping_ || options_.workers < 2) return true;
+  if (key.running + 1 < options_.workers) return true;
+  for (const auto& [name, when] : recent_) {
+    if (!name.empty() && name != key.name && now - when < options_.others_window) return false;
+  }
+  return true;
+}
+
+FairQueue::Key* FairQueue::next_key(QueueClock::time_point now) {
+  for (const auto& [virtual_ns, order, key] : ready_) {
+    if (may_start(*key, now)) return key;
+  }
+  return nullptr;
+}
+
 void FairQueue::work() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return !ready_.empty() || stopping_; });
+    Key* next = nullptr;
+    // A key held back to leave a worker for others is looked at again when work comes or ends,
+    // or once the window may have passed.
+    while (!(next = next_key(options_.clock())) && !(stopping_ && ready_.empty())) {
+      if (ready_.empty()) {
+        wake_.wait(lock);
+      } else {
+        wake_.wait_for(lock, options_.others_window);
+      }
+    }
     // Stopping drains: a worker leaves only once nothing is queued.
-    if (ready_.empty()) return;
-    Key& key = *std::get<Key*>(*ready_.begin());
+    if (next == nullptr) return;
+    Key& key = *next;
+    if (options_.leave_one_for_others) saw(key.name, options_.clock());
     unready(key);
     Entry entry = std::move(key.queue.front());
     key.queue.pop_front();
@@ -186,6 +222,8 @@ void FairQueue::finished(Keys::iterator position, int64_t charged_ns, QueueClock
   Key& key = position->second;
   --key.running;
   --running_;
+  // A key held back at its share may start again: another waiting worker may take it.
+  if (options_.leave_one_for_others && !ready_.empty()) wake_.notify_one();
   double cost_ns = std::max(
       0.0, static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(cost).count()));
   bool ready = !key.queue.empty();

@@ -29,6 +29,10 @@
 //   already queued to completion, then joins them. The destructor calls it.
 // - A task gets how long it waited in the queue. A task that throws is contained: the worker
 //   goes on (the exception is swallowed; tasks should not throw).
+// - A worker for others (`leave_one_for_others`): while another key has had work within
+//   `others_window`, a key runs on at most workers - 1 workers at once, so that a key whose tasks
+//   are long cannot hold every worker while another key keeps coming; a key alone may use them
+//   all. Without it, a key arriving when every worker is taken waits for one task to end.
 // - Time comes from `clock` (steady_clock by default), so tests can make tasks look slow or fast
 //   without sleeping.
 // - Thread-safe: one mutex guards all state, held for O(log keys) per call, never while a task
@@ -65,6 +69,9 @@ struct FairQueueOptions {
   std::function<QueueClock::time_point()> clock = [] { return QueueClock::now(); };
   // Called first on each worker thread (corrald pins a lane's threads to the lane's CPU).
   std::function<void()> on_worker_start = nullptr;
+  // See the contract above; off by default, corrald turns it on.
+  bool leave_one_for_others = false;
+  std::chrono::milliseconds others_window{1000};
 };
 
 struct QueueRejection {
@@ -124,6 +131,10 @@ class FairQueue {
   using Ready = std::set<std::tuple<int64_t, uint64_t, Key*>>;
 
   void work();
+  // The ready key that may start a task now (least virtual time first), or nullptr.
+  Key* next_key(QueueClock::time_point now);
+  bool may_start(const Key& key, QueueClock::time_point now) const;
+  void saw(const std::string& key, QueueClock::time_point now);
   void make_ready(Key& key);
   void unready(Key& key);
   void finished(Keys::iterator key, int64_t charged_ns, QueueClock::duration cost);
@@ -143,6 +154,9 @@ class FairQueue {
   double mean_cost_all_ns_ = 0;
   bool measured_any_ = false;
   bool stopping_ = false;
+  // The two keys that had work most recently, and when: enough to tell whether any key other than
+  // a given one had work within others_window.
+  std::pair<std::string, QueueClock::time_point> recent_[2];
   std::vector<std::thread> workers_;
 };
 

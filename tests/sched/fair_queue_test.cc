@@ -156,6 +156,55 @@ TEST(FairQueue, AKeyArrivingDuringAFloodWithSeveralWorkersStartsAtTheNextFreeWor
   EXPECT_EQ(floods_started, 1000);
 }
 
+// With a worker left for others: a flood of long tasks, while another key keeps coming, holds at
+// most workers - 1 workers, so the other key's task starts at once instead of waiting for a
+// flood task to end; alone, the flood may use every worker.
+TEST(FairQueue, AKeyOfLongTasksLeavesAWorkerForAKeyThatKeepsComing) {
+  FakeClock clock;
+  FairQueue queue({.workers = 3,
+                   .per_key_depth = 2000,
+                   .max_queued = 5000,
+                   .clock = clock.function(),
+                   .leave_one_for_others = true,
+                   .others_window = std::chrono::milliseconds(1000)});
+  // Alone, the flood takes every worker.
+  Gate alone;
+  std::atomic<int> entered{0};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_FALSE(queue.submit("flood", [&](auto) {
+      ++entered;
+      alone.wait();
+    }));
+  }
+  ASSERT_TRUE(eventually([&] { return entered == 3; }));
+  alone.open();
+  ASSERT_TRUE(eventually([&] { return queue.running() == 0; }));
+  // quiet comes, then the flood fills the queue with tasks that hold their workers.
+  std::atomic<int> quiet_ran{0};
+  ASSERT_FALSE(queue.submit("quiet", [&](auto) { ++quiet_ran; }));
+  ASSERT_TRUE(eventually([&] { return quiet_ran == 1; }));
+  Gate flood;
+  std::atomic<int> floods_started{0};
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_FALSE(queue.submit("flood", [&](auto) {
+      ++floods_started;
+      flood.wait();
+    }));
+  }
+  ASSERT_TRUE(eventually([&] { return floods_started == 2; }));
+  // quiet's next task finds the worker the flood left: it runs while the flood holds two.
+  ASSERT_FALSE(queue.submit("quiet", [&](auto) { ++quiet_ran; }));
+  bool ran = eventually([&] { return quiet_ran == 2; });
+  EXPECT_EQ(floods_started, 2) << "the flood took the worker left for others";
+  // Once quiet has been away for the window, the flood may use every worker again.
+  clock.advance(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(eventually([&] { return floods_started == 3; }));
+  flood.open();
+  queue.shutdown();
+  EXPECT_TRUE(ran) << "quiet waited for a flood task to end";
+  EXPECT_EQ(floods_started, 10);
+}
+
 TEST(FairQueue, AKeyWhoseTasksAreSlowGetsFewerTurns) {
   FakeClock clock;
   FairQueue queue(one_worker(clock));
