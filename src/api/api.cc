@@ -305,7 +305,8 @@ class Api::Call {
     if (!principal_.tenant_id.empty()) {
       gate.queue_key = principal_.tenant_name;
     } else if (auto tenant = found.params.find("tenant"); tenant != found.params.end()) {
-      gate.queue_key = percent_decode(tenant->second, false).value_or("");
+      // Tenant names are at most 64 bytes: a longer segment names none, and is cut.
+      gate.queue_key = percent_decode(tenant->second, false).value_or("").substr(0, 64);
     }
     checked = principal_;
     return gate;
