@@ -160,8 +160,10 @@ void FairQueue::saw(const std::string& key, QueueClock::time_point now) {
 bool FairQueue::may_start(const Key& key, QueueClock::time_point now) const {
   if (!options_.leave_one_for_others || stopping_ || options_.workers < 2) return true;
   if (key.running + 1 < options_.workers) return true;
+  // An entry never set has the clock's epoch: long past any window. ("" is a key: the queue of
+  // requests that name no tenant.)
   for (const auto& [name, when] : recent_) {
-    if (!name.empty() && name != key.name && now - when < options_.others_window) return false;
+    if (name != key.name && now - when < options_.others_window) return false;
   }
   return true;
 }
