@@ -289,10 +289,13 @@ class Api::Call {
     return guarded([&] { return dispatch(); });
   }
 
-  Gate gate(std::optional<auth::Principal>& checked) {
+  // `out` is the request this call answers: what is decided here is kept in it.
+  Gate gate(HttpRequest& out) {
     std::string_view target = request_.target;
     Match found = match(request_.method, target.substr(0, target.find('?')));
     if (!found.route) return {.answer = run(), .queue_key = ""};  // 404 or 405: no store, no token
+    out.route = found.route;
+    out.route_params = found.params;
     if (found.route->roles.empty()) return {.answer = std::nullopt, .queue_key = ""};
     bool authenticated = false;
     Response refused = guarded([&] {
@@ -308,7 +311,7 @@ class Api::Call {
       // Tenant names are at most 64 bytes: a longer segment names none, and is cut.
       gate.queue_key = percent_decode(tenant->second, false).value_or("").substr(0, 64);
     }
-    checked = principal_;
+    out.principal = principal_;
     return gate;
   }
 
@@ -353,7 +356,13 @@ class Api::Call {
     std::string_view path = target.substr(0, target.find('?'));
     if (target.find('?') != std::string_view::npos)
       query_text_ = target.substr(target.find('?') + 1);
-    Match found = match(request_.method, path);
+    Match found;
+    if (request_.route) {
+      found.route = request_.route;
+      found.params = request_.route_params;
+    } else {
+      found = match(request_.method, path);
+    }
     if (!found.route) {
       if (!found.allowed_methods.empty()) {
         std::string allowed;
@@ -2265,12 +2274,7 @@ class Api::Call {
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
 
-Gate Api::gate(HttpRequest& request) {
-  std::optional<auth::Principal> checked;
-  Gate gate = Call(context_, request).gate(checked);
-  request.principal = std::move(checked);
-  return gate;
-}
+Gate Api::gate(HttpRequest& request) { return Call(context_, request).gate(request); }
 
 Api::VersionRun Api::run_version(const std::string& tenant_name, const std::string& script,
                                  int64_t version, const nlohmann::json& input,

@@ -9,6 +9,7 @@
 // Every 401, 403 and hidden 404 is recorded in the audit trail, as is every change.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -33,6 +34,13 @@
 
 namespace corral::api {
 
+struct RouteInfo {
+  std::string method;
+  std::string pattern;            // "/v1/tenants/{tenant}", as in docs/openapi.yaml
+  std::string action;             // what the audit trail calls it
+  std::vector<auth::Role> roles;  // empty: no token needed
+};
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", …
   std::string target;  // path and query, as sent
@@ -44,7 +52,10 @@ struct HttpRequest {
   // The client's address (an IPv6 client's /64), so that what a client causes (denials in the
   // audit trail) can be counted per client.
   std::string client = {};
-  // Set by Api::gate(), which checked the token before the request queued.
+  // Set by Api::gate(), which matched the route and checked the token before the request queued,
+  // so that handle() does neither again.
+  const RouteInfo* route = nullptr;
+  std::map<std::string, std::string> route_params = {};  // still percent-encoded
   std::optional<auth::Principal> principal = {};
 };
 
@@ -57,13 +68,6 @@ struct Gate {
   // names (a probe of another tenant's paths waits in the prober's queue); for an admin's token,
   // the tenant the path names; "" when there is none.
   std::string queue_key;
-};
-
-struct RouteInfo {
-  std::string method;
-  std::string pattern;            // "/v1/tenants/{tenant}", as in docs/openapi.yaml
-  std::string action;             // what the audit trail calls it
-  std::vector<auth::Role> roles;  // empty: no token needed
 };
 
 // Every route corrald serves (healthz and metrics included), in a fixed order.

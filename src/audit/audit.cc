@@ -92,31 +92,33 @@ std::optional<Entry> AuditTrail::record_denial(std::string_view kind, std::strin
                            bounded(action, kFieldBounds.action) + '\x1f' + bounded(kind, 256);
   std::string key = base + '\x1f' + bounded(reason, kFieldBounds.reason);
   std::vector<DenialWindow> due;
+  bool shared = false;
   {
     std::lock_guard lock(denials_mutex_);
     if (now - last_sweep_ms_ >= denial_options_.window_ms / 4) due = take_due_denials(now, false);
     auto found = denials_.find(key);
-    if (found == denials_.end() && reasons_.size() >= denial_options_.max_kinds &&
-        !reasons_.contains(base)) {
-      key = bounded(tenant, kFieldBounds.tenant) + "\x1f(overflow)";
-      found = denials_.find(key);
-    } else if (found == denials_.end()) {
-      // A new reason: recorded apart while the kind has had few in this window.
-      auto& [started, reasons] = reasons_[base];
-      if (now - started >= denial_options_.window_ms) {
-        started = now;
-        reasons = 0;
-      }
-      if (reasons >= denial_options_.reasons_per_kind) {
-        key = base + "\x1f(other reasons)";
-        found = denials_.find(key);
+    // A denial that gets no key of its own shares one, whose summary then says the reasons vary.
+    if (found == denials_.end()) {
+      std::string shared_key;
+      if (!reasons_.contains(base) && reasons_.size() >= denial_options_.max_kinds) {
+        shared_key = bounded(tenant, kFieldBounds.tenant) + "\x1f(overflow)";
       } else {
-        ++reasons;
+        // A new reason: recorded apart while the kind has had few in this window.
+        auto& [started, reasons] = reasons_[base];
+        if (now - started >= denial_options_.window_ms) {
+          started = now;
+          reasons = 0;
+        }
+        if (reasons >= denial_options_.reasons_per_kind)
+          shared_key = base + "\x1f(other reasons)";
+        else
+          ++reasons;
       }
-    }
-    if (found == denials_.end() && denials_.size() >= denial_options_.max_kinds) {
-      key = bounded(tenant, kFieldBounds.tenant) + "\x1f(overflow)";
-      found = denials_.find(key);
+      if (!shared_key.empty()) {
+        key = std::move(shared_key);
+        shared = true;
+        found = denials_.find(key);
+      }
     }
     if (found != denials_.end() && now - found->second.started_ms < denial_options_.window_ms) {
       ++found->second.repeats;
@@ -134,7 +136,6 @@ std::optional<Entry> AuditTrail::record_denial(std::string_view kind, std::strin
   std::lock_guard lock(denials_mutex_);
   // A concurrent denial of the same kind may have started the window first: it then counts this
   // one's successors, and this one stands recorded on its own.
-  bool shared = key.ends_with("(other reasons)") || key.ends_with("(overflow)");
   denials_.try_emplace(key, DenialWindow{.started_ms = now,
                                          .last_ms = now,
                                          .first_seq = entry.seq,

@@ -49,14 +49,9 @@ std::optional<std::string> string_argument(const nlohmann::json& args, size_t in
 
 std::string call_name(const std::string& op) { return "ctx." + op; }
 
-// A name a script chose, as a message shows it: its first 128 bytes (the message goes back to the
-// worker and into the audit trail; a script must not make either large with a long name).
-std::string shown(const std::string& name) {
-  if (name.size() <= 128) return name;
-  size_t keep = 128;
-  while (keep > 0 && (static_cast<unsigned char>(name[keep]) & 0xC0) == 0x80) --keep;
-  return name.substr(0, keep) + "\u2026 (" + std::to_string(name.size()) + " bytes)";
-}
+// A name a script chose, as a message shows it: cut as the audit trail cuts a field (the message
+// goes back to the worker and into the trail; a script must not make either large).
+std::string shown(const std::string& name) { return audit::bounded(name, 160); }
 
 nlohmann::json headers_object(const HttpHeaders& headers) {
   nlohmann::json object = nlohmann::json::object();

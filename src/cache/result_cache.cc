@@ -43,8 +43,7 @@ void ResultCache::insert(const Key& key, const InvocationResult& result) {
   if (bytes > max_bytes_ / 8) return;
   std::lock_guard lock(mutex_);
   if (auto found = index_.find(Index{key.tenant_id, key.text}); found != index_.end()) {
-    evict(found->second);
-    --stats_.evictions;  // replaced, not evicted
+    evict(found->second, /*counted=*/false);  // replaced, not evicted
   }
   evict_to(key.tenant_id, bytes);
   recency_.push_front(Entry{Index{key.tenant_id, key.text}, result, bytes});
@@ -54,14 +53,14 @@ void ResultCache::insert(const Key& key, const InvocationResult& result) {
   stats_.entries = index_.size();
 }
 
-void ResultCache::evict(std::list<Entry>::iterator entry) {
+void ResultCache::evict(std::list<Entry>::iterator entry, bool counted) {
   stats_.bytes -= entry->bytes;
   auto tenant = tenant_bytes_.find(entry->index.first);
   tenant->second -= entry->bytes;
   if (tenant->second == 0) tenant_bytes_.erase(tenant);
   index_.erase(entry->index);
   recency_.erase(entry);
-  ++stats_.evictions;
+  if (counted) ++stats_.evictions;
   stats_.entries = index_.size();
 }
 

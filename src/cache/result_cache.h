@@ -76,7 +76,7 @@ class ResultCache {
     InvocationResult result;
     size_t bytes = 0;
   };
-  void evict(std::list<Entry>::iterator entry);
+  void evict(std::list<Entry>::iterator entry, bool counted = true);
   void evict_to(const std::string& tenant_id, size_t bytes_needed);
 
   const size_t max_bytes_;

@@ -42,7 +42,7 @@ CallEnd perform_call(lua_State* L, RunState& state, const char* op, int argc) {
     if (length > kMaxNameBytes) {
       state.reply_error = std::string("ctx.") + op + " argument 1 is " + std::to_string(length) +
                           " bytes, over the " + std::to_string(kMaxNameBytes) +
-                          " byte maximum of a key, topic or secret name";
+                          " byte maximum of a key, topic or secret name; use a shorter one";
       return CallEnd::error;
     }
   }

@@ -230,6 +230,26 @@ TEST_F(AuditTest, RepeatedDenialsOfOneKindAreOneEntryWithACount) {
   EXPECT_TRUE(trail_.verify().ok);
 }
 
+// Past eight reasons of one kind in a window, the rest share a count whose summary says their
+// reasons vary; a reason that merely ends like a shared key is still a reason of its own.
+TEST_F(AuditTest, ManyReasonsOfOneKindShareACountThatSaysSo) {
+  for (int i = 0; i < 12; ++i)
+    trail_.record_denial("script s", "inv", "acme", "capability.emit", "t",
+                         "topic " + std::to_string(i) + " (other reasons)");
+  trail_.record_denial("script s", "inv", "acme", "capability.emit", "t",
+                       "topic 0 (other reasons)");
+  audit::Filter all;
+  all.limit = 1000;
+  EXPECT_EQ(trail_.query(all).size(), 9u);  // 8 reasons apart, then one shared entry
+  now_ += 60'000;
+  auto entries = trail_.query(all);
+  ASSERT_EQ(entries.size(), 11u);
+  std::string summaries = entries[9].reason + "\n" + entries[10].reason;
+  EXPECT_NE(summaries.find("denied 3 more times for other reasons"), std::string::npos)
+      << summaries;
+  EXPECT_NE(summaries.find("denied 1 more time like entry 1"), std::string::npos) << summaries;
+}
+
 TEST(AuditDenials, CountsStillOpenAreWrittenWhenTheTrailCloses) {
   TempDir dir;
   auto store = store::open_sqlite_store(dir.path());
