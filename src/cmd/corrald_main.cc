@@ -69,6 +69,7 @@ struct Settings {
   std::vector<std::string> allowed_missing_layers;
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string worker_id_range = corral::WorkerIdRange{}.to_string();
+  std::string worker_network = "shared";
   bool check = false;
   bool allow_self_approval = false;
   std::string policy_file;
@@ -82,6 +83,7 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
   options.ceilings = corral::ceilings_for(settings.limits);
   options.worker_ids = corral::WorkerIdRange::parse(settings.worker_id_range);
   options.max_workers = settings.max_workers;
+  options.share_network = settings.worker_network == "shared";
   return std::make_unique<corral::JailSetup>(options);
 }
 
@@ -90,6 +92,7 @@ int check_layers(const Settings& settings) {
   corral::JailSetup::Options options;
   options.probe.cgroup_root = settings.cgroup_root;
   options.ceilings = corral::ceilings_for(settings.limits);
+  options.share_network = settings.worker_network == "shared";
   corral::JailSetup jail(corral::JailSetup::accept_any_missing(options));
   for (const auto& status : jail.statuses()) {
     std::printf("%-13s %-8s %s\n", std::string(corral::jail::to_string(status.layer)).c_str(),
@@ -382,6 +385,12 @@ int serve(const Settings& settings) {
     return 2;
   }
   log_event(spdlog::level::info, "jail ready", {{"layers", jail->describe()}});
+  if (settings.worker_network == "shared" && !jail->network_shared() &&
+      !jail->why_network_not_shared().empty()) {
+    log_event(spdlog::level::warn, "each worker gets a network namespace of its own",
+              {{"why", jail->why_network_not_shared()},
+               {"cost", "about 180 KiB of kernel memory per worker (docs/jail.md)"}});
+  }
   corral::TenantPool executor(
       {.max_workers = settings.max_workers,
        .warm_per_tenant = settings.warm_per_tenant,
@@ -671,6 +680,14 @@ int main(int argc, char** argv) {
                  "workers and one per spare; no user, group or other user's subordinate range may "
                  "use them, and COUNT must be at least --max-workers")
       ->capture_default_str()
+      ->group("Jail");
+  app.add_option("--worker-network", settings.worker_network,
+                 "shared: every worker joins one empty network namespace owned by the host, "
+                 "with its abstract unix sockets and signals scoped to itself (Landlock, Linux "
+                 "6.12; where the kernel cannot, each worker gets its own); own: a network "
+                 "namespace per worker, at about 180 KiB of kernel memory each (docs/jail.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"shared", "own"}))
       ->group("Jail");
   app.add_flag("--check", settings.check,
                "list every jail layer and whether this machine provides it, then exit (1 if "

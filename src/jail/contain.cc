@@ -2,6 +2,7 @@
 // (the cgroup) were done by the supervisor before the worker binary started (spawn.cc).
 //
 //   1  namespaces    nesting::forbid_new_namespaces  (needs /proc: before the empty root)
+//                    landlock::scope_sockets_and_signals  (in the shared network namespace)
 //   2  filesystem    mnt::enter_empty_root
 //                    nesting::confine_below_root
 //   3  network       net::keep_interfaces_down
@@ -38,7 +39,10 @@ void contain(const ContainOptions& options) {
                 "refusing to run without the namespaces layer (it would change the host)");
     }
   }
-  if (layers.has(Layer::namespaces)) nesting::forbid_new_namespaces();
+  if (layers.has(Layer::namespaces)) {
+    nesting::forbid_new_namespaces();
+    if (options.shared_network) landlock::scope_sockets_and_signals();
+  }
   if (layers.has(Layer::filesystem)) {
     mnt::enter_empty_root();
     nesting::confine_below_root();
@@ -61,6 +65,7 @@ namespace {
 constexpr std::string_view kLayersFlag = "--jail-layers=";
 constexpr std::string_view kAddressSpaceFlag = "--jail-as=";
 constexpr std::string_view kCpuFlag = "--jail-cpu=";
+constexpr std::string_view kSharedNetworkFlag = "--jail-shared-network";
 
 int64_t parse_number(std::string_view text, std::string_view flag) {
   int64_t value = 0;
@@ -75,9 +80,12 @@ int64_t parse_number(std::string_view text, std::string_view flag) {
 }  // namespace
 
 std::vector<std::string> to_arguments(const ContainOptions& options) {
-  return {std::string(kLayersFlag) + options.layers.to_string(),
-          std::string(kAddressSpaceFlag) + std::to_string(options.ceilings.address_space_bytes),
-          std::string(kCpuFlag) + std::to_string(options.ceilings.cpu_seconds)};
+  std::vector<std::string> arguments = {
+      std::string(kLayersFlag) + options.layers.to_string(),
+      std::string(kAddressSpaceFlag) + std::to_string(options.ceilings.address_space_bytes),
+      std::string(kCpuFlag) + std::to_string(options.ceilings.cpu_seconds)};
+  if (options.shared_network) arguments.emplace_back(kSharedNetworkFlag);
+  return arguments;
 }
 
 ContainOptions options_from_arguments(int argc, char** argv) {
@@ -92,6 +100,8 @@ ContainOptions options_from_arguments(int argc, char** argv) {
           parse_number(argument.substr(kAddressSpaceFlag.size()), kAddressSpaceFlag);
     } else if (argument.starts_with(kCpuFlag)) {
       options.ceilings.cpu_seconds = parse_number(argument.substr(kCpuFlag.size()), kCpuFlag);
+    } else if (argument == kSharedNetworkFlag) {
+      options.shared_network = true;
     }
   }
   return options;

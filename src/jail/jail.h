@@ -17,6 +17,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -136,6 +137,26 @@ class CgroupManager {
   Impl* impl_;
 };
 
+// The empty network namespace that workers join instead of each creating one (docs/jail.md,
+// "What workers share"). Made once by the supervisor, owned by the initial user namespace, so
+// that no worker holds a capability over it; each worker scopes its abstract unix sockets and
+// signals to itself (Landlock), as a namespace of its own would have.
+class SharedNetwork {
+ public:
+  // Throws SystemCallFailure saying why it cannot be made: corrald is not root in the initial
+  // user namespace, or the kernel cannot scope abstract sockets (Landlock ABI 6, Linux 6.12).
+  // The caller then gives each worker a network namespace of its own.
+  static std::unique_ptr<SharedNetwork> create();
+  ~SharedNetwork();
+  SharedNetwork(const SharedNetwork&) = delete;
+  SharedNetwork& operator=(const SharedNetwork&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  explicit SharedNetwork(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 struct SpawnRequest {
   int executable_fd = -1;  // the worker binary, opened by the supervisor (O_PATH is enough)
   std::vector<std::string> argv;
@@ -144,6 +165,9 @@ struct SpawnRequest {
   uid_t outside_uid = 65534;  // the unprivileged ids the worker's root maps to (its tenant's)
   gid_t outside_gid = 65534;
   WorkerCgroups* cgroups = nullptr;  // when the cgroup layer is on
+  // With the namespaces layer: the network namespace to join (SharedNetwork::fd), or -1 for a
+  // new one. A worker that joins one must scope itself (ContainOptions::shared_network).
+  int network_namespace_fd = -1;
 };
 
 struct Spawned {
@@ -169,6 +193,9 @@ inline constexpr int kDescriptorLimit = kChannelFd + 1;
 struct ContainOptions {
   LayerSet layers;
   Ceilings ceilings;
+  // The supervisor made the worker join the shared network namespace: with the namespaces
+  // layer, the worker scopes its abstract unix sockets and signals to itself.
+  bool shared_network = false;
 };
 
 // The worker's part of step 1 (no new namespaces), then steps 2, 3, 4, 6 and 7 in that order
@@ -188,7 +215,8 @@ inline constexpr int kViolationExitStatus = 159;  // 128 + SIGSYS
 // The worker could not jail itself (contain() threw); it says why on its standard error.
 inline constexpr int kContainFailedExitStatus = 4;
 
-// For the worker's command line: "--jail-layers=…", "--jail-as=…", "--jail-cpu=…".
+// For the worker's command line: "--jail-layers=…", "--jail-as=…", "--jail-cpu=…" and, when
+// shared, "--jail-shared-network".
 std::vector<std::string> to_arguments(const ContainOptions& options);
 ContainOptions options_from_arguments(int argc, char** argv);  // throws std::invalid_argument
 

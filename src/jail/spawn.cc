@@ -1,9 +1,10 @@
 // The supervisor's side of the jail (step 1, and step 5's placement). clone3 creates the child
 // in a new pid namespace and, with cgroup v2, straight in the worker's cgroup (atomically,
 // CLONE_INTO_CGROUP). The child, still root of the initial user namespace, drops its
-// supplementary groups (they would otherwise follow it, unmapped but still honoured), then
-// unshares the user namespace together with mount, network, ipc, uts and cgroup, so that these
-// belong to the new user namespace. It waits while the supervisor maps its ids and, with
+// supplementary groups (they would otherwise follow it, unmapped but still honoured), joins the
+// workers' shared network namespace (or, without one, makes its own below), then unshares the
+// user namespace together with mount, ipc, uts and cgroup, so that these belong to the new user
+// namespace. It waits while the supervisor maps its ids and, with
 // cgroup v1, moves it into its cgroups; then it becomes root of the new namespace (its
 // tenant's unprivileged ids outside) and execs the worker binary. Between clone and exec the child
 // runs only raw, async-signal-safe calls on memory prepared beforehand.
@@ -74,7 +75,7 @@ namespace corral::jail {
 namespace {
 
 constexpr int kUnshareFlags =
-    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
 
 // What the child tells the parent if it fails before exec: the step and errno.
 struct ChildFailure {
@@ -92,7 +93,7 @@ enum ChildStep : int {
 };
 constexpr const char* kChildStepNames[] = {"",
                                            "waiting for the supervisor",
-                                           "creating its namespaces (unshare)",
+                                           "creating its namespaces (setns, unshare)",
                                            "becoming root of its user namespace",
                                            "asking to die with the supervisor (PR_SET_PDEATHSIG)",
                                            "setting up descriptors",
@@ -129,7 +130,12 @@ CORRAL_CHILD_CODE [[noreturn]] void run_child(const SpawnRequest& request, int g
                                               int null_fd, char** argv) {
   bool namespaces = request.layers.has(Layer::namespaces);
   if (namespaces) {
-    if (syscall(SYS_setgroups, 0, nullptr) != 0 || unshare(kUnshareFlags) != 0)
+    // The shared network namespace is joined first, while the child is still root of the
+    // initial user namespace that owns it; after unsharing its own it could not.
+    bool shared_network = request.network_namespace_fd >= 0;
+    if (syscall(SYS_setgroups, 0, nullptr) != 0 ||
+        (shared_network && syscall(SYS_setns, request.network_namespace_fd, CLONE_NEWNET) != 0) ||
+        unshare(kUnshareFlags | (shared_network ? 0 : CLONE_NEWNET)) != 0)
       child_fail(report_fd, kUnshare);
     ChildFailure unshared{kUnshared, 0};
     if (write(report_fd, &unshared, sizeof unshared) != sizeof unshared) _exit(127);

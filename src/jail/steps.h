@@ -34,6 +34,15 @@ namespace net {
 void keep_interfaces_down();
 }
 
+namespace landlock {
+// Scopes abstract unix sockets and signals arrived with ABI 6.
+inline constexpr int kScopeAbi = 6;
+int abi_version();  // 0 without Landlock
+// A Landlock domain of the worker's own that keeps it from every abstract unix socket and
+// every process outside it: what keeps workers apart in a shared network namespace.
+void scope_sockets_and_signals();
+}  // namespace landlock
+
 namespace rlimits {
 void apply(const Ceilings& ceilings);
 }

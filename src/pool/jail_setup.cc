@@ -210,9 +210,26 @@ JailSetup::JailSetup(Options options) : options_(std::move(options)) {
     }
     if (status.available) active_.add(status.layer);
   }
+  if (active_.has(jail::Layer::namespaces) && options_.share_network) {
+    try {
+      shared_network_ = jail::SharedNetwork::create();
+    } catch (const std::exception& error) {
+      why_network_not_shared_ = error.what();
+    }
+  }
+  for (auto& status : statuses_) {
+    if (status.layer != jail::Layer::namespaces || !status.available) continue;
+    status.detail += shared_network_
+                         ? "; the network namespace is one empty namespace shared by every "
+                           "worker, owned by the host, with each worker's abstract unix sockets "
+                           "and signals scoped to itself (Landlock)"
+                         : "; a network namespace per worker";
+  }
   auto refused = refusals(options_.allowed_missing);
   if (!refused.empty()) throw MissingLayer(refused.front());
 }
+
+JailSetup::Options JailSetup::accept_any_missing() { return accept_any_missing(Options()); }
 
 JailSetup::Options JailSetup::accept_any_missing(Options options) {
   for (jail::Layer layer : jail::kAllLayers)
@@ -250,6 +267,7 @@ WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string
   spec.layers = active_;
   spec.ceilings = options_.ceilings;
   spec.cgroups = cgroups_.get();
+  spec.network_namespace_fd = shared_network_ ? shared_network_->fd() : -1;
   spec.announces_ready = true;
   // Tenant names become cgroup directory names: keep them to a safe alphabet.
   std::string name;

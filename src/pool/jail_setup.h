@@ -91,6 +91,9 @@ class JailSetup {
     jail::Ceilings ceilings;
     WorkerIdRange worker_ids;
     std::optional<size_t> max_workers;  // when set, the range must hold at least this many ids
+    // Workers join one empty network namespace made at start (jail::SharedNetwork) rather than
+    // each creating one, where the machine allows it (corrald --worker-network).
+    bool share_network = true;
   };
 
   // Probes the machine; every layer it provides is used. Throws MissingLayer for the first
@@ -100,7 +103,8 @@ class JailSetup {
 
   // The options with every layer allowed to be missing: for the CLI, tests and benches, which
   // use what the machine offers rather than refuse.
-  static Options accept_any_missing(Options options = {});
+  static Options accept_any_missing(Options options);
+  static Options accept_any_missing();
 
   // Why corrald would refuse to start with only these layers allowed to be missing (one
   // message per layer, naming the flag), or nothing.
@@ -116,6 +120,10 @@ class JailSetup {
   WorkerSpec spec_for(const std::string& worker_path, const std::string& tenant) const;
 
   const WorkerIds& worker_ids() const { return *worker_ids_; }
+  // Whether workers join the shared network namespace, and if not, why (empty when they do or
+  // were not asked to).
+  bool network_shared() const { return shared_network_ != nullptr; }
+  const std::string& why_network_not_shared() const { return why_network_not_shared_; }
 
  private:
   Options options_;
@@ -123,6 +131,8 @@ class JailSetup {
   jail::LayerSet active_;
   std::vector<jail::LayerStatus> statuses_;
   std::unique_ptr<jail::CgroupManager> cgroups_;
+  std::unique_ptr<jail::SharedNetwork> shared_network_;
+  std::string why_network_not_shared_;
 };
 
 }  // namespace corral

@@ -59,13 +59,15 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   jail::SpawnRequest request;
   request.executable_fd = executable;
   request.argv = {spec.worker_path};
-  for (auto& argument : jail::to_arguments({spec.layers, spec.ceilings}))
+  bool shared_network = spec.network_namespace_fd >= 0 && spec.layers.has(jail::Layer::namespaces);
+  for (auto& argument : jail::to_arguments({spec.layers, spec.ceilings, shared_network}))
     request.argv.push_back(argument);
   request.argv.insert(request.argv.end(), spec.arguments.begin(), spec.arguments.end());
   request.channel_fd = ends[1];
   request.layers = spec.layers;
   request.outside_uid = spec.outside_uid;
   request.outside_gid = spec.outside_gid;
+  request.network_namespace_fd = shared_network ? spec.network_namespace_fd : -1;
   try {
     if (spec.layers.has(jail::Layer::cgroup)) {
       if (spec.cgroups == nullptr) throw std::logic_error("the cgroup layer needs a CgroupManager");

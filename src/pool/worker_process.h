@@ -25,6 +25,8 @@ struct WorkerSpec {
   jail::Ceilings ceilings;
   jail::CgroupManager* cgroups = nullptr;  // required when layers has cgroup
   std::string cgroup_name = "worker";      // e.g. the tenant, to find a worker's cgroup by eye
+  // The network namespace workers share (jail::SharedNetwork), or -1 for one of the worker's own.
+  int network_namespace_fd = -1;
   // corral-worker announces with a ready frame when it is jailed and ready to serve;
   // wait_until_ready() waits for it only when this says the program does (stand-ins do not).
   bool announces_ready = false;

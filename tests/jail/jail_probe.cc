@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,15 @@ void report_violation(long number) { corral::write_violation_frame(kChannelFd, n
 json attempt(int result) {
   if (result >= 0) return {{"succeeded", true}};
   return {{"succeeded", false}, {"errno", strerrorname_np(errno)}};
+}
+
+// An abstract unix socket address ("\0corral-probe-<n>"), scoped to the network namespace.
+sockaddr_un abstract_address(long number) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string name = "corral-probe-" + std::to_string(number);
+  std::memcpy(address.sun_path + 1, name.data(), name.size());
+  return address;
 }
 
 json capabilities() {
@@ -268,6 +278,37 @@ json act(const std::string& probe, long target) {
     address.sin_port = htons(static_cast<uint16_t>(target));
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return attempt(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address));
+  }
+  if (probe == "listen_abstract") {
+    // Binds an abstract unix socket named after the target, reports, and keeps it listening
+    // until the channel closes.
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    json result = {{"socket", attempt(fd)}};
+    if (fd >= 0) {
+      sockaddr_un address = abstract_address(target);
+      result["bind"] = attempt(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address));
+      result["listen"] = attempt(listen(fd, 4));
+    }
+    send_text(result.dump());
+    char byte;
+    while (read(kChannelFd, &byte, 1) > 0) {
+    }
+    return {{"held", true}};
+  }
+  if (probe == "connect_abstract") {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return attempt(fd);
+    sockaddr_un address = abstract_address(target);
+    return attempt(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address));
+  }
+  if (probe == "raise_loopback") {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) return attempt(fd);
+    ifreq request{};
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFFLAGS, &request) != 0) return attempt(-1);
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+    return attempt(ioctl(fd, SIOCSIFFLAGS, &request));
   }
   if (probe == "ptrace")
     return attempt(

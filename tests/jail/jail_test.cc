@@ -61,15 +61,18 @@ class Probe {
  public:
   Probe(LayerSet layers, const std::string& probe, long target = 0,
         CgroupManager* cgroups = nullptr, Ceilings ceilings = {}, uid_t outside_id = 65534,
-        std::vector<std::string> extra_arguments = {}) {
+        std::vector<std::string> extra_arguments = {}, int network_namespace_fd = -1) {
     int executable = open(JAIL_PROBE_PATH, O_PATH | O_CLOEXEC);
     int ends[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
     SpawnRequest request;
     request.executable_fd = executable;
     request.argv = {JAIL_PROBE_PATH, "--probe=" + probe, "--target=" + std::to_string(target)};
-    for (auto& argument : to_arguments({layers, ceilings})) request.argv.push_back(argument);
+    bool shared_network = network_namespace_fd >= 0;
+    for (auto& argument : to_arguments({layers, ceilings, shared_network}))
+      request.argv.push_back(argument);
     request.argv.insert(request.argv.end(), extra_arguments.begin(), extra_arguments.end());
+    request.network_namespace_fd = network_namespace_fd;
     request.channel_fd = ends[1];
     request.layers = layers;
     request.outside_uid = outside_id;
@@ -218,6 +221,90 @@ TEST(JailStep1Namespaces, RootInsideIsNobodyOutsideInNewNamespaces) {
   Probe inside(only({Layer::namespaces}), "facts");
   EXPECT_EQ(inside.report()["uid"], 0);
   EXPECT_EQ(inside.report()["pid"], 1);
+}
+
+// ---- the network namespace workers share (docs/jail.md, "What workers share") -------------
+
+// A probe in the shared network namespace, with only the given layers.
+struct SharedNetworkProbe : Probe {
+  SharedNetworkProbe(const SharedNetwork& network, LayerSet layers, const std::string& probe,
+                     long target = 0)
+      : Probe(layers, probe, target, nullptr, {}, 65534, {}, network.fd()) {}
+};
+
+std::unique_ptr<SharedNetwork> shared_network_or_why(std::string& why) {
+  try {
+    return SharedNetwork::create();
+  } catch (const std::exception& error) {
+    why = error.what();
+    return nullptr;
+  }
+}
+
+#define REQUIRE_SHARED_NETWORK(network)                 \
+  REQUIRE_MACHINE_LAYER(Layer::namespaces);             \
+  std::string why_not_shared;                           \
+  auto network = shared_network_or_why(why_not_shared); \
+  if (!network)                                         \
+  GTEST_SKIP() << "this machine cannot give workers a shared network namespace: " << why_not_shared
+
+TEST(JailSharedNetwork, WorkersJoinOneNamespaceOfTheHostsWithNoInterfaceUp) {
+  REQUIRE_SHARED_NETWORK(network);
+  SharedNetworkProbe first(*network, only({Layer::namespaces}), "hold");
+  SharedNetworkProbe second(*network, only({Layer::namespaces}), "hold");
+  first.hold();
+  second.hold();
+  EXPECT_EQ(namespace_of(first.pid(), "net"), namespace_of(second.pid(), "net"));
+  EXPECT_NE(namespace_of(first.pid(), "net"), namespace_of(getpid(), "net"));
+  // Everything else stays each worker's own.
+  for (const char* kind : {"user", "pid", "mnt", "ipc", "uts", "cgroup"})
+    EXPECT_NE(namespace_of(first.pid(), kind), namespace_of(second.pid(), kind)) << kind;
+  first.finish();
+  second.finish();
+  SharedNetworkProbe facts(*network, only({Layer::namespaces, Layer::network}), "facts");
+  EXPECT_EQ(facts.report()["interfaces_up"], json::array()) << facts.report();
+}
+
+// A worker is root of its own user namespace until the capabilities step; in a network namespace
+// of its own it could bring loopback up. The shared one belongs to the host's user namespace, so
+// the namespaces layer alone refuses it.
+TEST(JailSharedNetwork, NoWorkerCanRaiseAnInterfaceWithTheNamespacesLayerAlone) {
+  REQUIRE_SHARED_NETWORK(network);
+  {
+    Probe own(only({Layer::namespaces}), "raise_loopback");
+    ASSERT_EQ(own.report()["succeeded"], true)
+        << "in a network namespace of its own the attack must succeed: " << own.report();
+  }
+  SharedNetworkProbe shared(*network, only({Layer::namespaces}), "raise_loopback");
+  expect_refused(shared, "EPERM");
+  SharedNetworkProbe after(*network, only({Layer::namespaces, Layer::network}), "facts");
+  EXPECT_EQ(after.report()["interfaces_up"], json::array()) << after.report();
+}
+
+// An abstract unix socket's name lives in the network namespace: in a shared one, a worker could
+// connect to a socket another worker bound. The namespaces layer scopes them (Landlock), and the
+// seccomp layer alone refuses the socket.
+TEST(JailSharedNetwork, NoWorkerReachesAnotherWorkersAbstractSocket) {
+  long name = getpid();
+  {
+    Probe listener(LayerSet::none(), "listen_abstract", name);
+    json listening = listener.first_report();
+    ASSERT_EQ(listening["listen"]["succeeded"], true) << listening;
+    Probe connector(LayerSet::none(), "connect_abstract", name);
+    ASSERT_EQ(connector.report()["succeeded"], true)
+        << "two processes in one network namespace must reach each other without the jail: "
+        << connector.report();
+  }
+  REQUIRE_SHARED_NETWORK(network);
+  SharedNetworkProbe listener(*network, only({Layer::namespaces}), "listen_abstract", name + 1);
+  json listening = listener.first_report();
+  ASSERT_EQ(listening["listen"]["succeeded"], true) << listening;
+  SharedNetworkProbe connector(*network, only({Layer::namespaces}), "connect_abstract", name + 1);
+  expect_refused(connector, "EPERM");
+  if (machine_has(Layer::seccomp)) {
+    SharedNetworkProbe filtered(*network, only({Layer::seccomp}), "connect_abstract", name + 1);
+    expect_violation(filtered, "socket");
+  }
 }
 
 // The child runs in the supervisor's memory until it execs (spawn.cc): one that fails there must
