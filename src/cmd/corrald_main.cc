@@ -28,6 +28,7 @@
 #include "metrics/metrics.h"
 #include "policy/policy_service.h"
 #include "pool/jail_setup.h"
+#include "pool/machine_limits.h"
 #include "pool/process_executor.h"
 #include "pool/tenant_pool.h"
 #include "registry/registry.h"
@@ -87,6 +88,50 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
   return std::make_unique<corral::JailSetup>(options);
 }
 
+// What the workers corrald may run at once need of this machine (docs/operations.md, "Limits of
+// the machine"): the one place that says how many workers that is.
+corral::MachineLimitsNeed machine_limits_need(const Settings& settings) {
+  // A worker idle in its jail: 0.15 MiB of user memory and 0.36 MiB of the kernel's (issue 25).
+  constexpr uint64_t kIdleWorkerBytes = 512 << 10;
+  corral::MachineLimitsNeed need;
+  need.workers = settings.max_workers + settings.spare_workers;
+  need.workers_setting = "--max-workers and --spare-workers";
+  need.memory_setting = need.workers_setting;
+  need.memory_budget_bytes = need.workers * kIdleWorkerBytes;
+  need.minimum_workers = std::max<size_t>(1, settings.spare_workers);
+  size_t connections = settings.max_connections.value_or(0);
+  need.connections_reserve = connections > 0 ? connections : 64;  // connection_cap's fewest
+  // Where the kernel cannot scope a worker to the shared one, each still gets its own.
+  need.own_network_namespace = settings.worker_network != "shared";
+  return need;
+}
+
+// Raises corrald's descriptor limit to what its workers need (with CAP_SYS_RESOURCE, so a root
+// corrald needs no ulimit change), then finds the limits of the machine they would still run
+// into; a refusal for each that leaves room for fewer workers than the configured minimum.
+struct MachineLimitsCheck {
+  corral::DescriptorRaise raise;
+  std::vector<corral::MachineLimitFinding> findings;
+  std::vector<std::string> refusals;
+};
+MachineLimitsCheck check_machine_limits(const Settings& settings) {
+  corral::MachineLimitsNeed need = machine_limits_need(settings);
+  corral::MachineView view;
+  view.cgroup_root = settings.cgroup_root;
+  MachineLimitsCheck check;
+  check.raise = corral::raise_descriptor_limit_for(corral::descriptors_needed(need), view);
+  check.findings = corral::find_shortfalls(need, corral::read_machine_values(view));
+  for (const auto& finding : check.findings) {
+    if (finding.workers_possible >= need.minimum_workers) continue;
+    check.refusals.push_back("this machine has room for " +
+                             std::to_string(finding.workers_possible) +
+                             (finding.workers_possible == 1 ? " worker" : " workers") +
+                             ", fewer than the " + std::to_string(need.minimum_workers) +
+                             " corrald needs at least (--spare-workers): " + finding.message);
+  }
+  return check;
+}
+
 // --check: every layer, whether this machine provides it, and whether corrald would start.
 int check_layers(const Settings& settings) {
   corral::JailSetup::Options options;
@@ -100,6 +145,12 @@ int check_layers(const Settings& settings) {
   }
   auto refused = jail.refusals(
       {settings.allowed_missing_layers.begin(), settings.allowed_missing_layers.end()});
+  MachineLimitsCheck machine = check_machine_limits(settings);
+  std::printf("\nlimits of the machine for %zu workers: %s\n",
+              machine_limits_need(settings).workers, machine.raise.report.c_str());
+  for (const auto& finding : machine.findings)
+    std::printf("limit short: %s\n", finding.message.c_str());
+  refused.insert(refused.end(), machine.refusals.begin(), machine.refusals.end());
   try {
     for (auto& problem : corral::worker_id_range_problems(
              corral::WorkerIdRange::parse(settings.worker_id_range), settings.max_workers))
@@ -289,8 +340,29 @@ std::optional<size_t> connection_cap(const Settings& settings) {
   return std::nullopt;
 }
 
+// Logs what check_machine_limits() did and found; false, said on stderr too, when corrald
+// cannot run as configured.
+bool start_within_machine_limits(const Settings& settings) {
+  MachineLimitsCheck machine = check_machine_limits(settings);
+  log_event(spdlog::level::info, "descriptor limit", {{"detail", machine.raise.report}});
+  for (const auto& finding : machine.findings) {
+    log_event(spdlog::level::warn, finding.message,
+              {{"limit", finding.limit},
+               {"needed", finding.needed},
+               {"available", finding.available},
+               {"workers_possible", finding.workers_possible},
+               {"hint", finding.setting}});
+  }
+  for (const auto& refusal : machine.refusals) {
+    log_event(spdlog::level::err, "refusing to start", {{"error", refusal}});
+    std::fprintf(stderr, "corrald: %s\n", refusal.c_str());
+  }
+  return machine.refusals.empty();
+}
+
 int serve(const Settings& settings) {
   auto [host, port] = split_listen(settings.listen);
+  if (!start_within_machine_limits(settings)) return 2;
   std::optional<size_t> max_connections = connection_cap(settings);
   if (!max_connections) return 2;
   std::error_code error;
