@@ -99,8 +99,8 @@ corral::MachineLimitsNeed machine_limits_need(const Settings& settings) {
   need.memory_setting = need.workers_setting;
   need.memory_budget_bytes = need.workers * kIdleWorkerBytes;
   need.minimum_workers = std::max<size_t>(1, settings.spare_workers);
-  size_t connections = settings.max_connections.value_or(0);
-  need.connections_reserve = connections > 0 ? connections : 64;  // connection_cap's fewest
+  // connection_cap's fewest: a --max-connections the limit cannot hold is its to refuse, saying so.
+  need.connections_reserve = 64;
   // Where the kernel cannot scope a worker to the shared one, each still gets its own.
   need.own_network_namespace = settings.worker_network != "shared";
   return need;
