@@ -105,16 +105,34 @@ TenantPool::~TenantPool() {
 
 size_t TenantPool::live_locked() const { return idle_.size() + busy_ + spawning_ + stopping_; }
 
+bool TenantPool::room_for_one_more_locked() const {
+  if (live_locked() >= options_.max_workers) return false;
+  return options_.memory_budget_bytes == 0 ||
+         accounted_bytes_ + new_worker_cost() <= options_.memory_budget_bytes;
+}
+
+bool TenantPool::over_budget_locked() const {
+  return options_.memory_budget_bytes > 0 && accounted_bytes_ > options_.memory_budget_bytes;
+}
+
+size_t TenantPool::measured_cost(const WorkerProcess& worker) const {
+  size_t user = worker.anonymous_bytes();
+  return options_.worker_kernel_bytes + (user > 0 ? user : options_.worker_user_bytes);
+}
+
 // Killing and reaping wait on the kernel, so they happen with the lock released; the workers
 // keep their slots under the cap until they are gone, so the cap counts real processes.
 void TenantPool::stop_workers(std::vector<std::unique_ptr<WorkerProcess>> workers, Lock& lock) {
   if (workers.empty()) return;
   size_t count = workers.size();
+  size_t freed = 0;
+  for (const auto& worker : workers) freed += worker->accounted_bytes();
   stopping_ += count;
   lock.unlock();
   workers.clear();
   lock.lock();
   stopping_ -= count;
+  accounted_bytes_ -= freed;
   capacity_changed_.notify_all();
 }
 
@@ -180,6 +198,7 @@ std::shared_ptr<TenantPool::SpawnJob> TenantPool::enqueue_locked(const std::stri
   job->claimed = claimed;
   jobs_.push_back(job);
   ++spawning_;
+  accounted_bytes_ += new_worker_cost();
   jobs_changed_.notify_one();
   return job;
 }
@@ -191,6 +210,7 @@ bool TenantPool::cancel_unclaimed_locked() {
   if (found == jobs_.rend()) return false;
   jobs_.erase(std::next(found).base());
   --spawning_;
+  accounted_bytes_ -= new_worker_cost();
   return true;
 }
 
@@ -203,7 +223,11 @@ void TenantPool::make_idle_locked(const std::string& tenant, std::unique_ptr<Wor
     auto found = idle_by_tenant_.find(kSpare);
     return found == idle_by_tenant_.end() ? size_t{0} : found->second;
   };
-  while (idle_.size() - spares() > options_.max_idle) evict_oldest_bound_locked(evicted);
+  // Past the idle cap or over the memory budget, the longest idle of the tenants' workers go.
+  while (idle_.size() > spares() &&
+         (idle_.size() - spares() > options_.max_idle || over_budget_locked())) {
+    evict_oldest_bound_locked(evicted);
+  }
   capacity_changed_.notify_all();
   stop_workers(std::move(evicted), lock);
 }
@@ -232,7 +256,7 @@ void TenantPool::warm_locked(const std::string& tenant, size_t want) {
   };
   have += static_cast<size_t>(std::count_if(jobs_.begin(), jobs_.end(), pending_for_tenant));
   if (pending_for_tenant(spawning_now_)) ++have;
-  while (have < want && waiters_ == 0 && live_locked() < options_.max_workers) {
+  while (have < want && waiters_ == 0 && room_for_one_more_locked()) {
     enqueue_locked(tenant, false);
     ++have;
   }
@@ -267,7 +291,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
             spawned = job->promise.get_future();
             break;
           }
-          if (live_locked() < options_.max_workers) {
+          if (room_for_one_more_locked()) {
             spawned = enqueue_locked(request.tenant, true)->promise.get_future();
             break;
           }
@@ -282,13 +306,18 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
           if (cancel_unclaimed_locked()) continue;
           if (Clock::now() >= deadline) {
             size_t cap = options_.max_workers;
+            bool memory_binds = live_locked() < cap;
+            std::string limit =
+                memory_binds
+                    ? "its memory budget of " + std::to_string(options_.memory_budget_bytes >> 20) +
+                          " MiB (" + std::to_string(live_locked()) + " workers)"
+                    : "its cap of " + std::to_string(cap) + (cap == 1 ? " worker" : " workers");
             return turned_away(request,
-                               "the worker pool is at its cap of " + std::to_string(cap) +
-                                   (cap == 1 ? " worker" : " workers") +
+                               "the worker pool is at " + limit +
                                    ", all busy, and none freed up within the request's " +
                                    std::to_string(request.limits.timeout_ms) +
-                                   " ms deadline; retry later, or ask the operator to raise "
-                                   "--max-workers",
+                                   " ms deadline; retry later, or ask the operator to raise " +
+                                   (memory_binds ? "--worker-memory-budget" : "--max-workers"),
                                kRetryShortageSeconds);
           }
           ++waiters_;
@@ -334,8 +363,18 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
                   (result.outcome == Outcome::ok || result.outcome == Outcome::script_error) &&
                   worker->invocations() < options_.recycle_after;
       bool run_not_started = trusted && worker->gone_before_invocation();
+      // A worker's heap may have grown with the run: count it anew now and then (reading /proc
+      // after every run would cost the warm path).
+      bool remeasure =
+          keep && options_.memory_budget_bytes > 0 &&
+          (options_.measure_every <= 1 || worker->invocations() % options_.measure_every == 1);
+      size_t cost = remeasure ? measured_cost(*worker) : 0;
       Lock lock(mutex_);
       --busy_;
+      if (remeasure) {
+        accounted_bytes_ = accounted_bytes_ - worker->accounted_bytes() + cost;
+        worker->set_accounted_bytes(cost);
+      }
       if (keep) {
         make_idle_locked(request.tenant, std::move(worker), lock);
       } else {
@@ -404,7 +443,12 @@ void TenantPool::spawner_loop() {
     spawning_now_.reset();
     --spawning_;
     bool made = spawned.worker != nullptr;
-    if (made) ++spawned_;
+    if (made) {
+      ++spawned_;
+      spawned.worker->set_accounted_bytes(new_worker_cost());
+    } else {
+      accounted_bytes_ -= new_worker_cost();
+    }
     if (job->claimed) {
       if (made) {
         ++busy_;
@@ -424,6 +468,7 @@ void TenantPool::spawner_loop() {
     if (job->claimed) job->promise.set_value({.pool_stopped = true});
   }
   spawning_ -= jobs_.size();
+  accounted_bytes_ -= jobs_.size() * new_worker_cost();
   jobs_.clear();
 }
 
@@ -461,7 +506,9 @@ TenantPool::Stats TenantPool::stats() const {
                .starting = spawning_,
                .stopping = stopping_,
                .bound = bound_,
-               .start_failures = start_failures};
+               .start_failures = start_failures,
+               .accounted_bytes = accounted_bytes_,
+               .memory_budget_bytes = options_.memory_budget_bytes};
 }
 
 size_t TenantPool::idle_for(const std::string& tenant) const {

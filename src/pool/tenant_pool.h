@@ -22,6 +22,13 @@
 //   alive, and it has served fewer than recycle_after invocations. A worker that died while
 //   idle is found out when the invocation is sent to it (the channel is closed): it is retired
 //   and the run goes to another worker, as the run had not started.
+// - With a memory budget (memory_budget_bytes > 0), every worker is counted at what it costs
+//   the machine: what the kernel spends on it (worker_kernel_bytes, measured at start:
+//   pool/worker_cost.h) plus its own anonymous memory, read when it is ready and again after
+//   every measure_every-th run (a new one is counted at worker_user_bytes until then). A worker
+//   is started only while the budget has room for one more; idle workers of every tenant are
+//   kept while the pool is within its budget, and when it is over, the longest idle go first.
+//   The count caps still bound the pool (descriptors, ids), as an advanced setting.
 // - After serving a tenant, the pool starts replacements in the background until the tenant
 //   has warm_per_tenant idle workers, as long as that needs no eviction and nobody is waiting
 //   for capacity; at most max_idle workers are kept idle in all, the least recently used beyond
@@ -79,6 +86,12 @@ class TenantPool : public Executor {
     uint64_t recycle_after = 1000;  // invocations per worker before retiring it
     int64_t kill_grace_ms = 50;     // past a run's deadline before its worker is killed
     size_t spare_workers = 0;       // jailed workers kept ready for tenants that have none
+    // The memory all workers together may cost (0: the count caps alone), and how a worker is
+    // counted against it (see the contract above).
+    size_t memory_budget_bytes = 0;
+    size_t worker_kernel_bytes = 0;
+    size_t worker_user_bytes = 0;
+    uint64_t measure_every = 16;
     // Told that workers could not be started, at most once per start_failure_report_ms (the
     // first failure at once). Called on the thread that saw the failure, never under the
     // pool's lock; it must not call back into the pool.
@@ -104,6 +117,8 @@ class TenantPool : public Executor {
     size_t stopping = 0;          // being killed and reaped
     uint64_t bound = 0;           // spares handed to a tenant
     uint64_t start_failures = 0;  // workers that could not be started or never got ready
+    size_t accounted_bytes = 0;   // what the live workers are counted at against the budget
+    size_t memory_budget_bytes = 0;
   };
 
   TenantPool(Options options, WorkerFactory factory);
@@ -126,6 +141,14 @@ class TenantPool : public Executor {
   using Lock = std::unique_lock<std::mutex>;
 
   size_t live_locked() const;
+  // Whether one more worker fits under the count cap and the memory budget.
+  bool room_for_one_more_locked() const;
+  bool over_budget_locked() const;
+  size_t new_worker_cost() const {
+    return options_.worker_kernel_bytes + options_.worker_user_bytes;
+  }
+  // Counts a worker at its kernel share plus its anonymous memory now; call without mutex_.
+  size_t measured_cost(const WorkerProcess& worker) const;
   size_t idle_for_locked(const std::string& tenant) const;
   std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant);
   std::unique_ptr<WorkerProcess> take_own_or_spare_locked(const std::string& tenant);
@@ -153,9 +176,10 @@ class TenantPool : public Executor {
   std::deque<std::shared_ptr<SpawnJob>> jobs_;
   std::shared_ptr<SpawnJob> spawning_now_;
   size_t busy_ = 0;
-  size_t spawning_ = 0;  // jobs queued or in progress; each holds a slot under the cap
-  size_t stopping_ = 0;  // workers being killed and reaped; each still holds its slot
-  size_t waiters_ = 0;   // run() calls waiting for capacity
+  size_t spawning_ = 0;         // jobs queued or in progress; each holds a slot under the cap
+  size_t stopping_ = 0;         // workers being killed and reaped; each still holds its slot
+  size_t waiters_ = 0;          // run() calls waiting for capacity
+  size_t accounted_bytes_ = 0;  // live workers and queued starts, as the budget counts them
   uint64_t spawned_ = 0;
   uint64_t retired_ = 0;
   uint64_t evicted_ = 0;

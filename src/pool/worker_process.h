@@ -69,6 +69,12 @@ class WorkerProcess {
   // mid-run.
   bool worn_out() const { return cpu_budget_ms_ > 0 && cpu_used_ms_ > cpu_budget_ms_ / 2; }
   pid_t pid() const { return pid_; }
+  // The worker's own anonymous memory now (RssAnon, from /proc/PID/statm), in bytes; 0 once it
+  // is gone. Its code is the same file pages for every worker, shared in the page cache.
+  size_t anonymous_bytes() const;
+  // What the pool counts this worker at against its memory budget (tenant_pool.h).
+  size_t accounted_bytes() const { return accounted_bytes_; }
+  void set_accounted_bytes(size_t bytes) { accounted_bytes_ = bytes; }
 
   // Runs the worker on `cpu` from now on (its caller's lane, cpu_lane.h), or on any CPU corrald
   // may use when it is -1. A hint for speed: a refusal by the kernel is ignored. A run that lasts
@@ -92,6 +98,7 @@ class WorkerProcess {
   bool read_waits_bounded_ = false;
   bool gone_before_invocation_ = false;  // the channel's reads time out after long_run_ms_
   uint64_t invocations_ = 0;
+  size_t accounted_bytes_ = 0;
   double cpu_used_ms_ = 0;
   double cpu_budget_ms_ = 0;
   jail::CgroupManager* cgroup_manager_ = nullptr;

@@ -303,6 +303,82 @@ TEST(TenantPool, KeepsAtMostMaxIdleWorkers) {
   EXPECT_EQ(pool.idle_for("c") + pool.idle_for("d"), 2u);
 }
 
+// With a memory budget for five workers and count caps far above it, the five most recently
+// served tenants keep an idle worker each and the longest idle go first.
+TEST(TenantPool, KeepsIdleWorkersOfEveryTenantWhileTheMemoryBudgetAllows) {
+  // Far above a worker's own memory, so that the count the budget allows is five whatever the
+  // worker's heap is.
+  constexpr size_t kKernelShare = 64 << 20;
+  TenantPool pool({.max_workers = 100,
+                   .max_idle = 100,
+                   .memory_budget_bytes = 5 * kKernelShare + kKernelShare / 2,
+                   .worker_kernel_bytes = kKernelShare,
+                   .worker_user_bytes = 1 << 20,
+                   .measure_every = 1},
+                  real_workers());
+  for (int tenant = 0; tenant < 8; ++tenant) {
+    ASSERT_EQ(pool.run(request_for("t" + std::to_string(tenant))).outcome, Outcome::ok);
+    EXPECT_LE(pool.stats().live, 5u);
+  }
+  for (int tenant = 0; tenant < 3; ++tenant)
+    EXPECT_EQ(pool.idle_for("t" + std::to_string(tenant)), 0u) << tenant;
+  for (int tenant = 3; tenant < 8; ++tenant)
+    EXPECT_EQ(pool.idle_for("t" + std::to_string(tenant)), 1u) << tenant;
+  auto stats = pool.stats();
+  EXPECT_EQ(stats.idle, 5u);
+  EXPECT_EQ(stats.evicted, 3u);
+  EXPECT_GT(stats.accounted_bytes, 5 * kKernelShare);
+  EXPECT_LE(stats.accounted_bytes, stats.memory_budget_bytes);
+  // Serving an old tenant again makes room by evicting the one idle longest (t3).
+  ASSERT_EQ(pool.run(request_for("t0")).outcome, Outcome::ok);
+  EXPECT_EQ(pool.idle_for("t3"), 0u);
+  EXPECT_EQ(pool.idle_for("t4"), 1u);
+  EXPECT_EQ(pool.idle_for("t0"), 1u);
+}
+
+// A worker is counted at its kernel share plus the anonymous memory it really holds, read from
+// the kernel after its runs, not at a guess.
+TEST(TenantPool, CountsAWorkerAtWhatItReallyHolds) {
+  constexpr size_t kKernelShare = 300 << 10;
+  auto log = std::make_shared<FactoryLog>();
+  TenantPool pool({.max_workers = 4,
+                   .memory_budget_bytes = 1ull << 30,
+                   .worker_kernel_bytes = kKernelShare,
+                   .worker_user_bytes = 1,
+                   .measure_every = 1},
+                  real_workers(log));
+  ASSERT_EQ(pool.run(request_for("a")).outcome, Outcome::ok);
+  ASSERT_EQ(log->made_for.size(), 1u);
+  pid_t pid = log->made_for.begin()->first;
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  size_t size = 0, resident = 0, shared = 0;
+  ASSERT_TRUE(statm >> size >> resident >> shared);
+  size_t anonymous = (resident - shared) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_GT(anonymous, size_t{64} << 10) << "a Lua worker holds more than that of its own";
+  EXPECT_EQ(pool.stats().accounted_bytes, kKernelShare + anonymous);
+}
+
+TEST(TenantPool, RejectsWhenTheMemoryBudgetIsSpentOnBusyWorkers) {
+  TenantPool pool({.max_workers = 10,
+                   .memory_budget_bytes = 100 << 20,
+                   .worker_kernel_bytes = 60 << 20,
+                   .worker_user_bytes = 1 << 20},
+                  real_workers());
+  InvocationResult long_result;
+  std::thread busy([&] {
+    long_result = pool.run(request_for("slow", "function handle() while true do end end",
+                                       {{"fuel", 1'000'000'000}, {"timeout_ms", 2000}}));
+  });
+  ASSERT_TRUE(eventually([&] { return pool.stats().busy == 1; }));
+  auto rejected = pool.run(request_for("other", kEcho, {{"timeout_ms", 100}}));
+  busy.join();
+  EXPECT_EQ(rejected.outcome, Outcome::rejected);
+  EXPECT_NE(rejected.message.find("memory budget of 100 MiB (1 workers)"), std::string::npos)
+      << rejected.message;
+  EXPECT_NE(rejected.message.find("--worker-memory-budget"), std::string::npos) << rejected.message;
+  EXPECT_EQ(pool.run(request_for("other")).outcome, Outcome::ok);
+}
+
 TEST(TenantPool, AThousandTenantsTakingTurnsStayUnderTheCap) {
   constexpr size_t kCap = 8;
   constexpr int kTenants = 1000;
