@@ -23,13 +23,16 @@
 #   BENCH_SETUP_PARALLEL=8             requests in flight while tenants are set up
 #   CORRAL_FLAGS="..."                 extra corrald flags for every start, e.g. the pool's caps:
 #       CORRAL_FLAGS="--max-workers 10100 --max-idle-workers 10000" bench/tenants.sh
-#     Unset: --worker-memory-budget of 3/4 of MemTotal if this corrald has that flag, else nothing
-#     (corrald's defaults: at most 64 workers alive, 32 idle).
+#     Unset: --worker-memory-budget 75% if this corrald has that flag, else nothing (before it,
+#     corrald's defaults kept at most 64 workers alive, 32 idle).
 # Needs: ninja -C build/release corrald corral-worker; wrk, curl, python3, bwrap, lua5.4
 # (scripts/install-deps.sh). Run it as root, like corrald: for every jail layer, and so that it
 # can raise the descriptor limit (corrald keeps two descriptors per worker).
-# N = 1 100 1000 at 15 s takes about three minutes; 10,000 tenants add several more (setting
-# them up publishes 10,000 scripts, and each publish runs the script's top level in a worker).
+# N = 1 100 1000 at 15 s takes about two minutes. 10,000 tenants took 17 minutes on 2026-12-07
+# (2 cores): setting them up publishes 10,000 scripts, each publish runs the script's top level in
+# a new worker, and a spawn got slower as workers accumulated (from 11 ms to 175 ms of wall time
+# per tenant; in perf, the workers' writes to /proc/sys/user/max_*_namespaces, whose dentry
+# lookup walks one entry per live user namespace: proc_sys_compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,9 +95,9 @@ user_namespaces=$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo "?"
 
 if [ -z "${CORRAL_FLAGS+set}" ]; then
   CORRAL_FLAGS=""
-  if "$corrald" --help 2>/dev/null | grep -q -- '--worker-memory-budget'; then
-    memtotal_kib=$(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)
-    CORRAL_FLAGS="--worker-memory-budget $((memtotal_kib * 1024 / 4 * 3))"
+  # Room for every tenant's worker: 10,000 workers cost about 7 GB (0.7 MiB each, kernel included).
+  if "$corrald" --help 2>/dev/null | grep -- '--worker-memory-budget' >/dev/null; then
+    CORRAL_FLAGS="--worker-memory-budget 75%"
   fi
 fi
 read -r -a corral_flags <<<"$CORRAL_FLAGS"
