@@ -31,6 +31,7 @@
 #include "pool/machine_limits.h"
 #include "pool/process_executor.h"
 #include "pool/tenant_pool.h"
+#include "pool/worker_cost.h"
 #include "registry/registry.h"
 #include "runs/run_recorder.h"
 #include "sched/admission.h"
@@ -60,8 +61,14 @@ struct Settings {
   int64_t denials_per_client_per_minute = 120;
   size_t max_connections_per_client = 256;
   std::optional<size_t> max_connections;  // unset: all the descriptors not kept for the rest
-  size_t max_idle_workers = 32;
-  size_t max_workers = 64;
+  // The pool is sized by memory (docs/operations.md, "The worker pool"): the count caps are
+  // derived from the budget unless given.
+  std::string worker_memory_budget = "25%";
+  uint64_t memory_budget_bytes = 0;  // resolved by size_pool()
+  std::optional<size_t> max_idle_workers;
+  size_t max_workers = 0;  // --max-workers, or derived by size_pool()
+  std::optional<size_t> max_workers_given;
+  std::string max_workers_bound;  // what set max_workers, for the log
   size_t warm_per_tenant = 1;
   size_t spare_workers = 2;
   uint64_t recycle_after = 1000;
@@ -91,19 +98,68 @@ std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
 // What the workers corrald may run at once need of this machine (docs/operations.md, "Limits of
 // the machine"): the one place that says how many workers that is.
 corral::MachineLimitsNeed machine_limits_need(const Settings& settings) {
-  // A worker idle in its jail: 0.15 MiB of user memory and 0.36 MiB of the kernel's (issue 25).
-  constexpr uint64_t kIdleWorkerBytes = 512 << 10;
   corral::MachineLimitsNeed need;
   need.workers = settings.max_workers + settings.spare_workers;
   need.workers_setting = "--max-workers and --spare-workers";
-  need.memory_setting = need.workers_setting;
-  need.memory_budget_bytes = need.workers * kIdleWorkerBytes;
+  need.memory_setting = "--worker-memory-budget";
+  need.memory_budget_bytes = settings.memory_budget_bytes;
   need.minimum_workers = std::max<size_t>(1, settings.spare_workers);
   // connection_cap's fewest: a --max-connections the limit cannot hold is its to refuse, saying so.
   need.connections_reserve = 64;
   // Where the kernel cannot scope a worker to the shared one, each still gets its own.
   need.own_network_namespace = settings.worker_network != "shared";
   return need;
+}
+
+// --worker-memory-budget in bytes and, unless --max-workers is given, the count cap derived from
+// it: the workers the budget could hold at the least a worker costs, bounded by the worker id
+// range and by what the machine has room for (descriptors, raised first where corrald may,
+// processes, namespaces, cgroups), so that the budget, not a limit of the machine, decides how
+// many workers live. Connections keep a quarter of the descriptors (or --max-connections).
+void size_pool(Settings& settings) {
+  settings.memory_budget_bytes = corral::parse_memory_amount(
+      settings.worker_memory_budget, corral::machine_memory_bytes(), "--worker-memory-budget");
+  if (settings.max_workers_given) {
+    settings.max_workers = *settings.max_workers_given;
+    settings.max_workers_bound = "--max-workers";
+    return;
+  }
+  size_t workers = std::max<size_t>(1, settings.memory_budget_bytes / corral::kLeastWorkerBytes);
+  std::string bound = "--worker-memory-budget";
+  try {
+    size_t ids = corral::WorkerIdRange::parse(settings.worker_id_range).count;
+    size_t for_workers = ids > settings.spare_workers ? ids - settings.spare_workers : 1;
+    if (for_workers < workers) {
+      workers = for_workers;
+      bound = "--worker-id-range";
+    }
+  } catch (const std::invalid_argument&) {
+    // The jail refuses the range at start, saying why.
+  }
+  settings.max_workers = workers;
+  corral::MachineLimitsNeed need = machine_limits_need(settings);
+  corral::MachineView view;
+  view.cgroup_root = settings.cgroup_root;
+  corral::raise_descriptor_limit_for(corral::descriptors_needed(need), view);
+  corral::MachineValues values = corral::read_machine_values(view);
+  constexpr uint64_t kFewestConnections = 64;
+  uint64_t connections = settings.max_connections.value_or(0);
+  need.connections_reserve =
+      connections > 0 ? connections
+                      : std::max(kFewestConnections, values.descriptors_soft.value_or(1024) / 4);
+  for (const auto& finding : corral::find_shortfalls(need, values)) {
+    // Memory is the budget's own business: a budget above what is available is warned of.
+    if (finding.limit.starts_with("memory")) continue;
+    size_t room = finding.workers_possible > settings.spare_workers
+                      ? finding.workers_possible - settings.spare_workers
+                      : 1;
+    if (room < workers) {
+      workers = room;
+      bound = finding.limit;
+    }
+  }
+  settings.max_workers = workers;
+  settings.max_workers_bound = bound;
 }
 
 // Raises corrald's descriptor limit to what its workers need (with CAP_SYS_RESOURCE, so a root
@@ -310,10 +366,10 @@ rlim_t raise_descriptor_limit() {
   return limit.rlim_cur;
 }
 
-// The descriptors kept for everything but connections: two per worker (its channel and its
-// pidfd), and the store, the logs, capability calls and spawns in progress.
+// The descriptors kept for everything but connections: one per worker (its channel), and the
+// store, the logs, capability calls and spawns in progress.
 size_t reserved_descriptors(const Settings& settings) {
-  return 2 * (settings.max_workers + settings.spare_workers) + 256;
+  return settings.max_workers + settings.spare_workers + 256;
 }
 
 // --max-connections, or by default every descriptor not kept for the rest; nullopt, said on
@@ -463,13 +519,34 @@ int serve(const Settings& settings) {
               {{"why", jail->why_network_not_shared()},
                {"cost", "about 180 KiB of kernel memory per worker (docs/jail.md)"}});
   }
+  // What a worker of this jail costs the machine, measured with a few (docs/operations.md, "The
+  // worker pool"); the budget counts every worker at that and what its own heap grows to.
+  corral::WorkerCost worker_cost{.kernel_bytes = corral::kLeastWorkerBytes, .user_bytes = 0};
+  try {
+    worker_cost = corral::measure_worker_cost(*jail, settings.worker);
+  } catch (const std::exception& failure) {
+    log_event(spdlog::level::warn, "cannot measure what a worker costs",
+              {{"error", failure.what()},
+               {"hint", "the pool counts each worker at the least a worker costs until then"}});
+  }
+  size_t worker_bytes = worker_cost.kernel_bytes + worker_cost.user_bytes;
+  log_event(spdlog::level::info, "worker pool sized",
+            {{"memory_budget_mib", settings.memory_budget_bytes >> 20},
+             {"worker_kernel_kib", worker_cost.kernel_bytes >> 10},
+             {"worker_user_kib", worker_cost.user_bytes >> 10},
+             {"workers_the_budget_holds", settings.memory_budget_bytes / worker_bytes},
+             {"max_workers", settings.max_workers},
+             {"max_workers_set_by", settings.max_workers_bound}});
   corral::TenantPool executor(
       {.max_workers = settings.max_workers,
        .warm_per_tenant = settings.warm_per_tenant,
-       .max_idle = settings.max_idle_workers,
+       .max_idle = settings.max_idle_workers.value_or(settings.max_workers),
        .recycle_after = settings.recycle_after,
        .kill_grace_ms = 50,
        .spare_workers = settings.spare_workers,
+       .memory_budget_bytes = settings.memory_budget_bytes,
+       .worker_kernel_bytes = worker_cost.kernel_bytes,
+       .worker_user_bytes = worker_cost.user_bytes,
        .on_start_failure =
            [](const corral::TenantPool::StartFailureReport& report) {
              log_event(spdlog::level::warn, "cannot start a worker",
@@ -492,16 +569,19 @@ int serve(const Settings& settings) {
   corral::metrics::Registry metrics;
   metrics.watch_worker_pool([&executor, &settings] {
     auto pool = executor.stats();
-    return corral::metrics::Registry::WorkerPoolFigures{.busy = pool.busy,
-                                                        .idle = pool.idle - pool.spare,
-                                                        .spare = pool.spare,
-                                                        .starting = pool.starting,
-                                                        .stopping = pool.stopping,
-                                                        .max_workers = settings.max_workers,
-                                                        .started = pool.spawned,
-                                                        .start_failures = pool.start_failures,
-                                                        .retired = pool.retired,
-                                                        .evicted = pool.evicted};
+    return corral::metrics::Registry::WorkerPoolFigures{
+        .busy = pool.busy,
+        .idle = pool.idle - pool.spare,
+        .spare = pool.spare,
+        .starting = pool.starting,
+        .stopping = pool.stopping,
+        .max_workers = settings.max_workers,
+        .memory_budget_bytes = pool.memory_budget_bytes,
+        .memory_bytes = pool.accounted_bytes,
+        .started = pool.spawned,
+        .start_failures = pool.start_failures,
+        .retired = pool.retired,
+        .evicted = pool.evicted};
   });
   // The only door from scripts to the outside: capability calls are answered here.
   corral::broker::Broker broker(*store, *sealer, audit, metrics);
@@ -720,12 +800,17 @@ int main(int argc, char** argv) {
                  "Idempotency-Key) is kept after it ended; 0 keeps every job for ever")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{10} * 365 * 24 * 3600));
-  app.add_option("--max-idle-workers", settings.max_idle_workers,
-                 "warm worker processes kept between runs, in all")
+  app.add_option("--worker-memory-budget", settings.worker_memory_budget,
+                 "the memory all workers may cost together, kernel and user, as a share of the "
+                 "machine's (\"25%\") or an amount (\"4G\", \"512M\"): idle workers of every "
+                 "tenant are kept while it allows, the longest idle go first when it is spent")
       ->capture_default_str();
-  app.add_option("--max-workers", settings.max_workers,
-                 "worker processes alive at once, idle and busy")
-      ->capture_default_str()
+  app.add_option("--max-idle-workers", settings.max_idle_workers,
+                 "advanced: idle worker processes kept between runs, in all (default: as many as "
+                 "the memory budget holds)");
+  app.add_option("--max-workers", settings.max_workers_given,
+                 "advanced: worker processes alive at once, idle and busy (default: derived from "
+                 "the memory budget and the machine's limits, and logged at start)")
       ->check(CLI::PositiveNumber);
   app.add_option("--warm-per-tenant", settings.warm_per_tenant,
                  "idle workers kept ready for each recent tenant")
@@ -790,6 +875,12 @@ int main(int argc, char** argv) {
     split_listen(settings.listen);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
+  }
+  try {
+    size_pool(settings);
+  } catch (const std::invalid_argument& bad) {
+    std::fprintf(stderr, "corrald: %s\n", bad.what());
+    return 2;
   }
   if (settings.check) return check_layers(settings);
   return serve(settings);

@@ -104,6 +104,8 @@ class Registry {
     size_t starting = 0;
     size_t stopping = 0;
     size_t max_workers = 0;
+    uint64_t memory_budget_bytes = 0;  // --worker-memory-budget
+    uint64_t memory_bytes = 0;         // what the live workers are counted at against it
     uint64_t started = 0;
     uint64_t start_failures = 0;
     uint64_t retired = 0;

@@ -14,9 +14,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A worker's end of its channel is a file of the machine's too, beside corrald's two.
-constexpr uint64_t kFilesPerWorker = 3;
-constexpr uint64_t kDescriptorsPerWorker = 2;  // in corrald: the channel and the pidfd
+// A worker's end of its channel is a file of the machine's too, beside corrald's.
+constexpr uint64_t kFilesPerWorker = 2;
+constexpr uint64_t kDescriptorsPerWorker = 1;  // in corrald: the channel (worker_process.cc)
 // What corrald assumes of fs.nr_open when it cannot read it: the kernel's default.
 constexpr uint64_t kDefaultNrOpen = 1 << 20;
 
@@ -365,10 +365,9 @@ std::vector<MachineLimitFinding> find_shortfalls(const MachineLimitsNeed& need,
 
   uint64_t descriptors = descriptors_needed(need);
   uint64_t descriptors_base = need.other_descriptors + need.connections_reserve;
-  std::string descriptors_each = "two per worker in corrald, its channel and pidfd, and " +
-                                 std::to_string(need.connections_reserve) +
-                                 " for connections and " + std::to_string(need.other_descriptors) +
-                                 " for the rest";
+  std::string descriptors_each =
+      "one per worker in corrald, its channel, and " + std::to_string(need.connections_reserve) +
+      " for connections and " + std::to_string(need.other_descriptors) + " for the rest";
   if (values.nr_open) {
     findings.check({"descriptors a process may have (fs.nr_open)", descriptors_each,
                     descriptors_base, kDescriptorsPerWorker, *values.nr_open,
@@ -387,7 +386,7 @@ std::vector<MachineLimitFinding> find_shortfalls(const MachineLimitsNeed& need,
   }
   if (values.file_max) {
     findings.check({"open files of the machine (fs.file-max)",
-                    "three per worker, its channel's two ends and its pidfd, and " +
+                    "two per worker, its channel's two ends, and " +
                         std::to_string(values.files_now.value_or(0) + descriptors_base) +
                         " open now and for corrald's connections and the rest",
                     values.files_now.value_or(0) + descriptors_base, kFilesPerWorker,

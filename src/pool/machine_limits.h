@@ -107,7 +107,7 @@ MachineValues read_machine_values(const MachineView& view = {});
 std::vector<MachineLimitFinding> find_shortfalls(const MachineLimitsNeed& need,
                                                  const MachineValues& values);
 
-// The descriptors corrald needs: two per worker, the connections and the rest.
+// The descriptors corrald needs: one per worker, the connections and the rest.
 uint64_t descriptors_needed(const MachineLimitsNeed& need);
 
 // True when a finding leaves room for fewer than need.minimum_workers: corrald cannot run as

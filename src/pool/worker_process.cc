@@ -14,16 +14,12 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "invocation/cpu_lane.h"
 
 namespace corral {
 namespace {
-
-// glibc 2.36 declares this without C linkage for C++, so call the kernel directly.
-int pidfd_send_signal(int pidfd, int signal, siginfo_t* info, unsigned int flags) {
-  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, info, flags));
-}
 
 std::string system_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -78,7 +74,11 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
     }
     jail::Spawned spawned = jail::spawn_jailed(request);
     pid_ = spawned.pid;
-    pidfd_ = spawned.pidfd;
+    // One descriptor per worker is all corrald keeps (its channel): with thousands of idle
+    // workers, a pidfd each would halve the workers a descriptor limit allows. The pid is as
+    // safe to signal and wait for: the worker is corrald's child, nothing in corrald reaps
+    // children but kill_and_reap(), and an unreaped child's pid is never given to another.
+    close(spawned.pidfd);
   } catch (...) {
     close(executable);
     close(ends[0]);
@@ -105,10 +105,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
 }
 
 WorkerProcess::~WorkerProcess() {
-  if (pidfd_ >= 0) {
-    kill_and_reap();
-    close(pidfd_);
-  }
+  if (pid_ >= 0) kill_and_reap();
   if (channel_ >= 0) close(channel_);
   if (cgroup_manager_) cgroup_manager_->destroy(cgroups_);
 }
@@ -135,9 +132,9 @@ size_t WorkerProcess::anonymous_bytes() const {
 
 std::string WorkerProcess::kill_and_reap() {
   if (pid_ < 0) return "was already reaped";
-  pidfd_send_signal(pidfd_, SIGKILL, nullptr, 0);
+  kill(pid_, SIGKILL);
   siginfo_t info{};
-  while (waitid(P_PIDFD, static_cast<id_t>(pidfd_), &info, WEXITED) != 0 && errno == EINTR) {
+  while (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0 && errno == EINTR) {
   }
   pid_ = -1;
   alive_ = false;
@@ -151,8 +148,15 @@ std::string WorkerProcess::kill_and_reap() {
 
 std::string WorkerProcess::wait_for_violation_exit() {
   // The worker exits right after reporting; give it a moment, then make sure.
-  pollfd ended{pidfd_, POLLIN, 0};
-  poll(&ended, 1, 1000);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid_)
+      break;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return kill_and_reap();
 }
 
@@ -210,7 +214,7 @@ void WorkerProcess::run_on_cpu(int cpu) {
     for (int allowed : allowed_cpus()) CPU_SET(allowed, &set);
   }
   // By pid, as there is no pidfd form: the pid cannot name another process, since the worker is
-  // corrald's child and is reaped only through its pidfd (kill_and_reap), which clears pid_.
+  // corrald's child and is reaped only by kill_and_reap(), which clears pid_.
   if (sched_setaffinity(pid_, sizeof set, &set) == 0) cpu_ = cpu;
 }
 

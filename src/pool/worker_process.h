@@ -90,7 +90,6 @@ class WorkerProcess {
   std::string wait_for_violation_exit();  // after a violation frame: the cause, with the syscall
 
   pid_t pid_ = -1;
-  int pidfd_ = -1;
   int channel_ = -1;
   bool alive_ = false;
   int cpu_ = -1;  // the CPU it is pinned to, or -1 for any

@@ -277,13 +277,22 @@ TEST(ConnectionsInAll, TheDefaultCapIsEveryDescriptorNotKeptForWorkersAndStore) 
   rlimit theirs{};
   ASSERT_EQ(prlimit(corrald.pid(), RLIMIT_NOFILE, nullptr, &theirs), 0);
   EXPECT_EQ(theirs.rlim_cur, ours.rlim_max) << "corrald raised its soft limit to the hard one";
-  // Two descriptors per worker (--max-workers 64, --spare-workers 2) and 256 for the rest.
-  size_t expected = static_cast<size_t>(ours.rlim_max) - (2 * (64 + 2) + 256);
+  // The pool's count cap is derived from the memory budget and bounded by the descriptors, which
+  // keep a quarter for connections: one descriptor per worker (and spare: 2 by default) and 256
+  // for the rest.
+  size_t max_workers = 0;
   bool found = false;
   for (const auto& line : corrald.log_lines()) {
+    if (line.value("msg", "") == "worker pool sized") {
+      max_workers = line.value("max_workers", size_t{0});
+      EXPECT_FALSE(line.value("max_workers_set_by", "").empty()) << line.dump();
+    }
     if (line.value("msg", "") != "listening") continue;
     found = true;
+    ASSERT_GT(max_workers, 0u) << "no worker pool sized line before listening";
+    size_t expected = static_cast<size_t>(ours.rlim_max) - (max_workers + 2 + 256);
     EXPECT_EQ(line.value("max_connections", size_t{0}), expected) << line.dump();
+    EXPECT_GE(expected, static_cast<size_t>(ours.rlim_max) / 4) << line.dump();
   }
   EXPECT_TRUE(found) << "no listening line in the log";
 }
@@ -328,13 +337,15 @@ std::pair<int, std::string> start_with_descriptor_limit(rlim_t limit,
 }
 
 TEST(ConnectionsInAll, ACapTheDescriptorLimitCannotHoldIsRefusedAtStart) {
-  // 1,024 descriptors less the 388 kept for the default --max-workers and --spare-workers.
-  auto [status, error] = start_with_descriptor_limit(1024, {"--max-connections", "1000"});
+  // 1,024 descriptors less the 322 kept for 64 workers and the default 2 spares, one each, and
+  // 256 for the rest.
+  auto [status, error] =
+      start_with_descriptor_limit(1024, {"--max-connections", "1000", "--max-workers", "64"});
   EXPECT_EQ(status, 2) << error;
-  EXPECT_NE(error.find("corrald may open 1024 descriptors (RLIMIT_NOFILE) and keeps 388"),
+  EXPECT_NE(error.find("corrald may open 1024 descriptors (RLIMIT_NOFILE) and keeps 322"),
             std::string::npos)
       << error;
-  EXPECT_NE(error.find("636 for connections, fewer than the 1000 --max-connections asks for"),
+  EXPECT_NE(error.find("702 for connections, fewer than the 1000 --max-connections asks for"),
             std::string::npos)
       << error;
   EXPECT_NE(error.find("ulimit -n"), std::string::npos) << error;
@@ -342,9 +353,9 @@ TEST(ConnectionsInAll, ACapTheDescriptorLimitCannotHoldIsRefusedAtStart) {
 }
 
 TEST(ConnectionsInAll, TooFewDescriptorsForAnyConnectionsAreRefusedAtStart) {
-  auto [status, error] = start_with_descriptor_limit(400, {});
+  auto [status, error] = start_with_descriptor_limit(370, {"--max-workers", "64"});
   EXPECT_EQ(status, 2) << error;
-  EXPECT_NE(error.find("which leaves 12 for connections, fewer than the 64 it needs"),
+  EXPECT_NE(error.find("which leaves 48 for connections, fewer than the 64 it needs"),
             std::string::npos)
       << error;
   EXPECT_NE(error.find("lower --max-workers"), std::string::npos) << error;

@@ -388,6 +388,50 @@ TEST(ServerLimits, MetricsShowTheWorkerPool) {
   EXPECT_EQ(corrald.metric("corral_workers{state=\"spare\"}"), 1);
   EXPECT_EQ(corrald.metric("corral_workers_started_total"), 2) << "the spare and its replacement";
   EXPECT_EQ(corrald.metric("corral_workers{state=\"starting\"}"), 0);
+  // Two workers live (the bound one and the spare), each counted at more than the least a worker
+  // costs, within the default budget of a quarter of the machine's memory.
+  double budget = corrald.metric("corral_worker_memory_budget_bytes");
+  double counted = corrald.metric("corral_worker_memory_bytes");
+  EXPECT_GT(budget, 0);
+  EXPECT_GE(counted, 2.0 * (96 << 10));
+  EXPECT_LT(counted, budget);
+}
+
+TEST(ServerLimits, TheWorkerPoolIsSizedByMemoryAndSaysHow) {
+  CorraldProcess corrald({"--worker-memory-budget", "64M"});
+  HttpClient client = corrald.client();
+  auto served = client.post_json({{"source", "function handle() return 1 end"}});
+  ASSERT_EQ(served.result_int(), 200) << served.body();
+  EXPECT_EQ(corrald.metric("corral_worker_memory_budget_bytes"), 64 << 20);
+  bool sized = false;
+  for (const auto& line : corrald.log_lines()) {
+    if (line.value("msg", "") != "worker pool sized") continue;
+    sized = true;
+    EXPECT_EQ(line.value("memory_budget_mib", 0), 64) << line;
+    EXPECT_GT(line.value("worker_kernel_kib", 0), 0) << line;
+    EXPECT_GT(line.value("worker_user_kib", 0), 0) << line;
+    // The count cap never binds before the memory: it is the budget over the least a worker
+    // costs (192 KiB).
+    EXPECT_EQ(line.value("max_workers", 0), (64 << 20) / (192 << 10)) << line;
+    EXPECT_EQ(line.value("max_workers_set_by", ""), "--worker-memory-budget") << line;
+  }
+  EXPECT_TRUE(sized) << "no worker pool sized line in the log";
+}
+
+TEST(ServerLimits, AMemoryBudgetThatCannotBeReadIsRefusedAtStart) {
+  std::string command = std::string(CORRALD_PATH) + " --worker-memory-budget 4GB 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char chunk[4096];
+  for (size_t n; (n = fread(chunk, 1, sizeof chunk, pipe)) > 0;) output.append(chunk, n);
+  int status = pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_NE(output.find("--worker-memory-budget takes a share of the machine's memory (\"25%\") "
+                        "or an amount"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("not '4GB'"), std::string::npos) << output;
 }
 
 TEST(CorraldCommand, HelpExplainsEachOption) {

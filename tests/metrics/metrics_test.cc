@@ -95,6 +95,8 @@ TEST(Metrics, TheWorkerPoolIsReadWhenRenderedAndReadsZeroWithoutOne) {
                                       .starting = 1,
                                       .stopping = 4,
                                       .max_workers = 64,
+                                      .memory_budget_bytes = 1 << 30,
+                                      .memory_bytes = 12345678,
                                       .started = 40,
                                       .start_failures = 6,
                                       .retired = 7,
@@ -108,6 +110,8 @@ TEST(Metrics, TheWorkerPoolIsReadWhenRenderedAndReadsZeroWithoutOne) {
   EXPECT_TRUE(has_line(text, "corral_workers{state=\"starting\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "corral_workers{state=\"stopping\"} 4")) << text;
   EXPECT_TRUE(has_line(text, "corral_workers_max 64")) << text;
+  EXPECT_TRUE(has_line(text, "corral_worker_memory_budget_bytes 1073741824")) << text;
+  EXPECT_TRUE(has_line(text, "corral_worker_memory_bytes 12345678")) << text;
   EXPECT_TRUE(has_line(text, "corral_workers_started_total 40")) << text;
   EXPECT_TRUE(has_line(text, "corral_worker_start_failures_total 6")) << text;
   EXPECT_TRUE(has_line(text, "corral_workers_retired_total 7")) << text;

@@ -148,12 +148,12 @@ struct SysctlCase {
 
 TEST(MachineLimits, EachShortSysctlNamesItselfWithTheNumbers) {
   const uint64_t tasks = kTasksNow + MachineLimitsNeed{}.supervisor_threads + kWorkers;
-  const uint64_t descriptors = 2 * kWorkers + 256 + 64;
+  const uint64_t descriptors = kWorkers + 256 + 64;
   std::vector<SysctlCase> cases = {
       {"proc/sys/kernel/pid_max", "kernel.pid_max", 1000, tasks},
       {"proc/sys/kernel/threads-max", "kernel.threads-max", 900, tasks},
-      {"proc/sys/fs/nr_open", "fs.nr_open", 2000, descriptors},
-      {"proc/sys/fs/file-max", "fs.file-max", 6000, 5000 + 256 + 64 + 3 * kWorkers},
+      {"proc/sys/fs/nr_open", "fs.nr_open", 1000, descriptors},
+      {"proc/sys/fs/file-max", "fs.file-max", 6000, 5000 + 256 + 64 + 2 * kWorkers},
   };
   for (const char* kind : {"user", "mnt", "pid", "ipc", "uts", "net", "cgroup"}) {
     std::string name = std::string("max_") + kind + "_namespaces";
@@ -190,15 +190,15 @@ TEST(MachineLimits, ShortDescriptorLimitNamesLimitNOFILEAndUlimit) {
   view.descriptors = rlimit{1024, 4096};
   auto found = find_shortfalls(thousand_workers(), read_machine_values(view));
   auto finding = only_finding(found, "RLIMIT_NOFILE");
-  EXPECT_EQ(finding.needed, 2 * kWorkers + 256 + 64);
+  EXPECT_EQ(finding.needed, kWorkers + 256 + 64);
   EXPECT_EQ(finding.available, 1024u);
-  EXPECT_EQ(finding.workers_possible, (1024u - 256 - 64) / 2);
-  EXPECT_NE(finding.setting.find("LimitNOFILE=2320"), std::string::npos) << finding.setting;
-  EXPECT_NE(finding.setting.find("ulimit -n 2320"), std::string::npos) << finding.setting;
+  EXPECT_EQ(finding.workers_possible, 1024u - 256 - 64);
+  EXPECT_NE(finding.setting.find("LimitNOFILE=1320"), std::string::npos) << finding.setting;
+  EXPECT_NE(finding.setting.find("ulimit -n 1320"), std::string::npos) << finding.setting;
   EXPECT_FALSE(refuses_start(thousand_workers(), found));
 
   // Room for fewer workers than the minimum (the spares): corrald cannot run as configured.
-  view.descriptors = rlimit{320 + 2, 4096};
+  view.descriptors = rlimit{320 + 1, 4096};
   found = find_shortfalls(thousand_workers(), read_machine_values(view));
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].workers_possible, 1u);
