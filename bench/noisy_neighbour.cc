@@ -10,12 +10,17 @@
 //      ignoring Retry-After, far over its quotas (rate 5/s, burst 5, concurrency 1, as acme in
 //      examples/policy.yaml plus a concurrency limit);
 //   3. B alone again, so that drift of the machine during the run shows.
+// With --tenants N, N more tenants are set up first, each with its own token and script, each run
+// once so that its worker waits idle in the pool, and invoked round-robin at --tenants-rate per
+// second in all, through every phase: the node of a platform with many tenants, most of them
+// invoking now and then.
 // Prints a markdown table: B's p50/p99 in each phase, the ratio of p99 under flood to alone (the
 // worse of the two alone phases is the reference), and how the noisy tenant was answered.
 //
 // Usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] [--flood-connections 16]
 //                                     [--flood-rate 0] [--burn-ms 200] [--invocation-threads 4]
 //                                     [--fresh-connections] [--corrald-arg FLAG]...
+//                                     [--tenants 0] [--tenants-rate 50]
 // --fresh-connections makes every flood request open a new connection (and close it after the
 // answer), the flood that corrald's refusal hold (--refusal-hold-ms) cannot pace.
 // --flood-rate paces the flood (requests per second from all its connections); 0 sends back to
@@ -54,6 +59,8 @@ struct Options {
   int burn_ms = 200;
   int invocation_threads = 4;
   bool fresh_connections = false;                   // each flood request on a new connection
+  int tenants = 0;                                  // more tenants, each invoked now and then
+  double tenants_rate = 50;                         // their invocations per second, in all
   std::vector<std::string> corrald_arguments = {};  // more flags for corrald, to compare settings
 };
 
@@ -109,6 +116,32 @@ void quiet_phase(const CorraldProcess& corrald, const std::string& token, const 
 
 std::string ms(double seconds) { return corral::bench::milliseconds(seconds, 2) + " ms"; }
 
+// The many tenants of --tenants: set up from four threads (each publish runs the script's top
+// level in a worker), each run once; returns their invoker tokens.
+std::vector<std::string> set_up_many_tenants(const CorraldProcess& corrald, int count) {
+  std::vector<std::string> tokens(static_cast<size_t>(count));
+  std::atomic<int> next{0}, done{0};
+  std::vector<std::thread> setters;
+  for (int t = 0; t < 4; ++t) {
+    setters.emplace_back([&] {
+      for (int i; (i = next++) < count;) {
+        std::string tenant = "t" + std::to_string(i);
+        tokens[static_cast<size_t>(i)] =
+            set_up_tenant(corrald, tenant, "function handle(input) return {n = input.n} end");
+        Reply reply =
+            LoadConnection(corrald.host(), corrald.port(), tokens[static_cast<size_t>(i)])
+                .post("/v1/tenants/" + tenant + "/scripts/work/invoke", R"({"input": {"n": 1}})");
+        if (reply.status != 200)
+          fail("tenant " + tenant + "'s first run answered " + std::to_string(reply.status));
+        if (int finished = ++done; finished % 250 == 0)
+          std::fprintf(stderr, "set up %d of %d tenants\n", finished, count);
+      }
+    });
+  }
+  for (auto& setter : setters) setter.join();
+  return tokens;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,13 +170,18 @@ int main(int argc, char** argv) {
         options.corrald_arguments.push_back(value());
       else if (arg == "--fresh-connections")
         options.fresh_connections = true;
+      else if (arg == "--tenants")
+        options.tenants = std::stoi(value());
+      else if (arg == "--tenants-rate")
+        options.tenants_rate = std::stod(value());
       else {
         std::printf(
             "usage: corral-noisy-neighbour-bench [--seconds 10] [--quiet-rate 20] "
             "[--flood-connections 16]\n"
             "                                    [--flood-rate 0] [--burn-ms 200] "
             "[--invocation-threads 4]\n"
-            "                                    [--fresh-connections] [--corrald-arg FLAG]...\n");
+            "                                    [--fresh-connections] [--corrald-arg FLAG]...\n"
+            "                                    [--tenants 0] [--tenants-rate 50]\n");
         return arg == "--help" || arg == "-h" ? 0 : 2;
       }
     } catch (const std::logic_error&) {
@@ -151,7 +189,8 @@ int main(int argc, char** argv) {
     }
   }
   if (options.seconds <= 0 || options.quiet_rate <= 0 || options.flood_connections < 1 ||
-      options.burn_ms < 1 || options.invocation_threads < 1) {
+      options.burn_ms < 1 || options.invocation_threads < 1 || options.tenants < 0 ||
+      options.tenants_rate <= 0) {
     fail("every option must be positive");
   }
 
@@ -175,6 +214,25 @@ int main(int argc, char** argv) {
       set_up_tenant(corrald, "noisy",
                     "function handle() local t = os.clock() while os.clock() - t < " +
                         std::to_string(options.burn_ms / 1000.0) + " do end return 'burned' end");
+  std::vector<std::string> many = set_up_many_tenants(corrald, options.tenants);
+  std::atomic<bool> many_stop{false};
+  Tally many_tally;
+  std::thread many_caller;
+  if (!many.empty()) {
+    many_caller = std::thread([&] {
+      corral::testing::yield_cpu_to_corrald();
+      auto interval = std::chrono::duration<double>(1.0 / options.tenants_rate);
+      auto next = Clock::now();
+      for (size_t i = 0; !many_stop; ++i) {
+        size_t tenant = i % many.size();
+        many_tally.add(LoadConnection(corrald.host(), corrald.port(), many[tenant])
+                           .post("/v1/tenants/t" + std::to_string(tenant) + "/scripts/work/invoke",
+                                 R"({"input": {"n": 2}})"));
+        next += std::chrono::duration_cast<Clock::duration>(interval);
+        std::this_thread::sleep_until(next);
+      }
+    });
+  }
   // Warm both tenants' workers.
   Tally warm_up;
   quiet_phase(corrald, quiet, {.seconds = 1, .quiet_rate = options.quiet_rate}, warm_up);
@@ -212,6 +270,9 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::seconds(1));
   Tally alone_after;
   quiet_phase(corrald, quiet, options, alone_after);
+  many_stop = true;
+  if (many_caller.joinable()) many_caller.join();
+  double idle_workers = corrald.metric("corral_workers{state=\"idle\"}");
 
   auto p = [](const Tally& tally, double q) {
     return corral::testing::quantile(tally.ok_seconds(), q);
@@ -244,6 +305,13 @@ int main(int argc, char** argv) {
       flood.summary() + " (" + std::to_string(flood.refusals_without_retry_after()) +
           " refusals without Retry-After)");
   row("B alone again", alone_after, "");
+  if (!many.empty()) {
+    std::printf(
+        "\n%d more tenants invoked round-robin at %.0f/s through every phase: %s; p50 %s, p99 "
+        "%s; %.0f idle workers in the pool at the end\n",
+        options.tenants, options.tenants_rate, many_tally.summary().c_str(),
+        ms(p(many_tally, 0.5)).c_str(), ms(p(many_tally, 0.99)).c_str(), idle_workers);
+  }
   std::printf(
       "\nB's p99 under flood / alone (worse of the two alone phases): %.2fx (target <= 2x)\n",
       reference > 0 ? p(under_flood, 0.99) / reference : 0.0);
