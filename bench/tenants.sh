@@ -133,12 +133,29 @@ workers_memory() {
   sed 's|.*|/proc/&/smaps_rollup|' "$work/children" | { xargs -r cat 2>/dev/null || true; } |
     awk -v n="$(wc -l <"$work/children")" '$1 ~ /^Private_(Clean|Dirty):$/ { p += $2 } $1 == "Pss:" { s += $2 } END { print n, p + 0, s + 0 }'
 }
+# CPU ticks of corrald, the workers it reaped and its live workers; and of this shell's children
+# (wrk, during a round). What the machine spent beyond both went to other programs.
+corral_ticks() {
+  { echo "/proc/$corrald_pid/stat"
+    cat /proc/"$corrald_pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . | sed 's|.*|/proc/&/stat|' || true
+  } | { xargs -r cat 2>/dev/null || true; } |
+    awk '{ sub(/^.*\) /, ""); s += $12 + $13 + $14 + $15 } END { print s + 0 }'
+}
+# Like cpu_ticks, but only the time charged to tasks (user, nice, system): interrupts, softirqs
+# (the loopback traffic) and steal are charged to no process.
+task_cpu_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+shell_children_ticks() {
+  times | tail -1 | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%.0f", t * 100 }'
+}
 meminfo_kib() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 kernel_kib() { awk '$1 == "SUnreclaim:" || $1 == "KernelStack:" || $1 == "PageTables:" { s += $2 } END { print s }' /proc/meminfo; }
 
 # Everything that went wrong, said again at the end: a bench with errors must not look clean.
 problems=()
 problem() { problems+=("$*"); note "ERROR: $*"; }
+# What makes figures doubtful without being an error: said again under the tables.
+cautions=()
+caution() { cautions+=("$*"); note "$*"; }
 
 start_corrald() {  # extra flags... → $corrald_pid, $address, $admin
   rm -f "$work/ready"
@@ -279,8 +296,20 @@ defaults:
   quotas: {rate_per_second: 1000000, burst: 1000000, concurrency: 10000, cpu_ms_per_minute: 3600000}
 YAML
 
+# The kernel frees a stopped corrald's workers (their cgroups, namespaces) for a while after it
+# exits, a previous run's included: wait for the CPUs to be quiet before measuring.
+wait_quiet() {  # what comes next
+  local before busy
+  for _ in $(seq 40); do
+    before=$(cpu_ticks); sleep 3; busy=$(busy_since "$before")
+    [ "$busy" -lt 20 ] && return 0
+    note "the CPUs are ${busy}% busy; waiting for them to be quiet before $1"
+  done
+  caution "the CPUs were still ${busy}% busy after 2 minutes of waiting, before $1: other work skews those figures"
+}
+wait_quiet "the run"
 before=$(cpu_ticks); sleep 3; busy_before=$(busy_since "$before")
-[ "$busy_before" -lt 20 ] || note "the CPUs were ${busy_before}% busy before the run: other work will skew the figures"
+[ "$busy_before" -lt 20 ] || caution "the CPUs were ${busy_before}% busy in the 3 s before the run: other work will skew the figures"
 mem_before=$(meminfo_kib MemAvailable)
 kernel_before=$(kernel_kib)
 
@@ -307,9 +336,15 @@ for n in $tenant_counts; do
   fetch_metrics
   started_before=$(metric corral_workers_started_total) evicted_before=$(metric corral_workers_evicted_total)
   failed_before=$(failed_invocations)
-  ticks=$(cpu_ticks)
+  ticks=$(cpu_ticks) task_ticks=$(task_cpu_ticks) corral_before=$(corral_ticks) wrk_before=$(shell_children_ticks)
   run_wrk "$seconds" "$work/wrk$n"
   busy=$(busy_since "$ticks")
+  others=$(awk -v m="$task_ticks" -v m2="$(task_cpu_ticks)" -v c="$(( $(corral_ticks) - corral_before ))" \
+               -v w="$(( $(shell_children_ticks) - wrk_before ))" \
+    'BEGIN { split(m, a, " "); split(m2, b, " "); busy = b[1] - a[1]; total = b[2] - a[2]
+             o = total > 0 ? 100 * (busy - c - w) / total : 0; printf "%.0f", o < 0 ? 0 : o }')
+  [ "$others" -lt 15 ] ||
+    caution "$n tenants: other programs and kernel threads took ${others}% of the CPUs during the round (the kernel's work for the workers counts there too): its figures may not be this machine's best"
   fetch_metrics
   started=$(( $(metric corral_workers_started_total) - started_before ))
   evicted=$(( $(metric corral_workers_evicted_total) - evicted_before ))
@@ -327,7 +362,7 @@ for n in $tenant_counts; do
     errors="**$errors**"
   fi
   round_rps[$n]=$rps
-  rows+=("| $(thousands "$n") | $(thousands "$rps") | $p50 ms | $p99 ms | $errors | $started ($evicted) | ${busy}% |")
+  rows+=("| $(thousands "$n") | $(thousands "$rps") | $p50 ms | $p99 ms | $errors | $started ($evicted) | ${busy}% (${others}%) |")
   note "  $rps inv/s, p50 $p50 ms, p99 $p99 ms; $errors; $started workers started, $evicted evicted"
 done
 
@@ -345,13 +380,14 @@ per_tenant=$(awk -v d="$drop_kib" -v n="$largest" 'BEGIN { printf "%.3f", d / n 
 per_tenant_kernel=$(awk -v d="$kernel_kib_grown" -v n="$largest" 'BEGIN { printf "%.3f", d / n / 1024 }')
 per_worker=$(awk -v d="$drop_kib" -v w="$((idle + spare))" 'BEGIN { if (w == 0) print "n/a"; else printf "%.3f", d / w / 1024 }')
 [ "$idle" -ge "$largest" ] ||
-  note "only $idle workers are idle for $largest tenants: the figure per tenant is not what $largest warm tenants cost; the pool's caps decide (CORRAL_FLAGS)"
+  caution "only $idle workers are idle for $largest tenants: the figure per tenant is not what $largest warm tenants cost; the pool's caps decide (CORRAL_FLAGS)"
 
 # The cold-start tenants are made now, after the memory reading; their workers go with this corrald.
 setup_tenants cold 0 $((2 * cold_count)) "$work/cold.targets" >/dev/null
 note "stopping corrald with $((idle + busy_workers)) workers"
 stop_corrald
 stop_largest_seconds=$stop_seconds
+wait_quiet "the cold starts"
 
 # ---- cold start: a new tenant's first invocation, with a spare and without ---------------------
 invoke_ms() {  # tenant token → "status ms"
@@ -421,7 +457,7 @@ echo "corral bench/tenants.sh — $(date -u '+%Y-%m-%d %H:%M UTC'), tree $(git d
 echo "corrald flags: ${CORRAL_FLAGS:-none (its defaults)} (workers alive at most: $workers_max); descriptors $descriptors, kernel.pid_max $pid_max, user.max_user_namespaces $user_namespaces"
 echo "wrk -t$threads -c$connections --latency, ${seconds} s per round after ${warmup} s of warm-up; command: bench/tenants.sh $seconds $tenant_counts"
 echo
-echo "| tenants taking turns | invocations/s | p50 | p99 | errors | workers started (evicted) in the round | CPUs busy |"
+echo "| tenants taking turns | invocations/s | p50 | p99 | errors | workers started (evicted) in the round | CPUs busy (of which other programs and kernel threads) |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
 echo
@@ -451,6 +487,11 @@ printf '| cold start through HTTP with no spare (`--spare-workers 0`; p50 / p99 
   "$cold_count" "$cold_none_p50" "$cold_none_p99" "$bwrap_ms" "$none_ratio" "$(verdict "$none_ratio" '<=' 0.5)"
 printf '| … the same tenant'"'"'s second invocation through the same curl (the HTTP and token part of both), p50 | %s ms | | | |\n' "$warm_p50"
 
+if [ "${#cautions[@]}" -gt 0 ]; then
+  echo
+  echo "**Caution:**"
+  printf -- '- %s\n' "${cautions[@]}"
+fi
 if [ "${#problems[@]}" -gt 0 ]; then
   echo
   echo "**THIS RUN HAD ERRORS** — the figures above include failed requests:"
