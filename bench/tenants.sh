@@ -27,7 +27,7 @@
 #     corrald's defaults kept at most 64 workers alive, 32 idle).
 # Needs: ninja -C build/release corrald corral-worker; wrk, curl, python3, bwrap, lua5.4
 # (scripts/install-deps.sh). Run it as root, like corrald: for every jail layer, and so that it
-# can raise the descriptor limit (corrald keeps two descriptors per worker).
+# can raise the descriptor limit (corrald keeps descriptors per worker; its --check says how many).
 # N = 1 100 1000 at 15 s takes about two minutes. 10,000 tenants took 17 minutes on 2026-12-07
 # (2 cores): setting them up publishes 10,000 scripts, each publish runs the script's top level in
 # a new worker, and a spawn got slower as workers accumulated (from 11 ms to 175 ms of wall time
@@ -73,10 +73,9 @@ trap cleanup EXIT
 mkdir "$work/bin"
 cp "$bin/corrald" "$bin/corral-worker" "$work/bin/"
 corrald=$work/bin/corrald worker=$work/bin/corral-worker
-layers=$("$corrald" --check --worker "$worker" 2>/dev/null | awk '/would start with layers:/ { print $NF }') || true
 
 # ---- what the machine allows ----------------------------------------------------------------
-# corrald keeps about two descriptors per worker and raises its soft limit to the hard one.
+# corrald keeps descriptors per worker and raises its soft limit to the hard one.
 wanted=200000
 nr_open=$(sysctl -n fs.nr_open 2>/dev/null || echo "$wanted")
 [ "$nr_open" -ge "$wanted" ] || wanted=$nr_open
@@ -88,11 +87,16 @@ fi
 descriptors=$(ulimit -n)
 pid_max=$(cat /proc/sys/kernel/pid_max)
 user_namespaces=$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo "?")
-[ "$descriptors" -ge $((2 * largest + 1000)) ] ||
-  note "descriptors: $descriptors allowed, $largest tenants' workers need about $((2 * largest + 1000)): raise fs.nr_open and run as root"
 [ "$pid_max" -ge $((largest + 2000)) ] ||
   note "kernel.pid_max is $pid_max, $largest workers need more: raise it (sysctl kernel.pid_max)"
 
+# Checked after CORRAL_FLAGS is known and the descriptor limit raised: corrald's own check of the
+# jail layers and, where it has one, of what the machine allows its workers.
+check_corrald() {
+  "$corrald" --check --worker "$worker" "${corral_flags[@]}" >"$work/check" 2>&1 || true
+  layers=$(awk '/would start with layers:/ { print $NF }' "$work/check")
+  machine_limits=$(grep -i '^limits of the machine' "$work/check" | tr '\n' ' ' || true)
+}
 if [ -z "${CORRAL_FLAGS+set}" ]; then
   CORRAL_FLAGS=""
   # Room for every tenant's worker: 10,000 workers cost about 7 GB (0.7 MiB each, kernel included).
@@ -114,6 +118,8 @@ for flag in "${corral_flags[@]}"; do
   no_spare_flags+=("$flag")
 done
 no_spare_flags+=(--spare-workers 0)
+check_corrald
+[ -z "$machine_limits" ] || note "$machine_limits"
 
 # ---- helpers ----------------------------------------------------------------------------------
 # wrk prints latencies as 512.00us, 1.23ms or 1.02s: to milliseconds.
@@ -454,7 +460,7 @@ none_ratio=$(ratio "$cold_none_p50" "$bwrap_ms")
 
 echo
 echo "corral bench/tenants.sh — $(date -u '+%Y-%m-%d %H:%M UTC'), tree $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) cores, $(uname -r), jail layers: ${layers:-?}; CPUs ${busy_before}% busy in the 3 s before the run"
-echo "corrald flags: ${CORRAL_FLAGS:-none (its defaults)} (workers alive at most: $workers_max); descriptors $descriptors, kernel.pid_max $pid_max, user.max_user_namespaces $user_namespaces"
+echo "corrald flags: ${CORRAL_FLAGS:-none (its defaults)} (workers alive at most: $workers_max); descriptors $descriptors, kernel.pid_max $pid_max, user.max_user_namespaces $user_namespaces${machine_limits:+; corrald --check: $machine_limits}"
 echo "wrk -t$threads -c$connections --latency, ${seconds} s per round after ${warmup} s of warm-up; command: bench/tenants.sh $seconds $tenant_counts"
 echo
 echo "| tenants taking turns | invocations/s | p50 | p99 | errors | workers started (evicted) in the round | CPUs busy (of which other programs and kernel threads) |"
