@@ -26,6 +26,7 @@ namespace corral::jail::nesting {
 namespace {
 
 constexpr const char* kLimits[] = {"user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"};
+constexpr const char* kUserSysctls = "/proc/sys/user";
 
 // The initial user namespace maps every id to itself; a worker's maps one. Read without an
 // ifstream, which took twice as long here: this runs on every worker start.
@@ -42,8 +43,15 @@ bool in_initial_user_namespace() {
          (inside == 0 && outside == 0 && count == 4294967295ul);
 }
 
-void write_zero(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+// The kernel keeps a /proc/sys/user entry per user namespace under one name, and each lookup of
+// that name compares against every live one: with thousands of idle workers, each lookup costs
+// as many comparisons. The directory is looked up once, and each file relative to it.
+// A missing file is skipped when `may_be_missing`: a kernel older than a namespace type has no
+// limit for it, and no such namespace either.
+void write_zero(int directory, const std::string& name, bool may_be_missing) {
+  std::string path = std::string(kUserSysctls) + "/" + name;
+  int fd = openat(directory, name.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && may_be_missing && errno == ENOENT) return;
   if (fd < 0) fail_step("namespaces", "opening " + path);
   ssize_t written = write(fd, "0\n", 2);
   int saved = errno;
@@ -63,12 +71,18 @@ void forbid_new_namespaces() {
               "refusing to lower the namespace limits in the host's user namespace (is /proc "
               "mounted in corrald's mount namespace?)");
   }
-  for (const char* kind : kLimits) {
-    std::string path = std::string("/proc/sys/user/max_") + kind + "_namespaces";
-    // A kernel older than a namespace type has no limit for it, and no such namespace either.
-    if (kind != std::string("user") && access(path.c_str(), F_OK) != 0 && errno == ENOENT) continue;
-    write_zero(path);
+  int directory = open(kUserSysctls, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) fail_step("namespaces", std::string("opening ") + kUserSysctls);
+  try {
+    for (const char* kind : kLimits) {
+      write_zero(directory, std::string("max_") + kind + "_namespaces",
+                 kind != std::string("user"));
+    }
+  } catch (...) {
+    close(directory);
+    throw;
   }
+  close(directory);
 }
 
 void confine_below_root() {
