@@ -18,7 +18,8 @@
 //                seconds each after a warm-up second; invocations/s and p50/p99 latency.
 //
 // Usage: corral-pool-bench [--worker PATH] [--cold-tenants 50] [--spares 2] [--idle-workers 20]
-//                          [--threads 16] [--max-workers 64] [--seconds 5]
+//                          [--threads 16] [--max-workers 64] [--memory-budget 25%|none]
+//                          [--seconds 5]
 //                          [--tenants 1,10,100,1000] [--format markdown|kv]
 // --format kv prints "key value" lines (for bench/jail.sh) instead of a markdown table.
 // Every layer this machine offers is used; missing layers are tolerated and listed.
@@ -47,6 +48,7 @@
 #include "jail/jail.h"
 #include "pool/jail_setup.h"
 #include "pool/tenant_pool.h"
+#include "pool/worker_cost.h"
 #include "pool/worker_process.h"
 
 #ifndef CORRAL_WORKER_PATH
@@ -72,6 +74,11 @@ struct Settings {
   size_t idle_workers = 20;
   size_t threads = 16;
   size_t max_workers = 64;
+  // corrald's default: the throughput pools are sized by memory, each worker counted at what it
+  // costs (measured once); "none" gives them the count caps alone (--max-workers, idle 32).
+  std::string memory_budget = "25%";
+  uint64_t memory_budget_bytes = 0;
+  corral::WorkerCost worker_cost;
   double seconds = 5;
   std::vector<size_t> tenant_counts = {1, 10, 100, 1000};
   bool kv = false;
@@ -385,8 +392,15 @@ void measure_idle_memory(const Settings& settings, const corral::JailSetup& jail
 void measure_throughput(const Settings& settings, const corral::JailSetup& jail, size_t tenants,
                         Report& report) {
   Factory factory{jail, settings.worker, {}, {}};
-  corral::TenantPool pool({.max_workers = settings.max_workers},
-                          factory.make());  // corrald's other defaults
+  corral::TenantPool::Options options{.max_workers = settings.max_workers};  // corrald's others
+  if (settings.memory_budget_bytes > 0) {
+    options.max_workers = settings.memory_budget_bytes / corral::kLeastWorkerBytes;
+    options.max_idle = options.max_workers;
+    options.memory_budget_bytes = settings.memory_budget_bytes;
+    options.worker_kernel_bytes = settings.worker_cost.kernel_bytes;
+    options.worker_user_bytes = settings.worker_cost.user_bytes;
+  }
+  corral::TenantPool pool(options, factory.make());
   std::vector<std::string> names;
   for (size_t t = 0; t < tenants; ++t)
     names.push_back("tp" + std::to_string(tenants) + "-" + std::to_string(t));
@@ -484,6 +498,8 @@ int main(int argc, char** argv) {
       settings.max_workers = std::stoul(value());
     else if (arg == "--seconds")
       settings.seconds = std::stod(value());
+    else if (arg == "--memory-budget")
+      settings.memory_budget = value();
     else if (arg == "--tenants")
       settings.tenant_counts = parse_counts(value());
     else if (arg == "--format")
@@ -493,7 +509,8 @@ int main(int argc, char** argv) {
           stderr,
           "usage: corral-pool-bench [--worker PATH] [--cold-tenants N] [--spares N] "
           "[--idle-workers N] [--threads N]\n"
-          "                         [--max-workers N] [--seconds S] [--tenants 1,10,100,1000]\n"
+          "                         [--max-workers N] [--memory-budget 25%%|4G|none] [--seconds S]\n"
+          "                         [--tenants 1,10,100,1000]\n"
           "                         [--format markdown|kv]\n");
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
@@ -508,6 +525,16 @@ int main(int argc, char** argv) {
   corral::JailSetup::Options options;
   options.ceilings = corrald_ceilings();
   corral::JailSetup jail(corral::JailSetup::accept_any_missing(options));
+  if (settings.memory_budget != "none") {
+    try {
+      settings.memory_budget_bytes = corral::parse_memory_amount(
+          settings.memory_budget, corral::machine_memory_bytes(), "--memory-budget");
+    } catch (const std::invalid_argument& bad) {
+      std::fprintf(stderr, "corral-pool-bench: %s, or none\n", bad.what());
+      return 2;
+    }
+    settings.worker_cost = corral::measure_worker_cost(jail, settings.worker);
+  }
 
   Report report;
   measure_cold_with_spares(settings, jail, report);
@@ -521,7 +548,18 @@ int main(int argc, char** argv) {
     for (auto& [key, value] : report.kv) std::printf("%s %s\n", key.c_str(), value.c_str());
     return 0;
   }
-  std::printf("jail layers: %s\n\n", jail.active().to_string().c_str());
+  std::printf("jail layers: %s\n", jail.active().to_string().c_str());
+  if (settings.memory_budget_bytes > 0) {
+    std::printf(
+        "throughput pools: memory budget %s (%.0f MiB), a worker counted at %.0f KiB of the "
+        "kernel's and %.0f KiB of its own (measured)\n",
+        settings.memory_budget.c_str(), static_cast<double>(settings.memory_budget_bytes >> 20),
+        static_cast<double>(settings.worker_cost.kernel_bytes >> 10),
+        static_cast<double>(settings.worker_cost.user_bytes >> 10));
+  } else {
+    std::printf("throughput pools: --max-workers %zu, 32 idle\n", settings.max_workers);
+  }
+  std::printf("\n");
   std::printf("| measure | value | notes |\n| --- | --- | --- |\n");
   for (auto& row : report.rows)
     std::printf("| %s | %s | %s |\n", row[0].c_str(), row[1].c_str(), row[2].c_str());

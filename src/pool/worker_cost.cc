@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -16,6 +17,26 @@ namespace corral {
 namespace {
 
 constexpr size_t kMostKernelBytes = 16 << 20;
+
+// What the kernel keeps per worker beyond its page tables, part by part, as
+// corral-worker-cost-bench and 1,000 cgroups of each controller measured it on Linux 6.18 with
+// cgroup v1 (docs/performance.md, "Thousands of tenants"). The start-up measurement alone
+// misjudges it both ways: other activity adds to the totals, and slab objects freed by workers
+// that ended a moment ago are reused without the totals moving.
+constexpr size_t kKernelStackBytes = 16 << 10;
+constexpr size_t kMemoryCgroupBytes = 324 << 10;
+constexpr size_t kOtherCgroupsBytes = 14 << 10;  // pids and cpu
+constexpr size_t kNamespacesBytes = 24 << 10;    // user, mount, pid, ipc, uts, cgroup; the task
+constexpr size_t kNetworkNamespaceBytes = 176 << 10;
+
+size_t page_table_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmPTE:")) return std::strtoull(line.c_str() + 6, nullptr, 10) << 10;
+  }
+  return 0;
+}
 
 std::map<std::string, uint64_t> meminfo_kib() {
   std::map<std::string, uint64_t> values;
@@ -46,7 +67,7 @@ WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_
   size_t per_round = std::max<size_t>(1, samples / kRounds);
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   std::vector<uint64_t> round_bytes;
-  size_t user = 0;
+  size_t user = 0, page_tables = 0;
   for (size_t round = 0; round < kRounds; ++round) {
     auto before = meminfo_kib();
     for (size_t i = 0; i < per_round; ++i) {
@@ -55,6 +76,7 @@ WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_
       if (!why.empty())
         throw std::runtime_error("a worker started to measure what workers cost " + why);
       user += worker->anonymous_bytes();
+      page_tables += page_table_bytes(worker->pid());
       workers.push_back(std::move(worker));
     }
     auto after = meminfo_kib();
@@ -66,8 +88,13 @@ WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_
   std::sort(round_bytes.begin(), round_bytes.end());
   WorkerCost cost;
   cost.samples = per_round * kRounds;
-  cost.kernel_bytes = std::clamp<size_t>(static_cast<size_t>(round_bytes[kRounds / 2]),
-                                         kLeastWorkerBytes / 2, kMostKernelBytes);
+  size_t modelled = kKernelStackBytes + kNamespacesBytes + page_tables / cost.samples;
+  if (jail.active().has(jail::Layer::cgroup)) modelled += kMemoryCgroupBytes + kOtherCgroupsBytes;
+  if (jail.active().has(jail::Layer::namespaces) && !jail.network_shared())
+    modelled += kNetworkNamespaceBytes;
+  cost.kernel_bytes =
+      std::clamp<size_t>(std::max<size_t>(static_cast<size_t>(round_bytes[kRounds / 2]), modelled),
+                         kLeastWorkerBytes / 2, kMostKernelBytes);
   cost.user_bytes = user / cost.samples;
   return cost;
 }

@@ -26,7 +26,9 @@ struct WorkerCost {
 inline constexpr size_t kLeastWorkerBytes = 192 << 10;
 
 // Starts `samples` workers of no tenant one after another with this jail, in four rounds, reads
-// what the machine spent on each round's, keeps the median round, and stops them. Throws
+// what the machine spent on each round's, keeps the median round, and stops them. The kernel
+// share is at least what the parts of this jail were measured to cost (worker_cost.cc: its
+// cgroups, namespaces, kernel stack, and the workers' page tables as read now). Throws
 // std::runtime_error when a worker cannot be started (the pool would fail the same way: the message
 // says why). The kernel share is kept within [kLeastWorkerBytes / 2, 16 MiB], as other activity on
 // the machine moves the same totals.
