@@ -46,10 +46,10 @@ std::string read_cgroup_file(const std::string& path) {
   return text.str();
 }
 
-std::string own_cgroup_path(const std::string& controller) {
-  std::ifstream file("/proc/self/cgroup");
+std::string cgroup_path_in(const std::string& proc_self_cgroup, const std::string& controller) {
+  std::stringstream lines(proc_self_cgroup);
   std::string line;
-  while (std::getline(file, line)) {
+  while (std::getline(lines, line)) {
     size_t first = line.find(':');
     size_t second = line.find(':', first + 1);
     if (first == std::string::npos || second == std::string::npos) continue;
@@ -66,6 +66,10 @@ std::string own_cgroup_path(const std::string& controller) {
     }
   }
   return "";
+}
+
+std::string own_cgroup_path(const std::string& controller) {
+  return cgroup_path_in(read_cgroup_file("/proc/self/cgroup"), controller);
 }
 
 int clone_into_fd(const WorkerCgroups& cgroups) { return cgroups.v2 ? cgroups.directory_fd : -1; }

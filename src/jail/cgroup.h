@@ -27,8 +27,11 @@ void join_cgroups(const WorkerCgroups& cgroups, pid_t pid);
 void write_cgroup_file(const std::string& path, const std::string& value);
 std::string read_cgroup_file(const std::string& path);
 
-// The supervisor's own cgroup paths, from /proc/self/cgroup: "memory" → "/a/b", "" → v2 path.
+// The supervisor's own cgroup paths, from /proc/self/cgroup: "memory" → "/a/b", "" → v2 path;
+// "" when the controller is not there.
 std::string own_cgroup_path(const std::string& controller);
+// The same, read from a /proc/PID/cgroup's text.
+std::string cgroup_path_in(const std::string& proc_self_cgroup, const std::string& controller);
 
 namespace cgroup1 {
 LayerStatus probe(const ProbeOptions& options);

@@ -9,6 +9,8 @@
 #include <functional>
 #include <sstream>
 
+#include "jail/cgroup.h"
+
 namespace corral {
 namespace {
 
@@ -72,24 +74,9 @@ class Reader {
 // The cgroup paths of this process in /proc/self/cgroup: by v1 controller, and "" for v2.
 std::optional<std::string> own_cgroup(const std::string& self_cgroup,
                                       const std::string& controller) {
-  std::stringstream lines(self_cgroup);
-  std::string line;
-  while (std::getline(lines, line)) {
-    size_t first = line.find(':');
-    size_t second = line.find(':', first + 1);
-    if (first == std::string::npos || second == std::string::npos) continue;
-    std::string controllers = line.substr(first + 1, second - first - 1);
-    std::string path = line.substr(second + 1);
-    if (controller.empty()) {
-      if (line.substr(0, first) == "0" && controllers.empty()) return path;
-      continue;
-    }
-    std::stringstream list(controllers);
-    std::string each;
-    while (std::getline(list, each, ','))
-      if (each == controller) return path;
-  }
-  return std::nullopt;
+  std::string path = jail::cgroup_path_in(self_cgroup, controller);
+  if (path.empty()) return std::nullopt;
+  return path;
 }
 
 bool offers(const std::string& controllers, const std::string& name) {
