@@ -105,6 +105,25 @@ TenantPool::~TenantPool() {
 
 size_t TenantPool::live_locked() const { return idle_.size() + busy_ + spawning_ + stopping_; }
 
+void TenantPool::note_bound_locked() {
+  ++bound_;
+  recent_binds_.push_back(Clock::now());
+}
+
+// A burst of new tenants takes the spares faster than one spawner thread replaces them: as many
+// spares as were bound in the last second are kept (up to kBurstSpares times spare_workers), so
+// that the rest of a burst, or the next one, finds them.
+size_t TenantPool::spare_target_locked() {
+  constexpr auto kBurstWindow = std::chrono::seconds(1);
+  constexpr size_t kBurstSpares = 8;
+  if (options_.spare_workers == 0) return 0;
+  auto now = Clock::now();
+  while (!recent_binds_.empty() && now - recent_binds_.front() > kBurstWindow)
+    recent_binds_.pop_front();
+  return std::clamp(recent_binds_.size(), options_.spare_workers,
+                    options_.spare_workers * kBurstSpares);
+}
+
 bool TenantPool::room_for_one_more_locked() const {
   if (live_locked() >= options_.max_workers) return false;
   return options_.memory_budget_bytes == 0 ||
@@ -167,7 +186,7 @@ std::unique_ptr<WorkerProcess> TenantPool::take_own_or_spare_locked(const std::s
   if (auto own = take_idle_locked(tenant)) return own;
   if (options_.spare_workers == 0) return nullptr;
   auto spare = take_idle_locked(kSpare);
-  if (spare) ++bound_;
+  if (spare) note_bound_locked();
   return spare;
 }
 
@@ -186,7 +205,7 @@ std::shared_ptr<TenantPool::SpawnJob> TenantPool::claim_pending_locked(const std
     job->claimed = true;
   } else if (options_.spare_workers > 0 && !tenant.empty()) {
     // A spare on its way serves this tenant sooner than a spawn queued behind it.
-    if ((job = claim_pending_locked(kSpare))) ++bound_;
+    if ((job = claim_pending_locked(kSpare))) note_bound_locked();
   }
   return job;
 }
@@ -386,7 +405,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       warm_locked(request.tenant, options_.warm_per_tenant);
       // Spares taken are replaced only now: starting a worker forks this process, which slows
       // every thread of it for a moment, and the run that took the spare should not pay for that.
-      warm_locked(kSpare, options_.spare_workers);
+      warm_locked(kSpare, spare_target_locked());
       constexpr int kAttemptsPastGoneWorkers = 3;
       if (run_not_started && attempt < kAttemptsPastGoneWorkers && Clock::now() < deadline)
         continue;

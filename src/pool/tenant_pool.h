@@ -37,7 +37,9 @@
 //   for no tenant yet. A tenant with no idle worker of its own takes a spare and binds it for
 //   life, so a new tenant's first run does not wait for a spawn. A spare has served nobody,
 //   so binding it keeps the one-tenant-per-worker rule. Spares count under max_workers but
-//   not under max_idle, and are started again in the background as they are taken.
+//   not under max_idle, and are started again in the background as they are taken. After a burst
+//   of new tenants, as many spares as were bound in the last second are kept ready (at most
+//   8 × spare_workers), so that the next ones find a spare too.
 // - A caller on a CPU lane (invocation/cpu_lane.h) is served by the tenant's most recently used
 //   idle worker already on its CPU, else by the most recent one on no CPU in particular, else by
 //   the most recent one; the worker is pinned to the caller's CPU for the run, and let go to
@@ -153,6 +155,8 @@ class TenantPool : public Executor {
   std::unique_ptr<WorkerProcess> take_idle_locked(const std::string& tenant);
   std::unique_ptr<WorkerProcess> take_own_or_spare_locked(const std::string& tenant);
   void evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerProcess>>& evicted);
+  void note_bound_locked();      // a spare was handed to a tenant
+  size_t spare_target_locked();  // spares to keep ready now
   std::shared_ptr<SpawnJob> claim_pending_locked(const std::string& tenant);
   std::shared_ptr<SpawnJob> enqueue_locked(const std::string& tenant, bool claimed);
   bool cancel_unclaimed_locked();
@@ -184,6 +188,7 @@ class TenantPool : public Executor {
   uint64_t retired_ = 0;
   uint64_t evicted_ = 0;
   uint64_t bound_ = 0;
+  std::deque<std::chrono::steady_clock::time_point> recent_binds_;  // within the last second
   bool shutting_down_ = false;
 
   mutable std::mutex start_failures_mutex_;  // apart from mutex_: held while on_start_failure runs

@@ -210,6 +210,23 @@ TEST(TenantPool, BindsASpareToANewTenantInsteadOfWaitingForASpawn) {
   std::filesystem::remove(wrapper);
 }
 
+// A burst of new tenants takes spares faster than one spawner replaces them: afterwards the pool
+// keeps as many ready as the burst took, so that the next new tenants find one.
+TEST(TenantPool, KeepsMoreSparesReadyAfterABurstOfNewTenants) {
+  TenantPool pool({.max_workers = 32, .spare_workers = 2}, real_workers());
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; })) << "the spares never started";
+  auto started = std::chrono::steady_clock::now();
+  for (int tenant = 0; tenant < 6; ++tenant)
+    ASSERT_EQ(pool.run(request_for("burst-" + std::to_string(tenant))).outcome, Outcome::ok);
+  auto took = std::chrono::steady_clock::now() - started;
+  // Each new tenant took a spare, ready or still starting, rather than a start of its own.
+  EXPECT_EQ(pool.stats().bound, 6u);
+  if (took > 900ms) GTEST_SKIP() << "the burst took longer than the pool's one-second window";
+  EXPECT_TRUE(eventually([&] { return pool.stats().spare >= 6; }))
+      << "spares after the burst: " << pool.stats().spare;
+  EXPECT_LE(pool.stats().spare, 16u) << "at most eight times --spare-workers";
+}
+
 TEST(TenantPool, ABoundSpareNeverServesAnotherTenant) {
   ASSERT_STRNE(CORRAL_LUA_PATH, "");
   auto log = std::make_shared<FactoryLog>();
