@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang clang-format
   prometheus wrk
-  redis-server redis-tools bubblewrap
+  redis-server redis-tools bubblewrap python3
 )
 
 missing=()
