@@ -265,7 +265,8 @@ TEST(TenantPool, SparesDoNotCountAgainstMaxIdle) {
   for (const char* tenant : {"a", "b", "c"}) {
     ASSERT_EQ(pool.run(request_for(tenant)).outcome, Outcome::ok);
   }
-  ASSERT_TRUE(eventually([&] { return pool.stats().spare == 2; }));
+  // Three spares bound within a second may leave three ready after them (a burst).
+  ASSERT_TRUE(eventually([&] { return pool.stats().spare >= 2 && pool.stats().starting == 0; }));
   auto stats = pool.stats();
   EXPECT_EQ(stats.idle - stats.spare, 1u) << "one bound idle worker, as max_idle says";
   EXPECT_EQ(pool.idle_for("c"), 1u);
