@@ -50,7 +50,6 @@ std::map<std::string, long> meminfo_kib() {
   std::ifstream file("/proc/meminfo");
   std::string name;
   long value = 0;
-  std::string unit;
   std::string line;
   while (std::getline(file, line)) {
     std::istringstream fields(line);
