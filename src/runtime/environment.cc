@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -21,12 +22,16 @@ char kPristineGlobalsKey;
 // Each of these C functions may raise a Lua error (a longjmp): they keep no C++ object with a
 // destructor alive across Lua calls.
 
-// Calls the original function held in upvalue 1 with this call's arguments.
+// A wrapped library function (wrap_field) is a C closure whose upvalues are the original's own
+// upvalues followed by the original itself. The wrapper makes its checks and then calls the
+// original in place, in the same call frame: to the original (and to luaL_argerror, luaL_where
+// and tracebacks) it is still the function the script called, from the script's line, so its
+// errors name it ("bad argument #1 to 'setmetatable'") and carry the script's position, as in
+// Lua. Calling it through lua_call instead would make the wrapper its caller: '?' and no line.
 int call_original(lua_State* L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
+  int original = 1;
+  while (lua_type(L, lua_upvalueindex(original + 1)) != LUA_TNONE) ++original;
+  return lua_tocfunction(L, lua_upvalueindex(original))(L);
 }
 
 lua_Integer object_id(lua_State* L, int index) {
@@ -81,46 +86,64 @@ int sandbox_print(lua_State* L) { return log_line(L, "info", "\t"); }
 
 int ctx_log(lua_State* L) { return log_line(L, lua_tostring(L, lua_upvalueindex(1)), " "); }
 
+// load(chunk [, chunkname [, mode [, env]]]) as Lua's, for source text only; its checks come
+// first, in Lua's order, and the parse is charged once they have passed.
 int sandbox_load(lua_State* L) {
-  if (lua_type(L, 1) != LUA_TSTRING) {
-    return luaL_error(L, "load: only source strings can be loaded (readers are not supported)");
-  }
   size_t length = 0;
-  const char* source = lua_tolstring(L, 1, &length);
-  if (length > kMaxSourceBytes) {
-    return luaL_error(L, "load: source of %d bytes is over the %d byte maximum",
-                      static_cast<int>(length), static_cast<int>(kMaxSourceBytes));
+  const char* source = lua_tolstring(L, 1, &length);  // a number is loaded as its text, as in Lua
+  if (source == nullptr) {
+    if (lua_type(L, 1) == LUA_TFUNCTION) {
+      return luaL_error(L, "load: only source strings can be loaded (readers are not supported)");
+    }
+    luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);  // raises Lua's own "function expected"
   }
-  const char* mode = luaL_optstring(L, 3, "t");
+  const char* mode = luaL_optstring(L, 3, "bt");
   if (std::strchr(mode, 't') == nullptr)
     return luaL_error(L, "load: binary chunks are not allowed");
   if (!lua_isnoneornil(L, 4)) {
     return luaL_error(L,
                       "load: the env argument is not supported; chunks share the script's globals");
   }
+  // Without a name, Lua names the chunk after its source: [string "x = 1"].
+  const char* chunk_name = luaL_optstring(L, 2, source);
+  if (length > kMaxSourceBytes) {
+    return luaL_error(L, "load: source of %d bytes is over the %d byte maximum",
+                      static_cast<int>(length), static_cast<int>(kMaxSourceBytes));
+  }
   charge_fuel(L, static_cast<int64_t>(length));
-  if (luaL_loadbufferx(L, source, length, "=(load)", "t") == LUA_OK) return 1;
+  // Always text mode, whatever mode allowed: a binary chunk gets Lua's own refusal.
+  if (luaL_loadbufferx(L, source, length, chunk_name, "t") == LUA_OK) return 1;
   lua_pushnil(L);
   lua_insert(L, -2);
   return 2;  // nil and the message, as load does
 }
 
+// The options that change the collector are refused; the others, and unknown ones (which Lua
+// rejects itself), go to Lua's collectgarbage.
 int sandbox_collectgarbage(lua_State* L) {
-  static constexpr const char* kAllowed[] = {"collect", "count", "step", "isrunning"};
+  static constexpr const char* kRefused[] = {"stop",       "restart",     "setpause",
+                                             "setstepmul", "incremental", "generational"};
   const char* option = luaL_optstring(L, 1, "collect");
-  for (const char* allowed : kAllowed) {
-    if (std::strcmp(option, allowed) == 0) return call_original(L);
+  for (const char* refused : kRefused) {
+    if (std::strcmp(option, refused) == 0) {
+      return luaL_error(
+          L, "collectgarbage('%s') is not allowed: scripts may not change the collector", option);
+    }
   }
-  return luaL_error(L, "collectgarbage('%s') is not allowed: scripts may not change the collector",
-                    option);
+  return call_original(L);
 }
 
 // Weak tables (__mode) are allowed: see docs/scripting.md, "Memory", for why they are harmless
 // here. A finalizer is not: it would run inside the collector, outside the fuel budget. Lua
 // marks an object for finalization only if __gc is in its metatable when setmetatable runs,
 // so checking here, raw, covers every way to get one.
+//
+// The check runs only where Lua's setmetatable would succeed (a table, a table metatable, no
+// protected metatable in place): otherwise Lua's own error comes first, as in Lua.
 int sandbox_setmetatable(lua_State* L) {
-  if (lua_type(L, 2) == LUA_TTABLE) {
+  if (lua_type(L, 1) == LUA_TTABLE && lua_type(L, 2) == LUA_TTABLE) {
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return call_original(L);
     lua_pushliteral(L, "__gc");
     if (lua_rawget(L, 2) != LUA_TNIL) {
       return luaL_error(L, "setmetatable: __gc is not allowed (finalizers run outside the budget)");
@@ -154,6 +177,14 @@ int sandbox_string_format(lua_State* L) {
   return call_original(L);
 }
 
+// Lua's limit on the length of a string built by the string library (lstrlib.c, MAXSIZE).
+constexpr size_t kMaxStringLibraryResult =
+    sizeof(size_t) < sizeof(int) ? SIZE_MAX : static_cast<size_t>(INT_MAX);
+
+// The charged functions below make Lua's own checks first, in Lua's order: a call Lua refuses
+// goes to the original, which raises (or returns) exactly what Lua does, and costs no more than
+// the call. Only work that will really happen is charged, before it happens.
+
 int sandbox_string_rep(lua_State* L) {
   size_t length = 0, separator_length = 0;
   luaL_checklstring(L, 1, &length);
@@ -163,42 +194,119 @@ int sandbox_string_rep(lua_State* L) {
     lua_pushliteral(L, "");  // nothing to build: do not loop count times over nothing
     return 1;
   }
+  size_t piece = length + separator_length;
+  if (piece < length || piece > kMaxStringLibraryResult / static_cast<lua_Unsigned>(count)) {
+    return call_original(L);  // "resulting string too large"
+  }
   charge_fuel(L, count);
   return call_original(L);
 }
 
-// table.move, table.concat, table.unpack: one unit of fuel per element they will touch.
-int charge_for_range(lua_State* L, int first_arg, int last_arg, bool last_defaults_to_length) {
-  lua_Integer first = luaL_optinteger(L, first_arg, 1);
-  lua_Integer last = last_defaults_to_length && lua_isnoneornil(L, last_arg)
-                         ? static_cast<lua_Integer>(lua_rawlen(L, 1))
-                         : luaL_checkinteger(L, last_arg);
-  if (last >= first) {
-    // Computed in unsigned arithmetic: the span of hostile bounds can overflow a signed type.
-    auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
-    charge_fuel(L, span >= static_cast<lua_Unsigned>(INT64_MAX) ? INT64_MAX
-                                                                : static_cast<int64_t>(span) + 1);
+// One unit of fuel per element in first..last, computed in unsigned arithmetic: the span of
+// hostile bounds can overflow a signed type.
+void charge_for_range(lua_State* L, lua_Integer first, lua_Integer last) {
+  if (last < first) return;
+  auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
+  charge_fuel(
+      L, span >= static_cast<lua_Unsigned>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(span) + 1);
+}
+
+// ltablib.c's checktab: a table, or a value whose metatable has the metamethods the operation
+// needs; otherwise Lua's "table expected".
+constexpr int kTableRead = 1, kTableWrite = 2, kTableLength = 4;
+void check_table_like(lua_State* L, int arg, int needs) {
+  if (lua_type(L, arg) == LUA_TTABLE) return;
+  int pushed = 1;
+  bool usable = lua_getmetatable(L, arg) != 0;
+  for (auto [need, field] : {std::pair{kTableRead, "__index"}, std::pair{kTableWrite, "__newindex"},
+                             std::pair{kTableLength, "__len"}}) {
+    if (!usable || (needs & need) == 0) continue;
+    lua_pushstring(L, field);
+    ++pushed;
+    usable = lua_rawget(L, -pushed) != LUA_TNIL;
   }
-  return call_original(L);
+  if (!usable) luaL_checktype(L, arg, LUA_TTABLE);
+  lua_pop(L, pushed);
 }
 
 int sandbox_table_move(lua_State* L) {
   lua_Integer first = luaL_checkinteger(L, 2);
   lua_Integer last = luaL_checkinteger(L, 3);
+  lua_Integer target = luaL_checkinteger(L, 4);
+  int destination = lua_isnoneornil(L, 5) ? 1 : 5;
+  check_table_like(L, 1, kTableRead);
+  check_table_like(L, destination, kTableWrite);
   if (last >= first) {
-    auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
-    charge_fuel(L, span >= static_cast<lua_Unsigned>(INT64_MAX) ? INT64_MAX
-                                                                : static_cast<int64_t>(span) + 1);
+    luaL_argcheck(L, first > 0 || last < LUA_MAXINTEGER + first, 3, "too many elements to move");
+    luaL_argcheck(L, target <= LUA_MAXINTEGER - (last - first + 1) + 1, 4,
+                  "destination wrap around");
+    charge_for_range(L, first, last);
   }
   return call_original(L);
 }
-int sandbox_table_concat(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  return charge_for_range(L, 3, 4, true);
+
+void add_concat_field(lua_State* L, luaL_Buffer* buffer, lua_Integer index) {
+  lua_geti(L, 1, index);
+  if (!lua_isstring(L, -1)) {
+    luaL_error(L, "invalid value (%s) at index %I in table for 'concat'", luaL_typename(L, -1),
+               static_cast<LUAI_UACINT>(index));
+  }
+  luaL_addvalue(buffer);
 }
-int sandbox_table_unpack(lua_State* L) { return charge_for_range(L, 2, 3, true); }
+
+// table.concat, as Lua's (ltablib.c, tconcat), charged as it goes: Lua stops at the first value
+// that is not a string or a number, so a range far larger than the table only costs the
+// elements really visited.
+int sandbox_table_concat(lua_State* L) {
+  check_table_like(L, 1, kTableRead | kTableLength);
+  lua_Integer last = luaL_len(L, 1);
+  size_t separator_length = 0;
+  const char* separator = luaL_optlstring(L, 2, "", &separator_length);
+  lua_Integer index = luaL_optinteger(L, 3, 1);
+  last = luaL_optinteger(L, 4, last);
+  luaL_Buffer buffer;
+  luaL_buffinit(L, &buffer);
+  lua_Integer charged_until = index;  // elements before it are paid for
+  for (; index < last; ++index) {
+    if (index == charged_until) {
+      // Unsigned: the span of hostile bounds can overflow a signed type.
+      auto remaining = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(index);
+      charged_until = remaining > kFuelStep ? index + kFuelStep : last;
+      charge_for_range(L, index, charged_until - 1);
+    }
+    add_concat_field(L, &buffer, index);
+    luaL_addlstring(&buffer, separator, separator_length);
+  }
+  if (index == last) {
+    charge_fuel(L, 1);
+    add_concat_field(L, &buffer, index);
+  }
+  luaL_pushresult(&buffer);
+  return 1;
+}
+
+int sandbox_table_unpack(lua_State* L) {
+  lua_Integer first = luaL_optinteger(L, 2, 1);
+  if (lua_isnoneornil(L, 3)) {
+    // Lua's default is #t, which may run __len: computed once, and handed on as the argument.
+    lua_Integer length = luaL_len(L, 1);
+    lua_settop(L, std::max(lua_gettop(L), 3));
+    lua_pushinteger(L, length);
+    lua_replace(L, 3);
+  }
+  lua_Integer last = luaL_checkinteger(L, 3);
+  if (first <= last) {
+    auto span = static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first);
+    if (span >= static_cast<lua_Unsigned>(INT_MAX) ||
+        !lua_checkstack(L, static_cast<int>(span) + 1))
+      return call_original(L);  // "too many results to unpack"
+    charge_for_range(L, first, last);
+  }
+  return call_original(L);
+}
 
 int sandbox_new_coroutine(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
   // A new coroutine starts with a fresh hook count: charge one metering step up front so that
   // many short coroutines cannot run unmetered.
   charge_fuel(L, kFuelStep);
@@ -260,8 +368,8 @@ int close_coroutine(lua_State* L, lua_State* co) {
 }
 
 int sandbox_coroutine_close(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
   lua_State* co = lua_tothread(L, 1);
-  luaL_argexpected(L, co != nullptr, 1, "coroutine");
   lua_Debug frame;
   bool running = co == L;
   bool normal = !running && lua_status(co) == LUA_OK && lua_getstack(co, 0, &frame) > 0;
@@ -290,8 +398,8 @@ int resume_tracked(lua_State* L, lua_State* co, int count, int* results) {
 
 // coroutine.resume, as Lua's own, with the running thread tracked.
 int sandbox_coroutine_resume(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
   lua_State* co = lua_tothread(L, 1);
-  luaL_argexpected(L, co != nullptr, 1, "coroutine");
   int count = lua_gettop(L) - 1;
   if (!lua_checkstack(co, count)) {
     lua_pushboolean(L, 0);
@@ -312,8 +420,11 @@ int sandbox_coroutine_resume(lua_State* L) {
     lua_xmove(co, L, results);
     return results + 1;
   }
+  // The error object, then false below it: co may be L itself (a coroutine resuming itself),
+  // where the move is no move at all.
+  lua_xmove(co, L, 1);
   lua_pushboolean(L, 0);
-  lua_xmove(co, L, 1);  // the error object
+  lua_insert(L, -2);
   return 2;
 }
 
@@ -366,10 +477,12 @@ void push_random_seed(lua_State* L) {
   lua_pushinteger(L, seed[1]);
 }
 
-// math.randomseed(x [, y]) seeds deterministically; with no argument it reseeds unpredictably
-// (random_bytes.h). Either way it returns nothing (the original returns the seed it chose).
+// math.randomseed(x [, y]) seeds deterministically and returns x and y, as in Lua; with no
+// argument it reseeds unpredictably (random_bytes.h) and returns nothing, where Lua returns the
+// seed it chose: the kernel's bytes are not shown to the script.
 int sandbox_randomseed(lua_State* L) {
-  if (lua_isnone(L, 1)) push_random_seed(L);
+  if (!lua_isnone(L, 1)) return call_original(L);
+  push_random_seed(L);
   call_original(L);
   return 0;
 }
@@ -399,10 +512,22 @@ int json_array(lua_State* L) {
   return 1;
 }
 
-// Replaces table[name] (table at -1) by a C closure wrapping its current value.
+// Replaces the C function at the top of the stack by a C closure of wrapper that calls it in
+// place (call_original): the closure's upvalues are the original's, then the original.
+void replace_by_wrapper(lua_State* L, lua_CFunction wrapper) {
+  int original = lua_gettop(L);
+  if (!lua_iscfunction(L, original)) luaL_error(L, "only C functions can be wrapped");
+  int upvalues = 0;
+  while (lua_getupvalue(L, original, upvalues + 1) != nullptr) ++upvalues;
+  lua_pushvalue(L, original);
+  lua_pushcclosure(L, wrapper, upvalues + 1);
+  lua_replace(L, original);
+}
+
+// Replaces table[name] (table at -1) by a wrapper of its current value.
 void wrap_field(lua_State* L, const char* name, lua_CFunction wrapper) {
   lua_getfield(L, -1, name);
-  lua_pushcclosure(L, wrapper, 1);
+  replace_by_wrapper(L, wrapper);
   lua_setfield(L, -2, name);
 }
 
@@ -414,6 +539,19 @@ void remove_field(lua_State* L, const char* name) {
 // Opens one standard library without making it global; leaves its table on the stack.
 void open_library(lua_State* L, const char* name, lua_CFunction opener) {
   luaL_requiref(L, name, opener, 0);
+}
+
+// Makes the table at the top of the stack (left there) the global `name` and the library Lua
+// finds functions in when it names them: an error raised in a function called from C (pcall(
+// os.time, "x")) or a traceback says 'os.time' because the function is found in
+// package.loaded, which scripts cannot reach.
+void register_library(lua_State* L, const char* name) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setglobal(L, name);
 }
 
 void install_base(lua_State* L) {
@@ -537,14 +675,14 @@ void install_os(lua_State* L) {
                                                                        {"date", sandbox_os_date}};
   for (auto [name, sandboxed] : sandboxed_functions) {
     lua_getfield(L, -2, name);
-    lua_pushcclosure(L, sandboxed, 1);
+    replace_by_wrapper(L, sandboxed);
     lua_setfield(L, -2, name);
   }
   lua_pushnumber(L, thread_cpu_seconds());
   lua_pushcclosure(L, sandbox_clock, 1);
   lua_setfield(L, -2, "clock");
-  lua_setglobal(L, LUA_OSLIBNAME);
-  lua_pop(L, 1);  // the full os library stays unreachable
+  register_library(L, LUA_OSLIBNAME);  // in place of the full os library, which stays unreachable
+  lua_pop(L, 2);
 }
 
 void install_json(lua_State* L) {
@@ -554,7 +692,8 @@ void install_json(lua_State* L) {
   lua_setfield(L, -2, "null");
   lua_pushcfunction(L, json_array);
   lua_setfield(L, -2, "array");
-  lua_setglobal(L, "json");
+  register_library(L, "json");
+  lua_pop(L, 1);
 }
 
 }  // namespace
@@ -660,6 +799,7 @@ void push_safe_tostring(lua_State* L, int index) {
   index = lua_absindex(L, index);
   if (luaL_callmeta(L, index, "__tostring")) {
     if (!lua_isstring(L, -1)) luaL_error(L, "'__tostring' must return a string");
+    lua_tolstring(L, -1, nullptr);  // a number becomes its text, as in Lua
     return;
   }
   switch (lua_type(L, index)) {
@@ -674,8 +814,12 @@ void push_safe_tostring(lua_State* L, int index) {
         lua_pushliteral(L, "json.null");
         return;
       }
-      lua_pushfstring(L, "%s: #%I", luaL_typename(L, index),
-                      static_cast<LUAI_UACINT>(object_id(L, index)));
+      lua_Integer id = object_id(L, index);
+      // A __name in the metatable names the kind, as in Lua ("point: #3").
+      int name_type = luaL_getmetafield(L, index, "__name");
+      const char* kind = name_type == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, index);
+      lua_pushfstring(L, "%s: #%I", kind, static_cast<LUAI_UACINT>(id));
+      if (name_type != LUA_TNIL) lua_remove(L, -2);
   }
 }
 

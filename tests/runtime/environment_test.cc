@@ -78,6 +78,12 @@ TEST(Environment, LoadRunsTextInTheSandbox) {
   EXPECT_EQ(evaluate("load('return 1 + 2')()"), 3);
   EXPECT_EQ(evaluate("load('return io')()"), nullptr);
   EXPECT_EQ(evaluate("select(2, load('\\27Lua'))"), "attempt to load a binary chunk (mode is 't')");
+  // The chunk is named as in Lua: by its name argument, or by its text.
+  EXPECT_EQ(evaluate("select(2, load('x = ', '=mychunk'))"),
+            "mychunk:1: unexpected symbol near <eof>");
+  EXPECT_EQ(evaluate("select(2, load('x = '))"),
+            "[string \"x = \"]:1: unexpected symbol near <eof>");
+  EXPECT_EQ(evaluate("select(2, pcall(load('error(\"e\")', '@lib.lua')))"), "lib.lua:1: e");
   EXPECT_EQ(run_script("function handle() return load('return 1', 'x', 'b') end").message,
             "script:1: load: binary chunks are not allowed");
   EXPECT_EQ(run_script("function handle() return load('return 1', 'x', 't', {}) end").outcome,
@@ -121,6 +127,10 @@ TEST(Environment, TostringAndFormatRevealNoAddress) {
   EXPECT_EQ(result.outcome, Outcome::script_error);
   EXPECT_EQ(evaluate("tostring(setmetatable({}, {__tostring = function() return 'mine' end}))"),
             "mine");
+  // __name names the kind, as in Lua ("hi: 0x55..."), with the number in place of the address.
+  EXPECT_EQ(evaluate("{tostring(setmetatable({}, {__name = 'hi'})), string.format('%s', "
+                     "setmetatable({}, {__name = 'point'}))}"),
+            nlohmann::json({"hi: #1", "point: #2"}));
 }
 
 TEST(Environment, RandomIsSeededPerInvocationAndSeedsAreNotRevealed) {

@@ -29,6 +29,36 @@ TEST(ScriptError, NamesMessageLineAndTraceback) {
       << result.traceback;
 }
 
+// The sandbox wraps some library functions; an error Lua raises in one still names the function
+// and the script's line, as stock Lua's message does.
+TEST(ScriptError, WrappedLibraryFunctionsNameThemselvesAndTheCallersLine) {
+  const std::pair<const char*, const char*> calls[] = {
+      {"setmetatable(1, {})", "bad argument #1 to 'setmetatable' (table expected, got number)"},
+      {"string.format('%d', 'x')", "bad argument #2 to 'format' (number expected, got string)"},
+      {"table.concat({{}})", "invalid value (table) at index 1 in table for 'concat'"},
+      {"table.move({}, 1, 2)", "bad argument #4 to 'move' (number expected, got no value)"},
+      {"table.unpack({}, 'a')", "bad argument #2 to 'unpack' (number expected, got string)"},
+      {"string.rep('x')", "bad argument #2 to 'rep' (number expected, got no value)"},
+      {"math.randomseed('x')", "bad argument #1 to 'randomseed' (number expected, got string)"},
+      {"coroutine.create(1)", "bad argument #1 to 'create' (function expected, got number)"},
+      {"collectgarbage('x')", "bad argument #1 to 'collectgarbage' (invalid option 'x')"},
+      {"os.time('x')", "bad argument #1 to 'time' (table expected, got string)"},
+      {"os.date('%Ez')", "bad argument #1 to 'date' (invalid conversion specifier '%Ez')"},
+  };
+  for (auto [call, message] : calls) {
+    auto result =
+        run_script(std::string("function handle()\n  local unused = 1\n  ") + call + "\nend");
+    EXPECT_EQ(result.outcome, Outcome::script_error) << call;
+    EXPECT_EQ(result.message, std::string("script:3: ") + message) << call;
+    EXPECT_EQ(result.line, 3) << call;
+  }
+  // Called from C (pcall), the function is named by where the script finds it, as in Lua.
+  EXPECT_EQ(evaluate("select(2, pcall(os.time, 'x'))"),
+            "bad argument #1 to 'os.time' (table expected, got string)");
+  EXPECT_EQ(evaluate("select(2, pcall(setmetatable, 1, {}))"),
+            "bad argument #1 to 'setmetatable' (table expected, got number)");
+}
+
 TEST(ScriptError, TopLevelErrorsAreScriptErrors) {
   auto result = run_script("error('at load time')\nfunction handle() end");
   EXPECT_EQ(result.outcome, Outcome::script_error);

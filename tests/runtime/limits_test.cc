@@ -144,10 +144,40 @@ TEST(FuelLimit, ChargesBulkCFunctions) {
   expect_limit(run_script("function handle() return table.move({}, 1, 1 << 62, 2) end", {},
                           {{"fuel", 1000000}}),
                LimitKind::fuel, 1000000);
-  expect_limit(
-      run_script("function handle() return table.unpack({}, 1, 1e8) end", {}, {{"fuel", 1000000}}),
-      LimitKind::fuel, 1000000);
+  // Within the stack Lua can grow (at most a million values: beyond, Lua refuses before any work).
+  expect_limit(run_script("function handle() return table.unpack({}, 1, 999000) end", {},
+                          {{"fuel", 500000}}),
+               LimitKind::fuel, 500000);
   EXPECT_EQ(evaluate("#string.rep('', 1 << 60)"), 0);  // nothing to build, so nothing to wait for
+}
+
+// Lua's own checks come first: a call Lua refuses costs no fuel for work that never happens, and
+// the script gets Lua's error, which pcall catches.
+TEST(FuelLimit, IsChargedOnlyAfterLuasOwnChecks) {
+  auto result = run_script(
+      "function handle()\n"
+      "  local out = {}\n"
+      "  for _, call in ipairs({{string.rep, 'aa', 1 << 30}, {table.unpack, {}, 1, (1 << 31) - "
+      "1},\n"
+      "                         {table.unpack, {}, 1, 1e7}, {table.concat, {}, '', 1, 1 << 40},\n"
+      "                         {table.move, {}, 1, math.maxinteger, 2}}) do\n"
+      "    out[#out + 1] = select(2, pcall(table.unpack(call)))\n"
+      "  end\n"
+      "  return out\n"
+      "end",
+      {}, {{"fuel", 1000000}});
+  ASSERT_EQ(result.outcome, Outcome::ok) << result.message;
+  EXPECT_EQ(result.output,
+            nlohmann::json({"resulting string too large", "too many results to unpack",
+                            "too many results to unpack",
+                            "invalid value (nil) at index 1 in table for 'concat'",
+                            "bad argument #4 to 'table.move' (destination wrap around)"}));
+  EXPECT_LT(result.stats.fuel_used, 10000);
+  // table.concat is charged as it goes, element by element: real work still runs out of fuel.
+  expect_limit(run_script("function handle() local t = {} for i = 1, 1000 do t[i] = 'x' end "
+                          "for i = 1, 2000 do table.concat(t) end end",
+                          {}, {{"fuel", 1000000}}),
+               LimitKind::fuel, 1000000);
 }
 
 TEST(FuelLimit, SmallWorkFitsTheBudget) {
