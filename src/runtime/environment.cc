@@ -153,6 +153,23 @@ int sandbox_setmetatable(lua_State* L) {
   return call_original(L);
 }
 
+// Whether Lua's tostring would show the value's address: a reference without __tostring. Only
+// those are converted ahead of string.format; a __tostring is left for Lua's own format to call,
+// in order, so that an earlier bad argument stops it as in Lua.
+bool shows_an_address(lua_State* L, int index) {
+  switch (lua_type(L, index)) {
+    case LUA_TNIL:
+    case LUA_TBOOLEAN:
+    case LUA_TNUMBER:
+    case LUA_TSTRING:
+      return false;
+    default:
+      if (luaL_getmetafield(L, index, "__tostring") == LUA_TNIL) return true;
+      lua_pop(L, 1);
+      return false;
+  }
+}
+
 int sandbox_string_format(lua_State* L) {
   size_t length = 0;
   const char* format = luaL_checklstring(L, 1, &length);
@@ -169,7 +186,7 @@ int sandbox_string_format(lua_State* L) {
     if (format[i] == 'p') {
       return luaL_error(L, "string.format: '%%p' is not allowed (it would reveal an address)");
     }
-    if (format[i] == 's' && argument <= lua_gettop(L)) {
+    if (format[i] == 's' && argument <= lua_gettop(L) && shows_an_address(L, argument)) {
       push_safe_tostring(L, argument);
       lua_replace(L, argument);
     }

@@ -116,6 +116,7 @@ case("string.format", function() return string.format("%5.1f|%d|%-3s|%q|%x|%g", 
 case("string.format %s table", function() return string.format("%s", {}) end)
 case("string.format %s __name", function() return string.format("%s", setmetatable({}, {__name = "N"})) end)
 case("string.format %s __tostring", function() return string.format("[%s]", setmetatable({}, {__tostring = function() return "T" end})) end)
+case("string.format __tostring in order", function() string.format("%d %s", "x", setmetatable({}, {__tostring = function() error("must not run") end})) end)
 case("string.format bad arg", function() string.format("%d", "x") end)
 case("string.format bad float", function() string.format("%d", 1.5) end)
 case("string.format missing", function() string.format("%s %s", 1) end)
