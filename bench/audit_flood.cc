@@ -18,6 +18,7 @@
 //
 // Usage: corral-audit-flood-bench [--seconds 5] [--quiet-rate 50] [--flood-connections 2]
 //                                 [--noisy-concurrency N]   (noisy's concurrency quota; default 4)
+//                                 [--floods denied-capability,events]  (by the first word)
 // The corrald run is this tree's, or the one named by CORRAL_BENCH_CORRALD with the corral-worker
 // beside it (to measure an older build the same way: its policy must accept the document below,
 // which names no new setting).
@@ -25,6 +26,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -55,7 +57,8 @@ struct Options {
   double seconds = 5;
   double quiet_rate = 50;
   int flood_connections = 2;
-  int noisy_concurrency = 0;  // 0: the built-in quota
+  int noisy_concurrency = 0;      // 0: the built-in quota
+  std::vector<std::string> only;  // --floods: the floods to run, by the first word of their name
 };
 
 // quiet's quotas are lifted so that only the flood can slow it; noisy has the built-in quotas, as
@@ -192,10 +195,18 @@ int main(int argc, char** argv) {
       options.flood_connections = std::stoi(value());
     } else if (arg == "--noisy-concurrency") {
       options.noisy_concurrency = std::stoi(value());
+    } else if (arg == "--floods") {
+      std::string list = value();
+      for (size_t start = 0; start <= list.size();) {
+        size_t comma = std::min(list.find(',', start), list.size());
+        options.only.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+      }
     } else {
       fail("unknown argument " + arg +
            "; usage: corral-audit-flood-bench [--seconds S] [--quiet-rate R] "
-           "[--flood-connections N] [--noisy-concurrency N]");
+           "[--flood-connections N] [--noisy-concurrency N] [--floods "
+           "denied-capability,events,...]");
     }
   }
 
@@ -288,6 +299,10 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   for (const Flood& flood : floods) {
+    std::string first_word = flood.name.substr(0, flood.name.find(' '));
+    if (!options.only.empty() &&
+        std::find(options.only.begin(), options.only.end(), first_word) == options.only.end())
+      continue;
     int64_t before = database_bytes(corrald);
     std::atomic<bool> stop{false};
     std::mutex statuses_mutex;

@@ -1,5 +1,6 @@
 // cgroup v1 and the manager that picks a version. A parent directory of this supervisor's own
-// ("corral-<pid>") is made under its cgroup in each controller; each worker gets "w<n>" in it.
+// ("corral-<pid>") is made under its cgroup in each controller; each worker gets "w<n>" in it,
+// its CPU cgroup inside its tenant's CPU group ("t-<tenant>-<hash>/w<n>").
 #include "jail/cgroup.h"
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -94,6 +96,16 @@ fs::path v1_own_directory(const ProbeOptions& options, const std::string& contro
   return mount / fs::path(own_cgroup_path(controller)).relative_path();
 }
 
+// Removes a cgroup directory and the cgroups below it, deepest first (a cgroup's files are
+// not removable: rmdir on each directory is all it takes once no process is left in it).
+void remove_cgroup_tree(const fs::path& directory) {
+  std::error_code error;
+  for (const auto& child : fs::directory_iterator(directory, error)) {
+    if (child.is_directory(error)) remove_cgroup_tree(child.path());
+  }
+  rmdir(directory.c_str());
+}
+
 // A supervisor killed with SIGKILL cannot remove its cgroups: remove those of dead ones
 // ("corral-<pid>-<n>" whose pid is gone) so they do not pile up.
 void remove_stale_parents(const fs::path& directory) {
@@ -103,11 +115,37 @@ void remove_stale_parents(const fs::path& directory) {
     if (!name.starts_with("corral-") || !entry.is_directory()) continue;
     pid_t owner = static_cast<pid_t>(std::atoll(name.c_str() + 7));
     if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) continue;
-    for (const auto& child : fs::directory_iterator(entry.path(), error)) {
-      if (child.is_directory()) rmdir(child.path().c_str());
-    }
-    rmdir(entry.path().c_str());
+    remove_cgroup_tree(entry.path());
   }
+}
+
+// A reaped worker may take a moment to leave its cgroup's accounting.
+void remove_emptied_cgroup(const std::string& directory) {
+  for (int attempt = 0; attempt < 50 && rmdir(directory.c_str()) != 0 && errno == EBUSY;
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+void make_cgroup(const fs::path& directory) {
+  if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
+    int error = errno;
+    throw SystemCallFailure("cgroup: cannot create " + directory.string() + ": " + strerror(error),
+                            error);
+  }
+}
+
+// A tenant's CPU group directory: its name kept to a safe alphabet for the eye, and a hash of
+// the whole name so that two tenants never share one.
+std::string tenant_group_name(const std::string& tenant) {
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a
+  for (unsigned char c : tenant) hash = (hash ^ c) * 1099511628211ull;
+  std::string name = "t-";
+  for (char c : tenant.substr(0, 40))
+    name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  char suffix[20];
+  std::snprintf(suffix, sizeof suffix, "-%08x", static_cast<uint32_t>(hash ^ (hash >> 32)));
+  return name + suffix;
 }
 
 }  // namespace
@@ -135,6 +173,11 @@ LayerStatus probe(const ProbeOptions& options) {
 
 }  // namespace cgroup1
 
+namespace cgroup2 {
+fs::path prepare_parent(const ProbeOptions& options);
+void apply_limits(const fs::path& directory, const Ceilings& ceilings);
+}  // namespace cgroup2
+
 struct CgroupManager::Impl {
   bool v2 = false;
   struct Parent {
@@ -145,12 +188,68 @@ struct CgroupManager::Impl {
   Ceilings ceilings;
   std::atomic<uint64_t> counter{0};
   std::mutex mutex;
+  std::map<std::string, int> group_workers;  // tenant → its workers in its CPU group (mutex)
+
+  // Where tenants' CPU groups go: v1's cpu controller, or v2's single hierarchy. Memory and pids
+  // stay one cgroup per worker under the parent: their ceilings are each worker's.
+  bool holds_groups(const Parent& parent) const { return v2 || parent.controller == "cpu"; }
+  fs::path group_directory(const Parent& parent, const std::string& tenant) const {
+    return parent.directory / tenant_group_name(tenant);
+  }
+  void apply_ceilings(const Parent& parent, const fs::path& directory) const;
+  void acquire_group(const std::string& tenant);
+  void release_group(const std::string& tenant);
 };
 
 namespace cgroup2 {
-fs::path prepare_parent(const ProbeOptions& options);
-void apply_limits(const fs::path& directory, const Ceilings& ceilings);
+void enable_controllers_below(const fs::path& directory);
 }  // namespace cgroup2
+
+void CgroupManager::Impl::apply_ceilings(const Parent& parent, const fs::path& directory) const {
+  if (v2) {
+    cgroup2::apply_limits(directory, ceilings);
+  } else if (parent.controller == "memory") {
+    write_cgroup_file(directory / "memory.limit_in_bytes",
+                      std::to_string(ceilings.cgroup_memory_bytes));
+    // Without swap accounting the memsw file is absent; the plain limit still holds RAM.
+    if (fs::exists(directory / "memory.memsw.limit_in_bytes")) {
+      write_cgroup_file(directory / "memory.memsw.limit_in_bytes",
+                        std::to_string(ceilings.cgroup_memory_bytes));
+    }
+  } else if (parent.controller == "pids") {
+    write_cgroup_file(directory / "pids.max", std::to_string(ceilings.cgroup_pids));
+  } else if (parent.controller == "cpu") {
+    write_cgroup_file(directory / "cpu.cfs_period_us", "100000");
+    write_cgroup_file(directory / "cpu.cfs_quota_us",
+                      std::to_string(ceilings.cgroup_cpu_percent * 1000));
+  }
+}
+
+void CgroupManager::Impl::acquire_group(const std::string& tenant) {
+  std::lock_guard lock(mutex);
+  if (group_workers[tenant]++ > 0) return;
+  try {
+    for (const auto& parent : parents) {
+      if (!holds_groups(parent)) continue;
+      fs::path directory = group_directory(parent, tenant);
+      make_cgroup(directory);
+      if (v2) cgroup2::enable_controllers_below(directory);
+    }
+  } catch (...) {
+    if (--group_workers[tenant] == 0) group_workers.erase(tenant);
+    throw;
+  }
+}
+
+void CgroupManager::Impl::release_group(const std::string& tenant) {
+  std::lock_guard lock(mutex);
+  auto found = group_workers.find(tenant);
+  if (found == group_workers.end() || --found->second > 0) return;
+  group_workers.erase(found);
+  for (const auto& parent : parents) {
+    if (holds_groups(parent)) remove_emptied_cgroup(group_directory(parent, tenant));
+  }
+}
 
 CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings)
     : impl_(new Impl) {
@@ -194,7 +293,7 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
 }
 
 CgroupManager::~CgroupManager() {
-  for (const auto& parent : impl_->parents) rmdir(parent.directory.c_str());
+  for (const auto& parent : impl_->parents) remove_cgroup_tree(parent.directory);
   delete impl_;
 }
 
@@ -207,56 +306,78 @@ std::string CgroupManager::describe() const {
          " under " + where;
 }
 
-WorkerCgroups* CgroupManager::create(const std::string& name) {
+WorkerCgroups* CgroupManager::create(const std::string& name, const std::string& tenant) {
   auto cgroups = std::make_unique<WorkerCgroups>();
   cgroups->v2 = impl_->v2;
   std::string leaf = name + "-" + std::to_string(impl_->counter++);
-  const Ceilings& ceilings = impl_->ceilings;
-  for (const auto& parent : impl_->parents) {
-    fs::path directory = parent.directory / leaf;
-    if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
-      int error = errno;
-      throw SystemCallFailure(
-          "cgroup: cannot create " + directory.string() + ": " + strerror(error), error);
-    }
-    cgroups->directories.push_back(directory.string());
-    if (impl_->v2) {
-      cgroup2::apply_limits(directory, ceilings);
-      cgroups->directory_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cgroups->directory_fd < 0) {
-        int error = errno;
-        throw SystemCallFailure(
-            "cgroup: cannot open " + directory.string() + ": " + strerror(error), error);
+  if (!tenant.empty()) {
+    impl_->acquire_group(tenant);
+    cgroups->tenant = tenant;
+  }
+  try {
+    for (const auto& parent : impl_->parents) {
+      fs::path directory = (cgroups->tenant.empty() || !impl_->holds_groups(parent))
+                               ? parent.directory / leaf
+                               : impl_->group_directory(parent, tenant) / leaf;
+      make_cgroup(directory);
+      cgroups->directories.push_back(directory.string());
+      impl_->apply_ceilings(parent, directory);
+      if (impl_->v2) {
+        cgroups->directory_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cgroups->directory_fd < 0) {
+          int error = errno;
+          throw SystemCallFailure(
+              "cgroup: cannot open " + directory.string() + ": " + strerror(error), error);
+        }
       }
-    } else if (parent.controller == "memory") {
-      write_cgroup_file(directory / "memory.limit_in_bytes",
-                        std::to_string(ceilings.cgroup_memory_bytes));
-      // Without swap accounting the memsw file is absent; the plain limit still holds RAM.
-      if (fs::exists(directory / "memory.memsw.limit_in_bytes")) {
-        write_cgroup_file(directory / "memory.memsw.limit_in_bytes",
-                          std::to_string(ceilings.cgroup_memory_bytes));
-      }
-    } else if (parent.controller == "pids") {
-      write_cgroup_file(directory / "pids.max", std::to_string(ceilings.cgroup_pids));
-    } else if (parent.controller == "cpu") {
-      write_cgroup_file(directory / "cpu.cfs_period_us", "100000");
-      write_cgroup_file(directory / "cpu.cfs_quota_us",
-                        std::to_string(ceilings.cgroup_cpu_percent * 1000));
     }
+  } catch (...) {
+    destroy(cgroups.release());
+    throw;
   }
   return cgroups.release();
+}
+
+void CgroupManager::join_tenant(WorkerCgroups* cgroups, pid_t pid, const std::string& tenant) {
+  if (cgroups == nullptr || tenant.empty() || cgroups->tenant == tenant) return;
+  impl_->acquire_group(tenant);
+  for (size_t i = 0; i < impl_->parents.size() && i < cgroups->directories.size(); ++i) {
+    const auto& parent = impl_->parents[i];
+    if (!impl_->holds_groups(parent)) continue;
+    fs::path moved =
+        impl_->group_directory(parent, tenant) / fs::path(cgroups->directories[i]).filename();
+    try {
+      make_cgroup(moved);
+      impl_->apply_ceilings(parent, moved);
+      write_cgroup_file(moved / "cgroup.procs", std::to_string(pid));
+    } catch (...) {
+      rmdir(moved.c_str());
+      impl_->release_group(tenant);
+      throw;
+    }
+    remove_emptied_cgroup(cgroups->directories[i]);
+    cgroups->directories[i] = moved.string();
+    if (cgroups->v2 && cgroups->directory_fd >= 0) {
+      close(cgroups->directory_fd);  // used only to clone into; the worker is long running
+      cgroups->directory_fd = -1;
+    }
+  }
+  if (!cgroups->tenant.empty()) impl_->release_group(cgroups->tenant);
+  cgroups->tenant = tenant;
+}
+
+std::string CgroupManager::tenant_group_directory(const std::string& tenant) const {
+  for (const auto& parent : impl_->parents) {
+    if (impl_->holds_groups(parent)) return impl_->group_directory(parent, tenant).string();
+  }
+  return "";
 }
 
 void CgroupManager::destroy(WorkerCgroups* cgroups) {
   if (cgroups == nullptr) return;
   if (cgroups->directory_fd >= 0) close(cgroups->directory_fd);
-  for (const auto& directory : cgroups->directories) {
-    // The reaped worker may take a moment to leave the cgroup's accounting.
-    for (int attempt = 0; attempt < 50 && rmdir(directory.c_str()) != 0 && errno == EBUSY;
-         ++attempt) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-  }
+  for (const auto& directory : cgroups->directories) remove_emptied_cgroup(directory);
+  if (!cgroups->tenant.empty()) impl_->release_group(cgroups->tenant);
   delete cgroups;
 }
 

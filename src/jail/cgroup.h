@@ -17,6 +17,7 @@ class WorkerCgroups {
   std::vector<std::string> directories;  // one per v1 controller, or the single v2 directory
   int directory_fd = -1;                 // v2 only: for CLONE_INTO_CGROUP
   bool v2 = false;
+  std::string tenant;  // whose CPU group the worker's CPU cgroup is in; "" for none (a spare)
 };
 
 // -1 when the worker must be moved in after clone (v1).

@@ -2,7 +2,10 @@
 // corrald may write there. The "no internal processes" rule means controllers can only be
 // enabled for children of a cgroup that holds no process itself, so corrald first moves
 // itself into a leaf ("corrald") of its cgroup, then enables the controllers for the workers
-// it creates beside that leaf. Workers are cloned straight into theirs (CLONE_INTO_CGROUP).
+// it creates beside that leaf. Workers are cloned straight into theirs (CLONE_INTO_CGROUP), in
+// their tenant's group ("t-…", which passes the same controllers down); a spare moved into its
+// tenant's group when bound leaves the memory it was charged before in the removed cgroup (the
+// kernel charges the parent from then on): its start-up heap, a fraction of its ceiling.
 #include <unistd.h>
 
 #include <filesystem>
@@ -53,16 +56,21 @@ LayerStatus probe(const ProbeOptions& options) {
   return status;
 }
 
+// Gives the cgroups below `directory` the controllers workers are limited with.
+void enable_controllers_below(const fs::path& directory) {
+  std::string controllers = read_cgroup_file(directory / "cgroup.controllers");
+  std::string enable = "+memory +pids";
+  if (offers(controllers, "cpu")) enable += " +cpu";
+  write_cgroup_file(directory / "cgroup.subtree_control", enable);
+}
+
 fs::path prepare_parent(const ProbeOptions& options) {
   fs::path own = own_directory(options);
   fs::path leaf = own / "corrald";
   std::error_code ignored;
   fs::create_directory(leaf, ignored);
   write_cgroup_file(leaf / "cgroup.procs", "0");  // this whole process
-  std::string controllers = read_cgroup_file(own / "cgroup.controllers");
-  std::string enable = "+memory +pids";
-  if (offers(controllers, "cpu")) enable += " +cpu";
-  write_cgroup_file(own / "cgroup.subtree_control", enable);
+  enable_controllers_below(own);
   return own;
 }
 

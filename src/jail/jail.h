@@ -127,8 +127,18 @@ class CgroupManager {
   CgroupManager& operator=(const CgroupManager&) = delete;
 
   std::string describe() const;  // "cgroup v1 (memory, pids, cpu) under /sys/fs/cgroup/memory/…"
-  WorkerCgroups* create(const std::string& name);
+  // A worker's cgroups, named `name`. With a tenant, its CPU cgroup sits in that tenant's CPU
+  // group, which weighs as one entity however many workers the tenant has running (docs/jail.md,
+  // "CPU shares between tenants"); without one (a spare), directly under the workers' parent.
+  WorkerCgroups* create(const std::string& name, const std::string& tenant = "");
+  // Moves a worker made without a tenant (a spare) into `tenant`'s CPU group: a new CPU cgroup
+  // with the same ceiling, there, then the old one removed. A no-op when it is there already.
+  // Throws SystemCallFailure; the worker then keeps its cgroups and their ceilings.
+  void join_tenant(WorkerCgroups* cgroups, pid_t pid, const std::string& tenant);
   void destroy(WorkerCgroups* cgroups);  // after the worker has been reaped
+  // The directory of `tenant`'s CPU group under the cpu controller (v1) or the single hierarchy
+  // (v2), made or not.
+  std::string tenant_group_directory(const std::string& tenant) const;
   // Whether the kernel's OOM killer acted inside this worker's cgroup.
   bool oom_killed(const WorkerCgroups* cgroups) const;
 

@@ -274,6 +274,7 @@ WorkerSpec JailSetup::spec_for(const std::string& worker_path, const std::string
   for (char c : tenant.substr(0, 48))
     name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
   spec.cgroup_name = tenant.empty() ? "spare" : name.empty() ? "worker" : name;
+  spec.tenant = tenant;
   if (active_.has(jail::Layer::namespaces)) {
     WorkerIds::Lease lease = worker_ids_->lease(tenant);
     spec.outside_uid = lease->uid;

@@ -120,6 +120,8 @@ class JailSetup {
   WorkerSpec spec_for(const std::string& worker_path, const std::string& tenant) const;
 
   const WorkerIds& worker_ids() const { return *worker_ids_; }
+  // The workers' cgroups, or nullptr without the cgroup layer.
+  const jail::CgroupManager* cgroups() const { return cgroups_.get(); }
   // Whether workers join the shared network namespace, and if not, why (empty when they do or
   // were not asked to).
   bool network_shared() const { return shared_network_ != nullptr; }

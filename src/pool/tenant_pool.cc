@@ -371,6 +371,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
           }
           result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
         } catch (const std::exception& error) {
+          worker->join_tenant(request.tenant);  // a spare, once; at once for any other
           result = failed(request, Outcome::crashed,
                           std::string("cannot pass the invocation to the worker: ") + error.what());
           trusted = false;

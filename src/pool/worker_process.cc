@@ -69,7 +69,7 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
     if (spec.layers.has(jail::Layer::cgroup)) {
       if (spec.cgroups == nullptr) throw std::logic_error("the cgroup layer needs a CgroupManager");
       cgroup_manager_ = spec.cgroups;
-      cgroups_ = spec.cgroups->create(spec.cgroup_name);
+      cgroups_ = spec.cgroups->create(spec.cgroup_name, spec.tenant);
       request.cgroups = cgroups_;
     }
     jail::Spawned spawned = jail::spawn_jailed(request);
@@ -102,6 +102,14 @@ WorkerProcess::WorkerProcess(const WorkerSpec& spec) : decoder_(spec.max_frame_b
   }
   if (spec.layers.has(jail::Layer::rlimits))
     cpu_budget_ms_ = static_cast<double>(spec.ceilings.cpu_seconds) * 1000;
+}
+
+void WorkerProcess::join_tenant(const std::string& tenant) {
+  if (cgroup_manager_ == nullptr || pid_ < 0) return;
+  try {
+    cgroup_manager_->join_tenant(cgroups_, pid_, tenant);
+  } catch (const std::exception&) {
+  }
 }
 
 WorkerProcess::~WorkerProcess() {

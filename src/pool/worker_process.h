@@ -25,6 +25,7 @@ struct WorkerSpec {
   jail::Ceilings ceilings;
   jail::CgroupManager* cgroups = nullptr;  // required when layers has cgroup
   std::string cgroup_name = "worker";      // e.g. the tenant, to find a worker's cgroup by eye
+  std::string tenant;  // whose CPU group its CPU cgroup is made in; "" for a spare
   // The network namespace workers share (jail::SharedNetwork), or -1 for one of the worker's own.
   int network_namespace_fd = -1;
   // corral-worker announces with a ready frame when it is jailed and ready to serve;
@@ -58,6 +59,11 @@ class WorkerProcess {
   // Returns "" when ready; otherwise why not (it died, said something else, or was too slow),
   // and the worker has been killed.
   std::string wait_until_ready(std::chrono::milliseconds limit);
+
+  // Moves a worker started as a spare into `tenant`'s CPU group (jail::CgroupManager::
+  // join_tenant), so that it weighs with the tenant's other workers. Best effort: fairness, not
+  // a ceiling, rests on it; a refusal leaves the worker in its cgroups, every ceiling intact.
+  void join_tenant(const std::string& tenant);
 
   bool alive() const { return alive_; }
   // The last invoke() found the channel closed before the invocation could be sent: the worker
