@@ -44,6 +44,7 @@ const std::vector<RouteInfo> kRoutes = {
     {"POST", kVersionPath + "/disable", "version.disable", {kReviewer, kAdmin}},
     {"GET", kScriptPath + "/aliases", "alias.list", kEveryRole},
     {"PUT", kScriptPath + "/aliases/{alias}", "alias.set", {kReviewer}},
+    {"GET", kScriptPath + "/aliases/{alias}/history", "alias.history", kEveryRole},
     {"POST", kScriptPath + "/invoke", "script.invoke", {kInvoker, kPublisher, kReviewer}},
     {"GET", kScriptPath + "/runs", "run.list", {kAdmin, kPublisher, kReviewer, kAuditor}},
     {"GET", kScriptPath + "/runs/{run}", "run.read", {kAdmin, kPublisher, kReviewer, kAuditor}},
@@ -199,7 +200,8 @@ json version_json(const store::ScriptVersion& version, const std::string& tenant
                {"published_by", version.published_by},
                {"published_at", iso8601(version.published_at)},
                {"approved_by", version.approved_by ? json(*version.approved_by) : json()},
-               {"approved_at", version.approved_at ? json(iso8601(*version.approved_at)) : json()}};
+               {"approved_at", version.approved_at ? json(iso8601(*version.approved_at)) : json()},
+               {"signed_by", version.signed_by ? json(*version.signed_by) : json()}};
   if (with_source) body["source"] = version.source;
   return body;
 }
@@ -215,6 +217,19 @@ json alias_json(const store::Alias& alias) {
           {"canary", alias.canary_weight > 0
                          ? json{{"version", alias.canary_version}, {"weight", alias.canary_weight}}
                          : json()}};
+}
+
+json alias_change_json(const store::AliasChange& change) {
+  return {{"seq", change.seq},
+          {"version", change.version},
+          {"previous_version", change.previous_version ? json(*change.previous_version) : json()},
+          {"change", change.rolled_back_from > 0 ? "auto_rollback" : "set"},
+          {"auto_rollback", change.auto_rollback},
+          {"canary", change.canary_weight > 0 ? json{{"version", change.canary_version},
+                                                     {"weight", change.canary_weight}}
+                                              : json()},
+          {"changed_by", change.changed_by},
+          {"changed_at", iso8601(change.changed_at)}};
 }
 
 json audit_json(const audit::Entry& entry) {
@@ -428,6 +443,7 @@ class Api::Call {
     }
     if (action == "alias.list") return list_aliases();
     if (action == "alias.set") return set_alias();
+    if (action == "alias.history") return alias_history();
     if (action == "script.invoke") return invoke();
     if (action == "run.list") return list_runs();
     if (action == "run.read") return read_run();
@@ -806,9 +822,9 @@ class Api::Call {
           charge_check);
     } catch (const registry::Refusal& refusal) {
       // Refusals carry the rule; the problem also names the policy version they were decided under.
-      if (refusal.status != 403 && refusal.status != 429) throw;
+      if (refusal.status != 403 && refusal.status != 422 && refusal.status != 429) throw;
       std::string detail = std::string(refusal.what()) + " (" + under + ")";
-      if (refusal.status == 403) deny(detail);
+      if (refusal.status == 403 || refusal.status == 422) deny(detail);
       json extra = refusal.extra;
       extra["policy_version"] = policy->version;
       throw Answer{
@@ -850,6 +866,19 @@ class Api::Call {
       aliases.push_back(alias_json(alias));
     return json_response(200,
                          {{"tenant", tenant_->name}, {"script", script}, {"aliases", aliases}});
+  }
+
+  Response alias_history() {
+    const std::string& script = params_.at("script");
+    const std::string& name = params_.at("alias");
+    int64_t limit = integer_query(query({"limit"}), "limit", 1, 1000).value_or(100);
+    context_.registry.resolve_alias(*tenant_, script, name);  // 404 naming what is missing
+    json changes = json::array();
+    for (const auto& change : context_.store.alias_history(tenant_->id, script, name, limit))
+      changes.push_back(alias_change_json(change));
+    return json_response(
+        200,
+        {{"tenant", tenant_->name}, {"script", script}, {"alias", name}, {"history", changes}});
   }
 
   Response set_alias() {

@@ -367,19 +367,21 @@ int publish(Session& session, const ScriptOptions& options) {
   if (options.description) manifest["description"] = *options.description;
   std::string source = read_local_file(options.file, "the script");
   json body = {{"source", source}, {"manifest", manifest}};
-  std::string signed_by;
   if (options.sign_key) {
     // Signs exactly the bytes sent, so the server's SHA-256 of the source is the one signed.
     client::SigningKey key = read_signing_key(*options.sign_key);
     body["signature"] = key.sign_source(source);
     body["key_id"] = key.public_key();
-    signed_by = ", signed by key " + key.public_key();
   }
   json version =
       session.call("POST", script_path(options.tenant, options.script) + "/versions", &body);
   if (session.json_mode()) return kOk;
   std::string which = client::printable(options.tenant + "/" + options.script) + " version " +
                       text(version, "version");
+  // Only what the server says it verified and recorded: never the key this command signed with.
+  std::string signed_by = text(version, "signed_by").empty()
+                              ? ""
+                              : ", signed by key " + client::printable(text(version, "signed_by"));
   if (version.value("created", true)) {
     std::cout << "published " << which << " (sha256 " << text(version, "sha256").substr(0, 12)
               << "…" << signed_by << "), " << text(version, "state")
@@ -389,7 +391,11 @@ int publish(Session& session, const ScriptOptions& options) {
               << "\n";
   } else {
     std::cout << "unchanged: " << which << " already has this source (" << text(version, "state")
-              << ")\n";
+              << signed_by << ")\n";
+    if (options.sign_key && signed_by.empty()) {
+      std::cerr << "corral: note: the signature was checked, but not recorded: the version was "
+                   "published unsigned before, and versions do not change\n";
+    }
   }
   return kOk;
 }
@@ -469,6 +475,25 @@ int alias_list(Session& session, const ScriptOptions& options) {
     rows.push_back({text(alias, "alias"), text(alias, "version"), when(alias, "updated_at"),
                     text(alias, "updated_by")});
   std::cout << client::format_table({"ALIAS", "VERSION", "UPDATED", "UPDATED BY"}, rows);
+  return kOk;
+}
+
+int alias_history(Session& session, const ScriptOptions& options) {
+  json answer = session.call("GET", script_path(options.tenant, options.script) + "/aliases/" +
+                                        client::escape(options.alias) + "/history");
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& change : answer.value("history", json::array())) {
+    std::string canary;
+    if (change.contains("canary") && change["canary"].is_object())
+      canary = text(change["canary"], "version") + " (" + text(change["canary"], "weight") + " %)";
+    rows.push_back({when(change, "changed_at"), text(change, "previous_version"),
+                    text(change, "version"), text(change, "change"),
+                    change.value("auto_rollback", false) ? "yes" : "no", canary,
+                    text(change, "changed_by")});
+  }
+  std::cout << client::format_table(
+      {"CHANGED", "FROM", "TO", "CHANGE", "AUTO ROLLBACK", "CANARY", "CHANGED BY"}, rows);
   return kOk;
 }
 
@@ -787,7 +812,8 @@ int main(int argc, char** argv) {
   approve_command->callback(
       [&] { action = [&](Session& s) { return approve(s, script_options); }; });
 
-  auto* alias = server_command(app, "alias", "Point aliases at approved versions, list them");
+  auto* alias = server_command(app, "alias",
+                               "Point aliases at approved versions, list them and their history");
   alias->require_subcommand(1);
   auto* alias_set_command = server_command(*alias, "set", "Point ALIAS at VERSION (reviewer)");
   add_script(alias_set_command);
@@ -797,14 +823,22 @@ int main(int argc, char** argv) {
       ->required()
       ->check(kCountingNumber);
   alias_set_command->add_flag("--auto-rollback", script_options.auto_rollback,
-                              "move the alias to the previous approved version by itself when "
-                              "this one's circuit breaker quarantines it");
+                              "move the alias back to the version it pointed at before (see "
+                              "alias history) by itself when this one's circuit breaker "
+                              "quarantines it");
   alias_set_command->callback(
       [&] { action = [&](Session& s) { return alias_set(s, script_options); }; });
   auto* alias_list_command = server_command(*alias, "list", "List a script's aliases");
   add_script(alias_list_command);
   alias_list_command->callback(
       [&] { action = [&](Session& s) { return alias_list(s, script_options); }; });
+  auto* alias_history_command = server_command(
+      *alias, "history", "List every change of ALIAS, newest first: who moved it, from, to");
+  add_script(alias_history_command);
+  alias_history_command->add_option("alias", script_options.alias, "the alias, such as live")
+      ->required();
+  alias_history_command->callback(
+      [&] { action = [&](Session& s) { return alias_history(s, script_options); }; });
 
   InvokeOptions invoke_options;
   auto* invoke_command = server_command(

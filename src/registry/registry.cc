@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <charconv>
+#include <map>
 
 namespace corral::registry {
 
@@ -78,6 +79,10 @@ store::Published Registry::publish(const store::Tenant& tenant, std::string_view
     published = store_.insert_version(tenant.id, script, hex, source, manifest.to_json().dump(),
                                       publisher.token_id, store::now_ms());
     if (!published.created) return;
+    if (decisions.signed_by) {
+      published.version =
+          store_.record_signer(tenant.id, script, published.version.version, *decisions.signed_by);
+    }
     if (!approval.value) {
       published.version = store_.set_version_state(tenant.id, script, published.version.version,
                                                    store::VersionState::approved, kApprovedByPolicy,
@@ -132,9 +137,18 @@ std::optional<std::string> Registry::check_signature(const store::Tenant& tenant
                       " listed): `corral publish FILE --sign NAME.key`, or send \"signature\": "
                       "the base64 Ed25519 signature of the source's raw SHA-256");
   }
-  // Nothing to check a signature against: the policy validates that signature_required comes
-  // with keys, so this is a tenant that does not use signatures.
-  if (keys.empty()) return std::nullopt;
+  // A signature nobody can check is refused rather than ignored: accepting it would let the
+  // publisher believe the version is signed.
+  if (keys.empty()) {
+    throw Refusal(422, "signature-unverifiable", "The signature cannot be checked",
+                  new_version_of(tenant, script) + " carries a signature, but tenant \"" +
+                      tenant.name +
+                      "\" has no signing keys to verify it against (the policy lists no "
+                      "governance.public_keys for it)",
+                  "register the signer's public key under tenants." + tenant.name +
+                      ".governance.public_keys in the policy (PUT /v1/policy; `corral keygen "
+                      "--out NAME` writes NAME.pub), or publish without --sign");
+  }
   return verify_signature(*signature, digest, keys, new_version_of(tenant, script)).base64;
 }
 
@@ -370,14 +384,30 @@ std::vector<Registry::Rollback> Registry::roll_back_aliases(
     if (alias.auto_rollback && alias.version == quarantined) concerned.push_back(std::move(alias));
   }
   if (concerned.empty()) return rollbacks;
-  std::optional<int64_t> target;
+  std::map<int64_t, bool> can_serve;  // version → approved and usable
+  std::optional<int64_t> highest_below;
   for (const auto& candidate : store_.list_versions(tenant.id, script)) {
-    if (candidate.version < quarantined && candidate.state == store::VersionState::approved &&
-        usable(candidate.version)) {
-      target = std::max(target.value_or(0), candidate.version);
-    }
+    bool serves = candidate.version != quarantined &&
+                  candidate.state == store::VersionState::approved && usable(candidate.version);
+    can_serve[candidate.version] = serves;
+    if (serves && candidate.version < quarantined)
+      highest_below = std::max(highest_below.value_or(0), candidate.version);
   }
   for (auto& alias : concerned) {
+    // The versions the alias pointed at before, most recent first: the one it left for the
+    // quarantined version is the one its reviewer last trusted.
+    std::optional<int64_t> target;
+    for (const auto& change : store_.alias_history(tenant.id, script, alias.name, 1000)) {
+      for (auto earlier : {std::optional<int64_t>(change.version), change.previous_version}) {
+        if (earlier && can_serve[*earlier]) {
+          target = earlier;
+          break;
+        }
+      }
+      if (target) break;
+    }
+    // An alias that never pointed elsewhere (or whose earlier versions cannot serve any more).
+    if (!target) target = highest_below;
     if (!target) {
       rollbacks.push_back({std::move(alias), quarantined, std::nullopt});
       continue;

@@ -55,8 +55,8 @@ using RecordVersion = std::function<void(const store::ScriptVersion& version)>;
 
 // What publish decided besides storing the version, for the caller's audit entries.
 struct PublishDecisions {
-  // The public key (base64) that verified the version's signature; nullopt when none was sent, or
-  // one was sent for a tenant without keys (then it is not checked).
+  // The public key (base64) that verified the version's signature, recorded with the version;
+  // nullopt when none was sent.
   std::optional<std::string> signed_by;
   // Set when the version was approved as it was published: the rule that made approval_required
   // false ("tenants.acme.governance.approval_required").
@@ -95,14 +95,15 @@ class Registry {
   //   capabilities in the manifest the tenant is not granted      → Refusal 403
   //                                       capability-not-granted, naming each and its rule
   //   source that does not compile or define handle               → InvalidInput (400)
-  // A signature sent when signature_required is false is verified all the same when the tenant has
-  // public keys (a signature that fails is refused, never ignored), and not checked when it has
-  // none. The new version is pending, or approved at once (by kApprovedByPolicy) when the tenant's
-  // approval_required is false. Republishing a source returns its version as it is; the checks
-  // above apply to it too. A new version past the tenant's quotas.versions or
-  // quotas.version_bytes is refused (Refusal 429 storage-quota-exceeded, naming the quota), before
-  // its top level runs. That run is under the tenant's limits (the lower of them and
-  // probe_limits), and `check_ran` is told of it.
+  // A signature sent when signature_required is false is verified all the same (a signature that
+  // fails is refused, never ignored); one sent for a tenant with no public keys is refused (Refusal
+  // 422 signature-unverifiable), since nothing could check it. The key that verified it is
+  // recorded with the new version (ScriptVersion::signed_by). The new version is pending, or
+  // approved at once (by kApprovedByPolicy) when the tenant's approval_required is false.
+  // Republishing a source returns its version as it is; the checks above apply to it too. A new
+  // version past the tenant's quotas.versions or quotas.version_bytes is refused (Refusal 429
+  // storage-quota-exceeded, naming the quota), before its top level runs. That run is under the
+  // tenant's limits (the lower of them and probe_limits), and `check_ran` is told of it.
   store::Published publish(const store::Tenant& tenant, std::string_view script,
                            std::string_view source, const nlohmann::json& manifest,
                            const std::optional<Signature>& signature, const policy::Policy& policy,
@@ -137,9 +138,11 @@ class Registry {
     std::optional<int64_t> to;
   };
   // Version `quarantined` of `script` has been quarantined: every alias with auto_rollback that
-  // points at it moves to the highest approved version below it for which usable(number) holds
-  // (the caller excludes versions that are quarantined too). An alias a person moved meanwhile is
-  // left alone. Returns what happened to each, for the audit trail.
+  // points at it moves back to the version it pointed at before (its history, most recent first,
+  // the first that is approved and for which usable(number) holds; the caller excludes versions
+  // that are quarantined too). An alias with no such earlier version moves to the highest such
+  // version below the quarantined one. An alias a person moved meanwhile is left alone. Returns
+  // what happened to each, for the audit trail.
   std::vector<Rollback> roll_back_aliases(const store::Tenant& tenant, std::string_view script,
                                           int64_t quarantined,
                                           const std::function<bool(int64_t)>& usable);

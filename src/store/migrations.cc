@@ -280,6 +280,57 @@ UPDATE events SET bytes = length(CAST(payload AS BLOB));
 UPDATE event_counters SET kept_bytes =
   (SELECT coalesce(sum(bytes), 0) FROM events WHERE events.tenant_id = event_counters.tenant_id);
 )sql",
+      // 8: every change of an alias, so that an automatic rollback goes back to the version the
+      // alias pointed at before (not merely a lower number) and people can see where it has been.
+      // Triggers write it, so that no path that moves an alias can forget to. An alias that
+      // existed before this migration starts its history with what it points at now.
+      R"sql(
+CREATE TABLE alias_history (
+  seq              INTEGER PRIMARY KEY,
+  tenant_id        TEXT    NOT NULL,
+  script           TEXT    NOT NULL,
+  name             TEXT    NOT NULL,
+  version          INTEGER NOT NULL,
+  previous_version INTEGER,
+  auto_rollback    INTEGER NOT NULL,
+  rolled_back_from INTEGER,
+  canary_version   INTEGER,
+  canary_weight    INTEGER NOT NULL,
+  changed_by       TEXT    NOT NULL,
+  changed_at       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX alias_history_by_alias ON alias_history (tenant_id, script, name, seq);
+
+INSERT INTO alias_history (tenant_id, script, name, version, previous_version, auto_rollback,
+                           rolled_back_from, canary_version, canary_weight, changed_by, changed_at)
+  SELECT tenant_id, script, name, version, rolled_back_from, auto_rollback, rolled_back_from,
+         canary_version, canary_weight, updated_by, updated_at
+  FROM aliases ORDER BY updated_at;
+
+CREATE TRIGGER aliases_history_insert AFTER INSERT ON aliases
+BEGIN
+  INSERT INTO alias_history (tenant_id, script, name, version, previous_version, auto_rollback,
+                             rolled_back_from, canary_version, canary_weight, changed_by,
+                             changed_at)
+  VALUES (NEW.tenant_id, NEW.script, NEW.name, NEW.version, NULL, NEW.auto_rollback,
+          NEW.rolled_back_from, NEW.canary_version, NEW.canary_weight, NEW.updated_by,
+          NEW.updated_at);
+END;
+CREATE TRIGGER aliases_history_update AFTER UPDATE ON aliases
+BEGIN
+  INSERT INTO alias_history (tenant_id, script, name, version, previous_version, auto_rollback,
+                             rolled_back_from, canary_version, canary_weight, changed_by,
+                             changed_at)
+  VALUES (NEW.tenant_id, NEW.script, NEW.name, NEW.version, OLD.version, NEW.auto_rollback,
+          NEW.rolled_back_from, NEW.canary_version, NEW.canary_weight, NEW.updated_by,
+          NEW.updated_at);
+END;
+)sql",
+      // 9: the public key that verified a version's signature, so that a version says who signed
+      // it (NULL: published without a signature).
+      R"sql(
+ALTER TABLE script_versions ADD COLUMN signed_by TEXT;
+)sql",
   };
   return all;
 }

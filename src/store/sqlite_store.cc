@@ -54,7 +54,7 @@ constexpr const char* kTokenColumns =
     "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by, subject";
 constexpr const char* kVersionColumns =
     "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
-    "approved_by, approved_at";
+    "approved_by, approved_at, signed_by";
 constexpr const char* kAliasColumns =
     "tenant_id, script, name, version, updated_by, updated_at, auto_rollback, rolled_back_from, "
     "canary_version, canary_weight";
@@ -205,9 +205,10 @@ Token read_token(const auto& row) {
 }
 
 ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
-  ScriptVersion version{row.text(0),    row.text(1),          row.integer(2),          row.text(3),
-                        row.text(4),    row.text(5),          VersionState::pending,   row.text(7),
-                        row.integer(8), row.optional_text(9), row.optional_integer(10)};
+  ScriptVersion version{
+      row.text(0),    row.text(1),          row.integer(2),           row.text(3),
+      row.text(4),    row.text(5),          VersionState::pending,    row.text(7),
+      row.integer(8), row.optional_text(9), row.optional_integer(10), row.optional_text(11)};
   auto state = parse_version_state(row.text(6));
   if (!state) {
     // The schema's CHECK constraint rules this out, so the file was edited by hand.
@@ -561,7 +562,7 @@ Published SqliteStore::insert_version(std::string_view tenant_id, std::string_vi
   return Published{
       ScriptVersion{std::string(tenant_id), std::string(script), number, std::string(sha256),
                     std::string(source), std::string(manifest), VersionState::pending,
-                    std::string(published_by), at, std::nullopt, std::nullopt},
+                    std::string(published_by), at, std::nullopt, std::nullopt, std::nullopt},
       true};
 }
 
@@ -608,6 +609,26 @@ std::vector<ScriptVersion> SqliteStore::list_versions(std::string_view tenant_id
   std::vector<ScriptVersion> versions;
   while (select.step("listing versions")) versions.push_back(read_version(select, file_));
   return versions;
+}
+
+ScriptVersion SqliteStore::record_signer(std::string_view tenant_id, std::string_view script,
+                                         int64_t version, std::string_view public_key) {
+  std::lock_guard lock(mutex_);
+  auto update = statement(
+      "UPDATE script_versions SET signed_by = coalesce(signed_by, ?4) WHERE tenant_id = ?1 AND "
+      "script = ?2 AND version = ?3 RETURNING " +
+      std::string(kVersionColumns));
+  update.bind(1, tenant_id).bind(2, script).bind(3, version).bind(4, public_key);
+  std::string what = "recording the signer of version " + std::to_string(version) + " of script " +
+                     in_quotes(script);
+  if (!update.step(what)) {
+    throw NotFound("cannot record the signer of version " + std::to_string(version) +
+                   " of script " + in_quotes(script) + " for tenant " + in_quotes(tenant_id) +
+                   ": no such version");
+  }
+  ScriptVersion updated = read_version(update, file_);
+  update.run(what);
+  return updated;
 }
 
 ScriptVersion SqliteStore::set_version_state(std::string_view tenant_id, std::string_view script,
@@ -735,6 +756,30 @@ std::vector<Alias> SqliteStore::list_aliases(std::string_view tenant_id, std::st
   std::vector<Alias> aliases;
   while (select.step("listing aliases")) aliases.push_back(read_alias(select));
   return aliases;
+}
+
+std::vector<AliasChange> SqliteStore::alias_history(std::string_view tenant_id,
+                                                    std::string_view script, std::string_view name,
+                                                    int64_t limit) {
+  if (limit <= 0) {
+    throw std::invalid_argument("store: reading an alias's history needs a positive limit, not " +
+                                std::to_string(limit));
+  }
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT seq, script, name, version, previous_version, auto_rollback, rolled_back_from, "
+      "canary_version, canary_weight, changed_by, changed_at FROM alias_history "
+      "WHERE tenant_id = ?1 AND script = ?2 AND name = ?3 ORDER BY seq DESC LIMIT ?4");
+  select.bind(1, tenant_id).bind(2, script).bind(3, name).bind(4, limit);
+  std::vector<AliasChange> changes;
+  while (select.step("reading the history of alias " + in_quotes(name))) {
+    changes.push_back({select.integer(0), select.text(1), select.text(2), select.integer(3),
+                       select.optional_integer(4), select.integer(5) != 0,
+                       select.optional_integer(6).value_or(0),
+                       select.optional_integer(7).value_or(0), select.integer(8), select.text(9),
+                       select.integer(10)});
+  }
+  return changes;
 }
 
 // ---- stored runs

@@ -49,6 +49,8 @@ class SqliteStore : public Store {
   VersionUsage version_usage(std::string_view tenant_id) override;
   std::vector<ScriptVersion> list_versions(std::string_view tenant_id,
                                            std::string_view script) override;
+  ScriptVersion record_signer(std::string_view tenant_id, std::string_view script, int64_t version,
+                              std::string_view public_key) override;
   ScriptVersion set_version_state(std::string_view tenant_id, std::string_view script,
                                   int64_t version, VersionState state, std::string_view by,
                                   int64_t at) override;
@@ -62,6 +64,8 @@ class SqliteStore : public Store {
   std::optional<Alias> find_alias(std::string_view tenant_id, std::string_view script,
                                   std::string_view name) override;
   std::vector<Alias> list_aliases(std::string_view tenant_id, std::string_view script) override;
+  std::vector<AliasChange> alias_history(std::string_view tenant_id, std::string_view script,
+                                         std::string_view name, int64_t limit) override;
 
   void insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
                    int64_t tenant_keep = std::numeric_limits<int64_t>::max()) override;

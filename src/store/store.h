@@ -90,6 +90,9 @@ struct ScriptVersion {
   int64_t published_at = 0;
   std::optional<std::string> approved_by;
   std::optional<int64_t> approved_at;
+  // The public key (standard base64) that verified the version's signature when it was published;
+  // nullopt for a version published without one.
+  std::optional<std::string> signed_by = std::nullopt;
 };
 
 struct Published {
@@ -118,6 +121,22 @@ struct Alias {
   // instead (docs/api.md, "Aliases"). 0 / 0 when there is none.
   int64_t canary_version = 0;
   int64_t canary_weight = 0;
+};
+
+// One change of an alias, as its history keeps it: what the alias pointed at after the change,
+// and before it (nullopt when the change created the alias).
+struct AliasChange {
+  int64_t seq = 0;  // increasing in the order the changes were made
+  std::string script;
+  std::string name;
+  int64_t version = 0;
+  std::optional<int64_t> previous_version;
+  bool auto_rollback = false;
+  int64_t rolled_back_from = 0;  // set when the change was an automatic rollback
+  int64_t canary_version = 0;
+  int64_t canary_weight = 0;
+  std::string changed_by;  // a token id, or "system"
+  int64_t changed_at = 0;
 };
 
 // A second version taking a share of an alias's traffic.
@@ -397,6 +416,10 @@ class Store {
   // Moving to approved records who approved and when; other states leave those as they were. The
   // store does not judge transitions (that is the registry's policy). Unknown versions throw
   // NotFound.
+  // Records the key that verified a new version's signature (once: a version signed already keeps
+  // its key). Unknown versions throw NotFound.
+  virtual ScriptVersion record_signer(std::string_view tenant_id, std::string_view script,
+                                      int64_t version, std::string_view public_key) = 0;
   virtual ScriptVersion set_version_state(std::string_view tenant_id, std::string_view script,
                                           int64_t version, VersionState state, std::string_view by,
                                           int64_t at) = 0;
@@ -418,6 +441,11 @@ class Store {
                                           std::string_view name) = 0;
   virtual std::vector<Alias> list_aliases(std::string_view tenant_id,
                                           std::string_view script) = 0;  // by name
+  // An alias's changes, newest first, at most `limit` (positive) of them; every put and every
+  // automatic rollback is one, kept for as long as the alias exists.
+  virtual std::vector<AliasChange> alias_history(std::string_view tenant_id,
+                                                 std::string_view script, std::string_view name,
+                                                 int64_t limit) = 0;
 
   // The audit trail. Appending reads the last entry and writes the next in one transaction, so
   // concurrent appends (from threads or from other nodes) still form one chain: the new entry gets

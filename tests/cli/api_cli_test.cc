@@ -739,4 +739,69 @@ TEST_F(ApiCliTest, PublishSignedVersionsUnderAPolicyThatRequiresThem) {
   EXPECT_EQ(decisions, (std::vector<std::string>{"deny", "deny", "allow"})) << audit;
 }
 
+// Issue 26: for a tenant with no public keys, `publish --sign` used to print "signed by key …"
+// although the server neither checked nor kept the signature. Now the server refuses it, saying
+// why, and the CLI claims nothing; without --sign the version is published, and not called signed.
+TEST_F(ApiCliWithCorrald, PublishSignClaimsOnlyWhatTheServerVerified) {
+  std::string alice = (dir_ / "alice").string();
+  ASSERT_EQ(corral({"keygen", "--out", alice}).status, 0);
+  ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
+  std::string publisher = make_token("acme", "publisher", "acme-publisher");
+  auto file = write("greeter.lua", kGreeter);
+  std::vector<std::string> publish = {"publish", file, "--tenant", "acme", "--script", "greeter"};
+
+  std::vector<std::string> signed_publish = publish;
+  signed_publish.insert(signed_publish.end(), {"--sign", alice + ".key"});
+  CliRun refused = as(publisher, signed_publish);
+  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_FALSE(has(refused.out, "signed by")) << refused;
+  EXPECT_TRUE(has(refused.err, "The signature cannot be checked (HTTP 422)")) << refused;
+  EXPECT_TRUE(has(refused.err, "no signing keys")) << refused;
+  EXPECT_TRUE(has(refused.err, "governance.public_keys")) << refused;
+
+  CliRun published = as(publisher, publish);
+  ASSERT_EQ(published.status, 0) << published;
+  EXPECT_TRUE(has(published.out, "published acme/greeter version 1")) << published;
+  EXPECT_FALSE(has(published.out, "signed")) << published;
+}
+
+// `corral alias history`: every move of an alias, newest first, with where it came from.
+TEST_F(ApiCliWithCorrald, AliasHistoryListsEveryMoveNewestFirst) {
+  auto [publisher, reviewer] = live_script("acme", "greeter", kGreeter);
+  auto second = write("second.lua", std::string(kGreeter) + "\n-- v2\n");
+  ASSERT_EQ(as(publisher, {"publish", second, "--tenant", "acme", "--script", "greeter"}).status,
+            0);
+  ASSERT_EQ(as(reviewer, {"approve", "--tenant", "acme", "--script", "greeter", "2"}).status, 0);
+  ASSERT_EQ(as(reviewer, {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "2",
+                          "--auto-rollback"})
+                .status,
+            0);
+
+  CliRun table =
+      as(publisher, {"alias", "history", "--tenant", "acme", "--script", "greeter", "live"});
+  ASSERT_EQ(table.status, 0) << table;
+  EXPECT_TRUE(has(table.out, "FROM")) << table;
+  std::istringstream lines(table.out);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 3u) << table;  // the header and two changes
+  std::regex newest(R"(^\S+ \S+\s+1\s+2\s+set\s+yes\s.*)");
+  std::regex oldest(R"(^\S+ \S+\s+1\s+set\s+no\s.*)");
+  EXPECT_TRUE(std::regex_match(rows[1], newest)) << table;
+  EXPECT_TRUE(std::regex_match(rows[2], oldest)) << table;
+
+  CliRun listed = as(
+      publisher, {"--json", "alias", "history", "--tenant", "acme", "--script", "greeter", "live"});
+  ASSERT_EQ(listed.status, 0) << listed;
+  json history = json::parse(listed.out)["history"];
+  ASSERT_EQ(history.size(), 2u) << listed;
+  EXPECT_EQ(history[0]["previous_version"], 1);
+  EXPECT_EQ(history[0]["version"], 2);
+
+  CliRun missing =
+      as(publisher, {"alias", "history", "--tenant", "acme", "--script", "greeter", "beta"});
+  EXPECT_EQ(missing.status, 1) << missing;
+  EXPECT_TRUE(has(missing.err, "no alias \"beta\"")) << missing;
+}
+
 }  // namespace

@@ -140,6 +140,10 @@ class AccessMatrix : public ::testing::Test {
          [=, this](auto& tenant) {
            return Request{http::verb::get, script(tenant) + "/aliases"};
          }},
+        {"GET /v1/tenants/{tenant}/scripts/{script}/aliases/{alias}/history",
+         [=, this](auto& tenant) {
+           return Request{http::verb::get, script(tenant) + "/aliases/live/history"};
+         }},
         {"PUT /v1/tenants/{tenant}/scripts/{script}/aliases/{alias}",
          [=, this](auto& tenant) {
            int64_t approved = fresh_version(tenant, true);

@@ -74,6 +74,8 @@ tenants:
   direct:
     governance: {approval_required: false}
   signed:
+    # Its tests publish (or are refused) more than the built-in burst of 5 within a second.
+    quotas: {publishes_per_minute: 600}
     governance:
       signature_required: true
       public_keys: [FIRST, SECOND]
@@ -133,10 +135,11 @@ tenants:
     return entries.empty() ? json() : entries.back();
   }
 
-  // A 403 of this problem type, audited as a deny of version.publish carrying its detail.
+  // A refusal (403 unless said) of this problem type, audited as a deny of version.publish
+  // carrying its detail.
   void expect_refused_and_audited(const Answer& answer, const std::string& tenant,
-                                  const std::string& type) {
-    ASSERT_EQ(answer.status, 403) << answer;
+                                  const std::string& type, int status = 403) {
+    ASSERT_EQ(answer.status, status) << answer;
     EXPECT_EQ(answer.body["type"], "urn:corral:problem:" + type) << answer;
     EXPECT_FALSE(answer.body["hint"].get<std::string>().empty()) << answer;
     EXPECT_TRUE(answer.body.contains("policy_version")) << answer;
@@ -283,6 +286,13 @@ TEST_F(Governance, SignatureRequiredAcceptsAValidSignatureByAnyListedKey) {
                              {{"signature", second_->sign(kDoubler)}});
   ASSERT_EQ(published.status, 201) << published;
   EXPECT_EQ(published.body["state"], "pending");
+  // The version names the key that verified it, now and whenever it is read.
+  EXPECT_EQ(published.body["signed_by"], second_->public_base64()) << published;
+  Answer read =
+      api_->get(token["reviewer"], versions("signed", "valid") + "/" +
+                                       std::to_string(published.body["version"].get<int64_t>()));
+  ASSERT_EQ(read.status, 200) << read;
+  EXPECT_EQ(read.body["signed_by"], second_->public_base64()) << read;
   json entry = last_audit("signed", "version.publish");
   EXPECT_EQ(entry["decision"], "allow") << entry;
   EXPECT_TRUE(has(entry["reason"], "signed by key " + second_->public_base64())) << entry;
@@ -298,20 +308,34 @@ TEST_F(Governance, SignatureRequiredAcceptsAValidSignatureByAnyListedKey) {
 
 TEST_F(Governance, WithoutSignatureRequiredASignatureIsCheckedWhenTheTenantHasKeys) {
   auto keyed = tokens("keyed");
-  EXPECT_EQ(publish(keyed["publisher"], "keyed", "s", kDoubler).status, 201);
+  Answer unsigned_version = publish(keyed["publisher"], "keyed", "s", kDoubler);
+  EXPECT_EQ(unsigned_version.status, 201) << unsigned_version;
+  EXPECT_TRUE(unsigned_version.body["signed_by"].is_null()) << unsigned_version;
   std::string source = "function handle(input) return 1 end";
   expect_refused_and_audited(
       publish(keyed["publisher"], "keyed", "s", source, {{"signature", stranger_->sign(source)}}),
       "keyed", "signature-invalid");
-  EXPECT_EQ(publish(keyed["publisher"], "keyed", "s", source, {{"signature", first_->sign(source)}})
-                .status,
-            201);
-  // A tenant without keys has nothing to check a signature against: it is not looked at.
+  Answer signed_version =
+      publish(keyed["publisher"], "keyed", "s", source, {{"signature", first_->sign(source)}});
+  EXPECT_EQ(signed_version.status, 201) << signed_version;
+  EXPECT_EQ(signed_version.body["signed_by"], first_->public_base64()) << signed_version;
+}
+
+// Issue 26: a tenant without keys has nothing to check a signature against. Accepting the version
+// would let `corral publish --sign` claim a check that never happened: it is refused, naming the
+// reason and how to register a key, and nothing is stored.
+TEST_F(Governance, ASignatureForATenantWithoutKeysIsRefusedNotIgnored) {
   auto plain = tokens("keyless");
-  EXPECT_EQ(publish(plain["publisher"], "keyless", "s", kDoubler,
-                    {{"signature", stranger_->sign(kDoubler)}})
-                .status,
-            201);
+  Answer refused = publish(plain["publisher"], "keyless", "s", kDoubler,
+                           {{"signature", first_->sign(kDoubler)}});
+  expect_refused_and_audited(refused, "keyless", "signature-unverifiable", 422);
+  EXPECT_TRUE(has(refused.body["detail"], "no signing keys")) << refused;
+  EXPECT_TRUE(has(refused.body["hint"], "tenants.keyless.governance.public_keys")) << refused;
+  EXPECT_EQ(api_->get(plain["publisher"], versions("keyless", "s")).status, 404);
+  // Without the signature the same source is published, unsigned.
+  Answer published = publish(plain["publisher"], "keyless", "s", kDoubler);
+  EXPECT_EQ(published.status, 201) << published;
+  EXPECT_TRUE(published.body["signed_by"].is_null()) << published;
 }
 
 }  // namespace

@@ -239,6 +239,60 @@ TEST_F(CircuitBreakerApiTest, AnAutoRollbackAliasMovesToThePreviousApprovedVersi
   EXPECT_FALSE(plain.body.contains("rolled_back_from")) << plain;
 }
 
+// Issue 26: live on v2 (bad) → moved back to v1 → set to v3 with auto_rollback → v3 fails. The
+// alias goes back to v1, where it was before, not to v2, the highest approved version below v3,
+// which a reviewer had moved it away from. Its history shows every step.
+TEST_F(CircuitBreakerApiTest, AnAutoRollbackGoesBackToTheVersionTheAliasPointedAtBefore) {
+  int64_t v1 = publish("orders", kDoubler);
+  int64_t v2 = publish("orders", std::string(kSpinner) + "\n-- v2, the bad one");
+  int64_t v3 = publish("orders", std::string(kSpinner) + "\n-- v3");
+  ASSERT_EQ(set_alias("orders", v1, false).status, 200);
+  ASSERT_EQ(set_alias("orders", v2, false).status, 200);
+  ASSERT_EQ(set_alias("orders", v1, false).status, 200);
+  ASSERT_EQ(set_alias("orders", v3, true).status, 200);
+
+  Answer last;
+  for (int i = 0; i < 3; ++i) {
+    last = invoke("orders", 0, true);
+    ASSERT_EQ(last.status, 422) << last;
+  }
+  EXPECT_EQ(last.body["auto_rollback"], json({{"alias", "live"}, {"from", v3}, {"to", v1}}))
+      << last;
+  Answer after = invoke("orders", 0, false);
+  ASSERT_EQ(after.status, 200) << after;
+  EXPECT_EQ(after.body["version"], v1);
+  EXPECT_EQ(after.body["output"]["doubled"], 4);
+
+  Answer history =
+      api_->get(tokens_["auditor"], "/v1/tenants/acme/scripts/orders/aliases/live/history");
+  ASSERT_EQ(history.status, 200) << history;
+  const json& changes = history.body["history"];
+  ASSERT_EQ(changes.size(), 5u) << history;
+  // Newest first: the rollback, then each reviewer's put.
+  std::vector<std::pair<json, int64_t>> moves = {
+      {v3, v1}, {v1, v3}, {v2, v1}, {v1, v2}, {nullptr, v1}};
+  for (size_t i = 0; i < moves.size(); ++i) {
+    EXPECT_EQ(changes[i]["previous_version"], moves[i].first) << i << ": " << changes[i];
+    EXPECT_EQ(changes[i]["version"], moves[i].second) << i << ": " << changes[i];
+  }
+  EXPECT_EQ(changes[0]["change"], "auto_rollback");
+  EXPECT_EQ(changes[0]["changed_by"], "system");
+  EXPECT_EQ(changes[1]["change"], "set");
+  EXPECT_EQ(changes[1]["auto_rollback"], true);
+  EXPECT_EQ(changes[2]["auto_rollback"], false);
+  EXPECT_GT(changes[0]["seq"].get<int64_t>(), changes[1]["seq"].get<int64_t>());
+  Answer limited =
+      api_->get(tokens_["invoker"], "/v1/tenants/acme/scripts/orders/aliases/live/history?limit=2");
+  ASSERT_EQ(limited.status, 200) << limited;
+  EXPECT_EQ(limited.body["history"].size(), 2u);
+
+  Answer missing =
+      api_->get(tokens_["auditor"], "/v1/tenants/acme/scripts/orders/aliases/nope/history");
+  EXPECT_EQ(missing.status, 404) << missing;
+  EXPECT_NE(missing.body["detail"].get<std::string>().find("no alias \"nope\""), std::string::npos)
+      << missing;
+}
+
 TEST_F(CircuitBreakerApiTest, WithNoApprovedVersionBelowTheAliasStaysAndTheFailureIsAudited) {
   int64_t only = publish("lonely", kSpinner);
   ASSERT_EQ(set_alias("lonely", only, true).status, 200);

@@ -51,4 +51,45 @@ TEST(AliasRollbackStore, RollsBackOnlyWhatStillPointsAtTheQuarantinedVersion) {
   EXPECT_FALSE(found.auto_rollback);
 }
 
+// Every put and every automatic rollback is a change in the alias's history, with the version it
+// left, and the history outlives a reopen (the rollback's target is read from it).
+TEST(AliasRollbackStore, EveryChangeIsKeptInTheAliasHistoryAcrossAReopen) {
+  TempDir dir;
+  auto store = open_sqlite_store(dir.path());
+  Tenant acme = store->create_tenant("acme", 1);
+  for (const char* source : {"a", "b", "c"}) {
+    store->insert_version(acme.id, "greet", std::string("sha-of:") + source, source,
+                          R"({"runtime":"lua5.4"})", "tok-publisher", 2);
+  }
+  store->put_alias(acme.id, "greet", "live", 2, "tok-r", 10);
+  store->put_alias(acme.id, "greet", "live", 1, "tok-r", 11);
+  store->put_alias(acme.id, "greet", "live", 3, "tok-r", 12, true, Canary{1, 10});
+  ASSERT_TRUE(store->roll_back_alias(acme.id, "greet", "live", 3, 1, 13));
+  store->put_alias(acme.id, "greet", "other", 1, "tok-r", 14);
+  store.reset();
+  store = open_sqlite_store(dir.path());
+
+  auto history = store->alias_history(acme.id, "greet", "live", 100);
+  ASSERT_EQ(history.size(), 4u);
+  EXPECT_EQ(history[0].version, 1);
+  EXPECT_EQ(history[0].previous_version, 3);
+  EXPECT_EQ(history[0].rolled_back_from, 3);
+  EXPECT_EQ(history[0].changed_by, "system");
+  EXPECT_EQ(history[0].changed_at, 13);
+  EXPECT_EQ(history[1].version, 3);
+  EXPECT_EQ(history[1].previous_version, 1);
+  EXPECT_TRUE(history[1].auto_rollback);
+  EXPECT_EQ(history[1].canary_version, 1);
+  EXPECT_EQ(history[1].canary_weight, 10);
+  EXPECT_EQ(history[1].rolled_back_from, 0);
+  EXPECT_EQ(history[2].previous_version, 2);
+  EXPECT_EQ(history[3].version, 2);
+  EXPECT_FALSE(history[3].previous_version);
+  EXPECT_EQ(history[3].changed_by, "tok-r");
+  EXPECT_GT(history[0].seq, history[1].seq);
+  EXPECT_EQ(store->alias_history(acme.id, "greet", "live", 2).size(), 2u);
+  EXPECT_EQ(store->alias_history(acme.id, "greet", "other", 100).size(), 1u);
+  EXPECT_TRUE(store->alias_history(acme.id, "greet", "none", 100).empty());
+}
+
 }  // namespace
