@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <chrono>
 #include <ctime>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <utility>
 
 namespace corral::api {
 
@@ -18,6 +21,37 @@ using nlohmann::json;
 
 constexpr Role kAdmin = Role::admin, kPublisher = Role::publisher, kReviewer = Role::reviewer,
                kInvoker = Role::invoker, kAuditor = Role::auditor;
+
+// The store could not write: its cause (the database, SQLite's message, errno) goes to the log,
+// once per 10 s with the count of failures since, as every write fails alike until the operator
+// acts.
+void log_storage_failure(const store::StorageUnavailable& failure) {
+  static std::mutex mutex;
+  static std::chrono::steady_clock::time_point last{};
+  static uint64_t unlogged = 0;
+  auto now = std::chrono::steady_clock::now();
+  uint64_t since;
+  {
+    std::lock_guard guard(mutex);
+    ++unlogged;
+    if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(10))
+      return;
+    last = now;
+    since = std::exchange(unlogged, 0);
+  }
+  spdlog::error(
+      json({{"level", "error"},
+            {"msg", failure.disk_full() ? "cannot write to the store: the disk is full"
+                                        : "cannot write to the store: the disk failed"},
+            {"error", failure.what()},
+            {"failures_since_last_logged", since},
+            {"hint", failure.disk_full()
+                         ? "free space on the disk of the data directory; writes are answered 507 "
+                           "until then, reads are served; logged at most every 10 s"
+                         : "check the disk of the data directory and the system log; logged at "
+                           "most every 10 s"}})
+          .dump(-1, ' ', false, json::error_handler_t::replace));
+}
 const std::vector<Role> kEveryRole = {kAdmin, kPublisher, kReviewer, kInvoker, kAuditor};
 
 const std::string kScriptPath = "/v1/tenants/{tenant}/scripts/{script}";
@@ -356,6 +390,9 @@ class Api::Call {
       return problem(404, "not-found", "Not found", error.what(), "check the names in the path");
     } catch (const store::Conflict& error) {
       return problem(409, "conflict", "Conflict", error.what(), "choose another name");
+    } catch (const store::StorageUnavailable& failure) {
+      log_storage_failure(failure);
+      return storage_unavailable(failure.disk_full());
     } catch (const std::exception& error) {
       spdlog::error(json({{"level", "error"}, {"msg", "request failed"}, {"error", error.what()}})
                         .dump(-1, ' ', false, json::error_handler_t::replace));
@@ -473,9 +510,13 @@ class Api::Call {
     if (auto* failure = std::get_if<auth::Unauthenticated>(&outcome)) {
       // In no tenant's trail, whatever the path names: the caller proved nothing. Repeats from one
       // client are one entry with a count, so that a flood of bad tokens cannot grow the trail.
-      context_.audit.record_denial("client " + request_.client,
-                                   failure->token_id.empty() ? "anonymous" : failure->token_id, "",
-                                   "auth", audit_target(), failure->detail);
+      try {
+        context_.audit.record_denial("client " + request_.client,
+                                     failure->token_id.empty() ? "anonymous" : failure->token_id,
+                                     "", "auth", audit_target(), failure->detail);
+      } catch (const store::StorageUnavailable& full) {
+        log_storage_failure(full);  // the caller is refused all the same
+      }
       Response response = problem(401, "unauthenticated", "A valid token is needed",
                                   failure->detail, failure->hint);
       response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"corral\"");
@@ -507,9 +548,13 @@ class Api::Call {
   // Denials repeat at the caller's will: one entry per token, action and minute, with a count.
   void deny(const std::string& reason) {
     std::string principal = principal_.token_id.empty() ? "anonymous" : principal_.token_id;
-    context_.audit.record_denial("principal " + principal + " client " + request_.client, principal,
-                                 audit_tenant(), route_ ? route_->action : "auth", audit_target(),
-                                 reason);
+    try {
+      context_.audit.record_denial("principal " + principal + " client " + request_.client,
+                                   principal, audit_tenant(), route_ ? route_->action : "auth",
+                                   audit_target(), reason);
+    } catch (const store::StorageUnavailable& full) {
+      log_storage_failure(full);  // the caller is refused all the same
+    }
   }
 
   // A tenant's token is filed in its own tenant's trail, whatever tenant its request names: a
@@ -1047,6 +1092,17 @@ class Api::Call {
     auto started = std::chrono::steady_clock::now();
     InvocationResult result = context_.executor.run(invocation);
     context_.metrics.invocation_finished();
+    // A script that failed because corral could not store what it asked to (its ctx.kv.put on a
+    // full disk) did nothing wrong: its run is corral's failure, rejected, counting against no
+    // breaker. A script that handled the failure and returned keeps its result.
+    std::optional<store::StorageUnavailable> storage_failure;
+    if (result.outcome == Outcome::script_error && service_fault_)
+      storage_failure = service_fault_->storage();
+    if (storage_failure) {
+      log_storage_failure(*storage_failure);
+      result.outcome = Outcome::rejected;
+      result.retry_after_seconds = kStorageRetryAfterSeconds;
+    }
     if (ticket) ticket->report_cpu(result.stats.cpu_ms, std::chrono::steady_clock::now());
     context_.metrics.record_invocation(
         result.outcome,
@@ -1069,6 +1125,12 @@ class Api::Call {
     json members = extra;
     if (on_result) on_result(result, members);
     Response response = run_response(result, context_.limits, members);
+    if (storage_failure) {
+      members["outcome"] = "rejected";
+      response = storage_unavailable(storage_failure->disk_full(), result.invocation_id, members);
+      response.outcome = "rejected";
+      response.invocation_id = result.invocation_id;
+    }
     add_quota_warning(ticket, response);
     return response;
     // The ticket dies here, freeing the tenant's concurrency slot.
@@ -1384,6 +1446,7 @@ class Api::Call {
     invocation.capabilities = granted_capabilities(manifest, *tenant_policy);
     invocation.log_entry_bytes = tenant_policy->log.max_entry_bytes;
     if (context_.broker && !invocation.capabilities.empty()) {
+      service_fault_ = std::make_shared<broker::ServiceFault>();
       invocation.capability_handler =
           context_.broker->handler_for({.tenant_id = tenant_->id,
                                         .tenant_name = tenant_->name,
@@ -1392,7 +1455,8 @@ class Api::Call {
                                         .policy_version = snapshot->version,
                                         .policy = tenant_policy,
                                         .capabilities = invocation.capabilities,
-                                        .subrequests = invocation.limits.subrequests});
+                                        .subrequests = invocation.limits.subrequests,
+                                        .fault = service_fault_});
     }
     extra["policy_version"] = snapshot->version;
     BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker,
@@ -2293,6 +2357,8 @@ class Api::Call {
   }
 
   ApiContext& context_;
+  // Told of capability calls of this call's run that failed by corral's fault (broker.h).
+  std::shared_ptr<broker::ServiceFault> service_fault_;
   const HttpRequest& request_;
   const RouteInfo* route_ = nullptr;
   std::string_view query_text_;

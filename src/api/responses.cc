@@ -182,6 +182,31 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
   return response;
 }
 
+Response storage_unavailable(bool disk_full, const std::string& invocation_id,
+                             const nlohmann::json& extra) {
+  std::string retry = std::to_string(kStorageRetryAfterSeconds);
+  nlohmann::json members = extra;
+  members["retry_after"] = kStorageRetryAfterSeconds;
+  Response response =
+      disk_full
+          ? problem(507, "storage-full", "corral's storage is full",
+                    "corral could not save what this request changes: the disk that holds its "
+                    "database is full. Nothing was changed; reads are still served",
+                    "send the request again in " + retry +
+                        " s (Retry-After); the operator must free space on the disk of "
+                        "corrald's data directory (corrald's log has the cause)",
+                    invocation_id, members)
+          : problem(503, "storage-failing", "corral's storage is failing",
+                    "corral could not save what this request changes: the disk that holds its "
+                    "database reported an I/O error. Nothing was changed",
+                    "send the request again in " + retry +
+                        " s (Retry-After); the operator must check the disk of corrald's data "
+                        "directory (corrald's log has the cause)",
+                    invocation_id, members);
+  response.headers.emplace_back("Retry-After", retry);
+  return response;
+}
+
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id) {
   return problem(
       400, "invalid", "The request or the script is invalid",

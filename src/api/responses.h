@@ -46,6 +46,13 @@ void append_json_member(std::string& line, std::string_view name, std::string_vi
 Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
                       const nlohmann::json& extra = nlohmann::json::object());
 
+// corral's store could not write (store::StorageUnavailable): 507 storage-full when the disk is
+// full, else 503 storage-failing, both with Retry-After and neither naming a path. The cause goes
+// to corrald's log, not to the client.
+Response storage_unavailable(bool disk_full, const std::string& invocation_id = {},
+                             const nlohmann::json& extra = nlohmann::json::object());
+inline constexpr int64_t kStorageRetryAfterSeconds = 30;
+
 // The problem for a request that could not become an invocation (status 400, invalid).
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id);
 

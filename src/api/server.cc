@@ -19,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "api/refusal_log.h"
 #include "api/responses.h"
 #include "invocation/cpu_lane.h"
 #include "net/ip_address.h"
@@ -36,6 +37,12 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 class Session;
+
+namespace {
+std::string iso8601_now();
+// Refusals that shed load are logged at most once per kind in this window (refusal_log.h).
+constexpr auto kRefusalLogWindow = std::chrono::seconds(10);
+}  // namespace
 
 // A CPU lane (ServerOptions::lanes): its own listening socket, I/O threads and fair queue with
 // its invocation threads, all pinned to one CPU when there are several lanes, so that a request
@@ -126,6 +133,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     metrics.set_lanes(count);
     metrics.watch_connections_open([this] { return connection_cap.open(); });
+    refusal_timer = std::make_unique<asio::steady_timer>(lanes.front()->io);
   }
 
   ServerOptions options;
@@ -142,6 +150,20 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<Session>> sessions;
 
+  RefusalLog refusal_log{kRefusalLogWindow, [](nlohmann::json line) {
+                           line["time"] = iso8601_now();
+                           spdlog::warn(line.dump());
+                         }};
+  // Writes the refusal log's counts when due; on the first lane's io_context, and touched only
+  // under refusal_timer_mutex.
+  std::mutex refusal_timer_mutex;
+  std::unique_ptr<asio::steady_timer> refusal_timer;
+  bool refusal_timer_armed = false;
+  void note_refusal(std::string_view kind, std::string_view route, int status) {
+    if (auto due = refusal_log.note(kind, route, status, Clock::now())) arm_refusal_timer(*due);
+  }
+  void arm_refusal_timer(Clock::time_point due);
+
   void accept(Lane& lane);
   void admit(Lane& lane, tcp::socket socket);
   void warn_about_accepting(Lane& lane, const std::string& message, const std::string& hint);
@@ -156,6 +178,22 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 namespace {
 
 std::string_view view(boost::beast::string_view text) { return {text.data(), text.size()}; }
+
+// A 503 with Retry-After sheds load (refusal_log.h): its problem type's slug, else "".
+std::string load_shedding_kind(const Response& response) {
+  if (response.status != 503) return {};
+  bool retry_after =
+      std::any_of(response.headers.begin(), response.headers.end(),
+                  [](const auto& header) { return beast::iequals(header.first, "Retry-After"); });
+  if (!retry_after) return {};
+  constexpr std::string_view kType = "\"type\":\"urn:corral:problem:";
+  auto start = response.body.find(kType);
+  if (start == std::string::npos) return "unavailable";
+  start += kType.size();
+  auto end = response.body.find('"', start);
+  if (end == std::string::npos || end - start > 64) return "unavailable";
+  return response.body.substr(start, end - start);
+}
 
 // What makes a request's length ambiguous (RFC 9112 section 6.3), or nothing. Beast frames a
 // body by Transfer-Encoding only when its last coding is chunked, and reads any other coding
@@ -554,9 +592,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!invocation_id_.empty()) message->set("Corral-Invocation-Id", invocation_id_);
     for (const auto& [name, value] : response.headers) message->set(name, value);
     message->keep_alive(keep_alive_);
+    std::string shed_kind = load_shedding_kind(response);
     message->body() = std::move(response.body);
     message->prepare_payload();
-    log_request(response.status);
+    log_request(response.status, shed_kind);
     if (slot_) remember_refusal(response);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code error, size_t) {
@@ -624,9 +663,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The access log: one JSON line per request, written out by hand rather than built as a json
   // object, since it is on the path of every request (it was an eighth of corrald's user CPU).
-  void log_request(int status) {
+  // A refusal that sheds load (`shed_kind`, a 503 with Retry-After) is counted in the refusal
+  // log instead, which a flood cannot fill (refusal_log.h).
+  void log_request(int status, std::string_view shed_kind) {
     std::string route = route_.empty() ? std::string("other") : route_;
     state_->metrics.record_http_request(route, status);
+    if (!shed_kind.empty()) return state_->note_refusal(shed_kind, route, status);
     char duration[32];
     std::snprintf(duration, sizeof duration, "%.3f", elapsed_ms(started_));
     std::string line;
@@ -899,6 +941,7 @@ Server::Server(ServerOptions options, Api& api, metrics::Registry& metrics)
 
 Server::~Server() {
   stop();
+  state_->refusal_log.flush(Clock::now(), true);  // refusals of requests that came while stopping
   state_->metrics.watch_connections_open(nullptr);
   for (auto& lane : state_->lanes) lane->queue.shutdown();
 }
@@ -931,11 +974,34 @@ void Server::run() {
   }
 }
 
+void Server::State::arm_refusal_timer(Clock::time_point due) {
+  std::lock_guard guard(refusal_timer_mutex);
+  // Once stopping, no timer may keep the io_context running: stop() writes what is left.
+  if (stopping || refusal_timer_armed) return;
+  refusal_timer_armed = true;
+  refusal_timer->expires_at(due);
+  refusal_timer->async_wait([weak = weak_from_this()](beast::error_code error) {
+    auto self = weak.lock();
+    if (!self) return;
+    {
+      std::lock_guard guard(self->refusal_timer_mutex);
+      self->refusal_timer_armed = false;
+    }
+    if (error) return;
+    if (auto next = self->refusal_log.flush(Clock::now())) self->arm_refusal_timer(*next);
+  });
+}
+
 void Server::stop() {
   // Once the acceptor is closed, run() may return and the Server be destroyed while this thread
   // (corrald's signal thread) is still here: hold the State, and touch nothing of `this` below.
   std::shared_ptr<State> state = state_;
   if (state->stopping.exchange(true)) return;
+  {
+    std::lock_guard guard(state->refusal_timer_mutex);
+    state->refusal_timer->cancel();
+  }
+  state->refusal_log.flush(Clock::now(), true);
   for (auto& lane : state->lanes) {
     asio::post(lane->acceptor.get_executor(), [state, lane = lane.get()] {
       beast::error_code ignored;

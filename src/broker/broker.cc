@@ -106,6 +106,12 @@ std::string Broker::answer(const CallScope& scope, int64_t& calls, std::string_v
         reply = perform(scope, op, parsed["args"], remaining);
       }
     }
+  } catch (const store::StorageUnavailable& failure) {
+    if (scope.fault) scope.fault->note(failure);
+    reply = Reply::error(call_name(op) + " could not be done: corral's storage is " +
+                         (failure.disk_full() ? "full" : "failing") +
+                         ". This is the service's fault, not the script's; nothing was changed, "
+                         "and the run is answered as corral's failure");
   } catch (const std::exception& error) {
     reply = Reply::error(std::string("the capability call could not be read: ") + error.what());
   }

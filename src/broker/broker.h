@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +27,25 @@
 
 namespace corral::broker {
 
+// A capability call of one invocation that failed through no fault of the script: corral's
+// store could not write (kv on a full disk). The invoker reads it once the run has ended, to
+// answer the run as the service's failure rather than the script's error.
+class ServiceFault {
+ public:
+  void note(const store::StorageUnavailable& failure) {
+    std::lock_guard guard(mutex_);
+    if (!storage_) storage_ = failure;
+  }
+  std::optional<store::StorageUnavailable> storage() const {
+    std::lock_guard guard(mutex_);
+    return storage_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::optional<store::StorageUnavailable> storage_;
+};
+
 // Who is calling, under which rules: fixed when the invocation starts.
 struct CallScope {
   // (Each member has an initializer so that designated initializers may leave any of them out.)
@@ -36,7 +57,8 @@ struct CallScope {
   std::shared_ptr<const policy::TenantPolicy> policy = {};
   // The capabilities ctx holds: the manifest's, as far as the policy grants them.
   std::vector<std::string> capabilities = {};
-  int64_t subrequests = 0;  // the run's limit
+  int64_t subrequests = 0;                   // the run's limit
+  std::shared_ptr<ServiceFault> fault = {};  // told of calls that failed by corral's fault
 };
 
 class Broker {

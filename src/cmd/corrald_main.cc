@@ -1,9 +1,11 @@
 // corrald: the corral service. Serves the HTTP API (api/server.h) and runs invocations in
 // jailed corral-worker processes (jail/jail.h), pooled per tenant (pool/tenant_pool.h).
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -37,6 +39,7 @@
 #include "sched/admission.h"
 #include "sched/circuit_breaker.h"
 #include "sched/rate_buckets.h"
+#include "store/data_dir_lock.h"
 #include "store/store.h"
 
 namespace {
@@ -72,6 +75,7 @@ struct Settings {
   size_t warm_per_tenant = 1;
   size_t spare_workers = 2;
   uint64_t recycle_after = 1000;
+  int64_t worker_start_timeout_ms = 5'000;
   size_t max_body_bytes = 1 << 20;
   corral::LimitsPolicy limits;
   std::vector<std::string> allowed_missing_layers;
@@ -81,6 +85,7 @@ struct Settings {
   bool check = false;
   bool allow_self_approval = false;
   std::string policy_file;
+  std::string log_file;
 };
 
 std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
@@ -229,22 +234,32 @@ void log_event(spdlog::level::level_enum level, const std::string& message,
 }
 
 // --policy FILE: stored as the next version unless the store's newest is the same text. An invalid
-// document is refused with every problem as FILE:LINE:COLUMN, on stderr and in the log.
-bool load_policy_file(const std::string& file, corral::policy::PolicyService& policy) {
+// document is refused with every problem as FILE:LINE:COLUMN, in the log, and at start-up on
+// stderr too. On SIGHUP (`at_start` false) a file that cannot be read or is not valid leaves the
+// policy in force as it is, and the log says why.
+bool load_policy_file(const std::string& file, corral::policy::PolicyService& policy,
+                      bool at_start) {
   std::ifstream in(file, std::ios::binary);
   std::stringstream text;
   if (in) text << in.rdbuf();
+  int64_t before = policy.current()->version;
   if (!in || in.bad()) {
     std::string why = std::strerror(errno);
-    log_event(spdlog::level::err, "cannot read the policy file",
-              {{"file", file}, {"error", why}, {"hint", "pass --policy a readable YAML file"}});
-    std::fprintf(stderr, "corrald: cannot read --policy %s: %s\n", file.c_str(), why.c_str());
+    nlohmann::json fields = {
+        {"file", file}, {"error", why}, {"hint", "pass --policy a readable YAML file"}};
+    if (!at_start) fields["policy_version_kept"] = before;
+    log_event(spdlog::level::err,
+              at_start ? "cannot read the policy file"
+                       : "cannot read the policy file again; the policy in force is kept",
+              fields);
+    if (at_start)
+      std::fprintf(stderr, "corrald: cannot read --policy %s: %s\n", file.c_str(), why.c_str());
     return false;
   }
   try {
-    int64_t before = policy.current()->version;
-    auto loaded = policy.load_at_startup(text.str(), file);
-    log_event(spdlog::level::info, "policy loaded",
+    auto loaded = at_start ? policy.load_at_startup(text.str(), file)
+                           : policy.load_file(text.str(), file, "on SIGHUP");
+    log_event(spdlog::level::info, at_start ? "policy loaded" : "policy reloaded",
               {{"file", file},
                {"policy_version", loaded.snapshot->version},
                {"stored_as_new_version", loaded.snapshot->version != before},
@@ -252,25 +267,76 @@ bool load_policy_file(const std::string& file, corral::policy::PolicyService& po
     return true;
   } catch (const corral::policy::PolicyInvalid& invalid) {
     nlohmann::json problems = nlohmann::json::array();
-    std::fprintf(stderr,
-                 "corrald: the policy in %s is not valid (%zu problems); nothing was stored\n",
-                 file.c_str(), invalid.problems().size());
+    if (at_start) {
+      std::fprintf(stderr,
+                   "corrald: the policy in %s is not valid (%zu problems); nothing was stored\n",
+                   file.c_str(), invalid.problems().size());
+    }
     for (const auto& problem : invalid.problems()) {
       std::string where = file;
       if (problem.line > 0)
         where += ":" + std::to_string(problem.line) + ":" + std::to_string(problem.column);
       std::string path = problem.path.empty() ? "" : problem.path + ": ";
-      std::fprintf(stderr, "%s: %s%s\n", where.c_str(), path.c_str(), problem.message.c_str());
+      if (at_start)
+        std::fprintf(stderr, "%s: %s%s\n", where.c_str(), path.c_str(), problem.message.c_str());
       problems.push_back({{"where", where}, {"path", problem.path}, {"message", problem.message}});
     }
-    log_event(spdlog::level::err, "refusing to start: the policy file is not valid",
-              {{"file", file},
-               {"problems", problems},
-               {"hint",
-                "fix each problem at the line and column given and start corrald again; "
-                "docs/policy.md describes every key"}});
+    if (at_start) {
+      log_event(spdlog::level::err, "refusing to start: the policy file is not valid",
+                {{"file", file},
+                 {"problems", problems},
+                 {"hint",
+                  "fix each problem at the line and column given and start corrald again; "
+                  "docs/policy.md describes every key"}});
+    } else {
+      log_event(spdlog::level::err, "the policy file is not valid; the policy in force is kept",
+                {{"file", file},
+                 {"problems", problems},
+                 {"policy_version_kept", before},
+                 {"hint",
+                  "fix each problem at the line and column given and send SIGHUP again; "
+                  "docs/policy.md describes every key"}});
+    }
+    return false;
+  } catch (const std::exception& failure) {
+    // The document was valid but could not be stored (the disk, say): nothing changed.
+    log_event(spdlog::level::err,
+              at_start ? "cannot store the policy file"
+                       : "cannot store the policy file; the policy in force is kept",
+              {{"file", file}, {"error", failure.what()}, {"policy_version_kept", before}});
+    if (at_start)
+      std::fprintf(stderr, "corrald: cannot store --policy %s: %s\n", file.c_str(), failure.what());
     return false;
   }
+}
+
+// Points standard output, where the log is written, at `file` (appended to): at start with
+// --log-file, and again on SIGHUP, so that a file logrotate has moved away is let go and a new one
+// is made. Lines being written meanwhile go whole to one file or the other.
+bool open_log_file(const std::string& file) {
+  int fd = open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    std::string why = std::strerror(errno);
+    log_event(spdlog::level::err, "cannot open the log file",
+              {{"file", file}, {"error", why}, {"hint", "pass --log-file a writable path"}});
+    std::fprintf(stderr, "corrald: cannot open --log-file %s: %s\n", file.c_str(), why.c_str());
+    return false;
+  }
+  std::fflush(stdout);
+  bool moved = dup2(fd, STDOUT_FILENO) >= 0;
+  close(fd);
+  return moved;
+}
+
+// SIGHUP, as daemons take it: the log file is opened again and the --policy file read again.
+void reload_on_hangup(const Settings& settings, corral::policy::PolicyService& policy) {
+  if (!settings.log_file.empty()) open_log_file(settings.log_file);
+  log_event(spdlog::level::info, "SIGHUP: reopened the log and reloading the policy file",
+            {{"log_file", settings.log_file.empty() ? nlohmann::json(nullptr)
+                                                    : nlohmann::json(settings.log_file)},
+             {"policy_file", settings.policy_file.empty() ? nlohmann::json(nullptr)
+                                                          : nlohmann::json(settings.policy_file)}});
+  if (!settings.policy_file.empty()) load_policy_file(settings.policy_file, policy, false);
 }
 
 // "HOST:PORT", "[V6]:PORT" → host and port.
@@ -417,6 +483,7 @@ bool start_within_machine_limits(const Settings& settings) {
 }
 
 int serve(const Settings& settings) {
+  if (!settings.log_file.empty() && !open_log_file(settings.log_file)) return 1;
   auto [host, port] = split_listen(settings.listen);
   if (!start_within_machine_limits(settings)) return 2;
   std::optional<size_t> max_connections = connection_cap(settings);
@@ -439,23 +506,54 @@ int serve(const Settings& settings) {
     return 1;
   }
 
-  // Block the stop signals in every thread; one thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Block the signals corrald handles in every thread; one thread waits for them.
+  sigset_t handled_signals;
+  sigemptyset(&handled_signals);
+  sigaddset(&handled_signals, SIGTERM);
+  sigaddset(&handled_signals, SIGINT);
+  sigaddset(&handled_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // Held until corrald exits: a second corrald on this directory refuses to start.
+  std::optional<corral::store::DataDirLock> data_dir_lock;
+  try {
+    data_dir_lock.emplace(settings.data_dir);
+  } catch (const std::exception& failure) {
+    nlohmann::json fields = {{"data_dir", settings.data_dir}, {"error", failure.what()}};
+    if (auto* in_use = dynamic_cast<const corral::store::DataDirInUse*>(&failure);
+        in_use && in_use->holder() > 0)
+      fields["holder_pid"] = in_use->holder();
+    log_event(spdlog::level::err, "refusing to start: the data directory is locked", fields);
+    std::fprintf(stderr, "corrald: %s\n", failure.what());
+    return 1;
+  }
 
   std::unique_ptr<corral::store::Store> store;
   try {
-    store = corral::store::open_sqlite_store(settings.data_dir);
+    try {
+      store = corral::store::open_sqlite_store(settings.data_dir);
+    } catch (const corral::store::StorageUnavailable& full) {
+      // A full disk: the space kept for it lets the store open, to serve reads (docs/operations.md,
+      // "A full disk").
+      if (!full.disk_full() || !corral::store::release_space_reserve(settings.data_dir)) throw;
+      log_event(spdlog::level::warn,
+                "the disk of the data directory is full: gave back corrald's space reserve to "
+                "open the store; reads are served, writes answered 507 until space is freed",
+                {{"data_dir", settings.data_dir},
+                 {"error", full.what()},
+                 {"hint",
+                  "free space on this disk; corrald takes its reserve again at the next "
+                  "start"}});
+      store = corral::store::open_sqlite_store(settings.data_dir);
+    }
   } catch (const std::exception& failure) {
     log_event(spdlog::level::err, "cannot open the store",
               {{"data_dir", settings.data_dir}, {"error", failure.what()}});
     std::fprintf(stderr, "corrald: %s\n", failure.what());
     return 1;
   }
+  corral::store::keep_space_reserve(settings.data_dir);
   corral::audit::AuditTrail audit(*store);
   try {
     if (auto made = corral::auth::bootstrap_admin(*store, audit, settings.data_dir,
@@ -490,7 +588,7 @@ int serve(const Settings& settings) {
   }
   corral::broker::SecretsService secrets(*store, *sealer);
   if (!settings.policy_file.empty()) {
-    if (!load_policy_file(settings.policy_file, *policy)) return 2;
+    if (!load_policy_file(settings.policy_file, *policy, true)) return 2;
   } else if (auto current = policy->current(); current->version == 0) {
     log_event(spdlog::level::warn, "no policy set: the built-in safe default applies",
               {{"policy_version", 0},
@@ -523,7 +621,8 @@ int serve(const Settings& settings) {
   // worker pool"); the budget counts every worker at that and what its own heap grows to.
   corral::WorkerCost worker_cost{.kernel_bytes = corral::kLeastWorkerBytes, .user_bytes = 0};
   try {
-    worker_cost = corral::measure_worker_cost(*jail, settings.worker);
+    worker_cost = corral::measure_worker_cost(
+        *jail, settings.worker, 16, std::chrono::milliseconds(settings.worker_start_timeout_ms));
   } catch (const std::exception& failure) {
     log_event(spdlog::level::warn, "cannot measure what a worker costs",
               {{"error", failure.what()},
@@ -558,7 +657,8 @@ int serve(const Settings& settings) {
                          "again; corrald --check lists the jail layers this machine provides, "
                          "and this warning repeats at most every 10 s"}});
            },
-       .start_failure_report_ms = 10'000},
+       .start_failure_report_ms = 10'000,
+       .start_timeout_ms = settings.worker_start_timeout_ms},
       [&](const std::string& tenant) {
         return std::make_unique<corral::WorkerProcess>(jail->spec_for(settings.worker, tenant));
       });
@@ -667,12 +767,19 @@ int serve(const Settings& settings) {
     return 1;
   }
 
-  std::thread([&server, stop_signals] {
-    int received = 0;
-    sigwait(&stop_signals, &received);
-    log_event(spdlog::level::info, "stopping: finishing requests in progress",
-              {{"signal", sigabbrev_np(received) ? sigabbrev_np(received) : "?"}});
-    server->stop();
+  std::thread([&server, &settings, &policy, handled_signals] {
+    for (;;) {
+      int received = 0;
+      if (sigwait(&handled_signals, &received) != 0) continue;
+      if (received == SIGHUP) {
+        reload_on_hangup(settings, *policy);
+        continue;
+      }
+      log_event(spdlog::level::info, "stopping: finishing requests in progress",
+                {{"signal", sigabbrev_np(received) ? sigabbrev_np(received) : "?"}});
+      server->stop();
+      return;
+    }
   }).detach();
 
   runs_through = &api;
@@ -717,10 +824,13 @@ int main(int argc, char** argv) {
   CLI::App app{
       "corrald: runs tenants' Lua scripts in sandboxed worker processes behind an HTTP API.\n"
       "Routes: see GET /v1/openapi.yaml (tenants, tokens, scripts, versions, aliases, invoke,\n"
-      "audit, POST /v1/run, GET /healthz, GET /metrics). Logs are JSON lines on stdout.\n"
+      "audit, POST /v1/run, GET /healthz, GET /metrics). Logs are JSON lines on stdout\n"
+      "(or --log-file).\n"
       "On first start with an empty store it writes an admin token to <data-dir>/admin.token\n"
       "(mode 0600), unless CORRAL_ADMIN_TOKEN supplies one.\n"
-      "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0."};
+      "SIGTERM or SIGINT stops it gracefully: requests in progress finish, then it exits 0.\n"
+      "SIGHUP reopens --log-file and reloads --policy (a file that is not valid is logged and\n"
+      "the policy in force kept). docs/operations.md, \"Signals\"."};
   app.set_config("--config", "",
                  "read options from this TOML file (keys are the long option names)");
   app.add_option("--listen", settings.listen, "HOST:PORT to serve HTTP on; port 0 picks a free one")
@@ -824,6 +934,12 @@ int main(int argc, char** argv) {
                  "invocations a worker serves before it is replaced")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--worker-start-timeout-ms", settings.worker_start_timeout_ms,
+                 "how long a new worker has to jail itself and announce it is ready; past it the "
+                 "worker is killed and the run that needed it is answered 503 no-worker with "
+                 "Retry-After (or the run's own timeout, if shorter)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{600'000}));
   app.add_option(
          "--allow-missing-layer", settings.allowed_missing_layers,
          "run even though this machine cannot provide this jail layer (repeatable): namespaces, "
@@ -866,6 +982,9 @@ int main(int argc, char** argv) {
       "version unless it equals the newest stored one; corrald refuses to start, listing "
       "every problem, if it is not valid. Without it the newest stored version applies, "
       "or the built-in safe default");
+  app.add_option("--log-file", settings.log_file,
+                 "append the log (JSON lines) to this file instead of standard output; SIGHUP "
+                 "opens it again, for logrotate");
   add_limit_flags(app, settings);
 
   try {

@@ -140,11 +140,16 @@ Accepted PolicyService::rollback(int64_t to_version, std::string_view principal)
 }
 
 Accepted PolicyService::load_at_startup(std::string_view yaml_text, std::string_view source_name) {
+  return load_file(yaml_text, source_name, "at start-up");
+}
+
+Accepted PolicyService::load_file(std::string_view yaml_text, std::string_view source_name,
+                                  std::string_view occasion) {
   Policy::parse(yaml_text);  // refuse an invalid file even when it equals the stored document
   auto newest = store_.latest_policy_version();
   if (newest && newest->document == yaml_text) return {.snapshot = current(), .diff = {}};
   return install(yaml_text, "bootstrap", "policy.update",
-                 "loaded at start-up from " + std::string(source_name));
+                 "loaded " + std::string(occasion) + " from " + std::string(source_name));
 }
 
 }  // namespace corral::policy

@@ -62,6 +62,10 @@ class PolicyService {
   // For corrald --policy FILE at start-up: the text becomes a new version unless it is the same
   // document as the newest stored one (then nothing is stored). Throws PolicyInvalid.
   Accepted load_at_startup(std::string_view yaml_text, std::string_view source_name);
+  // The same for the file read again later (corrald's SIGHUP): `occasion` says when, in the
+  // audit entry ("on SIGHUP"). Throws PolicyInvalid, leaving the policy in force as it was.
+  Accepted load_file(std::string_view yaml_text, std::string_view source_name,
+                     std::string_view occasion);
 
  private:
   // Parses, stores, audits and publishes one document; `reason` starts the audit entry's reason.

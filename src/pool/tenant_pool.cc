@@ -303,6 +303,13 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
         for (;;) {
           if (shutting_down_) return shutting_down(request);
           if ((worker = take_own_or_spare_locked(request.tenant))) {
+            if (attempt > 1 && worker->exited()) {
+              ++retired_;
+              std::vector<std::unique_ptr<WorkerProcess>> dead;
+              dead.push_back(std::move(worker));
+              stop_workers(std::move(dead), lock);
+              continue;
+            }
             ++busy_;
             break;
           }
@@ -356,8 +363,8 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       InvocationResult result;
       bool trusted = true;
       // Returns at once for a worker seen ready before (every warm one).
-      std::string not_ready =
-          worker->wait_until_ready(std::chrono::milliseconds(request.limits.timeout_ms));
+      std::string not_ready = worker->wait_until_ready(std::chrono::milliseconds(
+          std::min(options_.start_timeout_ms, request.limits.timeout_ms)));
       if (!not_ready.empty()) {
         note_start_failure(request.tenant, not_ready);
         result = start_failed(request, not_ready, false);
@@ -407,10 +414,15 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
       // Spares taken are replaced only now: starting a worker forks this process, which slows
       // every thread of it for a moment, and the run that took the spare should not pay for that.
       warm_locked(kSpare, spare_target_locked());
-      constexpr int kAttemptsPastGoneWorkers = 3;
-      if (run_not_started && attempt < kAttemptsPastGoneWorkers && Clock::now() < deadline)
-        continue;
-      return result;
+      constexpr int kAttemptsPastGoneWorkers = 2;
+      if (!run_not_started) return result;
+      if (attempt < kAttemptsPastGoneWorkers && Clock::now() < deadline) continue;
+      return turned_away(
+          request,
+          "the workers given this run had died before taking it (the last: " + result.message +
+              "); the script did not run. Retry; corrald's log and "
+              "corral_workers_retired_total show whether workers keep dying",
+          kRetryShortageSeconds);
     }
   } catch (const std::exception& error) {
     return failed(request, Outcome::crashed,
@@ -442,7 +454,8 @@ void TenantPool::spawner_loop() {
         // A spare is only worth keeping once it can serve at once; one that fails to get
         // there is dropped like a failed pre-warm (or its failure goes to the run that
         // claimed it).
-        std::string problem = spawned.worker->wait_until_ready(std::chrono::seconds(10));
+        std::string problem =
+            spawned.worker->wait_until_ready(std::chrono::milliseconds(options_.start_timeout_ms));
         if (!problem.empty()) {
           spawned.worker.reset();
           spawned.error = problem;

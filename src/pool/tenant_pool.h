@@ -15,13 +15,15 @@
 //   jails itself and readies its runtime first), is no fault of the script: the run that
 //   needed it is `rejected` with a Retry-After, never `crashed`, which would count against the
 //   script's version (sched/circuit_breaker.h). A new worker is waited for until it is ready,
-//   up to the run's timeout_ms, before the invocation is sent, so its start does not eat into
-//   the script's wall time either. Failed starts are counted, and reported through
-//   on_start_failure at most once per start_failure_report_ms.
+//   up to start_timeout_ms (or the run's timeout_ms if shorter), before the invocation is sent,
+//   so its start does not eat into the script's wall time either. Failed starts are counted,
+//   and reported through on_start_failure at most once per start_failure_report_ms.
 // - After a run, a worker is retired unless the outcome was ok or script_error, it is still
 //   alive, and it has served fewer than recycle_after invocations. A worker that died while
-//   idle is found out when the invocation is sent to it (the channel is closed): it is retired
-//   and the run goes to another worker, as the run had not started.
+//   idle (killed, OOM) is found out when the invocation is sent to it (the channel is closed):
+//   it is retired and the run goes to another worker once, as the run had not started; that
+//   attempt checks the idle workers it is offered for life first, since what killed one often
+//   killed others. If the run still finds no live worker it is `rejected`, never `crashed`.
 // - With a memory budget (memory_budget_bytes > 0), every worker is counted at what it costs
 //   the machine: what the kernel spends on it (worker_kernel_bytes, measured at start:
 //   pool/worker_cost.h) plus its own anonymous memory, read when it is ready and again after
@@ -99,6 +101,8 @@ class TenantPool : public Executor {
     // pool's lock; it must not call back into the pool.
     std::function<void(const StartFailureReport&)> on_start_failure = {};
     int64_t start_failure_report_ms = 10'000;
+    // How long a new worker has to announce it is ready before it is killed as a failed start.
+    int64_t start_timeout_ms = 5'000;
   };
 
   // Starts a worker for a tenant, or a spare for no tenant yet when the name is empty; how it

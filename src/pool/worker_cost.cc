@@ -60,7 +60,7 @@ uint64_t kernel_kib(std::map<std::string, uint64_t>& meminfo) {
 }  // namespace
 
 WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_path,
-                               size_t samples) {
+                               size_t samples, std::chrono::milliseconds start_timeout) {
   // In rounds, keeping the median round: whatever else the machine does moves the same totals,
   // and mostly one way (up), in bursts.
   constexpr size_t kRounds = 4;
@@ -72,7 +72,7 @@ WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_
     auto before = meminfo_kib();
     for (size_t i = 0; i < per_round; ++i) {
       auto worker = std::make_unique<WorkerProcess>(jail.spec_for(worker_path, ""));
-      std::string why = worker->wait_until_ready(std::chrono::seconds(10));
+      std::string why = worker->wait_until_ready(start_timeout);
       if (!why.empty())
         throw std::runtime_error("a worker started to measure what workers cost " + why);
       user += worker->anonymous_bytes();

@@ -3,6 +3,7 @@
 // the jail it will use, and sizes its pool by memory rather than by a count (tenant_pool.h).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,11 +30,12 @@ inline constexpr size_t kLeastWorkerBytes = 192 << 10;
 // what the machine spent on each round's, keeps the median round, and stops them. The kernel
 // share is at least what the parts of this jail were measured to cost (worker_cost.cc: its
 // cgroups, namespaces, kernel stack, and the workers' page tables as read now). Throws
-// std::runtime_error when a worker cannot be started (the pool would fail the same way: the message
-// says why). The kernel share is kept within [kLeastWorkerBytes / 2, 16 MiB], as other activity on
-// the machine moves the same totals.
+// std::runtime_error when a worker cannot be started or is not ready within `start_timeout` (the
+// pool would fail the same way: the message says why). The kernel share is kept within
+// [kLeastWorkerBytes / 2, 16 MiB], as other activity on the machine moves the same totals.
 WorkerCost measure_worker_cost(const JailSetup& jail, const std::string& worker_path,
-                               size_t samples = 16);
+                               size_t samples = 16,
+                               std::chrono::milliseconds start_timeout = std::chrono::seconds(10));
 
 // MemTotal, in bytes (0 if /proc/meminfo cannot be read).
 uint64_t machine_memory_bytes();

@@ -138,6 +138,13 @@ size_t WorkerProcess::anonymous_bytes() const {
   return (resident - shared) * page;
 }
 
+bool WorkerProcess::exited() const {
+  if (pid_ < 0) return true;
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == pid_;
+}
+
 std::string WorkerProcess::kill_and_reap() {
   if (pid_ < 0) return "was already reaped";
   kill(pid_, SIGKILL);
@@ -191,7 +198,8 @@ std::string WorkerProcess::wait_until_ready(std::chrono::milliseconds limit) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (remaining.count() <= 0) {
-      problem = "did not announce it was ready within " + std::to_string(limit.count()) + " ms";
+      problem = "did not announce it was ready within " + std::to_string(limit.count()) +
+                " ms (--worker-start-timeout-ms)";
       break;
     }
     pollfd ready{channel_, POLLIN, 0};

@@ -66,6 +66,8 @@ class WorkerProcess {
   void join_tenant(const std::string& tenant);
 
   bool alive() const { return alive_; }
+  // The process has ended (killed while idle, say), as its parent can tell without reaping it.
+  bool exited() const;
   // The last invoke() found the channel closed before the invocation could be sent: the worker
   // had died (while idle), and the run never started, so another worker may take it.
   bool gone_before_invocation() const { return gone_before_invocation_; }

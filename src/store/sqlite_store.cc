@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -368,6 +370,17 @@ SqliteStore::Statement SqliteStore::statement(const std::string& sql) {
 
 void SqliteStore::fail(int rc, std::string_view what) {
   const char* message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
+    // SQLite reports ENOSPC as SQLITE_FULL on a write, but as an I/O error when it cannot size
+    // its shared-memory index or sync: errno tells them apart.
+    int error = sqlite3_system_errno(db_);
+    bool full = (rc & 0xff) == SQLITE_FULL || error == ENOSPC || error == EDQUOT;
+    throw StorageUnavailable("store " + file_.string() + ": " + std::string(what) +
+                                 " failed: " + message +
+                                 (error ? " (" + std::string(std::strerror(error)) + ")" : "") +
+                                 (full ? "; the disk is full: free some space" : hint_for(rc)),
+                             full);
+  }
   throw SqliteError(
       "store " + file_.string() + ": " + std::string(what) + " failed: " + message + hint_for(rc),
       rc);

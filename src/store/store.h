@@ -38,6 +38,19 @@ class NotFound : public StoreError {
   using StoreError::StoreError;
 };
 
+// The disk under the store is full (SQLITE_FULL, ENOSPC) or failing (SQLITE_IOERR): nothing was
+// changed, and the same request may succeed once the operator has freed space or fixed the disk.
+// what() names the database and the cause, for corrald's log only: clients are told neither.
+class StorageUnavailable : public StoreError {
+ public:
+  StorageUnavailable(const std::string& message, bool disk_full)
+      : StoreError(message), disk_full_(disk_full) {}
+  bool disk_full() const { return disk_full_; }
+
+ private:
+  bool disk_full_;
+};
+
 // The current time as unix milliseconds, for callers that stamp what they store.
 int64_t now_ms();
 // Unix milliseconds as RFC 3339 UTC with milliseconds: "2026-11-23T12:00:00.000Z".

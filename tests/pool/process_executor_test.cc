@@ -75,10 +75,14 @@ TEST(ProcessExecutor, KillsALongCCallAtTheDeadline) {
 }
 
 TEST(ProcessExecutor, ReportsAWorkerThatExits) {
+  // It exits at once: a crash if the invocation reached it first, and otherwise (it was gone
+  // before, and so was the worker the run was given next) a run turned away, as the script never
+  // ran. Which comes first is the kernel's choice; either way the exit is reported.
   FakeWorker fake("exit", "exit 7");
   ProcessExecutor executor({.worker_path = fake.path()});
   auto result = executor.run(request_for("function handle() end"));
-  EXPECT_EQ(result.outcome, Outcome::crashed);
+  EXPECT_TRUE(result.outcome == Outcome::crashed || result.outcome == Outcome::rejected)
+      << to_json(result).dump();
   EXPECT_NE(result.message.find("exited with status 7"), std::string::npos) << result.message;
 }
 
