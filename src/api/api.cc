@@ -12,6 +12,8 @@
 #include <random>
 #include <utility>
 
+#include "api/tenant_data.h"
+
 namespace corral::api {
 
 namespace {
@@ -65,6 +67,9 @@ const std::vector<RouteInfo> kRoutes = {
     {"POST", "/v1/tenants", "tenant.create", {kAdmin}},
     {"GET", "/v1/tenants", "tenant.list", kEveryRole},
     {"GET", "/v1/tenants/{tenant}", "tenant.read", kEveryRole},
+    // A tenant's data on request (docs/operations.md, "Customer data"): all of it, or erased.
+    {"GET", "/v1/tenants/{tenant}/export", "tenant.export", {kAdmin}},
+    {"DELETE", "/v1/tenants/{tenant}/data", "tenant.data.erase", {kAdmin}},
     {"POST", "/v1/tokens", "token.create", {kAdmin}},
     {"DELETE", "/v1/tokens/{token}", "token.revoke", {kAdmin}},
     {"POST", "/v1/tenants/{tenant}/tokens", "token.create", {kAdmin}},
@@ -468,6 +473,8 @@ class Api::Call {
     if (action == "tenant.create") return create_tenant();
     if (action == "tenant.list") return list_tenants();
     if (action == "tenant.read") return json_response(200, tenant_json(*tenant_));
+    if (action == "tenant.export") return export_tenant();
+    if (action == "tenant.data.erase") return erase_tenant_data();
     if (action == "token.create") return create_token();
     if (action == "token.revoke") return revoke_token();
     if (action == "script.list") return list_scripts();
@@ -911,6 +918,38 @@ class Api::Call {
       aliases.push_back(alias_json(alias));
     return json_response(200,
                          {{"tenant", tenant_->name}, {"script", script}, {"aliases", aliases}});
+  }
+
+  Response export_tenant() {
+    json exported = export_tenant_data(*tenant_,
+                                       {.store = context_.store,
+                                        .audit = context_.audit,
+                                        .kv = context_.broker ? &context_.broker->kv() : nullptr},
+                                       store::now_ms());
+    allow("exported the data of tenant \"" + tenant_->name + "\"");
+    return json_response(200, exported);
+  }
+
+  Response erase_tenant_data() {
+    if (context_.runs) context_.runs->flush();  // runs still queued are erased too
+    store::Store::TenantDataErased erased;
+    context_.store.atomically([&] {
+      erased = context_.store.erase_tenant_data(tenant_->id);
+      allow("erased the data of tenant \"" + tenant_->name +
+            "\": " + std::to_string(erased.stored_runs) + " stored runs, " +
+            std::to_string(erased.jobs) + " jobs, " + std::to_string(erased.webhook_deliveries) +
+            " webhook deliveries, " + std::to_string(erased.kv_entries) + " kv entries, " +
+            std::to_string(erased.events) + " events");
+    });
+    size_t cached = context_.cache ? context_.cache->forget_tenant(tenant_->id) : 0;
+    return json_response(200, {{"tenant", tenant_->name},
+                               {"erased",
+                                {{"stored_runs", erased.stored_runs},
+                                 {"jobs", erased.jobs},
+                                 {"webhook_deliveries", erased.webhook_deliveries},
+                                 {"kv_entries", erased.kv_entries},
+                                 {"events", erased.events},
+                                 {"cached_results", cached}}}});
   }
 
   Response alias_history() {
@@ -2122,7 +2161,12 @@ class Api::Call {
     require_runnable(version, tenant_policy, extra);
 
     json request = body(false);
-    only_members(request, {"input", "callback_url"});
+    only_members(request, {"input", "callback_url", "webhook_input"});
+    if (request.contains("webhook_input") && !request["webhook_input"].is_boolean()) {
+      throw InvalidRequest("webhook_input",
+                           "\"webhook_input\" must be false (the webhook leaves the input out) "
+                           "or true (the default: it carries the input while the job keeps it)");
+    }
     json input = request.contains("input") ? request["input"] : json();
     size_t input_bytes = input.dump().size();
     if (static_cast<int64_t>(input_bytes) > tenant_policy.limits.input_bytes.value) {
@@ -2173,7 +2217,9 @@ class Api::Call {
                           .webhook_attempts = settings.webhook_attempts.value,
                           .webhook_backoff_ms = settings.webhook_backoff_ms.value,
                           .created_by = principal_.token_id,
-                          .created_at = store::now_ms()};
+                          .created_at = store::now_ms(),
+                          .keep_input = settings.inputs.value,
+                          .webhook_input = request.value("webhook_input", true)};
     const auto& quota = tenant_policy.quotas.queued_jobs;
     store::JobSubmission submission;
     context_.store.atomically([&] {

@@ -53,6 +53,20 @@ void ResultCache::insert(const Key& key, const InvocationResult& result) {
   stats_.entries = index_.size();
 }
 
+size_t ResultCache::forget_tenant(const std::string& tenant_id) {
+  std::lock_guard lock(mutex_);
+  size_t forgotten = 0;
+  for (auto entry = recency_.begin(); entry != recency_.end();) {
+    auto next = std::next(entry);
+    if (entry->index.first == tenant_id) {
+      evict(entry, false);
+      ++forgotten;
+    }
+    entry = next;
+  }
+  return forgotten;
+}
+
 void ResultCache::evict(std::list<Entry>::iterator entry, bool counted) {
   stats_.bytes -= entry->bytes;
   auto tenant = tenant_bytes_.find(entry->index.first);

@@ -66,6 +66,10 @@ class ResultCache {
   // Stores an `ok` result (others are ignored), replacing one under the same key.
   void insert(const Key& key, const InvocationResult& result);
 
+  // Drops every entry of the tenant (its data is being erased); returns how many. Not counted as
+  // evictions.
+  size_t forget_tenant(const std::string& tenant_id);
+
   Stats stats() const;
   size_t tenant_bytes(const std::string& tenant_id) const;
 

@@ -296,6 +296,41 @@ int tenant_list(Session& session) {
   return kOk;
 }
 
+// The whole export goes to stdout (or --out FILE), JSON either way: it is for keeping or handing
+// over, not for reading on a terminal.
+int tenant_export(Session& session, const std::string& name, const std::string& out) {
+  client::HttpResponse response = session.send("GET", tenant_path(name) + "/export");
+  if (!response.ok()) session.refused(response);
+  if (out.empty()) {
+    print_raw(response.body);
+    return kOk;
+  }
+  std::ofstream file(out, std::ios::binary | std::ios::trunc);
+  file << response.body;
+  file.close();
+  if (!file) usage_error("cannot write the export to '" + out + "': " + std::strerror(errno));
+  std::cerr << "wrote the data of tenant " << client::printable(name) << " to " << out << " ("
+            << response.body.size() << " bytes)\n";
+  return kOk;
+}
+
+int tenant_erase_data(Session& session, const std::string& name, bool confirmed) {
+  if (!confirmed)
+    usage_error("tenant erase-data deletes tenant " + name +
+                "'s stored runs, jobs, webhook deliveries, kv entries and events for good; add "
+                "--yes to do it (corral tenant export " +
+                name + " first keeps a copy)");
+  json answer = session.call("DELETE", tenant_path(name) + "/data");
+  if (session.json_mode()) return kOk;
+  const json& erased = answer.value("erased", json::object());
+  std::cout << "erased the data of tenant " << client::printable(name) << ": "
+            << text(erased, "stored_runs") << " stored runs, " << text(erased, "jobs") << " jobs, "
+            << text(erased, "webhook_deliveries") << " webhook deliveries, "
+            << text(erased, "kv_entries") << " kv entries, " << text(erased, "events")
+            << " events, " << text(erased, "cached_results") << " cached results\n";
+  return kOk;
+}
+
 struct TokenOptions {
   std::string tenant;
   std::string role;
@@ -733,7 +768,8 @@ int main(int argc, char** argv) {
   app.add_flag("--json", globals.json, "print the server's JSON answer unchanged");
   std::function<int(Session&)> action;
 
-  auto* tenant = server_command(app, "tenant", "Create and list tenants (admin)");
+  auto* tenant =
+      server_command(app, "tenant", "Create, list and export tenants, erase their data (admin)");
   tenant->require_subcommand(1);
   std::string tenant_name;
   auto* tenant_create_command = server_command(*tenant, "create", "Create tenant NAME");
@@ -742,6 +778,23 @@ int main(int argc, char** argv) {
       [&] { action = [&](Session& s) { return tenant_create(s, tenant_name); }; });
   server_command(*tenant, "list", "List the tenants the token sees")->callback([&] {
     action = [](Session& s) { return tenant_list(s); };
+  });
+  std::string export_path;
+  auto* tenant_export_command = server_command(
+      *tenant, "export",
+      "Print everything corrald keeps for tenant NAME as JSON (admin), secrets' values excepted");
+  tenant_export_command->add_option("name", tenant_name, "the tenant")->required();
+  tenant_export_command->add_option("--out", export_path, "write it to FILE instead of stdout");
+  tenant_export_command->callback(
+      [&] { action = [&](Session& s) { return tenant_export(s, tenant_name, export_path); }; });
+  bool erase_confirmed = false;
+  auto* tenant_erase_command = server_command(
+      *tenant, "erase-data",
+      "Delete tenant NAME's customer data: stored runs, jobs, deliveries, kv, events (admin)");
+  tenant_erase_command->add_option("name", tenant_name, "the tenant")->required();
+  tenant_erase_command->add_flag("--yes", erase_confirmed, "yes, delete it for good");
+  tenant_erase_command->callback([&] {
+    action = [&](Session& s) { return tenant_erase_data(s, tenant_name, erase_confirmed); };
   });
 
   TokenOptions token_options;

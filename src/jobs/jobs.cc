@@ -177,7 +177,12 @@ json job_json(const store::Job& job, const std::string& tenant_name) {
                {"error", job.error.empty() ? json() : json(job.error)}};
   json result = job.result.empty() ? json() : json::parse(job.result, nullptr, false);
   body["result"] = result.is_discarded() ? json(job.result) : result;
-  body["input"] = input.is_discarded() ? json(job.input) : input;
+  if (job.input_dropped())
+    body["input"] = nullptr;
+  else
+    body["input"] = input.is_discarded() ? json(job.input) : input;
+  // Whether the input outlives the run: false, it is dropped (null) once the job ends.
+  body["input_kept"] = job.keep_input;
   return body;
 }
 
@@ -515,8 +520,10 @@ bool JobService::deliver_one() {
                               " (rule: " + refused->rule + ")");
     return true;
   }
-  std::string body =
-      job_json(*job, tenant->name).dump(-1, ' ', false, json::error_handler_t::replace);
+  json announced = job_json(*job, tenant->name);
+  // The submission asked that its webhook not carry the input (customers' data) to the receiver.
+  if (!job->webhook_input) announced["input"] = nullptr;
+  std::string body = announced.dump(-1, ' ', false, json::error_handler_t::replace);
   int64_t unix_seconds = store::now_ms() / 1000;
   broker::FetchRequest request{
       .url = delivery->url,

@@ -21,6 +21,10 @@
 //     delivered, network errors, 429 and 5xx are tried again after backoff_ms × 2^(try - 1) up to
 //     webhook_attempts tries, anything else (or the last failure) makes the delivery dead, its
 //     reason kept. A delivery is sent at least once: a corrald killed while sending sends again.
+//   - The input is customers' data: the store drops it when the job ends (any way it ends) unless
+//     the job was submitted under the policy's jobs.inputs: true, so that the job's JSON and its
+//     webhook then carry "input": null. A job submitted with "webhook_input": false has its
+//     webhook carry "input": null even while the job keeps the input.
 //
 // A JobService is thread-safe; its threads run until stop() (or destruction).
 #pragma once

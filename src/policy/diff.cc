@@ -91,6 +91,7 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "jobs.max_attempts", policy.jobs.max_attempts);
   put(flat, "jobs.webhook_attempts", policy.jobs.webhook_attempts);
   put(flat, "jobs.webhook_backoff_ms", policy.jobs.webhook_backoff_ms);
+  put(flat, "jobs.inputs", policy.jobs.inputs);
   put(flat, "runs.keep", policy.runs.keep);
   put(flat, "runs.inputs", policy.runs.inputs);
 

@@ -373,7 +373,7 @@ const IntegerField<Jobs> kJobFields[] = {
     {"webhook_attempts", 1, 20, false, &Jobs::webhook_attempts},
     {"webhook_backoff_ms", 10, 3'600'000, false, &Jobs::webhook_backoff_ms},
 };
-const Keys kJobKeys = {"max_attempts", "webhook_attempts", "webhook_backoff_ms"};
+const Keys kJobKeys = {"max_attempts", "webhook_attempts", "webhook_backoff_ms", "inputs"};
 
 const IntegerField<Runs> kRunFields[] = {{"keep", 0, 1000, false, &Runs::keep}};
 
@@ -678,7 +678,11 @@ void apply_section(Reader& reader, const Place& place, TenantPolicy& into) {
     }
     if (key == "jobs") {
       reader.each_entry(entry, kJobKeys, [&](std::string_view name, const Place& field) {
-        read_integer_field(reader, name, field, kJobFields, into.jobs);
+        if (name == "inputs") {
+          if (auto value = reader.boolean(field)) into.jobs.inputs = {*value, field.path};
+        } else {
+          read_integer_field(reader, name, field, kJobFields, into.jobs);
+        }
       });
     }
     if (key == "runs") {

@@ -44,6 +44,7 @@ defaults:
     max_attempts: 3         # runs of a job that keeps crashing
     webhook_attempts: 5
     webhook_backoff_ms: 1000  # before the second delivery, doubling each time
+    inputs: false           # keep a job's input once it has ended
   runs:
     keep: 20                # last results stored per script
     inputs: false           # their inputs too

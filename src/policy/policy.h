@@ -112,6 +112,9 @@ struct Jobs {
   Setting<int64_t> max_attempts{3};           // runs of a job ending `crashed`; 1 .. 20
   Setting<int64_t> webhook_attempts{5};       // deliveries tried before one is dead; 1 .. 20
   Setting<int64_t> webhook_backoff_ms{1000};  // before the second try, doubling; 10 .. 3,600,000
+  // Keep a job's input once it has ended (in the job and its webhook) until the job is forgotten.
+  // Off by default: inputs are the tenant's customers' data, as with runs.inputs.
+  Setting<bool> inputs{false};
 };
 
 // Stored runs (docs/operations.md, "Stored runs and replay"): the last `keep` results per script,

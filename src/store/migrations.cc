@@ -331,6 +331,22 @@ END;
       R"sql(
 ALTER TABLE script_versions ADD COLUMN signed_by TEXT;
 )sql",
+      // 10: a job's input is customers' data: it is dropped when the job ends unless the policy
+      // kept it at submission (jobs.inputs), and its webhook may leave it out (webhook_input).
+      // A trigger drops it, so that every path to a final state (a result, a cancellation, a
+      // recovery after a crash) does. Jobs submitted before this migration keep theirs, as they
+      // were promised.
+      R"sql(
+ALTER TABLE jobs ADD COLUMN keep_input INTEGER NOT NULL DEFAULT 1 CHECK (keep_input IN (0, 1));
+ALTER TABLE jobs ADD COLUMN webhook_input INTEGER NOT NULL DEFAULT 1
+  CHECK (webhook_input IN (0, 1));
+CREATE TRIGGER jobs_drop_input_when_final AFTER UPDATE OF state ON jobs
+  WHEN NEW.state IN ('succeeded', 'failed', 'cancelled') AND NEW.keep_input = 0
+    AND NEW.input <> ''
+BEGIN
+  UPDATE jobs SET input = '' WHERE id = NEW.id;
+END;
+)sql",
   };
   return all;
 }

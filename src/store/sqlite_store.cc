@@ -512,6 +512,52 @@ int64_t SqliteStore::count_tokens() {
   return count.integer(0);
 }
 
+std::vector<Token> SqliteStore::list_tokens(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(std::string("SELECT ") + kTokenColumns +
+                          " FROM tokens WHERE tenant_id = ?1 ORDER BY created_at, id");
+  select.bind(1, tenant_id);
+  std::vector<Token> tokens;
+  while (select.step("listing the tokens of tenant " + in_quotes(tenant_id)))
+    tokens.push_back(read_token(select));
+  return tokens;
+}
+
+std::vector<std::string> SqliteStore::list_kv_namespaces(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT namespace FROM kv_usage WHERE tenant_id = ?1 AND keys > 0 ORDER BY namespace");
+  select.bind(1, tenant_id);
+  std::vector<std::string> namespaces;
+  while (select.step("listing the kv namespaces of tenant " + in_quotes(tenant_id)))
+    namespaces.push_back(select.text(0));
+  return namespaces;
+}
+
+Store::TenantDataErased SqliteStore::erase_tenant_data(std::string_view tenant_id) {
+  std::string what = "erasing the data of tenant " + in_quotes(tenant_id);
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  auto erase = [&](const char* sql) {
+    auto statement_ = statement(sql);
+    statement_.bind(1, tenant_id);
+    int64_t count = 0;
+    while (statement_.step(what)) ++count;
+    return count;
+  };
+  TenantDataErased erased;
+  erased.stored_runs = erase("DELETE FROM stored_runs WHERE tenant_id = ?1 RETURNING 1");
+  erased.webhook_deliveries =
+      erase("DELETE FROM webhook_deliveries WHERE tenant_id = ?1 RETURNING 1");
+  erased.jobs = erase("DELETE FROM jobs WHERE tenant_id = ?1 RETURNING 1");
+  erased.kv_entries = erase("DELETE FROM kv_entries WHERE tenant_id = ?1 RETURNING 1");
+  erase("DELETE FROM kv_usage WHERE tenant_id = ?1 RETURNING 1");
+  erased.events = erase("DELETE FROM events WHERE tenant_id = ?1 RETURNING 1");
+  erase("UPDATE event_counters SET kept_bytes = 0 WHERE tenant_id = ?1 RETURNING 1");
+  transaction.commit();
+  return erased;
+}
+
 // ---- script versions
 
 std::optional<ScriptVersion> SqliteStore::find_version_locked(std::string_view tenant_id,
@@ -1306,7 +1352,7 @@ constexpr const char* kJobColumns =
     "id, tenant_id, script, version, alias, idempotency_key, request_sha256, input, callback_url, "
     "state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, cancel_requested, "
     "outcome, status, result, error, created_by, created_at, updated_at, run_after, started_at, "
-    "finished_at, result_writes";
+    "finished_at, result_writes, keep_input, webhook_input";
 
 constexpr const char* kDeliveryColumns =
     "id, tenant_id, job_id, url, state, attempts, max_attempts, backoff_ms, next_attempt_at, "
@@ -1346,6 +1392,8 @@ Job read_job(const auto& row, const std::filesystem::path& file) {
   job.started_at = row.optional_integer(23);
   job.finished_at = row.optional_integer(24);
   job.result_writes = row.integer(25);
+  job.keep_input = row.integer(26) != 0;
+  job.webhook_input = row.integer(27) != 0;
   return job;
 }
 
@@ -1436,8 +1484,10 @@ JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinis
   auto insert = statement(
       "INSERT INTO jobs (id, tenant_id, script, version, alias, idempotency_key, request_sha256, "
       "input, callback_url, state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, "
-      "created_by, created_at, updated_at, run_after) VALUES (lower(hex(randomblob(16))), ?1, ?2, "
-      "?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, ?12, ?13, ?13, ?13) RETURNING id");
+      "created_by, created_at, updated_at, run_after, keep_input, webhook_input) VALUES "
+      "(lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, "
+      "?12, "
+      "?13, ?13, ?13, ?14, ?15) RETURNING id");
   insert.bind(1, draft.tenant_id)
       .bind(2, draft.script)
       .bind(3, draft.version)
@@ -1450,7 +1500,9 @@ JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinis
       .bind(10, draft.webhook_attempts)
       .bind(11, draft.webhook_backoff_ms)
       .bind(12, draft.created_by)
-      .bind(13, draft.created_at);
+      .bind(13, draft.created_at)
+      .bind(14, int64_t{draft.keep_input ? 1 : 0})
+      .bind(15, int64_t{draft.webhook_input ? 1 : 0});
   std::string id;
   try {
     insert.step(what);

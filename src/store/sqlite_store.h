@@ -132,6 +132,10 @@ class SqliteStore : public Store {
   void put_webhook_secret(std::string_view tenant_id, std::string_view sealed, int64_t at) override;
   std::optional<std::string> find_webhook_secret(std::string_view tenant_id) override;
 
+  std::vector<Token> list_tokens(std::string_view tenant_id) override;
+  std::vector<std::string> list_kv_namespaces(std::string_view tenant_id) override;
+  TenantDataErased erase_tenant_data(std::string_view tenant_id) override;
+
   void atomically(const std::function<void()>& work) override;
 
  private:

@@ -290,6 +290,10 @@ struct JobDraft {
   int64_t webhook_backoff_ms = 1000;
   std::string created_by;
   int64_t created_at = 0;
+  // false: the input is dropped when the job ends (the policy's jobs.inputs decides).
+  bool keep_input = true;
+  // false: the webhook leaves the input out even while the job keeps it.
+  bool webhook_input = true;
 };
 
 struct Job {
@@ -319,6 +323,10 @@ struct Job {
   std::optional<int64_t> started_at;
   std::optional<int64_t> finished_at;
   int64_t result_writes = 0;  // final writes; more than 1 would be a duplicate result
+  bool keep_input = true;
+  bool webhook_input = true;
+  // The input was dropped when the job ended (input is then empty).
+  bool input_dropped() const { return input.empty(); }
 };
 
 struct JobSubmission {
@@ -592,6 +600,25 @@ class Store {
   virtual void put_webhook_secret(std::string_view tenant_id, std::string_view sealed,
                                   int64_t at) = 0;
   virtual std::optional<std::string> find_webhook_secret(std::string_view tenant_id) = 0;
+
+  // ---- a tenant's data as a whole (export and erasure on request, docs/operations.md)
+
+  // The tenant's tokens, oldest first (their secret hashes included: callers show none of them).
+  virtual std::vector<Token> list_tokens(std::string_view tenant_id) = 0;
+  // The kv namespaces that hold keys of the tenant ("" for the tenant-wide one).
+  virtual std::vector<std::string> list_kv_namespaces(std::string_view tenant_id) = 0;
+  // Deletes what the tenant's scripts processed and kept: stored runs, jobs (in every state) and
+  // their webhook deliveries, kv entries, outbox events (their numbers are not reused), in one
+  // transaction. Keeps the tenant, its tokens, versions, aliases and their history, secrets,
+  // webhook secret and the audit trail. Returns how many of each went.
+  struct TenantDataErased {
+    int64_t stored_runs = 0;
+    int64_t jobs = 0;
+    int64_t webhook_deliveries = 0;
+    int64_t kv_entries = 0;
+    int64_t events = 0;
+  };
+  virtual TenantDataErased erase_tenant_data(std::string_view tenant_id) = 0;
 
   // Runs `work` so that every change it makes through this store commits together or not at all,
   // and no other change interleaves: a change and its audit entry, for instance. If work throws,

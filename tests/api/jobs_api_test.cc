@@ -527,5 +527,95 @@ TEST(JobsApi, ACallbackThePolicyDoesNotAllowIsRefusedAtSubmission) {
       << problem;
 }
 
+// ---- customers' data in jobs (issue 26): inputs are dropped when a job ends unless the policy's
+// jobs.inputs keeps them, and a submission may keep its input out of its webhook.
+
+std::string webhook_policy_keeping_inputs(const WebhookReceiver& receiver, bool keep) {
+  std::string policy = webhook_policy(receiver);
+  std::string jobs = "jobs: {webhook_attempts: 3, webhook_backoff_ms: 100";
+  policy.replace(policy.find(jobs), jobs.size(),
+                 jobs + ", inputs: " + std::string(keep ? "true" : "false"));
+  return policy;
+}
+
+TEST(JobsApi, AJobsInputIsDroppedWhenItEndsAndItsWebhookCarriesNone) {
+  WebhookReceiver receiver;
+  JobsApi jobs(webhook_policy_keeping_inputs(receiver, false));
+  ASSERT_EQ(jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret").status, 201);
+  json input = {{"n", 5}, {"email", "ada@example.com"}};
+  Answer accepted = jobs.submit(
+      "double", "pii-1", {{"input", input}, {"callback_url", receiver.url("/hooks/orders")}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  // Until it has run, the job holds its input: the runner needs it.
+  EXPECT_EQ(accepted.body["input"], input) << accepted;
+  EXPECT_EQ(accepted.body["input_kept"], false);
+
+  Answer done = jobs.wait_final("double", accepted.body["id"]);
+  EXPECT_EQ(done.body["state"], "succeeded") << done;
+  EXPECT_EQ(done.body["result"]["output"]["doubled"], 10);
+  EXPECT_TRUE(done.body["input"].is_null()) << done;
+  ASSERT_TRUE(receiver.wait_for(1, std::chrono::seconds(20)));
+  json announced = json::parse(receiver.requests()[0].body);
+  EXPECT_EQ(announced["state"], "succeeded");
+  EXPECT_TRUE(announced["input"].is_null()) << announced;
+  EXPECT_EQ(receiver.requests()[0].body.find("ada@example.com"), std::string::npos);
+
+  // A job that fails ends too: its input goes as well.
+  jobs.publish("fail", kFailing);
+  Answer failing = jobs.submit("fail", "pii-2", {{"input", input}});
+  ASSERT_EQ(failing.status, 202) << failing;
+  Answer failed = jobs.wait_final("fail", failing.body["id"]);
+  EXPECT_EQ(failed.body["state"], "failed") << failed;
+  EXPECT_TRUE(failed.body["input"].is_null()) << failed;
+}
+
+// Cancelled while queued (no runners: --job-threads 0) is an end like any other: the input goes.
+TEST(JobsApi, ACancelledJobsInputIsDroppedToo) {
+  JobsApi jobs(kQuickPolicy, {"--job-threads", "0"});
+  json input = {{"n", 1}, {"email", "alan@example.com"}};
+  Answer accepted = jobs.submit("double", "cancel-1", {{"input", input}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  std::string path =
+      "/v1/tenants/acme/scripts/double/jobs/" + accepted.body["id"].get<std::string>();
+  EXPECT_EQ(jobs.get(path).body["input"], input);
+  Answer cancelled = jobs.api_.del(jobs.tokens_["invoker"], path);
+  ASSERT_EQ(cancelled.status, 200) << cancelled;
+  EXPECT_EQ(cancelled.body["state"], "cancelled");
+  EXPECT_TRUE(cancelled.body["input"].is_null()) << cancelled;
+  EXPECT_TRUE(jobs.get(path).body["input"].is_null());
+}
+
+TEST(JobsApi, WithJobsInputsTheInputIsKeptAndAJobMayStillKeepItOutOfItsWebhook) {
+  WebhookReceiver receiver;
+  JobsApi jobs(webhook_policy_keeping_inputs(receiver, true));
+  ASSERT_EQ(jobs.api_.post(jobs.api_.admin(), "/v1/tenants/acme/webhook-secret").status, 201);
+  json input = {{"n", 4}, {"email", "grace@example.com"}};
+  Answer kept = jobs.submit("double", "keep-1",
+                            {{"input", input}, {"callback_url", receiver.url("/hooks/kept")}});
+  ASSERT_EQ(kept.status, 202) << kept;
+  EXPECT_EQ(kept.body["input_kept"], true);
+  Answer done = jobs.wait_final("double", kept.body["id"]);
+  EXPECT_EQ(done.body["input"], input) << done;
+  ASSERT_TRUE(receiver.wait_for(1, std::chrono::seconds(20)));
+  EXPECT_EQ(json::parse(receiver.requests()[0].body)["input"], input);
+
+  Answer omitted = jobs.submit("double", "keep-2",
+                               {{"input", input},
+                                {"callback_url", receiver.url("/hooks/omitted")},
+                                {"webhook_input", false}});
+  ASSERT_EQ(omitted.status, 202) << omitted;
+  Answer omitted_done = jobs.wait_final("double", omitted.body["id"]);
+  EXPECT_EQ(omitted_done.body["input"], input) << omitted_done;
+  ASSERT_TRUE(receiver.wait_for(2, std::chrono::seconds(20)));
+  json announced = json::parse(receiver.requests()[1].body);
+  EXPECT_EQ(announced["id"], omitted.body["id"]);
+  EXPECT_TRUE(announced["input"].is_null()) << announced;
+  EXPECT_EQ(receiver.requests()[1].body.find("grace@example.com"), std::string::npos);
+
+  Answer malformed = jobs.submit("double", "keep-3", {{"input", input}, {"webhook_input", "no"}});
+  EXPECT_EQ(malformed.status, 400) << malformed;
+  EXPECT_EQ(malformed.body["field"], "webhook_input");
+}
+
 }  // namespace
 }  // namespace corral::testing

@@ -804,4 +804,31 @@ TEST_F(ApiCliWithCorrald, AliasHistoryListsEveryMoveNewestFirst) {
   EXPECT_TRUE(has(missing.err, "no alias \"beta\"")) << missing;
 }
 
+// `corral tenant export` and `corral tenant erase-data`: a tenant's data on request.
+TEST_F(ApiCliWithCorrald, TenantExportWritesTheDataAndEraseDataAsksForYes) {
+  auto [publisher, reviewer] = live_script("acme", "greeter", kGreeter);
+  std::string invoker = make_token("acme", "invoker", "acme-invoker");
+  ASSERT_EQ(as(invoker, {"invoke", "--tenant", "acme", "--script", "greeter", "--input",
+                         R"({"name":"ada@example.com"})"})
+                .status,
+            0);
+  std::string out = (dir_ / "acme-export.json").string();
+  CliRun exported = as(admin_, {"tenant", "export", "acme", "--out", out});
+  ASSERT_EQ(exported.status, 0) << exported;
+  EXPECT_TRUE(has(exported.err, "wrote the data of tenant acme to " + out)) << exported;
+  json document = json::parse(corral::testing::read_text(out));
+  EXPECT_EQ(document["tenant"]["name"], "acme");
+  EXPECT_EQ(document["scripts"][0]["script"], "greeter");
+  CliRun refused = as(publisher, {"tenant", "export", "acme"});
+  EXPECT_EQ(refused.status, 1) << refused;
+
+  CliRun unconfirmed = as(admin_, {"tenant", "erase-data", "acme"});
+  EXPECT_EQ(unconfirmed.status, 2) << unconfirmed;
+  EXPECT_TRUE(has(unconfirmed.err, "--yes")) << unconfirmed;
+  CliRun erased = as(admin_, {"tenant", "erase-data", "acme", "--yes"});
+  ASSERT_EQ(erased.status, 0) << erased;
+  EXPECT_TRUE(has(erased.out, "erased the data of tenant acme: ")) << erased;
+  EXPECT_TRUE(has(erased.out, " jobs, ")) << erased;
+}
+
 }  // namespace

@@ -32,6 +32,7 @@ TEST(ExecutionPolicy, BuiltInDefaultsAreSpeltOutInTheSafeDefault) {
     EXPECT_EQ(policy.jobs.webhook_backoff_ms.value, 1000);
     EXPECT_EQ(policy.runs.keep.value, 20);
     EXPECT_FALSE(policy.runs.inputs.value);
+    EXPECT_FALSE(policy.jobs.inputs.value);  // a job's input goes when it ends
   }
   EXPECT_EQ(Policy::parse("defaults: {}").for_tenant("t").runs.keep.source, kBuiltIn);
   EXPECT_EQ(Policy::safe_default().for_tenant("t").runs.keep.source, "defaults.runs.keep");
@@ -46,7 +47,7 @@ tenants:
   acme:
     limits: {batch_inputs: 10}
     cache: {enabled: false}
-    jobs: {webhook_attempts: 2}
+    jobs: {webhook_attempts: 2, inputs: true}
     runs: {inputs: true}
 )");
   TenantPolicy acme = policy.for_tenant("acme");
@@ -59,7 +60,10 @@ tenants:
   EXPECT_EQ(acme.jobs.webhook_attempts.value, 2);
   EXPECT_EQ(acme.runs.keep.value, 50);
   EXPECT_TRUE(acme.runs.inputs.value);
+  EXPECT_TRUE(acme.jobs.inputs.value);
+  EXPECT_EQ(acme.jobs.inputs.source, "tenants.acme.jobs.inputs");
   TenantPolicy other = policy.for_tenant("other");
+  EXPECT_FALSE(other.jobs.inputs.value);
   EXPECT_TRUE(other.cache.enabled.value);
   EXPECT_FALSE(other.runs.inputs.value);
 }
@@ -76,6 +80,7 @@ TEST(ExecutionPolicy, ValuesOutOfRangeUnknownKeysAndWrongTypesAreRefusedWithThei
       {"defaults: {runs: {keep: 1001}}", "defaults.runs.keep"},
       {"defaults: {runs: {keep: -1}}", "defaults.runs.keep"},
       {"defaults: {runs: {inputs: \"yes please\"}}", "defaults.runs.inputs"},
+      {"defaults: {jobs: {inputs: 1}}", "defaults.jobs.inputs"},
       {"defaults: {runs: 5}", "defaults.runs"},
   };
   for (const auto& [yaml, path] : refused) {

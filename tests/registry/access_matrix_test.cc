@@ -198,6 +198,14 @@ class AccessMatrix : public ::testing::Test {
          [](auto&) {
            return Request{http::verb::get, "/v1/policy/explain?tenant=acme&action=kv.get"};
          }},
+        {"GET /v1/tenants/{tenant}/export",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/export"};
+         }},
+        {"DELETE /v1/tenants/{tenant}/data",
+         [](auto& tenant) {
+           return Request{http::verb::delete_, "/v1/tenants/" + tenant + "/data"};
+         }},
         {"GET /v1/tenants/{tenant}/secrets",
          [](auto& tenant) {
            return Request{http::verb::get, "/v1/tenants/" + tenant + "/secrets"};
