@@ -398,6 +398,15 @@ class Api::Call {
     } catch (const store::StorageUnavailable& failure) {
       log_storage_failure(failure);
       return storage_unavailable(failure.disk_full());
+    } catch (const store::StoreError& error) {
+      // The store's messages name its database file and quote SQLite: for the log only.
+      spdlog::error(
+          json(
+              {{"level", "error"}, {"msg", "request failed in the store"}, {"error", error.what()}})
+              .dump(-1, ' ', false, json::error_handler_t::replace));
+      return problem(500, "internal", "The server could not complete the request",
+                     "corral's store could not complete the request",
+                     "retry; if it persists, tell the operator (corrald's log has the cause)");
     } catch (const std::exception& error) {
       spdlog::error(json({{"level", "error"}, {"msg", "request failed"}, {"error", error.what()}})
                         .dump(-1, ' ', false, json::error_handler_t::replace));
