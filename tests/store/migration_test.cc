@@ -131,6 +131,54 @@ TEST_F(MigrationTest, UpgradingFromVersionTwoKeepsData) {
   EXPECT_EQ(store->insert_policy_version("doc", "bootstrap", 10).version, 1);
 }
 
+// A database at schema version 7 (before alias history, signers and dropped job inputs): each
+// alias starts its history at what it points at, versions are unsigned, and jobs submitted then
+// keep their inputs as they were promised.
+TEST_F(MigrationTest, UpgradingFromVersionSevenStartsAliasHistoriesAndKeepsOldJobsInputs) {
+  ASSERT_GE(latest_schema_version(), 10);
+  {
+    RawDb raw(db_file());
+    for (size_t i = 0; i < 7; ++i) raw.exec(std::string(migrations()[i]));
+    raw.exec("PRAGMA user_version = 7");
+    raw.exec("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'acme', 5)");
+    for (int version : {1, 2}) {
+      raw.exec(
+          "INSERT INTO script_versions (tenant_id, script, version, sha256, source, manifest, "
+          "state, published_by, published_at) VALUES ('t1', 'hello', " +
+          std::to_string(version) + ", 'sha" + std::to_string(version) +
+          "', 'return 1', '{}', 'approved', 'k1', 7)");
+    }
+    raw.exec(
+        "INSERT INTO aliases (tenant_id, script, name, version, updated_by, updated_at, "
+        "auto_rollback, rolled_back_from) VALUES ('t1', 'hello', 'live', 1, 'system', 8, 1, 2)");
+    raw.exec(
+        "INSERT INTO jobs (id, tenant_id, script, version, idempotency_key, request_sha256, input, "
+        "state, max_attempts, webhook_attempts, webhook_backoff_ms, created_by, created_at, "
+        "updated_at, run_after) VALUES ('j1', 't1', 'hello', 1, 'key', 'hash', '{\"email\":1}', "
+        "'queued', 1, 1, 1000, 'k1', 9, 9, 9)");
+  }
+  auto store = open_sqlite_store(dir_.path());
+  auto history = store->alias_history("t1", "hello", "live", 10);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].version, 1);
+  EXPECT_EQ(history[0].previous_version, 2);
+  EXPECT_EQ(history[0].changed_at, 8);
+  EXPECT_FALSE(store->find_version("t1", "hello", 1)->signed_by);
+  auto job = store->find_job("t1", "j1");
+  ASSERT_TRUE(job);
+  EXPECT_TRUE(job->keep_input);
+  ASSERT_TRUE(store->claim_job(100));
+  auto finished = store->finish_job({.id = "j1",
+                                     .attempt = 1,
+                                     .state = JobState::succeeded,
+                                     .outcome = "ok",
+                                     .status = 200,
+                                     .result = "{}",
+                                     .at = 101});
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(finished->input, R"({"email":1})");
+}
+
 TEST_F(MigrationTest, ConcurrentFirstOpensMigrateOnce) {
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};

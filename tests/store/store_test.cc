@@ -461,4 +461,53 @@ TEST_F(StoreTest, AtomicallyKeepsAllOrNothing) {
   EXPECT_EQ(store().last_audit_entry()->seq, 1);
 }
 
+// ---- a job's input (issue 26): dropped by the store on every path to a final state unless the job
+// keeps it; the run in progress still has it.
+
+TEST_F(StoreTest, AJobsInputIsDroppedOnEveryWayItEndsUnlessKept) {
+  Tenant acme = make_tenant();
+  publish(acme, "s", "a");
+  auto submit = [&](const std::string& key, bool keep) {
+    JobDraft draft{.tenant_id = acme.id,
+                   .script = "s",
+                   .version = 1,
+                   .idempotency_key = key,
+                   .request_sha256 = "hash",
+                   .input = R"({"email":"ada@example.com"})",
+                   .max_attempts = 1,
+                   .created_by = "tok",
+                   .created_at = 10,
+                   .keep_input = keep};
+    return store().submit_job(draft, 100).job;
+  };
+  // Finished with a result.
+  Job finished = submit("finish", false);
+  ASSERT_EQ(store().claim_job(20)->input, finished.input);
+  ASSERT_TRUE(store().finish_job({.id = finished.id,
+                                  .attempt = 1,
+                                  .state = JobState::succeeded,
+                                  .outcome = "ok",
+                                  .status = 200,
+                                  .result = "{}",
+                                  .at = 21}));
+  EXPECT_TRUE(store().find_job(acme.id, finished.id)->input_dropped());
+  // Cancelled while queued.
+  Job cancelled = submit("cancel", false);
+  EXPECT_EQ(store().cancel_job(acme.id, cancelled.id, 30, nullptr), CancelOutcome::cancelled);
+  EXPECT_TRUE(store().find_job(acme.id, cancelled.id)->input_dropped());
+  // Failed on recovery, its last attempt interrupted by a stop of corrald.
+  Job interrupted = submit("recover", false);
+  ASSERT_EQ(store().claim_job(40)->id, interrupted.id);
+  store().recover_jobs(41);
+  Job recovered = *store().find_job(acme.id, interrupted.id);
+  EXPECT_EQ(recovered.state, JobState::failed);
+  EXPECT_TRUE(recovered.input_dropped());
+  // Kept when the job says so, and across a reopen.
+  Job kept = submit("kept", true);
+  EXPECT_EQ(store().cancel_job(acme.id, kept.id, 50, nullptr), CancelOutcome::cancelled);
+  reopen();
+  EXPECT_EQ(store().find_job(acme.id, kept.id)->input, R"({"email":"ada@example.com"})");
+  EXPECT_TRUE(store().find_job(acme.id, finished.id)->input_dropped());
+}
+
 }  // namespace
