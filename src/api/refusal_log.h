@@ -1,9 +1,9 @@
-// The log of the refusals that shed load: a 503 with Retry-After (queue-full, overloaded,
-// stopping, no-worker, circuit-open, storage-full). Under a flood they come by the thousand a
-// second and are corral doing its job, not an error, so they are not one access-log line each
-// (they are counted per route and status in corral_http_requests_total): the first of a kind is
-// written at once, the rest of its window are counted and written as one line when the window
-// ends, so a steady flood leaves about one line per kind per window. Thread-safe.
+// The log of the refusals that shed load: a 503 or 507 with Retry-After (queue-full, overloaded,
+// stopping, no-worker, circuit-open, storage-full, storage-failing). Under a flood they come by
+// the thousand a second and are corral doing its job, not an error, so they are not one
+// access-log line each (they are counted per route and status in corral_http_requests_total): the
+// first of a kind is written at once, the rest of its window are counted and written as one line
+// when the window ends, so a steady flood leaves about one line per kind per window. Thread-safe.
 #pragma once
 
 #include <chrono>

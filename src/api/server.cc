@@ -179,9 +179,9 @@ namespace {
 
 std::string_view view(boost::beast::string_view text) { return {text.data(), text.size()}; }
 
-// A 503 with Retry-After sheds load (refusal_log.h): its problem type's slug, else "".
+// A 503 or 507 with Retry-After sheds load (refusal_log.h): its problem type's slug, else "".
 std::string load_shedding_kind(const Response& response) {
-  if (response.status != 503) return {};
+  if (response.status != 503 && response.status != 507) return {};
   bool retry_after =
       std::any_of(response.headers.begin(), response.headers.end(),
                   [](const auto& header) { return beast::iequals(header.first, "Retry-After"); });
@@ -663,8 +663,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The access log: one JSON line per request, written out by hand rather than built as a json
   // object, since it is on the path of every request (it was an eighth of corrald's user CPU).
-  // A refusal that sheds load (`shed_kind`, a 503 with Retry-After) is counted in the refusal
-  // log instead, which a flood cannot fill (refusal_log.h).
+  // A refusal that sheds load (`shed_kind`, a 503 or 507 with Retry-After) is counted in the
+  // refusal log instead, which a flood cannot fill (refusal_log.h).
   void log_request(int status, std::string_view shed_kind) {
     std::string route = route_.empty() ? std::string("other") : route_;
     state_->metrics.record_http_request(route, status);

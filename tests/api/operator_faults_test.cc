@@ -408,6 +408,10 @@ TEST(OperatorFaults, OnAFullDiskWritesAre507AndReadsServedAndCorraldStillStarts)
                      line.value("error", "").find((dir / "data").string()) != std::string::npos;
     }
     EXPECT_TRUE(cause_logged) << read_text(corrald.log_path());
+    // Refusals with Retry-After, not errors of their own: summarised, not an access line each.
+    for (const auto& line : corrald.log_lines()) {
+      EXPECT_FALSE(line.value("msg", "") == "request" && line.value("status", 0) == 507) << line;
+    }
     EXPECT_EQ(corrald.terminate_and_wait(), 0);
   }
 
