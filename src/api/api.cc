@@ -2212,7 +2212,8 @@ class Api::Call {
                         "/webhook-secret (it is shown once); then submit the job again")};
       }
     }
-    std::string hash = jobs::request_hash(script, target, input, callback);
+    bool webhook_input = request.value("webhook_input", true);
+    std::string hash = jobs::request_hash(script, target, input, callback, webhook_input);
     const policy::Jobs& settings = tenant_policy.jobs;
     store::JobDraft draft{.tenant_id = tenant_->id,
                           .script = script,
@@ -2228,7 +2229,7 @@ class Api::Call {
                           .created_by = principal_.token_id,
                           .created_at = store::now_ms(),
                           .keep_input = settings.inputs.value,
-                          .webhook_input = request.value("webhook_input", true)};
+                          .webhook_input = webhook_input};
     const auto& quota = tenant_policy.quotas.queued_jobs;
     store::JobSubmission submission;
     context_.store.atomically([&] {

@@ -81,11 +81,12 @@ bool valid_idempotency_key(std::string_view key) {
 }
 
 std::string request_hash(std::string_view script, std::string_view target, const json& input,
-                         std::string_view callback_url) {
+                         std::string_view callback_url, bool webhook_input) {
   ensure_sodium();
   // nlohmann::json keeps object members sorted, so dump() is one canonical text per value.
   json canonical = {
       {"script", script}, {"target", target}, {"input", input}, {"callback_url", callback_url}};
+  if (!webhook_input) canonical["webhook_input"] = false;
   std::string text = canonical.dump(-1, ' ', false, json::error_handler_t::strict);
   unsigned char digest[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());

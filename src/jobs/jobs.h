@@ -70,9 +70,12 @@ inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
 bool valid_idempotency_key(std::string_view key);
 
 // The SHA-256 (hex) of a submission's canonical form: what it runs (script, alias or version),
-// its input and its callback; member order and whitespace in the body do not matter.
+// its input, its callback and whether the webhook may carry the input; member order and
+// whitespace in the body do not matter. (webhook_input is in the form only when false, so that
+// the hashes of submissions made before it existed stay what they were.)
 std::string request_hash(std::string_view script, std::string_view target,
-                         const nlohmann::json& input, std::string_view callback_url);
+                         const nlohmann::json& input, std::string_view callback_url,
+                         bool webhook_input = true);
 
 // Why a callback URL is refused at submission; rule is the policy path that decides.
 struct CallbackRefusal {

@@ -612,6 +612,10 @@ TEST(JobsApi, WithJobsInputsTheInputIsKeptAndAJobMayStillKeepItOutOfItsWebhook) 
   EXPECT_TRUE(announced["input"].is_null()) << announced;
   EXPECT_EQ(receiver.requests()[1].body.find("grace@example.com"), std::string::npos);
 
+  // The same key asking for the input in its webhook is another request.
+  Answer reused = jobs.submit("double", "keep-2",
+                              {{"input", input}, {"callback_url", receiver.url("/hooks/omitted")}});
+  EXPECT_EQ(reused.status, 409) << reused;
   Answer malformed = jobs.submit("double", "keep-3", {{"input", input}, {"webhook_input", "no"}});
   EXPECT_EQ(malformed.status, 400) << malformed;
   EXPECT_EQ(malformed.body["field"], "webhook_input");
