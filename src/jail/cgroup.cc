@@ -84,8 +84,10 @@ void join_cgroups(const WorkerCgroups& cgroups, pid_t pid) {
 namespace {
 
 const std::vector<std::string> kV1Controllers = {"memory", "pids", "cpu"};
-// cgroup v1 cpu.shares of the workers' parent: eight times a thread's 1024.
-constexpr int kWorkersCpuShares = 8 * 1024;
+// Where corrald's own threads go in v1's cpu controller, beside the tenants' CPU groups (v2 has
+// its "corrald" leaf in the same place), and its cpu.shares against each tenant's 1024.
+constexpr const char* kSupervisorGroup = "corrald";
+constexpr int kSupervisorCpuShares = 4 * 1024;
 
 bool writable_directory(const fs::path& path) { return access(path.c_str(), W_OK) == 0; }
 
@@ -93,7 +95,12 @@ bool writable_directory(const fs::path& path) { return access(path.c_str(), W_OK
 fs::path v1_own_directory(const ProbeOptions& options, const std::string& controller) {
   fs::path mount = fs::path(options.cgroup_root) / controller;
   if (!fs::exists(mount / "cgroup.procs")) return {};
-  return mount / fs::path(own_cgroup_path(controller)).relative_path();
+  fs::path own = mount / fs::path(own_cgroup_path(controller)).relative_path();
+  // Already moved into the supervisor's group of an earlier manager: its home is above that.
+  if (own.filename() == kSupervisorGroup &&
+      own.parent_path().filename().string().starts_with("corral-"))
+    own = own.parent_path().parent_path();
+  return own;
 }
 
 // Removes a cgroup directory and the cgroups below it, deepest first (a cgroup's files are
@@ -189,6 +196,8 @@ struct CgroupManager::Impl {
   std::atomic<uint64_t> counter{0};
   std::mutex mutex;
   std::map<std::string, int> group_workers;  // tenant → its workers in its CPU group (mutex)
+  std::string cgroup_root;                   // the mount point of the hierarchies
+  fs::path supervisor_home;                  // v1: corrald's cpu cgroup before it moved
 
   // Where tenants' CPU groups go: v1's cpu controller, or v2's single hierarchy. Memory and pids
   // stay one cgroup per worker under the parent: their ceilings are each worker's.
@@ -254,6 +263,7 @@ void CgroupManager::Impl::release_group(const std::string& tenant) {
 CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilings)
     : impl_(new Impl) {
   impl_->ceilings = ceilings;
+  impl_->cgroup_root = options.cgroup_root;
   // Several managers may live in one process (tests, the CLI): each gets its own directory.
   static std::atomic<uint64_t> instances{0};
   std::string name = "corral-" + std::to_string(getpid()) + "-" + std::to_string(instances++);
@@ -269,15 +279,19 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
         fs::create_directory(parent, ignored);
         if (!fs::is_directory(parent))
           throw std::runtime_error("cgroup: cannot create " + parent.string());
-        // Under v1 the workers' parent competes for CPU as one entity with each of corrald's own
-        // threads, so a flood that keeps a handful of supervisor threads busy answering 429s
-        // would leave all workers together the share of one thread (docs/performance.md, "Noisy
-        // neighbour"). Weighing the parent like the supervisor's threads together restores what
-        // v2 gives (each worker's cgroup a sibling of corrald's). Best effort: a machine that
-        // refuses the write keeps the default weight.
-        if (controller == "cpu" && fs::exists(parent / "cpu.shares")) {
+        // Under v1 corrald's threads would each compete with the workers' parent as one entity:
+        // a flood that keeps a handful of them busy answering 429s starves every worker, and
+        // a parent weighted to prevent that starves corrald's threads behind one tenant's
+        // CPU-bound runs (docs/performance.md, "Noisy neighbour", "Floods of denials"). So
+        // corrald's threads move into a group of their own beside the tenants' groups, as
+        // under v2. Best effort: fairness rests on it, no ceiling does.
+        if (controller == "cpu") {
+          impl_->supervisor_home = v1_own_directory(options, controller);
           try {
-            write_cgroup_file(parent / "cpu.shares", std::to_string(kWorkersCpuShares));
+            fs::path supervisor = parent / kSupervisorGroup;
+            make_cgroup(supervisor);
+            write_cgroup_file(supervisor / "cpu.shares", std::to_string(kSupervisorCpuShares));
+            write_cgroup_file(supervisor / "cgroup.procs", "0");  // every thread of corrald
           } catch (const std::exception&) {
           }
         }
@@ -293,7 +307,21 @@ CgroupManager::CgroupManager(const ProbeOptions& options, const Ceilings& ceilin
 }
 
 CgroupManager::~CgroupManager() {
-  for (const auto& parent : impl_->parents) remove_cgroup_tree(parent.directory);
+  for (const auto& parent : impl_->parents) {
+    // corrald's threads leave this manager's supervisor group for their home (v1), or the
+    // group could not be removed.
+    if (parent.controller == "cpu" && !impl_->supervisor_home.empty()) {
+      fs::path mount = fs::path(impl_->cgroup_root) / "cpu";
+      fs::path now = mount / fs::path(own_cgroup_path("cpu")).relative_path();
+      if (now == parent.directory / kSupervisorGroup) {
+        try {
+          write_cgroup_file(impl_->supervisor_home / "cgroup.procs", "0");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    remove_cgroup_tree(parent.directory);
+  }
   delete impl_;
 }
 

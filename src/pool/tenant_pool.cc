@@ -371,6 +371,7 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
         trusted = false;
       } else {
         try {
+          worker->join_tenant(request.tenant);  // a spare, once; at once for any other
           if (!lanes_pinned()) {
             worker->run_on_cpu(-1);  // a long run is in progress: no lane keeps its CPU
           } else if (int lane_cpu = lane_cpu_of_this_thread(); lane_cpu >= 0) {
@@ -378,7 +379,6 @@ InvocationResult TenantPool::run(const InvocationRequest& request) {
           }
           result = worker->invoke(request, std::chrono::milliseconds(options_.kill_grace_ms));
         } catch (const std::exception& error) {
-          worker->join_tenant(request.tenant);  // a spare, once; at once for any other
           result = failed(request, Outcome::crashed,
                           std::string("cannot pass the invocation to the worker: ") + error.what());
           trusted = false;

@@ -419,13 +419,37 @@ TEST_F(CgroupTest, JailStep5WorkerRunsInItsOwnLimitedCgroup) {
     if (fs::exists(fs::path(directory) / "pids.max")) {
       EXPECT_EQ(read_text(fs::path(directory) / "pids.max"), "1\n");
     }
-    // cgroup v1: the workers' parent weighs like the supervisor's threads together, so that busy
-    // supervisor threads cannot starve every worker at once.
-    fs::path parent_shares = fs::path(directory).parent_path() / "cpu.shares";
-    if (fs::exists(parent_shares)) {
-      EXPECT_EQ(std::stoll(read_text(parent_shares)), 8 * 1024);
-    }
   }
+}
+
+// cgroup v1: the supervisor's threads are one group beside the workers' cgroups (as under v2),
+// weighted against each tenant's group, so that neither busy supervisor threads starve every
+// worker nor one tenant's CPU-bound workers starve the supervisor's threads; and they go home
+// when the manager goes, leaving nothing behind.
+TEST_F(CgroupTest, TheSupervisorsThreadsAreAGroupBesideTheWorkers) {
+  if (!fs::exists("/sys/fs/cgroup/cpu/cgroup.procs"))
+    GTEST_SKIP() << "no cgroup v1 cpu controller: under v2 corrald's leaf is made by cgroup2.cc";
+  auto cpu_cgroup = [] {
+    return fs::path("/sys/fs/cgroup/cpu") / fs::path(jail::own_cgroup_path("cpu")).relative_path();
+  };
+  fs::path parent;
+  {
+    Probe probe(only({Layer::cgroup}), "hold", 0, manager_.get());
+    probe.hold();
+    fs::path supervisor = cpu_cgroup();
+    EXPECT_EQ(supervisor.filename(), "corrald");
+    EXPECT_EQ(std::stoll(read_text(supervisor / "cpu.shares")), 4 * 1024);
+    fs::path worker_cpu;
+    for (const auto& directory : probe.cgroups()->directories)
+      if (fs::exists(fs::path(directory) / "cpu.shares")) worker_cpu = directory;
+    ASSERT_FALSE(worker_cpu.empty());
+    EXPECT_EQ(worker_cpu.parent_path(), supervisor.parent_path())
+        << "a spare's CPU cgroup is a sibling of the supervisor's group";
+    parent = supervisor.parent_path();
+  }
+  manager_.reset();
+  EXPECT_NE(cpu_cgroup().filename(), "corrald") << "the supervisor's threads went home";
+  EXPECT_FALSE(fs::exists(parent)) << "the manager's tree is gone";
 }
 
 TEST(JailStep6Process, OnlyTheChannelNoEnvironmentOwnSessionNotDumpable) {
