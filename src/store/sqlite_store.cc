@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "store/migrations.h"
+#include "store/wal_checkpointer.h"
 
 namespace corral::store {
 
@@ -260,7 +261,15 @@ SqliteStore::SqliteStore(const std::filesystem::path& file) : file_(file) {
   }
   try {
     configure_and_migrate();
+    // The log is checkpointed by a connection of its own, so that no commit pays for it.
+    checkpointer_ = WalCheckpointer::start(file, kCheckpointPeriod);
+    if (checkpointer_) {
+      exec("PRAGMA wal_autocheckpoint = 0", "leaving checkpoints to their thread");
+      // A log that grew under a burst is cut back to this when it starts over.
+      exec("PRAGMA journal_size_limit = 8388608", "bounding the log's file");
+    }
   } catch (...) {
+    checkpointer_.reset();
     for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
     sqlite3_close_v2(db_);
     throw;
@@ -268,6 +277,7 @@ SqliteStore::SqliteStore(const std::filesystem::path& file) : file_(file) {
 }
 
 SqliteStore::~SqliteStore() {
+  checkpointer_.reset();  // first: the main connection, closing last, checkpoints the rest
   for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
   sqlite3_close_v2(db_);
 }

@@ -3,8 +3,10 @@
 // database lock with BEGIN IMMEDIATE and wait up to kBusyTimeoutMs for each other.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -15,9 +17,14 @@ struct sqlite3_stmt;
 
 namespace corral::store {
 
+class WalCheckpointer;
+
 class SqliteStore : public Store {
  public:
   static constexpr int kBusyTimeoutMs = 5000;
+  // How often the log is checkpointed (wal_checkpointer.h): at a few MB a second of writes, a
+  // pass copies a few hundred KB.
+  static constexpr std::chrono::milliseconds kCheckpointPeriod{200};
 
   // Opens or creates the database file and migrates it; throws StoreError if the file cannot be
   // opened, is not a database, or was written by a newer corrald.
@@ -174,6 +181,8 @@ class SqliteStore : public Store {
     bool busy;  // a Statement holds it; catches a method using one statement twice at once
   };
   std::map<std::string, Cached, std::less<>> statements_;
+  // Checkpoints the log beside the writers (wal_checkpointer.h); destroyed first.
+  std::unique_ptr<WalCheckpointer> checkpointer_;
 };
 
 }  // namespace corral::store
