@@ -170,8 +170,10 @@ Broker::Reply Broker::perform(const CallScope& scope, const std::string& op,
     return Reply::denied(call_name(op) + " is denied: the script's manifest does not ask for '" +
                          capability + "' (rule: manifest.capabilities)");
   }
-  if (capability == "kv") return kv_call(scope, op, args);
   if (capability == "http") return http_call(scope, args, remaining);
+  // kv, emit and secrets go to the store: in turns by tenant (tenant_turns.h).
+  TenantTurns::Turn turn = store_turns_.take(scope.tenant_id);
+  if (capability == "kv") return kv_call(scope, op, args);
   if (capability == "emit") return emit_call(scope, args);
   return secrets_call(scope, args);
 }

@@ -20,6 +20,7 @@
 #include "broker/http_fetch.h"
 #include "broker/kv.h"
 #include "broker/secrets.h"
+#include "broker/tenant_turns.h"
 #include "invocation/invocation.h"
 #include "metrics/metrics.h"
 #include "policy/policy.h"
@@ -101,6 +102,7 @@ class Broker {
   metrics::Registry& metrics_;
   KvService kv_;
   SecretsService secrets_;
+  TenantTurns store_turns_;  // kv, emit and secrets calls take turns at the store by tenant
   HttpFetcher http_;
 };
 
