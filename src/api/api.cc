@@ -70,8 +70,10 @@ const std::vector<RouteInfo> kRoutes = {
     // A tenant's data on request (docs/operations.md, "Customer data"): all of it, or erased.
     {"GET", "/v1/tenants/{tenant}/export", "tenant.export", {kAdmin}},
     {"DELETE", "/v1/tenants/{tenant}/data", "tenant.data.erase", {kAdmin}},
+    {"GET", "/v1/tokens", "token.list", {kAdmin}},
     {"POST", "/v1/tokens", "token.create", {kAdmin}},
     {"DELETE", "/v1/tokens/{token}", "token.revoke", {kAdmin}},
+    {"GET", "/v1/tenants/{tenant}/tokens", "token.list", {kAdmin}},
     {"POST", "/v1/tenants/{tenant}/tokens", "token.create", {kAdmin}},
     {"DELETE", "/v1/tenants/{tenant}/tokens/{token}", "token.revoke", {kAdmin}},
     {"GET", "/v1/tenants/{tenant}/scripts", "script.list", kEveryRole},
@@ -484,6 +486,7 @@ class Api::Call {
     if (action == "tenant.read") return json_response(200, tenant_json(*tenant_));
     if (action == "tenant.export") return export_tenant();
     if (action == "tenant.data.erase") return erase_tenant_data();
+    if (action == "token.list") return list_tokens();
     if (action == "token.create") return create_token();
     if (action == "token.revoke") return revoke_token();
     if (action == "script.list") return list_scripts();
@@ -758,6 +761,24 @@ class Api::Call {
                                {"tenant", tenant_ ? json(tenant_->name) : json()},
                                {"subject", subject},
                                {"expires_at", expires_at ? json(iso8601(*expires_at)) : json()}});
+  }
+
+  // Never a secret nor its hash: what an admin needs to tell tokens apart and find idle ones.
+  Response list_tokens() {
+    auto optional_time = [](std::optional<int64_t> ms) { return ms ? json(iso8601(*ms)) : json(); };
+    json tokens = json::array();
+    for (const auto& token : context_.store.list_tokens(tenant_ ? tenant_->id : "")) {
+      tokens.push_back({{"id", token.id},
+                        {"subject", token.subject},
+                        {"role", token.role},
+                        {"created_by", token.created_by},
+                        {"created_at", iso8601(token.created_at)},
+                        {"expires_at", optional_time(token.expires_at)},
+                        {"revoked_at", optional_time(token.revoked_at)},
+                        {"last_used_at", optional_time(token.last_used_at)}});
+    }
+    return json_response(200,
+                         {{"tenant", tenant_ ? json(tenant_->name) : json()}, {"tokens", tokens}});
   }
 
   Response revoke_token() {

@@ -130,6 +130,23 @@ std::optional<std::string_view> bearer_secret(std::string_view header) {
 
 }  // namespace
 
+namespace {
+
+// A token's last use is kept to within a minute, so that a busy token costs one small write a
+// minute (and none while the token cache answers for it), not one per request.
+constexpr int64_t kLastUsedResolutionMs = 60'000;
+
+// Best effort: a store that cannot take the write (a full disk) still lets the token in.
+void note_use(store::Store& store, const store::Token& token, int64_t now_ms) {
+  if (token.last_used_at && now_ms - *token.last_used_at < kLastUsedResolutionMs) return;
+  try {
+    store.note_token_used(token.id, now_ms);
+  } catch (const store::StoreError&) {
+  }
+}
+
+}  // namespace
+
 std::variant<Principal, Unauthenticated> authenticate(store::Store& store, std::string_view header,
                                                       int64_t now_ms, TokenCache* cache) {
   if (header.empty()) {
@@ -177,6 +194,7 @@ std::variant<Principal, Unauthenticated> authenticate(store::Store& store, std::
     }
     principal.tenant_name = tenant->name;
   }
+  note_use(store, *token, now_ms);
   if (cache) cache->remember(hash, principal, token->expires_at, now_ms, generation);
   return principal;
 }

@@ -371,6 +371,131 @@ int token_revoke(Session& session, const TokenOptions& options) {
   return kOk;
 }
 
+// Never a secret: ids, who holds each token, and whether it is still in use.
+int token_list(Session& session, const std::string& tenant) {
+  json answer =
+      session.call("GET", (tenant.empty() ? std::string("/v1") : tenant_path(tenant)) + "/tokens");
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& token : answer.value("tokens", json::array())) {
+    std::string state =
+        !text(token, "revoked_at").empty() ? "revoked " + when(token, "revoked_at") : "active";
+    rows.push_back(
+        {text(token, "id"), text(token, "subject"), text(token, "role"), when(token, "created_at"),
+         text(token, "expires_at").empty() ? "never" : when(token, "expires_at"),
+         text(token, "last_used_at").empty() ? "never" : when(token, "last_used_at"), state});
+  }
+  std::cout << client::format_table(
+      {"ID", "SUBJECT", "ROLE", "CREATED", "EXPIRES", "LAST USED", "STATE"}, rows);
+  return kOk;
+}
+
+// ---- policy (admin; explain also for an auditor of its own tenant)
+
+struct PolicyOptions {
+  std::optional<int64_t> version;
+  std::string file;
+  std::optional<std::string> tenant;
+  std::vector<std::string> action;  // words: "http.fetch https://x" may come unquoted
+};
+
+// The document alone on stdout, so that `corral policy show > policy.yaml` keeps it; which
+// version it is, to stderr.
+int policy_show(Session& session, const PolicyOptions& options) {
+  json snapshot = session.call(
+      "GET", "/v1/policy" +
+                 client::query_string(
+                     {{"version", options.version ? std::optional(std::to_string(*options.version))
+                                                  : std::nullopt}}));
+  if (session.json_mode()) return kOk;
+  std::cerr << "policy version " << text(snapshot, "version") << ", by "
+            << client::printable(text(snapshot, "created_by"))
+            << (text(snapshot, "created_at").empty() ? "" : " at " + when(snapshot, "created_at"))
+            << "\n";
+  print_raw(text(snapshot, "document"));
+  return kOk;
+}
+
+void print_policy_change(const json& accepted) {
+  std::cout << "policy version " << text(accepted, "version") << " is in force"
+            << (text(accepted, "rolled_back_to").empty()
+                    ? ""
+                    : " (the document of version " + text(accepted, "rolled_back_to") + ")")
+            << "\n";
+  for (const auto& change : accepted.value("diff", json::array()))
+    std::cout << "  "
+              << client::printable(change.is_string() ? change.get<std::string>() : change.dump())
+              << "\n";
+}
+
+int policy_put(Session& session, const PolicyOptions& options) {
+  json body = {{"document", read_local_file(options.file, "the policy file")}};
+  client::HttpResponse response;
+  try {
+    response = session.send("PUT", "/v1/policy", &body);
+  } catch (const json::type_error&) {
+    usage_error("the policy file '" + options.file +
+                "' is not UTF-8 text; save it as UTF-8 and try again");
+  }
+  if (!response.ok()) {
+    // Every problem, where it is in the file, as corrald --policy prints them.
+    json problem = response.json();
+    if (!session.json_mode() && problem.is_object() && problem.contains("problems")) {
+      for (const auto& found : problem["problems"]) {
+        std::cerr << options.file << ":" << text(found, "line") << ":" << text(found, "column")
+                  << ": " << client::printable(text(found, "path"))
+                  << (text(found, "path").empty() ? "" : ": ")
+                  << client::printable(text(found, "message")) << "\n";
+      }
+    }
+    session.refused(response);
+  }
+  json accepted = response.json();
+  if (session.json_mode()) {
+    print_raw(response.body);
+    return kOk;
+  }
+  print_policy_change(accepted);
+  return kOk;
+}
+
+int policy_versions(Session& session) {
+  json answer = session.call("GET", "/v1/policy/versions");
+  if (session.json_mode()) return kOk;
+  std::string current = text(answer, "current");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& version : answer.value("versions", json::array()))
+    rows.push_back({text(version, "version"), text(version, "version") == current ? "yes" : "",
+                    when(version, "created_at"), text(version, "created_by")});
+  std::cout << client::format_table({"VERSION", "IN FORCE", "CREATED", "CREATED BY"}, rows);
+  return kOk;
+}
+
+int policy_rollback(Session& session, const PolicyOptions& options) {
+  json body = {{"version", options.version.value_or(0)}};
+  json accepted = session.call("POST", "/v1/policy/rollback", &body);
+  if (session.json_mode()) return kOk;
+  print_policy_change(accepted);
+  return kOk;
+}
+
+// Exits 0 whether the action is allowed or not: the question was answered.
+int policy_explain(Session& session, const PolicyOptions& options) {
+  std::string action;
+  for (const auto& word : options.action) action += (action.empty() ? "" : " ") + word;
+  json answer = session.call(
+      "GET", "/v1/policy/explain" +
+                 client::query_string({{"tenant", options.tenant}, {"action", action}}));
+  if (session.json_mode()) return kOk;
+  std::cout << (answer.value("allowed", false) ? "allowed" : "denied") << ": "
+            << client::printable(text(answer, "action")) << " for tenant "
+            << client::printable(text(answer, "tenant"))
+            << "\n  rule: " << client::printable(text(answer, "rule"))
+            << "\n  reason: " << client::printable(text(answer, "reason"))
+            << "\n  policy version: " << text(answer, "policy_version") << "\n";
+  return kOk;
+}
+
 // ---- scripts
 
 struct ScriptOptions {
@@ -798,7 +923,7 @@ int main(int argc, char** argv) {
   });
 
   TokenOptions token_options;
-  auto* token = server_command(app, "token", "Create and revoke tokens (admin)");
+  auto* token = server_command(app, "token", "Create, list and revoke tokens (admin)");
   token->require_subcommand(1);
   auto* token_create_command =
       server_command(*token, "create", "Create a token and print it (only this once) on stdout");
@@ -822,6 +947,58 @@ int main(int argc, char** argv) {
       ->required();
   token_revoke_command->callback(
       [&] { action = [&](Session& s) { return token_revoke(s, token_options); }; });
+
+  auto* token_list_command = server_command(
+      *token, "list",
+      "List tokens: id, subject, role, created, expires, last used (never the secrets)");
+  token_list_command->add_option(
+      "--tenant", token_options.tenant,
+      "the tenant whose tokens to list (leave out for the admin tokens)");
+  token_list_command->callback(
+      [&] { action = [&](Session& s) { return token_list(s, token_options.tenant); }; });
+
+  PolicyOptions policy_options;
+  auto* policy = server_command(
+      app, "policy", "Read, replace, roll back and explain the policy (admin; explain: auditor)");
+  policy->require_subcommand(1);
+  auto* policy_show_command = server_command(
+      *policy, "show",
+      "Print the policy document in force (or --version N) on stdout; which version, on stderr");
+  policy_show_command
+      ->add_option("--version", policy_options.version,
+                   "a stored version instead (0 is the built-in safe default)")
+      ->check(CLI::NonNegativeNumber);
+  policy_show_command->callback(
+      [&] { action = [&](Session& s) { return policy_show(s, policy_options); }; });
+  auto* policy_put_command = server_command(
+      *policy, "put",
+      "Check the YAML document in FILE and, if valid, store it as the next version in force;\n"
+      "if not, print each problem as FILE:LINE:COLUMN: PATH: MESSAGE and change nothing");
+  policy_put_command->add_option("file", policy_options.file, "the policy's YAML file")->required();
+  policy_put_command->callback(
+      [&] { action = [&](Session& s) { return policy_put(s, policy_options); }; });
+  server_command(*policy, "versions", "List the stored policy versions, newest first")
+      ->callback([&] { action = [](Session& s) { return policy_versions(s); }; });
+  auto* policy_rollback_command = server_command(
+      *policy, "rollback",
+      "Store VERSION's document again as the next version (0: the built-in safe default)");
+  policy_rollback_command->add_option("version", policy_options.version, "a stored version")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  policy_rollback_command->callback(
+      [&] { action = [&](Session& s) { return policy_rollback(s, policy_options); }; });
+  auto* policy_explain_command = server_command(
+      *policy, "explain",
+      "Say whether the policy allows ACTION for a tenant, by which rule and why; exit 0 either "
+      "way.\nACTION: a capability call (kv.get, http.fetch URL, emit TOPIC, secrets.get NAME, "
+      "log.info)\nor an API action (publish, publish_unsigned, invoke_unapproved, self_approve)");
+  policy_explain_command->add_option(
+      "--tenant", policy_options.tenant,
+      "the tenant (an auditor's token may leave it out: its own tenant)");
+  policy_explain_command->add_option("action", policy_options.action, "the action, such as kv.get")
+      ->required();
+  policy_explain_command->callback(
+      [&] { action = [&](Session& s) { return policy_explain(s, policy_options); }; });
 
   ScriptOptions script_options;
   auto add_script = [&](CLI::App* command) {

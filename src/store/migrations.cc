@@ -347,6 +347,10 @@ BEGIN
   UPDATE jobs SET input = '' WHERE id = NEW.id;
 END;
 )sql",
+      // 11: when a token last authenticated, so that an admin listing tokens sees which are idle.
+      R"sql(
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+)sql",
   };
   return all;
 }

@@ -54,7 +54,8 @@ std::string hint_for(int rc) {
 
 constexpr const char* kTenantColumns = "id, name, created_at";
 constexpr const char* kTokenColumns =
-    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by, subject";
+    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, created_by, subject, "
+    "last_used_at";
 constexpr const char* kVersionColumns =
     "tenant_id, script, version, sha256, source, manifest, state, published_by, published_at, "
     "approved_by, approved_at, signed_by";
@@ -204,7 +205,8 @@ Token read_token(const auto& row) {
                row.optional_integer(5),
                row.optional_integer(6),
                row.text(7),
-               row.text(8)};
+               row.text(8),
+               row.optional_integer(9)};
 }
 
 ScriptVersion read_version(const auto& row, const std::filesystem::path& file) {
@@ -515,6 +517,13 @@ Token SqliteStore::revoke_token(std::string_view id, int64_t at) {
   return token;
 }
 
+void SqliteStore::note_token_used(std::string_view id, int64_t at) {
+  std::lock_guard lock(mutex_);
+  auto update = statement("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1");
+  update.bind(1, id).bind(2, at);
+  update.run("noting that token " + in_quotes(id) + " was used");
+}
+
 int64_t SqliteStore::count_tokens() {
   std::lock_guard lock(mutex_);
   auto count = statement("SELECT count(*) FROM tokens");
@@ -525,8 +534,8 @@ int64_t SqliteStore::count_tokens() {
 std::vector<Token> SqliteStore::list_tokens(std::string_view tenant_id) {
   std::lock_guard lock(mutex_);
   auto select = statement(std::string("SELECT ") + kTokenColumns +
-                          " FROM tokens WHERE tenant_id = ?1 ORDER BY created_at, id");
-  select.bind(1, tenant_id);
+                          " FROM tokens WHERE tenant_id IS ?1 ORDER BY created_at, id");
+  select.bind_or_null(1, tenant_id);
   std::vector<Token> tokens;
   while (select.step("listing the tokens of tenant " + in_quotes(tenant_id)))
     tokens.push_back(read_token(select));

@@ -45,6 +45,7 @@ class SqliteStore : public Store {
   std::optional<Token> find_token_by_hash(std::string_view secret_hash) override;
   Token revoke_token(std::string_view id, int64_t at) override;
   int64_t count_tokens() override;
+  void note_token_used(std::string_view id, int64_t at) override;
 
   Published insert_version(std::string_view tenant_id, std::string_view script,
                            std::string_view sha256, std::string_view source,

@@ -84,6 +84,9 @@ struct Token {
   std::optional<int64_t> revoked_at;
   std::string created_by;
   std::string subject = {};
+  // When it last authenticated, to within a minute (note_token_used); empty: never since
+  // schema 11.
+  std::optional<int64_t> last_used_at = {};
 };
 
 enum class VersionState { pending, approved, deprecated, disabled };
@@ -419,6 +422,8 @@ class Store {
   // Revoking twice keeps the first revocation time. An unknown id throws NotFound.
   virtual Token revoke_token(std::string_view id, int64_t at) = 0;
   virtual int64_t count_tokens() = 0;
+  // Records that the token authenticated at `at`. An unknown id changes nothing.
+  virtual void note_token_used(std::string_view id, int64_t at) = 0;
 
   // Script versions, immutable once published except for their state. Publishing gives the next
   // number for that tenant and script, unless a version with the same sha256 exists already: then
@@ -603,7 +608,8 @@ class Store {
 
   // ---- a tenant's data as a whole (export and erasure on request, docs/operations.md)
 
-  // The tenant's tokens, oldest first (their secret hashes included: callers show none of them).
+  // The tenant's tokens, oldest first (their secret hashes included: callers show none of them);
+  // an empty tenant_id lists the admin tokens, which belong to no tenant.
   virtual std::vector<Token> list_tokens(std::string_view tenant_id) = 0;
   // The kv namespaces that hold keys of the tenant ("" for the tenant-wide one).
   virtual std::vector<std::string> list_kv_namespaces(std::string_view tenant_id) = 0;

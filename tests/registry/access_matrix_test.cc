@@ -83,6 +83,14 @@ class AccessMatrix : public ::testing::Test {
          [](auto& tenant) {
            return Request{http::verb::get, "/v1/tenants/" + tenant};
          }},
+        {"GET /v1/tokens",
+         [](auto&) {
+           return Request{http::verb::get, "/v1/tokens"};
+         }},
+        {"GET /v1/tenants/{tenant}/tokens",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/tokens"};
+         }},
         {"POST /v1/tokens",
          [](auto&) {
            return Request{http::verb::post, "/v1/tokens", {{"role", "admin"}}};

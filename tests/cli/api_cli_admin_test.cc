@@ -1,0 +1,205 @@
+// The operator's commands of the corral CLI against a real corrald: listing tokens (never their
+// secrets) and reading, replacing, rolling back and explaining the policy.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/api_cli_fixture.h"
+
+namespace {
+
+using nlohmann::json;
+using namespace corral::testing::cli;
+
+// A token made with --json: its id and its secret.
+struct MadeToken {
+  std::string id;
+  std::string secret;
+};
+
+class AdminCli : public ApiCliWithCorrald {
+ protected:
+  MadeToken made(const std::vector<std::string>& arguments) {
+    std::vector<std::string> all = {"--json", "token", "create"};
+    all.insert(all.end(), arguments.begin(), arguments.end());
+    CliRun run = as(admin_, all);
+    EXPECT_EQ(run.status, 0) << run;
+    json answer = json::parse(run.out, nullptr, false);
+    return {answer.value("id", ""), answer.value("token", "")};
+  }
+};
+
+TEST_F(AdminCli, TokenListShowsSubjectsRolesExpiryAndLastUseButNeverASecret) {
+  ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
+  MadeToken alice = made({"--tenant", "acme", "--role", "publisher", "--subject", "alice"});
+  MadeToken billing = made({"--tenant", "acme", "--role", "invoker", "--subject", "billing-service",
+                            "--expires-in-s", "86400"});
+  MadeToken gone = made({"--tenant", "acme", "--role", "reviewer", "--subject", "bob"});
+  ASSERT_EQ(as(admin_, {"token", "revoke", "--tenant", "acme", gone.id}).status, 0);
+  // Alice's token is used once; the others never.
+  CliRun used = as(alice.secret, {"scripts", "--tenant", "acme"});
+  ASSERT_EQ(used.status, 0) << used;
+
+  CliRun table = as(admin_, {"token", "list", "--tenant", "acme"});
+  ASSERT_EQ(table.status, 0) << table;
+  EXPECT_TRUE(has(table.out, "LAST USED")) << table;
+  // Split on spaces: a time is two cells ("2026-12-07 16:41:01Z").
+  std::vector<std::string> alice_row = row(table.out, alice.id);
+  ASSERT_EQ(alice_row.size(), 9u) << table;
+  EXPECT_EQ(alice_row[1], "alice") << table;
+  EXPECT_EQ(alice_row[2], "publisher") << table;
+  EXPECT_EQ(alice_row[5], "never") << table;          // EXPIRES
+  EXPECT_TRUE(alice_row[7].ends_with("Z")) << table;  // LAST USED: a time
+  EXPECT_EQ(alice_row[8], "active") << table;
+  std::vector<std::string> billing_row = row(table.out, billing.id);
+  ASSERT_GE(billing_row.size(), 7u) << table;
+  EXPECT_EQ(billing_row[1], "billing-service") << table;
+  EXPECT_EQ(billing_row.back(), "active") << table;
+  EXPECT_EQ(billing_row[billing_row.size() - 2], "never") << table;  // never used
+  EXPECT_TRUE(has(row(table.out, gone.id).back(), "Z")) << table;    // "revoked <date>"
+  EXPECT_TRUE(has(table.out, "revoked")) << table;
+
+  CliRun listed = as(admin_, {"--json", "token", "list", "--tenant", "acme"});
+  ASSERT_EQ(listed.status, 0) << listed;
+  json answer = json::parse(listed.out, nullptr, false);
+  ASSERT_TRUE(answer.is_object()) << listed;
+  EXPECT_EQ(answer["tenant"], "acme");
+  ASSERT_EQ(answer["tokens"].size(), 3u) << listed;
+  for (const auto& token : answer["tokens"]) {
+    EXPECT_FALSE(token.contains("token")) << token;
+    EXPECT_FALSE(token.contains("secret_hash")) << token;
+    for (const char* member :
+         {"id", "subject", "role", "created_at", "expires_at", "last_used_at", "revoked_at"})
+      EXPECT_TRUE(token.contains(member)) << member << " missing from " << token;
+  }
+  EXPECT_EQ(answer["tokens"][0]["id"], alice.id);
+  EXPECT_TRUE(answer["tokens"][0]["last_used_at"].is_string()) << listed;
+  EXPECT_TRUE(answer["tokens"][1]["last_used_at"].is_null()) << listed;
+  EXPECT_TRUE(answer["tokens"][1]["expires_at"].is_string()) << listed;
+  EXPECT_TRUE(answer["tokens"][2]["revoked_at"].is_string()) << listed;
+  for (const std::string& secret : {alice.secret, billing.secret, gone.secret}) {
+    EXPECT_FALSE(has(listed.out, secret));
+    EXPECT_FALSE(has(table.out, secret));
+  }
+
+  // Without --tenant: the admin tokens, the first one used by every command above.
+  CliRun admins = as(admin_, {"--json", "token", "list"});
+  ASSERT_EQ(admins.status, 0) << admins;
+  json admin_tokens = json::parse(admins.out, nullptr, false)["tokens"];
+  ASSERT_EQ(admin_tokens.size(), 1u) << admins;
+  EXPECT_EQ(admin_tokens[0]["role"], "admin");
+  EXPECT_TRUE(admin_tokens[0]["last_used_at"].is_string()) << admins;
+  EXPECT_FALSE(has(admins.out, admin_));
+
+  // Only admins list tokens; another tenant's name is no tenant.
+  CliRun refused = as(alice.secret, {"token", "list", "--tenant", "acme"});
+  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_TRUE(has(refused.err, "HTTP 403")) << refused;
+  CliRun missing = as(admin_, {"token", "list", "--tenant", "nobody"});
+  EXPECT_EQ(missing.status, 1) << missing;
+  EXPECT_TRUE(has(missing.err, "HTTP 404")) << missing;
+}
+
+const char* kAcmeKv =
+    "tenants:\n"
+    "  acme:\n"
+    "    capabilities:\n"
+    "      kv: {}\n";
+
+TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
+  // The built-in default is in force: version 0, its document on stdout, which one on stderr.
+  CliRun initial = as(admin_, {"policy", "show"});
+  ASSERT_EQ(initial.status, 0) << initial;
+  EXPECT_TRUE(has(initial.err, "policy version 0, by built-in")) << initial;
+
+  // An invalid document: every problem where it is in the file, exit 1, nothing stored.
+  auto bad = write("bad.yaml",
+                   "defaults:\n"
+                   "  limits:\n"
+                   "    fuel: many\n");
+  CliRun refused = as(admin_, {"policy", "put", bad});
+  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_TRUE(has(refused.err, bad + ":3:")) << refused;
+  EXPECT_TRUE(has(refused.err, "defaults.limits.fuel")) << refused;
+  EXPECT_TRUE(has(refused.err, "HTTP 400")) << refused;
+
+  auto good = write("policy.yaml", kAcmeKv);
+  CliRun put = as(admin_, {"policy", "put", good});
+  ASSERT_EQ(put.status, 0) << put;
+  EXPECT_TRUE(has(put.out, "policy version 1 is in force")) << put;
+  EXPECT_TRUE(has(put.out, "acme")) << put;  // the diff
+
+  CliRun shown = as(admin_, {"policy", "show"});
+  ASSERT_EQ(shown.status, 0) << shown;
+  EXPECT_EQ(shown.out, kAcmeKv) << shown;
+  EXPECT_TRUE(has(shown.err, "policy version 1")) << shown;
+
+  CliRun allowed = as(admin_, {"policy", "explain", "--tenant", "acme", "kv.get"});
+  ASSERT_EQ(allowed.status, 0) << allowed;
+  EXPECT_TRUE(allowed.out.starts_with("allowed: kv.get for tenant acme")) << allowed;
+  EXPECT_TRUE(has(allowed.out, "rule: tenants.acme.capabilities.kv")) << allowed;
+  // An action with a target, given as two words; denied answers exit 0 too.
+  CliRun fetch =
+      as(admin_, {"policy", "explain", "--tenant", "acme", "http.fetch", "https://x.example/"});
+  ASSERT_EQ(fetch.status, 0) << fetch;
+  EXPECT_TRUE(fetch.out.starts_with("denied: http.fetch https://x.example/")) << fetch;
+  CliRun unknown = as(admin_, {"policy", "explain", "--tenant", "acme", "fly"});
+  EXPECT_EQ(unknown.status, 1) << unknown;
+  EXPECT_TRUE(has(unknown.err, "kv.get")) << unknown;  // the known actions are listed
+
+  CliRun back = as(admin_, {"policy", "rollback", "0"});
+  ASSERT_EQ(back.status, 0) << back;
+  EXPECT_TRUE(has(back.out, "policy version 2 is in force (the document of version 0)")) << back;
+  CliRun denied = as(admin_, {"--json", "policy", "explain", "--tenant", "acme", "kv.get"});
+  ASSERT_EQ(denied.status, 0) << denied;
+  EXPECT_EQ(json::parse(denied.out, nullptr, false)["allowed"], false) << denied;
+
+  CliRun old = as(admin_, {"policy", "show", "--version", "1"});
+  ASSERT_EQ(old.status, 0) << old;
+  EXPECT_EQ(old.out, kAcmeKv) << old;
+  CliRun none = as(admin_, {"policy", "show", "--version", "9"});
+  EXPECT_EQ(none.status, 1) << none;
+  EXPECT_TRUE(has(none.err, "HTTP 404")) << none;
+
+  CliRun versions = as(admin_, {"policy", "versions"});
+  ASSERT_EQ(versions.status, 0) << versions;
+  EXPECT_EQ(row(versions.out, "2").at(1), "yes") << versions;
+  EXPECT_FALSE(row(versions.out, "1").empty()) << versions;
+  CliRun versions_json = as(admin_, {"policy", "versions", "--json"});
+  ASSERT_EQ(versions_json.status, 0) << versions_json;
+  EXPECT_EQ(json::parse(versions_json.out, nullptr, false)["current"], 2) << versions_json;
+
+  // Admins only: a tenant's publisher is refused (1), and the policy stays.
+  ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
+  std::string publisher = make_token("acme", "publisher", "alice");
+  CliRun forbidden = as(publisher, {"policy", "put", good});
+  EXPECT_EQ(forbidden.status, 1) << forbidden;
+  EXPECT_TRUE(has(forbidden.err, "HTTP 403")) << forbidden;
+}
+
+TEST_F(ApiCliTest, PolicyCommandsHaveHelpAndUsageErrorsExit2) {
+  for (const char* verb : {"show", "put", "versions", "rollback", "explain"}) {
+    CliRun help = corral({"policy", verb, "--help"});
+    EXPECT_EQ(help.status, 0) << verb << ": " << help;
+    EXPECT_TRUE(has(help.out, "policy " + std::string(verb))) << help;
+  }
+  CliRun list_help = corral({"token", "list", "--help"});
+  EXPECT_EQ(list_help.status, 0) << list_help;
+  EXPECT_TRUE(has(list_help.out, "never the secrets")) << list_help;
+  // Nothing is sent for these: the server named does not exist.
+  std::vector<std::string> unreachable = {"--server", "http://127.0.0.1:1"};
+  for (std::vector<std::string> usage : std::vector<std::vector<std::string>>{
+           {"policy"}, {"policy", "put"}, {"policy", "explain"}, {"policy", "rollback", "-1"}}) {
+    usage.insert(usage.begin(), unreachable.begin(), unreachable.end());
+    CliRun run = corral(usage);
+    EXPECT_EQ(run.status, 2) << usage.back() << ": " << run;
+  }
+  CliRun missing_file =
+      corral({"--server", "http://127.0.0.1:1", "policy", "put", (dir_ / "nope.yaml").string()});
+  EXPECT_EQ(missing_file.status, 2) << missing_file;
+  EXPECT_TRUE(has(missing_file.err, "nope.yaml")) << missing_file;
+}
+
+}  // namespace
