@@ -38,8 +38,8 @@ TEST(WalCheckpoints, TheLogIsCopiedIntoTheDatabaseBesideTheWritersAndRestarts) {
     // Only a checkpoint moves the events from the log into the database file.
     EXPECT_GE(wait_for_size(database, round * kRound), round * kRound) << "round " << round;
   }
-  // 16 MiB went through the log: it started over (when a writer found a pass caught up, or after
-  // a restarting pass past 4 MiB) instead of holding them all.
+  // 16 MiB went through the log: it started over (a writer found a pass caught up) instead of
+  // holding them all.
   std::error_code error;
   EXPECT_LT(fs::file_size(log, error), 4 * kRound) << "the log kept growing";
 }
