@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "broker/redaction.h"
 #include "broker/secret_reference.h"
@@ -209,8 +210,14 @@ Broker::Reply Broker::kv_call(const CallScope& scope, const std::string& op,
       }
       KvLimits limits{grant.max_key_bytes, grant.max_value_bytes, grant.max_keys,
                       grant.max_total_bytes};
-      kv_.put(where, *key, value.dump(), limits);
-      reply = Reply::ok(true);
+      std::string encoded = value.dump();
+      if (auto refused = over_write_budget(scope, "ctx.kv.put",
+                                           static_cast<int64_t>(key->size() + encoded.size()))) {
+        reply = *refused;
+      } else {
+        kv_.put(where, *key, encoded, limits);
+        reply = Reply::ok(true);
+      }
     }
   } catch (const KvLimitExceeded& error) {
     reply = Reply::error(call_name(op) + ": " + error.what() + " (rule: " + grant.source + "." +
@@ -396,6 +403,28 @@ Broker::Reply Broker::put_secrets(const CallScope& scope, FetchRequest& request,
   return Reply::ok(nullptr);
 }
 
+std::optional<Broker::Reply> Broker::over_write_budget(const CallScope& scope,
+                                                       const std::string& call, int64_t bytes) {
+  const auto& quota = scope.policy->quotas.store_write_bytes_per_minute;
+  auto wait = store_writes_.take(scope.tenant_id, bytes, quota.value, WriteBudget::Clock::now());
+  if (!wait) return std::nullopt;
+  std::string when =
+      std::isinf(*wait)
+          ? "it is more than the whole quota, so it never fits; write less at once"
+          : "it fits again in " +
+                std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(*wait)))) + " s";
+  return Reply::error(call + ": this call's " + std::to_string(bytes) +
+                      " bytes would take tenant '" + scope.tenant_name + "' past its quota of " +
+                      std::to_string(quota.value) +
+                      " bytes written to the store a minute (kv puts and events), so they were "
+                      "not written; " +
+                      when + " (rule: " +
+                      (quota.source == policy::kBuiltIn
+                           ? "the built-in default of quotas.store_write_bytes_per_minute"
+                           : quota.source) +
+                      ")");
+}
+
 Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& args) {
   const policy::EmitGrant& grant = *scope.policy->emit;
   auto topic = string_argument(args, 0);
@@ -412,6 +441,9 @@ Broker::Reply Broker::emit_call(const CallScope& scope, const nlohmann::json& ar
                            " bytes as JSON, over the limit max_payload_bytes = " +
                            std::to_string(grant.max_payload_bytes) + " (rule: " + grant.source +
                            ".max_payload_bytes)");
+    } else if (auto refused = over_write_budget(
+                   scope, "ctx.emit", static_cast<int64_t>(topic->size() + payload.size()))) {
+      reply = *refused;
     } else {
       auto event = store_.append_event(scope.tenant_id, *topic, payload, store::now_ms(),
                                        scope.policy->quotas.events.value,

@@ -21,6 +21,7 @@
 #include "broker/kv.h"
 #include "broker/secrets.h"
 #include "broker/tenant_turns.h"
+#include "broker/write_budget.h"
 #include "invocation/invocation.h"
 #include "metrics/metrics.h"
 #include "policy/policy.h"
@@ -84,6 +85,9 @@ class Broker {
   Reply perform(const CallScope& scope, const std::string& op, const nlohmann::json& args,
                 std::chrono::milliseconds remaining);
   Reply kv_call(const CallScope& scope, const std::string& op, const nlohmann::json& args);
+  // An error reply when the write would take the tenant past quotas.store_write_bytes_per_minute.
+  std::optional<Reply> over_write_budget(const CallScope& scope, const std::string& call,
+                                         int64_t bytes);
   Reply http_call(const CallScope& scope, const nlohmann::json& args,
                   std::chrono::milliseconds remaining);
   // Replaces the secret references in request's header values and body with the values, and
@@ -102,7 +106,9 @@ class Broker {
   metrics::Registry& metrics_;
   KvService kv_;
   SecretsService secrets_;
-  TenantTurns store_turns_;  // kv, emit and secrets calls take turns at the store by tenant
+  TenantTurns store_turns_;
+  WriteBudget store_writes_;  // quotas.store_write_bytes_per_minute, per tenant  // kv, emit and
+                              // secrets calls take turns at the store by tenant
   HttpFetcher http_;
 };
 

@@ -80,6 +80,7 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "quotas.version_bytes", quotas.version_bytes);
   put(flat, "quotas.events", quotas.events);
   put(flat, "quotas.event_bytes", quotas.event_bytes);
+  put(flat, "quotas.store_write_bytes_per_minute", quotas.store_write_bytes_per_minute);
   put(flat, "quotas.jobs", quotas.jobs);
   put(flat, "quotas.stored_runs", quotas.stored_runs);
   const CircuitBreaker& breaker = policy.circuit_breaker;

@@ -354,11 +354,21 @@ const IntegerField<Quotas> kQuotaFields[] = {
     {"event_bytes", 1024, 64ll << 30, true, &Quotas::event_bytes},
     {"jobs", 1, 10'000'000, false, &Quotas::jobs},
     {"stored_runs", 1, 10'000'000, false, &Quotas::stored_runs},
+    {"store_write_bytes_per_minute", 1024, 64ll << 30, true, &Quotas::store_write_bytes_per_minute},
 };
-const Keys kQuotaKeys = {"rate_per_second",   "burst",         "concurrency",
-                         "cpu_ms_per_minute", "queued_jobs",   "publishes_per_minute",
-                         "versions",          "version_bytes", "events",
-                         "event_bytes",       "jobs",          "stored_runs"};
+const Keys kQuotaKeys = {"rate_per_second",
+                         "burst",
+                         "concurrency",
+                         "cpu_ms_per_minute",
+                         "queued_jobs",
+                         "publishes_per_minute",
+                         "versions",
+                         "version_bytes",
+                         "events",
+                         "event_bytes",
+                         "jobs",
+                         "stored_runs",
+                         "store_write_bytes_per_minute"};
 
 const IntegerField<CircuitBreaker> kCircuitBreakerFields[] = {
     {"failures", 1, 1000, false, &CircuitBreaker::failures},

@@ -33,6 +33,7 @@ defaults:
     event_bytes: 67108864     # and at most 64 MiB of payloads
     jobs: 10000               # jobs kept, finished ones until their retention
     stored_runs: 10000        # stored runs kept, all scripts together (runs.keep is per script)
+    store_write_bytes_per_minute: 67108864  # kv puts and events a minute: 64 MiB
   circuit_breaker:
     failures: 5             # crashed or limit_exceeded runs of one version within the window
     window_seconds: 60

@@ -89,6 +89,10 @@ struct Quotas {
   // Stored runs a tenant keeps, all scripts together (besides runs.keep per script): past it, the
   // oldest go.
   Setting<int64_t> stored_runs{10'000};  // 1 .. 10,000,000
+  // Bytes a tenant's scripts may write to the store in a minute (kv keys and values put, event
+  // topics and payloads emitted): its share of the store's one writer, as cpu_ms_per_minute is
+  // its share of the CPUs.
+  Setting<int64_t> store_write_bytes_per_minute{64ll << 20};  // 1,024 .. 64 GiB
 };
 
 // Per script version (src/sched/circuit_breaker.h): when a version keeps crashing or exceeding its

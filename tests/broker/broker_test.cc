@@ -283,6 +283,36 @@ TEST_F(BrokerTest, EmitAppendsToTheTenantsOutboxForAllowedTopics) {
   EXPECT_LT(events[0].seq, events[1].seq);
 }
 
+// quotas.store_write_bytes_per_minute: kv puts and events together, per tenant; the call past it
+// fails in the script naming the quota, nothing of it is written, and reads go on.
+TEST_F(BrokerTest, WritesPastTheTenantsStoreWriteQuotaFailAndAreNotWritten) {
+  use_policy(
+      "tenants:\n  acme:\n    capabilities:\n      kv: {}\n      emit:\n        topics: "
+      "[\"orders.*\"]\n    quotas:\n      store_write_bytes_per_minute: 10240\n");
+  auto result = run(R"(function handle(input, ctx)
+      local payload = string.rep("x", 3000)
+      local written, refused = 0, nil
+      for i = 1, 4 do
+        local ok, e = pcall(ctx.emit, "orders.created", payload)
+        if ok then written = written + 1 else refused = e break end
+      end
+      local put_ok, put_error = pcall(ctx.kv.put, "k", string.rep("y", 3000))
+      return {written = written, refused = refused, put_ok = put_ok, put_error = put_error,
+              read = ctx.kv.get("k")}
+    end)",
+                    {"emit", "kv"});
+  ASSERT_EQ(result.outcome, Outcome::ok) << dump(result);
+  EXPECT_EQ(result.output["written"], 3) << "three events of 3 KB fit in 10 KiB, not a fourth";
+  std::string refused = result.output["refused"].get<std::string>();
+  EXPECT_NE(refused.find("store_write_bytes_per_minute"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("tenants.acme.quotas.store_write_bytes_per_minute"), std::string::npos)
+      << refused;
+  EXPECT_NE(refused.find("fits again in"), std::string::npos) << refused;
+  EXPECT_EQ(result.output["put_ok"], false) << "kv puts count against the same quota";
+  EXPECT_TRUE(result.output["read"].is_null()) << "the refused put wrote nothing";
+  EXPECT_EQ(store_->read_events(tenant_.id, 0, 10).size(), 3u);
+}
+
 TEST_F(BrokerTest, EmitToATopicThePolicyDoesNotAllowIsDenied) {
   use_policy("tenants:\n  acme:\n    capabilities:\n      emit:\n        topics: [\"orders.*\"]\n");
   auto uncaught =
