@@ -171,7 +171,7 @@ Client::Client(std::string_view server, std::string token)
 Client::~Client() = default;
 
 HttpResponse Client::request(std::string_view method, const std::string& path,
-                             const nlohmann::json* body) {
+                             const nlohmann::json* body, const std::vector<std::string>& extra) {
   CURL* curl = handle_->curl;
   curl_easy_reset(curl);
   std::string url = server_ + path;
@@ -185,6 +185,7 @@ HttpResponse Client::request(std::string_view method, const std::string& path,
   headers = curl_slist_append(headers, "Expect:");
   if (!token_.empty())
     headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
+  for (const auto& line : extra) headers = curl_slist_append(headers, line.c_str());
   if (body) {
     payload = body->dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
     headers = curl_slist_append(headers, "Content-Type: application/json");

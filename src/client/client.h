@@ -67,9 +67,11 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // `path` starts with "/" and may carry a query; a non-null `body` is sent as
-  // application/json. Any HTTP status is returned; throws Unreachable when there is none.
+  // application/json; `headers` are "Name: value" lines sent besides corral's own (such as
+  // Idempotency-Key). Any HTTP status is returned; throws Unreachable when there is none.
   HttpResponse request(std::string_view method, const std::string& path,
-                       const nlohmann::json* body = nullptr);
+                       const nlohmann::json* body = nullptr,
+                       const std::vector<std::string>& headers = {});
 
   HttpResponse get(const std::string& path) { return request("GET", path); }
   HttpResponse post(const std::string& path, const nlohmann::json& body) {

@@ -3,12 +3,14 @@
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "client/client.h"
 #include "client/signing.h"
@@ -205,9 +207,10 @@ class Session {
   bool json_mode() const { return globals_.json; }
 
   client::HttpResponse send(std::string_view method, const std::string& path,
-                            const json* body = nullptr) {
+                            const json* body = nullptr,
+                            const std::vector<std::string>& headers = {}) {
     try {
-      return client().request(method, path, body);
+      return client().request(method, path, body, headers);
     } catch (const client::Unreachable& error) {
       std::cerr << "corral: cannot reach the server at " << client::printable(error.url) << ": "
                 << client::printable(error.what()) << "\n  hint: " << error.hint << "\n";
@@ -218,8 +221,8 @@ class Session {
   // The request's JSON answer, or (having said why) Exit with 1 for a 4xx, 4 for a 5xx.
   // With --json and `show_raw`, the answer (or the problem) is also printed unchanged.
   json call(std::string_view method, const std::string& path, const json* body = nullptr,
-            bool show_raw = true) {
-    client::HttpResponse response = send(method, path, body);
+            bool show_raw = true, const std::vector<std::string>& headers = {}) {
+    client::HttpResponse response = send(method, path, body, headers);
     if (!response.ok()) refused(response);
     json parsed = response.json();
     if (parsed.is_discarded()) {
@@ -730,6 +733,223 @@ int invoke(Session& session, const InvokeOptions& options) {
   return exit_status(*outcome);
 }
 
+// ---- jobs and events
+
+struct JobOptions {
+  std::string tenant;
+  std::string script;
+  std::string id;
+  std::optional<std::string> alias;
+  std::optional<int64_t> version;
+  std::optional<std::string> input;
+  std::optional<std::string> callback_url;
+  bool no_webhook_input = false;
+  std::optional<std::string> idempotency_key;
+  std::optional<std::string> state;
+  int64_t timeout_s = 300;
+};
+
+// Exit status of `jobs wait` when the job is still not final at --timeout-s.
+constexpr int kStillRunning = 8;
+
+std::string job_path(const JobOptions& options) {
+  return script_path(options.tenant, options.script) + "/jobs" +
+         (options.id.empty() ? "" : "/" + client::escape(options.id));
+}
+
+// A key of our own when none is given: the submission is then not recognised if retried by
+// running the command again (give --idempotency-key for that).
+std::string fresh_idempotency_key() {
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  unsigned char bytes[16] = {};
+  random.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+  if (!random) throw std::runtime_error("cannot read /dev/urandom to make an Idempotency-Key");
+  static const char* kHex = "0123456789abcdef";
+  std::string key = "corral-cli-";
+  for (unsigned char byte : bytes) {
+    key += kHex[byte >> 4];
+    key += kHex[byte & 15];
+  }
+  return key;
+}
+
+// The job id alone on stdout (JOB=$(corral jobs submit …)); what it is, to stderr.
+int job_submit(Session& session, const JobOptions& options) {
+  json body = json::object();
+  if (options.input) {
+    try {
+      std::string input_text = options.input->starts_with('@')
+                                   ? read_file(options.input->substr(1), "the input file")
+                                   : *options.input;
+      body["input"] = corral::parse_untrusted_json(input_text, corral::kMaxDocumentDepth - 1);
+    } catch (const nlohmann::json::parse_error& error) {
+      usage_error(std::string("--input is not valid JSON: ") + error.what());
+    } catch (const std::exception& error) {
+      usage_error(error.what());
+    }
+  }
+  if (options.callback_url) body["callback_url"] = *options.callback_url;
+  if (options.no_webhook_input) body["webhook_input"] = false;
+  std::string key = options.idempotency_key.value_or(fresh_idempotency_key());
+  std::string path =
+      job_path(options) +
+      client::query_string(
+          {{"alias", options.alias},
+           {"version",
+            options.version ? std::optional(std::to_string(*options.version)) : std::nullopt}});
+  json job = session.call("POST", path, &body, true, {"Idempotency-Key: " + key});
+  if (session.json_mode()) return kOk;
+  std::cerr << "job " << client::printable(text(job, "id")) << ": "
+            << client::printable(options.tenant + "/" + options.script) << " version "
+            << text(job, "version") << ", " << text(job, "state") << " (Idempotency-Key "
+            << client::printable(key) << ")\n";
+  std::cout << text(job, "id") << std::endl;
+  return kOk;
+}
+
+void print_job(const json& job) {
+  for (const char* key :
+       {"id", "script", "version", "alias", "state", "attempts", "max_attempts", "cancel_requested",
+        "created_at", "started_at", "finished_at", "outcome", "status", "error", "callback_url"}) {
+    std::string value = key == std::string_view("created_at") ||
+                                key == std::string_view("started_at") ||
+                                key == std::string_view("finished_at")
+                            ? when(job, key)
+                            : text(job, key);
+    if (!value.empty()) std::cout << key << ": " << client::printable(value) << "\n";
+  }
+}
+
+int job_show(Session& session, const JobOptions& options) {
+  json job = session.call("GET", job_path(options));
+  if (session.json_mode()) return kOk;
+  print_job(job);
+  return kOk;
+}
+
+int job_list(Session& session, const JobOptions& options) {
+  json page =
+      session.call("GET", job_path(options) + client::query_string({{"state", options.state}}));
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& job : page.value("jobs", json::array()))
+    rows.push_back({text(job, "id"), text(job, "state"), text(job, "version"), text(job, "outcome"),
+                    text(job, "attempts"), when(job, "created_at"), when(job, "finished_at")});
+  std::cout << client::format_table(
+      {"ID", "STATE", "VERSION", "OUTCOME", "ATTEMPTS", "CREATED", "FINISHED"}, rows);
+  if (!text(page, "next_before").empty())
+    std::cerr << "more jobs follow: GET with before="
+              << client::printable(text(page, "next_before")) << "\n";
+  return kOk;
+}
+
+int job_cancel(Session& session, const JobOptions& options) {
+  json job = session.call("DELETE", job_path(options));
+  if (session.json_mode()) return kOk;
+  std::cout << "job " << client::printable(text(job, "id"))
+            << (text(job, "state") == "cancelled"
+                    ? " cancelled\n"
+                    : " is running: cancellation requested; it ends cancelled when its run "
+                      "returns\n");
+  return kOk;
+}
+
+// Polls until the job is final, then answers as `invoke` would have: the output on stdout, logs
+// on stderr, the exit status of the outcome.
+int job_wait(Session& session, const JobOptions& options) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
+  auto pause = std::chrono::milliseconds(100);
+  json job;
+  for (;;) {
+    job = session.call("GET", job_path(options), nullptr, false);
+    std::string state = text(job, "state");
+    if (state == "succeeded" || state == "failed" || state == "cancelled") break;
+    if (std::chrono::steady_clock::now() + pause > deadline) {
+      if (session.json_mode()) std::cout << job.dump() << "\n";
+      std::cerr << "corral: job " << client::printable(options.id) << " is still "
+                << client::printable(state) << " after " << options.timeout_s
+                << " s\n  hint: run corral jobs wait again, or give a longer --timeout-s\n";
+      return kStillRunning;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+  }
+  if (session.json_mode()) std::cout << job.dump() << "\n";
+  if (text(job, "state") == "cancelled") {
+    std::cerr << "corral: job " << client::printable(options.id) << " was cancelled\n";
+    return kRefused;
+  }
+  const json& result = job.contains("result") ? job["result"] : json();
+  std::optional<corral::Outcome> outcome;
+  if (result.is_object() && result.contains("outcome") && result["outcome"].is_string())
+    outcome = corral::outcome_from_string(result["outcome"].get<std::string>());
+  if (!session.json_mode() && result.is_object()) {
+    for (const auto& entry : result.value("logs", json::array()))
+      std::cerr << "[" << client::printable(text(entry, "level")) << "] "
+                << client::printable(text(entry, "message")) << "\n";
+    if (outcome == corral::Outcome::ok)
+      std::cout
+          << result.value("output", json()).dump(-1, ' ', false, json::error_handler_t::replace)
+          << "\n";
+  }
+  if (outcome == corral::Outcome::ok) return kOk;
+  // Failed: the run's problem (its title and detail), or why the job failed.
+  const json& problem = result.is_object() && result.contains("error") ? result["error"] : result;
+  std::cerr << "corral: job " << client::printable(options.id) << " failed"
+            << (outcome ? ": " + std::string(corral::to_string(*outcome)) : "") << "\n";
+  for (const char* key : {"title", "message", "detail", "hint"})
+    if (!text(problem, key).empty())
+      std::cerr << "  " << client::printable(text(problem, key)) << "\n";
+  if (!text(job, "error").empty())
+    std::cerr << "  " << client::printable(text(job, "error")) << "\n";
+  return outcome ? exit_status(*outcome) : kRefused;
+}
+
+struct EventOptions {
+  std::string tenant;
+  int64_t after = 0;
+  bool follow = false;
+  int64_t interval_ms = 1000;
+};
+
+// Every event after --after, page by page; with --follow, asks again every --interval-ms for
+// new ones until interrupted. One line per event: a table row, or with --json the event's JSON.
+int events_tail(Session& session, const EventOptions& options) {
+  int64_t after = options.after;
+  bool header_printed = false;
+  for (;;) {
+    json page = session.call(
+        "GET",
+        tenant_path(options.tenant) + "/events" +
+            client::query_string({{"after", std::to_string(after)}, {"limit", "1000"}}),
+        nullptr, false);
+    const json& events = page.value("events", json::array());
+    for (const auto& event : events) {
+      if (session.json_mode()) {
+        std::cout << event.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        continue;
+      }
+      if (!header_printed) {
+        std::cout << "SEQ  TIME  TOPIC  PAYLOAD\n";
+        header_printed = true;
+      }
+      std::cout << text(event, "seq") << "  " << when(event, "created_at") << "  "
+                << client::printable(text(event, "topic")) << "  "
+                << client::printable(event.value("payload", json())
+                                         .dump(-1, ' ', false, json::error_handler_t::replace))
+                << "\n";
+    }
+    std::cout.flush();
+    if (page.contains("next_after") && page["next_after"].is_number_integer())
+      after = page["next_after"].get<int64_t>();
+    if (!events.empty()) continue;  // a full page may have more behind it
+    if (!options.follow) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(options.interval_ms));
+  }
+  if (!options.follow) std::cerr << "next: corral events tail --after " << after << "\n";
+  return kOk;
+}
+
 // ---- audit
 
 struct AuditOptions {
@@ -1086,6 +1306,82 @@ int main(int argc, char** argv) {
   invoke_command->add_flag("--stats", invoke_options.stats,
                            "also print the run's stats (to stderr)");
   invoke_command->callback([&] { action = [&](Session& s) { return invoke(s, invoke_options); }; });
+
+  JobOptions job_options;
+  auto* jobs = server_command(
+      app, "jobs", "Submit asynchronous invocations, follow them, wait for, cancel them");
+  jobs->require_subcommand(1);
+  auto add_job_script = [&](CLI::App* command, bool with_id) {
+    command->add_option("--tenant", job_options.tenant, "the tenant")->required();
+    command->add_option("--script", job_options.script, "the script's name")->required();
+    if (with_id) command->add_option("id", job_options.id, "the job's id")->required();
+  };
+  auto* jobs_submit_command = server_command(
+      *jobs, "submit",
+      "Submit a job (alias live by default); print its id alone on stdout, what it is on stderr");
+  add_job_script(jobs_submit_command, false);
+  auto* job_alias_option = jobs_submit_command->add_option("--alias", job_options.alias,
+                                                           "run the version ALIAS points at now");
+  jobs_submit_command->add_option("--version", job_options.version, "run this version number")
+      ->check(kCountingNumber)
+      ->excludes(job_alias_option);
+  jobs_submit_command->add_option("--input,-i", job_options.input,
+                                  "input JSON, or @FILE to read it from FILE (default: null)");
+  jobs_submit_command->add_option("--callback-url", job_options.callback_url,
+                                  "https URL to POST the signed result to when the job ends");
+  jobs_submit_command->add_flag("--no-webhook-input", job_options.no_webhook_input,
+                                "leave the input out of the webhook's body");
+  jobs_submit_command->add_option(
+      "--idempotency-key", job_options.idempotency_key,
+      "the same key and request answer the same job (default: a new random key each time)");
+  jobs_submit_command->callback(
+      [&] { action = [&](Session& s) { return job_submit(s, job_options); }; });
+  auto* jobs_show_command = server_command(*jobs, "show", "Show job ID: state, attempts, outcome");
+  add_job_script(jobs_show_command, true);
+  jobs_show_command->callback(
+      [&] { action = [&](Session& s) { return job_show(s, job_options); }; });
+  auto* jobs_list_command = server_command(*jobs, "list", "List a script's jobs, newest first");
+  add_job_script(jobs_list_command, false);
+  jobs_list_command->add_option("--state", job_options.state, "only jobs in this state")
+      ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "cancelled"}));
+  jobs_list_command->callback(
+      [&] { action = [&](Session& s) { return job_list(s, job_options); }; });
+  auto* jobs_wait_command = server_command(
+      *jobs, "wait",
+      "Wait until job ID ends; print its output as invoke does and exit by its outcome\n"
+      "(0 ok, 1 script_error, 3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected);\n"
+      "1 if it was cancelled, 8 if it is still not done at --timeout-s");
+  add_job_script(jobs_wait_command, true);
+  jobs_wait_command
+      ->add_option("--timeout-s", job_options.timeout_s, "give up after N seconds (default 300)")
+      ->check(kCountingNumber);
+  jobs_wait_command->callback(
+      [&] { action = [&](Session& s) { return job_wait(s, job_options); }; });
+  auto* jobs_cancel_command = server_command(
+      *jobs, "cancel", "Cancel job ID (a running one ends cancelled when its run returns)");
+  add_job_script(jobs_cancel_command, true);
+  jobs_cancel_command->callback(
+      [&] { action = [&](Session& s) { return job_cancel(s, job_options); }; });
+
+  EventOptions event_options;
+  auto* events = server_command(app, "events", "Read a tenant's outbox of emitted events");
+  events->require_subcommand(1);
+  auto* events_tail_command = server_command(
+      *events, "tail",
+      "Print the tenant's events after --after, one a line; with --follow, keep printing new ones");
+  events_tail_command->add_option("--tenant", event_options.tenant, "the tenant")->required();
+  events_tail_command
+      ->add_option("--after", event_options.after, "events after this sequence number (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  events_tail_command->add_flag("--follow,-f", event_options.follow,
+                                "keep asking for new events until interrupted");
+  events_tail_command
+      ->add_option(
+          "--interval-ms", event_options.interval_ms,
+          "with --follow, how long to wait between asks when nothing is new (default 1000)")
+      ->check(kCountingNumber);
+  events_tail_command->callback(
+      [&] { action = [&](Session& s) { return events_tail(s, event_options); }; });
 
   AuditOptions audit_options;
   auto* audit_command =

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -179,11 +180,127 @@ TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
   EXPECT_TRUE(has(forbidden.err, "HTTP 403")) << forbidden;
 }
 
+// A script that emits one event per run and fails when asked to.
+const char* kOrders =
+    "function handle(input, ctx)\n"
+    "  if input.fail then error('no such order') end\n"
+    "  ctx.emit('orders.seen', {n = input.n})\n"
+    "  print('seen ' .. input.n)\n"
+    "  return {seen = input.n}\n"
+    "end\n";
+
+TEST_F(AdminCli, JobsSubmitWaitShowListCancelAndEventsTail) {
+  ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
+  auto policy = write("policy.yaml",
+                      "tenants:\n"
+                      "  acme:\n"
+                      "    capabilities:\n"
+                      "      emit: {topics: [\"orders.*\"]}\n");
+  ASSERT_EQ(as(admin_, {"policy", "put", policy}).status, 0);
+  std::string publisher = make_token("acme", "publisher", "alice");
+  std::string reviewer = make_token("acme", "reviewer", "bob");
+  std::string invoker = make_token("acme", "invoker", "billing-service");
+  auto file = write("orders.lua", kOrders);
+  CliRun published = as(publisher, {"publish", file, "--tenant", "acme", "--script", "orders",
+                                    "--capability", "log,emit"});
+  ASSERT_EQ(published.status, 0) << published;
+  ASSERT_EQ(as(reviewer, {"approve", "--tenant", "acme", "--script", "orders", "1"}).status, 0);
+  ASSERT_EQ(
+      as(reviewer, {"alias", "set", "--tenant", "acme", "--script", "orders", "live", "1"}).status,
+      0);
+  std::vector<std::string> where = {"--tenant", "acme", "--script", "orders"};
+  auto with = [&](std::vector<std::string> command, const std::vector<std::string>& more) {
+    command.insert(command.end(), where.begin(), where.end());
+    command.insert(command.end(), more.begin(), more.end());
+    return command;
+  };
+
+  // Submit: the id alone on stdout; wait: the output as invoke prints it, logs on stderr.
+  CliRun submitted =
+      as(invoker, with({"jobs", "submit"}, {"--input", R"({"n": 1})", "--idempotency-key", "k1"}));
+  ASSERT_EQ(submitted.status, 0) << submitted;
+  ASSERT_TRUE(std::regex_match(submitted.out, std::regex("[0-9a-f-]+\n"))) << submitted;
+  std::string job = submitted.out.substr(0, submitted.out.size() - 1);
+  EXPECT_TRUE(has(submitted.err, "version 1")) << submitted;
+  CliRun waited = as(invoker, with({"jobs", "wait"}, {job}));
+  ASSERT_EQ(waited.status, 0) << waited;
+  EXPECT_EQ(json::parse(waited.out, nullptr, false), json({{"seen", 1}})) << waited;
+  EXPECT_TRUE(has(waited.err, "[info] seen 1")) << waited;
+  // The same key and request: the same job.
+  CliRun again =
+      as(invoker, with({"jobs", "submit"}, {"--input", R"({"n": 1})", "--idempotency-key", "k1"}));
+  ASSERT_EQ(again.status, 0) << again;
+  EXPECT_EQ(again.out, submitted.out) << again;
+
+  CliRun shown = as(invoker, with({"jobs", "show"}, {job}));
+  ASSERT_EQ(shown.status, 0) << shown;
+  EXPECT_TRUE(has(shown.out, "state: succeeded")) << shown;
+  EXPECT_TRUE(has(shown.out, "outcome: ok")) << shown;
+  CliRun shown_json = as(invoker, with({"--json", "jobs", "show"}, {job}));
+  ASSERT_EQ(shown_json.status, 0) << shown_json;
+  EXPECT_EQ(json::parse(shown_json.out, nullptr, false)["id"], job) << shown_json;
+
+  // A run that fails: wait exits as invoke does for script_error (1) and says why.
+  CliRun failing = as(invoker, with({"jobs", "submit"}, {"--input", R"({"fail": true})"}));
+  ASSERT_EQ(failing.status, 0) << failing;
+  std::string failed_job = failing.out.substr(0, failing.out.size() - 1);
+  CliRun failed = as(invoker, with({"jobs", "wait"}, {failed_job}));
+  EXPECT_EQ(failed.status, 1) << failed;
+  EXPECT_TRUE(has(failed.err, "script_error")) << failed;
+  EXPECT_TRUE(has(failed.err, "no such order")) << failed;
+  EXPECT_EQ(failed.out, "") << failed;
+
+  CliRun listed = as(invoker, with({"jobs", "list"}, {}));
+  ASSERT_EQ(listed.status, 0) << listed;
+  EXPECT_EQ(row(listed.out, job).at(1), "succeeded") << listed;
+  EXPECT_EQ(row(listed.out, failed_job).at(1), "failed") << listed;
+
+  // A job that has ended cannot be cancelled: the server's 409, exit 1.
+  CliRun cancel = as(invoker, with({"jobs", "cancel"}, {job}));
+  EXPECT_EQ(cancel.status, 1) << cancel;
+  EXPECT_TRUE(has(cancel.err, "HTTP 409")) << cancel;
+  CliRun unknown = as(invoker, with({"jobs", "wait"}, {"no-such-job"}));
+  EXPECT_EQ(unknown.status, 1) << unknown;
+  EXPECT_TRUE(has(unknown.err, "HTTP 404")) << unknown;
+
+  // The one event the succeeded job emitted; --after past it prints none.
+  CliRun tail = as(invoker, {"events", "tail", "--tenant", "acme"});
+  ASSERT_EQ(tail.status, 0) << tail;
+  std::vector<std::string> event = row(tail.out, "1");
+  ASSERT_FALSE(event.empty()) << tail;
+  EXPECT_TRUE(has(tail.out, "orders.seen")) << tail;
+  EXPECT_TRUE(has(tail.out, R"({"n":1})")) << tail;
+  EXPECT_TRUE(has(tail.err, "--after 1")) << tail;
+  CliRun tail_json = as(invoker, {"--json", "events", "tail", "--tenant", "acme"});
+  ASSERT_EQ(tail_json.status, 0) << tail_json;
+  json first = json::parse(tail_json.out, nullptr, false);
+  EXPECT_EQ(first["seq"], 1) << tail_json;
+  EXPECT_EQ(first["topic"], "orders.seen") << tail_json;
+  CliRun none = as(invoker, {"events", "tail", "--tenant", "acme", "--after", "1"});
+  ASSERT_EQ(none.status, 0) << none;
+  EXPECT_EQ(none.out, "") << none;
+  // A reviewer may not read the outbox.
+  CliRun refused = as(reviewer, {"events", "tail", "--tenant", "acme"});
+  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_TRUE(has(refused.err, "HTTP 403")) << refused;
+}
+
 TEST_F(ApiCliTest, PolicyCommandsHaveHelpAndUsageErrorsExit2) {
   for (const char* verb : {"show", "put", "versions", "rollback", "explain"}) {
     CliRun help = corral({"policy", verb, "--help"});
     EXPECT_EQ(help.status, 0) << verb << ": " << help;
     EXPECT_TRUE(has(help.out, "policy " + std::string(verb))) << help;
+  }
+  for (std::vector<std::string> help : std::vector<std::vector<std::string>>{{"jobs", "submit"},
+                                                                             {"jobs", "show"},
+                                                                             {"jobs", "list"},
+                                                                             {"jobs", "wait"},
+                                                                             {"jobs", "cancel"},
+                                                                             {"events", "tail"}}) {
+    help.push_back("--help");
+    CliRun run = corral(help);
+    EXPECT_EQ(run.status, 0) << help[0] << " " << help[1] << ": " << run;
+    EXPECT_TRUE(has(run.out, help[0] + " " + help[1])) << run;
   }
   CliRun list_help = corral({"token", "list", "--help"});
   EXPECT_EQ(list_help.status, 0) << list_help;
@@ -191,7 +308,14 @@ TEST_F(ApiCliTest, PolicyCommandsHaveHelpAndUsageErrorsExit2) {
   // Nothing is sent for these: the server named does not exist.
   std::vector<std::string> unreachable = {"--server", "http://127.0.0.1:1"};
   for (std::vector<std::string> usage : std::vector<std::vector<std::string>>{
-           {"policy"}, {"policy", "put"}, {"policy", "explain"}, {"policy", "rollback", "-1"}}) {
+           {"policy"},
+           {"policy", "put"},
+           {"policy", "explain"},
+           {"policy", "rollback", "-1"},
+           {"jobs"},
+           {"jobs", "wait", "--tenant", "acme", "--script", "s"},
+           {"jobs", "submit", "--tenant", "acme", "--script", "s", "--input", "{not json"},
+           {"events", "tail"}}) {
     usage.insert(usage.begin(), unreachable.begin(), unreachable.end());
     CliRun run = corral(usage);
     EXPECT_EQ(run.status, 2) << usage.back() << ": " << run;
