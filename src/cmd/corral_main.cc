@@ -1041,7 +1041,8 @@ constexpr const char* kFooter =
     "Exit status of server commands: 0 success, 1 the server refused (4xx), 2 usage,\n"
     "3 cannot reach the server, 4 server error (5xx), 5 audit verify found the chain broken.\n"
     "invoke exits as corral run does once the script ran: 0 ok, 1 script_error,\n"
-    "3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected.";
+    "3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected; jobs wait the same way\n"
+    "once the job ended (1 cancelled), 8 if it has not ended at --timeout-s.";
 
 // A whole number of 1 or more (CLI::PositiveNumber's message prints a 300-digit bound).
 const CLI::Validator kCountingNumber(
