@@ -139,6 +139,28 @@ TEST_F(StoreTest, AdminTokensBelongToNoTenant) {
   EXPECT_FALSE(found->expires_at);
 }
 
+TEST_F(StoreTest, ListsATenantsTokensOrTheAdminTokensAndWhenEachWasLastUsed) {
+  Tenant acme = make_tenant();
+  Token admin = store().insert_token(TokenDraft{"", "admin", "h0", 1, std::nullopt, "bootstrap"});
+  Token alice = store().insert_token(TokenDraft{acme.id, "publisher", "h1", 2, {}, "x", "alice"});
+  Token bob = store().insert_token(TokenDraft{acme.id, "reviewer", "h2", 3, {}, "x", "bob"});
+  store().note_token_used(alice.id, 5000);
+  store().note_token_used("no-such-token", 6000);  // changes nothing
+
+  std::vector<Token> tokens = store().list_tokens(acme.id);
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0].id, alice.id);
+  EXPECT_EQ(tokens[0].subject, "alice");
+  EXPECT_EQ(tokens[0].last_used_at, 5000);
+  EXPECT_EQ(tokens[1].id, bob.id);
+  EXPECT_FALSE(tokens[1].last_used_at);
+  EXPECT_EQ(store().find_token_by_hash("h1")->last_used_at, 5000);
+
+  std::vector<Token> admins = store().list_tokens("");
+  ASSERT_EQ(admins.size(), 1u);
+  EXPECT_EQ(admins[0].id, admin.id);
+}
+
 TEST_F(StoreTest, TokenRulesAreEnforced) {
   EXPECT_THROW(store().insert_token(TokenDraft{"no-such-tenant", "invoker", "h1", 1, {}, "x"}),
                NotFound);
