@@ -12,10 +12,15 @@ namespace {
 constexpr size_t kRememberedTenants = 100'000;
 }  // namespace
 
+double WriteBudget::burst_bytes(int64_t per_minute) {
+  const double quota = static_cast<double>(per_minute);
+  return std::max(quota / 6, std::min(quota, 64.0 * 1024));
+}
+
 std::optional<double> WriteBudget::take(const std::string& tenant, int64_t bytes,
                                         int64_t per_minute, Clock::time_point now) {
-  const double capacity = static_cast<double>(per_minute);
-  const double per_second = capacity / 60.0;
+  const double per_second = static_cast<double>(per_minute) / 60.0;
+  const double capacity = burst_bytes(per_minute);
   std::lock_guard lock(mutex_);
   auto refill = [&](Bucket& bucket) {
     double seconds = std::chrono::duration<double>(now - bucket.refilled).count();
