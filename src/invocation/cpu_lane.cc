@@ -1,6 +1,7 @@
 #include "invocation/cpu_lane.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +24,34 @@ struct Lanes {
   int64_t long_runs = 0;
   std::atomic<bool> pinned{true};
 };
+
+// The kernel's struct sched_attr (uapi linux/sched/types.h, which clashes with glibc's sched.h).
+struct SchedAttributes {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+  uint32_t sched_util_min;
+  uint32_t sched_util_max;
+};
+
+// A request passes through a lane's I/O thread and invocation thread, each woken while workers
+// may be running scripts on both CPUs; with the default time slice (0.75 ms times 1 + log2 of the
+// CPUs) a woken thread may wait that long at each hop behind a tenant's CPU-bound run, which
+// showed in another tenant's p99 (docs/performance.md, "The two floods that do real work").
+// Since Linux 6.12 a SCHED_OTHER thread may ask for a shorter slice (sched_runtime), which
+// also lets it preempt sooner when it wakes. Best effort: older kernels ignore or refuse it.
+void ask_for_a_short_time_slice() {
+  SchedAttributes attributes{};
+  attributes.size = sizeof attributes;
+  attributes.sched_policy = SCHED_OTHER;
+  attributes.sched_runtime = kLaneTimeSliceNs;
+  syscall(SYS_sched_setattr, 0, &attributes, 0);
+}
 
 Lanes& lanes() {
   static Lanes* state = new Lanes;  // never destroyed: lane threads may end after static teardown
@@ -79,6 +108,7 @@ const std::vector<int>& allowed_cpus() {
 bool pin_this_thread_to(int cpu) {
   allowed_cpus();  // read before this thread narrows its own mask
   if (cpu < 0 || cpu >= CPU_SETSIZE || this_thread_lane.cpu >= 0) return false;
+  ask_for_a_short_time_slice();
   Lanes& state = lanes();
   std::lock_guard lock(state.mutex);
   pid_t self = gettid();

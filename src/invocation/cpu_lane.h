@@ -17,13 +17,16 @@
 namespace corral {
 
 inline constexpr int64_t kLongRunMs = 1;
+// The time slice a lane thread asks the scheduler for (Linux 6.12 and later; the least it grants).
+inline constexpr uint64_t kLaneTimeSliceNs = 100'000;
 
 // The CPUs this process may run on, as the kernel allowed them when first asked (before any
 // thread was pinned), in increasing order; never empty.
 const std::vector<int>& allowed_cpus();
 
 // Makes the calling thread a lane thread of `cpu`: pinned to it (unless a long run is in
-// progress) and recorded as the thread's lane CPU until the thread ends. Returns false (and
+// progress), asking for a short time slice (kLaneTimeSliceNs), and recorded as the thread's
+// lane CPU until the thread ends. Returns false (and
 // records nothing) if `cpu` is not a CPU number or the thread is already a lane thread; pinning
 // is only ever a hint for speed, so a refusal by the kernel is ignored.
 bool pin_this_thread_to(int cpu);

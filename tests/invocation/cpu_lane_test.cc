@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <future>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "cpus_of.h"
@@ -53,6 +55,24 @@ TEST(CpuLanes, ALaneThreadIsPinnedToItsCpu) {
   EXPECT_EQ(lane.lane_cpu(), cpu);
   EXPECT_EQ(cpus_of(lane.tid()), std::set<int>{cpu});
   EXPECT_EQ(lane_cpu_of_this_thread(), -1) << "this thread is on no lane";
+}
+
+// Where the kernel shows a thread's slice (/proc/.../sched, with Linux 6.12's custom slices), a
+// lane thread's is the short one it asked for.
+TEST(CpuLanes, ALaneThreadAsksForAShortTimeSlice) {
+  auto slice_of = [](pid_t tid) -> int64_t {
+    std::ifstream sched("/proc/self/task/" + std::to_string(tid) + "/sched");
+    for (std::string line; std::getline(sched, line);) {
+      if (line.starts_with("se.slice")) return std::stoll(line.substr(line.find(':') + 1));
+    }
+    return -1;
+  };
+  if (slice_of(gettid()) < 0) GTEST_SKIP() << "this kernel does not show a thread's time slice";
+  LaneThread lane(allowed_cpus().front());
+  int64_t own = slice_of(gettid());
+  if (own == static_cast<int64_t>(kLaneTimeSliceNs))
+    GTEST_SKIP() << "the default slice is already as short as a lane's";
+  EXPECT_EQ(slice_of(lane.tid()), static_cast<int64_t>(kLaneTimeSliceNs));
 }
 
 TEST(CpuLanes, RefusesANumberThatIsNoCpu) {
