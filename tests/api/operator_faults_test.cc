@@ -3,6 +3,7 @@
 // log, and a worker binary that never becomes ready.
 #include <fcntl.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -319,6 +320,27 @@ class SmallDisk {
   std::string why_not_;
 };
 
+// corrald's store writes into the room its log already holds once the log has started over, so a
+// write right after the disk fills may still fit: the log is emptied first (a checkpoint that
+// truncates it, from a connection of the test's own), so that the next write needs room the disk
+// no longer has.
+void empty_the_log(const fs::path& database) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  // A connection sees the log only once it has read the database.
+  EXPECT_EQ(sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  int in_log = -1;
+  int copied = -1;
+  EXPECT_EQ(sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &in_log, &copied),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  EXPECT_EQ(in_log, 0) << "the log was not emptied";
+  sqlite3_close_v2(db);
+}
+
 constexpr const char* kKvPolicy = R"(tenants:
   acme:
     quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
@@ -374,6 +396,7 @@ TEST(OperatorFaults, OnAFullDiskWritesAre507AndReadsServedAndCorraldStillStarts)
                   .status,
               200);
 
+    empty_the_log(dir / "data" / "corral.db");
     disk.fill();
     // Writes: a publish, a job, a token, and a script's kv put are refused as corral's failure.
     expect_storage_full(
