@@ -45,11 +45,6 @@ WalCheckpointer::~WalCheckpointer() {
   sqlite3_close_v2(db_);
 }
 
-uint64_t WalCheckpointer::complete_passes() const {
-  std::lock_guard lock(mutex_);
-  return complete_passes_;
-}
-
 void WalCheckpointer::run() {
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
@@ -64,11 +59,10 @@ void WalCheckpointer::run() {
     // writes that never pause do not allow: past the bound, a restarting checkpoint holds the
     // writers back for the little the passive pass left, and the next writer starts over.
     if (rc == SQLITE_OK && frames_in_log > kRestartAboveFrames) {
-      rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, &frames_in_log,
-                                     &frames_copied);
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, &frames_in_log,
+                                &frames_copied);
     }
     lock.lock();
-    if (rc == SQLITE_OK && frames_in_log > 0 && frames_copied == frames_in_log) ++complete_passes_;
   }
 }
 

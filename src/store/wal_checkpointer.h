@@ -28,9 +28,6 @@ class WalCheckpointer {
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
-  // Checkpoints passes so far that copied the whole log (for tests and metrics).
-  uint64_t complete_passes() const;
-
  private:
   // 64 MiB of log (pages of 4 KiB). A restarting pass holds the writers back, and each of them
   // then sleeps in SQLite's busy handler (1, 2, 5, 10 ms…): at SQLite's own 4 MiB, a tenant
@@ -46,10 +43,9 @@ class WalCheckpointer {
 
   sqlite3* db_;
   std::chrono::milliseconds period_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
-  uint64_t complete_passes_ = 0;
   std::thread thread_;
 };
 
