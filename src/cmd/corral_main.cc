@@ -669,6 +669,14 @@ struct InvokeOptions {
   bool stats = false;
 };
 
+// --input: JSON text, or @FILE to read it from FILE; parsed as any untrusted document (throws
+// nlohmann::json::parse_error, or std::runtime_error when the file cannot be read).
+json input_from_option(const std::string& option) {
+  std::string text =
+      option.starts_with('@') ? read_file(option.substr(1), "the input file") : option;
+  return corral::parse_untrusted_json(text, corral::kMaxDocumentDepth - 1);
+}
+
 // Like `corral run`: the output JSON on stdout, logs on stderr, and the exit status of the
 // outcome whenever the script ran (the answer carries "outcome"); otherwise 1, 3 or 4 as for
 // every server command.
@@ -676,10 +684,7 @@ int invoke(Session& session, const InvokeOptions& options) {
   json body = json::object();
   if (options.input) {
     try {
-      std::string input_text = options.input->starts_with('@')
-                                   ? read_file(options.input->substr(1), "the input file")
-                                   : *options.input;
-      body["input"] = corral::parse_untrusted_json(input_text, corral::kMaxDocumentDepth - 1);
+      body["input"] = input_from_option(*options.input);
     } catch (const nlohmann::json::parse_error& error) {
       std::cerr << "corral invoke: invalid: --input is not valid JSON: " << error.what() << "\n";
       return exit_status(corral::Outcome::invalid);
@@ -778,10 +783,7 @@ int job_submit(Session& session, const JobOptions& options) {
   json body = json::object();
   if (options.input) {
     try {
-      std::string input_text = options.input->starts_with('@')
-                                   ? read_file(options.input->substr(1), "the input file")
-                                   : *options.input;
-      body["input"] = corral::parse_untrusted_json(input_text, corral::kMaxDocumentDepth - 1);
+      body["input"] = input_from_option(*options.input);
     } catch (const nlohmann::json::parse_error& error) {
       usage_error(std::string("--input is not valid JSON: ") + error.what());
     } catch (const std::exception& error) {
