@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <stdexcept>
 
 #include "invocation/cpu_lane.h"
@@ -100,6 +101,7 @@ TenantPool::~TenantPool() {
   jobs_changed_.notify_all();
   capacity_changed_.notify_all();
   spawner_.join();
+  idle_by_tenant_.clear();
   idle_.clear();
 }
 
@@ -156,29 +158,31 @@ void TenantPool::stop_workers(std::vector<std::unique_ptr<WorkerProcess>> worker
 }
 
 std::unique_ptr<WorkerProcess> TenantPool::take_idle_locked(const std::string& tenant) {
+  auto found = idle_by_tenant_.find(tenant);
+  if (found == idle_by_tenant_.end()) return nullptr;
+  std::vector<IdleList::iterator>& mine = found->second;
   // The tenant's most recently used idle worker, except for a caller on a lane (cpu_lane.h): it
   // takes the most recent one already on its CPU, else the most recent one on no CPU in
   // particular, so that each lane settles on workers of its own instead of moving one worker
   // from CPU to CPU and away from its caches.
-  int lane_cpu = lanes_pinned() ? lane_cpu_of_this_thread() : -1;
-  auto most_recent = idle_.rend(), on_lane = idle_.rend(), unpinned = idle_.rend();
-  for (auto idle = idle_.rbegin(); idle != idle_.rend(); ++idle) {
-    if (idle->tenant != tenant) continue;
-    if (most_recent == idle_.rend()) most_recent = idle;
-    if (lane_cpu < 0) break;
-    if (idle->worker->cpu() == lane_cpu) {
-      on_lane = idle;
-      break;
+  size_t chosen = mine.size() - 1;
+  if (int lane_cpu = lanes_pinned() ? lane_cpu_of_this_thread() : -1; lane_cpu >= 0) {
+    std::optional<size_t> on_lane, unpinned;
+    for (size_t i = mine.size(); i-- > 0;) {
+      int cpu = mine[i]->worker->cpu();
+      if (cpu == lane_cpu) {
+        on_lane = i;
+        break;
+      }
+      if (cpu < 0 && !unpinned) unpinned = i;
     }
-    if (idle->worker->cpu() < 0 && unpinned == idle_.rend()) unpinned = idle;
+    chosen = on_lane.value_or(unpinned.value_or(chosen));
   }
-  auto found = on_lane != idle_.rend()    ? on_lane
-               : unpinned != idle_.rend() ? unpinned
-                                          : most_recent;
-  if (found == idle_.rend()) return nullptr;
-  std::unique_ptr<WorkerProcess> worker = std::move(found->worker);
-  idle_.erase(std::next(found).base());
-  if (--idle_by_tenant_[tenant] == 0) idle_by_tenant_.erase(tenant);
+  IdleList::iterator entry = mine[chosen];
+  std::unique_ptr<WorkerProcess> worker = std::move(entry->worker);
+  idle_.erase(entry);
+  mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(chosen));
+  if (mine.empty()) idle_by_tenant_.erase(found);
   return worker;  // if it died while idle, run() finds out when it sends the invocation
 }
 
@@ -235,13 +239,9 @@ bool TenantPool::cancel_unclaimed_locked() {
 
 void TenantPool::make_idle_locked(const std::string& tenant, std::unique_ptr<WorkerProcess> worker,
                                   Lock& lock) {
-  idle_.push_back({tenant, std::move(worker)});
-  ++idle_by_tenant_[tenant];
+  idle_by_tenant_[tenant].push_back(idle_.insert(idle_.end(), {tenant, std::move(worker)}));
   std::vector<std::unique_ptr<WorkerProcess>> evicted;
-  auto spares = [&] {
-    auto found = idle_by_tenant_.find(kSpare);
-    return found == idle_by_tenant_.end() ? size_t{0} : found->second;
-  };
+  auto spares = [&] { return idle_for_locked(kSpare); };
   // Past the idle cap or over the memory budget, the longest idle of the tenants' workers go.
   while (idle_.size() > spares() &&
          (idle_.size() - spares() > options_.max_idle || over_budget_locked())) {
@@ -255,7 +255,10 @@ void TenantPool::evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerPro
   auto oldest = std::find_if(idle_.begin(), idle_.end(),
                              [](const IdleWorker& idle) { return idle.tenant != kSpare; });
   if (oldest == idle_.end()) oldest = idle_.begin();
-  if (--idle_by_tenant_[oldest->tenant] == 0) idle_by_tenant_.erase(oldest->tenant);
+  // The tenant's least recently used entry, the first of its list.
+  auto theirs = idle_by_tenant_.find(oldest->tenant);
+  theirs->second.erase(std::find(theirs->second.begin(), theirs->second.end(), oldest));
+  if (theirs->second.empty()) idle_by_tenant_.erase(theirs);
   evicted.push_back(std::move(oldest->worker));
   idle_.erase(oldest);
   ++evicted_;
@@ -266,10 +269,7 @@ void TenantPool::evict_oldest_bound_locked(std::vector<std::unique_ptr<WorkerPro
 void TenantPool::warm_locked(const std::string& tenant, size_t want) {
   if (tenant != kSpare) want = std::min(want, options_.max_idle);
   if (shutting_down_ || want == 0) return;
-  size_t have = 0;
-  if (auto found = idle_by_tenant_.find(tenant); found != idle_by_tenant_.end()) {
-    have = found->second;
-  }
+  size_t have = idle_for_locked(tenant);
   auto pending_for_tenant = [&](const std::shared_ptr<SpawnJob>& job) {
     return job && !job->claimed && job->tenant == tenant;
   };
@@ -551,7 +551,7 @@ size_t TenantPool::idle_for(const std::string& tenant) const {
 
 size_t TenantPool::idle_for_locked(const std::string& tenant) const {
   auto found = idle_by_tenant_.find(tenant);
-  return found == idle_by_tenant_.end() ? 0 : found->second;
+  return found == idle_by_tenant_.end() ? 0 : found->second.size();
 }
 
 }  // namespace corral
