@@ -351,6 +351,21 @@ END;
       R"sql(
 ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
 )sql",
+      // 12: usage for billing, per tenant, script and hour (GET /v1/tenants/{tenant}/usage).
+      R"sql(
+CREATE TABLE usage (
+  tenant_id   TEXT    NOT NULL REFERENCES tenants (id),
+  hour        INTEGER NOT NULL,
+  script      TEXT    NOT NULL,
+  invocations INTEGER NOT NULL DEFAULT 0,
+  failures    INTEGER NOT NULL DEFAULT 0,
+  cpu_us      INTEGER NOT NULL DEFAULT 0,
+  fuel        INTEGER NOT NULL DEFAULT 0,
+  jobs        INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, hour, script)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_by_hour ON usage (hour);
+)sql",
   };
   return all;
 }

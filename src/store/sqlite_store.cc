@@ -577,6 +577,65 @@ Store::TenantDataErased SqliteStore::erase_tenant_data(std::string_view tenant_i
   return erased;
 }
 
+// ---- usage
+
+void SqliteStore::add_usage(const std::vector<UsageRow>& rows) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(*this);
+  for (const UsageRow& row : rows) {
+    // A tenant gone since its runs were counted is skipped rather than failing every row with it.
+    auto upsert = statement(
+        "INSERT INTO usage (tenant_id, script, hour, invocations, failures, cpu_us, fuel, jobs) "
+        "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?1) "
+        "ON CONFLICT (tenant_id, hour, script) DO UPDATE "
+        "SET invocations = invocations + excluded.invocations, "
+        "failures = failures + excluded.failures, cpu_us = cpu_us + excluded.cpu_us, "
+        "fuel = fuel + excluded.fuel, jobs = jobs + excluded.jobs");
+    upsert.bind(1, row.tenant_id)
+        .bind(2, row.script)
+        .bind(3, row.hour)
+        .bind(4, row.counts.invocations)
+        .bind(5, row.counts.failures)
+        .bind(6, row.counts.cpu_us)
+        .bind(7, row.counts.fuel)
+        .bind(8, row.counts.jobs);
+    upsert.run("adding to the usage of script " + in_quotes(row.script));
+  }
+  transaction.commit();
+}
+
+std::vector<UsageRow> SqliteStore::read_usage(std::string_view tenant_id, int64_t from_hour,
+                                              int64_t until) {
+  std::lock_guard lock(mutex_);
+  auto select = statement(
+      "SELECT script, hour, invocations, failures, cpu_us, fuel, jobs FROM usage "
+      "WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour, script");
+  select.bind(1, tenant_id).bind(2, from_hour).bind(3, until);
+  std::vector<UsageRow> rows;
+  while (select.step("reading the usage of tenant " + in_quotes(tenant_id))) {
+    UsageRow row;
+    row.tenant_id = std::string(tenant_id);
+    row.script = select.text(0);
+    row.hour = select.integer(1);
+    row.counts = {.invocations = select.integer(2),
+                  .failures = select.integer(3),
+                  .cpu_us = select.integer(4),
+                  .fuel = select.integer(5),
+                  .jobs = select.integer(6)};
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+int64_t SqliteStore::prune_usage(int64_t before) {
+  std::lock_guard lock(mutex_);
+  auto prune = statement("DELETE FROM usage WHERE hour < ?1 RETURNING 1");
+  prune.bind(1, before);
+  int64_t count = 0;
+  while (prune.step("pruning old usage")) ++count;
+  return count;
+}
+
 // ---- script versions
 
 std::optional<ScriptVersion> SqliteStore::find_version_locked(std::string_view tenant_id,

@@ -143,6 +143,10 @@ class SqliteStore : public Store {
   std::vector<Token> list_tokens(std::string_view tenant_id) override;
   std::vector<std::string> list_kv_namespaces(std::string_view tenant_id) override;
   TenantDataErased erase_tenant_data(std::string_view tenant_id) override;
+  void add_usage(const std::vector<UsageRow>& rows) override;
+  std::vector<UsageRow> read_usage(std::string_view tenant_id, int64_t from_hour,
+                                   int64_t until) override;
+  int64_t prune_usage(int64_t before) override;
 
   void atomically(const std::function<void()>& work) override;
 

@@ -405,6 +405,31 @@ struct VersionUsage {
   int64_t source_bytes = 0;
 };
 
+// Usage for billing (GET /v1/tenants/{tenant}/usage): what a tenant's scripts used, per script
+// and hour. usage::UsageLedger adds to it in batches.
+struct UsageCounts {
+  int64_t invocations = 0;
+  int64_t failures = 0;  // invocations whose outcome was not ok
+  int64_t cpu_us = 0;
+  int64_t fuel = 0;
+  int64_t jobs = 0;  // jobs submitted
+  UsageCounts& operator+=(const UsageCounts& more) {
+    invocations += more.invocations;
+    failures += more.failures;
+    cpu_us += more.cpu_us;
+    fuel += more.fuel;
+    jobs += more.jobs;
+    return *this;
+  }
+};
+
+struct UsageRow {
+  std::string tenant_id;
+  std::string script;
+  int64_t hour = 0;  // the hour's start, unix milliseconds (UTC)
+  UsageCounts counts;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -613,6 +638,15 @@ class Store {
   virtual std::vector<Token> list_tokens(std::string_view tenant_id) = 0;
   // The kv namespaces that hold keys of the tenant ("" for the tenant-wide one).
   virtual std::vector<std::string> list_kv_namespaces(std::string_view tenant_id) = 0;
+  // ---- usage
+  // Adds each row's counts to what is stored for its tenant, script and hour, in one transaction.
+  virtual void add_usage(const std::vector<UsageRow>& rows) = 0;
+  // The tenant's rows whose hour starts in [from_hour, until), by hour, then script.
+  virtual std::vector<UsageRow> read_usage(std::string_view tenant_id, int64_t from_hour,
+                                           int64_t until) = 0;
+  // Deletes the rows of hours that started before `before`; returns how many went.
+  virtual int64_t prune_usage(int64_t before) = 0;
+
   // Deletes what the tenant's scripts processed and kept: stored runs, jobs (in every state) and
   // their webhook deliveries, kv entries, outbox events (their numbers are not reused), in one
   // transaction. Keeps the tenant, its tokens, versions, aliases and their history, secrets,
