@@ -299,6 +299,30 @@ std::string media_type(std::string_view content_type) {
 
 json time_or_null(int64_t ms) { return ms > 0 ? json(iso8601(ms)) : json(); }
 
+// Beside each of `keys` that names a token, "<key>_subject": the person or service the token was
+// made for, so that a listing reads "alice@example.com" rather than a 32-hex id. Null for
+// "system", "policy", "bootstrap", "anonymous" and tokens made without a subject. Only answers
+// change: stored rows, and so the audit chain's hashes, keep the ids. `known` spares a page of
+// entries by the same few tokens one lookup each.
+void add_subjects(json& object, std::initializer_list<const char*> keys, store::Store& store,
+                  std::map<std::string, json>& known) {
+  for (const char* key : keys) {
+    if (!object.contains(key)) continue;
+    json subject;
+    if (object[key].is_string()) {
+      const std::string id = object[key].get<std::string>();
+      auto found = known.find(id);
+      if (found == known.end()) {
+        auto token = store.find_token(id);
+        found = known.emplace(id, token && !token->subject.empty() ? json(token->subject) : json())
+                    .first;
+      }
+      subject = found->second;
+    }
+    object[std::string(key) + "_subject"] = subject;
+  }
+}
+
 json snapshot_json(const policy::Snapshot& snapshot) {
   return {{"version", snapshot.version},
           {"created_by", snapshot.created_by},
@@ -767,15 +791,18 @@ class Api::Call {
   Response list_tokens() {
     auto optional_time = [](std::optional<int64_t> ms) { return ms ? json(iso8601(*ms)) : json(); };
     json tokens = json::array();
+    std::map<std::string, json> subjects;
     for (const auto& token : context_.store.list_tokens(tenant_ ? tenant_->id : "")) {
-      tokens.push_back({{"id", token.id},
-                        {"subject", token.subject},
-                        {"role", token.role},
-                        {"created_by", token.created_by},
-                        {"created_at", iso8601(token.created_at)},
-                        {"expires_at", optional_time(token.expires_at)},
-                        {"revoked_at", optional_time(token.revoked_at)},
-                        {"last_used_at", optional_time(token.last_used_at)}});
+      json listed = {{"id", token.id},
+                     {"subject", token.subject},
+                     {"role", token.role},
+                     {"created_by", token.created_by},
+                     {"created_at", iso8601(token.created_at)},
+                     {"expires_at", optional_time(token.expires_at)},
+                     {"revoked_at", optional_time(token.revoked_at)},
+                     {"last_used_at", optional_time(token.last_used_at)}};
+      add_subjects(listed, {"created_by"}, context_.store, subjects);
+      tokens.push_back(std::move(listed));
     }
     return json_response(200,
                          {{"tenant", tenant_ ? json(tenant_->name) : json()}, {"tokens", tokens}});
@@ -815,8 +842,10 @@ class Api::Call {
     const std::string& script = params_.at("script");
     context_.registry.require_script(*tenant_, script);
     json versions = json::array();
+    std::map<std::string, json> subjects;
     for (const auto& version : context_.store.list_versions(tenant_->id, script)) {
       versions.push_back(version_json(version, tenant_->name, true));
+      add_subjects(versions.back(), {"published_by", "approved_by"}, context_.store, subjects);
     }
     return json_response(200,
                          {{"tenant", tenant_->name}, {"script", script}, {"versions", versions}});
@@ -824,7 +853,10 @@ class Api::Call {
 
   Response read_version() {
     auto version = context_.registry.version(*tenant_, params_.at("script"), version_param());
-    return json_response(200, version_json(version, tenant_->name, true));
+    json answer = version_json(version, tenant_->name, true);
+    std::map<std::string, json> subjects;
+    add_subjects(answer, {"published_by", "approved_by"}, context_.store, subjects);
+    return json_response(200, answer);
   }
 
   static std::optional<registry::Signature> signature_member(const json& request) {
@@ -944,8 +976,11 @@ class Api::Call {
     const std::string& script = params_.at("script");
     context_.registry.require_script(*tenant_, script);
     json aliases = json::array();
-    for (const auto& alias : context_.store.list_aliases(tenant_->id, script))
+    std::map<std::string, json> subjects;
+    for (const auto& alias : context_.store.list_aliases(tenant_->id, script)) {
       aliases.push_back(alias_json(alias));
+      add_subjects(aliases.back(), {"updated_by"}, context_.store, subjects);
+    }
     return json_response(200,
                          {{"tenant", tenant_->name}, {"script", script}, {"aliases", aliases}});
   }
@@ -988,8 +1023,11 @@ class Api::Call {
     int64_t limit = integer_query(query({"limit"}), "limit", 1, 1000).value_or(100);
     context_.registry.resolve_alias(*tenant_, script, name);  // 404 naming what is missing
     json changes = json::array();
-    for (const auto& change : context_.store.alias_history(tenant_->id, script, name, limit))
+    std::map<std::string, json> subjects;
+    for (const auto& change : context_.store.alias_history(tenant_->id, script, name, limit)) {
       changes.push_back(alias_change_json(change));
+      add_subjects(changes.back(), {"changed_by"}, context_.store, subjects);
+    }
     return json_response(
         200,
         {{"tenant", tenant_->name}, {"script", script}, {"alias", name}, {"history", changes}});
@@ -1821,7 +1859,11 @@ class Api::Call {
     filter.limit = integer("limit", 1, 1000).value_or(100);
     auto entries = context_.audit.query(filter);
     json list = json::array();
-    for (const auto& entry : entries) list.push_back(audit_json(entry));
+    std::map<std::string, json> subjects;
+    for (const auto& entry : entries) {
+      list.push_back(audit_json(entry));
+      add_subjects(list.back(), {"principal"}, context_.store, subjects);
+    }
     json answer = {{"entries", list}};
     answer["next_after"] =
         static_cast<int64_t>(entries.size()) == filter.limit ? json(entries.back().seq) : json();
@@ -1880,17 +1922,24 @@ class Api::Call {
   Response read_policy() {
     auto options = query({"version"});
     auto number = integer_query(options, "version", 0, INT64_MAX);
-    if (!number) return json_response(200, snapshot_json(*policy_service().current()));
-    auto snapshot = policy_service().version(*number);
-    if (!snapshot) {
+    json answer;
+    std::optional<policy::Snapshot> snapshot;
+    if (number) snapshot = policy_service().version(*number);
+    if (!number) {
+      answer = snapshot_json(*policy_service().current());
+    } else if (!snapshot) {
       throw Answer{problem(404, "not-found", "No such policy version",
                            "there is no policy version " + std::to_string(*number) +
                                "; the newest is " +
                                std::to_string(policy_service().current()->version),
                            "GET /v1/policy/versions lists the stored versions; version 0 is the "
                            "built-in safe default")};
+    } else {
+      answer = snapshot_json(*snapshot);
     }
-    return json_response(200, snapshot_json(*snapshot));
+    std::map<std::string, json> subjects;
+    add_subjects(answer, {"created_by"}, context_.store, subjects);
+    return json_response(200, answer);
   }
 
   // 400 with every problem of the document; nothing was stored.
@@ -1963,10 +2012,12 @@ class Api::Call {
 
   Response list_policy_versions() {
     json versions = json::array();
+    std::map<std::string, json> subjects;
     for (const auto& version : policy_service().versions()) {
       versions.push_back({{"version", version.version},
                           {"created_by", version.created_by},
                           {"created_at", time_or_null(version.created_at)}});
+      add_subjects(versions.back(), {"created_by"}, context_.store, subjects);
     }
     return json_response(
         200, {{"current", policy_service().current()->version}, {"versions", versions}});

@@ -143,9 +143,36 @@ namespace server_cli {
 namespace client = corral::client;
 using nlohmann::json;
 
-// Exit statuses of the server commands (`invoke` uses exit_status() when the script ran).
-constexpr int kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kServerError = 4,
-              kChainBroken = 5;
+// Exit statuses of the server commands, one per kind of answer, none shared with a script
+// outcome's (exit_status(): 1 and 3 to 7), so that a script can tell them apart. docs/cli.md has
+// the table; keep it, the footer below and these in step.
+constexpr int kOk = 0, kUsage = 2, kStillRunning = 8, kCancelled = 9, kChainBroken = 10,
+              kBadRequest = 20, kUnauthenticated = 21, kForbidden = 22, kNotFound = 23, kGone = 24,
+              kConflict = 25, kQuotaExceeded = 26, kServerError = 30, kUnavailable = 31,
+              kUnreachable = 32;
+
+// The exit status of an answer that is not a success and carries no script outcome.
+int refusal_status(int http_status) {
+  switch (http_status) {
+    case 401:
+      return kUnauthenticated;
+    case 403:
+      return kForbidden;
+    case 404:
+      return kNotFound;
+    case 410:
+      return kGone;
+    case 409:
+    case 412:
+      return kConflict;
+    case 429:
+      return kQuotaExceeded;
+    case 503:
+    case 507:
+      return kUnavailable;
+  }
+  return http_status >= 500 ? kServerError : kBadRequest;
+}
 
 // Ends the command with this status; whatever it has to say has been said.
 struct Exit {
@@ -218,7 +245,7 @@ class Session {
     }
   }
 
-  // The request's JSON answer, or (having said why) Exit with 1 for a 4xx, 4 for a 5xx.
+  // The request's JSON answer, or (having said why) Exit with the refusal's status.
   // With --json and `show_raw`, the answer (or the problem) is also printed unchanged.
   json call(std::string_view method, const std::string& path, const json* body = nullptr,
             bool show_raw = true, const std::vector<std::string>& headers = {}) {
@@ -239,7 +266,7 @@ class Session {
   [[noreturn]] void refused(const client::HttpResponse& response) {
     if (json_mode() && !response.json().is_discarded()) print_raw(response.body);
     report(response);
-    throw Exit{response.status >= 500 ? kServerError : kRefused};
+    throw Exit{refusal_status(response.status)};
   }
 
   void report(const client::HttpResponse& response) {
@@ -268,6 +295,13 @@ std::string when(const json& object, const char* key) {
   if (time.size() == 24 && time[10] == 'T' && time[19] == '.')
     return time.substr(0, 10) + " " + time.substr(11, 8) + "Z";
   return time;
+}
+
+// Who did it, as a person reads it: the subject the server names beside the token id
+// ("<key>_subject"), else what it stored ("system", "policy", a token made without a subject).
+std::string who(const json& object, const std::string& key) {
+  std::string subject = text(object, (key + "_subject").c_str());
+  return subject.empty() ? text(object, key.c_str()) : subject;
 }
 
 std::string tenant_path(const std::string& tenant) {
@@ -412,7 +446,7 @@ int policy_show(Session& session, const PolicyOptions& options) {
                                                   : std::nullopt}}));
   if (session.json_mode()) return kOk;
   std::cerr << "policy version " << text(snapshot, "version") << ", by "
-            << client::printable(text(snapshot, "created_by"))
+            << client::printable(who(snapshot, "created_by"))
             << (text(snapshot, "created_at").empty() ? "" : " at " + when(snapshot, "created_at"))
             << "\n";
   print_raw(text(snapshot, "document"));
@@ -469,7 +503,7 @@ int policy_versions(Session& session) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& version : answer.value("versions", json::array()))
     rows.push_back({text(version, "version"), text(version, "version") == current ? "yes" : "",
-                    when(version, "created_at"), text(version, "created_by")});
+                    when(version, "created_at"), who(version, "created_by")});
   std::cout << client::format_table({"VERSION", "IN FORCE", "CREATED", "CREATED BY"}, rows);
   return kOk;
 }
@@ -594,7 +628,7 @@ int versions(Session& session, const ScriptOptions& options) {
     rows.push_back({text(version, "version"), text(version, "state"),
                     aliases[version.value("version", int64_t{0})],
                     text(version, "sha256").substr(0, 12), when(version, "published_at"),
-                    text(version, "published_by"), text(version, "approved_by"), capabilities,
+                    who(version, "published_by"), who(version, "approved_by"), capabilities,
                     text(manifest, "description")});
   }
   std::cout << client::format_table({"VERSION", "STATE", "ALIASES", "SHA256", "PUBLISHED",
@@ -630,14 +664,20 @@ int alias_set(Session& session, const ScriptOptions& options) {
   return kOk;
 }
 
+// "3 (10 %)": the canary version and its share of the alias's invocations; "" when none.
+std::string canary_text(const json& alias) {
+  if (!alias.contains("canary") || !alias["canary"].is_object()) return "";
+  return text(alias["canary"], "version") + " (" + text(alias["canary"], "weight") + " %)";
+}
+
 int alias_list(Session& session, const ScriptOptions& options) {
   json answer = session.call("GET", script_path(options.tenant, options.script) + "/aliases");
   if (session.json_mode()) return kOk;
   std::vector<std::vector<std::string>> rows;
   for (const auto& alias : answer.value("aliases", json::array()))
-    rows.push_back({text(alias, "alias"), text(alias, "version"), when(alias, "updated_at"),
-                    text(alias, "updated_by")});
-  std::cout << client::format_table({"ALIAS", "VERSION", "UPDATED", "UPDATED BY"}, rows);
+    rows.push_back({text(alias, "alias"), text(alias, "version"), canary_text(alias),
+                    when(alias, "updated_at"), who(alias, "updated_by")});
+  std::cout << client::format_table({"ALIAS", "VERSION", "CANARY", "UPDATED", "UPDATED BY"}, rows);
   return kOk;
 }
 
@@ -647,13 +687,10 @@ int alias_history(Session& session, const ScriptOptions& options) {
   if (session.json_mode()) return kOk;
   std::vector<std::vector<std::string>> rows;
   for (const auto& change : answer.value("history", json::array())) {
-    std::string canary;
-    if (change.contains("canary") && change["canary"].is_object())
-      canary = text(change["canary"], "version") + " (" + text(change["canary"], "weight") + " %)";
     rows.push_back({when(change, "changed_at"), text(change, "previous_version"),
                     text(change, "version"), text(change, "change"),
-                    change.value("auto_rollback", false) ? "yes" : "no", canary,
-                    text(change, "changed_by")});
+                    change.value("auto_rollback", false) ? "yes" : "no", canary_text(change),
+                    who(change, "changed_by")});
   }
   std::cout << client::format_table(
       {"CHANGED", "FROM", "TO", "CHANGE", "AUTO ROLLBACK", "CANARY", "CHANGED BY"}, rows);
@@ -677,29 +714,10 @@ json input_from_option(const std::string& option) {
   return corral::parse_untrusted_json(text, corral::kMaxDocumentDepth - 1);
 }
 
-// Like `corral run`: the output JSON on stdout, logs on stderr, and the exit status of the
-// outcome whenever the script ran (the answer carries "outcome"); otherwise 1, 3 or 4 as for
-// every server command.
-int invoke(Session& session, const InvokeOptions& options) {
-  json body = json::object();
-  if (options.input) {
-    try {
-      body["input"] = input_from_option(*options.input);
-    } catch (const nlohmann::json::parse_error& error) {
-      std::cerr << "corral invoke: invalid: --input is not valid JSON: " << error.what() << "\n";
-      return exit_status(corral::Outcome::invalid);
-    } catch (const std::exception& error) {
-      std::cerr << "corral invoke: invalid: " << error.what() << "\n";
-      return exit_status(corral::Outcome::invalid);
-    }
-  }
-  std::string path =
-      script_path(options.tenant, options.script) + "/invoke" +
-      client::query_string(
-          {{"alias", options.alias},
-           {"version",
-            options.version ? std::optional(std::to_string(*options.version)) : std::nullopt}});
-  client::HttpResponse response = session.send("POST", path, &body);
+// The answer of a run (invoke, replay) as `corral run` prints one: the output JSON on stdout,
+// logs and any failure on stderr; the exit status of the outcome, or of the refusal when the
+// answer carries none (the script did not run: no such script, a token that may not, …).
+int print_run(Session& session, const client::HttpResponse& response, bool stats) {
   json result = response.json();
   std::optional<corral::Outcome> outcome;
   if (result.is_object() && result.contains("outcome") && result["outcome"].is_string())
@@ -734,8 +752,30 @@ int invoke(Session& session, const InvokeOptions& options) {
     std::cerr << "corral: warning: version " << text(result, "version")
               << " is deprecated; ask a reviewer to move the alias to a newer version\n";
   }
-  if (options.stats) std::cerr << "stats: " << result.value("stats", json::object()).dump() << "\n";
+  if (stats) std::cerr << "stats: " << result.value("stats", json::object()).dump() << "\n";
   return exit_status(*outcome);
+}
+
+int invoke(Session& session, const InvokeOptions& options) {
+  json body = json::object();
+  if (options.input) {
+    try {
+      body["input"] = input_from_option(*options.input);
+    } catch (const nlohmann::json::parse_error& error) {
+      std::cerr << "corral invoke: invalid: --input is not valid JSON: " << error.what() << "\n";
+      return exit_status(corral::Outcome::invalid);
+    } catch (const std::exception& error) {
+      std::cerr << "corral invoke: invalid: " << error.what() << "\n";
+      return exit_status(corral::Outcome::invalid);
+    }
+  }
+  std::string path =
+      script_path(options.tenant, options.script) + "/invoke" +
+      client::query_string(
+          {{"alias", options.alias},
+           {"version",
+            options.version ? std::optional(std::to_string(*options.version)) : std::nullopt}});
+  return print_run(session, session.send("POST", path, &body), options.stats);
 }
 
 // ---- jobs and events
@@ -753,9 +793,6 @@ struct JobOptions {
   std::optional<std::string> state;
   int64_t timeout_s = 300;
 };
-
-// Exit status of `jobs wait` when the job is still not final at --timeout-s.
-constexpr int kStillRunning = 8;
 
 std::string job_path(const JobOptions& options) {
   return script_path(options.tenant, options.script) + "/jobs" +
@@ -879,7 +916,7 @@ int job_wait(Session& session, const JobOptions& options) {
   if (session.json_mode()) std::cout << job.dump() << "\n";
   if (text(job, "state") == "cancelled") {
     std::cerr << "corral: job " << client::printable(options.id) << " was cancelled\n";
-    return kRefused;
+    return kCancelled;
   }
   const json& result = job.contains("result") ? job["result"] : json();
   std::optional<corral::Outcome> outcome;
@@ -904,7 +941,8 @@ int job_wait(Session& session, const JobOptions& options) {
       std::cerr << "  " << client::printable(text(problem, key)) << "\n";
   if (!text(job, "error").empty())
     std::cerr << "  " << client::printable(text(job, "error")) << "\n";
-  return outcome ? exit_status(*outcome) : kRefused;
+  // A job that failed without a run (its version disabled before it ran, say): it did not run.
+  return exit_status(outcome.value_or(corral::Outcome::rejected));
 }
 
 struct EventOptions {
@@ -952,6 +990,269 @@ int events_tail(Session& session, const EventOptions& options) {
   return kOk;
 }
 
+// ---- secrets (admin): names and times only; a value goes in and never comes back out
+
+struct SecretOptions {
+  std::string tenant;
+  std::string name;
+  std::string value_file;
+};
+
+std::string secret_path(const SecretOptions& options) {
+  return tenant_path(options.tenant) + "/secrets" +
+         (options.name.empty() ? "" : "/" + client::escape(options.name));
+}
+
+int secret_list(Session& session, const SecretOptions& options) {
+  json answer = session.call("GET", secret_path(options));
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& secret : answer.value("secrets", json::array()))
+    rows.push_back({text(secret, "name"), when(secret, "updated_at")});
+  std::cout << client::format_table({"NAME", "UPDATED"}, rows);
+  return kOk;
+}
+
+// The value comes from a file or stdin, never the command line, where the shell's history and
+// `ps` would keep it. One trailing line break (what `echo` and editors add) is not part of it.
+int secret_put(Session& session, const SecretOptions& options) {
+  std::string value;
+  if (options.value_file == "-") {
+    std::ostringstream read;
+    read << std::cin.rdbuf();
+    value = read.str();
+  } else {
+    value = read_local_file(options.value_file, "the secret's value file");
+  }
+  if (value.ends_with("\r\n")) {
+    value.resize(value.size() - 2);
+  } else if (value.ends_with('\n')) {
+    value.pop_back();
+  }
+  if (value.empty())
+    usage_error("the secret's value is empty; put the value in --value-file FILE (or - for stdin)");
+  json body = {{"value", value}};
+  client::HttpResponse response;
+  try {
+    response = session.send("PUT", secret_path(options), &body);
+  } catch (const json::type_error&) {
+    usage_error(
+        "the secret's value is not UTF-8 text; secrets are text (encode binary ones, in "
+        "base64 say)");
+  }
+  if (!response.ok()) session.refused(response);
+  json stored = response.json();
+  if (session.json_mode()) {
+    print_raw(response.body);
+    return kOk;
+  }
+  std::cout << (stored.value("created", false) ? "created" : "replaced") << " secret "
+            << client::printable(text(stored, "name")) << " of tenant "
+            << client::printable(text(stored, "tenant")) << " (" << value.size() << " bytes)\n";
+  return kOk;
+}
+
+int secret_delete(Session& session, const SecretOptions& options) {
+  json deleted = session.call("DELETE", secret_path(options));
+  if (session.json_mode()) return kOk;
+  std::cout << "deleted secret " << client::printable(text(deleted, "name")) << " of tenant "
+            << client::printable(text(deleted, "tenant")) << "\n";
+  return kOk;
+}
+
+// ---- stored runs and replay
+
+struct RunsOptions {
+  std::string tenant;
+  std::string script;
+  std::string id;
+  std::optional<int64_t> limit;
+  int64_t version = 0;
+  bool stats = false;
+};
+
+int runs_list(Session& session, const RunsOptions& options) {
+  json answer = session.call(
+      "GET", script_path(options.tenant, options.script) + "/runs" +
+                 client::query_string(
+                     {{"limit", options.limit ? std::optional(std::to_string(*options.limit))
+                                              : std::nullopt}}));
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& run : answer.value("runs", json::array()))
+    rows.push_back({text(run, "id"), when(run, "time"), text(run, "version"), text(run, "outcome"),
+                    run.value("input_stored", false) ? "yes" : "no"});
+  std::cout << client::format_table({"ID", "TIME", "VERSION", "OUTCOME", "INPUT STORED"}, rows);
+  return kOk;
+}
+
+int runs_show(Session& session, const RunsOptions& options) {
+  json run = session.call(
+      "GET", script_path(options.tenant, options.script) + "/runs/" + client::escape(options.id));
+  if (session.json_mode()) return kOk;
+  auto compact = [](const json& value) {
+    return client::printable(value.dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  std::cout << "id: " << client::printable(text(run, "id")) << "\n"
+            << "script: " << client::printable(text(run, "script")) << "\n"
+            << "version: " << text(run, "version") << "\n"
+            << "time: " << when(run, "time") << "\n"
+            << "outcome: " << client::printable(text(run, "outcome")) << "\n"
+            << "input: "
+            << (run.value("input_stored", false) ? compact(run.value("input", json()))
+                                                 : "(not stored: the policy's runs.inputs is off)")
+            << "\n";
+  const json& result = run.contains("result") ? run["result"] : json();
+  if (result.is_object() && result.contains("output"))
+    std::cout << "output: " << compact(result["output"]) << "\n";
+  if (result.is_object() && result.contains("error")) {
+    for (const char* key : {"type", "message", "limit"}) {
+      if (!text(result["error"], key).empty())
+        std::cout << "error " << key << ": " << client::printable(text(result["error"], key))
+                  << "\n";
+    }
+  }
+  return kOk;
+}
+
+// Runs the stored run's input against --version and answers as invoke does; whether the outcome
+// and output are the same as the stored run's goes to stderr.
+int runs_replay(Session& session, const RunsOptions& options) {
+  std::string path = script_path(options.tenant, options.script) + "/versions/" +
+                     std::to_string(options.version) + "/replay" +
+                     client::query_string({{"run", options.id}});
+  client::HttpResponse response = session.send("POST", path, nullptr);
+  json replay_of =
+      response.json().is_object() ? response.json().value("replay_of", json()) : json();
+  if (replay_of.is_object() && !session.json_mode()) {
+    auto same = [&](const char* key) { return replay_of.value(key, false) ? "same" : "DIFFERENT"; };
+    std::cerr << "replayed run " << client::printable(text(replay_of, "run")) << " (version "
+              << text(replay_of, "version") << ", " << client::printable(text(replay_of, "outcome"))
+              << ") on version " << options.version << ": " << same("same_outcome") << " outcome, "
+              << same("same_output") << " output\n";
+  }
+  return print_run(session, response, options.stats);
+}
+
+// ---- one version: show, deprecate, disable
+
+int version_show(Session& session, const ScriptOptions& options) {
+  json version = session.call("GET", script_path(options.tenant, options.script) + "/versions/" +
+                                         std::to_string(options.version));
+  if (session.json_mode()) return kOk;
+  json manifest = version.value("manifest", json::object());
+  std::cerr << "version " << text(version, "version") << " of "
+            << client::printable(options.tenant + "/" + options.script) << ": "
+            << text(version, "state") << ", sha256 " << text(version, "sha256") << "\n  published "
+            << when(version, "published_at") << " by "
+            << client::printable(who(version, "published_by"))
+            << (text(version, "approved_by").empty()
+                    ? ""
+                    : "; approved " + when(version, "approved_at") + " by " +
+                          client::printable(who(version, "approved_by")))
+            << (text(version, "signed_by").empty()
+                    ? ""
+                    : "; signed by key " + client::printable(text(version, "signed_by")))
+            << "\n  manifest: "
+            << client::printable(manifest.dump(-1, ' ', false, json::error_handler_t::replace))
+            << "\n";
+  // The source alone on stdout, so that `corral version show … > v3.lua` keeps it.
+  print_raw(text(version, "source"));
+  return kOk;
+}
+
+int version_change(Session& session, const ScriptOptions& options, const std::string& verb) {
+  json version = session.call("POST", script_path(options.tenant, options.script) + "/versions/" +
+                                          std::to_string(options.version) + "/" + verb);
+  if (session.json_mode()) return kOk;
+  std::cout << client::printable(options.tenant + "/" + options.script) << " version "
+            << text(version, "version") << " is now " << text(version, "state")
+            << (verb == "disable" ? ": invoking it is refused (410) from now on"
+                                  : ": still served, each answer flagged deprecated")
+            << "\n";
+  return kOk;
+}
+
+// ---- canaries: another approved version takes a share of an alias's invocations
+
+// The alias's version and auto-rollback stay as they are: the API sets them with the canary, so
+// they are read first and sent back unchanged.
+int alias_canary(Session& session, const ScriptOptions& options,
+                 std::optional<int64_t> canary_weight) {
+  std::string path =
+      script_path(options.tenant, options.script) + "/aliases/" + client::escape(options.alias);
+  std::optional<json> current;
+  for (const auto& alias :
+       session.call("GET", script_path(options.tenant, options.script) + "/aliases", nullptr, false)
+           .value("aliases", json::array()))
+    if (text(alias, "alias") == options.alias) current = alias;
+  if (!current) {
+    std::cerr << "corral: no alias " << client::printable(options.alias) << " on "
+              << client::printable(options.tenant + "/" + options.script)
+              << "\n  hint: corral alias set points it at a version first; corral alias list "
+                 "shows the aliases\n";
+    throw Exit{kNotFound};
+  }
+  json body = {{"version", current->value("version", int64_t{0})},
+               {"auto_rollback", current->value("auto_rollback", false)}};
+  if (canary_weight) body["canary"] = {{"version", options.version}, {"weight", *canary_weight}};
+  json alias = session.call("PUT", path, &body);
+  if (session.json_mode()) return kOk;
+  std::cout << "alias " << client::printable(text(alias, "alias")) << " of "
+            << client::printable(options.tenant + "/" + options.script) << " → version "
+            << text(alias, "version")
+            << (canary_text(alias).empty() ? ", no canary"
+                                           : ", canary version " + canary_text(alias))
+            << "\n";
+  return kOk;
+}
+
+// ---- webhooks
+
+struct WebhookOptions {
+  std::string tenant;
+  std::optional<std::string> state, before;
+  std::optional<int64_t> limit;
+};
+
+// The secret goes alone to stdout (SECRET=$(corral webhook rotate-secret …)); what it is, to
+// stderr.
+int webhook_rotate_secret(Session& session, const WebhookOptions& options) {
+  json made = session.call("POST", tenant_path(options.tenant) + "/webhook-secret");
+  if (session.json_mode()) return kOk;
+  std::cerr << (made.value("replaced", false) ? "replaced" : "created")
+            << " the webhook secret of tenant " << client::printable(text(made, "tenant"))
+            << ": deliveries from now on carry " << client::printable(text(made, "header")) << " ("
+            << client::printable(text(made, "algorithm"))
+            << "). It is shown only now; give it to the receiver and keep it secret:\n";
+  std::cout << text(made, "secret") << std::endl;
+  return kOk;
+}
+
+int webhook_deliveries(Session& session, const WebhookOptions& options) {
+  json page = session.call(
+      "GET", tenant_path(options.tenant) + "/deliveries" +
+                 client::query_string(
+                     {{"state", options.state},
+                      {"before", options.before},
+                      {"limit", options.limit ? std::optional(std::to_string(*options.limit))
+                                              : std::nullopt}}));
+  if (session.json_mode()) return kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& delivery : page.value("deliveries", json::array())) {
+    rows.push_back({text(delivery, "id"), text(delivery, "job_id"), text(delivery, "state"),
+                    text(delivery, "attempts") + "/" + text(delivery, "max_attempts"),
+                    text(delivery, "last_status"), when(delivery, "updated_at"),
+                    text(delivery, "url"), text(delivery, "last_error")});
+  }
+  std::cout << client::format_table(
+      {"ID", "JOB", "STATE", "ATTEMPTS", "LAST STATUS", "UPDATED", "URL", "LAST ERROR"}, rows);
+  if (!text(page, "next_before").empty())
+    std::cerr << "more deliveries follow: add --before "
+              << client::printable(text(page, "next_before")) << "\n";
+  return kOk;
+}
+
 // ---- audit
 
 struct AuditOptions {
@@ -973,7 +1274,7 @@ int audit(Session& session, const AuditOptions& options) {
   if (session.json_mode()) return kOk;
   std::vector<std::vector<std::string>> rows;
   for (const auto& entry : page.value("entries", json::array())) {
-    rows.push_back({text(entry, "seq"), when(entry, "time"), text(entry, "principal"),
+    rows.push_back({text(entry, "seq"), when(entry, "time"), who(entry, "principal"),
                     text(entry, "tenant"), text(entry, "action"), text(entry, "decision"),
                     text(entry, "target"), text(entry, "reason")});
   }
@@ -1040,11 +1341,13 @@ constexpr const char* kFooter =
     "@data/admin.token); the flags win over the environment. Tables by default; --json prints\n"
     "the server's JSON unchanged. Errors print the server's title, detail and hint to stderr.\n"
     "\n"
-    "Exit status of server commands: 0 success, 1 the server refused (4xx), 2 usage,\n"
-    "3 cannot reach the server, 4 server error (5xx), 5 audit verify found the chain broken.\n"
-    "invoke exits as corral run does once the script ran: 0 ok, 1 script_error,\n"
-    "3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected; jobs wait the same way\n"
-    "once the job ended (1 cancelled), 8 if it has not ended at --timeout-s.";
+    "Exit status (docs/cli.md): 0 success, 2 usage; the server refused: 20 bad request,\n"
+    "21 unauthenticated, 22 forbidden, 23 not found, 24 gone, 25 conflict, 26 quota or rate;\n"
+    "30 server error, 31 server unavailable (try again later), 32 cannot reach the server;\n"
+    "10 audit verify found the chain broken. invoke, runs replay and jobs wait exit by the\n"
+    "script's outcome as corral run does: 0 ok, 1 script_error, 3 limit_exceeded (fuel,\n"
+    "memory, time, output, logs), 4 invalid, 5 crashed, 6 denied, 7 rejected (did not run);\n"
+    "jobs wait: 8 not ended at --timeout-s, 9 cancelled.";
 
 // A whole number of 1 or more (CLI::PositiveNumber's message prints a 300-digit bound).
 const CLI::Validator kCountingNumber(
@@ -1292,6 +1595,32 @@ int main(int argc, char** argv) {
       ->required();
   alias_history_command->callback(
       [&] { action = [&](Session& s) { return alias_history(s, script_options); }; });
+  auto* canary = server_command(
+      *alias, "canary", "Send a share of an alias's invocations to another approved version");
+  canary->require_subcommand(1);
+  std::optional<int64_t> canary_weight;
+  auto* canary_set_command = server_command(
+      *canary, "set",
+      "Send --weight percent of ALIAS's invocations to approved VERSION; the alias's own\n"
+      "version and auto-rollback stay as they are (reviewer)");
+  add_script(canary_set_command);
+  canary_set_command->add_option("alias", script_options.alias, "the alias, such as live")
+      ->required();
+  canary_set_command->add_option("version", script_options.version, "the canary version")
+      ->required()
+      ->check(kCountingNumber);
+  canary_set_command->add_option("--weight", canary_weight, "percent of invocations, 1 to 99")
+      ->required()
+      ->check(CLI::Range(1, 99));
+  canary_set_command->callback(
+      [&] { action = [&](Session& s) { return alias_canary(s, script_options, canary_weight); }; });
+  auto* canary_clear_command = server_command(
+      *canary, "clear", "End ALIAS's canary: all its invocations go to its version (reviewer)");
+  add_script(canary_clear_command);
+  canary_clear_command->add_option("alias", script_options.alias, "the alias, such as live")
+      ->required();
+  canary_clear_command->callback(
+      [&] { action = [&](Session& s) { return alias_canary(s, script_options, std::nullopt); }; });
 
   InvokeOptions invoke_options;
   auto* invoke_command = server_command(
@@ -1353,7 +1682,7 @@ int main(int argc, char** argv) {
       *jobs, "wait",
       "Wait until job ID ends; print its output as invoke does and exit by its outcome\n"
       "(0 ok, 1 script_error, 3 limit_exceeded, 4 invalid, 5 crashed, 6 denied, 7 rejected);\n"
-      "1 if it was cancelled, 8 if it is still not done at --timeout-s");
+      "9 if it was cancelled, 8 if it is still not done at --timeout-s");
   add_job_script(jobs_wait_command, true);
   jobs_wait_command
       ->add_option("--timeout-s", job_options.timeout_s, "give up after N seconds (default 300)")
@@ -1386,6 +1715,127 @@ int main(int argc, char** argv) {
   events_tail_command->callback(
       [&] { action = [&](Session& s) { return events_tail(s, event_options); }; });
 
+  SecretOptions secret_options;
+  auto* secret = server_command(
+      app, "secret", "Put, list and delete a tenant's secrets (admin); values are never shown");
+  secret->require_subcommand(1);
+  auto add_secret_tenant = [&](CLI::App* command) {
+    command->add_option("--tenant", secret_options.tenant, "the tenant")->required();
+  };
+  auto* secret_list_command =
+      server_command(*secret, "list", "List the tenant's secrets: names and update times");
+  add_secret_tenant(secret_list_command);
+  secret_list_command->callback(
+      [&] { action = [&](Session& s) { return secret_list(s, secret_options); }; });
+  auto* secret_put_command = server_command(
+      *secret, "put",
+      "Create or replace secret NAME with the value in --value-file (sealed at rest)");
+  add_secret_tenant(secret_put_command);
+  secret_put_command->add_option("name", secret_options.name, "1 to 64 of A-Z a-z 0-9 . _ -")
+      ->required();
+  secret_put_command
+      ->add_option("--value-file", secret_options.value_file,
+                   "read the value from FILE, or - for stdin (one trailing line break is "
+                   "dropped); never give it on the command line")
+      ->required();
+  secret_put_command->callback(
+      [&] { action = [&](Session& s) { return secret_put(s, secret_options); }; });
+  auto* secret_delete_command = server_command(*secret, "delete", "Delete secret NAME");
+  add_secret_tenant(secret_delete_command);
+  secret_delete_command->add_option("name", secret_options.name, "the secret's name")->required();
+  secret_delete_command->callback(
+      [&] { action = [&](Session& s) { return secret_delete(s, secret_options); }; });
+
+  RunsOptions runs_options;
+  auto* runs = server_command(
+      app, "runs", "List and show a script's stored runs; replay one against another version");
+  runs->require_subcommand(1);
+  auto add_runs_script = [&](CLI::App* command) {
+    command->add_option("--tenant", runs_options.tenant, "the tenant")->required();
+    command->add_option("--script", runs_options.script, "the script's name")->required();
+  };
+  auto* runs_list_command = server_command(
+      *runs, "list", "List the script's stored runs, newest first (publisher, reviewer, auditor)");
+  add_runs_script(runs_list_command);
+  runs_list_command->add_option("--limit", runs_options.limit, "at most N runs (server default 20)")
+      ->check(kCountingNumber);
+  runs_list_command->callback(
+      [&] { action = [&](Session& s) { return runs_list(s, runs_options); }; });
+  auto* runs_show_command =
+      server_command(*runs, "show", "Show stored run ID: version, outcome, input if kept, output");
+  add_runs_script(runs_show_command);
+  runs_show_command->add_option("id", runs_options.id, "the run's invocation id")->required();
+  runs_show_command->callback(
+      [&] { action = [&](Session& s) { return runs_show(s, runs_options); }; });
+  auto* runs_replay_command = server_command(
+      *runs, "replay",
+      "Run stored run ID's input against --version (publisher, reviewer); print and exit as\n"
+      "invoke does, and say on stderr whether outcome and output match the stored run's");
+  add_runs_script(runs_replay_command);
+  runs_replay_command->add_option("id", runs_options.id, "the stored run's id")->required();
+  runs_replay_command->add_option("--version", runs_options.version, "the version to run it on")
+      ->required()
+      ->check(kCountingNumber);
+  runs_replay_command->add_flag("--stats", runs_options.stats,
+                                "also print the run's stats (to stderr)");
+  runs_replay_command->callback(
+      [&] { action = [&](Session& s) { return runs_replay(s, runs_options); }; });
+
+  auto* version = server_command(
+      app, "version", "Show one version of a script, deprecate or disable it (reviewer)");
+  version->require_subcommand(1);
+  auto add_version = [&](CLI::App* command) {
+    add_script(command);
+    command->add_option("version", script_options.version, "the version number")
+        ->required()
+        ->check(kCountingNumber);
+  };
+  auto* version_show_command = server_command(
+      *version, "show", "Print VERSION's source on stdout; its state, authors, manifest on stderr");
+  add_version(version_show_command);
+  version_show_command->callback(
+      [&] { action = [&](Session& s) { return version_show(s, script_options); }; });
+  auto* version_deprecate_command =
+      server_command(*version, "deprecate",
+                     "Deprecate approved VERSION: still served, each answer flagged (reviewer)");
+  add_version(version_deprecate_command);
+  version_deprecate_command->callback(
+      [&] { action = [&](Session& s) { return version_change(s, script_options, "deprecate"); }; });
+  auto* version_disable_command = server_command(
+      *version, "disable",
+      "Disable VERSION: invoking it is refused (410) from then on; it is kept (reviewer, admin).\n"
+      "There is no re-enable: publish the source again as a new version");
+  add_version(version_disable_command);
+  version_disable_command->callback(
+      [&] { action = [&](Session& s) { return version_change(s, script_options, "disable"); }; });
+
+  WebhookOptions webhook_options;
+  auto* webhook = server_command(
+      app, "webhook", "Rotate a tenant's webhook signing secret, list its webhook deliveries");
+  webhook->require_subcommand(1);
+  auto* webhook_secret_command = server_command(
+      *webhook, "rotate-secret",
+      "Create or replace the tenant's webhook signing secret and print it (only this once) on "
+      "stdout (admin)");
+  webhook_secret_command->add_option("--tenant", webhook_options.tenant, "the tenant")->required();
+  webhook_secret_command->callback(
+      [&] { action = [&](Session& s) { return webhook_rotate_secret(s, webhook_options); }; });
+  auto* webhook_deliveries_command = server_command(
+      *webhook, "deliveries",
+      "List the tenant's webhook deliveries, newest first (admin, auditor, publisher)");
+  webhook_deliveries_command->add_option("--tenant", webhook_options.tenant, "the tenant")
+      ->required();
+  webhook_deliveries_command
+      ->add_option("--state", webhook_options.state, "only deliveries in this state")
+      ->check(CLI::IsMember({"pending", "delivered", "dead"}));
+  webhook_deliveries_command->add_option("--before", webhook_options.before,
+                                         "the page after this delivery id (as printed)");
+  webhook_deliveries_command
+      ->add_option("--limit", webhook_options.limit, "at most N deliveries (server default 50)")
+      ->check(kCountingNumber);
+  webhook_deliveries_command->callback(
+      [&] { action = [&](Session& s) { return webhook_deliveries(s, webhook_options); }; });
+
   AuditOptions audit_options;
   auto* audit_command =
       server_command(app, "audit", "Read the audit trail (admin, auditor); audit verify checks it");
@@ -1403,15 +1853,16 @@ int main(int argc, char** argv) {
   audit_command->callback([&] {
     if (!action) action = [&](Session& s) { return audit(s, audit_options); };
   });
-  server_command(*audit_command, "verify", "Re-walk the audit hash chain; exit 5 if it is broken")
+  server_command(*audit_command, "verify", "Re-walk the audit hash chain; exit 10 if it is broken")
       ->callback([&] { action = [](Session& s) { return audit_verify(s); }; });
 
   // Set last, so that only the top level's help carries it.
   app.footer(kFooter);
   invoke_command->footer(
-      "Exit status once the script ran, as corral run: 0 ok, 1 script_error, 3 limit_exceeded,\n"
-      "4 invalid, 5 crashed, 6 denied, 7 rejected; otherwise 1 refused (4xx), 2 usage,\n"
-      "3 cannot reach the server, 4 server error (5xx).");
+      "Exit status by the outcome, as corral run: 0 ok, 1 script_error, 3 limit_exceeded,\n"
+      "4 invalid, 5 crashed, 6 denied, 7 rejected (did not run: quota, breaker, no worker);\n"
+      "when the answer has no outcome: 2 usage, 20-26 refused by kind, 30 server error,\n"
+      "31 unavailable, 32 cannot reach the server (corral --help, docs/cli.md).");
 
   try {
     app.parse(argc, argv);

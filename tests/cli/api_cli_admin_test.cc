@@ -96,10 +96,10 @@ TEST_F(AdminCli, TokenListShowsSubjectsRolesExpiryAndLastUseButNeverASecret) {
 
   // Only admins list tokens; another tenant's name is no tenant.
   CliRun refused = as(alice.secret, {"token", "list", "--tenant", "acme"});
-  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_EQ(refused.status, 22) << refused;
   EXPECT_TRUE(has(refused.err, "HTTP 403")) << refused;
   CliRun missing = as(admin_, {"token", "list", "--tenant", "nobody"});
-  EXPECT_EQ(missing.status, 1) << missing;
+  EXPECT_EQ(missing.status, 23) << missing;
   EXPECT_TRUE(has(missing.err, "HTTP 404")) << missing;
 }
 
@@ -115,13 +115,14 @@ TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
   ASSERT_EQ(initial.status, 0) << initial;
   EXPECT_TRUE(has(initial.err, "policy version 0, by built-in")) << initial;
 
-  // An invalid document: every problem where it is in the file, exit 1, nothing stored.
+  // An invalid document: every problem where it is in the file, exit 20 (bad request), nothing
+  // stored.
   auto bad = write("bad.yaml",
                    "defaults:\n"
                    "  limits:\n"
                    "    fuel: many\n");
   CliRun refused = as(admin_, {"policy", "put", bad});
-  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_EQ(refused.status, 20) << refused;
   EXPECT_TRUE(has(refused.err, bad + ":3:")) << refused;
   EXPECT_TRUE(has(refused.err, "defaults.limits.fuel")) << refused;
   EXPECT_TRUE(has(refused.err, "HTTP 400")) << refused;
@@ -147,7 +148,7 @@ TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
   ASSERT_EQ(fetch.status, 0) << fetch;
   EXPECT_TRUE(fetch.out.starts_with("denied: http.fetch https://x.example/")) << fetch;
   CliRun unknown = as(admin_, {"policy", "explain", "--tenant", "acme", "fly"});
-  EXPECT_EQ(unknown.status, 1) << unknown;
+  EXPECT_EQ(unknown.status, 20) << unknown;
   EXPECT_TRUE(has(unknown.err, "kv.get")) << unknown;  // the known actions are listed
 
   CliRun back = as(admin_, {"policy", "rollback", "0"});
@@ -161,7 +162,7 @@ TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
   ASSERT_EQ(old.status, 0) << old;
   EXPECT_EQ(old.out, kAcmeKv) << old;
   CliRun none = as(admin_, {"policy", "show", "--version", "9"});
-  EXPECT_EQ(none.status, 1) << none;
+  EXPECT_EQ(none.status, 23) << none;
   EXPECT_TRUE(has(none.err, "HTTP 404")) << none;
 
   CliRun versions = as(admin_, {"policy", "versions"});
@@ -172,11 +173,11 @@ TEST_F(AdminCli, PolicyShowPutVersionsRollbackAndExplain) {
   ASSERT_EQ(versions_json.status, 0) << versions_json;
   EXPECT_EQ(json::parse(versions_json.out, nullptr, false)["current"], 2) << versions_json;
 
-  // Admins only: a tenant's publisher is refused (1), and the policy stays.
+  // Admins only: a tenant's publisher is refused (22, forbidden), and the policy stays.
   ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
   std::string publisher = make_token("acme", "publisher", "alice");
   CliRun forbidden = as(publisher, {"policy", "put", good});
-  EXPECT_EQ(forbidden.status, 1) << forbidden;
+  EXPECT_EQ(forbidden.status, 22) << forbidden;
   EXPECT_TRUE(has(forbidden.err, "HTTP 403")) << forbidden;
 }
 
@@ -255,12 +256,12 @@ TEST_F(AdminCli, JobsSubmitWaitShowListCancelAndEventsTail) {
   EXPECT_EQ(row(listed.out, job).at(1), "succeeded") << listed;
   EXPECT_EQ(row(listed.out, failed_job).at(1), "failed") << listed;
 
-  // A job that has ended cannot be cancelled: the server's 409, exit 1.
+  // A job that has ended cannot be cancelled: the server's 409, exit 25 (conflict).
   CliRun cancel = as(invoker, with({"jobs", "cancel"}, {job}));
-  EXPECT_EQ(cancel.status, 1) << cancel;
+  EXPECT_EQ(cancel.status, 25) << cancel;
   EXPECT_TRUE(has(cancel.err, "HTTP 409")) << cancel;
   CliRun unknown = as(invoker, with({"jobs", "wait"}, {"no-such-job"}));
-  EXPECT_EQ(unknown.status, 1) << unknown;
+  EXPECT_EQ(unknown.status, 23) << unknown;
   EXPECT_TRUE(has(unknown.err, "HTTP 404")) << unknown;
 
   // The one event the succeeded job emitted; --after past it prints none.
@@ -281,7 +282,7 @@ TEST_F(AdminCli, JobsSubmitWaitShowListCancelAndEventsTail) {
   EXPECT_EQ(none.out, "") << none;
   // A reviewer may not read the outbox.
   CliRun refused = as(reviewer, {"events", "tail", "--tenant", "acme"});
-  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_EQ(refused.status, 22) << refused;
   EXPECT_TRUE(has(refused.err, "HTTP 403")) << refused;
 }
 

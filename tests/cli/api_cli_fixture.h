@@ -3,9 +3,12 @@
 // ApiCliWithCorrald starts a corrald and `as(token, ...)` runs a command with that token.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,6 +155,32 @@ class ApiCliWithCorrald : public ApiCliTest {
   std::unique_ptr<CorraldProcess> corrald_;
   std::string server_;
   std::string admin_;
+};
+
+// A port nothing listens on, for as long as the object lives: bound but never listened on, so
+// that connecting is refused. Kept bound rather than closed at once, so that no other process
+// (ctest runs tests in parallel, and each corrald takes an ephemeral port) can listen on it
+// meanwhile.
+class ClosedPort {
+ public:
+  ClosedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    socklen_t length = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~ClosedPort() { close(fd_); }
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
 };
 
 // The table's data row whose first cell is `key`, split on runs of spaces.

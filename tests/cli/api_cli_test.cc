@@ -72,9 +72,9 @@ TEST_F(ApiCliWithCorrald, FullFlowWithTheAdminToken) {
   ASSERT_GE(version_row.size(), 2u) << pending;
   EXPECT_EQ(version_row[1], "pending");
 
-  // The publisher may not approve (403 → 1); the reviewer may.
+  // The publisher may not approve (403 → 22, forbidden); the reviewer may.
   CliRun self = as(publisher, {"approve", "--tenant", "acme", "--script", "greeter", "1"});
-  EXPECT_EQ(self.status, 1) << self;
+  EXPECT_EQ(self.status, 22) << self;
   CliRun approved = as(reviewer, {"approve", "--tenant", "acme", "--script", "greeter", "1"});
   ASSERT_EQ(approved.status, 0) << approved;
   EXPECT_TRUE(has(approved.out, "approved acme/greeter version 1")) << approved;
@@ -189,7 +189,7 @@ TEST_F(ApiCliWithCorrald, JsonPrintsTheServersAnswer) {
 
   // A refusal with --json: the problem on stdout, unchanged, and its words on stderr.
   CliRun conflict = as(admin_, {"--json", "tenant", "create", "acme"});
-  EXPECT_EQ(conflict.status, 1) << conflict;
+  EXPECT_EQ(conflict.status, 25) << conflict;
   auto problem = json::parse(conflict.out, nullptr, false);
   EXPECT_EQ(problem["status"], 409) << conflict;
   EXPECT_TRUE(has(conflict.err, problem["title"].get<std::string>())) << conflict;
@@ -205,20 +205,20 @@ TEST_F(ApiCliWithCorrald, EnvironmentAndFlags) {
   EXPECT_EQ(server_flag_wins.status, 0) << server_flag_wins;
   CliRun token_flag_wins = corral({"tenant", "list", "--token", "corral_wrong"},
                                   {{"CORRAL_SERVER", good}, {"CORRAL_TOKEN", admin_}});
-  EXPECT_EQ(token_flag_wins.status, 1) << token_flag_wins;
+  EXPECT_EQ(token_flag_wins.status, 21) << token_flag_wins;
   CliRun token_file = corral({"tenant", "list", "--server", good, "--token",
                               "@" + (corrald_->data_dir() / "admin.token").string()});
   EXPECT_EQ(token_file.status, 0) << token_file;
 }
 
-TEST_F(ApiCliWithCorrald, MissingTokenExits1WithTheServersDetail) {
+TEST_F(ApiCliWithCorrald, MissingTokenExits21WithTheServersDetail) {
   HttpClient http(corrald_->host(), corrald_->port());
   auto direct = http.request(boost::beast::http::verb::get, "/v1/tenants");
   ASSERT_EQ(direct.result_int(), 401u);
   auto problem = json::parse(direct.body());
 
   CliRun run = corral({"--server", server_, "tenant", "list"});
-  EXPECT_EQ(run.status, 1) << run;
+  EXPECT_EQ(run.status, 21) << run;
   EXPECT_EQ(run.out, "");
   EXPECT_TRUE(has(run.err, problem["title"].get<std::string>())) << run;
   EXPECT_TRUE(has(run.err, problem["detail"].get<std::string>())) << run;
@@ -226,38 +226,38 @@ TEST_F(ApiCliWithCorrald, MissingTokenExits1WithTheServersDetail) {
   EXPECT_TRUE(has(run.err, "CORRAL_TOKEN")) << run;
 
   CliRun wrong = as("corral_0000", {"tenant", "list"});
-  EXPECT_EQ(wrong.status, 1) << wrong;
+  EXPECT_EQ(wrong.status, 21) << wrong;
   EXPECT_TRUE(has(wrong.err, "401")) << wrong;
 }
 
-TEST_F(ApiCliWithCorrald, RefusalsExit1WithTitleDetailAndHint) {
+TEST_F(ApiCliWithCorrald, RefusalsExitByKindWithTitleDetailAndHint) {
   auto [publisher, reviewer] = live_script("acme", "greeter", kGreeter);
   CliRun duplicate = as(admin_, {"tenant", "create", "acme"});
-  EXPECT_EQ(duplicate.status, 1) << duplicate;
+  EXPECT_EQ(duplicate.status, 25) << duplicate;
   EXPECT_TRUE(has(duplicate.err, "exists")) << duplicate;
   EXPECT_TRUE(has(duplicate.err, "hint: ")) << duplicate;
 
   CliRun wrong_role =
       as(publisher, {"alias", "set", "--tenant", "acme", "--script", "greeter", "live", "1"});
-  EXPECT_EQ(wrong_role.status, 1) << wrong_role;
+  EXPECT_EQ(wrong_role.status, 22) << wrong_role;
   EXPECT_TRUE(has(wrong_role.err, "403")) << wrong_role;
   EXPECT_TRUE(has(wrong_role.err, "reviewer")) << wrong_role;
 
   CliRun no_script = as(publisher, {"invoke", "--tenant", "acme", "--script", "nope"});
-  EXPECT_EQ(no_script.status, 1) << no_script;
+  EXPECT_EQ(no_script.status, 23) << no_script;
   EXPECT_TRUE(has(no_script.err, "404")) << no_script;
 
   CliRun other_tenant = as(publisher, {"versions", "--tenant", "other", "--script", "greeter"});
-  EXPECT_EQ(other_tenant.status, 1) << other_tenant;
+  EXPECT_EQ(other_tenant.status, 23) << other_tenant;
 
   auto bad = write("bad.lua", "function handle(\n");
   CliRun syntax = as(publisher, {"publish", bad, "--tenant", "acme", "--script", "bad"});
-  EXPECT_EQ(syntax.status, 1) << syntax;
+  EXPECT_EQ(syntax.status, 20) << syntax;
   EXPECT_TRUE(has(syntax.err, "syntax error")) << syntax;
 
   CliRun capability = as(publisher, {"publish", bad, "--tenant", "acme", "--script", "bad",
                                      "--capability", "teleport"});
-  EXPECT_EQ(capability.status, 1) << capability;
+  EXPECT_EQ(capability.status, 20) << capability;
 
   // A revoked token's next request is refused.
   CliRun token = as(admin_, {"--json", "token", "create", "--tenant", "acme", "--role", "auditor"});
@@ -268,7 +268,7 @@ TEST_F(ApiCliWithCorrald, RefusalsExit1WithTitleDetailAndHint) {
   EXPECT_EQ(revoked.status, 0) << revoked;
   EXPECT_TRUE(has(revoked.out, "revoked token")) << revoked;
   CliRun after = as(made["token"].get<std::string>(), {"audit"});
-  EXPECT_EQ(after.status, 1) << after;
+  EXPECT_EQ(after.status, 21) << after;
 }
 
 TEST_F(ApiCliWithCorrald, InvokeExitsByOutcome) {
@@ -300,7 +300,7 @@ TEST_F(ApiCliWithCorrald, InvokeExitsByOutcome) {
   EXPECT_TRUE(has(bad_input.err, "--input is not valid JSON")) << bad_input;
 }
 
-TEST_F(ApiCliWithCorrald, AuditVerifyExits5WhenTheChainIsBroken) {
+TEST_F(ApiCliWithCorrald, AuditVerifyExits10WhenTheChainIsBroken) {
   live_script("acme", "greeter", kGreeter);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((corrald_->data_dir() / "corral.db").c_str(), &db), SQLITE_OK);
@@ -314,54 +314,28 @@ TEST_F(ApiCliWithCorrald, AuditVerifyExits5WhenTheChainIsBroken) {
       << (error ? error : "");
   sqlite3_close(db);
   CliRun verified = as(admin_, {"audit", "verify"});
-  EXPECT_EQ(verified.status, 5) << verified;
+  EXPECT_EQ(verified.status, 10) << verified;
   EXPECT_TRUE(has(verified.out, "BROKEN")) << verified;
   EXPECT_TRUE(has(verified.out, "3")) << verified;
   EXPECT_TRUE(has(verified.err, "hint: ")) << verified;
 }
 
-// A port nothing listens on, for as long as the object lives: bound but never listened on, so
-// that connecting is refused. Kept bound rather than closed at once, so that no other process
-// (ctest runs tests in parallel, and each corrald takes an ephemeral port) can listen on it
-// meanwhile.
-class ClosedPort {
- public:
-  ClosedPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    socklen_t length = sizeof address;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-  }
-  ~ClosedPort() { close(fd_); }
-  ClosedPort(const ClosedPort&) = delete;
-  ClosedPort& operator=(const ClosedPort&) = delete;
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-TEST_F(ApiCliTest, UnreachableServerExits3NamingTheUrl) {
+TEST_F(ApiCliTest, UnreachableServerExits32NamingTheUrl) {
   ClosedPort closed;
   ASSERT_NE(closed.port(), 0);
   std::string url = "http://127.0.0.1:" + std::to_string(closed.port());
   CliRun run = corral({"--server", url, "--token", "x", "tenant", "list"});
-  EXPECT_EQ(run.status, 3) << run;
+  EXPECT_EQ(run.status, 32) << run;
   EXPECT_TRUE(has(run.err, "cannot reach the server at " + url)) << run;
   EXPECT_TRUE(has(run.err, "corrald is running")) << run;
   EXPECT_EQ(run.out, "");
 
   CliRun from_env = corral({"audit", "verify"}, {{"CORRAL_SERVER", url}});
-  EXPECT_EQ(from_env.status, 3) << from_env;
+  EXPECT_EQ(from_env.status, 32) << from_env;
   EXPECT_TRUE(has(from_env.err, url)) << from_env;
 
   CliRun unknown_host = corral({"--server", "http://no-such-host.invalid:8080", "tenant", "list"});
-  EXPECT_EQ(unknown_host.status, 3) << unknown_host;
+  EXPECT_EQ(unknown_host.status, 32) << unknown_host;
   EXPECT_TRUE(has(unknown_host.err, "no-such-host.invalid")) << unknown_host;
 }
 
@@ -464,7 +438,7 @@ std::string http_response(int status, const std::string& type, const std::string
          body;
 }
 
-TEST_F(ApiCliTest, ServerErrorExits4) {
+TEST_F(ApiCliTest, ServerErrorExits30) {
   json problem = {{"type", "urn:corral:problem:internal"},
                   {"title", "The server could not complete the request"},
                   {"status", 500},
@@ -472,7 +446,7 @@ TEST_F(ApiCliTest, ServerErrorExits4) {
                   {"hint", "retry; if it persists, tell the operator"}};
   CannedServer server(http_response(500, "application/problem+json", problem.dump()));
   CliRun run = corral({"--server", server.url(), "--token", "t", "tenant", "list"});
-  EXPECT_EQ(run.status, 4) << run;
+  EXPECT_EQ(run.status, 30) << run;
   for (const char* part : {"The server could not complete the request", "disk I/O error",
                            "hint: retry; if it persists"}) {
     EXPECT_TRUE(has(run.err, part)) << part << "\n" << run;
@@ -491,13 +465,13 @@ TEST_F(ApiCliTest, ServerErrorExits4) {
 TEST_F(ApiCliTest, AnswerThatIsNotJson) {
   CannedServer proxy(http_response(502, "text/html", "<html>Bad Gateway</html>"));
   CliRun run = corral({"--server", proxy.url(), "--token", "t", "tenant", "list"});
-  EXPECT_EQ(run.status, 4) << run;
+  EXPECT_EQ(run.status, 30) << run;
   EXPECT_TRUE(has(run.err, "502")) << run;
   EXPECT_TRUE(has(run.err, "Bad Gateway")) << run;
 
   CannedServer wrong(http_response(200, "text/html", "<html>hello</html>"));
   CliRun odd = corral({"--server", wrong.url(), "--token", "t", "tenant", "list"});
-  EXPECT_EQ(odd.status, 4) << odd;
+  EXPECT_EQ(odd.status, 30) << odd;
   EXPECT_TRUE(has(odd.err, "not JSON")) << odd;
 }
 
@@ -561,13 +535,13 @@ TEST_F(ApiCliTest, PublishSignedVersionsUnderAPolicyThatRequiresThem) {
   };
 
   CliRun unsigned_ = publish_with({});
-  EXPECT_EQ(unsigned_.status, 1) << unsigned_;
+  EXPECT_EQ(unsigned_.status, 22) << unsigned_;
   EXPECT_TRUE(has(unsigned_.err, "The version must be signed (HTTP 403)")) << unsigned_;
   EXPECT_TRUE(has(unsigned_.err, "hint: ")) << unsigned_;
   EXPECT_TRUE(has(unsigned_.err, "--sign")) << unsigned_;
 
   CliRun stranger = publish_with({"--sign", mallory + ".key"});
-  EXPECT_EQ(stranger.status, 1) << stranger;
+  EXPECT_EQ(stranger.status, 22) << stranger;
   EXPECT_TRUE(has(stranger.err, "not one of the tenant's public keys")) << stranger;
 
   // Key files that cannot sign are the caller's to fix: usage errors, nothing is sent.
@@ -614,7 +588,7 @@ TEST_F(ApiCliWithCorrald, PublishSignClaimsOnlyWhatTheServerVerified) {
   std::vector<std::string> signed_publish = publish;
   signed_publish.insert(signed_publish.end(), {"--sign", alice + ".key"});
   CliRun refused = as(publisher, signed_publish);
-  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_EQ(refused.status, 20) << refused;
   EXPECT_FALSE(has(refused.out, "signed by")) << refused;
   EXPECT_TRUE(has(refused.err, "The signature cannot be checked (HTTP 422)")) << refused;
   EXPECT_TRUE(has(refused.err, "no signing keys")) << refused;
@@ -661,7 +635,7 @@ TEST_F(ApiCliWithCorrald, AliasHistoryListsEveryMoveNewestFirst) {
 
   CliRun missing =
       as(publisher, {"alias", "history", "--tenant", "acme", "--script", "greeter", "beta"});
-  EXPECT_EQ(missing.status, 1) << missing;
+  EXPECT_EQ(missing.status, 23) << missing;
   EXPECT_TRUE(has(missing.err, "no alias \"beta\"")) << missing;
 }
 
@@ -681,7 +655,7 @@ TEST_F(ApiCliWithCorrald, TenantExportWritesTheDataAndEraseDataAsksForYes) {
   EXPECT_EQ(document["tenant"]["name"], "acme");
   EXPECT_EQ(document["scripts"][0]["script"], "greeter");
   CliRun refused = as(publisher, {"tenant", "export", "acme"});
-  EXPECT_EQ(refused.status, 1) << refused;
+  EXPECT_EQ(refused.status, 22) << refused;
 
   CliRun unconfirmed = as(admin_, {"tenant", "erase-data", "acme"});
   EXPECT_EQ(unconfirmed.status, 2) << unconfirmed;
