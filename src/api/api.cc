@@ -1231,7 +1231,9 @@ class Api::Call {
     cut_log_entries(result, invocation.log_entry_bytes);
     json members = extra;
     if (on_result) on_result(result, members);
-    Response response = run_response(result, context_.limits, members);
+    Response response =
+        run_response(result, policy_limits_.value_or(context_.limits), members,
+                     policy_limits_ ? LimitsFrom::tenant_policy : LimitsFrom::server_flags);
     if (storage_failure) {
       members["outcome"] = "rejected";
       response = storage_unavailable(storage_failure->disk_full(), result.invocation_id, members);
@@ -1546,6 +1548,7 @@ class Api::Call {
                                         " (" + tenant_policy->limits.input_bytes.source + ")");
     }
     const LimitsPolicy policy_limits = limits_for(*tenant_policy);
+    policy_limits_ = policy_limits;
     invocation.limits = policy_limits.resolve(limits_request);
     const bool limits_lowered_by_caller = lowered(invocation.limits, policy_limits.defaults);
     // Parsed once, for the capabilities and for the cache.
@@ -2493,6 +2496,9 @@ class Api::Call {
   std::map<std::string, std::string> params_;
   auth::Principal principal_;
   std::optional<store::Tenant> tenant_;
+  // A published version's limits, set by its tenant's policy (unset in the playground): what a
+  // limit_exceeded answer's hint names.
+  std::optional<LimitsPolicy> policy_limits_;
 };
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }

@@ -65,7 +65,8 @@ int64_t maximum_of(LimitKind limit, const Limits& maxima) {
   return 0;
 }
 
-std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy) {
+std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy,
+                     LimitsFrom limits_from) {
   switch (result.outcome) {
     case Outcome::script_error:
       return "fix the script where the error and its traceback point; wrap calls that may fail "
@@ -73,6 +74,19 @@ std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy)
     case Outcome::limit_exceeded: {
       if (!result.limit) return "make the script do less work";
       std::string field(limit_field(*result.limit));
+      if (limits_from == LimitsFrom::tenant_policy) {
+        int64_t most = *result.limit == LimitKind::subrequests
+                           ? policy.maxima.subrequests
+                           : maximum_of(*result.limit, policy.maxima);
+        if (result.allowed < most) {
+          return "make the script do less work, or leave limits." + field +
+                 " out of the request: the tenant's policy allows up to " + std::to_string(most);
+        }
+        return "make the script do less work: limits." + field +
+               " is already the most this tenant's runs may have (" + std::to_string(most) +
+               ", from its policy); an operator can raise it in the policy (docs/policy.md, "
+               "limits)";
+      }
       int64_t maximum = maximum_of(*result.limit, policy.maxima);
       if (result.allowed < maximum) {
         return "make the script do less work, or raise limits." + field + " in the request (this " +
@@ -145,7 +159,7 @@ InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& p
 }
 
 Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
-                      const nlohmann::json& extra) {
+                      const nlohmann::json& extra, LimitsFrom limits_from) {
   nlohmann::json members = to_json(result);
   if (extra.is_object()) members.update(extra);
   if (result.outcome == Outcome::ok) {
@@ -176,7 +190,7 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
   int status = http_status(result.outcome);
   Response response =
       problem(status, to_string(result.outcome), title_of(result.outcome), describe_failure(result),
-              hint_for(result, policy), result.invocation_id, members);
+              hint_for(result, policy, limits_from), result.invocation_id, members);
   response.outcome = std::string(to_string(result.outcome));
   response.invocation_id = result.invocation_id;
   return response;

@@ -41,10 +41,16 @@ InvocationRequest parse_run_request(std::string_view body, const LimitsPolicy& p
 // (routes, methods, addresses, ids, outcomes) should have any.
 void append_json_member(std::string& line, std::string_view name, std::string_view value);
 
+// Who set a run's limits, for the hint of a run that went past one: corrald's flags (the
+// playground), which a request may raise up to their maxima, or the tenant's policy (a published
+// version), which a request may only lower and an operator raises in the policy.
+enum class LimitsFrom { server_flags, tenant_policy };
+
 // ok → 200 with the result; every other outcome → its status as a problem carrying the result.
 // `extra` members (an object, such as the registry's "version") are added to either.
 Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
-                      const nlohmann::json& extra = nlohmann::json::object());
+                      const nlohmann::json& extra = nlohmann::json::object(),
+                      LimitsFrom limits_from = LimitsFrom::server_flags);
 
 // corral's store could not write (store::StorageUnavailable): 507 storage-full when the disk is
 // full, else 503 storage-failing, both with Retry-After and neither naming a path. The cause goes

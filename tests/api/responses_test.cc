@@ -105,6 +105,40 @@ TEST(RunResponse, LimitExceededSaysWhichFieldToRaiseAndHowFar) {
             std::string::npos);
 }
 
+// A published version's limits are its tenant's policy's: a request may only lower them, so the
+// hint never says to raise one in the request, and names the policy as where to raise it.
+TEST(RunResponse, LimitExceededUnderATenantsPolicyPointsAtThePolicy) {
+  corral::InvocationResult result;
+  result.outcome = corral::Outcome::limit_exceeded;
+  result.invocation_id = "i";
+  result.limit = corral::LimitKind::fuel;
+  result.used = 10'001'000;
+  result.allowed = 10'000'000;
+  corral::Limits tenant{.fuel = 10'000'000, .subrequests = 16};
+  corral::LimitsPolicy from_policy{.defaults = tenant, .maxima = tenant};
+  auto hint = [&] {
+    return nlohmann::json::parse(corral::api::run_response(result, from_policy, {},
+                                                           corral::api::LimitsFrom::tenant_policy)
+                                     .body)["hint"]
+        .get<std::string>();
+  };
+  EXPECT_EQ(hint(),
+            "make the script do less work: limits.fuel is already the most this tenant's runs may "
+            "have (10000000, from its policy); an operator can raise it in the policy "
+            "(docs/policy.md, limits)");
+
+  result.allowed = 1'000'000;  // the request asked for less
+  EXPECT_EQ(hint(),
+            "make the script do less work, or leave limits.fuel out of the request: the tenant's "
+            "policy allows up to 10000000");
+
+  result.limit = corral::LimitKind::subrequests;
+  result.allowed = 16;
+  EXPECT_NE(hint().find("limits.subrequests is already the most this tenant's runs may have (16"),
+            std::string::npos)
+      << hint();
+}
+
 TEST(RunResponse, EachFailureHasItsStatus) {
   corral::InvocationResult result;
   result.invocation_id = "i";
