@@ -12,6 +12,7 @@
 #include <random>
 #include <utility>
 
+#include "api/events.h"
 #include "api/tenant_data.h"
 
 namespace corral::api {
@@ -366,7 +367,9 @@ class Api::Call {
   Call(ApiContext& context, const HttpRequest& request) : context_(context), request_(request) {}
 
   Response run() {
-    return guarded([&] { return dispatch(); });
+    Response response = guarded([&] { return dispatch(); });
+    name_in_log(response.names);
+    return response;
   }
 
   // `out` is the request this call answers: what is decided here is kept in it.
@@ -1124,6 +1127,12 @@ class Api::Call {
     }
     const auto& rejection = std::get<sched::Rejection>(decision);
     context_.metrics.record_quota_rejection(rejection.quota);
+    context_.metrics.attribute(charged(), Outcome::rejected, std::nullopt, nullptr);
+    context_.quota_events->note(tenant_name + "\n" + rejection.quota,
+                                {{"tenant", tenant_name},
+                                 {"quota", rejection.quota},
+                                 {"rule", rejection.rule},
+                                 {"detail", rejection.detail}});
     if (rejection.audit) {
       record(principal_.token_id, tenant_name, "quota.reject", audit::Decision::deny,
              rejection.detail + " (" + rejection.rule +
@@ -1211,9 +1220,10 @@ class Api::Call {
       result.retry_after_seconds = kStorageRetryAfterSeconds;
     }
     if (ticket) ticket->report_cpu(result.stats.cpu_ms, std::chrono::steady_clock::now());
-    context_.metrics.record_invocation(
-        result.outcome,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    context_.metrics.record_invocation(result.outcome, seconds);
+    context_.metrics.attribute(charged(), result.outcome, seconds, &result.stats);
     result.policy_version = policy_version;
     if (context_.broker && !tenant_id_of(invocation).empty()) {
       try {
@@ -1294,6 +1304,8 @@ class Api::Call {
 
     const auto& quarantined = std::get<sched::Quarantined>(check.decision);
     context_.metrics.record_breaker_rejection();
+    context_.metrics.attribute({tenant_->name, version.script}, Outcome::rejected, std::nullopt,
+                               nullptr);
     int64_t half_open_at =
         store::now_ms() +
         std::chrono::duration_cast<std::chrono::milliseconds>(quarantined.half_open_in).count();
@@ -1357,6 +1369,18 @@ class Api::Call {
     int64_t number = transition.key.version;
     std::string target = "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/versions/" +
                          std::to_string(number);
+    std::string state(sched::to_string(transition.to));
+    log_event(
+        transition.to == sched::BreakerState::open ? spdlog::level::warn : spdlog::level::info,
+        transition.to == sched::BreakerState::closed ? "breaker.close" : "breaker." + state,
+        "circuit breaker " + state,
+        {{"tenant", tenant_->name},
+         {"script", script},
+         {"version", number},
+         {"from", sched::to_string(transition.from)},
+         {"to", state},
+         {"failures_in_window", transition.failures_in_window},
+         {"reason", transition.reason}});
     if (transition.to == sched::BreakerState::half_open) return;
     bool opened = transition.to == sched::BreakerState::open;
     context_.audit.record("system", tenant_->name, opened ? "breaker.open" : "breaker.close",
@@ -1371,6 +1395,14 @@ class Api::Call {
       const std::string& alias = rollback.alias.name;
       std::string alias_target =
           "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/aliases/" + alias;
+      log_event(spdlog::level::warn, "alias.auto_rollback",
+                rollback.to ? "alias rolled back from a quarantined version"
+                            : "alias left at a quarantined version: nothing to roll back to",
+                {{"tenant", tenant_->name},
+                 {"script", script},
+                 {"alias", alias},
+                 {"from", number},
+                 {"to", rollback.to ? json(*rollback.to) : json()}});
       if (!rollback.to) {
         context_.audit.record(
             "system", tenant_->name, "alias.auto_rollback", alias_target, audit::Decision::deny,
@@ -1418,6 +1450,7 @@ class Api::Call {
     // (the defaults, unless the policy names it) shared by every admin.
     std::string quota_tenant =
         principal_.tenant_id.empty() ? std::string(kPlaygroundTenant) : principal_.tenant_name;
+    charged_tenant_ = quota_tenant;
     auto snapshot = policy_snapshot();
     policy::TenantPolicy tenant_policy = snapshot->policy.for_tenant(quota_tenant);
     invocation.log_entry_bytes = tenant_policy.log.max_entry_bytes;
@@ -1466,10 +1499,12 @@ class Api::Call {
       store::Alias resolved;
       version = context_.registry.resolve_alias(*tenant_, script, alias, &resolved);
       extra["alias"] = alias;
+      chosen_alias_ = alias;
       if (resolved.rolled_back_from > 0) extra["rolled_back_from"] = resolved.rolled_back_from;
       if (resolved.canary_weight > 0) version = split_to_canary(resolved, version, extra);
     }
     extra["version"] = version.version;
+    chosen_version_ = version.version;
     return version;
   }
 
@@ -1533,6 +1568,8 @@ class Api::Call {
     auto snapshot = policy_snapshot();
     auto tenant_policy =
         std::make_shared<const policy::TenantPolicy>(snapshot->policy.for_tenant(tenant_->name));
+    charged_tenant_ = tenant_->name;
+    charged_script_ = version.script;
     require_runnable(version, *tenant_policy, extra);
     if (version.state == store::VersionState::deprecated) extra["deprecated"] = true;
     InvocationRequest invocation;
@@ -1591,6 +1628,7 @@ class Api::Call {
       cut_log_entries(*hit, invocation.log_entry_bytes);
       extra["cache"] = "hit";
       context_.metrics.record_invocation(Outcome::ok, 0);
+      context_.metrics.attribute(charged(), Outcome::ok, 0.0, nullptr);
       response = run_response(*hit, context_.limits, extra);
       response.headers.emplace_back("Corral-Cache", "hit");
       add_quota_warning(ticket, response);
@@ -1976,6 +2014,13 @@ class Api::Call {
 
   Response accepted_policy(const policy::Accepted& accepted, std::optional<int64_t> from) {
     const policy::Snapshot& made = *accepted.snapshot;
+    json event = {{"policy_version", made.version},
+                  {"changed_by", principal_.token_id},
+                  {"subject", principal_.subject},
+                  {"changes", accepted.diff}};
+    if (from) event["rolled_back_to"] = *from;
+    log_event(spdlog::level::info, from ? "policy.rollback" : "policy.update",
+              from ? "policy rolled back" : "policy updated", event);
     json answer = {{"version", made.version},
                    {"diff", accepted.diff},
                    {"created_by", made.created_by},
@@ -2487,6 +2532,33 @@ class Api::Call {
     return json_response(200, answer);
   }
 
+  // What the request's log line names (responses.h): what this call resolved, as far as it got.
+  // Names from the path may be ones that do not exist: they are cut at the 64 bytes a real name
+  // has at most, so a client cannot write long lines into the log.
+  void name_in_log(Response::Names& names) const {
+    constexpr size_t kLongestName = 64;
+    if (tenant_)
+      names.tenant = tenant_->name;
+    else if (!charged_tenant_.empty())
+      names.tenant = charged_tenant_;
+    else
+      names.tenant = principal_.tenant_name;
+    if (auto script = params_.find("script"); script != params_.end())
+      names.script = script->second.substr(0, kLongestName);
+    names.version = chosen_version_;
+    if (auto version = params_.find("version"); names.version == 0 && version != params_.end()) {
+      std::from_chars(version->second.data(), version->second.data() + version->second.size(),
+                      names.version);
+    }
+    names.alias = chosen_alias_;
+    if (auto alias = params_.find("alias"); names.alias.empty() && alias != params_.end())
+      names.alias = alias->second.substr(0, kLongestName);
+    names.subject = principal_.subject;
+  }
+
+  // Whom this call's invocations are charged to in the per-tenant and per-script metrics.
+  metrics::Registry::Attribution charged() const { return {charged_tenant_, charged_script_}; }
+
   ApiContext& context_;
   // Told of capability calls of this call's run that failed by corral's fault (broker.h).
   std::shared_ptr<broker::ServiceFault> service_fault_;
@@ -2499,7 +2571,20 @@ class Api::Call {
   // A published version's limits, set by its tenant's policy (unset in the playground): what a
   // limit_exceeded answer's hint names.
   std::optional<LimitsPolicy> policy_limits_;
+  // The version an invocation ran and the alias it named, for the log line.
+  int64_t chosen_version_ = 0;
+  std::string chosen_alias_;
+  std::string charged_tenant_;
+  std::string charged_script_;
 };
+
+Api::Api(ApiContext context) : context_(std::move(context)) {
+  if (!context_.quota_events) {
+    context_.quota_events =
+        std::make_shared<ThrottledEvents>(std::chrono::seconds(10), spdlog::level::warn,
+                                          "quota.refused", "invocations refused by a quota");
+  }
+}
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
 

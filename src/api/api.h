@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@
 #include "store/store.h"
 
 namespace corral::api {
+
+class ThrottledEvents;  // events.h
 
 struct RouteInfo {
   std::string method;
@@ -111,11 +114,14 @@ struct ApiContext {
   // Jobs and webhooks (POST …/jobs and the rest, docs/operations.md, "Jobs and webhooks");
   // without it those routes answer 503.
   jobs::JobService* jobs = nullptr;
+  // Quota refusals as log events, throttled per tenant and quota (events.h); Api makes it when
+  // none is given.
+  std::shared_ptr<ThrottledEvents> quota_events = nullptr;
 };
 
 class Api {
  public:
-  explicit Api(ApiContext context) : context_(std::move(context)) {}
+  explicit Api(ApiContext context);
 
   // Answers one request; blocks while a script runs. Never throws.
   Response handle(const HttpRequest& request);

@@ -19,6 +19,15 @@ struct Response {
   // For the request's log line and metrics, not sent as such.
   std::string invocation_id = {};
   std::string outcome = {};
+  // Whom and what the request concerned, for its log line; empty (0) where it had none.
+  struct Names {
+    std::string tenant;
+    std::string script;
+    int64_t version = 0;  // the version that ran (an alias resolved), or the path's
+    std::string alias;
+    std::string subject;  // the token's subject
+  };
+  Names names = {};
   // A denial its caller can repeat at will (a bad token, another tenant's paths, a role's
   // refusal): the server answers no faster than the client's budget of such denials allows.
   bool paced_per_client = false;

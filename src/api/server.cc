@@ -447,6 +447,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (gate.answer) {
       invocation_id_ = gate.answer->invocation_id;
       outcome_ = gate.answer->outcome;
+      names_ = std::move(gate.answer->names);
       return send(std::move(*gate.answer));
     }
     std::string key = std::move(gate.queue_key);
@@ -460,6 +461,7 @@ class Session : public std::enable_shared_from_this<Session> {
           asio::post(guard.get_executor(), [self, response = std::move(response)]() mutable {
             self->invocation_id_ = response.invocation_id;
             self->outcome_ = response.outcome;
+            self->names_ = std::move(response.names);
             self->send(std::move(response));
           });
         });
@@ -607,6 +609,7 @@ class Session : public std::enable_shared_from_this<Session> {
     invocation_id_.clear();
     route_.clear();
     outcome_.clear();
+    names_ = {};
     if (error || !keep_alive_) return close();
     read_request();
   }
@@ -675,6 +678,7 @@ class Session : public std::enable_shared_from_this<Session> {
     line.reserve(256);
     line += "{\"duration_ms\":";
     line += duration;
+    if (!names_.alias.empty()) append_json_member(line, "alias", names_.alias);
     if (!invocation_id_.empty()) append_json_member(line, "invocation_id", invocation_id_);
     append_json_member(line, "level", status >= 500 ? "error" : "info");
     append_json_member(line, "method", view(request_.method_string()));
@@ -682,8 +686,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!outcome_.empty()) append_json_member(line, "outcome", outcome_);
     append_json_member(line, "remote", remote_);
     append_json_member(line, "route", route);
+    if (!names_.script.empty()) append_json_member(line, "script", names_.script);
     line += ",\"status\":" + std::to_string(status);
+    if (!names_.subject.empty()) append_json_member(line, "subject", names_.subject);
+    if (!names_.tenant.empty()) append_json_member(line, "tenant", names_.tenant);
     append_json_member(line, "time", iso8601_now());
+    if (names_.version > 0) line += ",\"version\":" + std::to_string(names_.version);
     line += '}';
     lane_.log_access(std::move(line), status >= 500);
   }
@@ -726,7 +734,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<sched::ConnectionCap::Place> place_;  // under max_connections, until destroyed
   std::string invocation_id_;
   std::string outcome_;
-  std::string route_;  // the route pattern, for metrics and the log: never the raw target
+  Response::Names names_;  // tenant, script, version, alias, subject: for the access log
+  std::string route_;      // the route pattern, for metrics and the log: never the raw target
   Clock::time_point started_ = Clock::now();
   bool keep_alive_ = true;
   bool unread_request_ = false;  // refused before the whole request was read: drain on close

@@ -69,6 +69,7 @@ struct Settings {
   std::string worker_memory_budget = "25%";
   uint64_t memory_budget_bytes = 0;  // resolved by size_pool()
   std::optional<size_t> max_idle_workers;
+  size_t metrics_top = corral::metrics::AttributedSeries::kDefaultMaxLabelled;
   size_t max_workers = 0;  // --max-workers, or derived by size_pool()
   std::optional<size_t> max_workers_given;
   std::string max_workers_bound;  // what set max_workers, for the log
@@ -260,7 +261,8 @@ bool load_policy_file(const std::string& file, corral::policy::PolicyService& po
     auto loaded = at_start ? policy.load_at_startup(text.str(), file)
                            : policy.load_file(text.str(), file, "on SIGHUP");
     log_event(spdlog::level::info, at_start ? "policy loaded" : "policy reloaded",
-              {{"file", file},
+              {{"event", at_start ? "policy.load" : "policy.reload"},
+               {"file", file},
                {"policy_version", loaded.snapshot->version},
                {"stored_as_new_version", loaded.snapshot->version != before},
                {"changes", loaded.diff}});
@@ -667,6 +669,7 @@ int serve(const Settings& settings) {
                            {{"name", "supervisor-deadline-kill"}, {"active", true}}};
   for (auto& layer : jail->describe()) layers.push_back(layer);
   corral::metrics::Registry metrics;
+  metrics.limit_attributed_series(settings.metrics_top);
   metrics.watch_worker_pool([&executor, &settings] {
     auto pool = executor.stats();
     return corral::metrics::Registry::WorkerPoolFigures{
@@ -914,6 +917,10 @@ int main(int argc, char** argv) {
                  "the memory all workers may cost together, kernel and user, as a share of the "
                  "machine's (\"25%\") or an amount (\"4G\", \"512M\"): idle workers of every "
                  "tenant are kept while it allows, the longest idle go first when it is spent")
+      ->capture_default_str();
+  app.add_option("--metrics-top", settings.metrics_top,
+                 "the busiest N tenants, and N scripts, get series of their own in /metrics; the "
+                 "rest are counted under tenant=\"other\" (docs/observability.md)")
       ->capture_default_str();
   app.add_option("--max-idle-workers", settings.max_idle_workers,
                  "advanced: idle worker processes kept between runs, in all (default: as many as "

@@ -38,6 +38,129 @@ void Registry::record_http_request(std::string_view route, int status) {
   ++http_requests_[{std::string(route), status}];
 }
 
+void Registry::attribute(const Attribution& who, Outcome outcome, std::optional<double> seconds,
+                         const Stats* stats) {
+  if (who.tenant.empty()) return;
+  tenants_->figures_for(who.tenant).record(outcome, seconds, stats);
+  if (who.script.empty()) return;
+  // Kept per thread, so that building the key allocates only when a longer one comes.
+  thread_local std::string key;
+  key.assign(who.tenant);
+  key += '\0';
+  key += who.script;
+  scripts_->figures_for(key).record(outcome, seconds, stats);
+}
+
+void Registry::limit_attributed_series(size_t max_labelled, uint64_t busy_after) {
+  tenants_ = std::make_unique<AttributedSeries>(max_labelled, busy_after);
+  scripts_ = std::make_unique<AttributedSeries>(max_labelled, busy_after);
+}
+
+namespace {
+
+// A label value as the exposition format escapes it. Tenant and script names are plain already
+// (the registry allows letters, digits, '-', '_' and '.'), so this is a safeguard.
+void append_label_value(std::string& out, std::string_view value) {
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+}
+
+// The labels of one attributed series, without braces: tenant="…" or tenant="…",script="…".
+std::string attributed_labels(std::string_view key, bool per_script) {
+  std::string labels = "tenant=\"";
+  if (key.empty()) {
+    labels += per_script ? "other\",script=\"other\"" : "other\"";
+    return labels;
+  }
+  size_t split = per_script ? key.find('\0') : std::string_view::npos;
+  append_label_value(labels, key.substr(0, split));
+  labels += '"';
+  if (split != std::string_view::npos) {
+    labels += ",script=\"";
+    append_label_value(labels, key.substr(split + 1));
+    labels += '"';
+  }
+  return labels;
+}
+
+}  // namespace
+
+// One family at a time, as the exposition format requires: the series of every key for each.
+void Registry::render_attributed(std::ostringstream& out) const {
+  for (bool per_script : {false, true}) {
+    const AttributedSeries& series = per_script ? *scripts_ : *tenants_;
+    std::string family = per_script ? "corral_script_" : "corral_tenant_";
+    std::string whose = per_script ? "script (the busiest --metrics-top scripts by name, the rest "
+                                     "under tenant=\"other\",script=\"other\")"
+                                   : "tenant (the busiest --metrics-top tenants by name, the rest "
+                                     "under tenant=\"other\")";
+    std::ostringstream invocations, latency, fuel, cpu, memory_sum, memory_max;
+    series.for_each([&](std::string_view key, const InvocationFigures& figures) {
+      std::string labels = attributed_labels(key, per_script);
+      for (Outcome outcome : kAllOutcomes) {
+        invocations << family << "invocations_total{" << labels << ",outcome=\""
+                    << to_string(outcome) << "\"} "
+                    << figures.invocations[static_cast<size_t>(outcome)].load(
+                           std::memory_order_relaxed)
+                    << "\n";
+      }
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+        cumulative += figures.latency_buckets[i].load(std::memory_order_relaxed);
+        latency << family << "invocation_duration_seconds_bucket{" << labels << ",le=\""
+                << format_bound(kLatencyBuckets[i]) << "\"} " << cumulative << "\n";
+      }
+      uint64_t count = std::max(figures.latency_count.load(std::memory_order_relaxed), cumulative);
+      latency << family << "invocation_duration_seconds_bucket{" << labels << ",le=\"+Inf\"} "
+              << count << "\n"
+              << family << "invocation_duration_seconds_sum{" << labels << "} "
+              << static_cast<double>(figures.latency_sum_micros.load(std::memory_order_relaxed)) /
+                     1e6
+              << "\n"
+              << family << "invocation_duration_seconds_count{" << labels << "} " << count << "\n";
+      fuel << family << "fuel_total{" << labels << "} "
+           << figures.fuel.load(std::memory_order_relaxed) << "\n";
+      cpu << family << "cpu_seconds_total{" << labels << "} "
+          << static_cast<double>(figures.cpu_micros.load(std::memory_order_relaxed)) / 1e6 << "\n";
+      memory_sum << family << "memory_peak_bytes_total{" << labels << "} "
+                 << figures.memory_peak_bytes_sum.load(std::memory_order_relaxed) << "\n";
+      memory_max << family << "memory_peak_bytes_max{" << labels << "} "
+                 << figures.memory_peak_bytes_max.load(std::memory_order_relaxed) << "\n";
+    });
+    out << "# HELP " << family << "invocations_total Invocations finished, by outcome, per "
+        << whose << ".\n# TYPE " << family << "invocations_total counter\n"
+        << invocations.str();
+    out << "# HELP " << family
+        << "invocation_duration_seconds Wall time of invocations, as the API saw it, per " << whose
+        << ".\n# TYPE " << family << "invocation_duration_seconds histogram\n"
+        << latency.str();
+    out << "# HELP " << family << "fuel_total Fuel (Lua instructions) used by invocations, per "
+        << whose << ".\n# TYPE " << family << "fuel_total counter\n"
+        << fuel.str();
+    out << "# HELP " << family << "cpu_seconds_total CPU time of invocations in their workers, per "
+        << whose << ".\n# TYPE " << family << "cpu_seconds_total counter\n"
+        << cpu.str();
+    out << "# HELP " << family
+        << "memory_peak_bytes_total Each invocation's peak Lua memory, added up (divide by the "
+           "invocations for the mean peak), per "
+        << whose << ".\n# TYPE " << family << "memory_peak_bytes_total counter\n"
+        << memory_sum.str();
+    out << "# HELP " << family
+        << "memory_peak_bytes_max The highest peak Lua memory of one invocation since corrald "
+           "started, per "
+        << whose << ".\n# TYPE " << family << "memory_peak_bytes_max gauge\n"
+        << memory_max.str();
+  }
+}
+
 uint64_t Registry::invocations(Outcome outcome) const {
   return invocations_[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
 }
@@ -327,10 +450,12 @@ std::string Registry::render() const {
 
   out << "# HELP corral_http_requests_total HTTP requests answered, by route and status code.\n"
       << "# TYPE corral_http_requests_total counter\n";
-  std::lock_guard lock(http_mutex_);
-  for (const auto& [key, value] : http_requests_) {
-    out << "corral_http_requests_total{route=\"" << key.first << "\",code=\"" << key.second
-        << "\"} " << value << "\n";
+  {
+    std::lock_guard lock(http_mutex_);
+    for (const auto& [key, value] : http_requests_) {
+      out << "corral_http_requests_total{route=\"" << key.first << "\",code=\"" << key.second
+          << "\"} " << value << "\n";
+    }
   }
   render_cache_and_runs(out, cache_hits_.load(std::memory_order_relaxed),
                         cache_misses_.load(std::memory_order_relaxed),
@@ -350,6 +475,9 @@ std::string Registry::render() const {
       << "corral_token_cache_entries " << tokens.entries << "\n";
   render_worker_pool(out, worker_pool_ ? worker_pool_() : WorkerPoolFigures{});
   render_jobs(out);
+  render_attributed(out);
+  render_process_metrics(out);
+  render_build_info(out);
   return out.str();
 }
 

@@ -8,22 +8,43 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
 
 #include "invocation/invocation.h"
+#include "metrics/attributed_series.h"
 
 namespace corral::metrics {
 
 class Registry {
  public:
   // Upper bounds, in seconds, of the invocation latency histogram's buckets.
-  static constexpr std::array<double, 14> kLatencyBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static constexpr std::array<double, 14> kLatencyBuckets = metrics::kLatencyBuckets;
 
   void record_invocation(Outcome outcome, double seconds);
+
+  // ---- per tenant and per script (docs/observability.md). Whom an invocation is charged to:
+  // the tenant's name (an admin's playground runs: "playground") and the script's (empty for a
+  // playground run, which is then in the tenant's series only).
+  struct Attribution {
+    std::string_view tenant;
+    std::string_view script;
+  };
+  // Counts an invocation in its tenant's and its script's series, beside (not instead of) the
+  // global ones: seconds is nullopt for one refused before it ran, stats nullptr when nothing ran
+  // (a refusal, a cached result). Cheap enough for every invocation: two short hash lookups under
+  // a mutex each, then atomics; no allocation once the key is known.
+  void attribute(const Attribution& who, Outcome outcome, std::optional<double> seconds,
+                 const Stats* stats);
+  // The busiest `max_labelled` tenants, and as many scripts, get series of their own; the rest
+  // are counted under tenant="other" (attributed_series.h). Before serving only: it forgets what
+  // was counted (corrald --metrics-top).
+  void limit_attributed_series(size_t max_labelled,
+                               uint64_t busy_after = AttributedSeries::kDefaultBusyAfter);
   void record_http_request(std::string_view route, int status);
   // A capability call answered by the broker: op is "kv.get", "http.fetch", … (the broker only
   // passes known ops, so the label set stays bounded); result is ok, denied, error or limit.
@@ -144,8 +165,6 @@ class Registry {
   std::string render() const;
 
  private:
-  static constexpr size_t kOutcomes = static_cast<size_t>(Outcome::crashed) + 1;
-
   std::array<std::atomic<uint64_t>, kOutcomes> invocations_{};
   std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> latency_buckets_{};  // not cumulative
   std::atomic<uint64_t> latency_count_{0};
@@ -212,6 +231,16 @@ class Registry {
 
   mutable std::mutex http_mutex_;
   std::map<std::pair<std::string, int>, uint64_t> http_requests_;
+
+  // Per tenant and per script; a script's key is its tenant, a NUL, and its name.
+  std::unique_ptr<AttributedSeries> tenants_ = std::make_unique<AttributedSeries>();
+  std::unique_ptr<AttributedSeries> scripts_ = std::make_unique<AttributedSeries>();
+  void render_attributed(std::ostringstream& out) const;
 };
+
+// process_* (CPU, resident memory, open descriptors, start time, read from /proc/self) and
+// corral_build_info, in the exposition format.
+void render_process_metrics(std::ostream& out);
+void render_build_info(std::ostream& out);
 
 }  // namespace corral::metrics
