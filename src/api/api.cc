@@ -824,7 +824,11 @@ class Api::Call {
     store::Token revoked;
     context_.store.atomically([&] {
       revoked = context_.store.revoke_token(id, store::now_ms());
-      if (!token->revoked_at) allow("revoked token " + id + " (role " + token->role + ")");
+      if (!token->revoked_at) {
+        allow("revoked token " + id +
+              (token->subject.empty() ? "" : " of \"" + token->subject + "\"") + " (role " +
+              token->role + ")");
+      }
     });
     // After the commit: a lookup racing this one cannot put the token back (auth.h).
     if (context_.tokens) context_.tokens->forget_token(id);

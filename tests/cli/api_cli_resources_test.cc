@@ -305,6 +305,16 @@ TEST_F(ResourcesCli, ListingsAndAuditNameSubjectsNotTokenIds) {
   std::vector<std::string> cells = row(versions.out, "1");
   EXPECT_NE(std::find(cells.begin(), cells.end(), "acme-publisher"), cells.end()) << versions;
   EXPECT_NE(std::find(cells.begin(), cells.end(), "acme-reviewer"), cells.end()) << versions;
+  // A revoked token's entry says whose it was.
+  CliRun made = as(admin_, {"--json", "token", "create", "--tenant", "acme", "--role", "invoker",
+                            "--subject", "dave-leaving"});
+  ASSERT_EQ(made.status, 0) << made;
+  std::string id = json::parse(made.out)["id"];
+  ASSERT_EQ(as(admin_, {"token", "revoke", "--tenant", "acme", id}).status, 0);
+  CliRun revoked = as(auditor, {"audit", "--tenant", "acme", "--action", "token.revoke"});
+  ASSERT_EQ(revoked.status, 0) << revoked;
+  EXPECT_TRUE(has(revoked.out, "of \"dave-leaving\"")) << revoked;
+
   for (const auto& command : {where({"alias", "list"}), where({"alias", "history"}, {"live"})}) {
     CliRun listed = as(publisher, command);
     ASSERT_EQ(listed.status, 0) << listed;
