@@ -191,17 +191,33 @@ std::vector<std::string> significant_lines(const std::string& text) {
   return {lines.begin() + static_cast<std::ptrdiff_t>(first), lines.end()};
 }
 
+// Whether got[g…] matches expected[e…], a line of `…` alone standing for any number of lines.
+bool lines_match(const std::vector<std::string>& expected, size_t e,
+                 const std::vector<std::string>& got, size_t g) {
+  if (e == expected.size()) return g == got.size();
+  if (expected[e] == kEllipsis) {
+    for (size_t skip = g; skip <= got.size(); ++skip) {
+      if (lines_match(expected, e + 1, got, skip)) return true;
+    }
+    return false;
+  }
+  return g < got.size() && matches(expected[e], got[g]) && lines_match(expected, e + 1, got, g + 1);
+}
+
 std::optional<std::string> text_difference(const std::string& shown, const std::string& actual) {
   auto expected = significant_lines(shown);
   auto got = significant_lines(actual);
+  if (lines_match(expected, 0, got, 0)) return std::nullopt;
+  // Where they part, for the message: the first line that differs, reading both from the top.
   for (size_t i = 0; i < std::max(expected.size(), got.size()); ++i) {
     std::string line = "line " + std::to_string(i + 1) + ": ";
     if (i >= got.size()) return line + "the doc shows \"" + expected[i] + "\", the output ended";
     if (i >= expected.size()) return line + "the output goes on with \"" + got[i] + "\"";
+    if (expected[i] == kEllipsis) return "from line " + std::to_string(i + 1) + " on, they differ";
     if (!matches(expected[i], got[i]))
       return line + "the doc shows \"" + expected[i] + "\", the output has \"" + got[i] + "\"";
   }
-  return std::nullopt;
+  return "they differ";
 }
 
 }  // namespace

@@ -52,8 +52,8 @@ bool has_examples(const std::string& markdown);
 // `[…]`, or `…` alone), `actual` must be the same JSON: the same members, the same types (3 and
 // 3.0 differ) and values, where "…" matches any value and a string holding `…` matches any text
 // in its place; `varying` paths (`stats.wall_ms`, `items[0].id`) are not compared. Otherwise the
-// two are compared line by line, `…` matching any text within a line, trailing blanks and blank
-// lines at either end ignored.
+// two are compared line by line, `…` matching any text within a line and a line of `…` alone any
+// number of lines, trailing blanks and blank lines at either end ignored.
 std::optional<std::string> difference(const std::string& shown, const std::string& actual,
                                       const std::set<std::string>& varying = {});
 

@@ -87,6 +87,11 @@ TEST(DocExamples, TextIsComparedLineByLine) {
   EXPECT_NE(difference("a\nb\n", "a\n"), std::nullopt);
   EXPECT_NE(difference("a\n", "a\nb\n"), std::nullopt);
   EXPECT_NE(difference("approved …", "published x"), std::nullopt);
+  // A line of … alone stands for any number of lines, none included.
+  EXPECT_EQ(difference("a\n…\nz\n", "a\nb\nc\nz\n"), std::nullopt);
+  EXPECT_EQ(difference("a\n…\nz\n", "a\nz\n"), std::nullopt);
+  EXPECT_NE(difference("a\n…\nz\n", "a\nb\n"), std::nullopt);
+  EXPECT_NE(difference("a\n…\n", "b\nc\n"), std::nullopt);
 }
 
 }  // namespace
