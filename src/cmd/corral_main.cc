@@ -791,6 +791,8 @@ struct JobOptions {
   bool no_webhook_input = false;
   std::optional<std::string> idempotency_key;
   std::optional<std::string> state;
+  std::optional<std::string> before;
+  std::optional<int64_t> limit;
   int64_t timeout_s = 300;
 };
 
@@ -867,8 +869,13 @@ int job_show(Session& session, const JobOptions& options) {
 }
 
 int job_list(Session& session, const JobOptions& options) {
-  json page =
-      session.call("GET", job_path(options) + client::query_string({{"state", options.state}}));
+  json page = session.call(
+      "GET", job_path(options) +
+                 client::query_string(
+                     {{"state", options.state},
+                      {"before", options.before},
+                      {"limit", options.limit ? std::optional(std::to_string(*options.limit))
+                                              : std::nullopt}}));
   if (session.json_mode()) return kOk;
   std::vector<std::vector<std::string>> rows;
   for (const auto& job : page.value("jobs", json::array()))
@@ -877,8 +884,8 @@ int job_list(Session& session, const JobOptions& options) {
   std::cout << client::format_table(
       {"ID", "STATE", "VERSION", "OUTCOME", "ATTEMPTS", "CREATED", "FINISHED"}, rows);
   if (!text(page, "next_before").empty())
-    std::cerr << "more jobs follow: GET with before="
-              << client::printable(text(page, "next_before")) << "\n";
+    std::cerr << "more jobs follow: add --before " << client::printable(text(page, "next_before"))
+              << "\n";
   return kOk;
 }
 
@@ -1674,6 +1681,10 @@ int main(int argc, char** argv) {
       [&] { action = [&](Session& s) { return job_show(s, job_options); }; });
   auto* jobs_list_command = server_command(*jobs, "list", "List a script's jobs, newest first");
   add_job_script(jobs_list_command, false);
+  jobs_list_command->add_option("--before", job_options.before,
+                                "the page after this job id (as printed)");
+  jobs_list_command->add_option("--limit", job_options.limit, "at most N jobs (server default 50)")
+      ->check(kCountingNumber);
   jobs_list_command->add_option("--state", job_options.state, "only jobs in this state")
       ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "cancelled"}));
   jobs_list_command->callback(

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -255,6 +256,18 @@ TEST_F(AdminCli, JobsSubmitWaitShowListCancelAndEventsTail) {
   ASSERT_EQ(listed.status, 0) << listed;
   EXPECT_EQ(row(listed.out, job).at(1), "succeeded") << listed;
   EXPECT_EQ(row(listed.out, failed_job).at(1), "failed") << listed;
+  // A page at a time: the first says which --before continues, and the second holds the other.
+  CliRun first_page = as(invoker, with({"jobs", "list"}, {"--limit", "1"}));
+  ASSERT_EQ(first_page.status, 0) << first_page;
+  std::smatch next;
+  ASSERT_TRUE(std::regex_search(first_page.err, next, std::regex("add --before (\\S+)")))
+      << first_page;
+  CliRun second_page = as(invoker, with({"jobs", "list"}, {"--limit", "1", "--before", next[1]}));
+  ASSERT_EQ(second_page.status, 0) << second_page;
+  std::set<std::string> paged;
+  for (const std::string& id : {job, failed_job})
+    if (!row(first_page.out, id).empty() || !row(second_page.out, id).empty()) paged.insert(id);
+  EXPECT_EQ(paged, (std::set<std::string>{job, failed_job})) << first_page << second_page;
 
   // A job that has ended cannot be cancelled: the server's 409, exit 25 (conflict).
   CliRun cancel = as(invoker, with({"jobs", "cancel"}, {job}));
