@@ -66,19 +66,34 @@ bool AttributedSeries::count_candidate(std::string_view key) {
     candidate_errors_.push_back(0);
     candidate_slots_.emplace(candidate_keys_.back(), slot);
   } else {
-    // The key replaces the one counted least, and inherits its count as a possible error.
-    slot =
-        static_cast<size_t>(std::min_element(candidate_counts_.begin(), candidate_counts_.end()) -
-                            candidate_counts_.begin());
-    candidate_slots_.erase(candidate_keys_[slot]);
-    candidate_keys_[slot] = key;
+    // The key replaces the one counted least among a few picked at random, and inherits its count
+    // as a possible error (so what it guarantees is still only what it was counted since). A
+    // sample rather than all: a flood of distinct keys costs a few probes a call, not a scan of
+    // every candidate. Its map node is reused, so a key no longer than the one it replaces
+    // allocates nothing.
+    slot = next_random() % candidate_counts_.size();
+    for (int probe = 1; probe < kEvictionProbes; ++probe) {
+      size_t other = next_random() % candidate_counts_.size();
+      if (candidate_counts_[other] < candidate_counts_[slot]) slot = other;
+    }
+    auto node = candidate_slots_.extract(candidate_keys_[slot]);
+    candidate_keys_[slot].assign(key);
+    node.key().assign(key);
+    candidate_slots_.insert(std::move(node));
     candidate_errors_[slot] = candidate_counts_[slot];
     ++candidate_counts_[slot];
-    candidate_slots_.emplace(candidate_keys_[slot], slot);
   }
   if (candidate_counts_[slot] - candidate_errors_[slot] < busy_after_) return false;
   forget_candidate(slot);
   return true;
+}
+
+uint64_t AttributedSeries::next_random() {
+  // xorshift64: cheap, and good enough to pick candidates to compare.
+  random_state_ ^= random_state_ << 13;
+  random_state_ ^= random_state_ >> 7;
+  random_state_ ^= random_state_ << 17;
+  return random_state_;
 }
 
 void AttributedSeries::forget_candidate(size_t slot) {

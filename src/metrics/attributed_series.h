@@ -7,8 +7,9 @@
 //   - the first max_labelled / 2 keys seen, at once: a deployment with fewer tenants than that
 //     sees every one of them by name;
 //   - the rest go to keys that prove busy: a space-saving counter (Metwally et al.) of
-//     4 * max_labelled candidates counts the keys without series, and a key whose guaranteed
-//     count (its count less the count it may have inherited) reaches `busy_after` is given one.
+//     4 * max_labelled candidates counts the keys without series (a new key replaces the least
+//     counted of 8 candidates sampled, not of all), and a key whose guaranteed count (its count
+//     less the count it may have inherited) reaches `busy_after` is given one.
 //     A flood of distinct keys, each seen a few times, inherits counts but guarantees none, so it
 //     fills no series; a key invoked steadily does.
 // Once every series is given, the candidates are dropped and a key without a series costs one
@@ -85,6 +86,7 @@ class AttributedSeries {
 
   // Counts `key` as a candidate; true when it has proved busy. Under mutex_.
   bool count_candidate(std::string_view key);
+  uint64_t next_random();
   void forget_candidate(size_t slot);
   InvocationFigures& give_series(std::string_view key);
 
@@ -102,6 +104,8 @@ class AttributedSeries {
   std::vector<std::string> candidate_keys_;
   std::vector<uint64_t> candidate_counts_;
   std::vector<uint64_t> candidate_errors_;
+  static constexpr int kEvictionProbes = 8;
+  uint64_t random_state_ = 0x9e3779b97f4a7c15;
 };
 
 }  // namespace corral::metrics
