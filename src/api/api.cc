@@ -1174,6 +1174,9 @@ class Api::Call {
         context_.publishes->take(tenant_->name, quota.value, std::chrono::steady_clock::now());
     if (!wait) return;
     context_.metrics.record_quota_rejection("publishes_per_minute");
+    context_.quota_events->note(
+        tenant_->name + "\npublishes_per_minute",
+        {{"tenant", tenant_->name}, {"quota", "publishes_per_minute"}, {"rule", quota.source}});
     std::string detail =
         "tenant \"" + tenant_->name +
         "\" has used its publishes for now: " + std::to_string(quota.value) + " a minute, " +

@@ -35,6 +35,7 @@ tenants:
     quotas:
       rate_per_second: 0.01
       burst: 1
+      publishes_per_minute: 1
 )";
 
 constexpr const char* kSpinner = R"(function handle(input, ctx)
@@ -220,6 +221,17 @@ TEST_F(ObservabilityTest, QuotaRefusalsAreThrottledLogEvents) {
   EXPECT_EQ(
       corrald_.metric(R"(corral_tenant_invocations_total{tenant="tight",outcome="rejected"})"),
       refused);
+  // Publishing is a quota of its own, logged apart.
+  for (int i = 0; i < 3; ++i) {
+    Answer published = api_->post(
+        tokens["publisher"], "/v1/tenants/tight/scripts/echo/versions",
+        {{"source", std::string(kFailer) + "-- " + std::to_string(i)}, {"manifest", manifest()}});
+    ASSERT_EQ(published.status, 429) << published;
+  }
+  logged = events("quota.refused", 2);
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_EQ(logged[1]["quota"], "publishes_per_minute");
+  EXPECT_EQ(logged[1]["rule"], "tenants.tight.quotas.publishes_per_minute");
 }
 
 TEST_F(ObservabilityTest, MetricsCarryPerTenantAndPerScriptSeries) {
