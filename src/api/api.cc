@@ -14,6 +14,7 @@
 
 #include "api/events.h"
 #include "api/tenant_data.h"
+#include "api/usage_report.h"
 
 namespace corral::api {
 
@@ -70,6 +71,8 @@ const std::vector<RouteInfo> kRoutes = {
     {"GET", "/v1/tenants/{tenant}", "tenant.read", kEveryRole},
     // A tenant's data on request (docs/operations.md, "Customer data"): all of it, or erased.
     {"GET", "/v1/tenants/{tenant}/export", "tenant.export", {kAdmin}},
+    // What a tenant used, for billing: its operators, auditors and developers read it.
+    {"GET", "/v1/tenants/{tenant}/usage", "tenant.usage", {kAdmin, kAuditor, kPublisher}},
     {"DELETE", "/v1/tenants/{tenant}/data", "tenant.data.erase", {kAdmin}},
     {"GET", "/v1/tokens", "token.list", {kAdmin}},
     {"POST", "/v1/tokens", "token.create", {kAdmin}},
@@ -202,29 +205,6 @@ Match match(std::string_view method, std::string_view path) {
 }
 
 using store::iso8601;
-
-// Unix milliseconds, or RFC 3339 UTC ("2026-11-23T12:00:00Z", fraction optional).
-std::optional<int64_t> parse_time(std::string_view text) {
-  int64_t number = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (error == std::errc() && end == text.data() + text.size()) return number;
-  std::tm utc{};
-  int millis = 0;
-  std::string copy(text);
-  char* rest = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
-  if (!rest) return std::nullopt;
-  if (*rest == '.') {
-    ++rest;
-    int digits = 0;
-    while (*rest >= '0' && *rest <= '9') {
-      if (digits++ < 3) millis = millis * 10 + (*rest - '0');
-      ++rest;
-    }
-    while (digits > 0 && digits < 3) millis *= 10, ++digits;
-  }
-  if (std::string_view(rest) != "Z") return std::nullopt;
-  return static_cast<int64_t>(timegm(&utc)) * 1000 + millis;
-}
 
 json tenant_json(const store::Tenant& tenant) {
   return {{"id", tenant.id}, {"name", tenant.name}, {"created_at", iso8601(tenant.created_at)}};
@@ -512,6 +492,7 @@ class Api::Call {
     if (action == "tenant.list") return list_tenants();
     if (action == "tenant.read") return json_response(200, tenant_json(*tenant_));
     if (action == "tenant.export") return export_tenant();
+    if (action == "tenant.usage") return read_usage();
     if (action == "tenant.data.erase") return erase_tenant_data();
     if (action == "token.list") return list_tokens();
     if (action == "token.create") return create_token();
@@ -1002,6 +983,17 @@ class Api::Call {
     return json_response(200, exported);
   }
 
+  Response read_usage() {
+    if (!context_.usage) {
+      return problem(503, "unavailable", "Usage is not kept by this server",
+                     "this corrald was started without a usage ledger",
+                     "report this to the operator of corral");
+    }
+    UsageQuery window = parse_usage_query(query({"from", "to", "by"}), store::now_ms());
+    context_.usage->flush();  // so that the answer includes every run before it
+    return json_response(200, usage_report(context_.store, *tenant_, window));
+  }
+
   Response erase_tenant_data() {
     if (context_.runs) context_.runs->flush();  // runs still queued are erased too
     store::Store::TenantDataErased erased;
@@ -1231,6 +1223,8 @@ class Api::Call {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     context_.metrics.record_invocation(result.outcome, seconds);
     context_.metrics.attribute(charged(), result.outcome, seconds, &result.stats);
+    count_usage(tenant_id_of(invocation), result.outcome, result.stats.cpu_ms,
+                result.stats.fuel_used);
     result.policy_version = policy_version;
     if (context_.broker && !tenant_id_of(invocation).empty()) {
       try {
@@ -1636,6 +1630,7 @@ class Api::Call {
       extra["cache"] = "hit";
       context_.metrics.record_invocation(Outcome::ok, 0);
       context_.metrics.attribute(charged(), Outcome::ok, 0.0, nullptr);
+      count_usage(tenant_->id, Outcome::ok, 0, 0);  // served without a run: no CPU, no fuel
       response = run_response(*hit, context_.limits, extra);
       response.headers.emplace_back("Corral-Cache", "hit");
       add_quota_warning(ticket, response);
@@ -2362,6 +2357,7 @@ class Api::Call {
     context_.store.atomically([&] {
       submission = context_.store.submit_job(draft, quota.value, tenant_policy.quotas.jobs.value);
       if (submission.kind == store::JobSubmission::Kind::created) {
+        if (context_.usage) context_.usage->record_job(tenant_->id, script);
         allow("queued job " + submission.job.id + " (version " + std::to_string(version.version) +
                   (callback.empty() ? "" : ", with a callback") + ")",
               job_path(submission.job));
@@ -2561,6 +2557,14 @@ class Api::Call {
     if (auto alias = params_.find("alias"); names.alias.empty() && alias != params_.end())
       names.alias = alias->second.substr(0, kLongestName);
     names.subject = principal_.subject;
+  }
+
+  // Counts an invocation of this call's script for the tenant's usage (none for an admin's
+  // playground run, which belongs to no tenant).
+  void count_usage(const std::string& tenant_id, Outcome outcome, double cpu_ms, int64_t fuel) {
+    if (context_.usage && !tenant_id.empty())
+      context_.usage->record_invocation(tenant_id, charged_script_, outcome != Outcome::ok, cpu_ms,
+                                        fuel);
   }
 
   // Whom this call's invocations are charged to in the per-tenant and per-script metrics.

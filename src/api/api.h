@@ -32,6 +32,7 @@
 #include "sched/circuit_breaker.h"
 #include "sched/rate_buckets.h"
 #include "store/store.h"
+#include "usage/usage_ledger.h"
 
 namespace corral::api {
 
@@ -114,6 +115,9 @@ struct ApiContext {
   // Jobs and webhooks (POST …/jobs and the rest, docs/operations.md, "Jobs and webhooks");
   // without it those routes answer 503.
   jobs::JobService* jobs = nullptr;
+  // Usage for billing (GET /v1/tenants/{tenant}/usage): every invocation and job submission of a
+  // tenant is counted; without it nothing is, and the route answers 503.
+  usage::UsageLedger* usage = nullptr;
   // Quota refusals as log events, throttled per tenant and quota (events.h); Api makes it when
   // none is given.
   std::shared_ptr<ThrottledEvents> quota_events = nullptr;

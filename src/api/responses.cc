@@ -1,7 +1,9 @@
 #include "api/responses.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
+#include <ctime>
 #include <stdexcept>
 
 namespace corral::api {
@@ -250,6 +252,28 @@ void append_json_member(std::string& line, std::string_view name, std::string_vi
     }
   }
   line += '"';
+}
+
+std::optional<int64_t> parse_time(std::string_view text) {
+  int64_t number = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (error == std::errc() && end == text.data() + text.size()) return number;
+  std::tm utc{};
+  int millis = 0;
+  std::string copy(text);
+  char* rest = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
+  if (!rest) return std::nullopt;
+  if (*rest == '.') {
+    ++rest;
+    int digits = 0;
+    while (*rest >= '0' && *rest <= '9') {
+      if (digits++ < 3) millis = millis * 10 + (*rest - '0');
+      ++rest;
+    }
+    while (digits > 0 && digits < 3) millis *= 10, ++digits;
+  }
+  if (std::string_view(rest) != "Z") return std::nullopt;
+  return static_cast<int64_t>(timegm(&utc)) * 1000 + millis;
 }
 
 }  // namespace corral::api

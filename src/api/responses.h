@@ -2,6 +2,8 @@
 // strictly, results turned into responses, and errors as RFC 9457 problem details.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,5 +72,9 @@ inline constexpr int64_t kStorageRetryAfterSeconds = 30;
 
 // The problem for a request that could not become an invocation (status 400, invalid).
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id);
+
+// Unix milliseconds, or RFC 3339 UTC ("2026-11-23T12:00:00Z", fraction optional), as the query
+// parameters of time take them.
+std::optional<int64_t> parse_time(std::string_view text);
 
 }  // namespace corral::api

@@ -41,6 +41,7 @@
 #include "sched/rate_buckets.h"
 #include "store/data_dir_lock.h"
 #include "store/store.h"
+#include "usage/usage_ledger.h"
 
 namespace {
 
@@ -714,6 +715,10 @@ int serve(const Settings& settings) {
   corral::cache::ResultCache result_cache(settings.result_cache_bytes);
   // The last runs of each script (the policy's runs section), written off the invocation's path.
   corral::runs::RunRecorder run_recorder(*store);
+  // Usage for billing, per tenant, script and hour, written to the store every second; before
+  // the job runners and the API that count into it, so that it outlives them and writes the last
+  // counts when corrald stops.
+  corral::usage::UsageLedger usage(*store, {});
   // Jobs: runners and webhook senders (docs/operations.md, "Jobs and webhooks"). A job runs as
   // POST …/invoke would, through api.run_version, which exists only once api does.
   corral::api::Api* runs_through = nullptr;
@@ -742,7 +747,8 @@ int serve(const Settings& settings) {
                         .breakers = &breakers,
                         .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
                         .runs = &run_recorder,
-                        .jobs = &jobs});
+                        .jobs = &jobs,
+                        .usage = &usage});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,

@@ -210,6 +210,10 @@ class AccessMatrix : public ::testing::Test {
          [](auto& tenant) {
            return Request{http::verb::get, "/v1/tenants/" + tenant + "/export"};
          }},
+        {"GET /v1/tenants/{tenant}/usage",
+         [](auto& tenant) {
+           return Request{http::verb::get, "/v1/tenants/" + tenant + "/usage"};
+         }},
         {"DELETE /v1/tenants/{tenant}/data",
          [](auto& tenant) {
            return Request{http::verb::delete_, "/v1/tenants/" + tenant + "/data"};
