@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -997,6 +998,54 @@ int events_tail(Session& session, const EventOptions& options) {
   return kOk;
 }
 
+// ---- usage for billing
+
+struct UsageOptions {
+  std::string tenant;
+  std::optional<std::string> from, to;
+  std::string by = "script";
+};
+
+// What a tenant's scripts used in a window: a row per script (or hour) and the total on stdout,
+// then what the tenant stores now; the window the server used on stderr.
+int usage(Session& session, const UsageOptions& options) {
+  json report = session.call(
+      "GET",
+      tenant_path(options.tenant) + "/usage" +
+          client::query_string({{"from", options.from}, {"to", options.to}, {"by", options.by}}));
+  if (session.json_mode()) return kOk;
+  auto cpu_ms = [](const json& counts) {
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(1) << counts.value("cpu_ms", 0.0);
+    return text.str();
+  };
+  auto counts_row = [&](std::string first, const json& counts) {
+    return std::vector<std::string>{std::move(first),         text(counts, "invocations"),
+                                    text(counts, "failures"), cpu_ms(counts),
+                                    text(counts, "fuel"),     text(counts, "jobs")};
+  };
+  bool by_hour = text(report, "by") == "hour";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& row : report.value("usage", json::array())) {
+    std::string first = by_hour ? when(row, "hour") : text(row, "script");
+    rows.push_back(counts_row(first.empty() ? "(playground)" : first, row));
+  }
+  rows.push_back(counts_row("total", report.value("total", json::object())));
+  std::cout << client::format_table(
+      {by_hour ? "HOUR" : "SCRIPT", "INVOCATIONS", "FAILURES", "CPU MS", "FUEL", "JOBS"}, rows);
+  const json& storage = report.value("storage", json::object());
+  auto count_of = [&](const char* key, const std::string& noun) {
+    std::string count = text(storage, key);
+    return count + " " + noun + (count == "1" ? "" : "s");
+  };
+  std::cout << "stored now: " << count_of("versions", "version") << " ("
+            << text(storage, "version_bytes") << " bytes of source), "
+            << count_of("kv_keys", "kv key") << " (" << text(storage, "kv_bytes") << " bytes)\n";
+  std::cerr << "usage of " << client::printable(text(report, "tenant")) << " from "
+            << when(report, "from") << " to " << when(report, "to") << " (UTC, to exclusive)\n";
+  return kOk;
+}
+
 // ---- secrets (admin): names and times only; a value goes in and never comes back out
 
 struct SecretOptions {
@@ -1725,6 +1774,23 @@ int main(int argc, char** argv) {
       ->check(kCountingNumber);
   events_tail_command->callback(
       [&] { action = [&](Session& s) { return events_tail(s, event_options); }; });
+
+  UsageOptions usage_options;
+  auto* usage_command = server_command(
+      app, "usage",
+      "What TENANT's scripts used in a window, for billing: invocations, failures, CPU ms, fuel\n"
+      "and jobs by script or by hour, and what it stores now (admin; the tenant's auditor,\n"
+      "publisher)");
+  usage_command->add_option("tenant", usage_options.tenant, "the tenant")->required();
+  usage_command->add_option(
+      "--from", usage_options.from,
+      "from this time, rounded down to its hour: unix ms or RFC 3339 UTC (default: 24 h before "
+      "--to)");
+  usage_command->add_option("--to", usage_options.to,
+                            "before this time: unix ms or RFC 3339 UTC (default: now)");
+  usage_command->add_option("--by", usage_options.by, "a row per script (default) or per hour")
+      ->check(CLI::IsMember({"script", "hour"}));
+  usage_command->callback([&] { action = [&](Session& s) { return usage(s, usage_options); }; });
 
   SecretOptions secret_options;
   auto* secret = server_command(
