@@ -1421,6 +1421,68 @@ class Api::Call {
     }
   }
 
+  // ---- anomaly alerts (src/alerts/anomaly_detector.h)
+
+  // A run of a version, for its baseline; runs under limits the caller lowered are the caller's
+  // and say nothing about the version, as for the breaker.
+  void watch_for_anomalies(const store::ScriptVersion& version, const InvocationResult& result,
+                           const policy::TenantPolicy& tenant_policy, json& members) {
+    if (!context_.anomalies) return;
+    auto changes =
+        context_.anomalies->observe({tenant_->id, version.script, version.version},
+                                    {.outcome = result.outcome,
+                                     .duration_ms = result.stats.wall_ms,
+                                     .fuel = result.stats.fuel_used,
+                                     .memory_peak_bytes = result.stats.memory_peak_bytes},
+                                    tenant_policy.alerts, alerts::AlertClock::now());
+    for (const auto& change : changes) report_alert(change, tenant_policy, members);
+  }
+
+  // Logs, counts and audits an alert raised or cleared, sends it to the operator's webhook, and
+  // with contain: auto quarantines the version (its breaker opens, and auto-rollback applies).
+  void report_alert(const alerts::Change& change, const policy::TenantPolicy& tenant_policy,
+                    json& members) {
+    const std::string rule(alerts::to_string(change.rule));
+    const std::string event = change.raised ? "alert.raised" : "alert.cleared";
+    const auto& script = change.key.script;
+    json fields = {{"tenant", tenant_->name},
+                   {"script", script},
+                   {"version", change.key.version},
+                   {"rule", rule},
+                   {"value", change.value},
+                   {"baseline", change.baseline},
+                   {"threshold", change.threshold},
+                   {"window_runs", change.window_runs},
+                   {"baseline_runs", change.baseline_runs},
+                   {"setting", change.setting},
+                   {"reason", change.reason}};
+    bool contain = change.raised && context_.breakers &&
+                   tenant_policy.alerts.contain.value == policy::Containment::quarantine;
+    fields["contain"] = contain ? "auto" : "none";
+    log_event(change.raised ? spdlog::level::warn : spdlog::level::info, event,
+              change.raised ? "anomaly alert raised" : "anomaly alert cleared", fields);
+    context_.metrics.record_alert(rule, change.raised);
+    context_.metrics.set_alerts_active(static_cast<int64_t>(context_.anomalies->active()));
+    context_.audit.record("system", tenant_->name, event,
+                          "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/versions/" +
+                              std::to_string(change.key.version),
+                          audit::Decision::allow, rule + ": " + change.reason);
+    if (contain) {
+      for (const auto& transition : context_.breakers->quarantine(
+               {tenant_->id, script, change.key.version}, tenant_policy.circuit_breaker,
+               "anomaly alert " + rule + " (" + tenant_policy.alerts.contain.source + ")",
+               sched::BreakerClock::now())) {
+        report_breaker_transition(transition, members);
+      }
+    }
+    if (context_.alert_webhook) {
+      fields["id"] = new_invocation_id();
+      fields["event"] = event;
+      fields["time"] = iso8601(store::now_ms());
+      context_.alert_webhook->send(fields);
+    }
+  }
+
   // Tenant ids are what the store knows; the playground of an admin has none.
   static std::string tenant_id_of(const InvocationRequest& invocation) {
     return invocation.tenant == kPlaygroundTenant ? "" : invocation.tenant;
@@ -1643,6 +1705,8 @@ class Api::Call {
           execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
                   [&](const InvocationResult& result, json& members) {
                     finish_breaker_run(breaker, result.outcome, limits_lowered_by_caller, members);
+                    if (!limits_lowered_by_caller)
+                      watch_for_anomalies(version, result, *tenant_policy, members);
                     if (cache_key) context_.cache->insert(*cache_key, result);
                   });
       if (cache_key) response.headers.emplace_back("Corral-Cache", "miss");

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "alerts/alert_webhook.h"
+#include "alerts/anomaly_detector.h"
 #include "api/responses.h"
 #include "audit/audit.h"
 #include "auth/auth.h"
@@ -118,6 +120,11 @@ struct ApiContext {
   // Usage for billing (GET /v1/tenants/{tenant}/usage): every invocation and job submission of a
   // tenant is counted; without it nothing is, and the route answers 503.
   usage::UsageLedger* usage = nullptr;
+  // Anomaly alerts per script version (docs/observability.md, "Anomaly alerts"): logged, counted,
+  // audited, sent to the operator's webhook when there is one, and with the policy's
+  // alerts.contain: auto, the version quarantined by its breaker. Without a detector, none.
+  alerts::AnomalyDetector* anomalies = nullptr;
+  alerts::AlertWebhook* alert_webhook = nullptr;
   // Quota refusals as log events, throttled per tenant and quota (events.h); Api makes it when
   // none is given.
   std::shared_ptr<ThrottledEvents> quota_events = nullptr;

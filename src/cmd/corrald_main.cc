@@ -88,6 +88,7 @@ struct Settings {
   bool allow_self_approval = false;
   std::string policy_file;
   std::string log_file;
+  std::string alert_webhook;  // the operator's receiver of anomaly alerts, or none
 };
 
 std::unique_ptr<corral::JailSetup> prepare_jail(const Settings& settings) {
@@ -719,6 +720,28 @@ int serve(const Settings& settings) {
   // the job runners and the API that count into it, so that it outlives them and writes the last
   // counts when corrald stops.
   corral::usage::UsageLedger usage(*store, {});
+  // Anomaly alerts per script version, and the operator's webhook for them (docs/observability.md).
+  corral::alerts::AnomalyDetector anomalies;
+  std::unique_ptr<corral::alerts::AlertWebhook> alert_webhook;
+  if (!settings.alert_webhook.empty()) {
+    try {
+      auto secret = corral::alerts::open_or_create_webhook_secret(settings.data_dir);
+      if (secret.created) {
+        log_event(spdlog::level::warn, "created the alert webhook secret",
+                  {{"file", secret.file},
+                   {"hint",
+                    "give this key to the receiver of --alert-webhook: it checks "
+                    "Corral-Signature with it"}});
+      }
+      alert_webhook =
+          std::make_unique<corral::alerts::AlertWebhook>(corral::alerts::AlertWebhook::Options{
+              .url = settings.alert_webhook, .secret = secret.secret});
+    } catch (const std::exception& failure) {
+      log_event(spdlog::level::err, "refusing to start", {{"error", failure.what()}});
+      std::fprintf(stderr, "corrald: %s\n", failure.what());
+      return 2;
+    }
+  }
   // Jobs: runners and webhook senders (docs/operations.md, "Jobs and webhooks"). A job runs as
   // POST …/invoke would, through api.run_version, which exists only once api does.
   corral::api::Api* runs_through = nullptr;
@@ -748,7 +771,9 @@ int serve(const Settings& settings) {
                         .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
                         .runs = &run_recorder,
                         .jobs = &jobs,
-                        .usage = &usage});
+                        .usage = &usage,
+                        .anomalies = &anomalies,
+                        .alert_webhook = alert_webhook.get()});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,
@@ -914,6 +939,13 @@ int main(int argc, char** argv) {
                  "accepts and stores jobs but runs none, e.g. while investigating a failing script")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  app.add_option("--alert-webhook", settings.alert_webhook,
+                 "POST every anomaly alert raised or cleared to this http(s) URL, signed with the "
+                 "key in <data-dir>/alert-webhook.secret (made on first start) as job webhooks are "
+                 "(docs/observability.md, \"Anomaly alerts\")")
+      ->check([](const std::string& url) {
+        return corral::alerts::AlertWebhook::url_problem(url).value_or("");
+      });
   app.add_option("--job-retention-seconds", settings.job_retention_seconds,
                  "how long a finished job (its result, its webhook delivery once settled, and its "
                  "Idempotency-Key) is kept after it ended; 0 keeps every job for ever")

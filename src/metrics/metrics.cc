@@ -187,6 +187,13 @@ void Registry::record_quota_warning(std::string_view quota) {
   }
 }
 
+void Registry::record_alert(std::string_view rule, bool raised) {
+  for (size_t i = 0; i < kAlertRules.size(); ++i) {
+    if (kAlertRules[i] == rule)
+      (raised ? alerts_raised_ : alerts_cleared_)[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void Registry::record_breaker_transition(std::string_view to) {
   for (size_t i = 0; i < kBreakerStates.size(); ++i) {
     if (kBreakerStates[i] == to) breaker_transitions_[i].fetch_add(1, std::memory_order_relaxed);
@@ -373,6 +380,18 @@ std::string Registry::render() const {
          "half-open).\n"
       << "# TYPE corral_breakers_open gauge\n"
       << "corral_breakers_open " << quarantined_versions_.load(std::memory_order_relaxed) << "\n";
+  out << "# HELP corral_alerts_total Anomaly alerts of script versions, by rule, raised and "
+         "cleared.\n"
+      << "# TYPE corral_alerts_total counter\n";
+  for (size_t i = 0; i < kAlertRules.size(); ++i) {
+    out << "corral_alerts_total{rule=\"" << kAlertRules[i] << "\",state=\"raised\"} "
+        << alerts_raised_[i].load(std::memory_order_relaxed) << "\n"
+        << "corral_alerts_total{rule=\"" << kAlertRules[i] << "\",state=\"cleared\"} "
+        << alerts_cleared_[i].load(std::memory_order_relaxed) << "\n";
+  }
+  out << "# HELP corral_alerts_active Anomaly alert rules raised now, over every script version.\n"
+      << "# TYPE corral_alerts_active gauge\n"
+      << "corral_alerts_active " << alerts_active_.load(std::memory_order_relaxed) << "\n";
 
   out << "# HELP corral_requests_queued Requests waiting in the fair queues for an invocation "
          "thread.\n"

@@ -62,6 +62,10 @@ class Registry {
   void set_quarantined_versions(int64_t count) {
     quarantined_versions_.store(count, std::memory_order_relaxed);
   }
+  // Anomaly alerts (src/alerts/anomaly_detector.h): a rule ("error_rate", "latency_p99", "fuel",
+  // "memory"; other names are ignored) raised or cleared, and the rules raised now.
+  void record_alert(std::string_view rule, bool raised);
+  void set_alerts_active(int64_t count) { alerts_active_.store(count, std::memory_order_relaxed); }
   // Fair queues in front of the invocation threads (src/sched/fair_queue.h, api/server.cc),
   // never labelled by tenant, whose names are unbounded: the requests queued now (the server sets
   // it from the queue just before each render), how long a request waited before a thread took
@@ -180,6 +184,12 @@ class Registry {
   std::array<std::atomic<uint64_t>, kBreakerStates.size()> breaker_transitions_{};
   std::atomic<uint64_t> breaker_rejections_{0};
   std::atomic<int64_t> quarantined_versions_{0};
+
+  static constexpr std::array<std::string_view, 4> kAlertRules = {"error_rate", "latency_p99",
+                                                                  "fuel", "memory"};
+  std::array<std::atomic<uint64_t>, kAlertRules.size()> alerts_raised_{};
+  std::array<std::atomic<uint64_t>, kAlertRules.size()> alerts_cleared_{};
+  std::atomic<int64_t> alerts_active_{0};
 
   // Fair queues (set_requests_queued() and the rest).
   static constexpr std::array<std::string_view, 3> kQueueRejections = {"tenant_queue_full",

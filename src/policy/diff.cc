@@ -41,6 +41,8 @@ std::string show_each(const std::vector<T>& values, Text text) {
   return show(texts);
 }
 
+std::string show(Containment value) { return value == Containment::quarantine ? "auto" : "none"; }
+
 template <typename T>
 void put(Flattened& flat, const std::string& path, const Setting<T>& setting) {
   flat[path] = {show(setting.value), setting.source};
@@ -95,6 +97,16 @@ Flattened flatten(const TenantPolicy& policy) {
   put(flat, "jobs.inputs", policy.jobs.inputs);
   put(flat, "runs.keep", policy.runs.keep);
   put(flat, "runs.inputs", policy.runs.inputs);
+  const Alerts& alerts = policy.alerts;
+  put(flat, "alerts.enabled", alerts.enabled);
+  put(flat, "alerts.window_seconds", alerts.window_seconds);
+  put(flat, "alerts.min_runs", alerts.min_runs);
+  put(flat, "alerts.warmup_runs", alerts.warmup_runs);
+  put(flat, "alerts.error_rate_increase", alerts.error_rate_increase);
+  put(flat, "alerts.latency_factor", alerts.latency_factor);
+  put(flat, "alerts.fuel_factor", alerts.fuel_factor);
+  put(flat, "alerts.memory_factor", alerts.memory_factor);
+  put(flat, "alerts.contain", alerts.contain);
 
   put_grant(flat, policy, "log", policy.log.source,
             {{"max_entry_bytes", show(policy.log.max_entry_bytes)}});

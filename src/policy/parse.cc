@@ -385,6 +385,27 @@ const IntegerField<Jobs> kJobFields[] = {
 };
 const Keys kJobKeys = {"max_attempts", "webhook_attempts", "webhook_backoff_ms", "inputs"};
 
+const IntegerField<Alerts> kAlertFields[] = {
+    {"window_seconds", 1, 86'400, false, &Alerts::window_seconds},
+    {"min_runs", 1, 1'000'000, false, &Alerts::min_runs},
+    {"warmup_runs", 1, 10'000'000, false, &Alerts::warmup_runs},
+};
+struct NumberField {
+  std::string_view name;
+  double above;
+  double max;
+  Setting<double> Alerts::*member;
+};
+const NumberField kAlertNumbers[] = {
+    {"error_rate_increase", 0, 1, &Alerts::error_rate_increase},
+    {"latency_factor", 1, 1000, &Alerts::latency_factor},
+    {"fuel_factor", 1, 1000, &Alerts::fuel_factor},
+    {"memory_factor", 1, 1000, &Alerts::memory_factor},
+};
+const Keys kAlertKeys = {"enabled",     "window_seconds",      "min_runs",
+                         "warmup_runs", "error_rate_increase", "latency_factor",
+                         "fuel_factor", "memory_factor",       "contain"};
+
 const IntegerField<Runs> kRunFields[] = {{"keep", 0, 1000, false, &Runs::keep}};
 
 template <typename Grant>
@@ -414,7 +435,7 @@ const GrantParameter<EmitGrant> kEmitParameters[] = {
     {"max_payload_bytes", 1, 16 * MiB, true, &EmitGrant::max_payload_bytes}};
 
 const Keys kSectionKeys = {"limits", "quotas",       "circuit_breaker", "cache", "jobs",
-                           "runs",   "capabilities", "governance",      "audit"};
+                           "runs",   "capabilities", "governance",      "audit", "alerts"};
 const Keys kCapabilityKeys = {"log", "kv", "http", "emit", "secrets"};
 const Keys kGovernanceKeys = {"approval_required", "self_approval_allowed", "signature_required",
                               "public_keys"};
@@ -660,6 +681,35 @@ void apply_governance(Reader& reader, const Place& place, Governance& into) {
   }
 }
 
+void apply_alerts(Reader& reader, const Place& place, Alerts& into) {
+  reader.each_entry(place, kAlertKeys, [&](std::string_view name, const Place& field) {
+    if (name == "enabled") {
+      if (auto value = reader.boolean(field)) into.enabled = {*value, field.path};
+      return;
+    }
+    if (name == "contain") {
+      auto value = reader.string(field, "none or auto");
+      if (!value) return;
+      if (*value == "none" || *value == "auto") {
+        into.contain = {*value == "auto" ? Containment::quarantine : Containment::none, field.path};
+      } else {
+        reader.report(field,
+                      "contain must be none (alerts only tell) or auto (an alert also "
+                      "quarantines the version, as its circuit breaker would), not " +
+                          quoted(*value));
+      }
+      return;
+    }
+    for (const auto& number : kAlertNumbers) {
+      if (number.name != name) continue;
+      if (auto value = reader.number(field, number.above, number.max))
+        into.*number.member = {*value, field.path};
+      return;
+    }
+    read_integer_field(reader, name, field, kAlertFields, into);
+  });
+}
+
 void apply_section(Reader& reader, const Place& place, TenantPolicy& into) {
   reader.each_entry(place, kSectionKeys, [&](std::string_view key, const Place& entry) {
     if (key == "limits") {
@@ -704,6 +754,7 @@ void apply_section(Reader& reader, const Place& place, TenantPolicy& into) {
         }
       });
     }
+    if (key == "alerts") apply_alerts(reader, entry, into.alerts);
     if (key == "capabilities") apply_capabilities(reader, entry, into);
     if (key == "governance") apply_governance(reader, entry, into.governance);
     if (key == "audit") {

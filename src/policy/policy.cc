@@ -49,6 +49,16 @@ defaults:
   runs:
     keep: 20                # last results stored per script
     inputs: false           # their inputs too
+  alerts:                   # anomaly alerts per version, against its own baseline
+    enabled: true
+    window_seconds: 60      # runs are judged a window at a time
+    min_runs: 20            # runs in a window before it is judged
+    warmup_runs: 100        # runs in the baseline before any alert
+    error_rate_increase: 0.2  # error rate above the baseline's + 0.2
+    latency_factor: 3       # p99 latency above 3 x the baseline's
+    fuel_factor: 3          # mean fuel per run above 3 x the baseline's
+    memory_factor: 3        # mean memory peak per run above 3 x the baseline's
+    contain: none           # auto: an alert also quarantines the version
   capabilities:
     log: {max_entry_bytes: 4096}
   governance:

@@ -121,6 +121,22 @@ struct Jobs {
   Setting<bool> inputs{false};
 };
 
+// Anomaly alerts (docs/observability.md, "Anomaly alerts"): each version's runs in a window of
+// window_seconds are compared with the version's baseline (its earlier windows), once the baseline
+// holds warmup_runs runs and the window min_runs.
+enum class Containment { none, quarantine };  // `contain: none` or `contain: auto`
+struct Alerts {
+  Setting<bool> enabled{true};
+  Setting<int64_t> window_seconds{60};       // 1 .. 86,400
+  Setting<int64_t> min_runs{20};             // runs in a window before it is judged; 1 .. 1,000,000
+  Setting<int64_t> warmup_runs{100};         // baseline runs before any alert; 1 .. 10,000,000
+  Setting<double> error_rate_increase{0.2};  // window rate above baseline + this; > 0 .. 1
+  Setting<double> latency_factor{3};         // window p99 above this × baseline p99; > 1 .. 1000
+  Setting<double> fuel_factor{3};            // mean fuel per run; > 1 .. 1000
+  Setting<double> memory_factor{3};          // mean memory peak per run; > 1 .. 1000
+  Setting<Containment> contain{Containment::none};
+};
+
 // Stored runs (docs/operations.md, "Stored runs and replay"): the last `keep` results per script,
 // with their inputs only when `inputs` is true.
 struct Runs {
@@ -148,6 +164,7 @@ struct TenantPolicy {
   Cache cache;
   Jobs jobs;
   Runs runs;
+  Alerts alerts;
   LogGrant log;
   std::optional<KvGrant> kv;
   std::optional<HttpGrant> http;

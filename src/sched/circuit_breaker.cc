@@ -133,6 +133,28 @@ std::vector<Transition> CircuitBreakers::finish(const BreakerKey& key,
   return transitions;
 }
 
+std::vector<Transition> CircuitBreakers::quarantine(const BreakerKey& key,
+                                                    const policy::CircuitBreaker& settings,
+                                                    std::string reason,
+                                                    BreakerClock::time_point now) {
+  std::lock_guard lock(mutex_);
+  auto found = breakers_.find(key);
+  if (found == breakers_.end()) {
+    if (!make_room(now)) return {};
+    found = breakers_.emplace(key, Breaker{}).first;
+  }
+  Breaker& breaker = found->second;
+  if (breaker.state != BreakerState::closed) return {};
+  breaker.opened_at = now;
+  breaker.opened_with = static_cast<int64_t>(breaker.failures.size());
+  breaker.probes_running = 0;
+  breaker.failures.clear();
+  breaker.window = seconds_of(settings.window_seconds);
+  return {
+      move(key, breaker, BreakerState::open,
+           reason + "; quarantined for " + std::to_string(settings.cooldown_seconds.value) + " s")};
+}
+
 bool CircuitBreakers::make_room(BreakerClock::time_point now) {
   if (breakers_.size() < max_breakers_) return true;
   auto forgettable = [&](const Breaker& breaker) {

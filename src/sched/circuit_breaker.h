@@ -118,6 +118,13 @@ class CircuitBreakers {
                                  bool probe, std::optional<Outcome> outcome,
                                  BreakerClock::time_point now);
 
+  // Opens the breaker of `key` now, whatever its failures, for an anomaly alert whose policy says
+  // `contain: auto` (src/alerts/anomaly_detector.h): the version is quarantined for a cool-down and
+  // then probed, as if its failures had opened it. Returns the transition (none when it is already
+  // open or half-open, or when every tracked breaker is quarantined and there is no room).
+  std::vector<Transition> quarantine(const BreakerKey& key, const policy::CircuitBreaker& settings,
+                                     std::string reason, BreakerClock::time_point now);
+
   // The state of `key` as of its last call (closed when not tracked), for tests and rollback.
   BreakerState state(const BreakerKey& key) const;
   // Breakers open or half-open: quarantined versions, for the gauge.
