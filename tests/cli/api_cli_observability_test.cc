@@ -1,5 +1,6 @@
 // The CLI against a real corrald for what an operator watches: `corral usage` (usage for billing,
-// issue 27).
+// issue 27), `corral events tail --follow` printing an event emitted after it started, and
+// `corral jobs wait` giving up at --timeout-s (issue 26).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -27,6 +28,14 @@ const char* kOrders =
 
 class ObservabilityCli : public ApiCliWithCorrald {
  protected:
+  // Restarts the fixture's corrald with these flags.
+  void restart_corrald(std::vector<std::string> flags) {
+    corrald_.reset();
+    corrald_ = std::make_unique<CorraldProcess>(std::move(flags));
+    server_ = "http://" + corrald_->host() + ":" + std::to_string(corrald_->port());
+    admin_ = corrald_->admin_token();
+  }
+
   // Tenant acme, its script orders live (it may emit orders.*), and tokens for each role used.
   void acme_with_orders() {
     ASSERT_EQ(as(admin_, {"tenant", "create", "acme"}).status, 0);
@@ -133,6 +142,77 @@ TEST_F(ObservabilityCli, UsagePrintsEachScriptsRunsTheTotalAndWhatTheTenantStore
   EXPECT_EQ(invoker.status, 22) << invoker;
   CliRun unknown = as(admin_, {"usage", "globex"});
   EXPECT_EQ(unknown.status, 23) << unknown;
+}
+
+// --follow keeps asking: an event emitted after the command started is printed, and the command
+// is still running until it is interrupted.
+TEST_F(ObservabilityCli, EventsTailFollowPrintsAnEventEmittedAfterItStarted) {
+  acme_with_orders();
+  ASSERT_EQ(invoke(R"({"n": 1})").status, 0);
+
+  fs::path out = dir_ / "follow.out";
+  std::vector<std::string> argv_text = {CORRAL_CLI_PATH, "--server", server_,         "--token",
+                                        invoker_,        "events",   "tail",          "--tenant",
+                                        "acme",          "--follow", "--interval-ms", "100"};
+  std::vector<char*> argv;
+  for (auto& text : argv_text) argv.push_back(text.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, (dir_ / "follow.err").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, CORRAL_CLI_PATH, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  auto printed = [&](const std::string& text) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (has(corral::testing::read_text(out), text)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  // The event from before it started: it is reading.
+  EXPECT_TRUE(printed(R"({"n":1})")) << corral::testing::read_text(out);
+
+  ASSERT_EQ(invoke(R"({"n": 2})").status, 0);
+  EXPECT_TRUE(printed(R"({"n":2})")) << corral::testing::read_text(out);
+  std::vector<std::string> second = row(corral::testing::read_text(out), "2");
+  ASSERT_GE(second.size(), 4u) << corral::testing::read_text(out);
+  EXPECT_EQ(second[3], "orders.seen");
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "events tail --follow ended by itself";
+
+  kill(pid, SIGINT);
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+}
+
+// A job no runner takes (corrald --job-threads 0): jobs wait gives up at --timeout-s with exit 8,
+// saying what state it left the job in and what to do.
+TEST_F(ObservabilityCli, JobsWaitGivesUpAtItsTimeoutWithExitEight) {
+  restart_corrald({"--job-threads", "0"});
+  acme_with_orders();
+  CliRun submitted = as(invoker_, {"jobs", "submit", "--tenant", "acme", "--script", "orders",
+                                   "--input", R"({"n": 1})"});
+  ASSERT_EQ(submitted.status, 0) << submitted;
+  std::string job = submitted.out.substr(0, submitted.out.size() - 1);
+
+  auto started = std::chrono::steady_clock::now();
+  CliRun waited = as(invoker_, {"jobs", "wait", "--tenant", "acme", "--script", "orders", job,
+                                "--timeout-s", "1"});
+  EXPECT_EQ(waited.status, 8) << waited;
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(500));
+  EXPECT_EQ(waited.out, "") << waited;
+  EXPECT_TRUE(has(waited.err, "job " + job + " is still queued after 1 s")) << waited;
+  EXPECT_TRUE(has(waited.err, "give a longer --timeout-s")) << waited;
+
+  // With --json, the job as last seen.
+  CliRun waited_json = as(invoker_, {"--json", "jobs", "wait", "--tenant", "acme", "--script",
+                                     "orders", job, "--timeout-s", "1"});
+  EXPECT_EQ(waited_json.status, 8) << waited_json;
+  EXPECT_EQ(json::parse(waited_json.out, nullptr, false)["state"], "queued") << waited_json;
 }
 
 }  // namespace
