@@ -422,6 +422,36 @@ void check_queue_bounds(const Settings& settings) {
   }
 }
 
+// A --config key that names no option: CLI11 skips those, so a misspelt key ("max-worker")
+// would leave corrald running on a default the operator meant to change. Says which key, in which
+// file and on which line, instead of CLI11's own message.
+std::optional<std::string> unknown_config_key(const CLI::App& app) {
+  const CLI::Option* config = app.get_config_ptr();
+  if (config == nullptr || config->count() == 0) return std::nullopt;
+  std::string file = config->as<std::string>();
+  std::ifstream input(file);
+  for (const CLI::ConfigItem& item : app.get_config_formatter()->from_config(input)) {
+    if (item.name == "++" || item.name == "--") continue;  // a [section] opening or closing
+    if (item.parents.empty() && app.get_option_no_throw("--" + item.name) != nullptr) continue;
+    std::string key = item.fullname();
+    std::ifstream lines(file);
+    int number = 0, found = 0;
+    for (std::string line; found == 0 && std::getline(lines, line);) {
+      ++number;
+      size_t start = line.find_first_not_of(" \t\"");
+      if (start == std::string::npos || line.compare(start, item.name.size(), item.name) != 0)
+        continue;
+      size_t after = line.find_first_not_of(" \t\"", start + item.name.size());
+      if (after != std::string::npos && line[after] == '=') found = number;
+    }
+    return file + (found ? ":" + std::to_string(found) : "") + ": unknown key \"" + key +
+           "\"; corrald has no option --" + key +
+           ". Keys are corrald's long option names without the dashes (corrald --help): correct "
+           "or remove it";
+  }
+  return std::nullopt;
+}
+
 // Raises the soft descriptor limit to the hard one, which any process may do: connections take
 // one descriptor each, and Debian's soft default of 1,024 would put a low ceiling on them. Returns
 // the limit now in force.
@@ -1034,6 +1064,10 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    if (auto unknown = unknown_config_key(app)) {
+      std::fprintf(stderr, "corrald: %s\n", unknown->c_str());
+      return 2;
+    }
     check_limits(settings.limits);
     check_queue_bounds(settings);
     split_listen(settings.listen);

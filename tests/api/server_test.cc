@@ -325,6 +325,38 @@ TEST(ServerLimits, ConfigFileSetsDefaults) {
   EXPECT_EQ(above.result_int(), 400);
 }
 
+// A misspelt key would leave corrald on a default the operator meant to change: it refuses to
+// start, naming the key, the file and the line, in its own words rather than CLI11's. (--check,
+// so that a corrald that wrongly accepts the file exits rather than serves.)
+TEST(ServerLimits, ConfigFileWithAnUnknownKeyIsRefusedNamingTheKeyTheFileAndTheLine) {
+  auto config =
+      std::filesystem::temp_directory_path() / ("corrald-" + std::to_string(getpid()) + "-x.toml");
+  auto refusal = [&](const std::string& text) {
+    std::ofstream(config) << text;
+    std::string command =
+        std::string(CORRALD_PATH) + " --config " + config.string() + " --check 2>&1 >/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    char chunk[4096];
+    for (size_t n; (n = fread(chunk, 1, sizeof chunk, pipe)) > 0;) output.append(chunk, n);
+    int status = pclose(pipe);
+    return std::pair(WEXITSTATUS(status), output);
+  };
+  auto [status, output] = refusal("default-fuel = 20000\nmax-worker = 3\n");
+  EXPECT_EQ(status, 2) << output;
+  EXPECT_EQ(output, "corrald: " + config.string() +
+                        ":2: unknown key \"max-worker\"; corrald has no option --max-worker. Keys "
+                        "are corrald's long option names without the dashes (corrald --help): "
+                        "correct or remove it\n");
+  // A key under a [section] names no option either (corrald's options have no sections).
+  std::tie(status, output) = refusal("[limits]\nfuel = 1\n");
+  EXPECT_EQ(status, 2) << output;
+  EXPECT_NE(output.find(config.string() + ":2: unknown key \"limits.fuel\""), std::string::npos)
+      << output;
+  EXPECT_EQ(output.find("INI"), std::string::npos) << output;
+  std::filesystem::remove(config);
+}
+
 TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
   // Says it is ready, then exits once the invocation comes.
   FakeWorker fake("crashing", std::string(kSendReadyFrame) + "\nexec head -c 8 <&3");
