@@ -62,7 +62,7 @@ int64_t maximum_of(LimitKind limit, const Limits& maxima) {
     case LimitKind::log_size:
       return maxima.log_bytes;
     case LimitKind::subrequests:
-      return 0;
+      return maxima.subrequests;
   }
   return 0;
 }
@@ -77,9 +77,7 @@ std::string hint_for(const InvocationResult& result, const LimitsPolicy& policy,
       if (!result.limit) return "make the script do less work";
       std::string field(limit_field(*result.limit));
       if (limits_from == LimitsFrom::tenant_policy) {
-        int64_t most = *result.limit == LimitKind::subrequests
-                           ? policy.maxima.subrequests
-                           : maximum_of(*result.limit, policy.maxima);
+        int64_t most = maximum_of(*result.limit, policy.maxima);
         if (result.allowed < most) {
           return "make the script do less work, or leave limits." + field +
                  " out of the request: the tenant's policy allows up to " + std::to_string(most);

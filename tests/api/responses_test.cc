@@ -103,6 +103,20 @@ TEST(RunResponse, LimitExceededSaysWhichFieldToRaiseAndHowFar) {
   body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
   EXPECT_NE(body["hint"].get<std::string>().find("already at this server's maximum"),
             std::string::npos);
+
+  // subrequests as every other limit: corrald's maximum, where it said 0.
+  result.limit = corral::LimitKind::subrequests;
+  result.used = 17;
+  result.allowed = 16;
+  body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
+  EXPECT_EQ(body["hint"],
+            "make the script do less work, or raise limits.subrequests in the request (this server "
+            "allows up to 1000)");
+  result.allowed = policy.maxima.subrequests;
+  body = nlohmann::json::parse(corral::api::run_response(result, policy).body);
+  EXPECT_EQ(body["hint"],
+            "make the script do less work: limits.subrequests is already at this server's maximum "
+            "(1000)");
 }
 
 // A published version's limits are its tenant's policy's: a request may only lower them, so the

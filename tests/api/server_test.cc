@@ -10,6 +10,7 @@
 #include "api/corrald_process.h"
 #include "fake_worker.h"
 #include "jail/jail.h"
+#include "registry/api_client.h"
 
 namespace {
 
@@ -355,6 +356,49 @@ TEST(ServerLimits, ConfigFileWithAnUnknownKeyIsRefusedNamingTheKeyTheFileAndTheL
       << output;
   EXPECT_EQ(output.find("INI"), std::string::npos) << output;
   std::filesystem::remove(config);
+}
+
+// Over the subrequests limit, the hint names how far the limit goes (here a published version's,
+// from its tenant's policy: 16 by default), through the one maximum_of every limit shares. The
+// playground grants no capability, so no playground run reaches its subrequests limit: its hint
+// (corrald's maximum, 1000, where it said 0) is tested in responses_test.cc.
+TEST(ServerLimits, SubrequestsOverTheLimitHintAtHowFarTheLimitGoes) {
+  CorraldProcess corrald;
+  corral::testing::ApiClient api(corrald);
+  ASSERT_EQ(api.put(api.admin(), "/v1/policy",
+                    {{"document",
+                      "tenants:\n  acme:\n    capabilities:\n"
+                      "      emit: {topics: [\"t\"]}\n"}})
+                .status,
+            201);
+  auto tokens = api.tenant_with_tokens("acme");
+  corral::testing::Answer published =
+      api.post(tokens["publisher"], "/v1/tenants/acme/scripts/emitter/versions",
+               {{"source",
+                 "function handle(input, ctx) for i = 1, input.calls do ctx.emit('t', {}) end "
+                 "return {} end"},
+                {"manifest", corral::testing::manifest({"emit"})}});
+  ASSERT_EQ(published.status, 201) << published;
+  api.approve(tokens["reviewer"], "acme", "emitter", 1);
+  auto invoke = [&](json body) {
+    return api.post(tokens["invoker"], "/v1/tenants/acme/scripts/emitter/invoke?version=1", body);
+  };
+  corral::testing::Answer lowered =
+      invoke({{"input", {{"calls", 3}}}, {"limits", {{"subrequests", 2}}}});
+  ASSERT_EQ(lowered.status, 422) << lowered;
+  EXPECT_EQ(lowered.body["error"]["limit"], "subrequests") << lowered;
+  EXPECT_EQ(lowered.body["hint"],
+            "make the script do less work, or leave limits.subrequests out of the request: the "
+            "tenant's policy allows up to 16")
+      << lowered;
+  corral::testing::Answer at_most = invoke({{"input", {{"calls", 17}}}});
+  ASSERT_EQ(at_most.status, 422) << at_most;
+  EXPECT_EQ(at_most.body["error"]["allowed"], 16) << at_most;
+  EXPECT_EQ(at_most.body["hint"],
+            "make the script do less work: limits.subrequests is already the most this tenant's "
+            "runs may have (16, from its policy); an operator can raise it in the policy "
+            "(docs/policy.md, limits)")
+      << at_most;
 }
 
 TEST(ServerLimits, CrashedWorkerIs500AndIsReplaced) {
