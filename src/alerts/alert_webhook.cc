@@ -34,7 +34,9 @@ std::optional<std::string> origin_of(std::string_view url) {
   if (scheme != "http" && scheme != "https") return std::nullopt;
   std::string_view rest = url.substr(scheme_end + 3);
   std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return std::nullopt;
+  // One receiver: no user name (credentials do not belong in a URL) and no wildcard.
+  if (authority.empty() || authority.find_first_of("@*") != std::string_view::npos)
+    return std::nullopt;
   return std::string(scheme) + "://" + std::string(authority);
 }
 
@@ -85,7 +87,8 @@ std::optional<std::string> AlertWebhook::url_problem(std::string_view url) {
   auto origin = origin_of(url);
   if (!origin)
     return "\"" + std::string(url) +
-           "\" is not an absolute http or https URL with a host (and no user name); write e.g. "
+           "\" is not an absolute http or https URL naming one host (no user name, no *); write "
+           "e.g. "
            "https://alerts.example.com/corral";
   broker::HttpRules rules{.allow = {*origin}};
   auto problems = broker::validate_rules(rules);
