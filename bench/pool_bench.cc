@@ -409,10 +409,22 @@ void measure_throughput(const Settings& settings, const corral::JailSetup& jail,
   if (settings.memory_budget_bytes > 0) {
     // A node whose tenants have all run before: each has its idle worker when the round starts
     // (within the budget), instead of the round measuring their first starts.
+    // Starts slow down as workers accumulate (10,000 took minutes here): wait for all of them,
+    // saying how far it got, so that the round measures warm workers and not the last starts.
     for (const auto& name : names) pool.prewarm(name, 1);
-    auto deadline = Clock::now() + std::chrono::seconds(120);
-    while (pool.stats().starting > 0 && Clock::now() < deadline)
+    auto deadline = Clock::now() + std::chrono::minutes(30);
+    auto next_report = Clock::now() + std::chrono::seconds(10);
+    while (pool.stats().starting > 0 && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (Clock::now() >= next_report) {
+        next_report += std::chrono::seconds(10);
+        auto now = pool.stats();
+        std::fprintf(stderr, "pool bench: %zu of %zu tenants' workers started, %zu starting\n",
+                     now.idle, tenants, now.starting);
+      }
+    }
+    if (pool.stats().starting > 0)
+      std::fprintf(stderr, "pool bench: gave up waiting for the workers to start after 30 min\n");
   }
   std::atomic<uint64_t> next{0};
   std::atomic<bool> measuring{false}, stop{false};
