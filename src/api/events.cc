@@ -3,37 +3,18 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <cstdio>
-#include <ctime>
 #include <vector>
 
+#include "store/store.h"
+
 namespace corral::api {
-
-namespace {
-
-// As the access log writes it: 2026-12-07T18:30:00.123Z.
-std::string time_now() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[96];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(millis.count()));
-  return text;
-}
-
-}  // namespace
 
 void log_event(spdlog::level::level_enum level, std::string_view event, std::string_view message,
                nlohmann::json fields) {
   fields["event"] = event;
   fields["level"] = spdlog::level::to_string_view(level).data();
   fields["msg"] = message;
-  fields["time"] = time_now();
+  fields["time"] = store::iso8601(store::now_ms());  // as the access log writes it
   spdlog::log(level, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
