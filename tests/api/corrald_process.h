@@ -63,7 +63,7 @@ class CorraldProcess {
   // from `source_address` if given (HttpClient).
   double metric(const std::string& series, const std::string& source_address = {}) const;
 
-  // Every JSON line corrald has logged so far.
+  // Every whole JSON line corrald has logged so far (not one it is still writing).
   std::vector<nlohmann::json> log_lines() const;
 
   // The log once it has stopped growing for 50 ms (at most a few seconds): for a test that looks
