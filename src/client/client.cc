@@ -177,7 +177,6 @@ HttpResponse Client::request(std::string_view method, const std::string& path,
   std::string url = server_ + path;
   HttpResponse response;
   std::string payload;
-  char error[CURL_ERROR_SIZE] = {0};
 
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Accept: application/json, application/problem+json");
@@ -209,7 +208,6 @@ HttpResponse Client::request(std::string_view method, const std::string& path,
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutS);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "corral-cli/0.1");
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
@@ -228,34 +226,52 @@ HttpResponse Client::request(std::string_view method, const std::string& path,
   CURLcode code = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {
-    std::string reason = error[0] ? error : curl_easy_strerror(code);
+    // In corral's words, not libcurl's: what went wrong and what to check.
+    std::string reason;
     std::string hint;
     switch (code) {
       case CURLE_COULDNT_RESOLVE_HOST:
+        reason = "its host name does not resolve";
         hint = "check the host name in --server or CORRAL_SERVER";
         break;
       case CURLE_COULDNT_RESOLVE_PROXY:
+        reason = "the proxy's host name does not resolve";
         hint = "check the proxy named in http_proxy/https_proxy, or list the host in no_proxy";
         break;
       case CURLE_COULDNT_CONNECT:
+        reason = "nothing accepted the connection there";
         hint =
             "check that corrald is running and listening on that host and port (corrald "
             "--listen), and that --server or CORRAL_SERVER names it";
         break;
       case CURLE_OPERATION_TIMEDOUT:
+        reason = "it did not answer in time";
         hint = "no connection within " + std::to_string(kConnectTimeoutS) +
                " s: check the address, the network and any firewall between here and there";
         break;
       case CURLE_UNSUPPORTED_PROTOCOL:
-        hint = "use an http:// or https:// server URL";
+      case CURLE_URL_MALFORMAT:
+        reason = "the server URL is not an http:// or https:// URL";
+        hint = "use an http:// or https:// server URL, such as http://127.0.0.1:8080";
         break;
       case CURLE_SSL_CONNECT_ERROR:
       case CURLE_PEER_FAILED_VERIFICATION:
+        reason = "the TLS handshake failed";
         hint =
             "check the server's TLS certificate, or whether it speaks https at all (corrald "
             "itself speaks plain http)";
         break;
+      case CURLE_GOT_NOTHING:
+      case CURLE_RECV_ERROR:
+      case CURLE_SEND_ERROR:
+        reason = "the connection closed before an answer came";
+        hint =
+            "check that --server or CORRAL_SERVER names a corrald, not another service, and "
+            "corrald's log for the request";
+        break;
       default:
+        reason = "the request failed before an answer came (transfer error " +
+                 std::to_string(static_cast<int>(code)) + ")";
         hint = "check that --server or CORRAL_SERVER names a running corrald";
     }
     throw Unreachable(url, reason, hint);

@@ -327,7 +327,11 @@ TEST_F(ApiCliTest, UnreachableServerExits32NamingTheUrl) {
   CliRun run = corral({"--server", url, "--token", "x", "tenant", "list"});
   EXPECT_EQ(run.status, 32) << run;
   EXPECT_TRUE(has(run.err, "cannot reach the server at " + url)) << run;
+  EXPECT_TRUE(has(run.err, ": nothing accepted the connection there")) << run;
   EXPECT_TRUE(has(run.err, "corrald is running")) << run;
+  // corral's words, not libcurl's.
+  EXPECT_FALSE(has(run.err, "Failed to connect")) << run;
+  EXPECT_FALSE(has(run.err, "Couldn't")) << run;
   EXPECT_EQ(run.out, "");
 
   CliRun from_env = corral({"audit", "verify"}, {{"CORRAL_SERVER", url}});
