@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <set>
 #include <sstream>
 #include <string>
@@ -184,6 +185,11 @@ TEST(AttributedSeries, NoSeriesAtAllWithALimitOfZero) {
 }
 
 TEST(ProcessMetrics, ReadFromProcSelf) {
+  // The kernel counts CPU time in ticks (10 ms): a test process that has not used one yet reads
+  // 0 s, so use a few first.
+  std::clock_t began = std::clock();
+  volatile uint64_t spin = 0;
+  while (std::clock() - began < CLOCKS_PER_SEC / 20) spin = spin + 1;
   Registry registry;
   std::string text = registry.render();
   for (const char* name : {"process_cpu_seconds_total ", "process_resident_memory_bytes ",
