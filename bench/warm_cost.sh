@@ -95,7 +95,7 @@ for round in $(seq "$rounds"); do
     requests=$(awk '/requests in/ { print $1 }' "$work/wrk.out")
     rate=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$work/wrk.out")
     bad=$(awk '/Non-2xx/ { print $NF }' "$work/wrk.out"); bad=${bad:-0}
-    per=$(awk -v t="$used" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.0f µs", n > 0 ? t / hz / n * 1e6 : 0 }')
+    per=$(awk -v t="$used" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.0f µs", (n > 0 ? t / hz / n * 1e6 : 0) }')
     echo "| $round | $label | $rate | $bad | $per |"
     stop
   done
