@@ -875,12 +875,40 @@ int serve(const Settings& settings) {
   return 0;
 }
 
+// corrald's log is JSON lines (--help, docs/operations.md). Messages made as JSON pass as they
+// are; one in plain words (a library's, or a component that logs text) is wrapped with its level
+// and time, so that no reader of the log meets a line it cannot parse.
+class JsonLines final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& message, spdlog::memory_buf_t& out) override {
+    std::string_view text(message.payload.data(), message.payload.size());
+    if (!text.starts_with('{')) {
+      auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(message.time.time_since_epoch())
+              .count();
+      wrapped_ = nlohmann::json({{"level", spdlog::level::to_string_view(message.level).data()},
+                                 {"msg", text},
+                                 {"time", corral::store::iso8601(ms)}})
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      text = wrapped_;
+    }
+    out.append(text.data(), text.data() + text.size());
+    out.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonLines>();
+  }
+
+ private:
+  std::string wrapped_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   corral::allowed_cpus();  // read once, before any lane pins a thread
   auto logger = spdlog::stdout_logger_mt("corrald");
-  logger->set_pattern("%v");
+  logger->set_formatter(std::make_unique<JsonLines>());
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
 
