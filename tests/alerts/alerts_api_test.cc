@@ -9,7 +9,6 @@
 // slow machine whose runs straddle a window still gets a full window of them. Nothing asserts how
 // fast anything happens.
 #include <gtest/gtest.h>
-#include <sodium.h>
 
 #include <chrono>
 #include <regex>
@@ -17,24 +16,12 @@
 
 #include "jobs/webhook_receiver.h"
 #include "registry/api_client.h"
+#include "support/hmac.h"
 
 namespace corral::testing {
 namespace {
 
 using nlohmann::json;
-
-std::string hmac_hex(const std::string& key, const std::string& message) {
-  unsigned char mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
-                              key.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
-                                message.size());
-  crypto_auth_hmacsha256_final(&state, mac);
-  char hex[2 * sizeof mac + 1];
-  sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
-  return hex;
-}
 
 std::string policy(const std::string& contain) {
   return R"(tenants:

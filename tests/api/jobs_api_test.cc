@@ -3,7 +3,6 @@
 // script errors, and webhooks signed with the tenant's secret, retried and left dead, received by
 // a loopback server the test starts.
 #include <gtest/gtest.h>
-#include <sodium.h>
 #include <sys/stat.h>
 
 #include <boost/beast/http/write.hpp>
@@ -15,6 +14,7 @@
 #include "fake_worker.h"
 #include "jobs/webhook_receiver.h"
 #include "registry/api_client.h"
+#include "support/hmac.h"
 
 namespace corral::testing {
 namespace {
@@ -22,19 +22,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFailing = "function handle(input, ctx) error('no such order') end";
-
-std::string hmac_hex(const std::string& key, const std::string& message) {
-  unsigned char mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
-                              key.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
-                                message.size());
-  crypto_auth_hmacsha256_final(&state, mac);
-  char text[sizeof mac * 2 + 1];
-  sodium_bin2hex(text, sizeof text, mac, sizeof mac);
-  return text;
-}
 
 // A corrald with tenant acme, a token per role, the policy given, and script "double" (approved,
 // alias live).

@@ -5,7 +5,6 @@
 #include "jobs/jobs.h"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
 
 #include <atomic>
 #include <deque>
@@ -17,25 +16,13 @@
 #include "policy/policy_service.h"
 #include "store/sqlite_fixture.h"
 #include "store/sqlite_store.h"
+#include "support/hmac.h"
 
 namespace corral::testing {
 namespace {
 
 using nlohmann::json;
 using store::JobState;
-
-std::string hmac_hex(const std::string& key, const std::string& message) {
-  unsigned char mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
-                              key.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(message.data()),
-                                message.size());
-  crypto_auth_hmacsha256_final(&state, mac);
-  char text[sizeof mac * 2 + 1];
-  sodium_bin2hex(text, sizeof text, mac, sizeof mac);
-  return text;
-}
 
 class JobsTest : public ::testing::Test {
  protected:
