@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "policy/policy.h"
+#include "policy/problems_of.h"
 
 namespace {
 
@@ -15,15 +16,7 @@ using corral::policy::PolicyInvalid;
 using corral::policy::Problem;
 using corral::policy::TenantPolicy;
 
-std::vector<Problem> problems_of(const std::string& yaml) {
-  try {
-    Policy::parse(yaml);
-  } catch (const PolicyInvalid& invalid) {
-    return invalid.problems();
-  }
-  ADD_FAILURE() << "accepted: " << yaml;
-  return {};
-}
+using corral::testing::problems_of;
 
 TEST(CircuitBreakerPolicy, BuiltInDefaultsAreSpeltOutInTheSafeDefault) {
   TenantPolicy built_in = Policy::parse("defaults: {}").for_tenant("t");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "policy/policy.h"
+#include "policy/problems_of.h"
 
 namespace {
 
@@ -12,15 +13,7 @@ using corral::policy::PolicyInvalid;
 using corral::policy::Problem;
 using corral::policy::TenantPolicy;
 
-std::vector<Problem> problems_of(const std::string& yaml) {
-  try {
-    Policy::parse(yaml);
-  } catch (const PolicyInvalid& invalid) {
-    return invalid.problems();
-  }
-  ADD_FAILURE() << "accepted: " << yaml;
-  return {};
-}
+using corral::testing::problems_of;
 
 TEST(ExecutionPolicy, BuiltInDefaultsAreSpeltOutInTheSafeDefault) {
   for (const TenantPolicy& policy :

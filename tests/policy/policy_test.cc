@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "policy/problems_of.h"
+
 namespace {
 
 using corral::policy::AddressRange;
@@ -26,15 +28,7 @@ constexpr const char* kKeyA = "/vtODVfDDvFrORAEE0M+/XY+RdN95aporvgexl5VkWk=";
 constexpr const char* kKeyB = "GV56i+o+H/XdP9ldZxDqV2L9mJ5z4c9F/bN9VuUrRAo=";
 
 // The problems a document is refused for; fails the test when it is accepted.
-std::vector<Problem> problems_of(const std::string& yaml) {
-  try {
-    Policy::parse(yaml);
-  } catch (const PolicyInvalid& invalid) {
-    return invalid.problems();
-  }
-  ADD_FAILURE() << "the document was accepted:\n" << yaml;
-  return {};
-}
+using corral::testing::problems_of;
 
 // The single problem a document is refused for.
 Problem only_problem(const std::string& yaml) {
