@@ -193,7 +193,8 @@ TEST(JailSetupIds, ThePoolRunsEachTenantsWorkersAsTheirOwnUid) {
   ASSERT_TRUE(children_uids().empty()) << "the test must start with no child process";
   {
     TenantPool pool(
-        {.max_workers = 4, .warm_per_tenant = 0, .max_idle = 4}, [&](const std::string& tenant) {
+        {.max_workers = 4, .warm_per_tenant = 0, .max_idle = 4, .start_timeout_ms = 30'000},
+        [&](const std::string& tenant) {
           return std::make_unique<WorkerProcess>(jail.spec_for(CORRAL_WORKER_PATH, tenant));
         });
     auto run = [&](const std::string& tenant, const std::string& source) {
@@ -202,21 +203,30 @@ TEST(JailSetupIds, ThePoolRunsEachTenantsWorkersAsTheirOwnUid) {
       request.tenant = tenant;
       request.source = source;
       request.input = nlohmann::json::object();
-      request.limits = LimitsPolicy{}.resolve(nlohmann::json::object());
+      // Wide enough for a worker to start on a loaded machine under the sanitizers: what is
+      // tested is whose uid the workers run as, not how fast they start.
+      request.limits = LimitsPolicy{}.resolve(nlohmann::json{{"timeout_ms", 30'000}});
       return pool.run(request);
     };
-    // Two runs of a at once need two workers of a.
+    auto expect_ok = [](const InvocationResult& result) {
+      EXPECT_EQ(result.outcome, Outcome::ok) << result.message;
+    };
+    // Two runs of a at once need two workers of a: the second starts only once the first holds
+    // its worker (a sleep instead let a loaded machine start the second first, and then the
+    // first took the worker the second had left idle).
     std::thread slow([&] {
-      EXPECT_EQ(run("a",
-                    "function handle() local t = os.clock() while os.clock() - t < 0.3 do "
-                    "end end")
-                    .outcome,
-                Outcome::ok);
+      expect_ok(run("a",
+                    "function handle() local t = os.clock() while os.clock() - t < 1 do "
+                    "end end"));
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    EXPECT_EQ(run("a", "function handle() return 1 end").outcome, Outcome::ok);
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (pool.stats().busy == 0 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(pool.stats().busy, 1u) << "the slow run never got its worker";
+    expect_ok(run("a", "function handle() return 1 end"));
     slow.join();
-    EXPECT_EQ(run("b", "function handle() return 1 end").outcome, Outcome::ok);
+    expect_ok(run("b", "function handle() return 1 end"));
     std::multiset<uid_t> uids = children_uids();
     ASSERT_EQ(uids.size(), 3u) << "three idle workers: two of a, one of b";
     std::set<uid_t> distinct(uids.begin(), uids.end());
