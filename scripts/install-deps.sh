@@ -8,11 +8,12 @@ packages=(
   liblua5.4-dev lua5.4
   libboost-dev libboost-system-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  libseccomp-dev libsqlite3-dev libsodium-dev libyaml-cpp-dev libcurl4-openssl-dev
+  libseccomp-dev libsqlite3-dev libpq-dev libsodium-dev libyaml-cpp-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang clang-format
   prometheus wrk
   redis-server redis-tools bubblewrap python3
+  postgresql
 )
 
 missing=()
