@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "api/events.h"
+#include "api/run_answers.h"
 #include "api/tenant_data.h"
 #include "api/usage_report.h"
 
@@ -26,36 +27,6 @@ using nlohmann::json;
 constexpr Role kAdmin = Role::admin, kPublisher = Role::publisher, kReviewer = Role::reviewer,
                kInvoker = Role::invoker, kAuditor = Role::auditor;
 
-// The store could not write: its cause (the database, SQLite's message, errno) goes to the log,
-// once per 10 s with the count of failures since, as every write fails alike until the operator
-// acts.
-void log_storage_failure(const store::StorageUnavailable& failure) {
-  static std::mutex mutex;
-  static std::chrono::steady_clock::time_point last{};
-  static uint64_t unlogged = 0;
-  auto now = std::chrono::steady_clock::now();
-  uint64_t since;
-  {
-    std::lock_guard guard(mutex);
-    ++unlogged;
-    if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(10))
-      return;
-    last = now;
-    since = std::exchange(unlogged, 0);
-  }
-  spdlog::error(
-      json({{"level", "error"},
-            {"msg", failure.disk_full() ? "cannot write to the store: the disk is full"
-                                        : "cannot write to the store: the disk failed"},
-            {"error", failure.what()},
-            {"failures_since_last_logged", since},
-            {"hint", failure.disk_full()
-                         ? "free space on the disk of the data directory; writes are answered 507 "
-                           "until then, reads are served; logged at most every 10 s"
-                         : "check the disk of the data directory and the system log; logged at "
-                           "most every 10 s"}})
-          .dump(-1, ' ', false, json::error_handler_t::replace));
-}
 const std::vector<Role> kEveryRole = {kAdmin, kPublisher, kReviewer, kInvoker, kAuditor};
 
 const std::string kScriptPath = "/v1/tenants/{tenant}/scripts/{script}";
@@ -896,9 +867,14 @@ class Api::Call {
     // charged to the tenant.
     const policy::TenantPolicy tenant_policy = policy->policy.for_tenant(tenant_->name);
     admit_publish(tenant_policy.quotas, policy->version);
+    auto admitted = context_.invoker->admit(tenant_->name, tenant_policy.quotas, caller(), "",
+                                            sched::Admission::Rate::own);
+    if (auto* refusal = std::get_if<invoke::Refusal>(&admitted)) {
+      refusal->policy_version = policy->version;
+      throw Answer{to_response(*refusal).written()};
+    }
     std::optional<sched::Ticket> ticket =
-        admit(tenant_->name, tenant_policy.quotas, "", policy->version, json::object(),
-              sched::Admission::Rate::own);
+        std::move(std::get<std::optional<sched::Ticket>>(admitted));
     auto charge_check = [&](const InvocationResult& check) {
       if (ticket) ticket->report_cpu(check.stats.cpu_ms, std::chrono::steady_clock::now());
     };
@@ -1078,83 +1054,35 @@ class Api::Call {
 
   // ---- running
 
+  // The invoker (src/invoke/invoker.h) does the work of a run; what follows writes its results
+  // out for this request.
+
   // The policy in force now: taken once per invocation, which then runs under it to the end.
   std::shared_ptr<const policy::Snapshot> policy_snapshot() const {
-    if (context_.policy) return context_.policy->current();
-    static const auto fallback = std::make_shared<const policy::Snapshot>(
-        policy::Snapshot{0, policy::Policy::safe_default(), "built-in", 0});
-    return fallback;
+    return context_.invoker->policy_snapshot();
   }
 
-  // A tenant's limits from the policy, bounded by what corrald's workers are built for.
-  LimitsPolicy limits_for(const policy::TenantPolicy& tenant) const {
-    const policy::Limits& granted = tenant.limits;
-    const Limits& ceiling = context_.limits.maxima;
-    Limits limits{.fuel = std::min(granted.fuel.value, ceiling.fuel),
-                  .memory_bytes = std::min(granted.memory_bytes.value, ceiling.memory_bytes),
-                  .timeout_ms = std::min(granted.timeout_ms.value, ceiling.timeout_ms),
-                  .output_bytes = std::min(granted.output_bytes.value, ceiling.output_bytes),
-                  .log_bytes = std::min(granted.log_bytes.value, ceiling.log_bytes),
-                  .subrequests = std::min(granted.subrequests.value, ceiling.subrequests)};
-    return LimitsPolicy{.defaults = limits, .maxima = limits};
+  // Who this request's runs are for: its token is named in the quota entries they audit, and an
+  // invoker's token runs only approved versions while the policy requires approval.
+  invoke::Caller caller() const {
+    return {.principal = principal_.token_id,
+            .audit_target = audit_target(),
+            .may_run_pending = principal_.role != Role::invoker,
+            .by_quota = true};
   }
 
-  // Admission by the tenant's quotas (src/sched/admission.h) before a run. Admitted: the ticket
-  // (none without an Admission), to hold until the run ends. Refused: throws the 429 answer. Only
-  // the first rejection and the first warning of a tenant and quota in a minute are audited, so
-  // that a flood cannot grow the audit trail; the metrics count every one.
-  std::optional<sched::Ticket> admit(
-      const std::string& tenant_name, const policy::Quotas& quotas,
-      const std::string& invocation_id, int64_t policy_version, json extra,
-      sched::Admission::Rate rate = sched::Admission::Rate::invocations) {
-    if (!context_.admission) return std::nullopt;
-    sched::Decision decision =
-        context_.admission->admit(tenant_name, quotas, std::chrono::steady_clock::now(), rate);
-    if (auto* ticket = std::get_if<sched::Ticket>(&decision)) {
-      for (const sched::Warning& warning : ticket->warnings()) {
-        context_.metrics.record_quota_warning(warning.quota);
-        if (!warning.audit) continue;
-        record(principal_.token_id, tenant_name, "quota.warning", audit::Decision::allow,
-               warning.quota + " at " + std::to_string(warning.percent) + "% (" + warning.rule +
-                   "); further warnings of this quota within a minute are only counted in "
-                   "corral_quota_warnings_total");
-      }
-      return std::move(*ticket);
-    }
-    const auto& rejection = std::get<sched::Rejection>(decision);
-    context_.metrics.record_quota_rejection(rejection.quota);
-    context_.metrics.attribute(charged(), Outcome::rejected, std::nullopt, nullptr);
-    context_.quota_events->note(tenant_name + "\n" + rejection.quota,
-                                {{"tenant", tenant_name},
-                                 {"quota", rejection.quota},
-                                 {"rule", rejection.rule},
-                                 {"detail", rejection.detail}});
-    if (rejection.audit) {
-      record(principal_.token_id, tenant_name, "quota.reject", audit::Decision::deny,
-             rejection.detail + " (" + rejection.rule +
-                 "); further rejections of this quota within a minute are only counted in "
-                 "corral_quota_rejections_total");
-    }
-    std::string retry = std::to_string(rejection.retry_after_seconds);
-    std::string hint = rejection.quota == sched::kConcurrency
-                           ? "wait for one of the tenant's running invocations to finish (about " +
-                                 retry + " s), or ask the operator to raise " + rejection.rule
-                           : "send the request again in " + retry +
-                                 " s (Retry-After); to sustain more, ask the operator to raise " +
-                                 rejection.rule;
-    extra["tenant"] = tenant_name;
-    extra["quota"] = rejection.quota;
-    extra["rule"] = rejection.rule;
-    extra["retry_after"] = rejection.retry_after_seconds;
-    extra["policy_version"] = policy_version;
-    extra["outcome"] = "rejected";
-    Response response =
-        problem(429, "quota-exceeded", "A quota is exhausted",
-                rejection.detail + " (" + rejection.rule + ")", hint, invocation_id, extra);
-    response.headers.emplace_back("Retry-After", retry);
-    response.invocation_id = invocation_id;
-    response.outcome = "rejected";
-    throw Answer{std::move(response)};
+  // A refusal as the answer; a version refused for want of approval is this principal's denial.
+  JsonResponse refused(const invoke::Refusal& refusal) {
+    if (refusal.reason == invoke::Refusal::Reason::not_approved) deny(refusal.detail);
+    return to_response(refusal);
+  }
+
+  // A prepared run, run and finished, as the answer: the pipeline of every run this API makes.
+  JsonResponse run_prepared(invoke::Prepared& prepared) {
+    if (auto* refusal = std::get_if<invoke::Refusal>(&prepared)) return refused(*refusal);
+    auto& run = std::get<invoke::Run>(prepared);
+    InvocationResult result = run.cached ? *run.cached : context_.executor.run(run.request);
+    return to_response(context_.invoker->finish(run, std::move(result)));
   }
 
   // The tenant's publish rate (quotas.publishes_per_minute): over it, the 429 answer, audited as a
@@ -1191,303 +1119,6 @@ class Api::Call {
     throw Answer{std::move(response)};
   }
 
-  // Corral-Quota-Warning, when admission found the tenant past a soft limit.
-  static void add_quota_warning(const std::optional<sched::Ticket>& ticket, Response& response) {
-    if (ticket && !ticket->warnings().empty())
-      response.headers.emplace_back("Corral-Quota-Warning",
-                                    sched::warning_header(ticket->warnings()));
-  }
-
-  // Runs an admitted invocation. on_result, when given, sees the result before the response is
-  // made and may add members to it.
-  Response execute(InvocationRequest invocation, const json& extra, int64_t policy_version,
-                   std::optional<sched::Ticket> ticket,
-                   const std::function<void(const InvocationResult&, json&)>& on_result = {}) {
-    context_.metrics.invocation_started();
-    auto started = std::chrono::steady_clock::now();
-    InvocationResult result = context_.executor.run(invocation);
-    context_.metrics.invocation_finished();
-    // A script that failed because corral could not store what it asked to (its ctx.kv.put on a
-    // full disk) did nothing wrong: its run is corral's failure, rejected, counting against no
-    // breaker. A script that handled the failure and returned keeps its result.
-    std::optional<store::StorageUnavailable> storage_failure;
-    if (result.outcome == Outcome::script_error && service_fault_)
-      storage_failure = service_fault_->storage();
-    if (storage_failure) {
-      log_storage_failure(*storage_failure);
-      result.outcome = Outcome::rejected;
-      result.retry_after_seconds = kStorageRetryAfterSeconds;
-    }
-    if (ticket) ticket->report_cpu(result.stats.cpu_ms, std::chrono::steady_clock::now());
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    context_.metrics.record_invocation(result.outcome, seconds);
-    context_.metrics.attribute(charged(), result.outcome, seconds, &result.stats);
-    count_usage(tenant_id_of(invocation), result.outcome, result.stats.cpu_ms,
-                result.stats.fuel_used);
-    result.policy_version = policy_version;
-    if (context_.broker && !tenant_id_of(invocation).empty()) {
-      try {
-        context_.broker->redact(tenant_id_of(invocation), result);
-      } catch (const std::exception& error) {
-        // A secret that cannot be read might be in the text: say nothing rather than leak it.
-        result.logs.clear();
-        result.traceback.clear();
-        result.message = std::string(
-                             "the result was withheld: its secrets could not be read "
-                             "for redaction (") +
-                         error.what() + ")";
-      }
-    }
-    cut_log_entries(result, invocation.log_entry_bytes);
-    json members = extra;
-    if (on_result) on_result(result, members);
-    Response response =
-        run_response(result, policy_limits_.value_or(context_.limits), members,
-                     policy_limits_ ? LimitsFrom::tenant_policy : LimitsFrom::server_flags);
-    if (storage_failure) {
-      members["outcome"] = "rejected";
-      response = storage_unavailable(storage_failure->disk_full(), result.invocation_id, members);
-      response.outcome = "rejected";
-      response.invocation_id = result.invocation_id;
-    }
-    add_quota_warning(ticket, response);
-    return response;
-    // The ticket dies here, freeing the tenant's concurrency slot.
-  }
-
-  // ---- circuit breakers (src/sched/circuit_breaker.h)
-
-  // A run the breaker of its version let through. finish_breaker_run() reports its outcome;
-  // destroyed unfinished (a quota refused the run, or it failed before running), a probe's place
-  // is freed so that the breaker is not left waiting for it.
-  class BreakerPass {
-   public:
-    BreakerPass(sched::CircuitBreakers* breakers, sched::BreakerKey key,
-                policy::CircuitBreaker settings, bool probe)
-        : breakers_(breakers),
-          key_(std::move(key)),
-          settings_(std::move(settings)),
-          probe_(probe) {}
-    BreakerPass(const BreakerPass&) = delete;
-    BreakerPass& operator=(const BreakerPass&) = delete;
-    ~BreakerPass() {
-      if (breakers_ && probe_ && !finished_)
-        breakers_->finish(key_, settings_, true, std::nullopt, sched::BreakerClock::now());
-    }
-    // nullopt: the run says nothing about the version (it did not run, or ran under limits its
-    // caller lowered), so it neither counts as a failure nor decides a probe.
-    std::vector<sched::Transition> finish(std::optional<Outcome> outcome) {
-      if (!breakers_ || finished_) return {};
-      finished_ = true;
-      return breakers_->finish(key_, settings_, probe_, outcome, sched::BreakerClock::now());
-    }
-
-   private:
-    sched::CircuitBreakers* breakers_;
-    sched::BreakerKey key_;
-    policy::CircuitBreaker settings_;
-    bool probe_;
-    bool finished_ = false;
-  };
-
-  // Asks the breaker of `version` whether it may run now. Quarantined: throws the 503
-  // circuit-open answer, naming the breaker and when probes are let through.
-  BreakerPass pass_breaker(const store::ScriptVersion& version,
-                           const policy::CircuitBreaker& settings, const std::string& which,
-                           const std::string& invocation_id, json extra) {
-    if (!context_.breakers) return BreakerPass(nullptr, {}, settings, false);
-    sched::BreakerKey key{tenant_->id, version.script, version.version};
-    sched::Check check = context_.breakers->check(key, settings, sched::BreakerClock::now());
-    for (const auto& transition : check.transitions) report_breaker_transition(transition, extra);
-    if (auto* pass = std::get_if<sched::Pass>(&check.decision))
-      return BreakerPass(context_.breakers, std::move(key), settings, pass->probe);
-
-    const auto& quarantined = std::get<sched::Quarantined>(check.decision);
-    context_.metrics.record_breaker_rejection();
-    context_.metrics.attribute({tenant_->name, version.script}, Outcome::rejected, std::nullopt,
-                               nullptr);
-    int64_t half_open_at =
-        store::now_ms() +
-        std::chrono::duration_cast<std::chrono::milliseconds>(quarantined.half_open_in).count();
-    std::string retry = std::to_string(quarantined.retry_after_seconds);
-    std::string detail = which + " is quarantined: its circuit breaker opened after " +
-                         std::to_string(quarantined.failures_in_window) +
-                         " crashed or limit_exceeded outcome(s) within " +
-                         std::to_string(settings.window_seconds.value) + " s (" +
-                         settings.failures.source + "); " +
-                         (quarantined.state == sched::BreakerState::open
-                              ? "probe runs are let through from " + iso8601(half_open_at)
-                              : "probe runs are under way and decide whether it closes");
-    extra["breaker"] = {{"script", version.script},
-                        {"version", version.version},
-                        {"state", sched::to_string(quarantined.state)},
-                        {"failures_in_window", quarantined.failures_in_window},
-                        {"window_seconds", settings.window_seconds.value},
-                        {"half_open_at", iso8601(half_open_at)},
-                        {"rule", settings.failures.source}};
-    extra["retry_after"] = quarantined.retry_after_seconds;
-    extra["outcome"] = "rejected";
-    Response response = problem(
-        503, "circuit-open", "The version is quarantined", detail,
-        "send the request again in " + retry +
-            " s (Retry-After); if the version keeps crashing or exceeding its limits, publish a "
-            "fixed version, or have a reviewer point the alias at another one",
-        invocation_id, extra);
-    response.headers.emplace_back("Retry-After", retry);
-    response.invocation_id = invocation_id;
-    response.outcome = "rejected";
-    throw Answer{std::move(response)};
-  }
-
-  // After a run the breaker let through: records its outcome, and reports what that changed.
-  // Only the version's own failures count against it: a failure under limits the caller lowered
-  // below the policy's (limits.output_bytes: 10, say) is the caller's, and counting it would let
-  // any caller quarantine a healthy version for everyone, and move its aliases back.
-  void finish_breaker_run(BreakerPass& pass, Outcome outcome, bool limits_lowered_by_caller,
-                          json& members) {
-    bool failure = outcome == Outcome::crashed || outcome == Outcome::limit_exceeded;
-    std::optional<Outcome> counted = outcome;
-    if (failure && limits_lowered_by_caller) counted = std::nullopt;
-    for (const auto& transition : pass.finish(counted))
-      report_breaker_transition(transition, members);
-  }
-
-  static bool lowered(const Limits& run, const Limits& policy) {
-    return run.fuel < policy.fuel || run.memory_bytes < policy.memory_bytes ||
-           run.timeout_ms < policy.timeout_ms || run.output_bytes < policy.output_bytes ||
-           run.log_bytes < policy.log_bytes || run.subrequests < policy.subrequests;
-  }
-
-  // Counts a transition; audits opening and closing (by principal "system", the breaker decided),
-  // and on opening rolls back the aliases that ask for it, adding "auto_rollback" to `members`
-  // when the alias this request named moved.
-  void report_breaker_transition(const sched::Transition& transition, json& members) {
-    context_.metrics.record_breaker_transition(sched::to_string(transition.to));
-    context_.metrics.set_quarantined_versions(
-        static_cast<int64_t>(context_.breakers->quarantined()));
-    const std::string& script = transition.key.script;
-    int64_t number = transition.key.version;
-    std::string target = "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/versions/" +
-                         std::to_string(number);
-    std::string state(sched::to_string(transition.to));
-    log_event(
-        transition.to == sched::BreakerState::open ? spdlog::level::warn : spdlog::level::info,
-        transition.to == sched::BreakerState::closed ? "breaker.close" : "breaker." + state,
-        "circuit breaker " + state,
-        {{"tenant", tenant_->name},
-         {"script", script},
-         {"version", number},
-         {"from", sched::to_string(transition.from)},
-         {"to", state},
-         {"failures_in_window", transition.failures_in_window},
-         {"reason", transition.reason}});
-    if (transition.to == sched::BreakerState::half_open) return;
-    bool opened = transition.to == sched::BreakerState::open;
-    context_.audit.record("system", tenant_->name, opened ? "breaker.open" : "breaker.close",
-                          target, audit::Decision::allow, transition.reason);
-    if (!opened) return;
-    auto usable = [&](int64_t candidate) {
-      return context_.breakers->state({tenant_->id, script, candidate}) ==
-             sched::BreakerState::closed;
-    };
-    for (const auto& rollback :
-         context_.registry.roll_back_aliases(*tenant_, script, number, usable)) {
-      const std::string& alias = rollback.alias.name;
-      std::string alias_target =
-          "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/aliases/" + alias;
-      log_event(spdlog::level::warn, "alias.auto_rollback",
-                rollback.to ? "alias rolled back from a quarantined version"
-                            : "alias left at a quarantined version: nothing to roll back to",
-                {{"tenant", tenant_->name},
-                 {"script", script},
-                 {"alias", alias},
-                 {"from", number},
-                 {"to", rollback.to ? json(*rollback.to) : json()}});
-      if (!rollback.to) {
-        context_.audit.record(
-            "system", tenant_->name, "alias.auto_rollback", alias_target, audit::Decision::deny,
-            "alias \"" + alias + "\" stays at quarantined version " + std::to_string(number) +
-                ": no approved version below it is available to roll back to");
-        continue;
-      }
-      context_.audit.record("system", tenant_->name, "alias.auto_rollback", alias_target,
-                            audit::Decision::allow,
-                            "alias \"" + alias + "\" moved from version " + std::to_string(number) +
-                                " to " + std::to_string(*rollback.to) + ": version " +
-                                std::to_string(number) + " was quarantined by its circuit breaker");
-      if (members.value("alias", "") == alias)
-        members["auto_rollback"] = {{"alias", alias}, {"from", number}, {"to", *rollback.to}};
-    }
-  }
-
-  // ---- anomaly alerts (src/alerts/anomaly_detector.h)
-
-  // A run of a version, for its baseline; runs under limits the caller lowered are the caller's
-  // and say nothing about the version, as for the breaker.
-  void watch_for_anomalies(const store::ScriptVersion& version, const InvocationResult& result,
-                           const policy::TenantPolicy& tenant_policy, json& members) {
-    if (!context_.anomalies) return;
-    auto changes =
-        context_.anomalies->observe({tenant_->id, version.script, version.version},
-                                    {.outcome = result.outcome,
-                                     .duration_ms = result.stats.wall_ms,
-                                     .fuel = result.stats.fuel_used,
-                                     .memory_peak_bytes = result.stats.memory_peak_bytes},
-                                    tenant_policy.alerts, alerts::AlertClock::now());
-    for (const auto& change : changes) report_alert(change, tenant_policy, members);
-  }
-
-  // Logs, counts and audits an alert raised or cleared, sends it to the operator's webhook, and
-  // with contain: auto quarantines the version (its breaker opens, and auto-rollback applies).
-  void report_alert(const alerts::Change& change, const policy::TenantPolicy& tenant_policy,
-                    json& members) {
-    const std::string rule(alerts::to_string(change.rule));
-    const std::string event = change.raised ? "alert.raised" : "alert.cleared";
-    const auto& script = change.key.script;
-    json fields = {{"tenant", tenant_->name},
-                   {"script", script},
-                   {"version", change.key.version},
-                   {"rule", rule},
-                   {"value", change.value},
-                   {"baseline", change.baseline},
-                   {"threshold", change.threshold},
-                   {"window_runs", change.window_runs},
-                   {"baseline_runs", change.baseline_runs},
-                   {"setting", change.setting},
-                   {"reason", change.reason}};
-    bool contain = change.raised && context_.breakers &&
-                   tenant_policy.alerts.contain.value == policy::Containment::quarantine;
-    fields["contain"] = contain ? "auto" : "none";
-    log_event(change.raised ? spdlog::level::warn : spdlog::level::info, event,
-              change.raised ? "anomaly alert raised" : "anomaly alert cleared", fields);
-    context_.metrics.record_alert(rule, change.raised);
-    context_.metrics.set_alerts_active(static_cast<int64_t>(context_.anomalies->active()));
-    context_.audit.record("system", tenant_->name, event,
-                          "/v1/tenants/" + tenant_->name + "/scripts/" + script + "/versions/" +
-                              std::to_string(change.key.version),
-                          audit::Decision::allow, rule + ": " + change.reason);
-    if (contain) {
-      for (const auto& transition : context_.breakers->quarantine(
-               {tenant_->id, script, change.key.version}, tenant_policy.circuit_breaker,
-               "anomaly alert " + rule + " (" + tenant_policy.alerts.contain.source + ")",
-               sched::BreakerClock::now())) {
-        report_breaker_transition(transition, members);
-      }
-    }
-    if (context_.alert_webhook) {
-      fields["id"] = new_invocation_id();
-      fields["event"] = event;
-      fields["time"] = iso8601(store::now_ms());
-      context_.alert_webhook->send(fields);
-    }
-  }
-
-  // Tenant ids are what the store knows; the playground of an admin has none.
-  static std::string tenant_id_of(const InvocationRequest& invocation) {
-    return invocation.tenant == kPlaygroundTenant ? "" : invocation.tenant;
-  }
-
   Response run_playground() {
     std::string invocation_id = new_invocation_id();
     if (!is_json_media(request_.content_type)) {
@@ -1514,12 +1145,9 @@ class Api::Call {
     std::string quota_tenant =
         principal_.tenant_id.empty() ? std::string(kPlaygroundTenant) : principal_.tenant_name;
     charged_tenant_ = quota_tenant;
-    auto snapshot = policy_snapshot();
-    policy::TenantPolicy tenant_policy = snapshot->policy.for_tenant(quota_tenant);
-    invocation.log_entry_bytes = tenant_policy.log.max_entry_bytes;
-    auto ticket =
-        admit(quota_tenant, tenant_policy.quotas, invocation_id, snapshot->version, json::object());
-    return execute(std::move(invocation), json::object(), snapshot->version, std::move(ticket));
+    invoke::Prepared prepared = context_.invoker->prepare(invoke::PlaygroundCall{
+        .request = std::move(invocation), .quota_tenant = quota_tenant, .caller = caller()});
+    return run_prepared(prepared).written();
   }
 
   static Response invalid_run(Response response, const std::string& invocation_id) {
@@ -1542,7 +1170,8 @@ class Api::Call {
       return invoke_batch(version, request["inputs"], limits, extra);
     }
     return run_version_now(version, request.contains("input") ? request["input"] : json(), limits,
-                           extra, Admission::by_quota);
+                           extra)
+        .written();
   }
 
   // The version an invocation names: ?version=N, or an alias (live by default) and, when the
@@ -1590,171 +1219,29 @@ class Api::Call {
     return context_.registry.version(*tenant_, alias.script, alias.canary_version);
   }
 
-  enum class Admission { by_quota, none };
-
   // Refuses a version that may not run now for this principal: disabled (410), or pending review
   // and invoked by an invoker while the policy requires approval (403).
   void require_runnable(const store::ScriptVersion& version,
                         const policy::TenantPolicy& tenant_policy, const json& extra) {
-    std::string which = which_version(version);
-    if (version.state == store::VersionState::disabled) {
-      throw Answer{
-          problem(410, "version-disabled", "The version is disabled", which + " has been disabled",
-                  "invoke another version, or have a reviewer point the alias at an approved one",
-                  "", extra)};
-    }
-    // With approval_required off, a pending version (one published before the switch) may be
-    // invoked by anyone who may invoke: that is what explain's invoke_unapproved answers too.
-    if (version.state == store::VersionState::pending && principal_.role == Role::invoker &&
-        tenant_policy.governance.approval_required.value) {
-      std::string detail = which +
-                           " is pending review; before approval only the tenant's publishers and "
-                           "reviewers may invoke it";
-      deny(detail);
-      throw Answer{problem(403, "forbidden", "The version is not approved", detail,
-                           "invoke an approved version (the alias \"live\" by default), or ask a "
-                           "reviewer to approve it",
-                           "", extra)};
-    }
+    if (auto refusal = context_.invoker->check_runnable(version, tenant_policy, caller(), extra))
+      throw Answer{refused(*refusal).written()};
   }
 
-  static std::string which_version(const store::ScriptVersion& version) {
-    return "version " + std::to_string(version.version) + " of script \"" + version.script + "\"";
-  }
-
-  // Everything between a chosen version and its answer: the policy's limits and capabilities,
-  // the circuit breaker, quota admission (unless `admission` is none), the result cache, the run,
-  // and the stored run.
-  Response run_version_now(const store::ScriptVersion& version, const json& input,
-                           const json& limits_request, json extra, Admission admission,
-                           std::string invocation_id = {}) {
-    auto snapshot = policy_snapshot();
-    auto tenant_policy =
-        std::make_shared<const policy::TenantPolicy>(snapshot->policy.for_tenant(tenant_->name));
+  // A chosen version run for this request: the invoker prepares, the executor runs, the invoker
+  // finishes, and the result is written out here.
+  JsonResponse run_version_now(const store::ScriptVersion& version, const json& input,
+                               const json& limits_request, const json& extra) {
     charged_tenant_ = tenant_->name;
-    charged_script_ = version.script;
-    require_runnable(version, *tenant_policy, extra);
-    if (version.state == store::VersionState::deprecated) extra["deprecated"] = true;
-    InvocationRequest invocation;
-    invocation.invocation_id = invocation_id.empty() ? new_invocation_id() : invocation_id;
-    invocation.tenant = tenant_->id;
-    invocation.source = version.source;
-    invocation.input = input;
-    size_t input_bytes = invocation.input.dump().size();
-    if (static_cast<int64_t>(input_bytes) > tenant_policy->limits.input_bytes.value) {
-      throw InvalidRequest("input", "the input is " + std::to_string(input_bytes) +
-                                        " bytes as JSON, over the policy's input_bytes limit of " +
-                                        std::to_string(tenant_policy->limits.input_bytes.value) +
-                                        " (" + tenant_policy->limits.input_bytes.source + ")");
-    }
-    const LimitsPolicy policy_limits = limits_for(*tenant_policy);
-    policy_limits_ = policy_limits;
-    invocation.limits = policy_limits.resolve(limits_request);
-    const bool limits_lowered_by_caller = lowered(invocation.limits, policy_limits.defaults);
-    // Parsed once, for the capabilities and for the cache.
-    const json manifest = json::parse(version.manifest, nullptr, false);
-    invocation.capabilities = granted_capabilities(manifest, *tenant_policy);
-    invocation.log_entry_bytes = tenant_policy->log.max_entry_bytes;
-    if (context_.broker && !invocation.capabilities.empty()) {
-      service_fault_ = std::make_shared<broker::ServiceFault>();
-      invocation.capability_handler =
-          context_.broker->handler_for({.tenant_id = tenant_->id,
-                                        .tenant_name = tenant_->name,
-                                        .script = version.script,
-                                        .invocation_id = invocation.invocation_id,
-                                        .policy_version = snapshot->version,
-                                        .policy = tenant_policy,
-                                        .capabilities = invocation.capabilities,
-                                        .subrequests = invocation.limits.subrequests,
-                                        .fault = service_fault_});
-    }
-    extra["policy_version"] = snapshot->version;
-    BreakerPass breaker = pass_breaker(version, tenant_policy->circuit_breaker,
-                                       which_version(version), invocation.invocation_id, extra);
-    std::optional<sched::Ticket> ticket;
-    if (admission == Admission::by_quota) {
-      ticket = admit(tenant_->name, tenant_policy->quotas, invocation.invocation_id,
-                     snapshot->version, extra);
-    }
-    std::optional<cache::Key> cache_key;
-    if (context_.cache && cacheable(manifest, invocation.capabilities, *tenant_policy)) {
-      cache_key = cache::ResultCache::key_for(tenant_->id, version.sha256, invocation.limits,
-                                              invocation.input);
-    }
-    json stored_input = tenant_policy->runs.inputs.value ? invocation.input : json();
-    Response response;
-    if (auto hit = cache_key ? context_.cache->find(*cache_key) : std::nullopt) {
-      context_.metrics.record_cache_lookup("hit");
-      hit->invocation_id = invocation.invocation_id;
-      hit->policy_version = snapshot->version;
-      // Cached under the policy of its run: the log cap in force now applies to it as well.
-      cut_log_entries(*hit, invocation.log_entry_bytes);
-      extra["cache"] = "hit";
-      context_.metrics.record_invocation(Outcome::ok, 0);
-      context_.metrics.attribute(charged(), Outcome::ok, 0.0, nullptr);
-      count_usage(tenant_->id, Outcome::ok, 0, 0);  // served without a run: no CPU, no fuel
-      response = run_response(*hit, context_.limits, extra);
-      response.headers.emplace_back("Corral-Cache", "hit");
-      add_quota_warning(ticket, response);
-    } else {
-      if (cache_key) {
-        context_.metrics.record_cache_lookup("miss");
-        extra["cache"] = "miss";
-      }
-      response =
-          execute(std::move(invocation), extra, snapshot->version, std::move(ticket),
-                  [&](const InvocationResult& result, json& members) {
-                    finish_breaker_run(breaker, result.outcome, limits_lowered_by_caller, members);
-                    if (!limits_lowered_by_caller)
-                      watch_for_anomalies(version, result, *tenant_policy, members);
-                    if (cache_key) context_.cache->insert(*cache_key, result);
-                  });
-      if (cache_key) response.headers.emplace_back("Corral-Cache", "miss");
-    }
-    // Only a cacheable run can change the cache: other invocations skip its lock.
-    if (cache_key) {
-      auto stats = context_.cache->stats();
-      context_.metrics.set_cache_size(static_cast<int64_t>(stats.entries),
-                                      static_cast<int64_t>(stats.bytes));
-    }
-    if (version.state == store::VersionState::deprecated)
-      response.headers.emplace_back("Deprecation", "true");
-    store_run(version, stored_input, response, tenant_policy->runs,
-              tenant_policy->quotas.stored_runs.value);
-    return response;
-  }
-
-  // A version's results may be cached when its manifest says deterministic: true, it is offered no
-  // capability (log aside: its entries are part of the result), and the tenant's policy allows it.
-  static bool cacheable(const json& manifest, const std::vector<std::string>& capabilities,
-                        const policy::TenantPolicy& tenant_policy) {
-    if (!tenant_policy.cache.enabled.value || !capabilities.empty()) return false;
-    if (!manifest.is_object() || !manifest.contains("deterministic") ||
-        manifest.at("deterministic") != true) {
-      return false;
-    }
-    // Asked for and no longer granted still counts: the script was written to use it.
-    if (manifest.contains("capabilities") && manifest.at("capabilities").is_array()) {
-      for (const auto& name : manifest.at("capabilities"))
-        if (name != "log") return false;
-    }
-    return true;
-  }
-
-  void store_run(const store::ScriptVersion& version, const json& input, const Response& response,
-                 const policy::Runs& runs, int64_t tenant_keep) {
-    if (!context_.runs || runs.keep.value <= 0 || response.invocation_id.empty()) return;
-    context_.runs->record(
-        {.tenant_id = tenant_->id,
-         .script = version.script,
-         .id = response.invocation_id,
-         .version = version.version,
-         .time_ms = store::now_ms(),
-         .outcome = response.outcome,
-         .input = runs.inputs.value ? std::optional<std::string>(input.dump()) : std::nullopt,
-         .result = response.body},
-        runs.keep.value, tenant_keep);
-    context_.metrics.set_stored_runs_dropped(static_cast<int64_t>(context_.runs->dropped()));
+    invoke::Prepared prepared =
+        context_.invoker->prepare(invoke::Call{.tenant = *tenant_,
+                                               .version = version,
+                                               .input = input,
+                                               .limits = limits_request,
+                                               .alias = extra.value("alias", ""),
+                                               .labels = extra,
+                                               .invocation_id = "",
+                                               .caller = caller()});
+    return run_prepared(prepared);
   }
 
   // A batch: the version once per input, one after the other (so on the tenant's warm worker),
@@ -1776,18 +1263,16 @@ class Api::Call {
     json results = json::array();
     std::map<std::string, int64_t> outcomes;
     for (size_t i = 0; i < inputs.size(); ++i) {
-      Response item;
+      JsonResponse item;
       try {
-        item = run_version_now(version, inputs[i], limits_request, extra, Admission::by_quota);
-      } catch (Answer& answer) {
-        item = std::move(answer.response);
+        item = run_version_now(version, inputs[i], limits_request, extra);
       } catch (const InvalidRequest& error) {
-        item = problem(400, "invalid", "The input is invalid",
-                       std::string(error.what()) + " (at inputs[" + std::to_string(i) + "])",
-                       "correct that input; the others ran");
+        item = problem_json(400, "invalid", "The input is invalid",
+                            std::string(error.what()) + " (at inputs[" + std::to_string(i) + "])",
+                            "correct that input; the others ran");
         item.outcome = "invalid";
       }
-      json body = json::parse(item.body, nullptr, false);
+      json body = std::move(item.body);
       if (!body.is_object()) body = json::object();
       body["status"] = item.status;
       for (const auto& [name, value] : item.headers)
@@ -1870,57 +1355,18 @@ class Api::Call {
     json replay_of = {
         {"run", original.id}, {"version", original.version}, {"outcome", original.outcome}};
     json extra = {{"script", script}, {"version", version.version}};
-    Response response = run_version_now(version, input, json::object(), extra, Admission::by_quota);
-    json after = json::parse(response.body, nullptr, false);
+    JsonResponse response = run_version_now(version, input, json::object(), extra);
+    json& after = response.body;
     if (after.is_object()) {
       replay_of["same_outcome"] = after.value("outcome", "") == original.outcome;
       replay_of["same_output"] = before.is_object() && before.contains("output") &&
                                  after.contains("output") && before["output"] == after["output"];
       after["replay_of"] = replay_of;
-      response.body = after.dump(-1, ' ', false, json::error_handler_t::replace);
     }
-    return response;
-  }
-
- public:
-  // Api::run_version: a run for a caller that is not an HTTP request (jobs).
-  Response run_stored_version(const std::string& tenant_name, const std::string& script,
-                              int64_t number, const json& input, const std::string& invocation_id) {
-    return guarded([&] {
-      principal_ = {.token_id = "system",
-                    .role = Role::admin,
-                    .tenant_id = "",
-                    .tenant_name = "",
-                    .subject = "system"};
-      tenant_ = context_.store.find_tenant_by_name(tenant_name);
-      if (!tenant_) {
-        throw Answer{problem(404, "not-found", "No such tenant",
-                             "no tenant named \"" + tenant_name + "\"",
-                             "the tenant was removed after the work was accepted")};
-      }
-      store::ScriptVersion version = context_.registry.version(*tenant_, script, number);
-      json extra = {{"script", script}, {"version", number}};
-      return run_version_now(version, input, json::object(), extra, Admission::none, invocation_id);
-    });
+    return response.written();
   }
 
  private:
-  // What ctx offers a version: the capabilities its manifest asks for, as far as the policy in
-  // force grants them now (it may have changed since publishing). log is always there.
-  std::vector<std::string> granted_capabilities(const json& manifest,
-                                                const policy::TenantPolicy& tenant) const {
-    std::vector<std::string> granted;
-    if (!manifest.is_object() || !manifest.contains("capabilities") ||
-        !manifest.at("capabilities").is_array()) {
-      return granted;
-    }
-    for (const auto& name : manifest.at("capabilities")) {
-      if (!name.is_string() || name == "log") continue;
-      if (tenant.grants(name.get<std::string>())) granted.push_back(name.get<std::string>());
-    }
-    return granted;
-  }
-
   // ---- audit
 
   Response read_audit() {
@@ -2623,63 +2069,47 @@ class Api::Call {
     names.subject = principal_.subject;
   }
 
-  // Counts an invocation of this call's script for the tenant's usage (none for an admin's
-  // playground run, which belongs to no tenant).
-  void count_usage(const std::string& tenant_id, Outcome outcome, double cpu_ms, int64_t fuel) {
-    if (context_.usage && !tenant_id.empty())
-      context_.usage->record_invocation(tenant_id, charged_script_, outcome != Outcome::ok, cpu_ms,
-                                        fuel);
-  }
-
-  // Whom this call's invocations are charged to in the per-tenant and per-script metrics.
-  metrics::Registry::Attribution charged() const { return {charged_tenant_, charged_script_}; }
-
   ApiContext& context_;
-  // Told of capability calls of this call's run that failed by corral's fault (broker.h).
-  std::shared_ptr<broker::ServiceFault> service_fault_;
   const HttpRequest& request_;
   const RouteInfo* route_ = nullptr;
   std::string_view query_text_;
   std::map<std::string, std::string> params_;
   auth::Principal principal_;
   std::optional<store::Tenant> tenant_;
-  // A published version's limits, set by its tenant's policy (unset in the playground): what a
-  // limit_exceeded answer's hint names.
-  std::optional<LimitsPolicy> policy_limits_;
   // The version an invocation ran and the alias it named, for the log line.
   int64_t chosen_version_ = 0;
   std::string chosen_alias_;
+  // The tenant a run of this call is charged to, for the log line when no path names one.
   std::string charged_tenant_;
-  std::string charged_script_;
 };
 
 Api::Api(ApiContext context) : context_(std::move(context)) {
-  if (!context_.quota_events) {
-    context_.quota_events =
-        std::make_shared<ThrottledEvents>(std::chrono::seconds(10), spdlog::level::warn,
-                                          "quota.refused", "invocations refused by a quota");
+  if (!context_.quota_events) context_.quota_events = quota_refusal_events();
+  if (!context_.invoker) {
+    own_invoker_ =
+        std::make_unique<invoke::Invoker>(invoke::Context{.store = context_.store,
+                                                          .audit = context_.audit,
+                                                          .registry = context_.registry,
+                                                          .metrics = context_.metrics,
+                                                          .limits = context_.limits,
+                                                          .policy = context_.policy,
+                                                          .broker = context_.broker,
+                                                          .admission = context_.admission,
+                                                          .breakers = context_.breakers,
+                                                          .cache = context_.cache,
+                                                          .runs = context_.runs,
+                                                          .usage = context_.usage,
+                                                          .anomalies = context_.anomalies,
+                                                          .alert_webhook = context_.alert_webhook,
+                                                          .quota_events = context_.quota_events,
+                                                          .document = run_document});
+    context_.invoker = own_invoker_.get();
   }
 }
 
 Response Api::handle(const HttpRequest& request) { return Call(context_, request).run(); }
 
 Gate Api::gate(HttpRequest& request) { return Call(context_, request).gate(request); }
-
-Api::VersionRun Api::run_version(const std::string& tenant_name, const std::string& script,
-                                 int64_t version, const nlohmann::json& input,
-                                 const std::string& invocation_id) {
-  const HttpRequest none;
-  Response response =
-      Call(context_, none).run_stored_version(tenant_name, script, version, input, invocation_id);
-  json body = json::parse(response.body, nullptr, false);
-  std::string outcome = response.outcome;
-  if (outcome.empty() && body.is_object()) {
-    // A problem without a run: its slug (urn:corral:problem:<slug>) says what it was.
-    std::string type = body.value("type", "");
-    outcome = type.substr(type.rfind(':') + 1);
-  }
-  return {response.status, outcome, body.is_discarded() ? json() : std::move(body)};
-}
 
 std::optional<int64_t> Api::policy_version() const {
   if (!context_.policy) return std::nullopt;

@@ -25,6 +25,7 @@
 #include "broker/broker.h"
 #include "cache/result_cache.h"
 #include "invocation/executor.h"
+#include "invoke/invoker.h"
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
 #include "policy/policy_service.h"
@@ -128,6 +129,9 @@ struct ApiContext {
   // Quota refusals as log events, throttled per tenant and quota (events.h); Api makes it when
   // none is given.
   std::shared_ptr<ThrottledEvents> quota_events = nullptr;
+  // The invocation pipeline (invoke/invoker.h) every run of the API goes through, shared with the
+  // job runners; without it Api makes its own from the pieces above.
+  invoke::Invoker* invoker = nullptr;
 };
 
 class Api {
@@ -142,20 +146,6 @@ class Api {
   // for a token that is not in the token cache.
   Gate gate(HttpRequest& request);
 
-  // A run of a stored version outside an HTTP request (jobs, replay): the same preparation and
-  // answer as POST …/invoke (policy limits and capabilities, broker, circuit breaker, result
-  // cache, redaction, stored runs), without quota admission and without the approval check, which
-  // belong to whoever accepted the work. outcome is the invocation's ("ok", "script_error", …), or
-  // for an answer without a run the problem's slug ("circuit-open", "version-disabled",
-  // "not-found", …). Never throws.
-  struct VersionRun {
-    int status = 0;
-    std::string outcome;
-    nlohmann::json body;
-  };
-  VersionRun run_version(const std::string& tenant_name, const std::string& script, int64_t version,
-                         const nlohmann::json& input, const std::string& invocation_id);
-
   // Answered on the I/O thread, without a token: GET /healthz and GET /metrics are not here.
   const LimitsPolicy& limits() const { return context_.limits; }
   // The policy version in force, for GET /healthz; nullopt without a policy service.
@@ -164,6 +154,7 @@ class Api {
  private:
   class Call;
   ApiContext context_;
+  std::unique_ptr<invoke::Invoker> own_invoker_;  // when the context gives none
 };
 
 }  // namespace corral::api

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "store/store.h"
@@ -18,6 +20,34 @@ void log_event(spdlog::level::level_enum level, std::string_view event, std::str
   spdlog::log(level, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+void log_storage_failure(const store::StorageUnavailable& failure) {
+  using nlohmann::json;
+  static std::mutex mutex;
+  static std::chrono::steady_clock::time_point last{};
+  static uint64_t unlogged = 0;
+  auto now = std::chrono::steady_clock::now();
+  uint64_t since;
+  {
+    std::lock_guard guard(mutex);
+    ++unlogged;
+    if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(10))
+      return;
+    last = now;
+    since = std::exchange(unlogged, 0);
+  }
+  spdlog::error(
+      json({{"level", "error"},
+            {"msg", failure.disk_full() ? "cannot write to the store: the disk is full"
+                                        : "cannot write to the store: the disk failed"},
+            {"error", failure.what()},
+            {"failures_since_last_logged", since},
+            {"hint", failure.disk_full()
+                         ? "free space on the disk of the data directory; writes are answered 507 "
+                           "until then, reads are served; logged at most every 10 s"
+                         : "check the disk of the data directory and the system log; logged at "
+                           "most every 10 s"}})
+          .dump(-1, ' ', false, json::error_handler_t::replace));
+}
 ThrottledEvents::ThrottledEvents(std::chrono::milliseconds window, spdlog::level::level_enum level,
                                  std::string event, std::string message)
     : window_(window),
@@ -116,6 +146,11 @@ void ThrottledEvents::run() {
     flush(Clock::now());
     lock.lock();
   }
+}
+
+std::shared_ptr<ThrottledEvents> quota_refusal_events() {
+  return std::make_shared<ThrottledEvents>(std::chrono::seconds(10), spdlog::level::warn,
+                                           "quota.refused", "invocations refused by a quota");
 }
 
 }  // namespace corral::api

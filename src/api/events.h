@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -16,11 +17,20 @@
 #include <string_view>
 #include <thread>
 
+namespace corral::store {
+class StorageUnavailable;
+}
+
 namespace corral::api {
 
 // Writes {"event": event, "level": …, "msg": message, …fields, "time": …} at `level`.
 void log_event(spdlog::level::level_enum level, std::string_view event, std::string_view message,
                nlohmann::json fields);
+
+// The store could not write: its cause (the database, SQLite's message, errno) goes to the log,
+// once per 10 s with the count of failures since, as every write fails alike until the operator
+// acts.
+void log_storage_failure(const store::StorageUnavailable& failure);
 
 // Events that can come by the thousand a second (quota refusals of a flooding tenant): the first
 // of a key in a window is written at once, the rest of that window are counted and written as one
@@ -65,5 +75,8 @@ class ThrottledEvents {
   std::map<std::string, Pending> keys_;
   std::thread flusher_;
 };
+
+// Quota refusals as log events: one line per tenant and quota every 10 s, with a count.
+std::shared_ptr<ThrottledEvents> quota_refusal_events();
 
 }  // namespace corral::api

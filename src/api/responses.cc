@@ -117,8 +117,18 @@ void require(bool condition, const std::string& where, const std::string& why) {
 
 }  // namespace
 
-Response problem(int status, std::string_view slug, std::string_view title, std::string detail,
-                 std::string hint, const std::string& invocation_id, const nlohmann::json& extra) {
+Response JsonResponse::written() const {
+  return {.status = status,
+          .content_type = content_type,
+          .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+          .headers = headers,
+          .invocation_id = invocation_id,
+          .outcome = outcome};
+}
+
+JsonResponse problem_json(int status, std::string_view slug, std::string_view title,
+                          std::string detail, std::string hint, const std::string& invocation_id,
+                          const nlohmann::json& extra) {
   nlohmann::json body = extra.is_object() ? extra : nlohmann::json::object();
   body["type"] = "urn:corral:problem:" + std::string(slug);
   body["title"] = title;
@@ -128,8 +138,14 @@ Response problem(int status, std::string_view slug, std::string_view title, std:
   if (!invocation_id.empty()) body["invocation_id"] = invocation_id;
   return {.status = status,
           .content_type = "application/problem+json",
-          .body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+          .body = std::move(body),
           .headers = {}};
+}
+
+Response problem(int status, std::string_view slug, std::string_view title, std::string detail,
+                 std::string hint, const std::string& invocation_id, const nlohmann::json& extra) {
+  return problem_json(status, slug, title, std::move(detail), std::move(hint), invocation_id, extra)
+      .written();
 }
 
 InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& policy,
@@ -158,14 +174,14 @@ InvocationRequest parse_run_request(std::string_view text, const LimitsPolicy& p
   return request;
 }
 
-Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
-                      const nlohmann::json& extra, LimitsFrom limits_from) {
+JsonResponse run_response_json(const InvocationResult& result, const LimitsPolicy& policy,
+                               const nlohmann::json& extra, LimitsFrom limits_from) {
   nlohmann::json members = to_json(result);
   if (extra.is_object()) members.update(extra);
   if (result.outcome == Outcome::ok) {
     return {.status = 200,
             .content_type = "application/json",
-            .body = members.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+            .body = std::move(members),
             .headers = {},
             .invocation_id = result.invocation_id,
             .outcome = std::string(to_string(result.outcome))};
@@ -177,7 +193,7 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
     int64_t seconds = std::max<int64_t>(1, result.retry_after_seconds);
     std::string retry = std::to_string(seconds);
     members["retry_after"] = seconds;
-    Response response = problem(
+    JsonResponse response = problem_json(
         503, "no-worker", "No worker could take the run", result.message,
         "send the request again in " + retry +
             " s (Retry-After); if it keeps happening, the detail says what the operator can change",
@@ -188,37 +204,47 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
     return response;
   }
   int status = http_status(result.outcome);
-  Response response =
-      problem(status, to_string(result.outcome), title_of(result.outcome), describe_failure(result),
-              hint_for(result, policy, limits_from), result.invocation_id, members);
+  JsonResponse response = problem_json(
+      status, to_string(result.outcome), title_of(result.outcome), describe_failure(result),
+      hint_for(result, policy, limits_from), result.invocation_id, members);
   response.outcome = std::string(to_string(result.outcome));
   response.invocation_id = result.invocation_id;
   return response;
 }
 
-Response storage_unavailable(bool disk_full, const std::string& invocation_id,
-                             const nlohmann::json& extra) {
+Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
+                      const nlohmann::json& extra, LimitsFrom limits_from) {
+  return run_response_json(result, policy, extra, limits_from).written();
+}
+
+JsonResponse storage_unavailable_json(bool disk_full, const std::string& invocation_id,
+                                      const nlohmann::json& extra) {
   std::string retry = std::to_string(kStorageRetryAfterSeconds);
   nlohmann::json members = extra;
   members["retry_after"] = kStorageRetryAfterSeconds;
-  Response response =
+  JsonResponse response =
       disk_full
-          ? problem(507, "storage-full", "corral's storage is full",
-                    "corral could not save what this request changes: the disk that holds its "
-                    "database is full. Nothing was changed; reads are still served",
-                    "send the request again in " + retry +
-                        " s (Retry-After); the operator must free space on the disk of "
-                        "corrald's data directory (corrald's log has the cause)",
-                    invocation_id, members)
-          : problem(503, "storage-failing", "corral's storage is failing",
-                    "corral could not save what this request changes: the disk that holds its "
-                    "database reported an I/O error. Nothing was changed",
-                    "send the request again in " + retry +
-                        " s (Retry-After); the operator must check the disk of corrald's data "
-                        "directory (corrald's log has the cause)",
-                    invocation_id, members);
+          ? problem_json(507, "storage-full", "corral's storage is full",
+                         "corral could not save what this request changes: the disk that holds "
+                         "its database is full. Nothing was changed; reads are still served",
+                         "send the request again in " + retry +
+                             " s (Retry-After); the operator must free space on the disk of "
+                             "corrald's data directory (corrald's log has the cause)",
+                         invocation_id, members)
+          : problem_json(503, "storage-failing", "corral's storage is failing",
+                         "corral could not save what this request changes: the disk that holds "
+                         "its database reported an I/O error. Nothing was changed",
+                         "send the request again in " + retry +
+                             " s (Retry-After); the operator must check the disk of corrald's "
+                             "data directory (corrald's log has the cause)",
+                         invocation_id, members);
   response.headers.emplace_back("Retry-After", retry);
   return response;
+}
+
+Response storage_unavailable(bool disk_full, const std::string& invocation_id,
+                             const nlohmann::json& extra) {
+  return storage_unavailable_json(disk_full, invocation_id, extra).written();
 }
 
 Response invalid_request(const InvalidRequest& error, const std::string& invocation_id) {

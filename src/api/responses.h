@@ -35,8 +35,25 @@ struct Response {
   bool paced_per_client = false;
 };
 
+// A response whose body is still JSON: what a run's answer is until it is written out, so that a
+// batch, a replay and a job use its body without parsing it back.
+struct JsonResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  nlohmann::json body = nlohmann::json::object();
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  std::string invocation_id = {};
+  std::string outcome = {};
+  // The body as text, everything else as it is.
+  Response written() const;
+};
+
 // An application/problem+json response. `slug` completes the type, urn:corral:problem:<slug>.
 // `extra` members (an object) are merged in: they never replace the standard ones.
+JsonResponse problem_json(int status, std::string_view slug, std::string_view title,
+                          std::string detail, std::string hint,
+                          const std::string& invocation_id = {},
+                          const nlohmann::json& extra = nlohmann::json::object());
 Response problem(int status, std::string_view slug, std::string_view title, std::string detail,
                  std::string hint, const std::string& invocation_id = {},
                  const nlohmann::json& extra = nlohmann::json::object());
@@ -59,6 +76,9 @@ enum class LimitsFrom { server_flags, tenant_policy };
 
 // ok → 200 with the result; every other outcome → its status as a problem carrying the result.
 // `extra` members (an object, such as the registry's "version") are added to either.
+JsonResponse run_response_json(const InvocationResult& result, const LimitsPolicy& policy,
+                               const nlohmann::json& extra = nlohmann::json::object(),
+                               LimitsFrom limits_from = LimitsFrom::server_flags);
 Response run_response(const InvocationResult& result, const LimitsPolicy& policy,
                       const nlohmann::json& extra = nlohmann::json::object(),
                       LimitsFrom limits_from = LimitsFrom::server_flags);
@@ -66,6 +86,8 @@ Response run_response(const InvocationResult& result, const LimitsPolicy& policy
 // corral's store could not write (store::StorageUnavailable): 507 storage-full when the disk is
 // full, else 503 storage-failing, both with Retry-After and neither naming a path. The cause goes
 // to corrald's log, not to the client.
+JsonResponse storage_unavailable_json(bool disk_full, const std::string& invocation_id = {},
+                                      const nlohmann::json& extra = nlohmann::json::object());
 Response storage_unavailable(bool disk_full, const std::string& invocation_id = {},
                              const nlohmann::json& extra = nlohmann::json::object());
 inline constexpr int64_t kStorageRetryAfterSeconds = 30;

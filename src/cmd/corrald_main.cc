@@ -18,7 +18,9 @@
 #include <thread>
 
 #include "api/api.h"
+#include "api/events.h"
 #include "api/openapi_document.h"
+#include "api/run_answers.h"
 #include "api/server.h"
 #include "audit/audit.h"
 #include "auth/auth.h"
@@ -772,15 +774,34 @@ int serve(const Settings& settings) {
       return 2;
     }
   }
-  // Jobs: runners and webhook senders (docs/operations.md, "Jobs and webhooks"). A job runs as
-  // POST …/invoke would, through api.run_version, which exists only once api does.
-  corral::api::Api* runs_through = nullptr;
+  // The invocation pipeline (src/invoke/invoker.h): the API's runs and the jobs' go through it.
+  auto quota_events = corral::api::quota_refusal_events();
+  corral::invoke::Invoker invoker(
+      {.store = *store,
+       .audit = audit,
+       .registry = registry,
+       .metrics = metrics,
+       .limits = settings.limits,
+       .policy = policy.get(),
+       .broker = &broker,
+       .admission = &admission,
+       .breakers = &breakers,
+       .cache = settings.result_cache_bytes > 0 ? &result_cache : nullptr,
+       .runs = &run_recorder,
+       .usage = &usage,
+       .anomalies = &anomalies,
+       .alert_webhook = alert_webhook.get(),
+       .quota_events = quota_events,
+       .document = corral::api::run_document});
+  // Jobs: runners and webhook senders (docs/operations.md, "Jobs and webhooks"). A job runs
+  // through the invoker as POST …/invoke does, without an HTTP request.
   corral::jobs::JobService jobs(
       *store, *sealer, policy.get(), metrics,
-      [&runs_through](const std::string& tenant, const std::string& script, int64_t version,
-                      const nlohmann::json& input, const std::string& invocation_id) {
-        auto run = runs_through->run_version(tenant, script, version, input, invocation_id);
-        return corral::jobs::RunAnswer{run.status, run.outcome, std::move(run.body)};
+      [&invoker, &executor, &store](const std::string& tenant, const std::string& script,
+                                    int64_t version, const nlohmann::json& input,
+                                    const std::string& invocation_id) {
+        return corral::api::run_job(invoker, executor, *store, tenant, script, version, input,
+                                    invocation_id);
       },
       {.threads = settings.job_threads,
        .retention = std::chrono::seconds(settings.job_retention_seconds)});
@@ -803,7 +824,9 @@ int serve(const Settings& settings) {
                         .jobs = &jobs,
                         .usage = &usage,
                         .anomalies = &anomalies,
-                        .alert_webhook = alert_webhook.get()});
+                        .alert_webhook = alert_webhook.get(),
+                        .quota_events = quota_events,
+                        .invoker = &invoker});
   corral::api::ServerOptions options{
       .host = host,
       .port = port,
@@ -846,7 +869,6 @@ int serve(const Settings& settings) {
     }
   }).detach();
 
-  runs_through = &api;
   // After the store is open and before clients are told where to connect: jobs left running by a
   // corrald that died are queued again first.
   try {
