@@ -59,6 +59,8 @@ struct Settings {
   unsigned lanes = 0;  // 0: one per CPU corrald may use, at most one per invocation thread
   unsigned job_threads = 2;
   int64_t job_retention_seconds = 7 * 24 * 3600;
+  int64_t job_lease_seconds = 30;
+  std::string node_name;  // empty: <hostname>-<pid>-<random>
   size_t result_cache_bytes = corral::cache::kDefaultMaxBytes;
   size_t tenant_queue_depth = 64;
   size_t max_queued = 1024;
@@ -804,7 +806,9 @@ int serve(const Settings& settings) {
                                     invocation_id);
       },
       {.threads = settings.job_threads,
-       .retention = std::chrono::seconds(settings.job_retention_seconds)});
+       .retention = std::chrono::seconds(settings.job_retention_seconds),
+       .node = settings.node_name,
+       .lease = std::chrono::seconds(settings.job_lease_seconds)});
   corral::api::Api api({.store = *store,
                         .audit = audit,
                         .registry = registry,
@@ -881,6 +885,7 @@ int serve(const Settings& settings) {
   std::string address = server->local_address();
   log_event(spdlog::level::info, "listening",
             {{"address", address},
+             {"node", jobs.node()},
              {"data_dir", settings.data_dir},
              {"worker", settings.worker},
              {"max_connections", *max_connections}});
@@ -1031,6 +1036,22 @@ int main(int argc, char** argv) {
                  "Idempotency-Key) is kept after it ended; 0 keeps every job for ever")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{10} * 365 * 24 * 3600));
+  app.add_option("--job-lease-seconds", settings.job_lease_seconds,
+                 "how long a running job is leased to this node; renewed every third of it while "
+                 "the run goes on, and once it lapses (the node died or stalled) another node on "
+                 "the same store may take the job, counting the attempt as crashed")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{3}, int64_t{3600}));
+  app.add_option("--node-name", settings.node_name,
+                 "this corrald's name in the leases of the jobs it runs, in the log and in a "
+                 "running job's \"node\": 1 to 100 letters, digits, '.', '_' or '-', unique "
+                 "among the nodes of a store (default: <hostname>-<pid>-<random>)")
+      ->check([](const std::string& name) {
+        return corral::jobs::valid_node_name(name)
+                   ? std::string()
+                   : "--node-name takes 1 to 100 letters, digits, '.', '_' or '-'; \"" +
+                         name.substr(0, 100) + "\" is not one";
+      });
   app.add_option("--worker-memory-budget", settings.worker_memory_budget,
                  "the memory all workers may cost together, kernel and user, as a share of the "
                  "machine's (\"25%\") or an amount (\"4G\", \"512M\"): idle workers of every "

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -74,6 +75,28 @@ broker::HttpRules rules_of(const policy::HttpGrant& grant) {
 }
 
 }  // namespace
+
+bool valid_node_name(std::string_view name) {
+  if (name.empty() || name.size() > 100) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+std::string make_node_name() {
+  ensure_sodium();
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::string name;
+  for (const char* c = host; *c != '\0' && name.size() < 64; ++c) {
+    if (valid_node_name(std::string_view(c, 1))) name.push_back(*c);
+  }
+  if (name.empty()) name = "corrald";
+  unsigned char random[4];
+  randombytes_buf(random, sizeof random);
+  return name + "-" + std::to_string(getpid()) + "-" + hex(random, sizeof random);
+}
 
 bool valid_idempotency_key(std::string_view key) {
   if (key.empty() || key.size() > kMaxIdempotencyKeyBytes) return false;
@@ -175,7 +198,11 @@ json job_json(const store::Job& job, const std::string& tenant_name) {
                {"finished_at", time_or_null(job.finished_at)},
                {"outcome", job.outcome.empty() ? json() : json(job.outcome)},
                {"status", job.status > 0 ? json(job.status) : json()},
-               {"error", job.error.empty() ? json() : json(job.error)}};
+               {"error", job.error.empty() ? json() : json(job.error)},
+               // The node running it; only while it runs (the name is corrald's --node-name).
+               {"node", job.state == store::JobState::running && !job.lease_holder.empty()
+                            ? json(job.lease_holder)
+                            : json()}};
   json result = job.result.empty() ? json() : json::parse(job.result, nullptr, false);
   body["result"] = result.is_discarded() ? json(job.result) : result;
   if (job.input_dropped())
@@ -212,7 +239,9 @@ JobService::JobService(store::Store& store, const broker::Sealer& sealer,
       policy_(policy),
       metrics_(metrics),
       run_(std::move(run)),
-      options_(options) {}
+      options_(std::move(options)) {
+  if (options_.node.empty()) options_.node = make_node_name();
+}
 
 JobService::~JobService() { stop(); }
 
@@ -222,6 +251,7 @@ void JobService::start() {
     if (started_) return;
     started_ = true;
     stopping_ = false;
+    heartbeat_stopping_ = false;
   }
   int64_t now = store::now_ms();
   auto [requeued, failed] = store_.recover_jobs(now);
@@ -238,6 +268,7 @@ void JobService::start() {
   for (unsigned i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { runner_loop(); });
   for (unsigned i = 0; i < options_.delivery_threads; ++i)
     threads_.emplace_back([this] { sender_loop(); });
+  if (options_.threads > 0) heartbeat_ = std::thread([this] { heartbeat_loop(); });
 }
 
 void JobService::stop() {
@@ -248,6 +279,12 @@ void JobService::stop() {
   wake_.notify_all();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    heartbeat_stopping_ = true;
+  }
+  heartbeat_wake_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
   std::lock_guard lock(mutex_);
   started_ = false;
 }
@@ -351,10 +388,79 @@ void JobService::refresh_gauges() {
 }
 
 bool JobService::run_one() {
-  auto job = store_.claim_job(store::now_ms());
+  auto job = store_.claim_job(options_.clock(), options_.node, options_.lease.count());
   if (!job) return false;
-  run_claimed(*job);
+  {
+    std::lock_guard lock(held_mutex_);
+    held_[job->id] = Held{job->lease_token};
+  }
+  try {
+    run_claimed(*job);
+  } catch (...) {
+    release(job->id);
+    throw;
+  }
+  release(job->id);
   return true;
+}
+
+bool JobService::release(const std::string& id) {
+  std::lock_guard lock(held_mutex_);
+  auto held = held_.find(id);
+  if (held == held_.end()) return false;
+  bool lost = held->second.lost;
+  held_.erase(held);
+  return lost;
+}
+
+int JobService::renew_leases() {
+  std::vector<std::pair<std::string, int64_t>> running;
+  {
+    std::lock_guard lock(held_mutex_);
+    for (const auto& [id, held] : held_)
+      if (!held.lost) running.emplace_back(id, held.lease_token);
+  }
+  int lost = 0;
+  for (const auto& [id, lease_token] : running) {
+    if (store_.renew_job_lease(id, lease_token, options_.clock() + options_.lease.count()))
+      continue;
+    {
+      std::lock_guard lock(held_mutex_);
+      auto held = held_.find(id);
+      // Released meanwhile: its run returned and the runner writes (or wrote) its end itself.
+      if (held == held_.end() || held->second.lease_token != lease_token) continue;
+      held->second.lost = true;
+    }
+    ++lost;
+    log(spdlog::level::warn, "lost the lease of a running job: its result will not be written",
+        {{"job", id},
+         {"node", options_.node},
+         {"lease_token", lease_token},
+         {"hint",
+          "another node took the job after this node's lease lapsed (this node was paused, or "
+          "could not reach the store, for longer than --job-lease-seconds); its result is the "
+          "one kept"}});
+  }
+  return lost;
+}
+
+void JobService::heartbeat_loop() {
+  const auto beat = std::max(options_.lease / 3, std::chrono::milliseconds(1));
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      heartbeat_wake_.wait_for(lock, beat, [&] { return heartbeat_stopping_; });
+      if (heartbeat_stopping_) return;
+    }
+    try {
+      renew_leases();
+    } catch (const std::exception& error) {
+      // The next beat tries again; the leases hold until they expire.
+      log(spdlog::level::err, "could not renew the leases of the jobs this node runs",
+          {{"error", error.what()},
+           {"hint", "check the store; a lease that lapses lets another node take its job"}});
+    }
+  }
 }
 
 void JobService::run_claimed(const store::Job& job) {
@@ -378,7 +484,12 @@ void JobService::run_claimed(const store::Job& job) {
       failure = std::string("the run could not be started: ") + error.what();
     }
   }
-  int64_t now = store::now_ms();
+  int64_t now = options_.clock();
+  if (release(job.id)) {
+    log(spdlog::level::warn, "a job's result was not written: this node lost its lease",
+        {{"job", job.id}, {"attempt", job.attempts}, {"node", options_.node}});
+    return;
+  }
   const std::string& outcome = answer.outcome;
   std::string result = answer.body.is_null()
                            ? std::string()
@@ -390,7 +501,7 @@ void JobService::run_claimed(const store::Job& job) {
 
   auto finish = [&](store::JobState state, const char* metric) {
     auto done = store_.finish_job({.id = job.id,
-                                   .attempt = job.attempts,
+                                   .lease_token = job.lease_token,
                                    .state = state,
                                    .outcome = outcome,
                                    .status = answer.status,
@@ -399,7 +510,10 @@ void JobService::run_claimed(const store::Job& job) {
                                    .at = now});
     if (!done) {
       log(spdlog::level::warn, "a job's result was not written: it was no longer this run's",
-          {{"job", job.id}, {"attempt", job.attempts}});
+          {{"job", job.id},
+           {"attempt", job.attempts},
+           {"node", options_.node},
+           {"lease_token", job.lease_token}});
       return;
     }
     metrics_.record_job_run(done->state == store::JobState::cancelled ? "cancelled" : metric);
@@ -407,8 +521,15 @@ void JobService::run_claimed(const store::Job& job) {
   auto requeue = [&](std::chrono::milliseconds delay, bool count_attempt, const std::string& why,
                      const char* metric) {
     auto done =
-        store_.requeue_job(job.id, job.attempts, now + delay.count(), count_attempt, why, now);
-    if (!done) return;
+        store_.requeue_job(job.id, job.lease_token, now + delay.count(), count_attempt, why, now);
+    if (!done) {
+      log(spdlog::level::warn, "a job was not queued again: it was no longer this run's",
+          {{"job", job.id},
+           {"attempt", job.attempts},
+           {"node", options_.node},
+           {"lease_token", job.lease_token}});
+      return;
+    }
     metrics_.record_job_run(done->state == store::JobState::cancelled ? "cancelled" : metric);
     if (done->state == store::JobState::queued) notify();
   };

@@ -4,10 +4,16 @@
 // The store holds all of it (store.h, "jobs"); this library holds the runners and senders that
 // move it along, and the rules both the API and they apply:
 //   - A job is queued → running → succeeded | failed | cancelled. Runners take the oldest queued
-//     job whose time has come, marking it running with attempts + 1 in one transaction, run it
-//     through RunVersion (corrald: api::Api::run_version, the preparation POST …/invoke does), and
-//     write the final state and result in one more, guarded by state and attempt so that a
-//     result is written once.
+//     job whose time has come, marking it running with attempts + 1 and leased to this node
+//     (Options::node) in one transaction, run it through RunVersion (corrald:
+//     api::Api::run_version, the preparation POST …/invoke does), and write the final state and
+//     result in one more, fenced by the lease token of their claim so that a result is written
+//     once, by the current holder.
+//   - Leases (store.h, "Leases"): a heartbeat thread renews the lease of every job this service
+//     runs every lease/3. A renewal refused means another node took the job after this node's
+//     lease lapsed: the runner stops caring about it and its result is not written (the log says
+//     so). A job whose lease lapsed (its node died or paused) is handed back by the next claim,
+//     on any node sharing the store, its attempt counted as crashed.
 //   - Outcome → state: ok → succeeded; script_error, limit_exceeded, denied, invalid, not-found,
 //     version-disabled → failed at once; crashed → queued again (after 200 ms × attempt) until
 //     max_attempts runs have crashed, then failed; rejected (a 503 circuit-open) → queued again
@@ -33,6 +39,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -64,6 +71,13 @@ struct RunAnswer {
 using RunVersion = std::function<RunAnswer(
     const std::string& tenant_name, const std::string& script, int64_t version,
     const nlohmann::json& input, const std::string& invocation_id)>;
+
+// A node's name in the leases of the jobs it runs (corrald --node-name): 1 to 100 of letters,
+// digits, '.', '_' and '-'.
+bool valid_node_name(std::string_view name);
+// A name no other corrald has: "<hostname>-<pid>-<8 random hex digits>" (the hostname cut to
+// what valid_node_name allows).
+std::string make_node_name();
 
 // Idempotency-Key: 1 to 200 bytes of printable ASCII without spaces.
 inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
@@ -108,6 +122,13 @@ struct Options {
   // first turn after start() and then every prune_every.
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};
   std::chrono::milliseconds prune_every{std::chrono::minutes(1)};
+  // This service's name in the leases of the jobs it runs; empty: make_node_name().
+  std::string node = {};
+  // How long a claimed job is leased for; renewed every lease/3 while it runs (corrald
+  // --job-lease-seconds). Another node may take the job once the lease lapsed.
+  std::chrono::milliseconds lease{std::chrono::seconds(30)};
+  // Unix milliseconds that claims and renewals are stamped with (tests move it).
+  std::function<int64_t()> clock = store::now_ms;
 };
 
 class JobService {
@@ -136,6 +157,11 @@ class JobService {
   // there was something to do.
   bool run_one();
   bool deliver_one();
+  // One heartbeat: renews the lease of every job this service's runners are running, to
+  // clock() + lease. Returns how many were lost (taken by another node): those are logged, and
+  // their results will not be written.
+  int renew_leases();
+  const std::string& node() const { return options_.node; }
   // Sets the jobs and dead-deliveries gauges from the store.
   void refresh_gauges();
   // Forgets the jobs that ended more than `retention` before `now_ms` (see Options), in batches;
@@ -145,7 +171,10 @@ class JobService {
  private:
   void runner_loop();
   void sender_loop();
+  void heartbeat_loop();
   void run_claimed(const store::Job& job);
+  // The run of job `id` returned: it is no longer renewed. true if its lease was lost meanwhile.
+  bool release(const std::string& id);
   std::optional<std::string> webhook_secret(const std::string& tenant_id);
   policy::TenantPolicy tenant_policy(const std::string& tenant_name) const;
 
@@ -163,6 +192,19 @@ class JobService {
   bool started_ = false;
   uint64_t submitted_ = 0;  // bumped by notify(), so a runner does not sleep past a submission
   std::vector<std::thread> threads_;
+
+  // The jobs this service's runners run, by id: the lease token of their claim, and whether a
+  // renewal was refused. Under held_mutex_.
+  struct Held {
+    int64_t lease_token = 0;
+    bool lost = false;
+  };
+  std::mutex held_mutex_;
+  std::map<std::string, Held> held_;
+  // The heartbeat outlives the runners in stop(), so that a run finishing then keeps its lease.
+  std::thread heartbeat_;
+  std::condition_variable heartbeat_wake_;
+  bool heartbeat_stopping_ = false;  // under mutex_
 };
 
 }  // namespace corral::jobs

@@ -366,6 +366,16 @@ CREATE TABLE usage (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX usage_by_hour ON usage (hour);
 )sql",
+      // 13: jobs leased by a node (store.h, "Leases"): who holds a running job, until when, and
+      // the fencing token of its latest claim, which only grows. A job left running by a corrald
+      // from before has no lease, which counts as expired: it is handed back like a lapsed one
+      // (and, on SQLite, by the recovery at start-up anyway).
+      R"sql(
+ALTER TABLE jobs ADD COLUMN lease_holder TEXT;
+ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER;
+ALTER TABLE jobs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0 CHECK (lease_token >= 0);
+CREATE INDEX jobs_by_lease ON jobs (state, lease_expires_at);
+)sql",
   };
   return all;
 }

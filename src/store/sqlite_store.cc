@@ -1430,7 +1430,8 @@ constexpr const char* kJobColumns =
     "id, tenant_id, script, version, alias, idempotency_key, request_sha256, input, callback_url, "
     "state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, cancel_requested, "
     "outcome, status, result, error, created_by, created_at, updated_at, run_after, started_at, "
-    "finished_at, result_writes, keep_input, webhook_input";
+    "finished_at, result_writes, keep_input, webhook_input, lease_holder, lease_expires_at, "
+    "lease_token";
 
 constexpr const char* kDeliveryColumns =
     "id, tenant_id, job_id, url, state, attempts, max_attempts, backoff_ms, next_attempt_at, "
@@ -1472,6 +1473,9 @@ Job read_job(const auto& row, const std::filesystem::path& file) {
   job.result_writes = row.integer(25);
   job.keep_input = row.integer(26) != 0;
   job.webhook_input = row.integer(27) != 0;
+  job.lease_holder = row.text(28);
+  job.lease_expires_at = row.optional_integer(29).value_or(0);
+  job.lease_token = row.integer(30);
   return job;
 }
 
@@ -1630,26 +1634,93 @@ std::vector<Job> SqliteStore::list_jobs(std::string_view tenant_id, const JobLis
   return jobs;
 }
 
-std::optional<Job> SqliteStore::claim_job(int64_t now) {
+std::pair<int64_t, int64_t> SqliteStore::hand_back_jobs_locked(int64_t now, bool every_running) {
+  // :all = 1 is the recovery at start-up (every running job); else only lapsed leases, a job
+  // without one (left by a corrald from before leases) counting as lapsed.
+  constexpr const char* kHandedBack =
+      "state = 'running' AND (:all = 1 OR lease_expires_at IS NULL OR lease_expires_at < :now)";
+  // Why, in the job's error: a stop of this corrald, or a node that stopped renewing its lease.
+  constexpr const char* kLastAttempt =
+      "CASE WHEN :all = 1 THEN 'corrald stopped while the job''s last allowed attempt was "
+      "running' ELSE 'node ' || coalesce(lease_holder, '(unknown)') || ' stopped renewing its "
+      "lease on the job''s last allowed attempt (attempt ' || attempts || '); it counts as a "
+      "crashed attempt' END";
+  constexpr const char* kRequeued =
+      "CASE WHEN :all = 1 THEN 'corrald stopped while attempt ' || attempts || ' was running; "
+      "it counts as a crashed attempt' ELSE 'node ' || coalesce(lease_holder, '(unknown)') || "
+      "' stopped renewing its lease on attempt ' || attempts || '; it counts as a crashed "
+      "attempt and the job was handed to another runner' END";
+  std::vector<std::string> failed;
+  {
+    auto exhausted = statement(
+        std::string("UPDATE jobs SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' "
+                    "ELSE 'failed' END, outcome = CASE WHEN cancel_requested = 1 THEN NULL ELSE "
+                    "'crashed' END, error = ") +
+        kLastAttempt +
+        ", finished_at = :now, updated_at = :now, result_writes = result_writes + 1, "
+        "lease_expires_at = NULL WHERE " +
+        kHandedBack + " AND (attempts >= max_attempts OR cancel_requested = 1) RETURNING id");
+    exhausted.bind(":all", int64_t{every_running ? 1 : 0}).bind(":now", now);
+    while (exhausted.step("failing jobs interrupted on their last attempt"))
+      failed.push_back(exhausted.text(0));
+  }
+  for (const auto& id : failed) create_delivery_locked(id, now);
+  int64_t requeued = 0;
+  {
+    // A lapsed job is due from when its lease lapsed, so that it keeps its place among the
+    // queued jobs that fell due since.
+    auto requeue = statement(
+        std::string("UPDATE jobs SET state = 'queued', run_after = CASE WHEN :all = 1 THEN :now "
+                    "ELSE coalesce(lease_expires_at, :now) END, updated_at = :now, error = ") +
+        kRequeued + ", lease_holder = NULL, lease_expires_at = NULL WHERE " + kHandedBack +
+        " RETURNING id");
+    requeue.bind(":all", int64_t{every_running ? 1 : 0}).bind(":now", now);
+    while (requeue.step("requeueing jobs whose runner stopped")) ++requeued;
+  }
+  return {requeued, static_cast<int64_t>(failed.size())};
+}
+
+std::optional<Job> SqliteStore::claim_job(int64_t now, std::string_view node, int64_t lease_ms) {
+  if (node.empty() || lease_ms <= 0) {
+    throw std::invalid_argument("store: claiming a job needs a node and a positive lease, not " +
+                                in_quotes(node) + " for " + std::to_string(lease_ms) + " ms");
+  }
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
+  hand_back_jobs_locked(now, false);
   std::string id;
   {
     auto next = statement(
         "SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ?1 "
         "ORDER BY run_after, created_at LIMIT 1");
     next.bind(1, now);
-    if (!next.step("finding a queued job")) return std::nullopt;
-    id = next.text(0);
+    if (next.step("finding a queued job")) id = next.text(0);
+  }
+  if (id.empty()) {
+    transaction.commit();  // what was handed back stays handed back
+    return std::nullopt;
   }
   auto claim = statement(
       "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2, "
-      "updated_at = ?2 WHERE id = ?1 AND state = 'queued'");
-  claim.bind(1, id).bind(2, now);
+      "updated_at = ?2, lease_holder = ?3, lease_expires_at = ?2 + ?4, "
+      "lease_token = lease_token + 1 WHERE id = ?1 AND state = 'queued'");
+  claim.bind(1, id).bind(2, now).bind(3, node).bind(4, lease_ms);
   claim.run("marking job " + id + " running");
   auto job = find_job_locked(id);
   transaction.commit();
   return job;
+}
+
+bool SqliteStore::renew_job_lease(std::string_view id, int64_t lease_token, int64_t until) {
+  std::string what = "renewing the lease of job " + std::string(id);
+  std::lock_guard lock(mutex_);
+  auto update = statement(
+      "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND state = 'running' AND "
+      "lease_token = ?2 RETURNING id");
+  update.bind(1, id).bind(2, lease_token).bind(3, until);
+  bool renewed = update.step(what);
+  update.run(what);
+  return renewed;
 }
 
 std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
@@ -1660,8 +1731,9 @@ std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
   std::string what = "writing the result of job " + finish.id;
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
-  // The state and attempt in the WHERE clause are the guard: a duplicate or stale writer finds
-  // no row and changes nothing. A cancellation asked for meanwhile wins over the result.
+  // The state and lease token in the WHERE clause are the fence: a duplicate writer, or a node
+  // whose lease was taken over, finds no row and changes nothing. A cancellation asked for
+  // meanwhile wins over the result.
   auto update = statement(
       "UPDATE jobs SET "
       "state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE :state END, "
@@ -1670,8 +1742,9 @@ std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
       "result = CASE WHEN cancel_requested = 1 THEN NULL ELSE :result END, "
       "error = CASE WHEN cancel_requested = 1 THEN 'cancelled while running; the run''s result "
       "was discarded' ELSE :error END, "
-      "finished_at = :at, updated_at = :at, result_writes = result_writes + 1 "
-      "WHERE id = :id AND state = 'running' AND attempts = :attempt RETURNING id");
+      "finished_at = :at, updated_at = :at, result_writes = result_writes + 1, "
+      "lease_expires_at = NULL "
+      "WHERE id = :id AND state = 'running' AND lease_token = :token RETURNING id");
   update.bind(":state", to_string(finish.state))
       .bind(":outcome", std::string_view(finish.outcome))
       .bind(":status", finish.status)
@@ -1679,7 +1752,7 @@ std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
       .bind(":error", std::string_view(finish.error))
       .bind(":at", finish.at)
       .bind(":id", std::string_view(finish.id))
-      .bind(":attempt", finish.attempt);
+      .bind(":token", finish.lease_token);
   bool changed = update.step(what);
   update.run(what);
   if (!changed) return std::nullopt;
@@ -1689,9 +1762,9 @@ std::optional<Job> SqliteStore::finish_job(const JobFinish& finish) {
   return job;
 }
 
-std::optional<Job> SqliteStore::requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
-                                            bool count_attempt, std::string_view error,
-                                            int64_t at) {
+std::optional<Job> SqliteStore::requeue_job(std::string_view id, int64_t lease_token,
+                                            int64_t run_after, bool count_attempt,
+                                            std::string_view error, int64_t at) {
   std::string what = "requeueing job " + std::string(id);
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
@@ -1701,14 +1774,16 @@ std::optional<Job> SqliteStore::requeue_job(std::string_view id, int64_t attempt
       "attempts = CASE WHEN :count = 1 THEN attempts ELSE attempts - 1 END, "
       "run_after = :run_after, error = :error, updated_at = :at, "
       "finished_at = CASE WHEN cancel_requested = 1 THEN :at ELSE NULL END, "
-      "result_writes = result_writes + cancel_requested "
-      "WHERE id = :id AND state = 'running' AND attempts = :attempt RETURNING id");
+      "result_writes = result_writes + cancel_requested, "
+      "lease_holder = CASE WHEN cancel_requested = 1 THEN lease_holder ELSE NULL END, "
+      "lease_expires_at = NULL "
+      "WHERE id = :id AND state = 'running' AND lease_token = :token RETURNING id");
   update.bind(":count", int64_t{count_attempt ? 1 : 0})
       .bind(":run_after", run_after)
       .bind(":error", error)
       .bind(":at", at)
       .bind(":id", id)
-      .bind(":attempt", attempt);
+      .bind(":token", lease_token);
   bool changed = update.step(what);
   update.run(what);
   if (!changed) return std::nullopt;
@@ -1750,31 +1825,11 @@ CancelOutcome SqliteStore::cancel_job(std::string_view tenant_id, std::string_vi
 std::pair<int64_t, int64_t> SqliteStore::recover_jobs(int64_t at) {
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
-  std::vector<std::string> failed;
-  {
-    auto exhausted = statement(
-        "UPDATE jobs SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' "
-        "END, outcome = CASE WHEN cancel_requested = 1 THEN NULL ELSE 'crashed' END, "
-        "error = 'corrald stopped while the job''s last allowed attempt was running', "
-        "finished_at = ?1, updated_at = ?1, result_writes = result_writes + 1 "
-        "WHERE state = 'running' AND (attempts >= max_attempts OR cancel_requested = 1) "
-        "RETURNING id");
-    exhausted.bind(1, at);
-    while (exhausted.step("failing jobs interrupted on their last attempt"))
-      failed.push_back(exhausted.text(0));
-  }
-  for (const auto& id : failed) create_delivery_locked(id, at);
-  int64_t requeued = 0;
-  {
-    auto requeue = statement(
-        "UPDATE jobs SET state = 'queued', run_after = ?1, updated_at = ?1, error = 'corrald "
-        "stopped while attempt ' || attempts || ' was running; it counts as a crashed attempt' "
-        "WHERE state = 'running' RETURNING id");
-    requeue.bind(1, at);
-    while (requeue.step("requeueing jobs interrupted by a stop")) ++requeued;
-  }
+  // Every running job, leases or not: the data directory's lock means no other corrald has this
+  // file open, so every holder is dead (store.h, recover_jobs).
+  auto recovered = hand_back_jobs_locked(at, true);
   transaction.commit();
-  return {requeued, static_cast<int64_t>(failed.size())};
+  return recovered;
 }
 
 std::vector<std::pair<JobState, int64_t>> SqliteStore::count_jobs() {

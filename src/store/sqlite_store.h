@@ -120,9 +120,10 @@ class SqliteStore : public Store {
                            int64_t max_kept = std::numeric_limits<int64_t>::max()) override;
   std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) override;
   std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) override;
-  std::optional<Job> claim_job(int64_t now) override;
+  std::optional<Job> claim_job(int64_t now, std::string_view node, int64_t lease_ms) override;
+  bool renew_job_lease(std::string_view id, int64_t lease_token, int64_t until) override;
   std::optional<Job> finish_job(const JobFinish& finish) override;
-  std::optional<Job> requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
+  std::optional<Job> requeue_job(std::string_view id, int64_t lease_token, int64_t run_after,
                                  bool count_attempt, std::string_view error, int64_t at) override;
   CancelOutcome cancel_job(std::string_view tenant_id, std::string_view id, int64_t at,
                            std::optional<Job>* job) override;
@@ -175,6 +176,9 @@ class SqliteStore : public Store {
   std::optional<Job> find_job_locked(std::string_view id);
   // The delivery of a job that just became final, if it names a callback.
   void create_delivery_locked(std::string_view job_id, int64_t at);
+  // Hands back the running jobs whose lease expired before `now` (all of them with
+  // every_running): queued again, or final on their last attempt. Returns {requeued, failed}.
+  std::pair<int64_t, int64_t> hand_back_jobs_locked(int64_t now, bool every_running);
 
   std::filesystem::path file_;
   // Recursive so that the methods called inside atomically() may take it again.

@@ -328,6 +328,12 @@ struct Job {
   int64_t result_writes = 0;  // final writes; more than 1 would be a duplicate result
   bool keep_input = true;
   bool webhook_input = true;
+  // The lease (see Store, "Leases"): the node that holds the job while it runs (kept once the job
+  // ends by that node's attempt; empty while queued), until when, and the fencing token of the
+  // latest claim. The token only grows: every claim of the job adds one.
+  std::string lease_holder = {};
+  int64_t lease_expires_at = 0;  // 0: none
+  int64_t lease_token = 0;
   // The input was dropped when the job ended (input is then empty).
   bool input_dropped() const { return input.empty(); }
 };
@@ -341,11 +347,11 @@ struct JobSubmission {
   int64_t kept = 0;        // the tenant's jobs in every state, when over_kept
 };
 
-// How a run the runner took ends. Finishing is guarded: it applies only while the job is still
-// running with the same attempt number, so a stale or duplicate writer changes nothing.
+// How a run the runner took ends. Finishing is fenced: it applies only while the job is still
+// running under the lease token its claim returned, so a stale or duplicate writer changes nothing.
 struct JobFinish {
   std::string id;
-  int64_t attempt = 0;
+  int64_t lease_token = 0;
   JobState state = JobState::succeeded;  // succeeded or failed; cancelled if cancel_requested
   std::string outcome;
   int64_t status = 0;
@@ -584,25 +590,50 @@ class Store {
                                    int64_t max_kept = std::numeric_limits<int64_t>::max()) = 0;
   virtual std::optional<Job> find_job(std::string_view tenant_id, std::string_view id) = 0;
   virtual std::vector<Job> list_jobs(std::string_view tenant_id, const JobListing& listing) = 0;
-  // The oldest queued job whose run_after has come, now running with attempts + 1.
-  virtual std::optional<Job> claim_job(int64_t now) = 0;
+  // Leases. A running job is held by one node (a corrald, named by the caller) until its lease
+  // expires; the holder renews it while the run goes on. Every claim adds one to the job's lease
+  // token, and every write that ends or moves a running job (finish_job, requeue_job, the webhook
+  // delivery those create) applies only under the current token: a node that lost its lease (it
+  // paused, or its store connection stalled, past the expiry and another node took the job) finds
+  // its writes refused and must drop its result. The token replaces the attempt number as the
+  // guard because the attempt can come back (a run turned away gives it back), the token cannot.
+  //
+  // A lease that expired (lease_expires_at < now; a running job without one, left by a corrald
+  // before leases, counts as expired) means its node is presumed dead: its attempt counts as a
+  // crashed one, exactly as a crash recovered at start-up does: the job is queued again from the
+  // expiry (error says whose lease lapsed), or, if that was its last allowed attempt, it fails
+  // with outcome crashed (cancelled instead if its cancellation was asked for), with its webhook
+  // delivery. A backend shared by several nodes must make the claim safe against their races (for
+  // PostgreSQL: the rows taken with SELECT … FOR UPDATE SKIP LOCKED).
+
+  // In one transaction: hands back every running job whose lease expired before `now` (above),
+  // then takes the oldest queued job whose run_after has come: running with attempts + 1, held by
+  // `node` until now + lease_ms, lease_token + 1. nullopt when nothing is due.
+  virtual std::optional<Job> claim_job(int64_t now, std::string_view node, int64_t lease_ms) = 0;
+  // The holder's heartbeat: the lease of job `id` now ends at `until`, only if the job is still
+  // running under `lease_token` (an expired lease nobody took yet is renewed: its holder is alive
+  // after all). false: the job was taken over, requeued or ended; the caller no longer holds it.
+  virtual bool renew_job_lease(std::string_view id, int64_t lease_token, int64_t until) = 0;
   // The final write of a running attempt; nullopt (nothing changed) unless the job is running
-  // with attempts == finish.attempt. A job whose cancellation was asked for ends cancelled, its
-  // result discarded.
+  // under finish.lease_token. A job whose cancellation was asked for ends cancelled, its result
+  // discarded. The holder is kept (the node that ran the attempt), the lease ends.
   virtual std::optional<Job> finish_job(const JobFinish& finish) = 0;
-  // A running attempt that will be tried again: queued from run_after, with `error` kept. When
-  // `count_attempt` is false the attempt is given back. Guarded as finish_job; a job whose
-  // cancellation was asked for ends cancelled instead.
-  virtual std::optional<Job> requeue_job(std::string_view id, int64_t attempt, int64_t run_after,
-                                         bool count_attempt, std::string_view error,
-                                         int64_t at) = 0;
+  // A running attempt that will be tried again: queued from run_after, with `error` kept, no
+  // holder. When `count_attempt` is false the attempt is given back. Fenced as finish_job; a job
+  // whose cancellation was asked for ends cancelled instead.
+  virtual std::optional<Job> requeue_job(std::string_view id, int64_t lease_token,
+                                         int64_t run_after, bool count_attempt,
+                                         std::string_view error, int64_t at) = 0;
   // Queued: cancelled now. Running: marked, to end cancelled when its run returns. Final:
   // unchanged. `job` is set to the job as it is after the call, when there is one.
   virtual CancelOutcome cancel_job(std::string_view tenant_id, std::string_view id, int64_t at,
                                    std::optional<Job>* job) = 0;
   // At start-up, before any runner: jobs left running by a corrald that died go back to queued,
   // their attempt counted; those that had used their last attempt fail (outcome crashed). Returns
-  // how many were requeued and how many failed.
+  // how many were requeued and how many failed. Every running job is handed back, leases or not:
+  // that is right only for a store no other node uses (SQLite: the data directory's lock proves
+  // no other corrald is alive). A store shared by several nodes must leave running jobs alone
+  // here (their holders may be alive) and hand back only lapsed leases, which claim_job does.
   virtual std::pair<int64_t, int64_t> recover_jobs(int64_t at) = 0;
   // Jobs by state, over all tenants, for the metrics gauge.
   virtual std::vector<std::pair<JobState, int64_t>> count_jobs() = 0;
@@ -612,11 +643,15 @@ class Store {
   // Idempotency-Key is free again. Returns how many jobs were forgotten.
   virtual int64_t prune_jobs(int64_t finished_before, int64_t limit) = 0;
 
+  // Deliveries are sent at least once; a delivery's id is made once, with it, and is the same on
+  // every try (the receiver's key to drop repeats).
   // The oldest pending delivery due at `now` and not in flight: now in flight with attempts + 1.
   virtual std::optional<Delivery> claim_delivery(int64_t now) = 0;
   // Guarded by the attempt number, as finish_job is. false when nothing changed.
   virtual bool record_delivery_attempt(const DeliveryAttempt& attempt) = 0;
   // At start-up: deliveries in flight when corrald died become due again (their try counted).
+  // Like recover_jobs, only for a store no other node uses: deliveries in flight carry no lease
+  // yet, so a shared store must not hand them back here.
   virtual int64_t recover_deliveries(int64_t at) = 0;
   // Newest first. A limit below 1 throws std::invalid_argument.
   virtual std::vector<Delivery> list_deliveries(std::string_view tenant_id,

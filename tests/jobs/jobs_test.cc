@@ -275,10 +275,10 @@ TEST_F(JobsTest, ARunningJobCancelledMidRunEndsCancelledWithItsResultDiscarded) 
 
 TEST_F(JobsTest, AResultIsWrittenOnceWhateverWritesItAgain) {
   submit("k");
-  auto claimed = store_.claim_job(store::now_ms());
+  auto claimed = store_.claim_job(store::now_ms(), "node-a", 30'000);
   ASSERT_TRUE(claimed);
   store::JobFinish finish{.id = claimed->id,
-                          .attempt = claimed->attempts,
+                          .lease_token = claimed->lease_token,
                           .state = JobState::succeeded,
                           .outcome = "ok",
                           .status = 200,
@@ -287,9 +287,9 @@ TEST_F(JobsTest, AResultIsWrittenOnceWhateverWritesItAgain) {
   ASSERT_TRUE(store_.finish_job(finish));
   finish.result = R"({"second":true})";
   EXPECT_FALSE(store_.finish_job(finish)) << "a duplicate write must change nothing";
-  finish.attempt += 1;
+  finish.lease_token += 1;
   EXPECT_FALSE(store_.finish_job(finish));
-  EXPECT_FALSE(store_.requeue_job(claimed->id, claimed->attempts, 0, true, "late", 0));
+  EXPECT_FALSE(store_.requeue_job(claimed->id, claimed->lease_token, 0, true, "late", 0));
   store::Job done = job(claimed->id);
   EXPECT_EQ(done.result, R"({"first":true})");
   EXPECT_EQ(done.result_writes, 1);
@@ -299,8 +299,8 @@ TEST_F(JobsTest, RecoveryRequeuesInterruptedJobsAndFailsThoseOnTheirLastAttempt)
   std::string interrupted = submit("a", 1, "", 3).job.id;
   std::string last = submit("b", 2, "", 1).job.id;
   std::string waiting = submit("c", 3).job.id;
-  ASSERT_TRUE(store_.claim_job(store::now_ms()));
-  ASSERT_TRUE(store_.claim_job(store::now_ms()));
+  ASSERT_TRUE(store_.claim_job(store::now_ms(), "node-a", 30'000));
+  ASSERT_TRUE(store_.claim_job(store::now_ms(), "node-a", 30'000));
   // The corrald that claimed them dies here; a new one starts on the same file.
   store::SqliteStore reopened(dir_.path() / "corral.db");
   auto [requeued, failed] = reopened.recover_jobs(store::now_ms());
@@ -454,10 +454,10 @@ TEST_F(WebhookTest, PruningForgetsOldFinalJobsWithTheirSettledDeliveries) {
   const int64_t long_ago = now - 3'600'000;
   auto finish_at = [&](const std::string& key, const std::string& callback, int64_t at) {
     std::string id = submit(key, {{"n", 1}}, callback).job.id;
-    auto claimed = store_.claim_job(store::now_ms());
+    auto claimed = store_.claim_job(store::now_ms(), "node-a", 30'000);
     EXPECT_TRUE(claimed && claimed->id == id);
     EXPECT_TRUE(store_.finish_job({.id = id,
-                                   .attempt = claimed->attempts,
+                                   .lease_token = claimed->lease_token,
                                    .state = JobState::succeeded,
                                    .outcome = "ok",
                                    .status = 200,
@@ -506,10 +506,10 @@ TEST_F(JobsTest, TheServiceForgetsJobsPastItsRetentionInBatches) {
   const int64_t now = store::now_ms();
   for (int i = 0; i < 1005; ++i) {  // more than one batch of 1,000
     std::string id = submit("k" + std::to_string(i)).job.id;
-    auto claimed = store_.claim_job(store::now_ms());
+    auto claimed = store_.claim_job(store::now_ms(), "node-a", 30'000);
     ASSERT_TRUE(claimed);
     ASSERT_TRUE(store_.finish_job({.id = id,
-                                   .attempt = claimed->attempts,
+                                   .lease_token = claimed->lease_token,
                                    .state = JobState::failed,
                                    .outcome = "script_error",
                                    .status = 422,

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "store/migrations.h"
 #include "store/sqlite_fixture.h"
@@ -167,9 +168,9 @@ TEST_F(MigrationTest, UpgradingFromVersionSevenStartsAliasHistoriesAndKeepsOldJo
   auto job = store->find_job("t1", "j1");
   ASSERT_TRUE(job);
   EXPECT_TRUE(job->keep_input);
-  ASSERT_TRUE(store->claim_job(100));
+  ASSERT_TRUE(store->claim_job(100, "node-a", 30'000));
   auto finished = store->finish_job({.id = "j1",
-                                     .attempt = 1,
+                                     .lease_token = 1,
                                      .state = JobState::succeeded,
                                      .outcome = "ok",
                                      .status = 200,
@@ -177,6 +178,81 @@ TEST_F(MigrationTest, UpgradingFromVersionSevenStartsAliasHistoriesAndKeepsOldJo
                                      .at = 101});
   ASSERT_TRUE(finished);
   EXPECT_EQ(finished->input, R"({"email":1})");
+}
+
+// A database at schema version 12 (before leases), as a corrald left it when it died: a queued
+// job, one running on its first attempt and one on its last. Inserts a tenant and the three jobs.
+void make_version_twelve_with_jobs(RawDb& raw) {
+  for (size_t i = 0; i < 12; ++i) raw.exec(std::string(migrations()[i]));
+  raw.exec("PRAGMA user_version = 12");
+  raw.exec("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'acme', 5)");
+  for (auto [id, state, attempts, max_attempts] :
+       {std::tuple{"queued", "queued", 0, 3}, std::tuple{"running", "running", 1, 3},
+        std::tuple{"last", "running", 2, 2}}) {
+    raw.exec(std::string(
+                 "INSERT INTO jobs (id, tenant_id, script, version, idempotency_key, "
+                 "request_sha256, input, state, attempts, max_attempts, webhook_attempts, "
+                 "webhook_backoff_ms, created_by, created_at, updated_at, run_after, started_at) "
+                 "VALUES ('") +
+             id + "', 't1', 'hello', 1, '" + id + "', 'hash', '{}', '" + state + "', " +
+             std::to_string(attempts) + ", " + std::to_string(max_attempts) +
+             ", 1, 1000, 'k1', 9, 9, 9, 9)");
+  }
+}
+
+// On the shared-store path (no recovery at start), the claim hands back the jobs left running
+// without a lease, as lapsed ones, and takes the queued one.
+TEST_F(MigrationTest, UpgradingFromVersionTwelveKeepsJobsAndTheirLeaselessRunsAreHandedBack) {
+  ASSERT_GE(latest_schema_version(), 13);
+  {
+    RawDb raw(db_file());
+    make_version_twelve_with_jobs(raw);
+  }
+  auto store = open_sqlite_store(dir_.path());
+  auto queued = store->find_job("t1", "queued");
+  ASSERT_TRUE(queued);
+  EXPECT_EQ(queued->lease_token, 0);
+  EXPECT_TRUE(queued->lease_holder.empty());
+  auto claimed = store->claim_job(100, "node-a", 30'000);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->id, "queued") << "due at 9, before the handed-back ones (due at 100)";
+  EXPECT_EQ(claimed->lease_token, 1);
+  EXPECT_EQ(claimed->lease_holder, "node-a");
+  auto requeued = store->find_job("t1", "running");
+  EXPECT_EQ(requeued->state, JobState::queued);
+  EXPECT_EQ(requeued->attempts, 1);
+  auto failed = store->find_job("t1", "last");
+  EXPECT_EQ(failed->state, JobState::failed);
+  EXPECT_EQ(failed->outcome, "crashed");
+  auto next = store->claim_job(101, "node-a", 30'000);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->id, "running");
+  EXPECT_EQ(next->attempts, 2);
+  EXPECT_TRUE(store->finish_job({.id = "running",
+                                 .lease_token = next->lease_token,
+                                 .state = JobState::succeeded,
+                                 .outcome = "ok",
+                                 .status = 200,
+                                 .result = "{}",
+                                 .at = 102}));
+}
+
+// On SQLite, corrald's start recovers them first (recover_jobs), as it did before leases.
+TEST_F(MigrationTest, UpgradingFromVersionTwelveRecoversRunningJobsAtStart) {
+  {
+    RawDb raw(db_file());
+    make_version_twelve_with_jobs(raw);
+  }
+  auto store = open_sqlite_store(dir_.path());
+  auto [requeued, failed] = store->recover_jobs(50);
+  EXPECT_EQ(requeued, 1);
+  EXPECT_EQ(failed, 1);
+  EXPECT_EQ(store->find_job("t1", "running")->state, JobState::queued);
+  EXPECT_EQ(store->find_job("t1", "last")->state, JobState::failed);
+  auto claimed = store->claim_job(60, "node-a", 30'000);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->id, "queued");
+  EXPECT_EQ(claimed->lease_token, 1);
 }
 
 TEST_F(MigrationTest, ConcurrentFirstOpensMigrateOnce) {

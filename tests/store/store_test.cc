@@ -504,9 +504,9 @@ TEST_F(StoreTest, AJobsInputIsDroppedOnEveryWayItEndsUnlessKept) {
   };
   // Finished with a result.
   Job finished = submit("finish", false);
-  ASSERT_EQ(store().claim_job(20)->input, finished.input);
+  ASSERT_EQ(store().claim_job(20, "node-a", 30'000)->input, finished.input);
   ASSERT_TRUE(store().finish_job({.id = finished.id,
-                                  .attempt = 1,
+                                  .lease_token = 1,
                                   .state = JobState::succeeded,
                                   .outcome = "ok",
                                   .status = 200,
@@ -519,7 +519,7 @@ TEST_F(StoreTest, AJobsInputIsDroppedOnEveryWayItEndsUnlessKept) {
   EXPECT_TRUE(store().find_job(acme.id, cancelled.id)->input_dropped());
   // Failed on recovery, its last attempt interrupted by a stop of corrald.
   Job interrupted = submit("recover", false);
-  ASSERT_EQ(store().claim_job(40)->id, interrupted.id);
+  ASSERT_EQ(store().claim_job(40, "node-a", 30'000)->id, interrupted.id);
   store().recover_jobs(41);
   Job recovered = *store().find_job(acme.id, interrupted.id);
   EXPECT_EQ(recovered.state, JobState::failed);
