@@ -425,6 +425,40 @@ TEST_F(WebhookTest, ServerErrorsAreRetriedWithDoublingBackoffUntilDelivered) {
             std::string::npos);
 }
 
+// Corral-Delivery-Id is the receiver's key for dropping repeats: the delivery's own id, the same
+// on every try, whether the try follows a 5xx or a corrald that died while sending.
+TEST_F(WebhookTest, TheDeliveryIdIsTheSameOnEveryTry) {
+  runner_->rotate_webhook_secret(tenant_.id);
+  receiver_.answer("/flaky", {503, 200});
+  finished_job("/flaky");
+  ASSERT_TRUE(runner_->deliver_one());  // 503: tried again after backoff_ms
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (receiver_.requests().size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    if (!runner_->deliver_one()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Then a third try of another kind: claimed, corrald dies before recording it, sent again.
+  auto deliveries = store_.list_deliveries(tenant_.id, std::nullopt, std::nullopt, 10);
+  ASSERT_EQ(deliveries.size(), 1u);
+  const std::string id = deliveries[0].id;
+  std::string again = finished_job("/hook", "k2");
+  ASSERT_TRUE(store_.claim_delivery(store::now_ms()));
+  EXPECT_EQ(store_.recover_deliveries(store::now_ms()), 1);
+  ASSERT_TRUE(runner_->deliver_one());
+  auto requests = receiver_.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].headers.at("corral-delivery-id"), id);
+  EXPECT_EQ(requests[1].headers.at("corral-delivery-id"), id);
+  EXPECT_EQ(requests[1].headers.at("corral-delivery-attempt"), "2");
+  auto resent = store_.list_deliveries(tenant_.id, store::DeliveryState::delivered, {}, 10);
+  ASSERT_EQ(resent.size(), 2u);
+  for (const auto& delivery : resent) {
+    if (delivery.job_id != again) continue;
+    EXPECT_EQ(requests[2].headers.at("corral-delivery-id"), delivery.id);
+    EXPECT_EQ(requests[2].headers.at("corral-delivery-attempt"), "2");
+    EXPECT_NE(delivery.id, id) << "each job has its own delivery";
+  }
+}
+
 TEST_F(WebhookTest, TheLastFailedTryMakesTheDeliveryDeadAndListable) {
   runner_->rotate_webhook_secret(tenant_.id);
   receiver_.answer("/down", {500});
