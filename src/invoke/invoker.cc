@@ -136,13 +136,12 @@ struct Run::State {
   std::optional<cache::Key> cache_key;
   // Told of capability calls of this run that failed by corral's fault (broker.h).
   std::shared_ptr<broker::ServiceFault> service_fault;
-  // Destroyed before the ticket: a quota-refused probe frees its place (declared after it).
+  // The tenant's concurrency slot, held until finish().
   std::optional<sched::Ticket> ticket;
   std::unique_ptr<BreakerPass> breaker;
   // Counted in corral_invocations_in_flight from prepare() until finish() (or destruction).
   bool in_flight = false;
   std::chrono::steady_clock::time_point started;
-  bool finished = false;
 
   ~State() {
     if (in_flight && metrics) metrics->invocation_finished();
@@ -490,7 +489,6 @@ Finished Invoker::finish(Run& run, InvocationResult result) {
                                     static_cast<int64_t>(stats.bytes));
   }
   store_run(state, finished);
-  state.finished = true;
   return finished;
 }
 
