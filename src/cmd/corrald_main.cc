@@ -1049,8 +1049,9 @@ int main(int argc, char** argv) {
       ->check([](const std::string& name) {
         return corral::jobs::valid_node_name(name)
                    ? std::string()
-                   : "--node-name takes 1 to 100 letters, digits, '.', '_' or '-'; \"" +
-                         name.substr(0, 100) + "\" is not one";
+                   : "\"" + name.substr(0, 100) +
+                         "\" is not a node name: use 1 to 100 letters, digits, '.', '_' or '-' "
+                         "(e.g. eu-west-1a)";
       });
   app.add_option("--worker-memory-budget", settings.worker_memory_budget,
                  "the memory all workers may cost together, kernel and user, as a share of the "

@@ -252,6 +252,10 @@ class CrashingWorker {
                               fs::perms::others_read | fs::perms::others_exec);
     std::ofstream(path()) << "#!/bin/sh\n"
                           << "if [ -e " << unstartable_flag().string() << " ]; then exit 3; fi\n"
+                          << "if [ -e " << hang_flag().string() << " ]; then\n"
+                          << "  " << kSendReadyFrame << "\n"
+                          << "  exec cat <&3 >/dev/null\n"
+                          << "fi\n"
                           << "if [ -e " << flag().string() << " ]; then\n"
                           << "  " << kSendReadyFrame << "\n"
                           << "  exec head -c 8 <&3\n"
@@ -264,6 +268,8 @@ class CrashingWorker {
   fs::path path() const { return dir_ / "worker.sh"; }
   fs::path flag() const { return dir_ / "crash"; }
   fs::path unstartable_flag() const { return dir_ / "unstartable"; }
+  // Takes the invocation and never answers, until corrald kills it at the run's timeout.
+  fs::path hang_flag() const { return dir_ / "hang"; }
   // corrald with this worker, and no idle or spare worker kept: every run starts a new one.
   std::vector<std::string> corrald_arguments() const {
     return {"--worker",           path().string(),
@@ -273,6 +279,7 @@ class CrashingWorker {
   }
   void crash(bool on) { set(flag(), on); }
   void fail_to_start(bool on) { set(unstartable_flag(), on); }
+  void hang(bool on) { set(hang_flag(), on); }
 
  private:
   static void set(const fs::path& flag, bool on) {
@@ -304,6 +311,46 @@ TEST(JobsApi, JobsKeptPastTheirQuotaAreRefusedNamingIt) {
   EXPECT_EQ(refused.body["rule"], "tenants.acme.quotas.jobs");
   // The same submission again is still answered with the job it made.
   EXPECT_EQ(jobs.submit("double", "k-0", {{"input", {{"n", 0}}}}).status, 200);
+}
+
+// A running job names the corrald that holds its lease (--node-name), as the listening line does;
+// once it has ended it names none. The run hangs in its worker until the run's 5 s timeout, while
+// the job is seen running, and then fails.
+TEST(JobsApi, ARunningJobNamesTheNodeRunningIt) {
+  CrashingWorker worker;
+  JobsApi jobs(R"(tenants:
+  acme:
+    quotas: {rate_per_second: 100000, burst: 100000, concurrency: 100}
+    limits: {timeout_ms: 5000}
+    jobs: {max_attempts: 1}
+)",
+               [&] {
+                 auto arguments = worker.corrald_arguments();
+                 arguments.insert(arguments.end(), {"--node-name", "eu-west-1a"});
+                 return arguments;
+               }());
+  bool listed = false;
+  for (const auto& line : jobs.corrald_.log_lines())
+    if (line.value("msg", "") == "listening") listed = line.value("node", "") == "eu-west-1a";
+  EXPECT_TRUE(listed) << "the listening line names the node";
+  worker.hang(true);
+  Answer accepted = jobs.submit("double", "n-1", {{"input", {{"n", 1}}}});
+  ASSERT_EQ(accepted.status, 202) << accepted;
+  EXPECT_TRUE(accepted.body["node"].is_null()) << accepted;
+  std::string id = accepted.body["id"];
+  Answer seen;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = jobs.get("/v1/tenants/acme/scripts/double/jobs/" + id);
+    if (seen.body.value("state", "") != "queued") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(seen.body["state"], "running") << seen;
+  EXPECT_EQ(seen.body["node"], "eu-west-1a") << seen;
+  Answer done = jobs.wait_final("double", id);
+  EXPECT_EQ(done.body["state"], "failed") << done;
+  EXPECT_TRUE(done.body["node"].is_null()) << done;
+  worker.hang(false);
 }
 
 TEST(JobsApi, CrashedRunsAreRetriedUpToMaxAttemptsAndScriptErrorsNever) {
