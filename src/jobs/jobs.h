@@ -5,10 +5,10 @@
 // move it along, and the rules both the API and they apply:
 //   - A job is queued → running → succeeded | failed | cancelled. Runners take the oldest queued
 //     job whose time has come, marking it running with attempts + 1 and leased to this node
-//     (Options::node) in one transaction, run it through RunVersion (corrald:
-//     api::Api::run_version, the preparation POST …/invoke does), and write the final state and
-//     result in one more, fenced by the lease token of their claim so that a result is written
-//     once, by the current holder.
+//     (Options::node) in one transaction, run it through RunVersion (corrald: api::run_job, the
+//     invoker's prepare → run → finish that POST …/invoke goes through, with no HTTP request),
+//     and write the final state and result in one more, fenced by the lease token of their claim
+//     so that a result is written once, by the current holder.
 //   - Leases (store.h, "Leases"): a heartbeat thread renews the lease of every job this service
 //     runs every lease/3. A renewal refused means another node took the job after this node's
 //     lease lapsed: the runner stops caring about it and its result is not written (the log says
@@ -61,8 +61,9 @@ class PolicyService;
 namespace corral::jobs {
 
 // What a run of a stored version answered: the HTTP status and JSON body POST …/invoke would
-// have, and the outcome ("ok", "script_error", "limit_exceeded", "crashed", "denied", "invalid")
-// or "rejected" (503 circuit-open), "not-found", "version-disabled" when nothing ran.
+// have (api/run_answers.h writes them from the invoker's result), and the outcome ("ok",
+// "script_error", "limit_exceeded", "crashed", "denied", "invalid") or "rejected" (503
+// circuit-open), "not-found", "version-disabled" when nothing ran.
 struct RunAnswer {
   int status = 0;
   std::string outcome;
