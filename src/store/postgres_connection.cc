@@ -62,6 +62,8 @@ bool PostgresRows::is_null(int row, int column) const {
   return PQgetisnull(result_, row, column) != 0;
 }
 std::string PostgresRows::text(int row, int column) const {
+  // A column that holds any bytes (bytea) reads as those bytes, as a BLOB does on SQLite.
+  if (PQftype(result_, column) == PostgresValue::kBytea) return bytes(row, column);
   return std::string(PQgetvalue(result_, row, column),
                      static_cast<size_t>(PQgetlength(result_, row, column)));
 }
@@ -111,17 +113,47 @@ PostgresConnection::PostgresConnection(const std::string& url) {
                                  "and that this user may log in, then retry",
                              false);
   }
-  // The store matches failures on SQLSTATE, never on words, and wants no notices or warnings on stderr.
+  // The store matches failures on SQLSTATE, never on words, and wants no notices or warnings on
+  // stderr.
   run_script("SET client_min_messages = error", "configuring a session");
 }
 
 PostgresConnection::~PostgresConnection() { PQfinish(connection_); }
 
+void PostgresConnection::reconnect() {
+  PQreset(connection_);
+  if (PQstatus(connection_) != CONNECTION_OK) {
+    throw StorageUnavailable("cannot reach PostgreSQL at " + server_ + " again (" +
+                                 one_line(PQerrorMessage(connection_)) +
+                                 "); check that the server runs, then retry",
+                             false);
+  }
+  run_script("SET client_min_messages = error", "configuring a session");
+}
+
 bool PostgresConnection::usable() const {
   return connection_ != nullptr && PQstatus(connection_) == CONNECTION_OK;
 }
 
-std::string PostgresConnection::translate(std::string_view sql, std::vector<std::string>* names) {
+std::string PostgresConnection::translate(std::string_view original,
+                                          std::vector<std::string>* names) {
+  // length(CAST(x AS BLOB)), the store's way of counting a value's bytes, is octet_length(x)
+  // here, whether x is text or bytea: PostgreSQL has no BLOB.
+  std::string rewritten(original);
+  constexpr std::string_view kOpen = "length(CAST(", kClose = " AS BLOB))";
+  for (size_t at = 0; (at = rewritten.find(kOpen, at)) != std::string::npos;) {
+    size_t close = rewritten.find(kClose, at);
+    size_t nested = rewritten.find_first_of("()", at + kOpen.size());
+    if (close == std::string::npos || nested < close) {
+      at += kOpen.size();
+      continue;
+    }
+    std::string replacement =
+        "octet_length(" + rewritten.substr(at + kOpen.size(), close - at - kOpen.size()) + ")";
+    rewritten.replace(at, close + kClose.size() - at, replacement);
+    at += replacement.size();
+  }
+  std::string_view sql = rewritten;
   std::string out;
   out.reserve(sql.size() + 8);
   std::vector<std::string> seen;
@@ -176,9 +208,8 @@ PostgresRows PostgresConnection::run(std::string_view sql, const std::vector<Pos
   for (const auto& value : values) {
     pointers.push_back(value.is_null() ? nullptr : value.value().data());
     lengths.push_back(value.is_null() ? 0 : static_cast<int>(value.value().size()));
-    formats.push_back(value.is_bytes() ? 1 : 0);
-    constexpr unsigned int kByteaOid = 17;
-    types.push_back(value.is_bytes() ? kByteaOid : 0);  // 0: the server infers the type
+    formats.push_back(value.binary() ? 1 : 0);
+    types.push_back(value.type());
   }
   pg_result* result =
       PQexecParams(connection_, text.c_str(), static_cast<int>(values.size()), types.data(),
@@ -202,8 +233,10 @@ void PostgresConnection::fail(pg_result* result, std::string_view what) {
   PQclear(result);
   std::string message = "store: " + std::string(what) + " failed on PostgreSQL at " + server_ +
                         " (" + (why.empty() ? "no reason given" : why) + ")";
-  if (state == kUniqueViolation) throw Conflict(message);
-  if (state == kForeignKeyViolation) throw NotFound(message);
+  if (state == kUniqueViolation) throw ConstraintError(message, ConstraintError::Rule::unique);
+  if (state == kForeignKeyViolation) {
+    throw ConstraintError(message, ConstraintError::Rule::foreign_key);
+  }
   if (state == kSerializationFailure || state == kDeadlockDetected) {
     throw SerializationFailure(message + "; the transaction may be run again");
   }

@@ -1,9 +1,10 @@
 // One connection to PostgreSQL through libpq, for the store's PostgreSQL backend: statements in
 // the store's own SQL (parameters written ?1, ?2… or :name, as the SQLite backend takes them) are
 // sent with their values apart from the text, and PostgreSQL's failures become the store's errors
-// (store.h): a uniqueness rule broken is Conflict, a server that cannot be reached or went away is
-// StorageUnavailable, a transaction that lost a serialization race is SerializationFailure (safe
-// to run again from the start).
+// (a uniqueness rule or foreign key broken is ConstraintError, which the store's methods turn into
+// Conflict or NotFound; a server that cannot be reached or went away is StorageUnavailable; a
+// transaction that lost a serialization race is SerializationFailure (safe to run again from the
+// start).
 //
 // Not thread-safe: one thread uses a connection at a time. Messages name the server as
 // host/database (never a password) and say what to do; libpq's own words go only to corrald's log
@@ -17,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "store/store.h"
+#include "store/sql_connection.h"
 
 struct pg_conn;
 struct pg_result;
@@ -32,26 +33,36 @@ class SerializationFailure : public StoreError {
   using StoreError::StoreError;
 };
 
-// A value sent with a statement: text (also used for integers, which PostgreSQL reads by the
-// column's type), bytes (sent as bytea) or NULL.
+// A value sent with a statement. Integers go as int8; bytes as bytea; text goes as its bytes with
+// the type left to the server, which takes the column's: a text column checks they are UTF-8, a
+// bytea one (a kv key, a script's source: any bytes, NUL included) keeps them as they are.
 class PostgresValue {
  public:
-  static PostgresValue null() { return PostgresValue(); }
-  static PostgresValue text(std::string_view text) { return PostgresValue(std::string(text), 0); }
-  static PostgresValue integer(int64_t value) { return text(std::to_string(value)); }
+  static constexpr unsigned kUnknown = 0, kBytea = 17, kInt8 = 20, kText = 25;
+
+  static PostgresValue null(unsigned type = kUnknown) { return PostgresValue({}, type); }
+  static PostgresValue text(std::string_view text) {
+    return PostgresValue(std::string(text), kUnknown);
+  }
+  static PostgresValue integer(int64_t value) {
+    return PostgresValue(std::to_string(value), kInt8);
+  }
   static PostgresValue bytes(std::string_view bytes) {
-    return PostgresValue(std::string(bytes), 1);
+    return PostgresValue(std::string(bytes), kBytea);
   }
 
   bool is_null() const { return !value_; }
-  bool is_bytes() const { return format_ == 1; }
+  bool is_bytes() const { return type_ == kBytea; }
+  // Sent in binary format: the bytes as they are (text and bytea), not a textual form.
+  bool binary() const { return value_ && type_ != kInt8; }
+  unsigned type() const { return type_; }
   const std::string& value() const { return *value_; }
 
  private:
-  PostgresValue() = default;
-  PostgresValue(std::string value, int format) : value_(std::move(value)), format_(format) {}
+  PostgresValue(std::optional<std::string> value, unsigned type)
+      : value_(std::move(value)), type_(type) {}
   std::optional<std::string> value_;
-  int format_ = 0;
+  unsigned type_ = kUnknown;
 };
 
 // The rows a statement returned, read by row and column number.
@@ -92,14 +103,17 @@ class PostgresConnection {
   // Runs statements with no parameters, separated by semicolons (a schema, BEGIN, COMMIT).
   void run_script(std::string_view sql, std::string_view what);
 
-  // False once the server has gone away; a new connection is then needed.
+  // False once the server has gone away; reconnect() then tries again.
   bool usable() const;
+  // Connects anew with the same settings (after the server restarted); throws StorageUnavailable
+  // when it still cannot be reached. Whatever transaction was open is gone.
+  void reconnect();
   // "host/database" for messages: the socket directory or host, and the database's name.
   const std::string& server() const { return server_; }
 
-  // The store's SQL as PostgreSQL takes it: ?N becomes $N, and each :name becomes the $N of the
-  // name's first appearance; `names` receives the names in their numbering's order. Text inside
-  // quotes is left alone.
+  // The store's SQL as PostgreSQL takes it: ?N becomes $N, each :name becomes the $N of the
+  // name's first appearance (`names` receives the names in their numbering's order), and
+  // CAST(x AS BLOB) becomes convert_to(x, 'UTF8'). Text inside quotes is left alone.
   static std::string translate(std::string_view sql, std::vector<std::string>* names = nullptr);
 
  private:

@@ -11,7 +11,8 @@ const std::vector<PostgresMigration>& postgres_migrations() {
       // 12: everything SQLite's migrations 1 to 12 made, at once. The comments in migrations.cc
       // say why each table and trigger is there; what differs here is only how PostgreSQL says
       // it (BIGINT for INTEGER, BYTEA for BLOB, triggers as functions, octet_length for a key's
-      // bytes).
+      // bytes), and two columns that hold any bytes: a script's source and a kv key are BYTEA,
+      // since PostgreSQL's text takes neither NUL nor bytes that are not UTF-8 and SQLite's does.
       {12, R"sql(
 CREATE TABLE tenants (
   id         TEXT   NOT NULL PRIMARY KEY,
@@ -38,7 +39,7 @@ CREATE TABLE script_versions (
   script       TEXT   NOT NULL,
   version      BIGINT NOT NULL CHECK (version >= 1),
   sha256       TEXT   NOT NULL,
-  source       TEXT   NOT NULL,
+  source       BYTEA  NOT NULL,
   manifest     TEXT   NOT NULL,
   state        TEXT   NOT NULL CHECK (state IN ('pending', 'approved', 'deprecated', 'disabled')),
   published_by TEXT   NOT NULL,
@@ -121,7 +122,7 @@ CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entrie
 CREATE TABLE kv_entries (
   tenant_id   TEXT   NOT NULL REFERENCES tenants (id),
   namespace   TEXT   NOT NULL,
-  key         TEXT   NOT NULL,
+  key         BYTEA  NOT NULL,
   sealed      BYTEA  NOT NULL,
   value_bytes BIGINT NOT NULL CHECK (value_bytes >= 0),
   PRIMARY KEY (tenant_id, namespace, key)
@@ -283,6 +284,13 @@ CREATE TABLE usage (
   PRIMARY KEY (tenant_id, hour, script)
 );
 CREATE INDEX usage_by_hour ON usage (hour);
+)sql"},
+      // 13: jobs leased by a node (see migrations.cc).
+      {13, R"sql(
+ALTER TABLE jobs ADD COLUMN lease_holder TEXT;
+ALTER TABLE jobs ADD COLUMN lease_expires_at BIGINT;
+ALTER TABLE jobs ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0 CHECK (lease_token >= 0);
+CREATE INDEX jobs_by_lease ON jobs (state, lease_expires_at);
 )sql"},
   };
   return all;

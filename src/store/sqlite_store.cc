@@ -1,56 +1,13 @@
 #include "store/sqlite_store.h"
 
-#include <sqlite3.h>
-
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <set>
 #include <stdexcept>
-#include <thread>
 
-#include "store/migrations.h"
-#include "store/wal_checkpointer.h"
+#include "store/sqlite_connection.h"
 
 namespace corral::store {
 
 namespace {
-
-// A failed statement, with SQLite's extended result code so that callers can turn constraint
-// violations into Conflict or NotFound with a message about their own entity.
-class SqliteError : public StoreError {
- public:
-  SqliteError(const std::string& message, int code) : StoreError(message), code_(code) {}
-  int code() const { return code_; }
-
- private:
-  int code_;
-};
-
-std::string hint_for(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return "; another connection kept the database locked (waited up to " +
-             std::to_string(SqliteStore::kBusyTimeoutMs / 1000) +
-             " s): retry, and check for a stuck process using the same data directory";
-    case SQLITE_FULL:
-      return "; the disk is full: free some space and retry";
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-    case SQLITE_CANTOPEN:
-    case SQLITE_AUTH:
-      return "; check that the file and its directory exist and are writable by this user";
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return "; the file is damaged or is not a corral database: restore it from a backup or "
-             "point --data-dir elsewhere";
-    case SQLITE_IOERR:
-      return "; the disk reported an I/O error: check the disk and the system log";
-    default:
-      return "";
-  }
-}
 
 constexpr const char* kTenantColumns = "id, name, created_at";
 constexpr const char* kTokenColumns =
@@ -71,48 +28,53 @@ std::string in_quotes(std::string_view text) { return "\"" + std::string(text) +
 
 }  // namespace
 
-// A cached prepared statement in use. Parameters are bound by number (?1, ?2…) or by name
-// (:name); values never become part of the SQL text. Destruction resets it for the next user.
+// A prepared statement in use, on whichever database the store runs on. Parameters are bound by
+// number (?1, ?2…) or by name (:name); values never become part of the SQL text. Destruction
+// resets it for the next user.
 class SqliteStore::Statement {
  public:
-  Statement(SqliteStore& store, sqlite3_stmt* stmt, bool* busy)
-      : store_(store), stmt_(stmt), busy_(busy) {}
+  Statement(SqlStatement& impl, const std::string& sql) : impl_(impl) {
+    if (impl_.busy) throw std::logic_error("store: statement used twice at once: " + sql);
+    impl_.busy = true;
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
   ~Statement() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-    *busy_ = false;
+    impl_.reset();
+    impl_.busy = false;
   }
 
   Statement& bind(int index, std::string_view text) {
-    check_bind(
-        sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    impl_.bind_text(index, text);
     return *this;
   }
   Statement& bind(int index, int64_t value) {
-    check_bind(sqlite3_bind_int64(stmt_, index, value));
+    impl_.bind_integer(index, value);
     return *this;
   }
   Statement& bind(int index, std::optional<int64_t> value) {
-    check_bind(value ? sqlite3_bind_int64(stmt_, index, *value) : sqlite3_bind_null(stmt_, index));
+    if (value) {
+      impl_.bind_integer(index, *value);
+    } else {
+      impl_.bind_null(index, SqlStatement::Kind::integer);
+    }
     return *this;
   }
   Statement& bind_blob(int index, std::string_view bytes) {
-    check_bind(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
+    impl_.bind_bytes(index, bytes);
     return *this;
   }
   // Empty text is stored as NULL: for columns where "none" must not take part in foreign keys.
   Statement& bind_or_null(int index, std::string_view text) {
     if (text.empty()) {
-      check_bind(sqlite3_bind_null(stmt_, index));
+      impl_.bind_null(index, SqlStatement::Kind::text);
       return *this;
     }
     return bind(index, text);
   }
   template <typename T>
   Statement& bind(const char* name, T value) {
-    int index = sqlite3_bind_parameter_index(stmt_, name);
+    int index = impl_.parameter_index(name);
     if (index == 0) {
       throw std::logic_error(std::string("store: the statement has no parameter ") + name);
     }
@@ -120,69 +82,49 @@ class SqliteStore::Statement {
   }
 
   // True while there is a row to read; false when the statement is done.
-  bool step(std::string_view what) {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    store_.fail(rc, what);
-  }
+  bool step(std::string_view what) { return impl_.step(what); }
   void run(std::string_view what) {
     while (step(what)) {
     }
   }
 
-  int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+  int64_t integer(int column) const { return impl_.integer(column); }
   std::optional<int64_t> optional_integer(int column) const {
-    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    if (impl_.is_null(column)) return std::nullopt;
     return integer(column);
   }
   // NULL reads as empty.
-  std::string text(int column) const {
-    auto data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-    if (data == nullptr) return {};
-    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-  // Any column's bytes, as a BLOB: for sealed values, which are not text.
-  std::string blob(int column) const {
-    auto data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
-    if (data == nullptr) return {};
-    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
+  std::string text(int column) const { return impl_.text(column); }
+  // A BLOB's bytes: for sealed values, which are not text.
+  std::string blob(int column) const { return impl_.bytes(column); }
   std::optional<std::string> optional_text(int column) const {
-    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    if (impl_.is_null(column)) return std::nullopt;
     return text(column);
   }
 
  private:
-  void check_bind(int rc) {
-    if (rc != SQLITE_OK) store_.fail(rc, "binding a statement parameter");
-  }
-
-  SqliteStore& store_;
-  sqlite3_stmt* stmt_;
-  bool* busy_;
+  SqlStatement& impl_;
 };
 
-// BEGIN IMMEDIATE takes the write lock up front: a read-then-write transaction that started
-// deferred could find, at its first write, that another connection wrote in between, and fail with
-// SQLITE_BUSY instead of waiting.
+// Takes the store's write lock up front (sql_connection.h), so that what a method reads stays true
+// until it commits.
 class SqliteStore::Transaction {
  public:
   // Inside atomically() a method's transaction joins the one already open: only the outermost
   // begins, commits or rolls back.
   explicit Transaction(SqliteStore& store)
       : store_(store), outermost_(store.transaction_depth_ == 0) {
-    if (outermost_) store_.exec("BEGIN IMMEDIATE", "starting a transaction");
+    if (outermost_) store_.connection_->begin();
     ++store_.transaction_depth_;
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   ~Transaction() {
     --store_.transaction_depth_;
-    if (outermost_ && !done_) sqlite3_exec(store_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (outermost_ && !done_) store_.connection_->rollback();
   }
   void commit() {
-    if (outermost_) store_.exec("COMMIT", "committing a transaction");
+    if (outermost_) store_.connection_->commit();
     done_ = true;
   }
 
@@ -250,170 +192,32 @@ AuditEntry read_audit_entry(const auto& row) {
 
 }  // namespace
 
-SqliteStore::SqliteStore(const std::filesystem::path& file) : file_(file) {
-  // The mutex below serialises every use of the connection, so SQLite's own is not needed.
-  int rc =
-      sqlite3_open_v2(file.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw StoreError("cannot open the store " + file.string() + ": " + message + hint_for(rc));
-  }
-  try {
-    configure_and_migrate();
-    // The log is checkpointed by a connection of its own, so that no commit pays for it.
-    checkpointer_ = WalCheckpointer::start(file, kCheckpointPeriod);
-    if (checkpointer_) {
-      exec("PRAGMA wal_autocheckpoint = 0", "leaving checkpoints to their thread");
-      // A log that grew under a burst is cut back to this when it starts over.
-      exec("PRAGMA journal_size_limit = 8388608", "bounding the log's file");
-    }
-  } catch (...) {
-    checkpointer_.reset();
-    for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
-    sqlite3_close_v2(db_);
-    throw;
-  }
-}
+SqliteStore::SqliteStore(const std::filesystem::path& file)
+    : SqliteStore(std::make_unique<SqliteConnection>(file)) {}
 
-SqliteStore::~SqliteStore() {
-  checkpointer_.reset();  // first: the main connection, closing last, checkpoints the rest
-  for (auto& [sql, cached] : statements_) sqlite3_finalize(cached.stmt);
-  sqlite3_close_v2(db_);
-}
+SqliteStore::SqliteStore(std::unique_ptr<SqlConnection> connection)
+    : file_(connection->describe()), connection_(std::move(connection)) {}
 
-void SqliteStore::configure_and_migrate() {
-  sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
-
-  // Checked before anything is written, so that a newer corrald's database is left untouched.
-  auto refuse_if_newer = [this](int64_t found) {
-    if (found > latest_schema_version()) {
-      throw StoreError("refusing to open the store " + file_.string() + ": its schema is version " +
-                       std::to_string(found) + ", but this corrald knows only versions up to " +
-                       std::to_string(latest_schema_version()) +
-                       ". A newer corrald wrote it; run that corrald (or a newer one) on this data "
-                       "directory, or restore a backup taken before the upgrade. The file has not "
-                       "been changed.");
-    }
-  };
-  refuse_if_newer(read_user_version());
-
-  switch_to_wal();
-  // FULL rather than NORMAL: in WAL mode NORMAL syncs the log only at checkpoints, so a power cut
-  // can lose transactions that were already committed and acknowledged to a client. FULL syncs the
-  // log on every commit; that costs one fsync per change, which a control plane can afford.
-  exec("PRAGMA synchronous = FULL", "setting synchronous = FULL");
-  // Off by default in SQLite for backward compatibility; the schema relies on them. (A future
-  // migration that rebuilds a table must turn them off around itself, outside the transaction.)
-  exec("PRAGMA foreign_keys = ON", "enabling foreign keys");
-
-  Transaction migration(*this);
-  // Read again under the write lock: another process may have migrated since the first look.
-  int64_t version = read_user_version();
-  refuse_if_newer(version);
-  for (int64_t next = version + 1; next <= latest_schema_version(); ++next) {
-    exec(std::string(migrations()[next - 1]).c_str(),
-         "applying schema migration " + std::to_string(next));
-  }
-  if (version < latest_schema_version()) {
-    // PRAGMA takes no bound parameters; the number is ours, not input.
-    exec(("PRAGMA user_version = " + std::to_string(latest_schema_version())).c_str(),
-         "recording the schema version");
-  }
-  migration.commit();
-}
-
-void SqliteStore::switch_to_wal() {
-  // Leaving rollback-journal mode needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
-  // rather than calling the busy handler when another connection is reading, as happens when
-  // several processes open a new database together. The mode is persistent, so once any of them
-  // has switched, the others find "wal" without needing the lock.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
-  std::string result;
-  for (;;) {
-    auto mode = statement("PRAGMA journal_mode = WAL");
-    try {
-      result = mode.step("switching to WAL mode") ? mode.text(0) : "";
-      break;
-    } catch (const SqliteError& error) {
-      if ((error.code() & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
-        throw;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (result != "wal") {
-    throw StoreError("cannot put the store " + file_.string() + " in WAL mode (SQLite answered " +
-                     in_quotes(result) +
-                     "); put the data directory on a local file system that supports shared "
-                     "memory (not NFS)");
-  }
-}
-
-int64_t SqliteStore::read_user_version() {
-  auto pragma = statement("PRAGMA user_version");
-  pragma.step("reading the schema version");
-  return pragma.integer(0);
-}
-
-void SqliteStore::exec(const char* sql, std::string_view what) {
-  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) fail(rc, what);
-}
+SqliteStore::~SqliteStore() = default;
 
 SqliteStore::Statement SqliteStore::statement(const std::string& sql) {
-  auto it = statements_.find(sql);
-  if (it == statements_.end()) {
-    sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()) + 1,
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) fail(rc, "preparing a statement");
-    it = statements_.emplace(sql, Cached{stmt, false}).first;
-  }
-  if (it->second.busy) {
-    throw std::logic_error("store: statement used twice at once: " + sql);
-  }
-  it->second.busy = true;
-  return Statement(*this, it->second.stmt, &it->second.busy);
-}
-
-void SqliteStore::fail(int rc, std::string_view what) {
-  const char* message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-  if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
-    // SQLite reports ENOSPC as SQLITE_FULL on a write, but as an I/O error when it cannot size
-    // its shared-memory index or sync: errno tells them apart.
-    int error = sqlite3_system_errno(db_);
-    bool full = (rc & 0xff) == SQLITE_FULL || error == ENOSPC || error == EDQUOT;
-    throw StorageUnavailable("store " + file_.string() + ": " + std::string(what) +
-                                 " failed: " + message +
-                                 (error ? " (" + std::string(std::strerror(error)) + ")" : "") +
-                                 (full ? "; the disk is full: free some space" : hint_for(rc)),
-                             full);
-  }
-  throw SqliteError(
-      "store " + file_.string() + ": " + std::string(what) + " failed: " + message + hint_for(rc),
-      rc);
+  return Statement(connection_->statement(sql), sql);
 }
 
 // ---- tenants
 
 Tenant SqliteStore::create_tenant(std::string_view name, int64_t at) {
   std::lock_guard lock(mutex_);
-  // 128 random bits from SQLite's CSPRNG: ids need to be unique and unguessable, not secret.
-  auto insert = statement(
-      "INSERT INTO tenants (id, name, created_at) VALUES (lower(hex(randomblob(16))), ?1, ?2) "
-      "RETURNING id");
-  insert.bind(1, name).bind(2, at);
+  auto insert =
+      statement("INSERT INTO tenants (id, name, created_at) VALUES (?3, ?1, ?2) RETURNING id");
+  insert.bind(1, name).bind(2, at).bind(3, new_id());
   try {
     insert.step("creating tenant " + in_quotes(name));
     Tenant tenant{insert.text(0), std::string(name), at};
     insert.run("creating tenant " + in_quotes(name));
     return tenant;
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_UNIQUE) {
+  } catch (const ConstraintError& error) {
+    if (error.unique()) {
       throw Conflict("a tenant named " + in_quotes(name) + " exists already; choose another name");
     }
     throw;
@@ -453,9 +257,9 @@ Token SqliteStore::insert_token(const TokenDraft& draft) {
   std::lock_guard lock(mutex_);
   auto insert = statement(
       "INSERT INTO tokens (id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, "
-      "created_by, subject) VALUES (lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7) "
-      "RETURNING id");
-  insert.bind_or_null(1, draft.tenant_id)
+      "created_by, subject) VALUES (?8, ?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7) RETURNING id");
+  insert.bind(8, new_id())
+      .bind_or_null(1, draft.tenant_id)
       .bind(2, draft.role)
       .bind(3, draft.secret_hash)
       .bind(4, draft.created_at)
@@ -469,12 +273,12 @@ Token SqliteStore::insert_token(const TokenDraft& draft) {
                 std::nullopt,      draft.created_by, draft.subject};
     insert.run("storing a token");
     return token;
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot create a token for tenant " + in_quotes(draft.tenant_id) +
                      ": no such tenant; create the tenant first");
     }
-    if (error.code() == SQLITE_CONSTRAINT_UNIQUE) {
+    if (error.unique()) {
       throw Conflict("a token with this secret hash exists already; generate a new secret");
     }
     throw;
@@ -533,8 +337,9 @@ int64_t SqliteStore::count_tokens() {
 
 std::vector<Token> SqliteStore::list_tokens(std::string_view tenant_id) {
   std::lock_guard lock(mutex_);
-  auto select = statement(std::string("SELECT ") + kTokenColumns +
-                          " FROM tokens WHERE tenant_id IS ?1 ORDER BY created_at, id");
+  auto select =
+      statement(std::string("SELECT ") + kTokenColumns +
+                " FROM tokens WHERE tenant_id IS NOT DISTINCT FROM ?1 ORDER BY created_at, id");
   select.bind_or_null(1, tenant_id);
   std::vector<Token> tokens;
   while (select.step("listing the tokens of tenant " + in_quotes(tenant_id)))
@@ -688,8 +493,8 @@ Published SqliteStore::insert_version(std::string_view tenant_id, std::string_vi
       .bind(8, at);
   try {
     insert.run("publishing version " + std::to_string(number) + " of script " + in_quotes(script));
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot publish script " + in_quotes(script) + " for tenant " +
                      in_quotes(tenant_id) + ": no such tenant");
     }
@@ -830,8 +635,8 @@ Alias SqliteStore::put_alias(std::string_view tenant_id, std::string_view script
   try {
     upsert.run("pointing alias " + in_quotes(name) + " of script " + in_quotes(script) +
                " at version " + std::to_string(version));
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot point alias " + in_quotes(name) + " at version " +
                      std::to_string(version) + " of script " + in_quotes(script) + " for tenant " +
                      in_quotes(tenant_id) + ": no such version");
@@ -942,8 +747,8 @@ void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
         .bind(8, run.result);
     try {
       insert.run(what);
-    } catch (const SqliteError& error) {
-      if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    } catch (const ConstraintError& error) {
+      if (error.foreign_key()) {
         throw NotFound("cannot store run " + in_quotes(run.id) + " for tenant " +
                        in_quotes(run.tenant_id) + ": no such tenant");
       }
@@ -972,7 +777,8 @@ void SqliteStore::insert_runs(const std::vector<StoredRun>& runs, int64_t keep,
     if (kept <= tenant_keep) continue;
     // The tenant's oldest go, whichever scripts they belong to.
     auto prune = statement(
-        "DELETE FROM stored_runs WHERE rowid IN (SELECT rowid FROM stored_runs WHERE tenant_id = "
+        "DELETE FROM stored_runs WHERE (tenant_id, script, id) IN (SELECT tenant_id, script, id "
+        "FROM stored_runs WHERE tenant_id = "
         "?1 ORDER BY time_ms, seq LIMIT ?2)");
     prune.bind(1, tenant_id).bind(2, kept - std::max<int64_t>(tenant_keep, 0));
     prune.run(what);
@@ -1066,7 +872,7 @@ std::vector<AuditEntry> SqliteStore::read_audit(const AuditFilter& filter) {
   }
   // Only the shape of the query varies with the filter (32 shapes at most, each prepared once); the
   // values are bound.
-  std::string sql = std::string("SELECT ") + kAuditColumns + " FROM audit_entries WHERE 1";
+  std::string sql = std::string("SELECT ") + kAuditColumns + " FROM audit_entries WHERE true";
   if (filter.tenant) sql += " AND tenant = :tenant";
   if (filter.action) sql += " AND action = :action";
   if (filter.since_ms) sql += " AND time_ms >= :since";
@@ -1173,8 +979,8 @@ KvPutOutcome SqliteStore::put_kv(std::string_view tenant_id, std::string_view ns
       .bind(5, value.value_bytes);
   try {
     upsert.run("writing " + place);
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot write " + place + ": no such tenant");
     }
     throw;
@@ -1236,8 +1042,8 @@ void SqliteStore::put_secret(std::string_view tenant_id, std::string_view name,
   upsert.bind(1, tenant_id).bind(2, name).bind_blob(3, sealed).bind(4, at);
   try {
     upsert.run("storing secret " + in_quotes(name) + " for tenant " + in_quotes(tenant_id));
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot store secret " + in_quotes(name) + " for tenant " +
                      in_quotes(tenant_id) + ": no such tenant");
     }
@@ -1292,15 +1098,16 @@ Event SqliteStore::append_event(std::string_view tenant_id, std::string_view top
   try {
     auto next = statement(
         "INSERT INTO event_counters (tenant_id, last_seq, kept_bytes) VALUES (?1, 1, ?2) ON "
-        "CONFLICT (tenant_id) DO UPDATE SET last_seq = last_seq + 1, kept_bytes = kept_bytes + ?2 "
+        "CONFLICT (tenant_id) DO UPDATE SET last_seq = event_counters.last_seq + 1, "
+        "kept_bytes = event_counters.kept_bytes + ?2 "
         "RETURNING last_seq, kept_bytes");
     next.bind(1, tenant_id).bind(2, static_cast<int64_t>(payload.size()));
     next.step(what);
     seq = next.integer(0);
     kept_bytes = next.integer(1);
     next.run(what);
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot append an event for tenant " + in_quotes(tenant_id) +
                      ": no such tenant");
     }
@@ -1514,15 +1321,15 @@ std::optional<Job> SqliteStore::find_job_locked(std::string_view id) {
 }
 
 void SqliteStore::create_delivery_locked(std::string_view job_id, int64_t at) {
-  // OR IGNORE with UNIQUE (job_id): a job is announced once, whatever path made it final.
+  // Nothing with UNIQUE (job_id): a job is announced once, whatever path made it final.
   auto insert = statement(
-      "INSERT OR IGNORE INTO webhook_deliveries (id, tenant_id, job_id, url, state, attempts, "
+      "INSERT INTO webhook_deliveries (id, tenant_id, job_id, url, state, attempts, "
       "max_attempts, backoff_ms, next_attempt_at, created_at, updated_at) "
-      "SELECT lower(hex(randomblob(16))), tenant_id, id, callback_url, 'pending', 0, "
+      "SELECT ?3, tenant_id, id, callback_url, 'pending', 0, "
       "webhook_attempts, webhook_backoff_ms, ?2, ?2, ?2 FROM jobs "
       "WHERE id = ?1 AND callback_url IS NOT NULL AND state IN ('succeeded', 'failed', "
-      "'cancelled')");
-  insert.bind(1, job_id).bind(2, at);
+      "'cancelled') ON CONFLICT (job_id) DO NOTHING");
+  insert.bind(1, job_id).bind(2, at).bind(3, new_id());
   insert.run("creating the webhook delivery of job " + std::string(job_id));
 }
 
@@ -1567,10 +1374,10 @@ JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinis
       "INSERT INTO jobs (id, tenant_id, script, version, alias, idempotency_key, request_sha256, "
       "input, callback_url, state, attempts, max_attempts, webhook_attempts, webhook_backoff_ms, "
       "created_by, created_at, updated_at, run_after, keep_input, webhook_input) VALUES "
-      "(lower(hex(randomblob(16))), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, "
-      "?12, "
-      "?13, ?13, ?13, ?14, ?15) RETURNING id");
-  insert.bind(1, draft.tenant_id)
+      "(?16, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, ?12, ?13, ?13, ?13, ?14, "
+      "?15) RETURNING id");
+  insert.bind(16, new_id())
+      .bind(1, draft.tenant_id)
       .bind(2, draft.script)
       .bind(3, draft.version)
       .bind_or_null(4, draft.alias)
@@ -1590,8 +1397,8 @@ JobSubmission SqliteStore::submit_job(const JobDraft& draft, int64_t max_unfinis
     insert.step(what);
     id = insert.text(0);
     insert.run(what);
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot submit a job for tenant " + in_quotes(draft.tenant_id) +
                      ": no such tenant");
     }
@@ -1616,13 +1423,15 @@ std::vector<Job> SqliteStore::list_jobs(std::string_view tenant_id, const JobLis
                                 std::to_string(listing.limit));
   }
   std::lock_guard lock(mutex_);
-  // One statement for every filter: an unset filter binds NULL and matches everything.
-  auto select = statement(
-      std::string("SELECT ") + kJobColumns +
-      " FROM jobs WHERE tenant_id = :tenant AND (:script IS NULL OR script = :script) AND "
-      "(:state IS NULL OR state = :state) AND (:before IS NULL OR (created_at, id) < (SELECT "
-      "created_at, id FROM jobs WHERE id = :before AND tenant_id = :tenant)) "
-      "ORDER BY created_at DESC, id DESC LIMIT :limit");
+  // One statement for every filter: an unset filter binds NULL and matches everything. (The casts
+  // tell PostgreSQL what type a parameter seen first in IS NULL has.)
+  auto select = statement(std::string("SELECT ") + kJobColumns +
+                          " FROM jobs WHERE tenant_id = :tenant AND (CAST(:script AS TEXT) IS NULL "
+                          "OR script = :script) AND "
+                          "(CAST(:state AS TEXT) IS NULL OR state = :state) AND (CAST(:before AS "
+                          "TEXT) IS NULL OR (created_at, id) < (SELECT "
+                          "created_at, id FROM jobs WHERE id = :before AND tenant_id = :tenant)) "
+                          "ORDER BY created_at DESC, id DESC LIMIT :limit");
   select.bind(":tenant", tenant_id);
   if (!listing.script.empty()) select.bind(":script", std::string_view(listing.script));
   if (listing.state) select.bind(":state", to_string(*listing.state));
@@ -1940,12 +1749,14 @@ std::vector<Delivery> SqliteStore::list_deliveries(std::string_view tenant_id,
                                 std::to_string(limit));
   }
   std::lock_guard lock(mutex_);
-  auto select = statement(
-      std::string("SELECT ") + kDeliveryColumns +
-      " FROM webhook_deliveries WHERE tenant_id = :tenant AND (:state IS NULL OR state = :state) "
-      "AND (:before IS NULL OR (created_at, id) < (SELECT created_at, id FROM webhook_deliveries "
-      "WHERE id = :before AND tenant_id = :tenant)) ORDER BY created_at DESC, id DESC "
-      "LIMIT :limit");
+  auto select =
+      statement(std::string("SELECT ") + kDeliveryColumns +
+                " FROM webhook_deliveries WHERE tenant_id = :tenant AND (CAST(:state AS TEXT) IS "
+                "NULL OR state = :state) "
+                "AND (CAST(:before AS TEXT) IS NULL OR (created_at, id) < (SELECT created_at, id "
+                "FROM webhook_deliveries "
+                "WHERE id = :before AND tenant_id = :tenant)) ORDER BY created_at DESC, id DESC "
+                "LIMIT :limit");
   select.bind(":tenant", tenant_id);
   if (state) select.bind(":state", to_string(*state));
   if (before_id) select.bind(":before", std::string_view(*before_id));
@@ -1974,8 +1785,8 @@ void SqliteStore::put_webhook_secret(std::string_view tenant_id, std::string_vie
   upsert.bind(1, tenant_id).bind_blob(2, sealed).bind(3, at);
   try {
     upsert.run("storing the webhook secret of tenant " + in_quotes(tenant_id));
-  } catch (const SqliteError& error) {
-    if (error.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  } catch (const ConstraintError& error) {
+    if (error.foreign_key()) {
       throw NotFound("cannot store the webhook secret of tenant " + in_quotes(tenant_id) +
                      ": no such tenant");
     }

@@ -1,34 +1,28 @@
-// The embedded store: one SQLite file in WAL mode, reached through one connection that a mutex
-// serialises. Several SqliteStores (in one process or several) may share a file: writes take the
-// database lock with BEGIN IMMEDIATE and wait up to kBusyTimeoutMs for each other.
+// The store's methods, written once in SQL that SQLite and PostgreSQL both take, over one
+// connection (sql_connection.h) that a mutex serialises: the embedded SQLite file
+// (sqlite_connection.h), or a PostgreSQL database (postgres_sql.h). Several stores (in one process
+// or several) may share a database: each transaction takes the database's write lock up front.
+// (The name is older than the second backend.)
 #pragma once
 
-#include <chrono>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "store/store.h"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace corral::store {
 
-class WalCheckpointer;
+class SqlConnection;
 
 class SqliteStore : public Store {
  public:
-  static constexpr int kBusyTimeoutMs = 5000;
-  // How often the log is checkpointed (wal_checkpointer.h): at a few MB a second of writes, a
-  // pass copies a few hundred KB.
-  static constexpr std::chrono::milliseconds kCheckpointPeriod{200};
-
   // Opens or creates the database file and migrates it; throws StoreError if the file cannot be
   // opened, is not a database, or was written by a newer corrald.
   explicit SqliteStore(const std::filesystem::path& file);
+  // On a connection already open and migrated.
+  explicit SqliteStore(std::unique_ptr<SqlConnection> connection);
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -155,13 +149,8 @@ class SqliteStore : public Store {
   class Statement;
   class Transaction;
 
-  void configure_and_migrate();
-  void switch_to_wal();
-  int64_t read_user_version();
-  void exec(const char* sql, std::string_view what);
   // A prepared statement for this SQL text, compiled once and kept for the connection's life.
   Statement statement(const std::string& sql);
-  [[noreturn]] void fail(int rc, std::string_view what);
 
   std::optional<Tenant> find_tenant_locked(std::string_view column_sql, std::string_view value);
   std::optional<Token> find_token_locked(const std::string& sql, std::string_view value);
@@ -180,18 +169,11 @@ class SqliteStore : public Store {
   // every_running): queued again, or final on their last attempt. Returns {requeued, failed}.
   std::pair<int64_t, int64_t> hand_back_jobs_locked(int64_t now, bool every_running);
 
-  std::filesystem::path file_;
+  std::filesystem::path file_;  // what messages name: the file, or PostgreSQL's host/database
   // Recursive so that the methods called inside atomically() may take it again.
   std::recursive_mutex mutex_;
   int transaction_depth_ = 0;
-  sqlite3* db_ = nullptr;
-  struct Cached {
-    sqlite3_stmt* stmt;
-    bool busy;  // a Statement holds it; catches a method using one statement twice at once
-  };
-  std::map<std::string, Cached, std::less<>> statements_;
-  // Checkpoints the log beside the writers (wal_checkpointer.h); destroyed first.
-  std::unique_ptr<WalCheckpointer> checkpointer_;
+  std::unique_ptr<SqlConnection> connection_;
 };
 
 }  // namespace corral::store

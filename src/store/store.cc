@@ -1,12 +1,37 @@
 #include "store/store.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
+#include "store/postgres_sql.h"
 #include "store/sqlite_store.h"
 
 namespace corral::store {
+
+std::string new_id() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno != EINTR) {
+      throw StoreError(std::string("cannot draw a random id from the kernel: ") +
+                       std::strerror(errno));
+    }
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char byte : bytes) {
+    id += kHex[byte >> 4];
+    id += kHex[byte & 0xf];
+  }
+  return id;
+}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -110,6 +135,10 @@ std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir) 
     }
   }
   return std::make_unique<SqliteStore>(data_dir / "corral.db");
+}
+
+std::unique_ptr<Store> open_postgres_store(const std::string& url) {
+  return std::make_unique<SqliteStore>(std::make_unique<PostgresSqlConnection>(url));
 }
 
 }  // namespace corral::store

@@ -53,6 +53,10 @@ class StorageUnavailable : public StoreError {
 
 // The current time as unix milliseconds, for callers that stamp what they store.
 int64_t now_ms();
+// A new id for something stored: 128 random bits from the kernel as 32 lowercase hex digits.
+// Made by corral rather than by the database, so that every backend's ids look alike; they need
+// to be unique and unguessable, not secret.
+std::string new_id();
 // Unix milliseconds as RFC 3339 UTC with milliseconds: "2026-11-23T12:00:00.000Z".
 std::string iso8601(int64_t ms);
 
@@ -706,5 +710,11 @@ class Store {
 // mode 0700 if it is missing, and brings its schema up to date. Throws StoreError if that cannot be
 // done, including when the database was written by a newer corrald.
 std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir);
+
+// Opens the store in a PostgreSQL database (a postgresql:// URI) and brings its schema up to
+// date under an advisory lock, so that nodes starting together migrate once. Throws
+// StorageUnavailable when the server cannot be reached, StoreError when a newer corral wrote the
+// database.
+std::unique_ptr<Store> open_postgres_store(const std::string& url);
 
 }  // namespace corral::store

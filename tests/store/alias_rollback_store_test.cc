@@ -5,6 +5,7 @@
 #include "store/sqlite_fixture.h"
 #include "store/sqlite_store.h"
 #include "store/store.h"
+#include "support/store_under_test.h"
 
 namespace {
 
@@ -13,7 +14,7 @@ using corral::testing::TempDir;
 
 TEST(AliasRollbackStore, RollsBackOnlyWhatStillPointsAtTheQuarantinedVersion) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   for (const char* source : {"a", "b", "c"}) {
     store->insert_version(acme.id, "greet", std::string("sha-of:") + source, source,
@@ -37,7 +38,7 @@ TEST(AliasRollbackStore, RollsBackOnlyWhatStillPointsAtTheQuarantinedVersion) {
   EXPECT_EQ(moved->updated_at, 20);
   // Survives a reopen.
   store.reset();
-  store = open_sqlite_store(dir.path());
+  store = corral::testing::open_store_under_test(dir.path());
   Alias found = *store->find_alias(acme.id, "greet", "live");
   EXPECT_EQ(found.version, 1);
   EXPECT_TRUE(found.auto_rollback);
@@ -55,7 +56,7 @@ TEST(AliasRollbackStore, RollsBackOnlyWhatStillPointsAtTheQuarantinedVersion) {
 // left, and the history outlives a reopen (the rollback's target is read from it).
 TEST(AliasRollbackStore, EveryChangeIsKeptInTheAliasHistoryAcrossAReopen) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   for (const char* source : {"a", "b", "c"}) {
     store->insert_version(acme.id, "greet", std::string("sha-of:") + source, source,
@@ -67,7 +68,7 @@ TEST(AliasRollbackStore, EveryChangeIsKeptInTheAliasHistoryAcrossAReopen) {
   ASSERT_TRUE(store->roll_back_alias(acme.id, "greet", "live", 3, 1, 13));
   store->put_alias(acme.id, "greet", "other", 1, "tok-r", 14);
   store.reset();
-  store = open_sqlite_store(dir.path());
+  store = corral::testing::open_store_under_test(dir.path());
 
   auto history = store->alias_history(acme.id, "greet", "live", 100);
   ASSERT_EQ(history.size(), 4u);

@@ -8,6 +8,7 @@
 
 #include "store/sqlite_fixture.h"
 #include "store/store.h"
+#include "support/store_under_test.h"
 
 namespace {
 
@@ -22,12 +23,12 @@ class BrokerStateStoreTest : public ::testing::Test {
   std::filesystem::path data_dir() const { return dir_.path() / "data"; }
   std::filesystem::path db_file() const { return data_dir() / "corral.db"; }
   Store& store() {
-    if (!store_) store_ = open_sqlite_store(data_dir());
+    if (!store_) store_ = corral::testing::open_store_under_test(data_dir());
     return *store_;
   }
   void reopen() {
     store_.reset();
-    store_ = open_sqlite_store(data_dir());
+    store_ = corral::testing::open_store_under_test(data_dir());
   }
   std::string tenant(const std::string& name = "acme") {
     if (auto found = store().find_tenant_by_name(name)) return found->id;
@@ -212,7 +213,7 @@ TEST_F(BrokerStateStoreTest, KvQuotaHoldsUnderConcurrentPutsThroughOneStore) {
 TEST_F(BrokerStateStoreTest, KvQuotaHoldsUnderConcurrentPutsThroughSeparateConnections) {
   auto acme = tenant();
   std::vector<std::unique_ptr<Store>> stores;
-  for (int t = 0; t < 4; ++t) stores.push_back(open_sqlite_store(data_dir()));
+  for (int t = 0; t < 4; ++t) stores.push_back(corral::testing::open_store_under_test(data_dir()));
   expect_quota_holds_under_concurrency(store(), acme, [&](int t) -> Store& { return *stores[t]; });
 }
 
@@ -222,7 +223,7 @@ TEST_F(BrokerStateStoreTest, KvUsageIsKeptByTheDatabaseForEveryWritePath) {
   put(acme, "", "b", "v", 20);
   {
     // An operator deleting a row by hand does not leave the usage wrong.
-    RawDb raw(db_file());
+    corral::testing::RawSql raw(data_dir());
     raw.exec("DELETE FROM kv_entries WHERE key = 'a'");
   }
   EXPECT_EQ(store().kv_usage(acme, "").keys, 1);
@@ -298,7 +299,7 @@ TEST_F(BrokerStateStoreTest, ATenantKeepsOnlyItsNewestEvents) {
   EXPECT_EQ(kept.back().seq, 50);
   EXPECT_EQ(store().read_events(globex, 0, 1000).size(), 2u);
   {
-    RawDb raw(db_file());
+    corral::testing::RawSql raw(data_dir());
     EXPECT_EQ(raw.integer("SELECT count(*) FROM events"), 12);
   }
 }
@@ -313,7 +314,7 @@ TEST_F(BrokerStateStoreTest, ATenantKeepsNoMoreThanItsEventBytes) {
   EXPECT_EQ(kept.back().seq, 200);
   EXPECT_EQ(store().read_events(globex, 0, 1000).size(), 1u);
   {
-    RawDb raw(db_file());
+    corral::testing::RawSql raw(data_dir());
     EXPECT_EQ(raw.integer("SELECT kept_bytes FROM event_counters WHERE tenant_id = '" + acme + "'"),
               10'000);
   }
@@ -324,7 +325,7 @@ TEST_F(BrokerStateStoreTest, EventNumbersAreNotReusedAfterPruning) {
   store().append_event(acme, "t", "{}", 1);
   store().append_event(acme, "t", "{}", 2);
   {
-    RawDb raw(db_file());
+    corral::testing::RawSql raw(data_dir());
     raw.exec("DELETE FROM events");
   }
   // A consumer whose cursor is at 2 must still see the next event.
@@ -335,7 +336,7 @@ TEST_F(BrokerStateStoreTest, EventNumbersAreNotReusedAfterPruning) {
 TEST_F(BrokerStateStoreTest, ConcurrentAppendsGetDistinctContiguousNumbers) {
   auto acme = tenant();
   std::vector<std::unique_ptr<Store>> stores;
-  for (int t = 0; t < 4; ++t) stores.push_back(open_sqlite_store(data_dir()));
+  for (int t = 0; t < 4; ++t) stores.push_back(corral::testing::open_store_under_test(data_dir()));
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
@@ -379,7 +380,7 @@ TEST_F(BrokerStateStoreTest, PolicyVersionsAreNumberedAndListedNewestFirst) {
 
 TEST_F(BrokerStateStoreTest, PolicyVersionsCannotBeRewritten) {
   store().insert_policy_version("v1", "bootstrap", 10);
-  RawDb raw(db_file());
+  corral::testing::RawSql raw(data_dir());
   EXPECT_NE(raw.try_exec("UPDATE policy_versions SET document = 'evil'"), "");
   EXPECT_NE(raw.try_exec("DELETE FROM policy_versions"), "");
   EXPECT_EQ(store().find_policy_version(1)->document, "v1");

@@ -7,6 +7,7 @@
 
 #include "store/sqlite_fixture.h"
 #include "store/store.h"
+#include "support/store_under_test.h"
 
 namespace {
 
@@ -17,7 +18,7 @@ constexpr int64_t kLease = 100;
 
 class JobLeaseTest : public ::testing::Test {
  protected:
-  JobLeaseTest() : store_(open_sqlite_store(dir_.path())) {
+  JobLeaseTest() : store_(corral::testing::open_store_under_test(dir_.path())) {
     tenant_ = store_->create_tenant("acme", 1);
   }
 

@@ -84,6 +84,8 @@ TEST(PostgresConnectionText, TheStoresParametersBecomePostgresOnes) {
           "UPDATE jobs SET x = :value WHERE id = :id AND y = :value AND z = 5::bigint", &names),
       "UPDATE jobs SET x = $1 WHERE id = $2 AND y = $1 AND z = 5::bigint");
   EXPECT_EQ(names, (std::vector<std::string>{":value", ":id"}));
+  EXPECT_EQ(PostgresConnection::translate("SELECT sum(length(CAST(source AS BLOB))) FROM v"),
+            "SELECT sum(octet_length(source)) FROM v");
   // Quoted text is data, not parameters.
   EXPECT_EQ(PostgresConnection::translate("SELECT '?1 :id', \"a?2\" FROM t WHERE x = ?1"),
             "SELECT '?1 :id', \"a?2\" FROM t WHERE x = $1");
@@ -113,6 +115,11 @@ TEST(PostgresSchema, EveryTableHasSQLitesColumnsAtTheSameVersion) {
   Columns expected = sqlite_columns(dir.path() / "corral.db");
   Columns found = postgres_columns(connection);
   ASSERT_FALSE(expected.empty());
+  // Text on SQLite that holds any bytes, bytea on PostgreSQL (postgres_schema.cc says why).
+  for (auto [table, column] : {std::pair{"script_versions", "source"}, {"kv_entries", "key"}}) {
+    ASSERT_EQ(expected[table][column], "text:not null") << table << "." << column;
+    expected[table][column] = "bytes:not null";
+  }
   for (const auto& [table, columns] : expected) {
     ASSERT_TRUE(found.contains(table)) << "PostgreSQL has no table " << table;
     EXPECT_EQ(found[table], columns) << "table " << table;
@@ -198,11 +205,19 @@ TEST_F(PostgresBackend, ValuesComeBackAsTheyWereStored) {
 }
 
 TEST_F(PostgresBackend, FailuresBecomeTheStoresErrors) {
-  EXPECT_THROW(run("INSERT INTO tenants (id, name, created_at) VALUES ('t2', 'acme', 1)"),
-               Conflict);
-  EXPECT_THROW(run("INSERT INTO secrets (tenant_id, name, sealed, updated_at) "
-                   "VALUES ('nobody', 'x', ''::bytea, 1)"),
-               NotFound);
+  try {
+    run("INSERT INTO tenants (id, name, created_at) VALUES ('t2', 'acme', 1)");
+    ADD_FAILURE() << "a second tenant named acme";
+  } catch (const ConstraintError& error) {
+    EXPECT_TRUE(error.unique()) << error.what();
+  }
+  try {
+    run("INSERT INTO secrets (tenant_id, name, sealed, updated_at) "
+        "VALUES ('nobody', 'x', ''::bytea, 1)");
+    ADD_FAILURE() << "a secret of no tenant";
+  } catch (const ConstraintError& error) {
+    EXPECT_TRUE(error.foreign_key()) << error.what();
+  }
   // The audit trail and policy versions refuse changes, as on SQLite.
   run("INSERT INTO audit_entries (seq, time_ms, principal, tenant, action, target, decision, "
       "reason, prev_hash, hash) VALUES (1, 1, 'p', '', 'a', 't', 'allow', '', '', 'h')");

@@ -8,6 +8,7 @@
 #include "store/sqlite_fixture.h"
 #include "store/sqlite_store.h"
 #include "store/store.h"
+#include "support/store_under_test.h"
 
 namespace {
 
@@ -28,7 +29,7 @@ StoredRun run_of(const Tenant& tenant, const std::string& script, int n) {
 
 TEST(RunsStore, KeepsTheNewestRunsOfEachScriptOnce) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   std::vector<StoredRun> runs;
   for (int n = 1; n <= 5; ++n) runs.push_back(run_of(acme, "a", n));
@@ -59,7 +60,7 @@ TEST(RunsStore, KeepsTheNewestRunsOfEachScriptOnce) {
 // and never touches another tenant's.
 TEST(RunsStore, ATenantKeepsNoMoreThanItsStoredRunsAcrossScripts) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   Tenant globex = store->create_tenant("globex", 1);
   store->insert_runs({run_of(globex, "g", 1), run_of(globex, "g", 2)}, 20, 5);
@@ -81,7 +82,7 @@ TEST(RunsStore, ATenantKeepsNoMoreThanItsStoredRunsAcrossScripts) {
 
 TEST(RunsStore, TheRecorderWritesQueuedRunsAndFlushWaitsForThem) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   corral::runs::RunRecorder recorder(*store);
   for (int n = 1; n <= 50; ++n) recorder.record(run_of(acme, "a", n), 20);
@@ -96,7 +97,7 @@ TEST(RunsStore, TheRecorderWritesQueuedRunsAndFlushWaitsForThem) {
 
 TEST(RunsStore, TheRecorderDropsRunsOverItsBoundRatherThanGrow) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   uint64_t dropped = 0;
   {
@@ -113,7 +114,7 @@ TEST(RunsStore, TheRecorderDropsRunsOverItsBoundRatherThanGrow) {
 
 TEST(CanaryStore, ACanaryIsStoredReplacedAndMustExist) {
   TempDir dir;
-  auto store = open_sqlite_store(dir.path());
+  auto store = corral::testing::open_store_under_test(dir.path());
   Tenant acme = store->create_tenant("acme", 1);
   for (const char* source : {"a", "b"}) {
     store->insert_version(acme.id, "greet", std::string("sha-of:") + source, source,

@@ -12,6 +12,7 @@
 
 #include "store/sqlite_fixture.h"
 #include "store/sqlite_store.h"
+#include "support/store_under_test.h"
 
 namespace {
 
@@ -24,21 +25,27 @@ class StoreTest : public ::testing::Test {
   std::filesystem::path data_dir() const { return dir_.path() / "data"; }
   std::filesystem::path db_file() const { return data_dir() / "corral.db"; }
   Store& store() {
-    if (!store_) store_ = open_sqlite_store(data_dir());
+    if (!store_) store_ = corral::testing::open_store_under_test(data_dir());
     return *store_;
   }
   void reopen() {
     store_.reset();
-    store_ = open_sqlite_store(data_dir());
+    store_ = corral::testing::open_store_under_test(data_dir());
   }
 
   Tenant make_tenant(std::string name = "acme") { return store().create_tenant(name, 1000); }
 
   Published publish(const Tenant& tenant, std::string_view script, std::string_view source,
                     int64_t at = 2000) {
-    // The store keeps whatever hash it is given; a readable stand-in is enough here.
-    return store().insert_version(tenant.id, script, "sha-of:" + std::string(source), source,
-                                  R"({"runtime":"lua5.4"})", "tok-publisher", at);
+    // The store keeps whatever hash it is given; a stand-in unique to the source is enough here,
+    // in hex as a real hash is (a source may hold any bytes; a hash never does).
+    std::string stand_in = "sha-of:";
+    for (unsigned char c : source) {
+      stand_in += "0123456789abcdef"[c >> 4];
+      stand_in += "0123456789abcdef"[c & 0xf];
+    }
+    return store().insert_version(tenant.id, script, stand_in, source, R"({"runtime":"lua5.4"})",
+                                  "tok-publisher", at);
   }
 
   TempDir dir_;
@@ -380,19 +387,21 @@ TEST_F(StoreTest, DataSurvivesReopening) {
 }
 
 TEST_F(StoreTest, CreatesAPrivateDataDirectoryAndUsesWal) {
+  SKIP_UNLESS_SQLITE("the data directory's file");
   store();
   struct stat info {};
   ASSERT_EQ(stat(data_dir().c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0700u);
-  RawDb raw(db_file());
+  corral::testing::RawSql raw(data_dir());
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
 }
 
 TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {
+  SKIP_UNLESS_SQLITE("the data directory's file");
   std::filesystem::create_directories(data_dir());
   std::ofstream(db_file()) << std::string(4096, 'x');
   try {
-    open_sqlite_store(data_dir());
+    corral::testing::open_store_under_test(data_dir());
     FAIL() << "a file of junk was opened as a store";
   } catch (const StoreError& error) {
     std::string message = error.what();
@@ -443,7 +452,7 @@ TEST_F(StoreTest, ConcurrentPublishersThroughSeparateConnectionsGetContiguousNum
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      auto own = open_sqlite_store(data_dir());
+      auto own = corral::testing::open_store_under_test(data_dir());
       for (int i = 0; i < kEach; ++i) {
         std::string source = "conn " + std::to_string(t) + " #" + std::to_string(i);
         own->insert_version(acme.id, "hot", "sha-of:" + source, source, "{}", "p", 1);

@@ -1,10 +1,13 @@
 #include "support/postgres_server.h"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -42,15 +45,39 @@ std::string shell_quoted(const std::string& text) {
   return out + "'";
 }
 
-// The command's exit status and what it printed on stdout and stderr.
+// The command's exit status and what it printed on stdout and stderr. The command gets no other
+// descriptor of this process: the server it starts outlives the call, and must not keep a test's
+// sockets, pipes or lock files open.
 std::pair<int, std::string> shell(const std::string& command) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return {-1, "pipe failed"};
+  pid_t child = fork();
+  if (child < 0) return {-1, "fork failed"};
+  if (child == 0) {
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0) dup2(null, 0);
+    close_range(3, ~0U, 0);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
   std::string output;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
   std::array<char, 4096> buffer;
-  size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  return {pclose(pipe), output};
+  for (;;) {
+    ssize_t n = read(out[0], buffer.data(), buffer.size());
+    if (n > 0) {
+      output.append(buffer.data(), static_cast<size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  close(out[0]);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  return {status, output};
 }
 
 }  // namespace
@@ -75,6 +102,35 @@ PostgresServer::PostgresServer() {
                              fs::temp_directory_path().string());
   }
   directory_ = pattern;
+  make_and_start();
+}
+
+PostgresServer::PostgresServer(const fs::path& directory) : directory_(directory), owned_(false) {
+  if (auto why = unavailable()) throw std::runtime_error(*why);
+  bin_ = *server_bin();
+  if (geteuid() == 0) run_as_ = "postgres";
+  running_ = true;
+}
+
+void PostgresServer::start_in(const fs::path& directory) {
+  if (auto why = unavailable()) throw std::runtime_error(*why);
+  fs::create_directories(directory.parent_path());
+  if (!fs::create_directory(directory)) {
+    throw std::runtime_error(directory.string() + " exists already: stop the server there first");
+  }
+  PostgresServer server(directory);
+  server.running_ = false;
+  server.make_and_start();
+}
+
+void PostgresServer::stop_in(const fs::path& directory) {
+  {
+    PostgresServer server(directory);
+    server.owned_ = true;  // stopped and removed when it goes
+  }
+}
+
+void PostgresServer::make_and_start() {
   if (geteuid() == 0) {
     run_as_ = "postgres";
     passwd* user = getpwnam("postgres");
@@ -88,6 +144,7 @@ PostgresServer::PostgresServer() {
 }
 
 PostgresServer::~PostgresServer() {
+  if (!owned_) return;
   try {
     if (running_) stop();
   } catch (const std::exception& error) {

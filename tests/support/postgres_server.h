@@ -21,7 +21,14 @@ class PostgresServer {
 
   // initdb and start; throws std::runtime_error with the tools' output when either fails.
   PostgresServer();
+  // The server already running in `directory` (made by start_in): used, and left running.
+  explicit PostgresServer(const std::filesystem::path& directory);
   ~PostgresServer();
+
+  // A server that outlives this process (ctest's fixture for a whole run): made and started in
+  // `directory`, which must not exist yet; and stopped, with the directory removed.
+  static void start_in(const std::filesystem::path& directory);
+  static void stop_in(const std::filesystem::path& directory);
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
 
@@ -44,8 +51,12 @@ class PostgresServer {
 
   std::filesystem::path bin_;
   std::filesystem::path directory_;
+  // Makes the cluster in directory_ (which exists) and starts it.
+  void make_and_start();
+
   std::string run_as_;  // "" when the tests are not root
   bool running_ = false;
+  bool owned_ = true;  // stopped and removed with this object
 };
 
 }  // namespace corral::testing
