@@ -341,6 +341,15 @@ void JobService::sender_loop() {
       if (std::chrono::steady_clock::now() - last_prune > options_.prune_every) {
         last_prune = std::chrono::steady_clock::now();
         prune(store::now_ms());
+        // On a store other nodes share, a node that died mid-send leaves its delivery in flight,
+        // and only a live node can hand it back (store.h, recover_deliveries).
+        if (store_.shared()) {
+          if (int64_t abandoned = store_.recover_deliveries(store::now_ms()); abandoned > 0) {
+            log(spdlog::level::warn, "handed back webhook deliveries another node abandoned",
+                {{"deliveries", abandoned},
+                 {"hint", "a corrald node stopped while sending them; they are sent again"}});
+          }
+        }
       }
     } catch (const std::exception& error) {
       log(spdlog::level::err, "a webhook sender could not reach the store",

@@ -30,6 +30,7 @@ class PostgresSqlConnection : public SqlConnection {
   void commit() override;
   void rollback() noexcept override;
   std::string describe() const override { return "PostgreSQL at " + connection_.server(); }
+  bool shared() const override { return true; }
 
  private:
   class Statement;

@@ -72,6 +72,8 @@ class SqlConnection {
 
   // What messages name: the database's file, or PostgreSQL's host/database.
   virtual std::string describe() const = 0;
+  // Whether other corrald nodes may use the database at the same time.
+  virtual bool shared() const = 0;
 };
 
 }  // namespace corral::store

@@ -38,6 +38,8 @@ class SqliteConnection : public SqlConnection {
   void commit() override;
   void rollback() noexcept override;
   std::string describe() const override { return file_.string(); }
+  // One corrald per data directory (data_dir_lock.h).
+  bool shared() const override { return false; }
 
   // SQLite's failure as the store's error: StorageUnavailable for a full or failing disk,
   // ConstraintError for a broken rule, StoreError with a hint otherwise.

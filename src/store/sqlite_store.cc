@@ -1634,9 +1634,9 @@ CancelOutcome SqliteStore::cancel_job(std::string_view tenant_id, std::string_vi
 std::pair<int64_t, int64_t> SqliteStore::recover_jobs(int64_t at) {
   std::lock_guard lock(mutex_);
   Transaction transaction(*this);
-  // Every running job, leases or not: the data directory's lock means no other corrald has this
-  // file open, so every holder is dead (store.h, recover_jobs).
-  auto recovered = hand_back_jobs_locked(at, true);
+  // Alone on the store (the data directory's lock means no other corrald has the file open), every
+  // holder is dead: every running job, leases or not. Shared, only lapsed leases (store.h).
+  auto recovered = hand_back_jobs_locked(at, !shared());
   transaction.commit();
   return recovered;
 }
@@ -1728,13 +1728,15 @@ bool SqliteStore::record_delivery_attempt(const DeliveryAttempt& attempt) {
   return changed;
 }
 
+bool SqliteStore::shared() const { return connection_->shared(); }
+
 int64_t SqliteStore::recover_deliveries(int64_t at) {
   std::lock_guard lock(mutex_);
   auto update = statement(
       "UPDATE webhook_deliveries SET in_flight = 0, next_attempt_at = ?1, updated_at = ?1, "
       "last_error = 'corrald stopped while try ' || attempts || ' was being sent' "
-      "WHERE state = 'pending' AND in_flight = 1 RETURNING id");
-  update.bind(1, at);
+      "WHERE state = 'pending' AND in_flight = 1 AND updated_at < ?2 RETURNING id");
+  update.bind(1, at).bind(2, shared() ? at - kAbandonedDeliveryMs : at + 1);
   int64_t recovered = 0;
   while (update.step("recovering webhook deliveries in flight")) ++recovered;
   return recovered;

@@ -127,6 +127,7 @@ class SqliteStore : public Store {
   std::optional<Delivery> claim_delivery(int64_t now) override;
   bool record_delivery_attempt(const DeliveryAttempt& attempt) override;
   int64_t recover_deliveries(int64_t at) override;
+  bool shared() const override;
   std::vector<Delivery> list_deliveries(std::string_view tenant_id,
                                         std::optional<DeliveryState> state,
                                         std::optional<std::string> before_id,

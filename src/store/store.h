@@ -634,10 +634,10 @@ class Store {
                                    std::optional<Job>* job) = 0;
   // At start-up, before any runner: jobs left running by a corrald that died go back to queued,
   // their attempt counted; those that had used their last attempt fail (outcome crashed). Returns
-  // how many were requeued and how many failed. Every running job is handed back, leases or not:
-  // that is right only for a store no other node uses (SQLite: the data directory's lock proves
-  // no other corrald is alive). A store shared by several nodes must leave running jobs alone
-  // here (their holders may be alive) and hand back only lapsed leases, which claim_job does.
+  // how many were requeued and how many failed. On a store no other node uses (SQLite: the data
+  // directory's lock proves no other corrald is alive) every running job is handed back, leases
+  // or not; on a shared one (shared()), only those whose lease lapsed before `at`, since other
+  // holders may be alive (claim_job hands those back too).
   virtual std::pair<int64_t, int64_t> recover_jobs(int64_t at) = 0;
   // Jobs by state, over all tenants, for the metrics gauge.
   virtual std::vector<std::pair<JobState, int64_t>> count_jobs() = 0;
@@ -653,10 +653,15 @@ class Store {
   virtual std::optional<Delivery> claim_delivery(int64_t now) = 0;
   // Guarded by the attempt number, as finish_job is. false when nothing changed.
   virtual bool record_delivery_attempt(const DeliveryAttempt& attempt) = 0;
-  // At start-up: deliveries in flight when corrald died become due again (their try counted).
-  // Like recover_jobs, only for a store no other node uses: deliveries in flight carry no lease
-  // yet, so a shared store must not hand them back here.
+  // Deliveries in flight when a corrald died become due again (their try counted). On a store no
+  // other node uses, every delivery in flight, at start-up. On a shared one, only those in flight
+  // for longer than kAbandonedDeliveryMs (no try lasts that long: the policy's longest webhook
+  // timeout is 300 s), and then every node calls it now and then, since the dead node will not.
   virtual int64_t recover_deliveries(int64_t at) = 0;
+  static constexpr int64_t kAbandonedDeliveryMs = 10 * 60 * 1000;
+  // Whether other corrald nodes may use this store at the same time (PostgreSQL), which decides
+  // what recovery may hand back.
+  virtual bool shared() const = 0;
   // Newest first. A limit below 1 throws std::invalid_argument.
   virtual std::vector<Delivery> list_deliveries(std::string_view tenant_id,
                                                 std::optional<DeliveryState> state,

@@ -1,4 +1,4 @@
-// Jobs leased by a node (store.h, "Leases"), through the abstract Store on a real SQLite file, with
+// Jobs leased by a node (store.h, "Leases"), through the abstract Store on a real database, with
 // every time given as an argument: a node that stops renewing loses its job to the next claim
 // after the lease lapsed, and its late writes (finish, requeue, renewal) are refused by the
 // fencing token, so the new holder's result is the one kept; a renewed lease is not taken; a lapse
@@ -191,6 +191,7 @@ TEST_F(JobLeaseTest, AHandedBackJobKeepsItsPlaceInTheQueue) {
 
 // The recovery at start-up (one node on the store) hands back every running job, leased or not.
 TEST_F(JobLeaseTest, RecoveryAtStartHandsBackEvenCurrentLeases) {
+  SKIP_UNLESS_SQLITE("a store no other node uses");
   std::string id = submit("k").id;
   auto before = store_->claim_job(1000, "node-a", kLease);
   ASSERT_TRUE(before);
@@ -205,6 +206,41 @@ TEST_F(JobLeaseTest, RecoveryAtStartHandsBackEvenCurrentLeases) {
   auto after = store_->claim_job(1020, "node-a", kLease);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->lease_token, before->lease_token + 1);
+}
+
+// A store other nodes share (PostgreSQL): a node starting must not take the jobs and deliveries
+// that live nodes hold, only what a dead node left behind.
+TEST_F(JobLeaseTest, RecoveryOnASharedStoreLeavesLiveNodesWorkAlone) {
+  if (!store_->shared()) GTEST_SKIP() << "the store under test is not shared by nodes";
+  std::string live = submit("live").id, dead = submit("dead").id;
+  auto held = store_->claim_job(1000, "node-a", kLease);
+  auto lapsed = store_->claim_job(1000, "node-b", kLease / 2);
+  ASSERT_TRUE(held && lapsed);
+  // node-b's lease lapsed at 1050; node-a's runs to 1100.
+  auto [requeued, failed] = store_->recover_jobs(1060);
+  EXPECT_EQ(requeued, 1);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(job(held->id).state, JobState::running);
+  EXPECT_EQ(job(lapsed->id).state, JobState::queued);
+  EXPECT_TRUE(store_->finish_job(finish(*held, "{}", 1070))) << "node-a's result is kept";
+}
+
+TEST_F(JobLeaseTest, ADeliveryInFlightIsHandedBackOnASharedStoreOnlyOnceAbandoned) {
+  if (!store_->shared()) GTEST_SKIP() << "the store under test is not shared by nodes";
+  submit("k", 3, "https://hooks.example/done");
+  auto claimed = store_->claim_job(1000, "node-a", kLease);
+  ASSERT_TRUE(claimed);
+  ASSERT_TRUE(store_->finish_job(finish(*claimed, "{}", 1010)));
+  auto sending = store_->claim_delivery(2000);
+  ASSERT_TRUE(sending);
+  EXPECT_EQ(store_->recover_deliveries(2000 + Store::kAbandonedDeliveryMs / 2), 0)
+      << "a node may still be sending it";
+  EXPECT_FALSE(store_->claim_delivery(2000 + Store::kAbandonedDeliveryMs / 2));
+  int64_t abandoned = 2000 + Store::kAbandonedDeliveryMs + 1;
+  EXPECT_EQ(store_->recover_deliveries(abandoned), 1);
+  auto again = store_->claim_delivery(abandoned);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, sending->id) << "the same delivery id on every try";
 }
 
 }  // namespace

@@ -526,10 +526,11 @@ TEST_F(StoreTest, AJobsInputIsDroppedOnEveryWayItEndsUnlessKept) {
   Job cancelled = submit("cancel", false);
   EXPECT_EQ(store().cancel_job(acme.id, cancelled.id, 30, nullptr), CancelOutcome::cancelled);
   EXPECT_TRUE(store().find_job(acme.id, cancelled.id)->input_dropped());
-  // Failed on recovery, its last attempt interrupted by a stop of corrald.
+  // Failed on recovery, its last attempt interrupted by a stop of corrald (past its lease, which a
+  // shared store waits for).
   Job interrupted = submit("recover", false);
   ASSERT_EQ(store().claim_job(40, "node-a", 30'000)->id, interrupted.id);
-  store().recover_jobs(41);
+  store().recover_jobs(40 + 30'000 + 1);
   Job recovered = *store().find_job(acme.id, interrupted.id);
   EXPECT_EQ(recovered.state, JobState::failed);
   EXPECT_TRUE(recovered.input_dropped());
