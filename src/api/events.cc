@@ -38,14 +38,14 @@ void log_storage_failure(const store::StorageUnavailable& failure) {
   spdlog::error(
       json({{"level", "error"},
             {"msg", failure.disk_full() ? "cannot write to the store: the disk is full"
-                                        : "cannot write to the store: the disk failed"},
+                                        : "cannot reach or write the store"},
             {"error", failure.what()},
             {"failures_since_last_logged", since},
             {"hint", failure.disk_full()
                          ? "free space on the disk of the data directory; writes are answered 507 "
                            "until then, reads are served; logged at most every 10 s"
-                         : "check the disk of the data directory and the system log; logged at "
-                           "most every 10 s"}})
+                         : "check the store: the disk of the data directory and the system log, "
+                           "or the PostgreSQL server --store names; logged at most every 10 s"}})
           .dump(-1, ' ', false, json::error_handler_t::replace));
 }
 ThrottledEvents::ThrottledEvents(std::chrono::milliseconds window, spdlog::level::level_enum level,

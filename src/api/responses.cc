@@ -232,11 +232,13 @@ JsonResponse storage_unavailable_json(bool disk_full, const std::string& invocat
                              "corrald's data directory (corrald's log has the cause)",
                          invocation_id, members)
           : problem_json(503, "storage-failing", "corral's storage is failing",
-                         "corral could not save what this request changes: the disk that holds "
-                         "its database reported an I/O error. Nothing was changed",
+                         "corral could not reach or write its database (a disk that reported an "
+                         "I/O error, or a PostgreSQL server that is not answering). Nothing was "
+                         "changed",
                          "send the request again in " + retry +
-                             " s (Retry-After); the operator must check the disk of corrald's "
-                             "data directory (corrald's log has the cause)",
+                             " s (Retry-After); the operator must check corrald's store: the disk "
+                             "of its data directory, or its PostgreSQL server (corrald's log has "
+                             "the cause)",
                          invocation_id, members);
   response.headers.emplace_back("Retry-After", retry);
   return response;

@@ -52,6 +52,7 @@ namespace fs = std::filesystem;
 struct Settings {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./data";
+  std::string store;  // "": sqlite:<data-dir>/corral.db
   std::string worker = corral::default_worker_path();
   std::string ready_file;
   unsigned io_threads = 1;
@@ -570,7 +571,7 @@ int serve(const Settings& settings) {
   std::unique_ptr<corral::store::Store> store;
   try {
     try {
-      store = corral::store::open_sqlite_store(settings.data_dir);
+      store = corral::store::open_store_at(settings.store, settings.data_dir);
     } catch (const corral::store::StorageUnavailable& full) {
       // A full disk: the space kept for it lets the store open, to serve reads (docs/operations.md,
       // "A full disk").
@@ -583,11 +584,13 @@ int serve(const Settings& settings) {
                  {"hint",
                   "free space on this disk; corrald takes its reserve again at the next "
                   "start"}});
-      store = corral::store::open_sqlite_store(settings.data_dir);
+      store = corral::store::open_store_at(settings.store, settings.data_dir);
     }
   } catch (const std::exception& failure) {
     log_event(spdlog::level::err, "cannot open the store",
-              {{"data_dir", settings.data_dir}, {"error", failure.what()}});
+              {{"data_dir", settings.data_dir},
+               {"store", corral::store::redact_store_url(settings.store)},
+               {"error", failure.what()}});
     std::fprintf(stderr, "corrald: %s\n", failure.what());
     return 1;
   }
@@ -957,6 +960,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", settings.data_dir,
                  "directory for corral's state (created if missing)")
       ->capture_default_str();
+  app.add_option("--store", settings.store,
+                 "where the store is: sqlite:PATH (default: sqlite:<data-dir>/corral.db) or a "
+                 "postgresql:// URI, which several corrald nodes may share (docs/operations.md, "
+                 "\"Running several nodes\")");
   app.add_option("--worker", settings.worker, "the corral-worker binary")->capture_default_str();
   app.add_option("--ready-file", settings.ready_file,
                  "once listening, write the bound HOST:PORT to this file (for scripts and tests)");

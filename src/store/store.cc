@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "store/postgres_connection.h"
 #include "store/postgres_sql.h"
 #include "store/sqlite_store.h"
 
@@ -140,5 +141,24 @@ std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir) 
 std::unique_ptr<Store> open_postgres_store(const std::string& url) {
   return std::make_unique<SqliteStore>(std::make_unique<PostgresSqlConnection>(url));
 }
+
+std::unique_ptr<Store> open_store_at(std::string_view location,
+                                     const std::filesystem::path& data_dir) {
+  if (location.empty()) return open_sqlite_store(data_dir);
+  if (location.starts_with("sqlite:")) {
+    std::filesystem::path file(location.substr(std::string_view("sqlite:").size()));
+    if (file.empty()) {
+      throw std::invalid_argument("--store sqlite: names no file; write sqlite:PATH");
+    }
+    return std::make_unique<SqliteStore>(file);
+  }
+  if (location.starts_with("postgresql://") || location.starts_with("postgres://")) {
+    return open_postgres_store(std::string(location));
+  }
+  throw std::invalid_argument("--store must be sqlite:PATH or a postgresql:// URI, not \"" +
+                              redact_store_url(location) + "\"");
+}
+
+std::string redact_store_url(std::string_view location) { return redact_postgres_url(location); }
 
 }  // namespace corral::store

@@ -722,4 +722,13 @@ std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& data_dir);
 // database.
 std::unique_ptr<Store> open_postgres_store(const std::string& url);
 
+// The store corrald's --store names: "" (SQLite at <data_dir>/corral.db, as open_sqlite_store),
+// sqlite:PATH (SQLite in that file, whose directory must exist), or a postgresql:// or
+// postgres:// URI (open_postgres_store). Throws std::invalid_argument, saying what it takes, for
+// anything else.
+std::unique_ptr<Store> open_store_at(std::string_view location,
+                                     const std::filesystem::path& data_dir);
+// The location with any password replaced by "***", for logs and messages.
+std::string redact_store_url(std::string_view location);
+
 }  // namespace corral::store
