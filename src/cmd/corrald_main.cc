@@ -27,6 +27,7 @@
 #include "broker/sealing.h"
 #include "broker/secrets.h"
 #include "cache/result_cache.h"
+#include "cluster/store_follower.h"
 #include "invocation/cpu_lane.h"
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
@@ -747,6 +748,23 @@ int serve(const Settings& settings) {
     return corral::metrics::Registry::TokenCacheFigures{figures.hits, figures.misses,
                                                         static_cast<int64_t>(figures.entries)};
   });
+  // On a store other nodes share, their policy changes and token revocations reach this node
+  // within a quarter second (docs/operations.md, "Running several nodes").
+  corral::cluster::StoreFollower follower(
+      *store, *policy, settings.token_cache_ms > 0 ? &tokens : nullptr,
+      {.on_change =
+           [](const std::string& what, const std::string& detail) {
+             log_event(spdlog::level::info, "another node changed the " + what,
+                       {{"detail", detail}});
+           },
+       .on_problem =
+           [](const std::string& problem) {
+             log_event(spdlog::level::warn, "cannot follow the other nodes' changes",
+                       {{"error", problem},
+                        {"hint",
+                         "check the store; this node keeps what it has in force and "
+                         "asks again every 250 ms"}});
+           }});
   // A circuit breaker per script version, from the policy's circuit_breaker settings.
   corral::sched::CircuitBreakers breakers;
   // Results of deterministic, capability-free versions; the policy's cache.enabled per tenant.

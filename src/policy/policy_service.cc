@@ -65,6 +65,21 @@ Snapshot PolicyService::load(const store::PolicyVersion& stored) const {
                   .created_at = stored.created_at};
 }
 
+bool PolicyService::follow_store(std::string* problem) {
+  auto newest = store_.latest_policy_version();
+  if (!newest || newest->version <= current()->version) return false;
+  try {
+    publish(std::make_shared<const Snapshot>(load(*newest)));
+    return true;
+  } catch (const PolicyInvalid& invalid) {
+    if (problem != nullptr) {
+      *problem = "policy version " + std::to_string(newest->version) +
+                 " is not valid for this corrald: " + invalid.what();
+    }
+    return false;
+  }
+}
+
 void PolicyService::publish(std::shared_ptr<const Snapshot> snapshot) {
   auto seen = current_.load();
   while (seen->version < snapshot->version) {

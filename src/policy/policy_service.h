@@ -67,6 +67,11 @@ class PolicyService {
   Accepted load_file(std::string_view yaml_text, std::string_view source_name,
                      std::string_view occasion);
 
+  // For a store other nodes share: makes the newest stored version current when another node
+  // stored one since (a version this corrald cannot read is left out, the one in force kept, and
+  // the reason returned in `problem`). True when the policy in force changed.
+  bool follow_store(std::string* problem = nullptr);
+
  private:
   // Parses, stores, audits and publishes one document; `reason` starts the audit entry's reason.
   Accepted install(std::string_view yaml_text, std::string_view principal, std::string_view action,

@@ -1730,6 +1730,15 @@ bool SqliteStore::record_delivery_attempt(const DeliveryAttempt& attempt) {
 
 bool SqliteStore::shared() const { return connection_->shared(); }
 
+std::vector<std::string> SqliteStore::tokens_revoked_since(int64_t since) {
+  std::lock_guard lock(mutex_);
+  auto select = statement("SELECT id FROM tokens WHERE revoked_at >= ?1 ORDER BY revoked_at");
+  select.bind(1, since);
+  std::vector<std::string> ids;
+  while (select.step("listing tokens revoked lately")) ids.push_back(select.text(0));
+  return ids;
+}
+
 int64_t SqliteStore::recover_deliveries(int64_t at) {
   std::lock_guard lock(mutex_);
   auto update = statement(

@@ -128,6 +128,7 @@ class SqliteStore : public Store {
   bool record_delivery_attempt(const DeliveryAttempt& attempt) override;
   int64_t recover_deliveries(int64_t at) override;
   bool shared() const override;
+  std::vector<std::string> tokens_revoked_since(int64_t since) override;
   std::vector<Delivery> list_deliveries(std::string_view tenant_id,
                                         std::optional<DeliveryState> state,
                                         std::optional<std::string> before_id,

@@ -662,6 +662,9 @@ class Store {
   // Whether other corrald nodes may use this store at the same time (PostgreSQL), which decides
   // what recovery may hand back.
   virtual bool shared() const = 0;
+  // The ids of the tokens revoked at or after `since` (unix ms), for a node to drop them from its
+  // token cache when another node revoked them.
+  virtual std::vector<std::string> tokens_revoked_since(int64_t since) = 0;
   // Newest first. A limit below 1 throws std::invalid_argument.
   virtual std::vector<Delivery> list_deliveries(std::string_view tenant_id,
                                                 std::optional<DeliveryState> state,

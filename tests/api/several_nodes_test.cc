@@ -9,7 +9,9 @@
 
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "registry/api_client.h"
@@ -82,6 +84,53 @@ TEST_F(SeveralNodes, WhatOneNodeWritesAnotherServes) {
     EXPECT_EQ(verified.status, 200) << verified;
     EXPECT_EQ(verified.body.value("ok", false), true) << verified;
   }
+}
+
+// Polls `check` for up to `limit`; how long it took to hold, or nullopt.
+std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit,
+                                                const std::function<bool()>& check) {
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < limit) {
+    if (check()) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
+}
+
+TEST_F(SeveralNodes, ARevocationAndAPolicyMadeOnOneNodeAreInForceOnTheOtherWithinASecond) {
+  // The default token cache (5 s) on both: the node that did not revoke must learn of it.
+  ApiClient a(start_node("node-a"));
+  ApiClient b(start_node("node-b"));
+  a.tenant_with_tokens("acme");
+  Answer made =
+      a.post(a.admin(), "/v1/tenants/acme/tokens", {{"role", "auditor"}, {"subject", "eve"}});
+  ASSERT_EQ(made.status, 201) << made;
+  std::string secret = made.body.value("token", ""), id = made.body.value("id", "");
+  ASSERT_EQ(b.get(secret, "/v1/tenants/acme/scripts").status, 200) << "cached by node-b now";
+
+  Answer revoked = a.del(a.admin(), "/v1/tenants/acme/tokens/" + id);
+  ASSERT_EQ(revoked.status, 200) << revoked;
+  auto refused = within(std::chrono::seconds(1),
+                        [&] { return b.get(secret, "/v1/tenants/acme/scripts").status == 401; });
+  ASSERT_TRUE(refused) << "node-b still took the token a second after node-a revoked it";
+  std::printf("node-b refused the revoked token after %lld ms\n",
+              static_cast<long long>(refused->count()));
+
+  int64_t before = b.get(b.admin(), "/v1/policy").body.value("version", int64_t{-1});
+  Answer put = a.put(a.admin(), "/v1/policy",
+                     {{"document", "tenants:\n  acme:\n    quotas: {rate_per_second: 7}\n"}});
+  ASSERT_EQ(put.status, 201) << put;
+  int64_t stored = put.body.value("version", int64_t{0});
+  ASSERT_GT(stored, before);
+  auto in_force = within(std::chrono::seconds(1), [&] {
+    return b.get(b.admin(), "/v1/policy").body.value("version", int64_t{-1}) == stored;
+  });
+  ASSERT_TRUE(in_force) << "node-b's policy is not node-a's new version a second later";
+  std::printf("node-b put policy version %lld in force after %lld ms\n",
+              static_cast<long long>(stored), static_cast<long long>(in_force->count()));
 }
 
 TEST_F(SeveralNodes, ANodeKilledMidwayCostsNoJob) {

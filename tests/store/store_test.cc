@@ -131,6 +131,9 @@ TEST_F(StoreTest, InsertsFindsAndRevokesTokens) {
   EXPECT_EQ(store().find_token(token.id)->revoked_at, 7000);
   // Revoking again does not move the time of revocation.
   EXPECT_EQ(store().revoke_token(token.id, 8000).revoked_at, 7000);
+  // What other nodes read to drop it from their caches.
+  EXPECT_EQ(store().tokens_revoked_since(7000), std::vector<std::string>{token.id});
+  EXPECT_TRUE(store().tokens_revoked_since(7001).empty());
 
   EXPECT_THROW(store().revoke_token("nope", 1), NotFound);
 }
