@@ -93,7 +93,7 @@ std::optional<std::string> PostgresServer::unavailable() {
   return std::nullopt;
 }
 
-PostgresServer::PostgresServer() {
+PostgresServer::PostgresServer(bool durable) : durable_(durable) {
   if (auto why = unavailable()) throw std::runtime_error(*why);
   bin_ = *server_bin();
   std::string pattern = (fs::temp_directory_path() / "corral-pg-XXXXXX").string();
@@ -167,8 +167,8 @@ void PostgresServer::run(const std::string& program, const std::string& argument
 void PostgresServer::start() {
   // No TCP at all (listen_addresses empty): the socket in the test's directory is the only way
   // in, so no other process on the machine can reach this server by accident.
-  std::string options = "-c listen_addresses='' -k " + directory_.string() +
-                        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+  std::string options = "-c listen_addresses='' -k " + directory_.string();
+  if (!durable_) options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
   run("pg_ctl", "start --wait --timeout=60 --silent --pgdata=" +
                     shell_quoted((directory_ / "data").string()) +
                     " --log=" + shell_quoted((directory_ / "server.log").string()) + " -o " +

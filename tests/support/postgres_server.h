@@ -20,7 +20,9 @@ class PostgresServer {
   static std::optional<std::string> unavailable();
 
   // initdb and start; throws std::runtime_error with the tools' output when either fails.
-  PostgresServer();
+  // `durable`: fsync and synchronous commits on, as a production server has them (for benches;
+  // tests leave them off).
+  explicit PostgresServer(bool durable = false);
   // The server already running in `directory` (made by start_in): used, and left running.
   explicit PostgresServer(const std::filesystem::path& directory);
   ~PostgresServer();
@@ -57,6 +59,7 @@ class PostgresServer {
   std::string run_as_;  // "" when the tests are not root
   bool running_ = false;
   bool owned_ = true;  // stopped and removed with this object
+  bool durable_ = false;
 };
 
 }  // namespace corral::testing
