@@ -274,8 +274,15 @@ TEST_F(FrontDoor, ADeeplyNestedPolicyIsRefusedBeforeItIsRead) {
   long grown = peak_kib() - before;
   ASSERT_GE(before, 0);
   // Each body is 200 KB, held a few times over while it is read and answered; yaml-cpp's tokens
-  // for one were 28 MB.
-  EXPECT_LT(grown, 16 * 1024) << "KiB corrald's peak grew by over 10 such PUTs";
+  // for one were 28 MB, 280 MB for ten. Under the sanitizers freed memory is held in quarantine
+  // rather than reused, so the ten bodies' copies add up (18 MB seen): the bound there is wider,
+  // still far below what reading them would take.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr long kBoundKib = 64 * 1024;
+#else
+  constexpr long kBoundKib = 16 * 1024;
+#endif
+  EXPECT_LT(grown, kBoundKib) << "KiB corrald's peak grew by over 10 such PUTs";
 }
 
 }  // namespace
